@@ -1,0 +1,95 @@
+//! The values that cross the shared-memory boundary: what a writer publishes and what a reader
+//! gets back.
+
+use crate::status::BookStatus;
+
+/// One level as the writer hands it over: exact mantissas, scaled by [`BookSides`]'s exponents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct RawLevel {
+    /// Price mantissa.
+    pub price: u64,
+    /// Quantity mantissa.
+    pub quantity: u64,
+}
+
+/// Both sides of a book, best first, as exact decimals sharing one exponent per column.
+#[derive(Debug, Clone, Copy)]
+pub struct BookSides<'a> {
+    /// Base-10 exponent of every price mantissa.
+    pub price_exponent: i8,
+    /// Base-10 exponent of every quantity mantissa.
+    pub quantity_exponent: i8,
+    /// Bids, highest price first.
+    pub bids: &'a [RawLevel],
+    /// Asks, lowest price first.
+    pub asks: &'a [RawLevel],
+}
+
+/// Everything about a book except its levels, as the writer publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookMeta {
+    /// Sync status; only [`BookStatus::Synced`] books are served to readers.
+    pub status: BookStatus,
+    /// The last update id applied.
+    pub last_update_id: u64,
+    /// Exchange event time of the last event applied, Unix milliseconds.
+    pub event_time_ms: u64,
+    /// When the DCN received the last event applied, Unix nanoseconds.
+    pub receive_time_ns: u64,
+    /// Resyncs since the book was added.
+    pub resyncs: u32,
+    /// Gaps detected since the book was added.
+    pub gaps: u32,
+}
+
+impl BookMeta {
+    /// Meta for a book that was just added: starting, no ids, no counters.
+    pub const fn starting() -> Self {
+        Self {
+            status: BookStatus::Starting,
+            last_update_id: 0,
+            event_time_ms: 0,
+            receive_time_ns: 0,
+            resyncs: 0,
+            gaps: 0,
+        }
+    }
+}
+
+/// One level as readers get it: `f64`s equal to parsing the exchange's decimal strings.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[repr(C)]
+pub struct Level {
+    /// Price.
+    pub price: f64,
+    /// Quantity.
+    pub quantity: f64,
+}
+
+/// A consistent snapshot of a book's metadata, read in the same seqlock section as its levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookInfo {
+    /// Sync status.
+    pub status: BookStatus,
+    /// The last update id applied.
+    pub last_update_id: u64,
+    /// Exchange event time of the last event applied, Unix milliseconds.
+    pub event_time_ms: u64,
+    /// When the DCN received that event, Unix nanoseconds.
+    pub receive_time_ns: u64,
+    /// When this version was published, Unix nanoseconds.
+    pub publish_time_ns: u64,
+    /// Number of bid levels held.
+    pub bid_count: u32,
+    /// Number of ask levels held.
+    pub ask_count: u32,
+    /// Resyncs since the book was added.
+    pub resyncs: u32,
+    /// Gaps detected since the book was added.
+    pub gaps: u32,
+    /// Publishes since the book was added.
+    pub updates: u64,
+    /// The slot generation this book lives in.
+    pub generation: u64,
+}

@@ -1,0 +1,227 @@
+//! Errors of segment creation, writing, opening and reading, each carrying what it is about.
+
+use std::io;
+
+use thiserror::Error;
+
+use crate::query::InvalidQuery;
+use crate::status::BookStatus;
+
+/// Creating a segment failed.
+#[derive(Debug, Error)]
+pub enum CreateSegmentError {
+    /// A cluster or DCN name is empty, too long or has characters other than `A-Za-z0-9_-`.
+    #[error("invalid {what} name {name:?}: use 1 to 64 of A-Z a-z 0-9 _ -")]
+    InvalidName {
+        /// `cluster` or `dcn`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// The book capacity or levels per side are out of range.
+    #[error("invalid segment geometry: {0}")]
+    InvalidGeometry(String),
+    /// A live writer already owns the segment.
+    #[error("segment {name} is owned by a live writer (pid {pid})")]
+    InUse {
+        /// Segment name.
+        name: String,
+        /// The owner's pid as recorded in the segment.
+        pid: u32,
+    },
+    /// A system call failed.
+    #[error("{op} segment {name}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Segment name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Opening an existing segment failed. Nothing in a segment is trusted before these checks pass.
+#[derive(Debug, Error)]
+pub enum OpenSegmentError {
+    /// No segment of that name exists.
+    #[error("segment {name} does not exist")]
+    NotFound {
+        /// Segment name.
+        name: String,
+    },
+    /// A system call failed.
+    #[error("{op} segment {name}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Segment name.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is smaller than its header or than the size its header claims.
+    #[error("segment {name} is truncated: {size} bytes, expected at least {expected}")]
+    Truncated {
+        /// Segment name.
+        name: String,
+        /// Actual file size.
+        size: u64,
+        /// Size required.
+        expected: u64,
+    },
+    /// The file does not start with the segment magic: not a ubdcc segment.
+    #[error("segment {name} is not a ubdcc segment (magic {found:#018x})")]
+    BadMagic {
+        /// Segment name.
+        name: String,
+        /// The first word found.
+        found: u64,
+    },
+    /// Written by an incompatible layout version.
+    #[error(
+        "segment {name} has layout {found_major}.{found_minor}, this reader understands {expected_major}.x"
+    )]
+    LayoutVersion {
+        /// Segment name.
+        name: String,
+        /// The reader's major version.
+        expected_major: u32,
+        /// The segment's major version.
+        found_major: u32,
+        /// The segment's minor version.
+        found_minor: u32,
+    },
+    /// Same version, different struct layout: one side was built from changed sources.
+    #[error("segment {name} has layout hash {found:#018x}, this reader expects {expected:#018x}")]
+    LayoutHash {
+        /// Segment name.
+        name: String,
+        /// The reader's hash.
+        expected: u64,
+        /// The segment's hash.
+        found: u64,
+    },
+    /// The header is inconsistent (offsets outside the file, impossible sizes).
+    #[error("segment {name} is corrupt: {reason}")]
+    Corrupt {
+        /// Segment name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The segment is still being created, or its writer died while creating it.
+    #[error("segment {name} is not initialised")]
+    NotReady {
+        /// Segment name.
+        name: String,
+    },
+}
+
+/// A writer operation failed; the segment is unchanged.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WriteError {
+    /// An exchange or market name is empty, longer than 48 bytes or contains NUL.
+    #[error("invalid {what} {name:?}: 1 to 48 bytes, no NUL")]
+    InvalidName {
+        /// `exchange` or `market`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// The book is already in this segment.
+    #[error("book {exchange} {market} is already in this segment")]
+    DuplicateBook {
+        /// Exchange.
+        exchange: String,
+        /// Market.
+        market: String,
+    },
+    /// Every slot is in use.
+    #[error("segment is full: all {capacity} book slots are in use")]
+    Full {
+        /// Number of slots.
+        capacity: u32,
+    },
+    /// The handle's book was removed (or belongs to another segment).
+    #[error("stale book handle (slot {slot}, generation {generation})")]
+    StaleHandle {
+        /// Slot index.
+        slot: u32,
+        /// Generation of the handle.
+        generation: u64,
+    },
+    /// More levels than a side can hold.
+    #[error("{count} {side} levels exceed the segment's {capacity} levels per side")]
+    TooManyLevels {
+        /// `bids` or `asks`.
+        side: &'static str,
+        /// Levels given.
+        count: usize,
+        /// Levels per side.
+        capacity: u32,
+    },
+}
+
+/// A read failed; no data was returned.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    /// No segment of the cluster on this host holds the book.
+    #[error("no DepthCache for {exchange} {market} in cluster '{cluster}' on this host")]
+    NotFound {
+        /// Cluster.
+        cluster: String,
+        /// Exchange.
+        exchange: String,
+        /// Market.
+        market: String,
+    },
+    /// The book exists but is not synced, so its levels are not served.
+    #[error("DepthCache {exchange} {market} is {status}; its levels are not served")]
+    NotSynced {
+        /// Exchange.
+        exchange: String,
+        /// Market.
+        market: String,
+        /// Its status.
+        status: BookStatus,
+    },
+    /// The writer process is gone (its lock is free, or it closed the segment).
+    #[error("writer of segment {segment} (pid {pid}) is gone; its books are not served")]
+    WriterGone {
+        /// Segment name.
+        segment: String,
+        /// Pid recorded in the segment.
+        pid: u32,
+    },
+    /// The writer is alive but its heartbeat stopped.
+    #[error("writer of segment {segment} (pid {pid}) is hung: no heartbeat for {silent_ms} ms")]
+    WriterHung {
+        /// Segment name.
+        segment: String,
+        /// Pid recorded in the segment.
+        pid: u32,
+        /// Age of the last heartbeat.
+        silent_ms: u64,
+    },
+    /// The book changed during every one of the bounded read attempts.
+    #[error("DepthCache kept changing during {attempts} read attempts")]
+    Contended {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The query parameters were invalid.
+    #[error(transparent)]
+    InvalidQuery(#[from] InvalidQuery),
+    /// A system call failed while checking the writer.
+    #[error("checking writer of segment {segment}: {source}")]
+    Io {
+        /// Segment name.
+        segment: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}

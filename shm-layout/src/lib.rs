@@ -1,0 +1,72 @@
+//! ubdcc's shared-memory book segments: the `#[repr(C)]` format, its seqlock writer and the
+//! lock-free readers that let any process on the host read an order book in nanoseconds.
+//!
+//! # Brief overview
+//! - A DCN owns one segment, `/dev/shm/ubdcc.<cluster>.<dcn>`, through a [`SegmentWriter`]: it
+//!   adds books ([`SegmentWriter::add_book`]), publishes every new version of a book in one seqlock
+//!   section ([`SegmentWriter::publish`]) and keeps a heartbeat.
+//! - Readers open a [`SegmentReader`] per segment, or a [`ClusterReader`] that finds a book by
+//!   exchange and market in any segment of a cluster. Readers map segments read-only and never
+//!   write to them.
+//! - Prices and quantities are exact decimals ([`Decimal`]); readers get `f64` [`Level`]s equal to
+//!   parsing the exchange's decimal strings, selected by a [`LevelQuery`] with the REST API's
+//!   `limit_count` / `threshold_volume` semantics.
+//! - A dead writer (its `flock` is free) or a hung one (heartbeat older than [`HUNG_AFTER`]) turns
+//!   every read into an error, never into stale data.
+//!
+//! # Layout
+//! `header` (segment identity, geometry, liveness), `directory` (book → slot), `slot` (one book),
+//! `seqlock` (the read/write protocol), `mapping` (the only `unsafe`), `segment` (names, geometry),
+//! `writer`, `reader`, `cluster`, `liveness`, `layout` (the layout hash the C header mirrors).
+//!
+//! # Example
+//! ```
+//! use ubdcc_shm::{BookMeta, BookSides, BookStatus, ClusterReader, LevelQuery, RawLevel, SegmentConfig, Side};
+//!
+//! let cluster = format!("doc{}", std::process::id());
+//! let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(4).levels_per_side(10).create()?;
+//! let book = writer.add_book("binance.com", "BTCUSDT")?;
+//! let asks = [RawLevel { price: 9_999_000_000, quantity: 300_000_000 }, RawLevel { price: 10_000_000_000, quantity: 100_000_000 }];
+//! let sides = BookSides { price_exponent: -8, quantity_exponent: -8, bids: &[], asks: &asks };
+//! writer.publish(book, &BookMeta { status: BookStatus::Synced, last_update_id: 7, ..BookMeta::starting() }, &sides)?;
+//!
+//! let mut reader = ClusterReader::open(&cluster)?;
+//! let mut levels = Vec::new();
+//! let info = reader.read("binance.com", "BTCUSDT", Side::Asks, &LevelQuery::top(1), &mut levels)?;
+//! assert_eq!(info.last_update_id, 7);
+//! assert_eq!((levels[0].price, levels[0].quantity), (99.99, 3.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+mod book;
+mod cluster;
+mod decimal;
+mod directory;
+mod error;
+mod header;
+mod layout;
+mod liveness;
+mod mapping;
+mod query;
+mod reader;
+mod segment;
+mod seqlock;
+mod slot;
+mod status;
+mod writer;
+
+pub use book::{BookInfo, BookMeta, BookSides, Level, RawLevel};
+pub use cluster::{BookListing, ClusterReader};
+pub use decimal::Decimal;
+pub use directory::MAX_NAME_LEN;
+pub use error::{CreateSegmentError, OpenSegmentError, ReadError, WriteError};
+pub use header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
+pub use layout::{LAYOUT_HASH, layout_table};
+pub use liveness::{HEARTBEAT_INTERVAL, HUNG_AFTER};
+pub use query::{InvalidQuery, LevelQuery, select_levels};
+pub use reader::{DirectoryListing, SegmentReader, WriterInfo};
+pub use segment::{MAX_BOOKS_PER_SEGMENT, SEGMENT_PREFIX, segment_name, segment_size};
+pub use slot::{DEFAULT_LEVELS_PER_SIDE, MAX_LEVELS_PER_SIDE, slot_size};
+pub use status::{BookStatus, OutOfSyncReason, Side};
+pub use writer::{BookHandle, Heartbeat, SegmentConfig, SegmentWriter};

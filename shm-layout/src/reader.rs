@@ -1,0 +1,424 @@
+//! A read-only view of one DCN's segment: validation at open, liveness checks, directory scans and
+//! seqlock reads of single slots.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rustix::fs::Mode;
+use rustix::shm;
+
+use crate::book::{BookInfo, Level};
+use crate::decimal::mantissa_to_f64;
+use crate::directory::{load_name, unpack_name};
+use crate::error::{OpenSegmentError, ReadError};
+use crate::header::{
+    LAYOUT_MAJOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SegmentHeader, SegmentState,
+};
+use crate::layout::LAYOUT_HASH;
+use crate::liveness::{
+    HUNG_AFTER, LOCK_PROBE_INTERVAL_NS, is_writer_lock_free, monotonic_coarse_ns,
+};
+use crate::mapping::{Access, Mapping};
+use crate::query::LevelQuery;
+use crate::segment::{Geometry, SegmentView};
+use crate::seqlock::{MAX_READ_ATTEMPTS, ReadSection, back_off};
+use crate::slot::{LevelWords, SlotHeader, unpack_exponents, unpack_pair};
+use crate::status::{BookStatus, Side};
+
+/// Who writes a segment, as recorded in its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Process start time in clock ticks since boot (pid-reuse guard).
+    pub start_time: u64,
+    /// Unix nanoseconds at which the writer created the segment.
+    pub epoch: u64,
+}
+
+/// One book found in a segment's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryListing {
+    /// Exchange string.
+    pub exchange: String,
+    /// Market symbol.
+    pub market: String,
+    /// Slot index.
+    pub slot: u32,
+    /// Generation of the slot.
+    pub generation: u64,
+}
+
+/// What a seqlock read of one slot found.
+pub(crate) enum SlotRead {
+    /// A synced book; the levels asked for are in the output buffer.
+    Synced(BookInfo),
+    /// The book is there but not synced; no levels were copied.
+    NotSynced(BookInfo),
+    /// The slot no longer holds the generation asked for: the book was removed or replaced.
+    Moved,
+}
+
+/// A validated, read-only mapping of one segment.
+///
+/// `SegmentReader` is `Send + Sync`; reads take `&self` and never write to the segment.
+pub struct SegmentReader {
+    name: String,
+    fd: OwnedFd,
+    view: SegmentView,
+    writer: WriterInfo,
+    hung_after_ns: u64,
+    /// Coarse-clock time of the last lock probe; rate-limits probes across threads.
+    last_probe_ns: AtomicU64,
+    /// Sticky: once the writer is gone it never comes back to this file.
+    gone: AtomicBool,
+}
+
+impl SegmentReader {
+    /// Opens and validates the segment called `name` (e.g. `ubdcc.default.dcn-0`).
+    ///
+    /// # Errors
+    /// [`OpenSegmentError::NotFound`] when it does not exist; [`OpenSegmentError::Truncated`],
+    /// [`OpenSegmentError::BadMagic`], [`OpenSegmentError::LayoutVersion`],
+    /// [`OpenSegmentError::LayoutHash`], [`OpenSegmentError::Corrupt`] or
+    /// [`OpenSegmentError::NotReady`] when it is not a complete segment of this layout; a dead or
+    /// closed writer is not an open error (reads report it).
+    pub fn open(name: &str) -> Result<Self, OpenSegmentError> {
+        let io = |op: &'static str| {
+            move |e: rustix::io::Errno| OpenSegmentError::Io {
+                op,
+                name: name.to_owned(),
+                source: e.into(),
+            }
+        };
+        let fd = match shm::open(name, shm::OFlags::RDONLY, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                return Err(OpenSegmentError::NotFound {
+                    name: name.to_owned(),
+                });
+            }
+            Err(errno) => return Err(io("open")(errno)),
+        };
+        let size = u64::try_from(rustix::fs::fstat(&fd).map_err(io("stat"))?.st_size).unwrap_or(0);
+        if size < SEGMENT_HEADER_SIZE as u64 {
+            return Err(OpenSegmentError::Truncated {
+                name: name.to_owned(),
+                size,
+                expected: SEGMENT_HEADER_SIZE as u64,
+            });
+        }
+        let len = usize::try_from(size).map_err(|_| OpenSegmentError::Corrupt {
+            name: name.to_owned(),
+            reason: format!("size {size}"),
+        })?;
+        let map = Mapping::new(fd.as_fd(), len, Access::ReadOnly).map_err(|source| {
+            OpenSegmentError::Io {
+                op: "map",
+                name: name.to_owned(),
+                source,
+            }
+        })?;
+        let header: &SegmentHeader = map.get(0);
+        let writer = validate_header(header, size, name)?;
+        let geometry = Geometry::from_header(header, size, name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            fd,
+            view: SegmentView::new(map, geometry),
+            writer,
+            hung_after_ns: HUNG_AFTER.as_nanos() as u64,
+            last_probe_ns: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+        })
+    }
+
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The writer recorded in the header.
+    pub fn writer(&self) -> WriterInfo {
+        self.writer
+    }
+
+    /// Capacity of each side of each book.
+    pub fn levels_per_side(&self) -> u32 {
+        self.view.geometry().levels_per_side
+    }
+
+    /// The directory's change counter; it moves whenever a book is added or removed.
+    pub fn directory_version(&self) -> u64 {
+        // SYNC POINT (Acquire): pairs with the Release bump in `SegmentWriter`.
+        self.view.header().directory_version.load(Ordering::Acquire)
+    }
+
+    /// `(dev, inode)` of the open file, to tell whether the name now refers to a newer segment.
+    pub(crate) fn file_id(&self) -> Option<(u64, u64)> {
+        let stat = rustix::fs::fstat(&self.fd).ok()?;
+        Some((stat.st_dev, stat.st_ino))
+    }
+
+    /// Checks that the writer is alive and beating.
+    ///
+    /// # Errors
+    /// [`ReadError::WriterGone`] when it closed the segment or its lock is free (it died),
+    /// [`ReadError::WriterHung`] when its heartbeat is older than [`crate::HUNG_AFTER`],
+    /// [`ReadError::Io`] when the lock cannot be probed.
+    #[inline]
+    pub fn check_writer(&self) -> Result<(), ReadError> {
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(self.gone_error());
+        }
+        let header = self.view.header();
+        // Relaxed: `state` only moves to Closed; seeing it a little late is the same as reading a
+        // moment earlier.
+        if header.state.load(Ordering::Relaxed) != SegmentState::Ready as u32 {
+            self.gone.store(true, Ordering::Relaxed);
+            return Err(self.gone_error());
+        }
+        let now = monotonic_coarse_ns();
+        let beat = header.heartbeat_ns.load(Ordering::Relaxed);
+        let silent = now.saturating_sub(beat);
+        let probe_due = now.saturating_sub(self.last_probe_ns.load(Ordering::Relaxed))
+            >= LOCK_PROBE_INTERVAL_NS;
+        if silent < self.hung_after_ns && !probe_due {
+            return Ok(());
+        }
+        self.last_probe_ns.store(now, Ordering::Relaxed);
+        let free = is_writer_lock_free(self.fd.as_fd()).map_err(|source| ReadError::Io {
+            segment: self.name.clone(),
+            source,
+        })?;
+        if free {
+            self.gone.store(true, Ordering::Relaxed);
+            return Err(self.gone_error());
+        }
+        if silent >= self.hung_after_ns {
+            return Err(ReadError::WriterHung {
+                segment: self.name.clone(),
+                pid: self.writer.pid,
+                silent_ms: silent / 1_000_000,
+            });
+        }
+        Ok(())
+    }
+
+    /// `true` once the writer has been seen gone; such a segment never serves again.
+    pub fn is_writer_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn gone_error(&self) -> ReadError {
+        ReadError::WriterGone {
+            segment: self.name.clone(),
+            pid: self.writer.pid,
+        }
+    }
+
+    /// Every book in the directory, each entry read consistently.
+    pub fn books(&self) -> Vec<DirectoryListing> {
+        (0..self.view.geometry().slot_count)
+            .filter_map(|slot| self.read_entry(slot))
+            .collect()
+    }
+
+    fn read_entry(&self, slot: u32) -> Option<DirectoryListing> {
+        let entry = self.view.entry(slot);
+        for attempt in 0..MAX_READ_ATTEMPTS {
+            let Some(section) = ReadSection::begin(&entry.seq) else {
+                back_off(attempt);
+                continue;
+            };
+            let in_use = entry.in_use.load(Ordering::Relaxed) == 1;
+            let generation = entry.generation.load(Ordering::Relaxed);
+            let exchange = load_name(&entry.exchange);
+            let market = load_name(&entry.market);
+            if !section.validate(&entry.seq) {
+                back_off(attempt);
+                continue;
+            }
+            if !in_use {
+                return None;
+            }
+            return Some(DirectoryListing {
+                exchange: unpack_name(&exchange),
+                market: unpack_name(&market),
+                slot,
+                generation,
+            });
+        }
+        None
+    }
+
+    /// Reads one slot: its info and, for a synced book, the levels of `side` that `query` selects,
+    /// into `out` (cleared first). Checks the writer first, so a dead or hung writer's data is
+    /// never returned.
+    #[inline]
+    pub(crate) fn read_slot(
+        &self,
+        slot: u32,
+        generation: u64,
+        side: Option<Side>,
+        query: &LevelQuery,
+        out: &mut Vec<Level>,
+    ) -> Result<SlotRead, ReadError> {
+        self.check_writer()?;
+        let header = self.view.slot(slot);
+        let levels = side.map(|side| self.view.levels(slot, side));
+        let capacity = self.view.geometry().levels_per_side as usize;
+        for attempt in 0..MAX_READ_ATTEMPTS {
+            let Some(section) = ReadSection::begin(&header.seq) else {
+                back_off(attempt);
+                continue;
+            };
+            out.clear();
+            let status_word = header.status.load(Ordering::Relaxed);
+            let found_generation = header.generation.load(Ordering::Relaxed);
+            let status = BookStatus::from_word(status_word);
+            let info = status.map(|status| load_info(header, status, found_generation));
+            if let (Some(info), Some(levels)) = (&info, levels)
+                && info.status.is_synced()
+            {
+                let count = match side {
+                    Some(Side::Asks) => info.ask_count,
+                    _ => info.bid_count,
+                } as usize;
+                let (price_exponent, quantity_exponent) =
+                    unpack_exponents(header.exponents.load(Ordering::Relaxed));
+                // A torn count may exceed the capacity; the re-check below discards that copy, but
+                // the loop must stay inside the slot until then.
+                copy_levels(
+                    &levels[..count.min(capacity)],
+                    price_exponent,
+                    quantity_exponent,
+                    query,
+                    out,
+                );
+            }
+            if !section.validate(&header.seq) {
+                back_off(attempt);
+                continue;
+            }
+            return Ok(match info {
+                Some(info) if info.generation != generation => SlotRead::Moved,
+                None => SlotRead::Moved,
+                Some(info) if info.status.is_synced() => SlotRead::Synced(info),
+                Some(info) => {
+                    out.clear();
+                    SlotRead::NotSynced(info)
+                }
+            });
+        }
+        out.clear();
+        Err(ReadError::Contended {
+            attempts: MAX_READ_ATTEMPTS,
+        })
+    }
+}
+
+/// Loads a slot's metadata (Relaxed; the caller validates the section afterwards).
+#[inline]
+fn load_info(header: &SlotHeader, status: BookStatus, generation: u64) -> BookInfo {
+    let (bid_count, ask_count) = unpack_pair(header.counts.load(Ordering::Relaxed));
+    let (resyncs, gaps) = unpack_pair(header.sync_counters.load(Ordering::Relaxed));
+    BookInfo {
+        status,
+        last_update_id: header.last_update_id.load(Ordering::Relaxed),
+        event_time_ms: header.event_time_ms.load(Ordering::Relaxed),
+        receive_time_ns: header.receive_time_ns.load(Ordering::Relaxed),
+        publish_time_ns: header.publish_time_ns.load(Ordering::Relaxed),
+        bid_count,
+        ask_count,
+        resyncs,
+        gaps,
+        updates: header.updates.load(Ordering::Relaxed),
+        generation,
+    }
+}
+
+/// Converts and selects levels best-first; touches only the levels the query can return.
+#[inline]
+fn copy_levels(
+    words: &[LevelWords],
+    price_exponent: i8,
+    quantity_exponent: i8,
+    query: &LevelQuery,
+    out: &mut Vec<Level>,
+) {
+    let words = &words[..query.max_levels(words.len())];
+    out.reserve(words.len());
+    let mut walk = query.walk();
+    for word in words {
+        let price = mantissa_to_f64(word.price.load(Ordering::Relaxed), price_exponent);
+        let quantity = mantissa_to_f64(word.quantity.load(Ordering::Relaxed), quantity_exponent);
+        if !walk.take(price, quantity) {
+            break;
+        }
+        out.push(Level { price, quantity });
+    }
+}
+
+/// Checks identity and version before anything else in the header is trusted.
+fn validate_header(
+    header: &SegmentHeader,
+    size: u64,
+    name: &str,
+) -> Result<WriterInfo, OpenSegmentError> {
+    // SYNC POINT (Acquire): pairs with the Release store of `state` in `SegmentWriter::build`;
+    // after it every header field the writer initialised is visible.
+    let state = header.state.load(Ordering::Acquire);
+    let magic = header.magic.load(Ordering::Relaxed);
+    if magic != SEGMENT_MAGIC {
+        return Err(OpenSegmentError::BadMagic {
+            name: name.to_owned(),
+            found: magic,
+        });
+    }
+    match SegmentState::try_from(state) {
+        Ok(SegmentState::Ready | SegmentState::Closed) => {}
+        Ok(SegmentState::Initializing) => {
+            return Err(OpenSegmentError::NotReady {
+                name: name.to_owned(),
+            });
+        }
+        Err(code) => {
+            return Err(OpenSegmentError::Corrupt {
+                name: name.to_owned(),
+                reason: format!("state {code}"),
+            });
+        }
+    }
+    let major = header.layout_major.load(Ordering::Relaxed);
+    let minor = header.layout_minor.load(Ordering::Relaxed);
+    if major != LAYOUT_MAJOR {
+        return Err(OpenSegmentError::LayoutVersion {
+            name: name.to_owned(),
+            expected_major: LAYOUT_MAJOR,
+            found_major: major,
+            found_minor: minor,
+        });
+    }
+    let hash = header.layout_hash.load(Ordering::Relaxed);
+    if hash != LAYOUT_HASH {
+        return Err(OpenSegmentError::LayoutHash {
+            name: name.to_owned(),
+            expected: LAYOUT_HASH,
+            found: hash,
+        });
+    }
+    let claimed = header.segment_size.load(Ordering::Relaxed);
+    if claimed > size {
+        return Err(OpenSegmentError::Truncated {
+            name: name.to_owned(),
+            size,
+            expected: claimed,
+        });
+    }
+    Ok(WriterInfo {
+        pid: header.writer_pid.load(Ordering::Relaxed),
+        start_time: header.writer_start_time.load(Ordering::Relaxed),
+        epoch: header.writer_epoch.load(Ordering::Relaxed),
+    })
+}

@@ -1,0 +1,114 @@
+//! The sequence-lock protocol that lets one writer update a book while readers in other processes
+//! copy it without locks.
+//!
+//! The sequence word is even while the data is stable and odd while the writer is inside a write
+//! section. A reader loads the word (Acquire), copies the payload with Relaxed atomic loads, issues
+//! an Acquire fence and loads the word again: equal and even means the copy is consistent.
+//!
+//! Every payload word is an atomic, so a reader racing with the writer never performs a data race
+//! in the sense of Rust's memory model; it may only observe a mix of old and new values, which the
+//! re-check rejects. This is the fence-based formulation from Boehm, "Can seqlocks get along with
+//! programming language memory models?" (2012), the same one crossbeam's `SeqLock` uses.
+
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+
+/// An open write section; dropping it makes the sequence even again and so publishes the writes.
+///
+/// Only the single writer of a segment creates these (`SegmentWriter` takes `&mut self`), so no two
+/// sections on one word ever overlap.
+pub(crate) struct WriteSection<'a> {
+    seq: &'a AtomicU64,
+    start: u64,
+}
+
+impl<'a> WriteSection<'a> {
+    /// Opens a write section on `seq`: readers that start now will retry until it is dropped.
+    pub(crate) fn begin(seq: &'a AtomicU64) -> Self {
+        // Relaxed: only this writer ever stores to `seq`, so it reads its own last store.
+        let start = seq.load(Ordering::Relaxed);
+        debug_assert!(start % 2 == 0, "nested write section");
+        seq.store(start.wrapping_add(1), Ordering::Relaxed);
+        // SYNC POINT (Release fence): orders the odd store above before every payload store of
+        // this section. Pairs with the Acquire fence in `ReadSection::validate`: a reader that saw
+        // any of our payload stores must then see the odd (or a later) sequence and retry.
+        fence(Ordering::Release);
+        Self { seq, start }
+    }
+}
+
+impl Drop for WriteSection<'_> {
+    fn drop(&mut self) {
+        // SYNC POINT (Release store): publishes every payload store of this section. Pairs with
+        // the Acquire load in `ReadSection::begin`.
+        self.seq
+            .store(self.start.wrapping_add(2), Ordering::Release);
+    }
+}
+
+/// An optimistic read: begin, copy with Relaxed loads, then `validate`.
+pub(crate) struct ReadSection {
+    start: u64,
+}
+
+impl ReadSection {
+    /// Starts a read; `None` means the writer is inside a write section right now (retry).
+    #[inline]
+    pub(crate) fn begin(seq: &AtomicU64) -> Option<Self> {
+        // SYNC POINT (Acquire load): pairs with the Release store that closed the last write
+        // section, so every payload store of that section is visible to the copy that follows.
+        let start = seq.load(Ordering::Acquire);
+        if start % 2 == 1 {
+            return None;
+        }
+        Some(Self { start })
+    }
+
+    /// `true` when no write section started since `begin`, so everything copied in between is
+    /// one consistent version.
+    #[inline]
+    pub(crate) fn validate(&self, seq: &AtomicU64) -> bool {
+        // SYNC POINT (Acquire fence): pairs with the Release fence in `WriteSection::begin`. If any
+        // Relaxed payload load above read a value from a newer section, this fence makes that
+        // section's odd sequence store visible to the load below, and the comparison fails.
+        fence(Ordering::Acquire);
+        seq.load(Ordering::Relaxed) == self.start
+    }
+}
+
+/// How often a reader retries a read that raced with the writer before giving up with
+/// `ReadError::Contended`. A write section lasts about a microsecond, so this bound is only reached
+/// when the writer is stuck inside a section (then the liveness checks report it) or the reader is
+/// preempted on every try; it keeps a read from spinning forever either way.
+pub(crate) const MAX_READ_ATTEMPTS: u32 = 100_000;
+
+/// Backs off between read attempts: spin first (the section is about to end), then yield so a
+/// writer that shares our core can finish its section.
+#[inline]
+pub(crate) fn back_off(attempt: u32) {
+    if attempt < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_overlapping_a_write_section_fails_validation() {
+        let seq = AtomicU64::new(0);
+        let read = ReadSection::begin(&seq).expect("sequence starts even");
+        let write = WriteSection::begin(&seq);
+        assert!(
+            ReadSection::begin(&seq).is_none(),
+            "odd sequence must refuse new reads"
+        );
+        drop(write);
+        assert!(!read.validate(&seq));
+        let again = ReadSection::begin(&seq).expect("even after the section ends");
+        assert!(again.validate(&seq));
+        assert_eq!(seq.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,103 @@
+//! A book slot: one book's status, ids, timestamps and both sides of levels, best first, guarded
+//! by one sequence word so a reader always sees all of it from a single publish.
+
+use std::sync::atomic::AtomicU64;
+
+/// Default capacity of each side, matching the depth of Binance's largest snapshot.
+pub const DEFAULT_LEVELS_PER_SIDE: u32 = 1000;
+
+/// Largest capacity of a side a segment may be created with.
+pub const MAX_LEVELS_PER_SIDE: u32 = 5000;
+
+/// The fixed part of a slot (128 bytes); the levels follow it.
+#[repr(C, align(64))]
+pub struct SlotHeader {
+    // -- cache line 0 --
+    /// The seqlock word: even when stable, odd while the writer publishes.
+    pub(crate) seq: AtomicU64,
+    /// The generation of the book in this slot (equals its directory entry's).
+    pub(crate) generation: AtomicU64,
+    /// Bits 0..8: [`crate::BookStatus`] code; bits 8..16: [`crate::OutOfSyncReason`] code.
+    pub(crate) status: AtomicU64,
+    /// The last Binance update id applied (`u` of the last event, or the snapshot's id).
+    pub(crate) last_update_id: AtomicU64,
+    /// The exchange's event time of the last event applied, Unix milliseconds.
+    pub(crate) event_time_ms: AtomicU64,
+    /// When the DCN received that event, Unix nanoseconds.
+    pub(crate) receive_time_ns: AtomicU64,
+    /// When this version was published into the slot, Unix nanoseconds.
+    pub(crate) publish_time_ns: AtomicU64,
+    /// Bits 0..32: number of bid levels; bits 32..64: number of ask levels.
+    pub(crate) counts: AtomicU64,
+    // -- cache line 1 --
+    /// Bits 0..8: price exponent (`i8`); bits 8..16: quantity exponent (`i8`).
+    pub(crate) exponents: AtomicU64,
+    /// Bits 0..32: resyncs since the book was added; bits 32..64: gaps detected.
+    pub(crate) sync_counters: AtomicU64,
+    /// Number of publishes since the book was added.
+    pub(crate) updates: AtomicU64,
+    pub(crate) _reserved: [AtomicU64; 5],
+}
+
+const _: () = assert!(size_of::<SlotHeader>() == 128);
+
+/// One price level as stored: two mantissas, scaled by the slot's exponents.
+#[repr(C)]
+pub struct LevelWords {
+    /// Price mantissa.
+    pub(crate) price: AtomicU64,
+    /// Quantity mantissa.
+    pub(crate) quantity: AtomicU64,
+}
+
+const _: () = assert!(size_of::<LevelWords>() == 16);
+
+/// Bytes taken by one slot with `levels_per_side` levels on each side, rounded to a cache line so
+/// every slot header starts on one.
+pub const fn slot_size(levels_per_side: u32) -> u64 {
+    let raw = size_of::<SlotHeader>() as u64
+        + 2 * levels_per_side as u64 * size_of::<LevelWords>() as u64;
+    raw.div_ceil(64) * 64
+}
+
+/// Packs two counts into one word (`counts`, `sync_counters`).
+pub(crate) const fn pack_pair(low: u32, high: u32) -> u64 {
+    low as u64 | (high as u64) << 32
+}
+
+/// Splits a word packed by [`pack_pair`].
+pub(crate) const fn unpack_pair(word: u64) -> (u32, u32) {
+    (word as u32, (word >> 32) as u32)
+}
+
+/// Packs the price and quantity exponents.
+pub(crate) const fn pack_exponents(price: i8, quantity: i8) -> u64 {
+    price as u8 as u64 | (quantity as u8 as u64) << 8
+}
+
+/// Splits a word packed by [`pack_exponents`].
+pub(crate) const fn unpack_exponents(word: u64) -> (i8, i8) {
+    (word as u8 as i8, (word >> 8) as u8 as i8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_words_round_trip() {
+        assert_eq!(unpack_pair(pack_pair(7, u32::MAX)), (7, u32::MAX));
+        assert_eq!(unpack_exponents(pack_exponents(-8, 3)), (-8, 3));
+        assert_eq!(
+            unpack_exponents(pack_exponents(i8::MIN, i8::MAX)),
+            (i8::MIN, i8::MAX)
+        );
+    }
+
+    #[test]
+    fn slot_size_is_whole_cache_lines() {
+        assert_eq!(slot_size(1000), 128 + 32_000);
+        assert_eq!(slot_size(1) % 64, 0);
+        assert_eq!(slot_size(3), 256);
+    }
+}

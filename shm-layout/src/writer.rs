@@ -1,0 +1,616 @@
+//! The one writer of a segment: creates it complete, publishes books in seqlock sections, keeps
+//! the heartbeat, and removes the segment when dropped.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rustix::fs::Mode;
+use rustix::shm;
+
+use crate::book::{BookMeta, BookSides, RawLevel};
+use crate::directory::{pack_name, store_name};
+use crate::error::{CreateSegmentError, WriteError};
+use crate::header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_MAGIC, SegmentState};
+use crate::layout::LAYOUT_HASH;
+use crate::liveness::{monotonic_coarse_ns, own_start_time, try_lock_exclusive, unix_now_ns};
+use crate::mapping::{Access, Mapping};
+use crate::segment::{Geometry, SHM_DIR, SegmentView, segment_name, segment_size};
+use crate::seqlock::WriteSection;
+use crate::slot::{DEFAULT_LEVELS_PER_SIDE, LevelWords, SlotHeader, pack_exponents, pack_pair};
+use crate::status::{BookStatus, OutOfSyncReason, STATUS_EMPTY};
+
+/// How to create a segment: a builder with sensible defaults.
+///
+/// ```no_run
+/// use ubdcc_shm::SegmentConfig;
+/// let writer = SegmentConfig::new("default", "dcn-0").books(512).levels_per_side(1000).create()?;
+/// # Ok::<(), ubdcc_shm::CreateSegmentError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SegmentConfig {
+    cluster: String,
+    dcn: String,
+    books: u32,
+    levels_per_side: u32,
+}
+
+impl SegmentConfig {
+    /// A segment for DCN `dcn` of cluster `cluster`, 1024 books of 1000 levels per side.
+    pub fn new(cluster: impl Into<String>, dcn: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            dcn: dcn.into(),
+            books: 1024,
+            levels_per_side: DEFAULT_LEVELS_PER_SIDE,
+        }
+    }
+
+    /// How many books the segment can hold at once.
+    pub fn books(&mut self, books: u32) -> &mut Self {
+        self.books = books;
+        self
+    }
+
+    /// Capacity of each side of each book (1..=5000).
+    pub fn levels_per_side(&mut self, levels: u32) -> &mut Self {
+        self.levels_per_side = levels;
+        self
+    }
+
+    /// Creates the segment; see [`SegmentWriter::create`].
+    ///
+    /// # Errors
+    /// As [`SegmentWriter::create`].
+    pub fn create(&self) -> Result<SegmentWriter, CreateSegmentError> {
+        SegmentWriter::create(self)
+    }
+}
+
+/// Identifies a book in a segment; returned by [`SegmentWriter::add_book`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BookHandle {
+    slot: u32,
+    generation: u64,
+}
+
+impl BookHandle {
+    /// The slot index.
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The generation of the slot when the book was added.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+/// The writer's private mirror of one slot, so it never reads its own segment back.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlotUse {
+    generation: u64,
+    in_use: bool,
+    updates: u64,
+}
+
+/// Keeps a segment's heartbeat; cheap to clone and `Send`, for a timer task or thread.
+#[derive(Clone)]
+pub struct Heartbeat {
+    map: Arc<SegmentView>,
+}
+
+impl Heartbeat {
+    /// Stamps the heartbeat with the current time. Call every [`crate::HEARTBEAT_INTERVAL`].
+    pub fn beat(&self) {
+        self.map.mapping().assert_writable();
+        // Relaxed: the heartbeat publishes no other data; readers only compare its age.
+        self.map
+            .header()
+            .heartbeat_ns
+            .store(monotonic_coarse_ns(), Ordering::Relaxed);
+    }
+}
+
+/// The single writer of one DCN's segment.
+///
+/// Owning a `SegmentWriter` means holding the segment's exclusive lock; every mutation takes
+/// `&mut self`, so there is exactly one writer per segment by construction.
+///
+/// ```no_run
+/// use ubdcc_shm::{BookMeta, BookSides, BookStatus, RawLevel, SegmentConfig};
+/// let mut writer = SegmentConfig::new("default", "dcn-0").create()?;
+/// let book = writer.add_book("binance.com", "BTCUSDT").expect("fresh segment");
+/// let bids = [RawLevel { price: 10_000_000_000_000, quantity: 150_000_000 }];
+/// let asks = [RawLevel { price: 10_000_001_000_000, quantity: 20_000_000 }];
+/// let sides = BookSides { price_exponent: -8, quantity_exponent: -8, bids: &bids, asks: &asks };
+/// let meta = BookMeta { status: BookStatus::Synced, last_update_id: 42, ..BookMeta::starting() };
+/// writer.publish(book, &meta, &sides).expect("handle is live, sides fit");
+/// writer.heartbeat();
+/// # Ok::<(), ubdcc_shm::CreateSegmentError>(())
+/// ```
+pub struct SegmentWriter {
+    name: String,
+    view: Arc<SegmentView>,
+    /// Holds the exclusive flock for the writer's life; readers probe it to see we are alive.
+    fd: OwnedFd,
+    slots: Vec<SlotUse>,
+    books: HashMap<(String, String), u32>,
+}
+
+impl SegmentWriter {
+    /// Creates the segment `ubdcc.<cluster>.<dcn>` complete, then publishes it under its name with
+    /// one atomic rename, so readers never see a half-built segment. A segment of that name left
+    /// by a dead writer is replaced; one whose writer is alive is not touched.
+    ///
+    /// # Errors
+    /// [`CreateSegmentError::InvalidName`] / [`CreateSegmentError::InvalidGeometry`] for bad
+    /// configuration, [`CreateSegmentError::InUse`] when a live writer owns the name, and
+    /// [`CreateSegmentError::Io`] when a system call fails.
+    pub fn create(config: &SegmentConfig) -> Result<Self, CreateSegmentError> {
+        let name = segment_name(&config.cluster, &config.dcn)?;
+        let geometry = Geometry::for_writer(config.books, config.levels_per_side)?;
+        let size = segment_size(config.books, config.levels_per_side);
+        let io = |op: &'static str| {
+            let name = name.clone();
+            move |source: std::io::Error| CreateSegmentError::Io { op, name, source }
+        };
+
+        let temp = format!("{name}.creating-{}-{}", std::process::id(), unix_now_ns());
+        let fd = shm::open(
+            temp.as_str(),
+            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| io("create")(e.into()))?;
+        let built = Self::build(&name, &temp, fd, geometry, size);
+        if built.is_err() {
+            // Best effort: a leftover temporary object is harmless (readers ignore its name), so a
+            // failed unlink must not hide the error that brought us here.
+            shm::unlink(temp.as_str()).ok();
+        }
+        let (fd, view) = built?;
+
+        ensure_previous_writer_is_dead(&name)?;
+        rustix::fs::rename(format!("{SHM_DIR}/{temp}"), format!("{SHM_DIR}/{name}"))
+            .map_err(|e| io("publish")(e.into()))?;
+
+        Ok(Self {
+            name,
+            slots: vec![SlotUse::default(); geometry.slot_count as usize],
+            view: Arc::new(view),
+            fd,
+            books: HashMap::new(),
+        })
+    }
+
+    /// Sizes, locks, maps and initialises a fresh (all-zero) object, storing `state` last.
+    fn build(
+        name: &str,
+        temp: &str,
+        fd: OwnedFd,
+        geometry: Geometry,
+        size: u64,
+    ) -> Result<(OwnedFd, SegmentView), CreateSegmentError> {
+        let io = |op: &'static str| {
+            move |source: std::io::Error| CreateSegmentError::Io {
+                op,
+                name: temp.to_owned(),
+                source,
+            }
+        };
+        rustix::fs::ftruncate(&fd, size).map_err(|e| io("size")(e.into()))?;
+        if !try_lock_exclusive(fd.as_fd()).map_err(io("lock"))? {
+            return Err(CreateSegmentError::InUse {
+                name: name.to_owned(),
+                pid: 0,
+            });
+        }
+        let len = usize::try_from(size).map_err(|_| {
+            CreateSegmentError::InvalidGeometry(format!("{size} bytes do not fit in memory"))
+        })?;
+        let map = Mapping::new(fd.as_fd(), len, Access::ReadWrite).map_err(io("map"))?;
+        let view = SegmentView::new(map, geometry);
+        let header = view.header();
+        // Relaxed stores: all of them are published by the Release store of `state` below.
+        header.magic.store(SEGMENT_MAGIC, Ordering::Relaxed);
+        header.layout_major.store(LAYOUT_MAJOR, Ordering::Relaxed);
+        header.layout_minor.store(LAYOUT_MINOR, Ordering::Relaxed);
+        header.layout_hash.store(LAYOUT_HASH, Ordering::Relaxed);
+        header.segment_size.store(size, Ordering::Relaxed);
+        header
+            .writer_pid
+            .store(std::process::id(), Ordering::Relaxed);
+        header
+            .writer_start_time
+            .store(own_start_time(), Ordering::Relaxed);
+        header.writer_epoch.store(unix_now_ns(), Ordering::Relaxed);
+        header
+            .directory_offset
+            .store(geometry.directory_offset as u64, Ordering::Relaxed);
+        header
+            .slot_offset
+            .store(geometry.slot_offset as u64, Ordering::Relaxed);
+        header
+            .slot_size
+            .store(geometry.slot_size as u64, Ordering::Relaxed);
+        header
+            .slot_count
+            .store(geometry.slot_count, Ordering::Relaxed);
+        header
+            .levels_per_side
+            .store(geometry.levels_per_side, Ordering::Relaxed);
+        header
+            .heartbeat_ns
+            .store(monotonic_coarse_ns(), Ordering::Relaxed);
+        // SYNC POINT (Release): publishes the whole header. Pairs with the Acquire load of `state`
+        // in `SegmentReader::open`.
+        header
+            .state
+            .store(SegmentState::Ready as u32, Ordering::Release);
+        Ok((fd, view))
+    }
+
+    /// The segment's shared-memory name (`ubdcc.<cluster>.<dcn>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many books the segment can hold.
+    pub fn capacity(&self) -> u32 {
+        self.view.geometry().slot_count
+    }
+
+    /// Capacity of each side of each book.
+    pub fn levels_per_side(&self) -> u32 {
+        self.view.geometry().levels_per_side
+    }
+
+    /// Number of books in the segment.
+    pub fn len(&self) -> usize {
+        self.books.len()
+    }
+
+    /// `true` when the segment holds no book.
+    pub fn is_empty(&self) -> bool {
+        self.books.is_empty()
+    }
+
+    /// Stamps the heartbeat; call every [`crate::HEARTBEAT_INTERVAL`] from the loop that
+    /// publishes, so a stuck publisher is also a silent heartbeat.
+    pub fn heartbeat(&self) {
+        self.heartbeat_handle().beat();
+    }
+
+    /// A handle that can keep the heartbeat from another thread or task.
+    pub fn heartbeat_handle(&self) -> Heartbeat {
+        Heartbeat {
+            map: Arc::clone(&self.view),
+        }
+    }
+
+    /// Adds a book in status [`BookStatus::Starting`] and makes it visible in the directory.
+    ///
+    /// # Errors
+    /// [`WriteError::InvalidName`], [`WriteError::DuplicateBook`] or [`WriteError::Full`].
+    pub fn add_book(&mut self, exchange: &str, market: &str) -> Result<BookHandle, WriteError> {
+        let exchange_words = pack_name(exchange).ok_or_else(|| WriteError::InvalidName {
+            what: "exchange",
+            name: exchange.to_owned(),
+        })?;
+        let market_words = pack_name(market).ok_or_else(|| WriteError::InvalidName {
+            what: "market",
+            name: market.to_owned(),
+        })?;
+        let key = (exchange.to_owned(), market.to_owned());
+        if self.books.contains_key(&key) {
+            return Err(WriteError::DuplicateBook {
+                exchange: key.0,
+                market: key.1,
+            });
+        }
+        let slot = self
+            .slots
+            .iter()
+            .position(|s| !s.in_use)
+            .ok_or(WriteError::Full {
+                capacity: self.capacity(),
+            })?;
+        let slot_index = slot as u32;
+        let generation = self.slots[slot].generation + 1;
+        self.slots[slot] = SlotUse {
+            generation,
+            in_use: true,
+            updates: 0,
+        };
+
+        self.view.mapping().assert_writable();
+        {
+            let header = self.view.slot(slot_index);
+            let _section = SlotSection::begin(header);
+            header.generation.store(generation, Ordering::Relaxed);
+            store_meta(header, &BookMeta::starting(), 0);
+            header.counts.store(0, Ordering::Relaxed);
+            header.exponents.store(0, Ordering::Relaxed);
+        }
+        {
+            let entry = self.view.entry(slot_index);
+            let _section = WriteSection::begin(&entry.seq);
+            entry.generation.store(generation, Ordering::Relaxed);
+            entry.in_use.store(1, Ordering::Relaxed);
+            store_name(&entry.exchange, &exchange_words);
+            store_name(&entry.market, &market_words);
+        }
+        self.bump_directory_version();
+        self.books.insert(key, slot_index);
+        Ok(BookHandle {
+            slot: slot_index,
+            generation,
+        })
+    }
+
+    /// The handle of a book in this segment, if present.
+    pub fn find_book(&self, exchange: &str, market: &str) -> Option<BookHandle> {
+        let slot = *self.books.get(&(exchange.to_owned(), market.to_owned()))?;
+        Some(BookHandle {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        })
+    }
+
+    /// Removes a book: readers that look it up afterwards get "not found", and readers holding its
+    /// old location notice the slot was emptied.
+    ///
+    /// # Errors
+    /// [`WriteError::StaleHandle`] when the book is already gone.
+    pub fn remove_book(&mut self, book: BookHandle) -> Result<(), WriteError> {
+        self.check_handle(book)?;
+        self.view.mapping().assert_writable();
+        {
+            let header = self.view.slot(book.slot);
+            let _section = SlotSection::begin(header);
+            header
+                .status
+                .store(u64::from(STATUS_EMPTY), Ordering::Relaxed);
+        }
+        {
+            let entry = self.view.entry(book.slot);
+            let _section = WriteSection::begin(&entry.seq);
+            entry.in_use.store(0, Ordering::Relaxed);
+        }
+        self.bump_directory_version();
+        self.slots[book.slot as usize].in_use = false;
+        self.books.retain(|_, slot| *slot != book.slot);
+        Ok(())
+    }
+
+    /// Publishes a whole new version of a book, metadata and both sides, in one seqlock section.
+    ///
+    /// # Errors
+    /// [`WriteError::StaleHandle`] for a removed book, [`WriteError::TooManyLevels`] when a side is
+    /// longer than the segment's levels per side; the slot is unchanged then.
+    pub fn publish(
+        &mut self,
+        book: BookHandle,
+        meta: &BookMeta,
+        sides: &BookSides<'_>,
+    ) -> Result<(), WriteError> {
+        self.check_handle(book)?;
+        let capacity = self.levels_per_side();
+        for (side, levels) in [("bids", sides.bids), ("asks", sides.asks)] {
+            if levels.len() > capacity as usize {
+                return Err(WriteError::TooManyLevels {
+                    side,
+                    count: levels.len(),
+                    capacity,
+                });
+            }
+        }
+        let updates = self.count_update(book);
+        self.view.mapping().assert_writable();
+        let header = self.view.slot(book.slot);
+        let bids = self.view.levels(book.slot, crate::Side::Bids);
+        let asks = self.view.levels(book.slot, crate::Side::Asks);
+
+        let _section = SlotSection::begin(header);
+        store_meta(header, meta, updates);
+        header.exponents.store(
+            pack_exponents(sides.price_exponent, sides.quantity_exponent),
+            Ordering::Relaxed,
+        );
+        header.counts.store(
+            pack_pair(sides.bids.len() as u32, sides.asks.len() as u32),
+            Ordering::Relaxed,
+        );
+        store_levels(bids, sides.bids);
+        store_levels(asks, sides.asks);
+        Ok(())
+    }
+
+    /// Publishes new metadata (status, ids, counters) and keeps the levels as they are; the way to
+    /// mark a book out of sync.
+    ///
+    /// # Errors
+    /// [`WriteError::StaleHandle`] for a removed book.
+    pub fn publish_meta(&mut self, book: BookHandle, meta: &BookMeta) -> Result<(), WriteError> {
+        self.check_handle(book)?;
+        let updates = self.count_update(book);
+        self.view.mapping().assert_writable();
+        let header = self.view.slot(book.slot);
+        let _section = SlotSection::begin(header);
+        store_meta(header, meta, updates);
+        Ok(())
+    }
+
+    fn check_handle(&self, book: BookHandle) -> Result<(), WriteError> {
+        let live = self
+            .slots
+            .get(book.slot as usize)
+            .is_some_and(|s| s.in_use && s.generation == book.generation);
+        if live {
+            return Ok(());
+        }
+        Err(WriteError::StaleHandle {
+            slot: book.slot,
+            generation: book.generation,
+        })
+    }
+
+    fn count_update(&mut self, book: BookHandle) -> u64 {
+        let slot = &mut self.slots[book.slot as usize];
+        slot.updates += 1;
+        slot.updates
+    }
+
+    fn bump_directory_version(&self) {
+        // SYNC POINT (Release): the entry's own seqlock already publishes its contents; this tells
+        // readers that cached the directory to read it again. Pairs with the Acquire load in
+        // `SegmentReader::directory_version`.
+        self.view
+            .header()
+            .directory_version
+            .fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Drop for SegmentWriter {
+    /// Marks the segment closed (readers report the writer gone at once) and removes its name,
+    /// unless a newer writer has already replaced it.
+    fn drop(&mut self) {
+        self.view.mapping().assert_writable();
+        // Release: ordered after our last publish; readers that see Closed stop serving.
+        self.view
+            .header()
+            .state
+            .store(SegmentState::Closed as u32, Ordering::Release);
+        if names_our_segment(&self.name, &self.fd) {
+            // Best effort in a destructor: if it fails the name stays, marked Closed, and the next
+            // writer of this name replaces it.
+            shm::unlink(self.name.as_str()).ok();
+        }
+    }
+}
+
+/// `true` when the shm name still refers to the file `fd` has open.
+fn names_our_segment(name: &str, fd: &OwnedFd) -> bool {
+    let (Ok(ours), Ok(named)) = (
+        rustix::fs::fstat(fd),
+        rustix::fs::stat(format!("{SHM_DIR}/{name}")),
+    ) else {
+        return false;
+    };
+    ours.st_dev == named.st_dev && ours.st_ino == named.st_ino
+}
+
+/// Refuses to replace a segment whose writer still holds its lock. A reader probing the lock
+/// holds it shared for one syscall, so a few retries tell a probe from a live writer.
+fn ensure_previous_writer_is_dead(name: &str) -> Result<(), CreateSegmentError> {
+    const ATTEMPTS: u32 = 20;
+    let old = match shm::open(name, shm::OFlags::RDONLY, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(errno) => {
+            return Err(CreateSegmentError::Io {
+                op: "open previous",
+                name: name.to_owned(),
+                source: errno.into(),
+            });
+        }
+    };
+    for _ in 0..ATTEMPTS {
+        let free = try_lock_exclusive(old.as_fd()).map_err(|source| CreateSegmentError::Io {
+            op: "probe previous",
+            name: name.to_owned(),
+            source,
+        })?;
+        if free {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Err(CreateSegmentError::InUse {
+        name: name.to_owned(),
+        pid: recorded_pid(&old),
+    })
+}
+
+/// The pid stored in a segment's header, for the error message; 0 if it cannot be read.
+fn recorded_pid(fd: &OwnedFd) -> u32 {
+    let Ok(stat) = rustix::fs::fstat(fd) else {
+        return 0;
+    };
+    if stat.st_size < crate::header::SEGMENT_HEADER_SIZE as i64 {
+        return 0;
+    }
+    let Ok(map) = Mapping::new(
+        fd.as_fd(),
+        crate::header::SEGMENT_HEADER_SIZE,
+        Access::ReadOnly,
+    ) else {
+        return 0;
+    };
+    map.get::<crate::header::SegmentHeader>(0)
+        .writer_pid
+        .load(Ordering::Relaxed)
+}
+
+/// A write section on a slot. If the writer panics inside it, the slot is marked out of sync
+/// before the section closes, so a half-written book is never served as synced.
+struct SlotSection<'a> {
+    header: &'a SlotHeader,
+    section: Option<WriteSection<'a>>,
+}
+
+impl<'a> SlotSection<'a> {
+    fn begin(header: &'a SlotHeader) -> Self {
+        Self {
+            header,
+            section: Some(WriteSection::begin(&header.seq)),
+        }
+    }
+}
+
+impl Drop for SlotSection<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let faulted = BookStatus::OutOfSync(OutOfSyncReason::WriterFault);
+            self.header
+                .status
+                .store(faulted.to_word(), Ordering::Relaxed);
+        }
+        drop(self.section.take());
+    }
+}
+
+/// Stores a book's metadata (Relaxed: the caller holds the slot's write section).
+fn store_meta(header: &SlotHeader, meta: &BookMeta, updates: u64) {
+    header
+        .status
+        .store(meta.status.to_word(), Ordering::Relaxed);
+    header
+        .last_update_id
+        .store(meta.last_update_id, Ordering::Relaxed);
+    header
+        .event_time_ms
+        .store(meta.event_time_ms, Ordering::Relaxed);
+    header
+        .receive_time_ns
+        .store(meta.receive_time_ns, Ordering::Relaxed);
+    header
+        .publish_time_ns
+        .store(unix_now_ns(), Ordering::Relaxed);
+    header
+        .sync_counters
+        .store(pack_pair(meta.resyncs, meta.gaps), Ordering::Relaxed);
+    header.updates.store(updates, Ordering::Relaxed);
+}
+
+/// Stores one side's levels (Relaxed: the caller holds the slot's write section).
+#[inline]
+fn store_levels(words: &[LevelWords], levels: &[RawLevel]) {
+    for (word, level) in words.iter().zip(levels) {
+        word.price.store(level.price, Ordering::Relaxed);
+        word.quantity.store(level.quantity, Ordering::Relaxed);
+    }
+}

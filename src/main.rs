@@ -1,0 +1,2 @@
+//! The `ubdcc` binary (being built up issue by issue).
+fn main() {}
