@@ -1,2 +1,42 @@
-//! The `ubdcc` binary (being built up issue by issue).
-fn main() {}
+//! The `ubdcc` binary: one command for every role of the cluster (more roles arrive with the
+//! engine and cluster issues).
+//!
+//! `main` only installs logging and maps `run`'s result to an exit code; each subcommand lives in
+//! the module named for it.
+
+mod cli;
+mod shm;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, ShmCommand};
+
+// mimalloc: the DCNs and the gateway allocate many small, short-lived buffers (JSON, HTTP) on
+// several threads, where it is measurably faster than glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Shm(ShmCommand::List(args)) => shm::list(args),
+        Command::Shm(ShmCommand::TestPattern(args)) => shm::test_pattern(args),
+    }
+}

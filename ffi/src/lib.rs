@@ -1,1 +1,24 @@
-//! x
+//! The C ABI of ubdcc's shared-memory readers: read any order book of a cluster on this host
+//! from C (or any language with a C FFI) in well under a microsecond.
+//!
+//! The header is `ffi/include/ubdcc.h`; `tests/c_header.rs` compiles a C program against it with
+//! gcc and checks every struct's layout and the layout hash against this crate, so the two cannot
+//! drift. `ffi/examples/read_book.c` shows the whole API in use.
+//!
+//! Conventions: every exported symbol starts with `ubdcc_`, structs end in `_t`, fallible
+//! functions return a `ubdcc_status_t` (0 is success) and leave a message for
+//! `ubdcc_last_error_message`; a null or invalid argument is an error code, never a crash; a
+//! Rust panic is caught at the boundary and returned as `UBDCC_ERR_INTERNAL`.
+#![allow(non_camel_case_types)]
+
+mod reader;
+mod status;
+mod types;
+
+pub use reader::{
+    ubdcc_book_info, ubdcc_get_asks, ubdcc_get_bids, ubdcc_layout_hash, ubdcc_list_books, ubdcc_reader_close, ubdcc_reader_open, ubdcc_reader_t,
+};
+pub use status::{ubdcc_last_error_message, ubdcc_status_name, ubdcc_status_t};
+pub use types::{
+    UBDCC_BOOK_OUT_OF_SYNC, UBDCC_BOOK_STARTING, UBDCC_BOOK_SYNCED, UBDCC_SEGMENT_NAME_CAPACITY, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t,
+};

@@ -54,6 +54,7 @@ mod segment;
 mod seqlock;
 mod slot;
 mod status;
+pub mod test_pattern;
 mod writer;
 
 pub use book::{BookInfo, BookMeta, BookSides, Level, RawLevel};

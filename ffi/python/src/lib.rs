@@ -1,1 +1,398 @@
-//! x
+//! `ubdcc_local`: the Python binding of ubdcc's shared-memory order books.
+//!
+//! A [`Reader`] wraps a [`ClusterReader`] and reads any book of a cluster on this host straight
+//! from shared memory, returning the levels in the shape the original `unicorn-binance-local-depth-cache`
+//! library returns them: `[[price, quantity], ...]`, best first, as Python floats.
+//!
+//! The hot path (`get_asks` / `get_bids`) holds the GIL for the whole call (a read is tens of
+//! nanoseconds, releasing the GIL would cost more), reuses one level buffer per `Reader` and builds
+//! the result lists directly. This crate has no `unsafe` of its own.
+
+#![forbid(unsafe_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::{IntoPyObject, intern};
+use ubdcc_shm::{
+    BookInfo, BookStatus, ClusterReader, CreateSegmentError, Level, LevelQuery, ReadError, Side,
+};
+
+create_exception!(
+    ubdcc_local,
+    UbdccError,
+    PyException,
+    "Base class of every error a ubdcc_local read raises."
+);
+create_exception!(
+    ubdcc_local,
+    DepthCacheNotFound,
+    UbdccError,
+    "No segment of the cluster on this host holds the book (or the cluster has no segment at all)."
+);
+create_exception!(
+    ubdcc_local,
+    DepthCacheOutOfSync,
+    UbdccError,
+    "The book exists but is not synced (starting, or out of sync and resyncing); its levels are not served."
+);
+create_exception!(
+    ubdcc_local,
+    WriterGone,
+    UbdccError,
+    "The DCN process writing the book's segment is gone (died or closed the segment)."
+);
+create_exception!(
+    ubdcc_local,
+    WriterHung,
+    UbdccError,
+    "The DCN process writing the book's segment is alive but its heartbeat stopped."
+);
+create_exception!(
+    ubdcc_local,
+    ReadContended,
+    UbdccError,
+    "The book changed during every one of the bounded read attempts; retrying usually succeeds."
+);
+create_exception!(
+    ubdcc_local,
+    InvalidQuery,
+    UbdccError,
+    "The read parameters are out of range: a negative limit_count or a NaN threshold_volume."
+);
+
+/// The Python exception for a failed read, carrying the Rust error's message.
+fn read_error(error: ReadError) -> PyErr {
+    let message = error.to_string();
+    match error {
+        ReadError::NotFound { .. } => DepthCacheNotFound::new_err(message),
+        ReadError::NotSynced { .. } => DepthCacheOutOfSync::new_err(message),
+        ReadError::WriterGone { .. } => WriterGone::new_err(message),
+        ReadError::WriterHung { .. } => WriterHung::new_err(message),
+        ReadError::Contended { .. } => ReadContended::new_err(message),
+        ReadError::InvalidQuery(_) => InvalidQuery::new_err(message),
+        ReadError::Io { .. } => UbdccError::new_err(message),
+    }
+}
+
+/// Validates the REST-style read parameters.
+#[inline]
+fn level_query(limit_count: Option<i64>, threshold_volume: Option<f64>) -> PyResult<LevelQuery> {
+    LevelQuery::new(limit_count, threshold_volume)
+        .map_err(|error| InvalidQuery::new_err(error.to_string()))
+}
+
+/// One level as the Python list `[price, quantity]`.
+struct PyLevel(Level);
+
+impl<'py> IntoPyObject<'py> for PyLevel {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    #[inline]
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, [self.0.price, self.0.quantity])
+    }
+}
+
+/// `[[price, quantity], ...]` for `levels`, in order.
+#[inline]
+fn levels_to_list<'py>(py: Python<'py>, levels: &[Level]) -> PyResult<Bound<'py, PyList>> {
+    PyList::new(py, levels.iter().map(|&level| PyLevel(level)))
+}
+
+/// Unix time in nanoseconds (0 if the clock is before 1970).
+fn unix_now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos())
+}
+
+/// `(exchange, market)` from one item of a batch: a 2-tuple or 2-list of `str`.
+fn book_pair(book: &Bound<'_, PyAny>) -> PyResult<(PyBackedStr, PyBackedStr)> {
+    let items = if let Ok(tuple) = book.cast::<PyTuple>() {
+        (tuple.len() == 2).then(|| (tuple.get_item(0), tuple.get_item(1)))
+    } else if let Ok(list) = book.cast::<PyList>() {
+        (list.len() == 2).then(|| (list.get_item(0), list.get_item(1)))
+    } else {
+        None
+    };
+    if let Some((Ok(exchange), Ok(market))) = items
+        && let (Ok(exchange), Ok(market)) = (exchange.extract(), market.extract())
+    {
+        return Ok((exchange, market));
+    }
+    Err(PyTypeError::new_err(format!(
+        "each book must be an (exchange, market) tuple of two str, got {}",
+        book.repr()?
+    )))
+}
+
+/// Reads order books of a ubdcc cluster from shared memory on this host.
+///
+/// ``Reader(cluster="default")`` opens every segment of the cluster; a cluster with no segment yet
+/// is not an error (reads raise ``DepthCacheNotFound`` until its DCNs appear). An invalid cluster
+/// name (empty, longer than 64 characters, or characters other than ``A-Za-z0-9_-``) raises
+/// ``ValueError``.
+///
+/// The reader follows books as DCNs add, remove and restart them. A ``Reader`` is not meant to be
+/// shared between threads: give each thread its own (concurrent use raises ``RuntimeError``).
+#[pyclass(module = "ubdcc_local")]
+pub struct Reader {
+    reader: ClusterReader,
+    /// Reused by every read so reads do not allocate a Rust vector per call.
+    levels: Vec<Level>,
+}
+
+impl Reader {
+    /// Reads one side into the reusable buffer and converts it.
+    #[inline]
+    fn read_side<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+        side: Side,
+        query: &LevelQuery,
+    ) -> PyResult<Bound<'py, PyList>> {
+        match self
+            .reader
+            .read(exchange, market, side, query, &mut self.levels)
+        {
+            Ok(_) => levels_to_list(py, &self.levels),
+            Err(error) => Err(read_error(error)),
+        }
+    }
+
+    /// Reads one side of many books; failures become exception instances in the result.
+    fn read_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        books: &Bound<'py, PyAny>,
+        side: Side,
+        limit_count: Option<i64>,
+        threshold_volume: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let query = level_query(limit_count, threshold_volume)?;
+        let mut results: Vec<Bound<'py, PyAny>> = Vec::with_capacity(books.len().unwrap_or(0));
+        for book in books.try_iter()? {
+            let (exchange, market) = book_pair(&book?)?;
+            let result = match self.read_side(py, &exchange, &market, side, &query) {
+                Ok(levels) => levels.into_any(),
+                Err(error) => error.into_value(py).into_bound(py).into_any(),
+            };
+            results.push(result);
+        }
+        PyList::new(py, results)
+    }
+}
+
+#[pymethods]
+impl Reader {
+    /// Opens the cluster ``cluster`` (default ``"default"``).
+    ///
+    /// Raises ``ValueError`` for an invalid cluster name.
+    #[new]
+    #[pyo3(signature = (cluster = "default"))]
+    fn new(cluster: &str) -> PyResult<Self> {
+        let reader = ClusterReader::open(cluster).map_err(|error| match error {
+            CreateSegmentError::InvalidName { .. } => PyValueError::new_err(error.to_string()),
+            other => UbdccError::new_err(other.to_string()),
+        })?;
+        Ok(Self {
+            reader,
+            levels: Vec::new(),
+        })
+    }
+
+    /// The cluster name.
+    #[getter]
+    fn cluster(&self) -> &str {
+        self.reader.cluster()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Reader(cluster={:?})", self.reader.cluster())
+    }
+
+    /// The asks of a synced book as ``[[price, quantity], ...]``, lowest price first.
+    ///
+    /// ``threshold_volume`` (float or int): levels are taken from the best one while the running
+    /// total of ``price * quantity`` stays ``<= threshold_volume``; the first level is always
+    /// taken. ``limit_count`` (int): at most that many levels; ``0`` gives ``[]``.
+    ///
+    /// Raises ``DepthCacheNotFound``, ``DepthCacheOutOfSync``, ``WriterGone``, ``WriterHung``,
+    /// ``ReadContended``; ``InvalidQuery`` for a negative ``limit_count`` or a NaN
+    /// ``threshold_volume``; ``TypeError`` for arguments of the wrong type.
+    #[pyo3(signature = (exchange, market, limit_count = None, threshold_volume = None))]
+    fn get_asks<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+        limit_count: Option<i64>,
+        threshold_volume: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let query = level_query(limit_count, threshold_volume)?;
+        self.read_side(py, exchange, market, Side::Asks, &query)
+    }
+
+    /// The bids of a synced book as ``[[price, quantity], ...]``, highest price first.
+    ///
+    /// Same parameters and exceptions as ``get_asks``.
+    #[pyo3(signature = (exchange, market, limit_count = None, threshold_volume = None))]
+    fn get_bids<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+        limit_count: Option<i64>,
+        threshold_volume: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let query = level_query(limit_count, threshold_volume)?;
+        self.read_side(py, exchange, market, Side::Bids, &query)
+    }
+
+    /// The asks of many books in one call. ``books`` is an iterable of ``(exchange, market)``
+    /// tuples (2-lists are accepted too); the same ``limit_count`` / ``threshold_volume`` apply to
+    /// every book.
+    ///
+    /// Returns a list aligned with ``books``: each item is the book's level list, or, for a book
+    /// whose read failed, the exception *instance* (not raised), like
+    /// ``asyncio.gather(..., return_exceptions=True)``. Check items with
+    /// ``isinstance(item, ubdcc_local.UbdccError)``.
+    ///
+    /// Raises (for the whole call) ``InvalidQuery`` for invalid parameters and ``TypeError`` when
+    /// an item of ``books`` is not a pair of ``str``.
+    #[pyo3(signature = (books, limit_count = None, threshold_volume = None))]
+    fn get_asks_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        books: &Bound<'py, PyAny>,
+        limit_count: Option<i64>,
+        threshold_volume: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.read_many(py, books, Side::Asks, limit_count, threshold_volume)
+    }
+
+    /// The bids of many books in one call; see ``get_asks_many``.
+    #[pyo3(signature = (books, limit_count = None, threshold_volume = None))]
+    fn get_bids_many<'py>(
+        &mut self,
+        py: Python<'py>,
+        books: &Bound<'py, PyAny>,
+        limit_count: Option<i64>,
+        threshold_volume: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.read_many(py, books, Side::Bids, limit_count, threshold_volume)
+    }
+
+    /// The metadata of a book, synced or not, as a dict:
+    ///
+    /// - ``status``: ``"starting"``, ``"synced"`` or ``"out_of_sync"``
+    /// - ``reason``: why it is out of sync (e.g. ``"gap in update ids"``), else ``None``
+    /// - ``last_update_id``, ``event_time_ms`` (exchange time, Unix ms), ``receive_time_ns`` and
+    ///   ``publish_time_ns`` (Unix ns)
+    /// - ``age_ms``: milliseconds since this version was published (float; ``None`` if the book
+    ///   was never published)
+    /// - ``bid_count``, ``ask_count``: levels held per side
+    /// - ``resyncs``, ``gaps``, ``updates``: counters since the book was added
+    ///
+    /// Raises ``DepthCacheNotFound``, ``WriterGone``, ``WriterHung``, ``ReadContended``.
+    fn info<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let info = self.reader.info(exchange, market).map_err(read_error)?;
+        info_dict(py, &info)
+    }
+
+    /// Every book of every segment of the cluster, one dict per replica, sorted:
+    /// ``{"exchange": str, "market": str, "segment": str, "status": str}``. ``status`` is
+    /// ``"starting"``, ``"synced"`` or ``"out_of_sync"``, or the error text when the replica cannot
+    /// be read (its writer is gone or hung).
+    fn list<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let books = self.reader.list();
+        let mut dicts = Vec::with_capacity(books.len());
+        for book in books {
+            let dict = PyDict::new(py);
+            dict.set_item(intern!(py, "exchange"), book.exchange)?;
+            dict.set_item(intern!(py, "market"), book.market)?;
+            dict.set_item(intern!(py, "segment"), book.segment)?;
+            match book.status {
+                Ok(status) => dict.set_item(intern!(py, "status"), status.as_str())?,
+                Err(error) => dict.set_item(intern!(py, "status"), error)?,
+            }
+            dicts.push(dict);
+        }
+        PyList::new(py, dicts)
+    }
+
+    /// Rescans the cluster's segments and rebuilds the book index. Reads do this by themselves
+    /// when a book is missing or moved; call it to pick up new DCNs eagerly.
+    fn refresh(&mut self) {
+        self.reader.refresh();
+    }
+}
+
+/// The dict `Reader.info` returns.
+fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    let reason = match info.status {
+        BookStatus::OutOfSync(reason) => Some(reason.as_str()),
+        BookStatus::Starting | BookStatus::Synced => None,
+    };
+    let age_ms = (info.publish_time_ns != 0).then(|| {
+        let age_ns = unix_now_ns() as f64 - info.publish_time_ns as f64;
+        age_ns / 1e6
+    });
+    dict.set_item(intern!(py, "status"), info.status.as_str())?;
+    dict.set_item(intern!(py, "reason"), reason)?;
+    dict.set_item(intern!(py, "last_update_id"), info.last_update_id)?;
+    dict.set_item(intern!(py, "event_time_ms"), info.event_time_ms)?;
+    dict.set_item(intern!(py, "receive_time_ns"), info.receive_time_ns)?;
+    dict.set_item(intern!(py, "publish_time_ns"), info.publish_time_ns)?;
+    dict.set_item(intern!(py, "age_ms"), age_ms)?;
+    dict.set_item(intern!(py, "bid_count"), info.bid_count)?;
+    dict.set_item(intern!(py, "ask_count"), info.ask_count)?;
+    dict.set_item(intern!(py, "resyncs"), info.resyncs)?;
+    dict.set_item(intern!(py, "gaps"), info.gaps)?;
+    dict.set_item(intern!(py, "updates"), info.updates)?;
+    Ok(dict)
+}
+
+/// Read ubdcc's shared-memory order books from Python.
+///
+/// ``Reader(cluster)`` reads any book of a ubdcc cluster that a DCN on this host publishes to
+/// shared memory, in well under a microsecond, without any network round trip::
+///
+///     import ubdcc_local
+///     reader = ubdcc_local.Reader("default")
+///     asks = reader.get_asks("binance.com", "BTCUSDT", limit_count=10)   # [[price, qty], ...]
+///
+/// Levels come back as ``[[price, quantity], ...]`` best first, like the original
+/// ``unicorn-binance-local-depth-cache`` library. Errors are exceptions derived from
+/// ``UbdccError``: ``DepthCacheNotFound``, ``DepthCacheOutOfSync``, ``WriterGone``,
+/// ``WriterHung``, ``ReadContended`` and ``InvalidQuery``. A dead or hung writer always gives an
+/// error, never stale data.
+#[pymodule]
+fn ubdcc_local(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Reader>()?;
+    m.add("UbdccError", py.get_type::<UbdccError>())?;
+    m.add("DepthCacheNotFound", py.get_type::<DepthCacheNotFound>())?;
+    m.add("DepthCacheOutOfSync", py.get_type::<DepthCacheOutOfSync>())?;
+    m.add("WriterGone", py.get_type::<WriterGone>())?;
+    m.add("WriterHung", py.get_type::<WriterHung>())?;
+    m.add("ReadContended", py.get_type::<ReadContended>())?;
+    m.add("InvalidQuery", py.get_type::<InvalidQuery>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+/*
+ * ubdcc.h — read ubdcc order books from shared memory, from C.
+ *
+ * A ubdcc DepthCache node (DCN) publishes every book it maintains into a shared-memory segment
+ * (/dev/shm/ubdcc.<cluster>.<dcn>). This library maps those segments read-only and returns a
+ * consistent copy of any book in well under a microsecond, or an error when the book is not
+ * synced or its writer is dead or hung: it never returns stale data silently.
+ *
+ * Link with -lubdcc_ffi (libubdcc_ffi.so or libubdcc_ffi.a built by `cargo build -p ubdcc-ffi`;
+ * the static library also needs -lpthread -ldl -lm).
+ *
+ *     ubdcc_reader_t *reader;
+ *     if (ubdcc_reader_open("default", &reader) != UBDCC_OK) { puts(ubdcc_last_error_message()); }
+ *     ubdcc_level_t asks[10]; size_t n; int64_t limit = 10;
+ *     ubdcc_status_t s = ubdcc_get_asks(reader, "binance.com", "BTCUSDT", &limit, NULL, asks, 10, &n, NULL);
+ *     ...
+ *     ubdcc_reader_close(reader);
+ *
+ * Thread safety: a reader handle must not be used by two threads at once; open one per thread.
+ * Error messages are per thread and valid until the thread's next ubdcc_ call.
+ *
+ * This header is hand-written; ffi/tests/c_header.rs compiles it with gcc and checks every struct
+ * layout and UBDCC_LAYOUT_HASH against the Rust library, so a mismatch fails the build's tests.
+ */
+#ifndef UBDCC_H
+#define UBDCC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Fingerprint of the shared-memory layout below (see shm-layout/src/layout.rs). */
+#define UBDCC_LAYOUT_HASH 0xbfde9b3c7e75a01dULL
+#define UBDCC_LAYOUT_MAJOR 1
+#define UBDCC_LAYOUT_MINOR 0
+
+/* ---- status codes ------------------------------------------------------------------------- */
+
+typedef enum ubdcc_status_t {
+    UBDCC_OK = 0,
+    UBDCC_ERR_NULL_ARGUMENT = 1,     /* a required pointer was NULL */
+    UBDCC_ERR_INVALID_ARGUMENT = 2,  /* not UTF-8, bad cluster name, negative limit, NaN threshold */
+    UBDCC_ERR_NOT_FOUND = 3,         /* no segment of the cluster on this host holds the book */
+    UBDCC_ERR_OUT_OF_SYNC = 4,       /* the book is starting or out of sync: no levels served */
+    UBDCC_ERR_WRITER_GONE = 5,       /* the DCN writing the book is gone */
+    UBDCC_ERR_WRITER_HUNG = 6,       /* the DCN's heartbeat stopped (hung or stopped) */
+    UBDCC_ERR_CONTENDED = 7,         /* the book changed during every bounded read attempt */
+    UBDCC_ERR_BUFFER_TOO_SMALL = 8,  /* output truncated to capacity; the count says how many */
+    UBDCC_ERR_IO = 9,                /* a system call failed */
+    UBDCC_ERR_INTERNAL = 10          /* a bug in the library (caught panic) */
+} ubdcc_status_t;
+
+/* Message of the calling thread's last error ("" if none); never NULL. */
+const char *ubdcc_last_error_message(void);
+
+/* Static name of a status code, e.g. "UBDCC_ERR_NOT_FOUND"; never NULL. */
+const char *ubdcc_status_name(ubdcc_status_t status);
+
+/* ---- book status -------------------------------------------------------------------------- */
+
+#define UBDCC_BOOK_STARTING 1
+#define UBDCC_BOOK_SYNCED 2
+#define UBDCC_BOOK_OUT_OF_SYNC 3
+
+#define UBDCC_REASON_UNSPECIFIED 0
+#define UBDCC_REASON_GAP 1
+#define UBDCC_REASON_DISCONNECTED 2
+#define UBDCC_REASON_STREAM_SILENT 3
+#define UBDCC_REASON_SERVER_SHUTDOWN 4
+#define UBDCC_REASON_SNAPSHOT_FAILED 5
+#define UBDCC_REASON_REFRESH 6
+#define UBDCC_REASON_MALFORMED_MESSAGE 7
+#define UBDCC_REASON_WRITER_FAULT 8
+
+/* One level, as doubles equal to parsing the exchange's decimal strings. */
+typedef struct ubdcc_level_t {
+    double price;
+    double quantity;
+} ubdcc_level_t;
+
+/* A book's metadata, read in the same consistent section as its levels. */
+typedef struct ubdcc_book_info_t {
+    uint8_t status;            /* UBDCC_BOOK_* */
+    uint8_t reason;            /* UBDCC_REASON_* when out of sync, else 0 */
+    uint8_t reserved[6];
+    uint64_t last_update_id;   /* last exchange update id applied */
+    uint64_t event_time_ms;    /* exchange event time of the last event, Unix ms */
+    uint64_t receive_time_ns;  /* when the DCN received it, Unix ns */
+    uint64_t publish_time_ns;  /* when this version was published, Unix ns */
+    uint32_t bid_count;
+    uint32_t ask_count;
+    uint32_t resyncs;
+    uint32_t gaps;
+    uint64_t updates;          /* publishes since the book was added */
+    uint64_t generation;       /* slot generation */
+} ubdcc_book_info_t;
+
+#define UBDCC_MAX_NAME_LEN 48
+#define UBDCC_SEGMENT_NAME_CAPACITY 144
+
+/* One replica of one book, from ubdcc_list_books. Strings are NUL-terminated. */
+typedef struct ubdcc_book_entry_t {
+    char exchange[UBDCC_MAX_NAME_LEN + 1];
+    char market[UBDCC_MAX_NAME_LEN + 1];
+    char segment[UBDCC_SEGMENT_NAME_CAPACITY];
+    uint8_t status;            /* UBDCC_BOOK_*, or 0 when unreadable (dead or hung writer) */
+    uint8_t reason;
+} ubdcc_book_entry_t;
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+typedef struct ubdcc_reader_t ubdcc_reader_t;
+
+/* Opens a reader for every book of `cluster` on this host; a cluster without segments yet is
+ * not an error (reads return UBDCC_ERR_NOT_FOUND until books appear). */
+ubdcc_status_t ubdcc_reader_open(const char *cluster, ubdcc_reader_t **out_reader);
+
+/* Closes a reader; NULL is ignored. */
+void ubdcc_reader_close(ubdcc_reader_t *reader);
+
+/* Reads the asks (lowest first) / bids (highest first) of a synced book.
+ *
+ * limit_count, threshold_volume: NULL means "not set"; semantics as the REST API's get_asks:
+ *   the threshold walk always includes the first level and stops at the first level that would
+ *   push the running price*quantity total above the threshold; then at most limit_count levels
+ *   are kept (0 -> none). A negative limit or NaN threshold is UBDCC_ERR_INVALID_ARGUMENT.
+ * levels, capacity: output array; with more levels than capacity, the first capacity are
+ *   written and UBDCC_ERR_BUFFER_TOO_SMALL is returned.
+ * out_count: number of levels selected (0 on error).
+ * out_info: NULL, or receives the metadata from the same consistent read. */
+ubdcc_status_t ubdcc_get_asks(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                              const int64_t *limit_count, const double *threshold_volume,
+                              ubdcc_level_t *levels, size_t capacity, size_t *out_count,
+                              ubdcc_book_info_t *out_info);
+ubdcc_status_t ubdcc_get_bids(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                              const int64_t *limit_count, const double *threshold_volume,
+                              ubdcc_level_t *levels, size_t capacity, size_t *out_count,
+                              ubdcc_book_info_t *out_info);
+
+/* Reads a book's metadata, synced or not. */
+ubdcc_status_t ubdcc_book_info(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                               ubdcc_book_info_t *out_info);
+
+/* Lists every replica of every book of the cluster, sorted by exchange, market, segment. */
+ubdcc_status_t ubdcc_list_books(ubdcc_reader_t *reader, ubdcc_book_entry_t *entries,
+                                size_t capacity, size_t *out_count);
+
+/* The layout hash the library was built with; compare with UBDCC_LAYOUT_HASH. */
+uint64_t ubdcc_layout_hash(void);
+
+/* ---- the shared-memory layout ---------------------------------------------------------------
+ * For reference and for the layout check; read books through the functions above. Every field
+ * is accessed atomically; payload is protected by the `seq` words (a seqlock: even = stable). */
+
+typedef struct ubdcc_shm_segment_header_t {
+    uint64_t magic;              /* "UBDCCSHM" little-endian */
+    uint32_t layout_major;
+    uint32_t layout_minor;
+    uint64_t layout_hash;
+    uint64_t segment_size;
+    uint32_t writer_pid;
+    uint32_t state;              /* 0 initializing, 1 ready, 2 closed; stored last */
+    uint64_t writer_start_time;  /* clock ticks since boot */
+    uint64_t writer_epoch;       /* Unix ns of creation */
+    uint64_t reserved0;
+    uint64_t directory_offset;
+    uint64_t slot_offset;
+    uint64_t slot_size;
+    uint32_t slot_count;
+    uint32_t levels_per_side;
+    uint64_t reserved1[4];
+    uint64_t heartbeat_ns;       /* CLOCK_MONOTONIC_COARSE */
+    uint64_t reserved2[7];
+    uint64_t directory_version;
+    uint64_t reserved3[7];
+} ubdcc_shm_segment_header_t;
+
+typedef struct ubdcc_shm_directory_entry_t {
+    uint64_t seq;
+    uint64_t generation;
+    uint64_t in_use;
+    uint64_t exchange[6];        /* NUL-padded UTF-8 */
+    uint64_t market[6];
+    uint64_t reserved;
+} ubdcc_shm_directory_entry_t;
+
+typedef struct ubdcc_shm_slot_header_t {
+    uint64_t seq;
+    uint64_t generation;
+    uint64_t status;             /* bits 0..8 book status, 8..16 reason */
+    uint64_t last_update_id;
+    uint64_t event_time_ms;
+    uint64_t receive_time_ns;
+    uint64_t publish_time_ns;
+    uint64_t counts;             /* bits 0..32 bids, 32..64 asks */
+    uint64_t exponents;          /* bits 0..8 price exponent, 8..16 quantity exponent (int8) */
+    uint64_t sync_counters;      /* bits 0..32 resyncs, 32..64 gaps */
+    uint64_t updates;
+    uint64_t reserved[5];
+} ubdcc_shm_slot_header_t;       /* followed by bids[levels_per_side], asks[levels_per_side] */
+
+typedef struct ubdcc_shm_level_t {
+    uint64_t price;              /* mantissa */
+    uint64_t quantity;           /* mantissa */
+} ubdcc_shm_level_t;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UBDCC_H */

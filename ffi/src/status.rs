@@ -1,0 +1,101 @@
+//! Status codes and the thread-local last-error message.
+
+use std::cell::RefCell;
+use std::ffi::{CString, c_char};
+
+use ubdcc_shm::{CreateSegmentError, ReadError};
+
+/// The result of every fallible `ubdcc_` function.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ubdcc_status_t {
+    /// Success.
+    UBDCC_OK = 0,
+    /// A required pointer argument was null.
+    UBDCC_ERR_NULL_ARGUMENT = 1,
+    /// An argument was invalid: not UTF-8, a bad cluster name, a negative limit, a NaN threshold.
+    UBDCC_ERR_INVALID_ARGUMENT = 2,
+    /// No segment of the cluster on this host holds the book.
+    UBDCC_ERR_NOT_FOUND = 3,
+    /// The book exists but is not synced (starting or out of sync); no levels were returned.
+    UBDCC_ERR_OUT_OF_SYNC = 4,
+    /// The writer (DCN) of the book's segment is gone.
+    UBDCC_ERR_WRITER_GONE = 5,
+    /// The writer's heartbeat stopped: it is hung or stopped.
+    UBDCC_ERR_WRITER_HUNG = 6,
+    /// The book changed during every bounded read attempt.
+    UBDCC_ERR_CONTENDED = 7,
+    /// The output array was too small; it holds the first `capacity` entries and the count
+    /// output says how many there are.
+    UBDCC_ERR_BUFFER_TOO_SMALL = 8,
+    /// A system call failed.
+    UBDCC_ERR_IO = 9,
+    /// A bug inside the library (a Rust panic, caught at the boundary).
+    UBDCC_ERR_INTERNAL = 10,
+}
+
+pub use ubdcc_status_t::*;
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records `message` as this thread's last error and returns `status`.
+pub(crate) fn fail(status: ubdcc_status_t, message: impl Into<String>) -> ubdcc_status_t {
+    // Interior NULs cannot come from our messages, but must not truncate silently either.
+    let message = message.into().replace('\0', " ");
+    let message = CString::new(message).unwrap_or_default();
+    LAST_ERROR.with(|last| *last.borrow_mut() = message);
+    status
+}
+
+/// Records a read error and maps it to its status.
+pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
+    let status = match error {
+        ReadError::NotFound { .. } => UBDCC_ERR_NOT_FOUND,
+        ReadError::NotSynced { .. } => UBDCC_ERR_OUT_OF_SYNC,
+        ReadError::WriterGone { .. } => UBDCC_ERR_WRITER_GONE,
+        ReadError::WriterHung { .. } => UBDCC_ERR_WRITER_HUNG,
+        ReadError::Contended { .. } => UBDCC_ERR_CONTENDED,
+        ReadError::InvalidQuery(_) => UBDCC_ERR_INVALID_ARGUMENT,
+        ReadError::Io { .. } => UBDCC_ERR_IO,
+    };
+    fail(status, error.to_string())
+}
+
+/// Records an error from opening a cluster.
+pub(crate) fn fail_open(error: &CreateSegmentError) -> ubdcc_status_t {
+    let status = match error {
+        CreateSegmentError::InvalidName { .. } | CreateSegmentError::InvalidGeometry(_) => UBDCC_ERR_INVALID_ARGUMENT,
+        CreateSegmentError::InUse { .. } | CreateSegmentError::Io { .. } => UBDCC_ERR_IO,
+    };
+    fail(status, error.to_string())
+}
+
+/// The message of the last error on the calling thread ("" if none).
+///
+/// The pointer stays valid until the next `ubdcc_` call on the same thread; copy the text if you
+/// need it longer. Never null.
+#[unsafe(no_mangle)]
+pub extern "C" fn ubdcc_last_error_message() -> *const c_char {
+    LAST_ERROR.with(|last| last.borrow().as_ptr())
+}
+
+/// A static, NUL-terminated name for a status code (`"UBDCC_ERR_NOT_FOUND"`); never null.
+#[unsafe(no_mangle)]
+pub extern "C" fn ubdcc_status_name(status: ubdcc_status_t) -> *const c_char {
+    let name: &'static [u8] = match status {
+        UBDCC_OK => b"UBDCC_OK\0",
+        UBDCC_ERR_NULL_ARGUMENT => b"UBDCC_ERR_NULL_ARGUMENT\0",
+        UBDCC_ERR_INVALID_ARGUMENT => b"UBDCC_ERR_INVALID_ARGUMENT\0",
+        UBDCC_ERR_NOT_FOUND => b"UBDCC_ERR_NOT_FOUND\0",
+        UBDCC_ERR_OUT_OF_SYNC => b"UBDCC_ERR_OUT_OF_SYNC\0",
+        UBDCC_ERR_WRITER_GONE => b"UBDCC_ERR_WRITER_GONE\0",
+        UBDCC_ERR_WRITER_HUNG => b"UBDCC_ERR_WRITER_HUNG\0",
+        UBDCC_ERR_CONTENDED => b"UBDCC_ERR_CONTENDED\0",
+        UBDCC_ERR_BUFFER_TOO_SMALL => b"UBDCC_ERR_BUFFER_TOO_SMALL\0",
+        UBDCC_ERR_IO => b"UBDCC_ERR_IO\0",
+        UBDCC_ERR_INTERNAL => b"UBDCC_ERR_INTERNAL\0",
+    };
+    name.as_ptr().cast()
+}

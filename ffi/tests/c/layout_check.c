@@ -1,0 +1,80 @@
+/* Prints every size and offset the Rust side relies on, one "name value" per line, for
+ * tests/c_header.rs to compare with the Rust layout. Built with -Wall -Werror. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "ubdcc.h"
+
+#define SIZE(type) printf("sizeof %s %zu\n", #type, sizeof(type))
+#define OFF(name, type, field) printf("%s %zu\n", name, offsetof(type, field))
+
+int main(void) {
+    /* the shared-memory layout, named as in shm-layout/src/layout.rs */
+    printf("SegmentHeader %zu\n", sizeof(ubdcc_shm_segment_header_t));
+    OFF("magic", ubdcc_shm_segment_header_t, magic);
+    OFF("layout_major", ubdcc_shm_segment_header_t, layout_major);
+    OFF("layout_minor", ubdcc_shm_segment_header_t, layout_minor);
+    OFF("layout_hash", ubdcc_shm_segment_header_t, layout_hash);
+    OFF("segment_size", ubdcc_shm_segment_header_t, segment_size);
+    OFF("writer_pid", ubdcc_shm_segment_header_t, writer_pid);
+    OFF("state", ubdcc_shm_segment_header_t, state);
+    OFF("writer_start_time", ubdcc_shm_segment_header_t, writer_start_time);
+    OFF("writer_epoch", ubdcc_shm_segment_header_t, writer_epoch);
+    OFF("directory_offset", ubdcc_shm_segment_header_t, directory_offset);
+    OFF("slot_offset", ubdcc_shm_segment_header_t, slot_offset);
+    OFF("slot_size", ubdcc_shm_segment_header_t, slot_size);
+    OFF("slot_count", ubdcc_shm_segment_header_t, slot_count);
+    OFF("levels_per_side", ubdcc_shm_segment_header_t, levels_per_side);
+    OFF("heartbeat_ns", ubdcc_shm_segment_header_t, heartbeat_ns);
+    OFF("directory_version", ubdcc_shm_segment_header_t, directory_version);
+    printf("DirectoryEntry %zu\n", sizeof(ubdcc_shm_directory_entry_t));
+    OFF("entry.seq", ubdcc_shm_directory_entry_t, seq);
+    OFF("entry.generation", ubdcc_shm_directory_entry_t, generation);
+    OFF("entry.in_use", ubdcc_shm_directory_entry_t, in_use);
+    OFF("entry.exchange", ubdcc_shm_directory_entry_t, exchange);
+    OFF("entry.market", ubdcc_shm_directory_entry_t, market);
+    printf("SlotHeader %zu\n", sizeof(ubdcc_shm_slot_header_t));
+    OFF("slot.seq", ubdcc_shm_slot_header_t, seq);
+    OFF("slot.generation", ubdcc_shm_slot_header_t, generation);
+    OFF("slot.status", ubdcc_shm_slot_header_t, status);
+    OFF("slot.last_update_id", ubdcc_shm_slot_header_t, last_update_id);
+    OFF("slot.event_time_ms", ubdcc_shm_slot_header_t, event_time_ms);
+    OFF("slot.receive_time_ns", ubdcc_shm_slot_header_t, receive_time_ns);
+    OFF("slot.publish_time_ns", ubdcc_shm_slot_header_t, publish_time_ns);
+    OFF("slot.counts", ubdcc_shm_slot_header_t, counts);
+    OFF("slot.exponents", ubdcc_shm_slot_header_t, exponents);
+    OFF("slot.sync_counters", ubdcc_shm_slot_header_t, sync_counters);
+    OFF("slot.updates", ubdcc_shm_slot_header_t, updates);
+    printf("LevelWords %zu\n", sizeof(ubdcc_shm_level_t));
+    OFF("level.price", ubdcc_shm_level_t, price);
+    OFF("level.quantity", ubdcc_shm_level_t, quantity);
+
+    /* the API structs */
+    SIZE(ubdcc_level_t);
+    OFF("ubdcc_level_t.quantity", ubdcc_level_t, quantity);
+    SIZE(ubdcc_book_info_t);
+    OFF("ubdcc_book_info_t.reason", ubdcc_book_info_t, reason);
+    OFF("ubdcc_book_info_t.last_update_id", ubdcc_book_info_t, last_update_id);
+    OFF("ubdcc_book_info_t.event_time_ms", ubdcc_book_info_t, event_time_ms);
+    OFF("ubdcc_book_info_t.receive_time_ns", ubdcc_book_info_t, receive_time_ns);
+    OFF("ubdcc_book_info_t.publish_time_ns", ubdcc_book_info_t, publish_time_ns);
+    OFF("ubdcc_book_info_t.bid_count", ubdcc_book_info_t, bid_count);
+    OFF("ubdcc_book_info_t.ask_count", ubdcc_book_info_t, ask_count);
+    OFF("ubdcc_book_info_t.resyncs", ubdcc_book_info_t, resyncs);
+    OFF("ubdcc_book_info_t.gaps", ubdcc_book_info_t, gaps);
+    OFF("ubdcc_book_info_t.updates", ubdcc_book_info_t, updates);
+    OFF("ubdcc_book_info_t.generation", ubdcc_book_info_t, generation);
+    SIZE(ubdcc_book_entry_t);
+    OFF("ubdcc_book_entry_t.market", ubdcc_book_entry_t, market);
+    OFF("ubdcc_book_entry_t.segment", ubdcc_book_entry_t, segment);
+    OFF("ubdcc_book_entry_t.status", ubdcc_book_entry_t, status);
+    OFF("ubdcc_book_entry_t.reason", ubdcc_book_entry_t, reason);
+    SIZE(ubdcc_status_t);
+
+    printf("UBDCC_LAYOUT_HASH %" PRIu64 "\n", (uint64_t)UBDCC_LAYOUT_HASH);
+    printf("ubdcc_layout_hash() %" PRIu64 "\n", ubdcc_layout_hash());
+    printf("UBDCC_ERR_INTERNAL %d\n", (int)UBDCC_ERR_INTERNAL);
+    printf("UBDCC_REASON_WRITER_FAULT %d\n", UBDCC_REASON_WRITER_FAULT);
+    printf("UBDCC_BOOK_OUT_OF_SYNC %d\n", UBDCC_BOOK_OUT_OF_SYNC);
+    return 0;
+}
