@@ -18,9 +18,9 @@ use rustix::time::ClockId;
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A heartbeat older than this marks the writer as hung. The last beat is at most this old when a
-/// writer stops, so a stop is reported within this time (under one second, with nine missed beats
+/// writer stops, so a stop is reported within this time (under one second, with eight missed beats
 /// of margin for a busy machine).
-pub const HUNG_AFTER: Duration = Duration::from_millis(900);
+pub const HUNG_AFTER: Duration = Duration::from_millis(800);
 
 /// How often a reader probes the writer's lock while the heartbeat looks fine. A probe is two
 /// syscalls, so it is rate-limited rather than done on every read; a crashed writer is still seen

@@ -120,18 +120,23 @@ impl Geometry {
                 "slot size {slot_size_found} too small for {levels_per_side} levels"
             )));
         }
-        let directory_end =
-            directory_offset + u64::from(slot_count) * size_of::<DirectoryEntry>() as u64;
-        if directory_offset < SEGMENT_HEADER_SIZE as u64
-            || directory_offset % 64 != 0
-            || slot_offset < directory_end
-            || slot_offset % 64 != 0
-        {
+        // Checked arithmetic throughout: a hostile header must give an error, not an overflow.
+        let directory_end = u64::from(slot_count)
+            .checked_mul(size_of::<DirectoryEntry>() as u64)
+            .and_then(|bytes| bytes.checked_add(directory_offset));
+        let layout_ok = directory_end.is_some_and(|end| slot_offset >= end)
+            && directory_offset >= SEGMENT_HEADER_SIZE as u64
+            && directory_offset % 64 == 0
+            && slot_offset % 64 == 0;
+        if !layout_ok {
             return Err(corrupt(format!(
                 "directory at {directory_offset}, slots at {slot_offset}"
             )));
         }
-        let end = slot_offset + u64::from(slot_count) * slot_size_found;
+        let end = u64::from(slot_count)
+            .checked_mul(slot_size_found)
+            .and_then(|bytes| bytes.checked_add(slot_offset))
+            .ok_or_else(|| corrupt(format!("{slot_count} slots at {slot_offset} overflow")))?;
         if end > file_len {
             return Err(OpenSegmentError::Truncated {
                 name: name.to_owned(),

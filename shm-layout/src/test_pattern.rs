@@ -34,19 +34,35 @@ pub fn fill(k: u64, levels_per_side: u32, bids: &mut Vec<RawLevel>, asks: &mut V
     asks.clear();
     for i in 0..count {
         let quantity = a * 1000 + i;
-        asks.push(RawLevel { price: (100_000 + a % 1000 + i) * 100, quantity });
-        bids.push(RawLevel { price: (99_000 - a % 1000 - i) * 100, quantity });
+        asks.push(RawLevel {
+            price: (100_000 + a % 1000 + i) * 100,
+            quantity,
+        });
+        bids.push(RawLevel {
+            price: (99_000 - a % 1000 - i) * 100,
+            quantity,
+        });
     }
 }
 
 /// The meta published with version `k`: synced, `last_update_id = k`.
 pub fn meta(k: u64) -> BookMeta {
-    BookMeta { status: BookStatus::Synced, last_update_id: k, event_time_ms: k, ..BookMeta::starting() }
+    BookMeta {
+        status: BookStatus::Synced,
+        last_update_id: k,
+        event_time_ms: k,
+        ..BookMeta::starting()
+    }
 }
 
 /// The sides of a filled version.
 pub fn sides<'a>(bids: &'a [RawLevel], asks: &'a [RawLevel]) -> BookSides<'a> {
-    BookSides { price_exponent: PRICE_EXPONENT, quantity_exponent: QUANTITY_EXPONENT, bids, asks }
+    BookSides {
+        price_exponent: PRICE_EXPONENT,
+        quantity_exponent: QUANTITY_EXPONENT,
+        bids,
+        asks,
+    }
 }
 
 /// Checks that `levels` (a best-first prefix of one side) are exactly version `k`'s, and that an
@@ -54,12 +70,21 @@ pub fn sides<'a>(bids: &'a [RawLevel], asks: &'a [RawLevel]) -> BookSides<'a> {
 ///
 /// # Errors
 /// A description of the first level that does not belong to version `k`.
-pub fn validate(k: u64, side: Side, levels: &[Level], limit: Option<usize>, levels_per_side: u32) -> Result<(), String> {
+pub fn validate(
+    k: u64,
+    side: Side,
+    levels: &[Level],
+    limit: Option<usize>,
+    levels_per_side: u32,
+) -> Result<(), String> {
     let a = k % 1_000_000;
     let count = level_count(k, levels_per_side);
     let expected_len = limit.map_or(count, |limit| limit.min(count));
     if levels.len() != expected_len {
-        return Err(format!("version {k}: {} levels, expected {expected_len}", levels.len()));
+        return Err(format!(
+            "version {k}: {} levels, expected {expected_len}",
+            levels.len()
+        ));
     }
     for (i, level) in levels.iter().enumerate() {
         let i = i as u64;
@@ -69,7 +94,9 @@ pub fn validate(k: u64, side: Side, levels: &[Level], limit: Option<usize>, leve
         };
         let quantity = crate::Decimal::new(a * 1000 + i, QUANTITY_EXPONENT).to_f64();
         if level.price != price as f64 || level.quantity != quantity {
-            return Err(format!("version {k} level {i}: got {level:?}, expected price {price} quantity {quantity}"));
+            return Err(format!(
+                "version {k} level {i}: got {level:?}, expected price {price} quantity {quantity}"
+            ));
         }
     }
     Ok(())
@@ -82,17 +109,27 @@ mod tests {
 
     fn to_levels(raw: &[RawLevel]) -> Vec<Level> {
         raw.iter()
-            .map(|l| Level { price: mantissa_to_f64(l.price, PRICE_EXPONENT), quantity: mantissa_to_f64(l.quantity, QUANTITY_EXPONENT) })
+            .map(|l| Level {
+                price: mantissa_to_f64(l.price, PRICE_EXPONENT),
+                quantity: mantissa_to_f64(l.quantity, QUANTITY_EXPONENT),
+            })
             .collect()
     }
 
     #[test]
     fn a_filled_version_validates_and_a_mixed_one_does_not() {
-        let (mut bids, mut asks, mut bids2, mut asks2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut bids, mut asks, mut bids2, mut asks2) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         fill(41, 1000, &mut bids, &mut asks);
         fill(42, 1000, &mut bids2, &mut asks2);
-        assert_eq!(validate(41, Side::Asks, &to_levels(&asks), None, 1000), Ok(()));
-        assert_eq!(validate(41, Side::Bids, &to_levels(&bids[..10]), Some(10), 1000), Ok(()));
+        assert_eq!(
+            validate(41, Side::Asks, &to_levels(&asks), None, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            validate(41, Side::Bids, &to_levels(&bids[..10]), Some(10), 1000),
+            Ok(())
+        );
         let mut torn = to_levels(&asks2[..10]);
         torn[5] = to_levels(&asks)[5];
         assert!(validate(42, Side::Asks, &torn, Some(10), 1000).is_err());

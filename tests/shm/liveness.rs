@@ -1,0 +1,91 @@
+//! A writer killed, stopped or replaced is noticed by readers within a second, and its data is
+//! never returned meanwhile.
+
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use ubdcc_shm::{ClusterReader, LevelQuery, ReadError, Side};
+
+use crate::pattern_writer::{PatternWriter, unique_cluster};
+
+/// Reads PATTERN0 until `done` accepts the result; returns how long that took. Gives up after
+/// 10 s, which only a broken liveness check reaches.
+fn read_until(
+    reader: &mut ClusterReader,
+    done: impl Fn(&Result<ubdcc_shm::BookInfo, ReadError>) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        let result = reader.read(
+            "binance.com",
+            "PATTERN0",
+            Side::Asks,
+            &LevelQuery::top(10),
+            &mut out,
+        );
+        if done(&result) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no change after 10 s; last result {result:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn sigkill_of_the_writer_is_reported_within_a_second() {
+    let cluster = unique_cluster("kill");
+    let writer = PatternWriter::start(&cluster, "dcn", 1, 100, 500);
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    read_until(&mut reader, Result::is_ok);
+
+    writer.kill();
+    let detected = read_until(&mut reader, |r| {
+        matches!(r, Err(ReadError::WriterGone { .. }))
+    });
+    println!("SIGKILL detected after {detected:?}");
+    assert!(detected < Duration::from_millis(1500), "took {detected:?}");
+}
+
+#[test]
+fn sigstop_of_the_writer_is_reported_as_hung_and_sigcont_recovers() {
+    let cluster = unique_cluster("stop");
+    let writer = PatternWriter::start(&cluster, "dcn", 1, 100, 500);
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    read_until(&mut reader, Result::is_ok);
+
+    writer.signal(Signal::STOP);
+    let detected = read_until(&mut reader, |r| {
+        matches!(r, Err(ReadError::WriterHung { .. }))
+    });
+    println!("SIGSTOP detected after {detected:?}");
+    assert!(detected < Duration::from_millis(1500), "took {detected:?}");
+
+    writer.signal(Signal::CONT);
+    let recovered = read_until(&mut reader, Result::is_ok);
+    println!("SIGCONT recovered after {recovered:?}");
+}
+
+#[test]
+fn a_restarted_writer_reclaims_the_segment_and_readers_follow_it() {
+    let cluster = unique_cluster("reclaim");
+    let first = PatternWriter::start(&cluster, "dcn", 2, 50, 200);
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    read_until(&mut reader, Result::is_ok);
+    first.kill();
+    read_until(&mut reader, |r| {
+        matches!(r, Err(ReadError::WriterGone { .. }))
+    });
+
+    // Same cluster and DCN name: the dead writer's segment is replaced, not refused.
+    let _second = PatternWriter::start(&cluster, "dcn", 2, 50, 200);
+    read_until(&mut reader, Result::is_ok);
+    assert_eq!(
+        reader.segments().len(),
+        1,
+        "the dead segment was dropped, the new one opened"
+    );
+}
