@@ -10,21 +10,36 @@ use crate::cli::{ListArgs, TestPatternArgs};
 
 /// Prints every book of the cluster, one line per replica.
 pub fn list(args: &ListArgs) -> anyhow::Result<()> {
-    let mut reader = ClusterReader::open(&args.cluster).with_context(|| format!("opening cluster {:?}", args.cluster))?;
+    let mut reader = ClusterReader::open(&args.cluster)
+        .with_context(|| format!("opening cluster {:?}", args.cluster))?;
     let books = reader.list();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<36} {:<24} {:<28} STATUS", "EXCHANGE", "MARKET", "SEGMENT")?;
+    writeln!(
+        out,
+        "{:<36} {:<24} {:<28} STATUS",
+        "EXCHANGE", "MARKET", "SEGMENT"
+    )?;
     for book in &books {
         let status = match &book.status {
             Ok(status) => status.to_string(),
             Err(error) => format!("unreadable: {error}"),
         };
-        writeln!(out, "{:<36} {:<24} {:<28} {status}", book.exchange, book.market, book.segment)?;
+        writeln!(
+            out,
+            "{:<36} {:<24} {:<28} {status}",
+            book.exchange, book.market, book.segment
+        )?;
     }
     for error in reader.open_errors() {
         writeln!(out, "warning: {error}")?;
     }
-    writeln!(out, "{} books in {} segments of cluster '{}'", books.len(), reader.segments().len(), args.cluster)?;
+    writeln!(
+        out,
+        "{} books in {} segments of cluster '{}'",
+        books.len(),
+        reader.segments().len(),
+        args.cluster
+    )?;
     Ok(())
 }
 
@@ -41,11 +56,16 @@ pub fn test_pattern(args: &TestPatternArgs) -> anyhow::Result<()> {
         handles.push(writer.add_book("binance.com", &format!("PATTERN{i}"))?);
     }
     let (mut bids, mut asks) = (Vec::new(), Vec::new());
-    let publish = |writer: &mut ubdcc_shm::SegmentWriter, k: u64, bids: &mut Vec<_>, asks: &mut Vec<_>| {
-        let book = handles[(k % handles.len() as u64) as usize];
-        test_pattern::fill(k, args.levels, bids, asks);
-        writer.publish(book, &test_pattern::meta(k), &test_pattern::sides(bids, asks))
-    };
+    let publish =
+        |writer: &mut ubdcc_shm::SegmentWriter, k: u64, bids: &mut Vec<_>, asks: &mut Vec<_>| {
+            let book = handles[(k % handles.len() as u64) as usize];
+            test_pattern::fill(k, args.levels, bids, asks);
+            writer.publish(
+                book,
+                &test_pattern::meta(k),
+                &test_pattern::sides(bids, asks),
+            )
+        };
     let mut k = 1;
     while k <= handles.len() as u64 {
         publish(&mut writer, k, &mut bids, &mut asks)?;

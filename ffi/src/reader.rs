@@ -6,8 +6,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use ubdcc_shm::{ClusterReader, Level, LevelQuery, ReadError, Side};
 
 use crate::status::{
-    UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INTERNAL, UBDCC_ERR_INVALID_ARGUMENT, UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_open, fail_read,
-    ubdcc_status_t,
+    UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INTERNAL, UBDCC_ERR_INVALID_ARGUMENT,
+    UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_open, fail_read, ubdcc_status_t,
 };
 use crate::types::{ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t};
 
@@ -21,7 +21,8 @@ pub struct ubdcc_reader_t {
 
 /// Runs `body`, turning a panic into `UBDCC_ERR_INTERNAL`: unwinding must never cross into C.
 fn guarded(body: impl FnOnce() -> ubdcc_status_t) -> ubdcc_status_t {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| fail(UBDCC_ERR_INTERNAL, "internal error (panic) in ubdcc"))
+    catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|_| fail(UBDCC_ERR_INTERNAL, "internal error (panic) in ubdcc"))
 }
 
 /// Borrows a C string argument as UTF-8.
@@ -36,7 +37,8 @@ unsafe fn str_arg<'a>(text: *const c_char, what: &str) -> Result<&'a str, ubdcc_
     // - `text` is non-null (checked above) and NUL-terminated and live for the call (caller's
     //   contract, stated in every public function's `# Safety`).
     let text = unsafe { CStr::from_ptr(text) };
-    text.to_str().map_err(|_| fail(UBDCC_ERR_INVALID_ARGUMENT, format!("{what} is not UTF-8")))
+    text.to_str()
+        .map_err(|_| fail(UBDCC_ERR_INVALID_ARGUMENT, format!("{what} is not UTF-8")))
 }
 
 /// Opens a reader for every book of `cluster` on this host.
@@ -52,7 +54,10 @@ unsafe fn str_arg<'a>(text: *const c_char, what: &str) -> Result<&'a str, ubdcc_
 /// `cluster` is a valid NUL-terminated string; `out_reader` is a valid pointer to writable storage
 /// for one pointer.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ubdcc_reader_open(cluster: *const c_char, out_reader: *mut *mut ubdcc_reader_t) -> ubdcc_status_t {
+pub unsafe extern "C" fn ubdcc_reader_open(
+    cluster: *const c_char,
+    out_reader: *mut *mut ubdcc_reader_t,
+) -> ubdcc_status_t {
     guarded(|| {
         if out_reader.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_reader is null");
@@ -66,7 +71,10 @@ pub unsafe extern "C" fn ubdcc_reader_open(cluster: *const c_char, out_reader: *
             Ok(reader) => reader,
             Err(error) => return fail_open(&error),
         };
-        let handle = Box::into_raw(Box::new(ubdcc_reader_t { reader, levels: Vec::with_capacity(64) }));
+        let handle = Box::into_raw(Box::new(ubdcc_reader_t {
+            reader,
+            levels: Vec::with_capacity(64),
+        }));
         // SAFETY: `out_reader` is non-null (checked) and valid for a write (caller's contract).
         unsafe { out_reader.write(handle) };
         UBDCC_OK
@@ -124,7 +132,20 @@ pub unsafe extern "C" fn ubdcc_get_asks(
     out_info: *mut ubdcc_book_info_t,
 ) -> ubdcc_status_t {
     // SAFETY: the same contract as this function's, passed on unchanged.
-    unsafe { get_side(Side::Asks, reader, exchange, market, limit_count, threshold_volume, levels, capacity, out_count, out_info) }
+    unsafe {
+        get_side(
+            Side::Asks,
+            reader,
+            exchange,
+            market,
+            limit_count,
+            threshold_volume,
+            levels,
+            capacity,
+            out_count,
+            out_info,
+        )
+    }
 }
 
 /// Reads the bids (highest price first) of a synced book; see `ubdcc_get_asks`.
@@ -144,7 +165,20 @@ pub unsafe extern "C" fn ubdcc_get_bids(
     out_info: *mut ubdcc_book_info_t,
 ) -> ubdcc_status_t {
     // SAFETY: the same contract as this function's, passed on unchanged.
-    unsafe { get_side(Side::Bids, reader, exchange, market, limit_count, threshold_volume, levels, capacity, out_count, out_info) }
+    unsafe {
+        get_side(
+            Side::Bids,
+            reader,
+            exchange,
+            market,
+            limit_count,
+            threshold_volume,
+            levels,
+            capacity,
+            out_count,
+            out_info,
+        )
+    }
 }
 
 /// The shared body of `ubdcc_get_asks` and `ubdcc_get_bids`.
@@ -171,24 +205,36 @@ unsafe fn get_side(
         // SAFETY: `out_count` is non-null and valid for writes (contract).
         unsafe { out_count.write(0) };
         if levels.is_null() && capacity > 0 {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "levels is null but capacity is not 0");
+            return fail(
+                UBDCC_ERR_NULL_ARGUMENT,
+                "levels is null but capacity is not 0",
+            );
         }
         // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
         let Some(handle) = (unsafe { reader.as_mut() }) else {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
         };
         // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { (str_arg(exchange, "exchange"), str_arg(market, "market")) } {
-            (Ok(exchange), Ok(market)) => (exchange, market),
-            (Err(status), _) | (_, Err(status)) => return status,
-        };
+        let (exchange, market) =
+            match unsafe { (str_arg(exchange, "exchange"), str_arg(market, "market")) } {
+                (Ok(exchange), Ok(market)) => (exchange, market),
+                (Err(status), _) | (_, Err(status)) => return status,
+            };
         // SAFETY: each is null (not set) or points to a valid value (contract).
-        let (limit, threshold) = unsafe { (limit_count.as_ref().copied(), threshold_volume.as_ref().copied()) };
+        let (limit, threshold) = unsafe {
+            (
+                limit_count.as_ref().copied(),
+                threshold_volume.as_ref().copied(),
+            )
+        };
         let query = match LevelQuery::new(limit, threshold) {
             Ok(query) => query,
             Err(error) => return fail_read(&ReadError::InvalidQuery(error)),
         };
-        let info = match handle.reader.read(exchange, market, side, &query, &mut handle.levels) {
+        let info = match handle
+            .reader
+            .read(exchange, market, side, &query, &mut handle.levels)
+        {
             Ok(info) => info,
             Err(error) => return fail_read(&error),
         };
@@ -209,7 +255,10 @@ unsafe fn get_side(
             }
         }
         if written < selected {
-            return fail(UBDCC_ERR_BUFFER_TOO_SMALL, format!("{selected} levels selected, the buffer holds {capacity}"));
+            return fail(
+                UBDCC_ERR_BUFFER_TOO_SMALL,
+                format!("{selected} levels selected, the buffer holds {capacity}"),
+            );
         }
         UBDCC_OK
     })
@@ -225,7 +274,12 @@ unsafe fn get_side(
 /// `reader` is a live handle used by no other thread during the call; `exchange` and `market` are
 /// valid C strings; `out_info` is valid for a write.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ubdcc_book_info(reader: *mut ubdcc_reader_t, exchange: *const c_char, market: *const c_char, out_info: *mut ubdcc_book_info_t) -> ubdcc_status_t {
+pub unsafe extern "C" fn ubdcc_book_info(
+    reader: *mut ubdcc_reader_t,
+    exchange: *const c_char,
+    market: *const c_char,
+    out_info: *mut ubdcc_book_info_t,
+) -> ubdcc_status_t {
     guarded(|| {
         if out_info.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_info is null");
@@ -235,10 +289,11 @@ pub unsafe extern "C" fn ubdcc_book_info(reader: *mut ubdcc_reader_t, exchange: 
             return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
         };
         // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { (str_arg(exchange, "exchange"), str_arg(market, "market")) } {
-            (Ok(exchange), Ok(market)) => (exchange, market),
-            (Err(status), _) | (_, Err(status)) => return status,
-        };
+        let (exchange, market) =
+            match unsafe { (str_arg(exchange, "exchange"), str_arg(market, "market")) } {
+                (Ok(exchange), Ok(market)) => (exchange, market),
+                (Err(status), _) | (_, Err(status)) => return status,
+            };
         match handle.reader.info(exchange, market) {
             Ok(info) => {
                 // SAFETY: `out_info` is non-null (checked) and valid for a write (contract).
@@ -262,13 +317,21 @@ pub unsafe extern "C" fn ubdcc_book_info(reader: *mut ubdcc_reader_t, exchange: 
 /// `reader` is a live handle used by no other thread during the call; `entries` points to
 /// `capacity` writable elements (may be NULL when `capacity` is 0); `out_count` is valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn ubdcc_list_books(reader: *mut ubdcc_reader_t, entries: *mut ubdcc_book_entry_t, capacity: usize, out_count: *mut usize) -> ubdcc_status_t {
+pub unsafe extern "C" fn ubdcc_list_books(
+    reader: *mut ubdcc_reader_t,
+    entries: *mut ubdcc_book_entry_t,
+    capacity: usize,
+    out_count: *mut usize,
+) -> ubdcc_status_t {
     guarded(|| {
         if out_count.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_count is null");
         }
         if entries.is_null() && capacity > 0 {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "entries is null but capacity is not 0");
+            return fail(
+                UBDCC_ERR_NULL_ARGUMENT,
+                "entries is null but capacity is not 0",
+            );
         }
         // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
         let Some(handle) = (unsafe { reader.as_mut() }) else {
@@ -276,14 +339,22 @@ pub unsafe extern "C" fn ubdcc_list_books(reader: *mut ubdcc_reader_t, entries: 
         };
         let books = handle.reader.list();
         for (i, book) in books.iter().take(capacity).enumerate() {
-            let entry = ubdcc_book_entry_t::new(&book.exchange, &book.market, &book.segment, book.status.as_ref().ok().copied());
+            let entry = ubdcc_book_entry_t::new(
+                &book.exchange,
+                &book.market,
+                &book.segment,
+                book.status.as_ref().ok().copied(),
+            );
             // SAFETY: `i < capacity` and `entries` points to `capacity` writable elements (contract).
             unsafe { entries.add(i).write(entry) };
         }
         // SAFETY: `out_count` is non-null (checked) and valid (contract).
         unsafe { out_count.write(books.len()) };
         if books.len() > capacity {
-            return fail(UBDCC_ERR_BUFFER_TOO_SMALL, format!("{} books, the buffer holds {capacity}", books.len()));
+            return fail(
+                UBDCC_ERR_BUFFER_TOO_SMALL,
+                format!("{} books, the buffer holds {capacity}", books.len()),
+            );
         }
         UBDCC_OK
     })

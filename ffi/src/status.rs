@@ -66,7 +66,9 @@ pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
 /// Records an error from opening a cluster.
 pub(crate) fn fail_open(error: &CreateSegmentError) -> ubdcc_status_t {
     let status = match error {
-        CreateSegmentError::InvalidName { .. } | CreateSegmentError::InvalidGeometry(_) => UBDCC_ERR_INVALID_ARGUMENT,
+        CreateSegmentError::InvalidName { .. } | CreateSegmentError::InvalidGeometry(_) => {
+            UBDCC_ERR_INVALID_ARGUMENT
+        }
         CreateSegmentError::InUse { .. } | CreateSegmentError::Io { .. } => UBDCC_ERR_IO,
     };
     fail(status, error.to_string())

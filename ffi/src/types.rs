@@ -87,7 +87,12 @@ pub struct ubdcc_book_entry_t {
 }
 
 impl ubdcc_book_entry_t {
-    pub(crate) fn new(exchange: &str, market: &str, segment: &str, status: Option<BookStatus>) -> Self {
+    pub(crate) fn new(
+        exchange: &str,
+        market: &str,
+        segment: &str,
+        status: Option<BookStatus>,
+    ) -> Self {
         let mut entry = Self {
             exchange: [0; MAX_NAME_LEN + 1],
             market: [0; MAX_NAME_LEN + 1],

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 use ubdcc_ffi::*;
@@ -16,7 +16,10 @@ use ubdcc_shm::{SegmentConfig, test_pattern};
 /// `target/<profile>`, the parent of the `deps/` holding this test.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// `libubdcc_ffi.a`, built once per test run. Cargo builds only the rlib for integration tests, so
@@ -56,8 +59,15 @@ fn compile_c(source: &str, name: &str) -> PathBuf {
 }
 
 fn run(program: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(program).args(args).output().expect("program runs");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .expect("program runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn unique_cluster(tag: &str) -> String {
@@ -72,12 +82,28 @@ struct PatternWriter {
 
 impl PatternWriter {
     fn start(cluster: &str, books: u32, levels: u32) -> Self {
-        let mut writer = SegmentConfig::new(cluster, "w").books(books).levels_per_side(levels).create().expect("create segment");
-        let handles: Vec<_> = (0..books).map(|i| writer.add_book("binance.com", &format!("PATTERN{i}")).expect("add")).collect();
+        let mut writer = SegmentConfig::new(cluster, "w")
+            .books(books)
+            .levels_per_side(levels)
+            .create()
+            .expect("create segment");
+        let handles: Vec<_> = (0..books)
+            .map(|i| {
+                writer
+                    .add_book("binance.com", &format!("PATTERN{i}"))
+                    .expect("add")
+            })
+            .collect();
         let (mut bids, mut asks) = (Vec::new(), Vec::new());
         for (i, handle) in handles.iter().enumerate() {
             test_pattern::fill(i as u64 + 1, levels, &mut bids, &mut asks);
-            writer.publish(*handle, &test_pattern::meta(i as u64 + 1), &test_pattern::sides(&bids, &asks)).expect("publish");
+            writer
+                .publish(
+                    *handle,
+                    &test_pattern::meta(i as u64 + 1),
+                    &test_pattern::sides(&bids, &asks),
+                )
+                .expect("publish");
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
@@ -86,7 +112,13 @@ impl PatternWriter {
             while !flag.load(Ordering::Relaxed) {
                 let handle = handles[(k % handles.len() as u64) as usize];
                 test_pattern::fill(k, levels, &mut bids, &mut asks);
-                writer.publish(handle, &test_pattern::meta(k), &test_pattern::sides(&bids, &asks)).expect("publish");
+                writer
+                    .publish(
+                        handle,
+                        &test_pattern::meta(k),
+                        &test_pattern::sides(&bids, &asks),
+                    )
+                    .expect("publish");
                 if k % 64 == 0 {
                     writer.heartbeat();
                 }
@@ -94,12 +126,19 @@ impl PatternWriter {
             }
             k
         });
-        Self { stop, thread: Some(thread) }
+        Self {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().expect("running").join().expect("writer thread")
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("writer thread")
     }
 }
 
@@ -126,38 +165,108 @@ fn header_layout_and_hash_match_the_rust_library() {
         .collect();
 
     for (name, value) in ubdcc_shm::layout_table() {
-        assert_eq!(c.get(name).copied(), Some(*value as u64), "shm layout entry {name}");
+        assert_eq!(
+            c.get(name).copied(),
+            Some(*value as u64),
+            "shm layout entry {name}"
+        );
     }
     let api: &[(&str, usize)] = &[
         ("sizeof ubdcc_level_t", size_of::<ubdcc_level_t>()),
-        ("ubdcc_level_t.quantity", std::mem::offset_of!(ubdcc_level_t, quantity)),
+        (
+            "ubdcc_level_t.quantity",
+            std::mem::offset_of!(ubdcc_level_t, quantity),
+        ),
         ("sizeof ubdcc_book_info_t", size_of::<ubdcc_book_info_t>()),
-        ("ubdcc_book_info_t.reason", std::mem::offset_of!(ubdcc_book_info_t, reason)),
-        ("ubdcc_book_info_t.last_update_id", std::mem::offset_of!(ubdcc_book_info_t, last_update_id)),
-        ("ubdcc_book_info_t.event_time_ms", std::mem::offset_of!(ubdcc_book_info_t, event_time_ms)),
-        ("ubdcc_book_info_t.receive_time_ns", std::mem::offset_of!(ubdcc_book_info_t, receive_time_ns)),
-        ("ubdcc_book_info_t.publish_time_ns", std::mem::offset_of!(ubdcc_book_info_t, publish_time_ns)),
-        ("ubdcc_book_info_t.bid_count", std::mem::offset_of!(ubdcc_book_info_t, bid_count)),
-        ("ubdcc_book_info_t.ask_count", std::mem::offset_of!(ubdcc_book_info_t, ask_count)),
-        ("ubdcc_book_info_t.resyncs", std::mem::offset_of!(ubdcc_book_info_t, resyncs)),
-        ("ubdcc_book_info_t.gaps", std::mem::offset_of!(ubdcc_book_info_t, gaps)),
-        ("ubdcc_book_info_t.updates", std::mem::offset_of!(ubdcc_book_info_t, updates)),
-        ("ubdcc_book_info_t.generation", std::mem::offset_of!(ubdcc_book_info_t, generation)),
+        (
+            "ubdcc_book_info_t.reason",
+            std::mem::offset_of!(ubdcc_book_info_t, reason),
+        ),
+        (
+            "ubdcc_book_info_t.last_update_id",
+            std::mem::offset_of!(ubdcc_book_info_t, last_update_id),
+        ),
+        (
+            "ubdcc_book_info_t.event_time_ms",
+            std::mem::offset_of!(ubdcc_book_info_t, event_time_ms),
+        ),
+        (
+            "ubdcc_book_info_t.receive_time_ns",
+            std::mem::offset_of!(ubdcc_book_info_t, receive_time_ns),
+        ),
+        (
+            "ubdcc_book_info_t.publish_time_ns",
+            std::mem::offset_of!(ubdcc_book_info_t, publish_time_ns),
+        ),
+        (
+            "ubdcc_book_info_t.bid_count",
+            std::mem::offset_of!(ubdcc_book_info_t, bid_count),
+        ),
+        (
+            "ubdcc_book_info_t.ask_count",
+            std::mem::offset_of!(ubdcc_book_info_t, ask_count),
+        ),
+        (
+            "ubdcc_book_info_t.resyncs",
+            std::mem::offset_of!(ubdcc_book_info_t, resyncs),
+        ),
+        (
+            "ubdcc_book_info_t.gaps",
+            std::mem::offset_of!(ubdcc_book_info_t, gaps),
+        ),
+        (
+            "ubdcc_book_info_t.updates",
+            std::mem::offset_of!(ubdcc_book_info_t, updates),
+        ),
+        (
+            "ubdcc_book_info_t.generation",
+            std::mem::offset_of!(ubdcc_book_info_t, generation),
+        ),
         ("sizeof ubdcc_book_entry_t", size_of::<ubdcc_book_entry_t>()),
-        ("ubdcc_book_entry_t.market", std::mem::offset_of!(ubdcc_book_entry_t, market)),
-        ("ubdcc_book_entry_t.segment", std::mem::offset_of!(ubdcc_book_entry_t, segment)),
-        ("ubdcc_book_entry_t.status", std::mem::offset_of!(ubdcc_book_entry_t, status)),
-        ("ubdcc_book_entry_t.reason", std::mem::offset_of!(ubdcc_book_entry_t, reason)),
+        (
+            "ubdcc_book_entry_t.market",
+            std::mem::offset_of!(ubdcc_book_entry_t, market),
+        ),
+        (
+            "ubdcc_book_entry_t.segment",
+            std::mem::offset_of!(ubdcc_book_entry_t, segment),
+        ),
+        (
+            "ubdcc_book_entry_t.status",
+            std::mem::offset_of!(ubdcc_book_entry_t, status),
+        ),
+        (
+            "ubdcc_book_entry_t.reason",
+            std::mem::offset_of!(ubdcc_book_entry_t, reason),
+        ),
         ("sizeof ubdcc_status_t", size_of::<ubdcc_status_t>()),
     ];
     for (name, value) in api {
-        assert_eq!(c.get(name).copied(), Some(*value as u64), "API struct entry {name}");
+        assert_eq!(
+            c.get(name).copied(),
+            Some(*value as u64),
+            "API struct entry {name}"
+        );
     }
-    assert_eq!(c["UBDCC_LAYOUT_HASH"], ubdcc_shm::LAYOUT_HASH, "UBDCC_LAYOUT_HASH in ubdcc.h is stale: set it to {:#018x}", ubdcc_shm::LAYOUT_HASH);
+    assert_eq!(
+        c["UBDCC_LAYOUT_HASH"],
+        ubdcc_shm::LAYOUT_HASH,
+        "UBDCC_LAYOUT_HASH in ubdcc.h is stale: set it to {:#018x}",
+        ubdcc_shm::LAYOUT_HASH
+    );
     assert_eq!(c["ubdcc_layout_hash()"], ubdcc_shm::LAYOUT_HASH);
-    assert_eq!(c["UBDCC_ERR_INTERNAL"], ubdcc_status_t::UBDCC_ERR_INTERNAL as u64);
-    assert_eq!(c["UBDCC_REASON_WRITER_FAULT"], ubdcc_shm::OutOfSyncReason::WriterFault as u64);
-    assert_eq!(c["UBDCC_BOOK_OUT_OF_SYNC"], u64::from(UBDCC_BOOK_OUT_OF_SYNC));
+    assert_eq!(
+        c["UBDCC_ERR_INTERNAL"],
+        ubdcc_status_t::UBDCC_ERR_INTERNAL as u64
+    );
+    assert_eq!(
+        c["UBDCC_REASON_WRITER_FAULT"],
+        ubdcc_shm::OutOfSyncReason::WriterFault as u64
+    );
+    assert_eq!(
+        c["UBDCC_BOOK_OUT_OF_SYNC"],
+        u64::from(UBDCC_BOOK_OUT_OF_SYNC)
+    );
 }
 
 #[test]
@@ -165,12 +274,22 @@ fn c_torture_reader_sees_no_torn_reads() {
     let cluster = unique_cluster("torture");
     let program = compile_c("examples/torture_reader.c", "torture_reader");
     let writer = PatternWriter::start(&cluster, 4, 1000);
-    let reads = if cfg!(debug_assertions) { "1000000" } else { "3000000" };
+    let reads = if cfg!(debug_assertions) {
+        "1000000"
+    } else {
+        "3000000"
+    };
     let (ok, stdout, stderr) = run(&program, &[&cluster, "4", reads, "1000"]);
     let versions = writer.stop();
-    println!("C torture: {} ({versions} versions published meanwhile)", stdout.trim());
+    println!(
+        "C torture: {} ({versions} versions published meanwhile)",
+        stdout.trim()
+    );
     assert!(ok, "torture reader failed: {stdout} {stderr}");
-    assert!(stdout.contains(&format!("reads={reads} torn=0")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("reads={reads} torn=0")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -181,8 +300,22 @@ fn c_example_prints_the_top_of_a_book() {
     let (ok, stdout, stderr) = run(&program, &[&cluster, "binance.com", "PATTERN0", "3"]);
     writer.stop();
     assert!(ok, "read_book failed: {stderr}");
-    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("ask")).count(), 3, "{stdout}");
-    assert_eq!(stdout.lines().filter(|l| l.trim_start().starts_with("bid")).count(), 3, "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("ask"))
+            .count(),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("bid"))
+            .count(),
+        3,
+        "{stdout}"
+    );
 
     let (ok, _, stderr) = run(&program, &[&cluster, "binance.com", "NOPE", "3"]);
     assert!(!ok);
@@ -191,7 +324,9 @@ fn c_example_prints_the_top_of_a_book() {
 
 fn last_error() -> String {
     // SAFETY: `ubdcc_last_error_message` never returns null and the text lives until our next call.
-    unsafe { CStr::from_ptr(ubdcc_last_error_message()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ubdcc_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn open(cluster: &str) -> *mut ubdcc_reader_t {
@@ -203,15 +338,34 @@ fn open(cluster: &str) -> *mut ubdcc_reader_t {
     reader
 }
 
-fn get_asks(reader: *mut ubdcc_reader_t, market: &str, limit: Option<i64>, threshold: Option<f64>, buffer: &mut [ubdcc_level_t]) -> (ubdcc_status_t, usize) {
+fn get_asks(
+    reader: *mut ubdcc_reader_t,
+    market: &str,
+    limit: Option<i64>,
+    threshold: Option<f64>,
+    buffer: &mut [ubdcc_level_t],
+) -> (ubdcc_status_t, usize) {
     let exchange = CString::new("binance.com").unwrap();
     let market = CString::new(market).unwrap();
     let limit_ptr = limit.as_ref().map_or(std::ptr::null(), |l| l as *const i64);
-    let threshold_ptr = threshold.as_ref().map_or(std::ptr::null(), |t| t as *const f64);
+    let threshold_ptr = threshold
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const f64);
     let mut count = usize::MAX;
     // SAFETY: every pointer is valid for the call; the buffer has `buffer.len()` elements.
-    let status =
-        unsafe { ubdcc_get_asks(reader, exchange.as_ptr(), market.as_ptr(), limit_ptr, threshold_ptr, buffer.as_mut_ptr(), buffer.len(), &mut count, std::ptr::null_mut()) };
+    let status = unsafe {
+        ubdcc_get_asks(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            limit_ptr,
+            threshold_ptr,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut count,
+            std::ptr::null_mut(),
+        )
+    };
     (status, count)
 }
 
@@ -222,43 +376,110 @@ fn bad_arguments_are_error_codes_with_messages() {
     let reader = open(&cluster);
     let mut buffer = [ubdcc_level_t::default(); 20];
 
-    assert_eq!(get_asks(reader, "PATTERN0", Some(10), None, &mut buffer), (ubdcc_status_t::UBDCC_OK, 10));
-    assert_eq!(get_asks(reader, "PATTERN0", Some(0), None, &mut buffer), (ubdcc_status_t::UBDCC_OK, 0));
+    assert_eq!(
+        get_asks(reader, "PATTERN0", Some(10), None, &mut buffer),
+        (ubdcc_status_t::UBDCC_OK, 10)
+    );
+    assert_eq!(
+        get_asks(reader, "PATTERN0", Some(0), None, &mut buffer),
+        (ubdcc_status_t::UBDCC_OK, 0)
+    );
     // A threshold below the first level's notional still returns the first level.
-    assert_eq!(get_asks(reader, "PATTERN0", None, Some(0.0), &mut buffer), (ubdcc_status_t::UBDCC_OK, 1));
+    assert_eq!(
+        get_asks(reader, "PATTERN0", None, Some(0.0), &mut buffer),
+        (ubdcc_status_t::UBDCC_OK, 1)
+    );
 
-    assert_eq!(get_asks(reader, "PATTERN0", Some(-1), None, &mut buffer).0, ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        get_asks(reader, "PATTERN0", Some(-1), None, &mut buffer).0,
+        ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT
+    );
     assert!(last_error().contains("limit_count"), "{}", last_error());
-    assert_eq!(get_asks(reader, "PATTERN0", None, Some(f64::NAN), &mut buffer).0, ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT);
-    assert_eq!(get_asks(reader, "MISSING", Some(1), None, &mut buffer).0, ubdcc_status_t::UBDCC_ERR_NOT_FOUND);
+    assert_eq!(
+        get_asks(reader, "PATTERN0", None, Some(f64::NAN), &mut buffer).0,
+        ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        get_asks(reader, "MISSING", Some(1), None, &mut buffer).0,
+        ubdcc_status_t::UBDCC_ERR_NOT_FOUND
+    );
     assert!(last_error().contains("MISSING"), "{}", last_error());
 
     let (status, count) = get_asks(reader, "PATTERN0", None, None, &mut buffer);
     assert_eq!(status, ubdcc_status_t::UBDCC_ERR_BUFFER_TOO_SMALL);
-    assert!(count >= 500, "count reports every selected level, got {count}");
+    assert!(
+        count >= 500,
+        "count reports every selected level, got {count}"
+    );
 
     // SAFETY: null handles and pointers are exactly what is being tested; nothing is dereferenced.
     unsafe {
         let mut count = 0;
         let name = CString::new("x").unwrap();
-        let status = ubdcc_get_asks(std::ptr::null_mut(), name.as_ptr(), name.as_ptr(), std::ptr::null(), std::ptr::null(), std::ptr::null_mut(), 0, &mut count, std::ptr::null_mut());
+        let status = ubdcc_get_asks(
+            std::ptr::null_mut(),
+            name.as_ptr(),
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            0,
+            &mut count,
+            std::ptr::null_mut(),
+        );
         assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
-        let status = ubdcc_get_asks(reader, std::ptr::null(), name.as_ptr(), std::ptr::null(), std::ptr::null(), std::ptr::null_mut(), 0, &mut count, std::ptr::null_mut());
+        let status = ubdcc_get_asks(
+            reader,
+            std::ptr::null(),
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            0,
+            &mut count,
+            std::ptr::null_mut(),
+        );
         assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
         let mut out = std::ptr::null_mut();
         let bad = CString::new("no.dots").unwrap();
-        assert_eq!(ubdcc_reader_open(bad.as_ptr(), &mut out), ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT);
-        assert_eq!(ubdcc_reader_open(std::ptr::null(), &mut out), ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        assert_eq!(
+            ubdcc_reader_open(bad.as_ptr(), &mut out),
+            ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            ubdcc_reader_open(std::ptr::null(), &mut out),
+            ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT
+        );
         let invalid_utf8 = [0xffu8, 0xfe, 0];
-        let status = ubdcc_get_asks(reader, invalid_utf8.as_ptr().cast(), name.as_ptr(), std::ptr::null(), std::ptr::null(), std::ptr::null_mut(), 0, &mut count, std::ptr::null_mut());
+        let status = ubdcc_get_asks(
+            reader,
+            invalid_utf8.as_ptr().cast(),
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            0,
+            &mut count,
+            std::ptr::null_mut(),
+        );
         assert_eq!(status, ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT);
         ubdcc_reader_close(std::ptr::null_mut());
     }
 
-    let mut entries = vec![ubdcc_book_entry_t { exchange: [0; 49], market: [0; 49], segment: [0; 144], status: 0, reason: 0 }; 4];
+    let mut entries = vec![
+        ubdcc_book_entry_t {
+            exchange: [0; 49],
+            market: [0; 49],
+            segment: [0; 144],
+            status: 0,
+            reason: 0
+        };
+        4
+    ];
     let mut count = 0;
     // SAFETY: live reader, buffer of `entries.len()` elements.
-    let status = unsafe { ubdcc_list_books(reader, entries.as_mut_ptr(), entries.len(), &mut count) };
+    let status =
+        unsafe { ubdcc_list_books(reader, entries.as_mut_ptr(), entries.len(), &mut count) };
     assert_eq!((status, count), (ubdcc_status_t::UBDCC_OK, 1));
     // SAFETY: the field is NUL-terminated by construction.
     let market = unsafe { CStr::from_ptr(entries[0].market.as_ptr()) };
@@ -268,7 +489,14 @@ fn bad_arguments_are_error_codes_with_messages() {
     writer.stop();
     // The writer dropped its segment (clean shutdown): the book is gone, not served stale.
     let (status, _) = get_asks(reader, "PATTERN0", Some(1), None, &mut buffer);
-    assert!(matches!(status, ubdcc_status_t::UBDCC_ERR_WRITER_GONE | ubdcc_status_t::UBDCC_ERR_NOT_FOUND), "{status:?}: {}", last_error());
+    assert!(
+        matches!(
+            status,
+            ubdcc_status_t::UBDCC_ERR_WRITER_GONE | ubdcc_status_t::UBDCC_ERR_NOT_FOUND
+        ),
+        "{status:?}: {}",
+        last_error()
+    );
     // SAFETY: handle from `open`, closed once.
     unsafe { ubdcc_reader_close(reader) };
 }
