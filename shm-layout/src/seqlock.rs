@@ -9,21 +9,52 @@
 //! in the sense of Rust's memory model; it may only observe a mix of old and new values, which the
 //! re-check rejects. This is the fence-based formulation from Boehm, "Can seqlocks get along with
 //! programming language memory models?" (2012), the same one crossbeam's `SeqLock` uses.
+//!
+//! The protocol is generic over [`SeqAtomic`] so that `tests/seqlock_loom.rs` can model-check this
+//! very file with loom's atomics; in the crate it is only ever instantiated with `AtomicU64`.
 
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The atomic operations the protocol needs: std's `AtomicU64` in the crate, loom's in the model
+/// check.
+pub(crate) trait SeqAtomic {
+    /// Atomic load.
+    fn load(&self, order: Ordering) -> u64;
+    /// Atomic store.
+    fn store(&self, value: u64, order: Ordering);
+    /// A memory fence of the same family as these atomics.
+    fn fence(order: Ordering);
+}
+
+impl SeqAtomic for AtomicU64 {
+    #[inline]
+    fn load(&self, order: Ordering) -> u64 {
+        AtomicU64::load(self, order)
+    }
+
+    #[inline]
+    fn store(&self, value: u64, order: Ordering) {
+        AtomicU64::store(self, value, order);
+    }
+
+    #[inline]
+    fn fence(order: Ordering) {
+        std::sync::atomic::fence(order);
+    }
+}
 
 /// An open write section; dropping it makes the sequence even again and so publishes the writes.
 ///
 /// Only the single writer of a segment creates these (`SegmentWriter` takes `&mut self`), so no two
 /// sections on one word ever overlap.
-pub(crate) struct WriteSection<'a> {
-    seq: &'a AtomicU64,
+pub(crate) struct WriteSection<'a, A: SeqAtomic = AtomicU64> {
+    seq: &'a A,
     start: u64,
 }
 
-impl<'a> WriteSection<'a> {
+impl<'a, A: SeqAtomic> WriteSection<'a, A> {
     /// Opens a write section on `seq`: readers that start now will retry until it is dropped.
-    pub(crate) fn begin(seq: &'a AtomicU64) -> Self {
+    pub(crate) fn begin(seq: &'a A) -> Self {
         // Relaxed: only this writer ever stores to `seq`, so it reads its own last store.
         let start = seq.load(Ordering::Relaxed);
         debug_assert!(start % 2 == 0, "nested write section");
@@ -31,12 +62,12 @@ impl<'a> WriteSection<'a> {
         // SYNC POINT (Release fence): orders the odd store above before every payload store of
         // this section. Pairs with the Acquire fence in `ReadSection::validate`: a reader that saw
         // any of our payload stores must then see the odd (or a later) sequence and retry.
-        fence(Ordering::Release);
+        A::fence(Ordering::Release);
         Self { seq, start }
     }
 }
 
-impl Drop for WriteSection<'_> {
+impl<A: SeqAtomic> Drop for WriteSection<'_, A> {
     fn drop(&mut self) {
         // SYNC POINT (Release store): publishes every payload store of this section. Pairs with
         // the Acquire load in `ReadSection::begin`.
@@ -53,7 +84,7 @@ pub(crate) struct ReadSection {
 impl ReadSection {
     /// Starts a read; `None` means the writer is inside a write section right now (retry).
     #[inline]
-    pub(crate) fn begin(seq: &AtomicU64) -> Option<Self> {
+    pub(crate) fn begin<A: SeqAtomic>(seq: &A) -> Option<Self> {
         // SYNC POINT (Acquire load): pairs with the Release store that closed the last write
         // section, so every payload store of that section is visible to the copy that follows.
         let start = seq.load(Ordering::Acquire);
@@ -66,11 +97,11 @@ impl ReadSection {
     /// `true` when no write section started since `begin`, so everything copied in between is
     /// one consistent version.
     #[inline]
-    pub(crate) fn validate(&self, seq: &AtomicU64) -> bool {
+    pub(crate) fn validate<A: SeqAtomic>(&self, seq: &A) -> bool {
         // SYNC POINT (Acquire fence): pairs with the Release fence in `WriteSection::begin`. If any
         // Relaxed payload load above read a value from a newer section, this fence makes that
         // section's odd sequence store visible to the load below, and the comparison fails.
-        fence(Ordering::Acquire);
+        A::fence(Ordering::Acquire);
         seq.load(Ordering::Relaxed) == self.start
     }
 }
