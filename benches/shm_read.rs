@@ -3,6 +3,7 @@
 //! - `shm_read/top10`, `shm_read/top1000`: one side of an unchanged 1000-level book.
 //! - `shm_read/top10_threshold`: a `threshold_volume` walk that stops after a few levels.
 //! - `shm_read/info`: metadata only.
+//! - `shm_read/missing_book`: a book that does not exist (each miss rescans the segments).
 //! - `shm_read/top10_after_remote_write`: a writer pinned to the other core republishes the book
 //!   on request, and only the read right after each publish is timed (`Instant` overhead, about
 //!   20 ns, included).
@@ -15,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ubdcc_shm::{BookHandle, ClusterReader, LevelQuery, SegmentConfig, SegmentWriter, Side, test_pattern};
+use ubdcc_shm::{
+    BookHandle, ClusterReader, LevelQuery, SegmentConfig, SegmentWriter, Side, test_pattern,
+};
 
 const LEVELS: u32 = 1000;
 
@@ -25,11 +28,21 @@ fn cluster(tag: &str) -> String {
 
 /// A segment with one full pattern book (version 999: 999 levels per side).
 fn one_book(cluster: &str) -> (SegmentWriter, BookHandle) {
-    let mut writer = SegmentConfig::new(cluster, "dcn").books(4).levels_per_side(LEVELS).create().expect("create");
+    let mut writer = SegmentConfig::new(cluster, "dcn")
+        .books(4)
+        .levels_per_side(LEVELS)
+        .create()
+        .expect("create");
     let book = writer.add_book("binance.com", "BTCUSDT").expect("add");
     let (mut bids, mut asks) = (Vec::new(), Vec::new());
     test_pattern::fill(999, LEVELS, &mut bids, &mut asks);
-    writer.publish(book, &test_pattern::meta(999), &test_pattern::sides(&bids, &asks)).expect("publish");
+    writer
+        .publish(
+            book,
+            &test_pattern::meta(999),
+            &test_pattern::sides(&bids, &asks),
+        )
+        .expect("publish");
     (writer, book)
 }
 
@@ -59,15 +72,65 @@ fn unchanged_book(c: &mut Criterion) {
     let threshold = LevelQuery::new(None, Some(500_000.0)).expect("valid");
     let mut group = c.benchmark_group("shm_read");
     group.bench_function("top10", |b| {
-        b.iter(|| reader.read(black_box("binance.com"), black_box("BTCUSDT"), Side::Asks, black_box(&top10), &mut out).expect("read"))
+        b.iter(|| {
+            reader
+                .read(
+                    black_box("binance.com"),
+                    black_box("BTCUSDT"),
+                    Side::Asks,
+                    black_box(&top10),
+                    &mut out,
+                )
+                .expect("read")
+        })
     });
     group.bench_function("top1000", |b| {
-        b.iter(|| reader.read(black_box("binance.com"), black_box("BTCUSDT"), Side::Asks, black_box(&LevelQuery::ALL), &mut out).expect("read"))
+        b.iter(|| {
+            reader
+                .read(
+                    black_box("binance.com"),
+                    black_box("BTCUSDT"),
+                    Side::Asks,
+                    black_box(&LevelQuery::ALL),
+                    &mut out,
+                )
+                .expect("read")
+        })
     });
     group.bench_function("top10_threshold", |b| {
-        b.iter(|| reader.read(black_box("binance.com"), black_box("BTCUSDT"), Side::Bids, black_box(&threshold), &mut out).expect("read"))
+        b.iter(|| {
+            reader
+                .read(
+                    black_box("binance.com"),
+                    black_box("BTCUSDT"),
+                    Side::Bids,
+                    black_box(&threshold),
+                    &mut out,
+                )
+                .expect("read")
+        })
     });
-    group.bench_function("info", |b| b.iter(|| reader.info(black_box("binance.com"), black_box("BTCUSDT")).expect("info")));
+    group.bench_function("info", |b| {
+        b.iter(|| {
+            reader
+                .info(black_box("binance.com"), black_box("BTCUSDT"))
+                .expect("info")
+        })
+    });
+    // A miss rescans the cluster's segments (a new book may have appeared): the error path's cost.
+    group.bench_function("missing_book", |b| {
+        b.iter(|| {
+            reader
+                .read(
+                    black_box("binance.com"),
+                    black_box("NOSUCH"),
+                    Side::Asks,
+                    &top10,
+                    &mut out,
+                )
+                .expect_err("missing")
+        })
+    });
     group.finish();
 
     let exchange = CString::new("binance.com").expect("no NUL");
@@ -83,7 +146,17 @@ fn unchanged_book(c: &mut Criterion) {
         b.iter(|| {
             // SAFETY: live handle, valid strings, a 10-element buffer and valid out pointers.
             unsafe {
-                ubdcc_ffi::ubdcc_get_asks(handle, exchange.as_ptr(), market.as_ptr(), &limit, std::ptr::null(), levels.as_mut_ptr(), 10, &mut count, std::ptr::null_mut())
+                ubdcc_ffi::ubdcc_get_asks(
+                    handle,
+                    exchange.as_ptr(),
+                    market.as_ptr(),
+                    &limit,
+                    std::ptr::null(),
+                    levels.as_mut_ptr(),
+                    10,
+                    &mut count,
+                    std::ptr::null_mut(),
+                )
             }
         })
     });
@@ -103,7 +176,11 @@ fn after_remote_write(c: &mut Criterion) {
     let requested = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let (want, done, flag) = (Arc::clone(&requested), Arc::clone(&published), Arc::clone(&stop));
+    let (want, done, flag) = (
+        Arc::clone(&requested),
+        Arc::clone(&published),
+        Arc::clone(&stop),
+    );
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let publisher = std::thread::spawn(move || {
         pin_to_cpu(1 % cores);
@@ -118,7 +195,13 @@ fn after_remote_write(c: &mut Criterion) {
             }
             // 20 levels per side: the size of a typical diff-driven republish of the top.
             test_pattern::fill(1000 + request, 20, &mut bids, &mut asks);
-            writer.publish(book, &test_pattern::meta(1000 + request), &test_pattern::sides(&bids, &asks)).expect("publish");
+            writer
+                .publish(
+                    book,
+                    &test_pattern::meta(1000 + request),
+                    &test_pattern::sides(&bids, &asks),
+                )
+                .expect("publish");
             served = request;
             done.store(request, Ordering::Release);
         }
@@ -138,7 +221,15 @@ fn after_remote_write(c: &mut Criterion) {
                     std::hint::spin_loop();
                 }
                 let started = Instant::now();
-                reader.read(black_box("binance.com"), black_box("BTCUSDT"), Side::Asks, black_box(&top10), &mut out).expect("read");
+                reader
+                    .read(
+                        black_box("binance.com"),
+                        black_box("BTCUSDT"),
+                        Side::Asks,
+                        black_box(&top10),
+                        &mut out,
+                    )
+                    .expect("read");
                 total += started.elapsed();
             }
             total

@@ -274,15 +274,20 @@ impl ClusterReader {
         let names = self.segment_names();
         let mut kept: Vec<SegmentReader> = Vec::with_capacity(names.len());
         let mut previous: Vec<SegmentReader> = std::mem::take(&mut self.segments);
+        let mut changed = false;
         self.open_errors.clear();
         for name in names {
-            if let Some(position) = previous
+            // A segment whose file is still the one behind its name is kept as it is, even when
+            // its writer is gone: reopening it would only find the same dead writer again, and
+            // a reader polling a dead DCN's book must not pay an open and a map per read.
+            let same_file = previous
                 .iter()
-                .position(|s| s.name() == name && is_current(s))
-            {
+                .position(|s| s.name() == name && is_named_by(s));
+            if let Some(position) = same_file {
                 kept.push(previous.swap_remove(position));
                 continue;
             }
+            changed = true;
             match SegmentReader::open(&name) {
                 Ok(segment) => kept.push(segment),
                 // Gone between listing and opening: nothing to report.
@@ -290,8 +295,11 @@ impl ClusterReader {
                 Err(error) => self.open_errors.push(error),
             }
         }
+        changed |= !previous.is_empty();
         self.segments = kept;
-        self.rebuild_index();
+        if changed || self.directories_changed() {
+            self.rebuild_index();
+        }
     }
 
     fn segment_names(&self) -> Vec<String> {
@@ -345,12 +353,9 @@ impl ClusterReader {
     }
 }
 
-/// `true` while `segment` is still the live file behind its name: its writer is not gone and the
-/// name was not replaced by a newer writer.
-fn is_current(segment: &SegmentReader) -> bool {
-    if segment.check_writer().is_err() && segment.is_writer_gone() {
-        return false;
-    }
+/// `true` while the shm name of `segment` still refers to the file it has open, i.e. no newer
+/// writer has replaced it.
+fn is_named_by(segment: &SegmentReader) -> bool {
     let Ok(stat) = rustix::fs::stat(format!("{SHM_DIR}/{}", segment.name())) else {
         return false;
     };
