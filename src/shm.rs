@@ -83,7 +83,7 @@ pub fn test_pattern(args: &TestPatternArgs) -> anyhow::Result<()> {
         publish(&mut writer, k, &mut bids, &mut asks)?;
         k += 1;
         if let Some(pause) = pause {
-            std::thread::sleep(pause);
+            sleep_beating(&writer, pause);
         }
         // Checking the clock costs more than a publish of a small book, so do it every 256.
         if k % 256 != 0 && pause.is_none() {
@@ -97,6 +97,20 @@ pub fn test_pattern(args: &TestPatternArgs) -> anyhow::Result<()> {
         if deadline.is_some_and(|deadline| now >= deadline) {
             tracing::info!(versions = k - 1, "pattern writer done");
             return Ok(());
+        }
+    }
+}
+
+/// Sleeps for `pause` in slices of at most one heartbeat interval, beating after each, so a slow
+/// `--rate` never looks like a hung writer.
+fn sleep_beating(writer: &ubdcc_shm::SegmentWriter, pause: Duration) {
+    let mut left = pause;
+    while !left.is_zero() {
+        let slice = left.min(HEARTBEAT_INTERVAL);
+        std::thread::sleep(slice);
+        left -= slice;
+        if !left.is_zero() {
+            writer.heartbeat();
         }
     }
 }

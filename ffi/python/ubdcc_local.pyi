@@ -2,9 +2,20 @@
 
 import builtins
 from collections.abc import Iterable
-from typing import Optional, TypedDict, Union
+from typing import Optional, TypedDict, Union, final
 
 __version__: str
+__all__ = [
+    "Reader",
+    "UbdccError",
+    "DepthCacheNotFound",
+    "DepthCacheOutOfSync",
+    "WriterGone",
+    "WriterHung",
+    "ReadContended",
+    "InvalidQuery",
+    "__version__",
+]
 
 _Levels = list[list[float]]
 """``[[price, quantity], ...]``, best first."""
@@ -28,6 +39,7 @@ class _BookListing(TypedDict):
     market: str
     segment: str
     status: str
+    error: Optional[str]
 
 class UbdccError(Exception):
     """Base class of every error a ubdcc_local read raises."""
@@ -50,13 +62,14 @@ class ReadContended(UbdccError):
 class InvalidQuery(UbdccError):
     """A negative limit_count or a NaN threshold_volume."""
 
+@final
 class Reader:
     """Reads order books of a ubdcc cluster from shared memory on this host.
 
     Raises ``ValueError`` for an invalid cluster name.
     """
 
-    def __init__(self, cluster: str = "default") -> None: ...
+    def __new__(cls, cluster: str = "default") -> Reader: ...
     @property
     def cluster(self) -> str: ...
     def get_asks(

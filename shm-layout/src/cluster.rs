@@ -23,7 +23,7 @@ struct Location {
 type Markets = HashMap<Box<str>, Vec<Location>, FxBuildHasher>;
 
 /// One book of the cluster as [`ClusterReader::list`] reports it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BookListing {
     /// Exchange string.
     pub exchange: String,
@@ -31,8 +31,19 @@ pub struct BookListing {
     pub market: String,
     /// The segment (DCN) holding this replica.
     pub segment: String,
-    /// Its status, or why it could not be read (dead or hung writer).
-    pub status: Result<BookStatus, String>,
+    /// Its status, or why it could not be read (a dead or hung writer).
+    pub status: Result<BookStatus, ReadError>,
+}
+
+impl BookListing {
+    /// The message of the error that made this replica unreadable ("" when it was read).
+    pub fn status_error(&self) -> String {
+        self.status
+            .as_ref()
+            .err()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
 }
 
 /// Reads any book of a cluster from shared memory.
@@ -143,7 +154,7 @@ impl ClusterReader {
                     ) {
                         Ok(SlotRead::Synced(info) | SlotRead::NotSynced(info)) => Ok(info.status),
                         Ok(SlotRead::Moved) => continue,
-                        Err(error) => Err(error.to_string()),
+                        Err(error) => Err(error),
                     };
                     listings.push(BookListing {
                         exchange: exchange.to_string(),

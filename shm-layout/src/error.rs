@@ -206,8 +206,9 @@ pub enum ReadError {
         /// Age of the last heartbeat.
         silent_ms: u64,
     },
-    /// The book changed during every one of the bounded read attempts.
-    #[error("DepthCache kept changing during {attempts} read attempts")]
+    /// The book was being rewritten during every read attempt for the whole retry time (2 ms)
+    /// while its writer looked alive; retrying later may succeed.
+    #[error("DepthCache was being rewritten during all {attempts} read attempts (2 ms); retry")]
     Contended {
         /// Attempts made.
         attempts: u32,

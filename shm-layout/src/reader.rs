@@ -21,7 +21,7 @@ use crate::liveness::{
 use crate::mapping::{Access, Mapping};
 use crate::query::LevelQuery;
 use crate::segment::{Geometry, SegmentView};
-use crate::seqlock::{MAX_READ_ATTEMPTS, ReadSection, back_off};
+use crate::seqlock::{ReadSection, RetryBudget};
 use crate::slot::{LevelWords, SlotHeader, unpack_exponents, unpack_pair};
 use crate::status::{BookStatus, Side};
 
@@ -47,6 +47,15 @@ pub struct DirectoryListing {
     pub slot: u32,
     /// Generation of the slot.
     pub generation: u64,
+}
+
+/// When a liveness check probes the writer's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockProbe {
+    /// When the heartbeat looks stale or the last probe is older than the probe interval.
+    WhenDue,
+    /// Now: the slot looks abandoned mid-publish.
+    Now,
 }
 
 /// What a seqlock read of one slot found.
@@ -168,6 +177,11 @@ impl SegmentReader {
     /// [`ReadError::Io`] when the lock cannot be probed.
     #[inline]
     pub fn check_writer(&self) -> Result<(), ReadError> {
+        self.check_liveness(LockProbe::WhenDue)
+    }
+
+    #[inline]
+    fn check_liveness(&self, probe: LockProbe) -> Result<(), ReadError> {
         if self.gone.load(Ordering::Relaxed) {
             return Err(self.gone_error());
         }
@@ -183,7 +197,7 @@ impl SegmentReader {
         let silent = now.saturating_sub(beat);
         let probe_due = now.saturating_sub(self.last_probe_ns.load(Ordering::Relaxed))
             >= LOCK_PROBE_INTERVAL_NS;
-        if silent < self.hung_after_ns && !probe_due {
+        if silent < self.hung_after_ns && !probe_due && probe == LockProbe::WhenDue {
             return Ok(());
         }
         self.last_probe_ns.store(now, Ordering::Relaxed);
@@ -226,9 +240,13 @@ impl SegmentReader {
 
     fn read_entry(&self, slot: u32) -> Option<DirectoryListing> {
         let entry = self.view.entry(slot);
-        for attempt in 0..MAX_READ_ATTEMPTS {
+        let mut budget = RetryBudget::new();
+        loop {
             let Some(section) = ReadSection::begin(&entry.seq) else {
-                back_off(attempt);
+                if !budget.retry() {
+                    // A writer that died inside this entry's section leaves it busy for good.
+                    return None;
+                }
                 continue;
             };
             let in_use = entry.in_use.load(Ordering::Relaxed) == 1;
@@ -236,7 +254,9 @@ impl SegmentReader {
             let exchange = load_name(&entry.exchange);
             let market = load_name(&entry.market);
             if !section.validate(&entry.seq) {
-                back_off(attempt);
+                if !budget.retry() {
+                    return None;
+                }
                 continue;
             }
             if !in_use {
@@ -249,7 +269,6 @@ impl SegmentReader {
                 generation,
             });
         }
-        None
     }
 
     /// Reads one slot: its info and, for a synced book, the levels of `side` that `query` selects,
@@ -268,9 +287,12 @@ impl SegmentReader {
         let header = self.view.slot(slot);
         let levels = side.map(|side| self.view.levels(slot, side));
         let capacity = self.view.geometry().levels_per_side as usize;
-        for attempt in 0..MAX_READ_ATTEMPTS {
+        let mut budget = RetryBudget::new();
+        loop {
             let Some(section) = ReadSection::begin(&header.seq) else {
-                back_off(attempt);
+                if !budget.retry() {
+                    break;
+                }
                 continue;
             };
             out.clear();
@@ -298,7 +320,9 @@ impl SegmentReader {
                 );
             }
             if !section.validate(&header.seq) {
-                back_off(attempt);
+                if !budget.retry() {
+                    break;
+                }
                 continue;
             }
             return Ok(match info {
@@ -312,8 +336,11 @@ impl SegmentReader {
             });
         }
         out.clear();
+        // The slot stayed busy for the whole budget. A writer stopped or killed inside a publish
+        // leaves it busy for good, so say that when it is the case rather than "contended".
+        self.check_liveness(LockProbe::Now)?;
         Err(ReadError::Contended {
-            attempts: MAX_READ_ATTEMPTS,
+            attempts: budget.attempts(),
         })
     }
 }

@@ -14,6 +14,7 @@
 //! very file with loom's atomics; in the crate it is only ever instantiated with `AtomicU64`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The atomic operations the protocol needs: std's `AtomicU64` in the crate, loom's in the model
 /// check.
@@ -106,20 +107,56 @@ impl ReadSection {
     }
 }
 
-/// How often a reader retries a read that raced with the writer before giving up with
-/// `ReadError::Contended`. A write section lasts about a microsecond, so this bound is only reached
-/// when the writer is stuck inside a section (then the liveness checks report it) or the reader is
-/// preempted on every try; it keeps a read from spinning forever either way.
-pub(crate) const MAX_READ_ATTEMPTS: u32 = 100_000;
+/// How long a reader keeps retrying a slot that is being written before giving up. A write section
+/// lasts about a microsecond, so this is only reached when the writer stopped or died inside a
+/// section (the caller then checks the writer and reports that) or when the reader's or writer's
+/// thread is descheduled for the whole time; it keeps a read from stalling its caller either way.
+pub(crate) const MAX_READ_TIME: Duration = Duration::from_millis(2);
 
-/// Backs off between read attempts: spin first (the section is about to end), then yield so a
-/// writer that shares our core can finish its section.
-#[inline]
-pub(crate) fn back_off(attempt: u32) {
-    if attempt < 64 {
-        std::hint::spin_loop();
-    } else {
+/// Spins this many attempts before the clock is consulted: the common collision with a live writer
+/// ends within them, and the fast path never reads the clock.
+const SPIN_ATTEMPTS: u32 = 64;
+
+/// The retry policy of one read: spin briefly (the section is about to end), then yield so a
+/// writer sharing our core can finish, for at most [`MAX_READ_TIME`].
+pub(crate) struct RetryBudget {
+    attempts: u32,
+    deadline: Option<Instant>,
+}
+
+impl RetryBudget {
+    /// A fresh budget for one read.
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Self {
+            attempts: 0,
+            deadline: None,
+        }
+    }
+
+    /// Backs off before the next attempt; `false` once the budget is spent.
+    #[inline]
+    pub(crate) fn retry(&mut self) -> bool {
+        self.attempts += 1;
+        if self.attempts < SPIN_ATTEMPTS {
+            std::hint::spin_loop();
+            return true;
+        }
+        // Past the spin phase every attempt yields, and under load one yield can give the core
+        // away for a whole time slice, so the clock (a vDSO call, far cheaper than the yield) is
+        // read on every attempt to keep the bound.
+        let now = Instant::now();
+        let deadline = *self.deadline.get_or_insert(now + MAX_READ_TIME);
+        if now >= deadline {
+            return false;
+        }
         std::thread::yield_now();
+        true
+    }
+
+    /// Attempts made so far.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
     }
 }
 
@@ -141,5 +178,14 @@ mod tests {
         let again = ReadSection::begin(&seq).expect("even after the section ends");
         assert!(again.validate(&seq));
         assert_eq!(seq.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn the_retry_budget_runs_out_after_the_read_time() {
+        let started = Instant::now();
+        let mut budget = RetryBudget::new();
+        while budget.retry() {}
+        assert!(started.elapsed() >= MAX_READ_TIME);
+        assert!(budget.attempts() > SPIN_ATTEMPTS);
     }
 }

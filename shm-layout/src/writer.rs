@@ -164,17 +164,18 @@ impl SegmentWriter {
             Mode::from_raw_mode(0o644),
         )
         .map_err(|e| io("create")(e.into()))?;
-        let built = Self::build(&name, &temp, fd, geometry, size);
-        if built.is_err() {
+        let published = Self::build(&name, &temp, fd, geometry, size).and_then(|built| {
+            ensure_previous_writer_is_dead(&name)?;
+            rustix::fs::rename(format!("{SHM_DIR}/{temp}"), format!("{SHM_DIR}/{name}"))
+                .map_err(|e| io("publish")(e.into()))?;
+            Ok(built)
+        });
+        if published.is_err() {
             // Best effort: a leftover temporary object is harmless (readers ignore its name), so a
             // failed unlink must not hide the error that brought us here.
             shm::unlink(temp.as_str()).ok();
         }
-        let (fd, view) = built?;
-
-        ensure_previous_writer_is_dead(&name)?;
-        rustix::fs::rename(format!("{SHM_DIR}/{temp}"), format!("{SHM_DIR}/{name}"))
-            .map_err(|e| io("publish")(e.into()))?;
+        let (fd, view) = published?;
 
         Ok(Self {
             name,
@@ -612,5 +613,62 @@ fn store_levels(words: &[LevelWords], levels: &[RawLevel]) {
     for (word, level) in words.iter().zip(levels) {
         word.price.store(level.price, Ordering::Relaxed);
         word.quantity.store(level.quantity, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClusterReader, LevelQuery, ReadError, Side};
+
+    #[test]
+    fn a_publish_that_never_ends_is_contended_then_writer_gone_not_a_stall() {
+        let cluster = format!("wtest{}", std::process::id());
+        let mut writer = SegmentConfig::new(cluster.as_str(), "dcn")
+            .books(1)
+            .levels_per_side(4)
+            .create()
+            .unwrap();
+        let book = writer.add_book("binance.com", "X").unwrap();
+        let meta = BookMeta {
+            status: BookStatus::Synced,
+            ..BookMeta::starting()
+        };
+        let sides = BookSides {
+            price_exponent: 0,
+            quantity_exponent: 0,
+            bids: &[],
+            asks: &[],
+        };
+        writer.publish(book, &meta, &sides).unwrap();
+        let mut reader = ClusterReader::open(&cluster).unwrap();
+        let mut out = Vec::new();
+        reader
+            .read("binance.com", "X", Side::Asks, &LevelQuery::ALL, &mut out)
+            .unwrap();
+
+        // What a writer killed inside a publish leaves behind: a slot that stays busy.
+        std::mem::forget(WriteSection::begin(&writer.view.slot(book.slot).seq));
+        let started = std::time::Instant::now();
+        let error = reader
+            .read("binance.com", "X", Side::Asks, &LevelQuery::ALL, &mut out)
+            .unwrap_err();
+        assert!(matches!(error, ReadError::Contended { .. }), "{error}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "bounded by time, not a stall"
+        );
+
+        drop(writer);
+        let error = reader
+            .read("binance.com", "X", Side::Asks, &LevelQuery::ALL, &mut out)
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ReadError::WriterGone { .. } | ReadError::NotFound { .. }
+            ),
+            "{error}"
+        );
     }
 }

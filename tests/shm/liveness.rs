@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use ubdcc_shm::{ClusterReader, LevelQuery, ReadError, Side};
 
-use crate::pattern_writer::{PatternWriter, unique_cluster};
+use crate::pattern_writer::{ClusterCleanup, PatternWriter, unique_cluster};
 
 /// Reads PATTERN0 until `done` accepts the result; returns how long that took. Gives up after
 /// 10 s, which only a broken liveness check reaches.
@@ -38,6 +38,7 @@ fn read_until(
 #[test]
 fn sigkill_of_the_writer_is_reported_within_a_second() {
     let cluster = unique_cluster("kill");
+    let _cleanup = ClusterCleanup::new(&cluster);
     let writer = PatternWriter::start(&cluster, "dcn", 1, 100, 500);
     let mut reader = ClusterReader::open(&cluster).unwrap();
     read_until(&mut reader, Result::is_ok);
@@ -53,6 +54,7 @@ fn sigkill_of_the_writer_is_reported_within_a_second() {
 #[test]
 fn sigstop_of_the_writer_is_reported_as_hung_and_sigcont_recovers() {
     let cluster = unique_cluster("stop");
+    let _cleanup = ClusterCleanup::new(&cluster);
     let writer = PatternWriter::start(&cluster, "dcn", 1, 100, 500);
     let mut reader = ClusterReader::open(&cluster).unwrap();
     read_until(&mut reader, Result::is_ok);
@@ -72,6 +74,7 @@ fn sigstop_of_the_writer_is_reported_as_hung_and_sigcont_recovers() {
 #[test]
 fn a_restarted_writer_reclaims_the_segment_and_readers_follow_it() {
     let cluster = unique_cluster("reclaim");
+    let _cleanup = ClusterCleanup::new(&cluster);
     let first = PatternWriter::start(&cluster, "dcn", 2, 50, 200);
     let mut reader = ClusterReader::open(&cluster).unwrap();
     read_until(&mut reader, Result::is_ok);

@@ -15,6 +15,30 @@ pub fn unique_cluster(tag: &str) -> String {
     format!("e2e{tag}{}", std::process::id())
 }
 
+/// Removes every segment of a cluster when dropped: a SIGKILLed writer cannot remove its own.
+/// Declare it before the writers so it drops after them.
+pub struct ClusterCleanup(String);
+
+impl ClusterCleanup {
+    pub fn new(cluster: &str) -> Self {
+        Self(format!("ubdcc.{cluster}."))
+    }
+}
+
+impl Drop for ClusterCleanup {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&self.0) {
+                // Best effort: a leftover file only costs space in /dev/shm.
+                std::fs::remove_file(entry.path()).ok();
+            }
+        }
+    }
+}
+
 impl PatternWriter {
     /// Starts a writer for `books` pattern books of `levels` levels; `rate` 0 means full speed.
     /// Returns once the writer reported that every book is published.

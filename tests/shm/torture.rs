@@ -5,7 +5,7 @@ use std::thread;
 
 use ubdcc_shm::{ClusterReader, LevelQuery, ReadError, Side, test_pattern};
 
-use crate::pattern_writer::{PatternWriter, unique_cluster};
+use crate::pattern_writer::{ClusterCleanup, PatternWriter, unique_cluster};
 
 const BOOKS: u32 = 4;
 const LEVELS: u32 = 1000;
@@ -52,6 +52,7 @@ fn read_and_validate(cluster: &str, reads: u64) -> Tally {
 #[test]
 fn rust_readers_see_no_torn_reads_from_a_full_speed_writer() {
     let cluster = unique_cluster("torture");
+    let _cleanup = ClusterCleanup::new(&cluster);
     let _writer = PatternWriter::start(&cluster, "dcn", BOOKS, LEVELS, 0);
     let reads_per_thread = if cfg!(debug_assertions) {
         1_000_000

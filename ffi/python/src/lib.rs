@@ -140,8 +140,9 @@ fn book_pair(book: &Bound<'_, PyAny>) -> PyResult<(PyBackedStr, PyBackedStr)> {
 /// name (empty, longer than 64 characters, or characters other than ``A-Za-z0-9_-``) raises
 /// ``ValueError``.
 ///
-/// The reader follows books as DCNs add, remove and restart them. A ``Reader`` is not meant to be
-/// shared between threads: give each thread its own (concurrent use raises ``RuntimeError``).
+/// The reader follows books as DCNs add, remove and restart them. Give each thread its own
+/// ``Reader``: calls hold the GIL, and on free-threaded Python concurrent calls on one ``Reader``
+/// raise ``RuntimeError`` (already borrowed).
 #[pyclass(module = "ubdcc_local")]
 pub struct Reader {
     reader: ClusterReader,
@@ -182,9 +183,13 @@ impl Reader {
         let mut results: Vec<Bound<'py, PyAny>> = Vec::with_capacity(books.len().unwrap_or(0));
         for book in books.try_iter()? {
             let (exchange, market) = book_pair(&book?)?;
-            let result = match self.read_side(py, &exchange, &market, side, &query) {
-                Ok(levels) => levels.into_any(),
-                Err(error) => error.into_value(py).into_bound(py).into_any(),
+            let result = match self
+                .reader
+                .read(&exchange, &market, side, &query, &mut self.levels)
+            {
+                Ok(_) => levels_to_list(py, &self.levels)?.into_any(),
+                // Only read errors become items; anything else (MemoryError) is raised.
+                Err(error) => read_error(error).into_value(py).into_bound(py).into_any(),
             };
             results.push(result);
         }
@@ -217,7 +222,8 @@ impl Reader {
     }
 
     fn __repr__(&self) -> String {
-        format!("Reader(cluster={:?})", self.reader.cluster())
+        // Cluster names are `A-Za-z0-9_-` only, so no quoting is needed.
+        format!("Reader(cluster='{}')", self.reader.cluster())
     }
 
     /// The asks of a synced book as ``[[price, quantity], ...]``, lowest price first.
@@ -315,21 +321,25 @@ impl Reader {
     }
 
     /// Every book of every segment of the cluster, one dict per replica, sorted:
-    /// ``{"exchange": str, "market": str, "segment": str, "status": str}``. ``status`` is
-    /// ``"starting"``, ``"synced"`` or ``"out_of_sync"``, or the error text when the replica cannot
-    /// be read (its writer is gone or hung).
+    /// ``{"exchange": str, "market": str, "segment": str, "status": str, "error": str | None}``.
+    /// ``status`` is ``"starting"``, ``"synced"`` or ``"out_of_sync"``; for a replica that cannot
+    /// be read it is ``"writer_gone"``, ``"writer_hung"`` or ``"unreadable"`` and ``error`` says why.
     fn list<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let books = self.reader.list();
         let mut dicts = Vec::with_capacity(books.len());
         for book in books {
             let dict = PyDict::new(py);
-            dict.set_item(intern!(py, "exchange"), book.exchange)?;
-            dict.set_item(intern!(py, "market"), book.market)?;
-            dict.set_item(intern!(py, "segment"), book.segment)?;
-            match book.status {
-                Ok(status) => dict.set_item(intern!(py, "status"), status.as_str())?,
-                Err(error) => dict.set_item(intern!(py, "status"), error)?,
-            }
+            dict.set_item(intern!(py, "exchange"), &book.exchange)?;
+            dict.set_item(intern!(py, "market"), &book.market)?;
+            dict.set_item(intern!(py, "segment"), &book.segment)?;
+            let (status, error) = match &book.status {
+                Ok(status) => (status.as_str(), None),
+                Err(ReadError::WriterGone { .. }) => ("writer_gone", Some(book.status_error())),
+                Err(ReadError::WriterHung { .. }) => ("writer_hung", Some(book.status_error())),
+                Err(_) => ("unreadable", Some(book.status_error())),
+            };
+            dict.set_item(intern!(py, "status"), status)?;
+            dict.set_item(intern!(py, "error"), error)?;
             dicts.push(dict);
         }
         PyList::new(py, dicts)
@@ -394,5 +404,20 @@ fn ubdcc_local(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ReadContended", py.get_type::<ReadContended>())?;
     m.add("InvalidQuery", py.get_type::<InvalidQuery>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Explicit, so `from ubdcc_local import *` (and maturin's package wrapper) export `__version__`.
+    m.add(
+        "__all__",
+        [
+            "Reader",
+            "UbdccError",
+            "DepthCacheNotFound",
+            "DepthCacheOutOfSync",
+            "WriterGone",
+            "WriterHung",
+            "ReadContended",
+            "InvalidQuery",
+            "__version__",
+        ],
+    )?;
     Ok(())
 }
