@@ -7,7 +7,7 @@ use ubdcc_shm::{ClusterReader, Level, LevelQuery, ReadError, Side};
 
 use crate::status::{
     UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INTERNAL, UBDCC_ERR_INVALID_ARGUMENT,
-    UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_open, fail_read, ubdcc_status_t,
+    UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_name, fail_read, ubdcc_status_t,
 };
 use crate::types::{ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t};
 
@@ -69,7 +69,7 @@ pub unsafe extern "C" fn ubdcc_reader_open(
         };
         let reader = match ClusterReader::open(cluster) {
             Ok(reader) => reader,
-            Err(error) => return fail_open(&error),
+            Err(error) => return fail_name(&error),
         };
         let handle = Box::into_raw(Box::new(ubdcc_reader_t {
             reader,

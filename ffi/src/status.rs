@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::{CString, c_char};
 
-use ubdcc_shm::{CreateSegmentError, ReadError};
+use ubdcc_shm::{InvalidName, ReadError};
 
 /// The result of every fallible `ubdcc_` function.
 #[repr(C)]
@@ -63,15 +63,9 @@ pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
     fail(status, error.to_string())
 }
 
-/// Records an error from opening a cluster.
-pub(crate) fn fail_open(error: &CreateSegmentError) -> ubdcc_status_t {
-    let status = match error {
-        CreateSegmentError::InvalidName { .. } | CreateSegmentError::InvalidGeometry(_) => {
-            UBDCC_ERR_INVALID_ARGUMENT
-        }
-        CreateSegmentError::InUse { .. } | CreateSegmentError::Io { .. } => UBDCC_ERR_IO,
-    };
-    fail(status, error.to_string())
+/// Records an invalid cluster name.
+pub(crate) fn fail_name(error: &InvalidName) -> ubdcc_status_t {
+    fail(UBDCC_ERR_INVALID_ARGUMENT, error.to_string())
 }
 
 /// The message of the last error on the calling thread ("" if none).

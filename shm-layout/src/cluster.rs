@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use crate::book::{BookInfo, Level};
-use crate::error::{CreateSegmentError, OpenSegmentError, ReadError};
+use crate::error::{InvalidName, OpenSegmentError, ReadError};
 use crate::query::LevelQuery;
 use crate::reader::{SegmentReader, SlotRead};
 use crate::segment::{SEGMENT_PREFIX, SHM_DIR, check_name_part};
@@ -48,9 +48,11 @@ impl BookListing {
 
 /// Reads any book of a cluster from shared memory.
 ///
-/// Lookups go through an in-process index of every segment's directory. The index is rebuilt
-/// when a lookup misses, when a book moved or when a writer is gone, so new books, removed books
-/// and restarted DCNs are followed without the caller doing anything.
+/// Lookups go through an in-process index of every segment's directory. Before a failed read is
+/// reported, the reader checks whether that index may be out of date (a segment appeared,
+/// disappeared or was replaced in `/dev/shm`, or a directory changed) and if so rebuilds it and
+/// tries again, so new books, removed books, new DCNs and restarted DCNs are followed without the
+/// caller doing anything. Checking costs one `stat`; a rescan happens only when something changed.
 ///
 /// ```no_run
 /// use ubdcc_shm::{ClusterReader, LevelQuery, Side};
@@ -67,8 +69,39 @@ pub struct ClusterReader {
     index: Vec<(Box<str>, Markets)>,
     /// Each segment's directory version when the index was built.
     indexed_versions: Vec<u64>,
-    /// Segments that exist but could not be opened at the last refresh.
-    open_errors: Vec<OpenSegmentError>,
+    /// Segments that could not be opened, with the file each error is about, so a refresh does
+    /// not reopen an unchanged bad file every time.
+    unopenable: Vec<Unopenable>,
+    /// Modification time of `/dev/shm` when it was last scanned.
+    scanned_at: Option<(i64, i64)>,
+}
+
+/// A segment that failed to open.
+struct Unopenable {
+    name: String,
+    file_id: Option<(u64, u64)>,
+    error: OpenSegmentError,
+}
+
+/// Which replica states a read accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// Only a synced replica (reads of levels).
+    Synced,
+    /// Any readable replica (metadata).
+    Any,
+}
+
+/// The outcome of one pass over the replicas the index knows.
+enum Attempt {
+    /// A replica answered.
+    Found(BookInfo),
+    /// None did: the most telling error (if any replica was readable at all), and whether a
+    /// replica turned out to have moved, which makes the index stale for sure.
+    Failed {
+        error: Option<ReadError>,
+        moved: bool,
+    },
 }
 
 impl ClusterReader {
@@ -76,15 +109,16 @@ impl ClusterReader {
     /// error: reads report books as not found until DCNs appear.
     ///
     /// # Errors
-    /// [`CreateSegmentError::InvalidName`] when `cluster` is not a valid cluster name.
-    pub fn open(cluster: &str) -> Result<Self, CreateSegmentError> {
+    /// [`InvalidName`] when `cluster` is not a valid cluster name.
+    pub fn open(cluster: &str) -> Result<Self, InvalidName> {
         check_name_part("cluster", cluster)?;
         let mut reader = Self {
             cluster: cluster.to_owned(),
             segments: Vec::new(),
             index: Vec::new(),
             indexed_versions: Vec::new(),
-            open_errors: Vec::new(),
+            unopenable: Vec::new(),
+            scanned_at: None,
         };
         reader.refresh();
         Ok(reader)
@@ -102,8 +136,8 @@ impl ClusterReader {
 
     /// Segments of this cluster that could not be opened at the last refresh (corrupt, another
     /// layout, ...), so tools can say why a DCN's books are missing.
-    pub fn open_errors(&self) -> &[OpenSegmentError] {
-        &self.open_errors
+    pub fn open_errors(&self) -> impl Iterator<Item = &OpenSegmentError> {
+        self.unopenable.iter().map(|bad| &bad.error)
     }
 
     /// Reads one side of a synced book: `out` receives the levels `query` selects, best first.
@@ -120,25 +154,33 @@ impl ClusterReader {
         query: &LevelQuery,
         out: &mut Vec<Level>,
     ) -> Result<BookInfo, ReadError> {
-        self.read_any(exchange, market, Some(side), query, out)
+        self.read_any(exchange, market, Some(side), query, Accept::Synced, out)
     }
 
-    /// The metadata of a book (status, ids, timestamps, counts), synced or not.
+    /// The metadata of a book (status, ids, timestamps, counts), synced or not; a synced replica
+    /// is preferred.
     ///
     /// # Errors
     /// [`ReadError::NotFound`], [`ReadError::WriterGone`], [`ReadError::WriterHung`],
     /// [`ReadError::Contended`].
     pub fn info(&mut self, exchange: &str, market: &str) -> Result<BookInfo, ReadError> {
         let mut none = Vec::new();
-        match self.read_any(exchange, market, None, &LevelQuery::ALL, &mut none) {
-            Err(ReadError::NotSynced { .. }) => self.unsynced_info(exchange, market),
-            other => other,
-        }
+        self.read_any(
+            exchange,
+            market,
+            None,
+            &LevelQuery::ALL,
+            Accept::Any,
+            &mut none,
+        )
     }
 
-    /// Every book of every segment, with the status of each replica.
+    /// Every book of every segment, with the status of each replica, sorted by exchange, market
+    /// and segment.
     pub fn list(&mut self) -> Vec<BookListing> {
-        self.refresh();
+        if self.is_stale() {
+            self.refresh();
+        }
         let mut listings = Vec::new();
         let mut none = Vec::new();
         for (exchange, markets) in &self.index {
@@ -154,6 +196,9 @@ impl ClusterReader {
                     ) {
                         Ok(SlotRead::Synced(info) | SlotRead::NotSynced(info)) => Ok(info.status),
                         Ok(SlotRead::Moved) => continue,
+                        Ok(SlotRead::Contended { attempts }) => {
+                            Err(contended(exchange, market, segment, attempts))
+                        }
                         Err(error) => Err(error),
                     };
                     listings.push(BookListing {
@@ -177,93 +222,79 @@ impl ClusterReader {
         market: &str,
         side: Option<Side>,
         query: &LevelQuery,
+        accept: Accept,
         out: &mut Vec<Level>,
     ) -> Result<BookInfo, ReadError> {
-        match self.try_read(exchange, market, side, query, out) {
-            Attempt::Done(result) => return result,
-            Attempt::Stale(_) => self.refresh(),
-        }
-        match self.try_read(exchange, market, side, query, out) {
-            Attempt::Done(result) => result,
-            Attempt::Stale(Some(error)) => Err(error),
-            Attempt::Stale(None) => Err(ReadError::NotFound {
-                cluster: self.cluster.clone(),
-                exchange: exchange.to_owned(),
-                market: market.to_owned(),
-            }),
-        }
+        let error = match self.try_replicas(exchange, market, side, query, accept, out) {
+            Attempt::Found(info) => return Ok(info),
+            Attempt::Failed { error, moved } if moved || self.is_stale() => {
+                self.refresh();
+                match self.try_replicas(exchange, market, side, query, accept, out) {
+                    Attempt::Found(info) => return Ok(info),
+                    Attempt::Failed { error: retried, .. } => retried.or(error),
+                }
+            }
+            Attempt::Failed { error, .. } => error,
+        };
+        Err(error.unwrap_or_else(|| ReadError::NotFound {
+            cluster: self.cluster.clone(),
+            exchange: exchange.to_owned(),
+            market: market.to_owned(),
+        }))
     }
 
-    /// One pass over the replicas the index knows: the first synced one wins.
+    /// One pass over the replicas the index knows: the first acceptable one wins.
     #[inline]
-    fn try_read(
+    fn try_replicas(
         &self,
         exchange: &str,
         market: &str,
         side: Option<Side>,
         query: &LevelQuery,
+        accept: Accept,
         out: &mut Vec<Level>,
     ) -> Attempt {
         let Some(locations) = self.locations(exchange, market) else {
-            return Attempt::Stale(None);
+            return Attempt::Failed {
+                error: None,
+                moved: false,
+            };
         };
         let mut first_error = None;
-        let mut stale = false;
+        let mut fallback = None;
+        let mut moved = false;
         for location in locations {
             let segment = &self.segments[location.segment];
-            match segment.read_slot(location.slot, location.generation, side, query, out) {
-                Ok(SlotRead::Synced(info)) => return Attempt::Done(Ok(info)),
-                Ok(SlotRead::NotSynced(info)) => {
-                    first_error.get_or_insert(ReadError::NotSynced {
-                        exchange: exchange.to_owned(),
-                        market: market.to_owned(),
-                        status: info.status,
-                    });
+            let read = segment.read_slot(location.slot, location.generation, side, query, out);
+            let error = match read {
+                Ok(SlotRead::Synced(info)) => return Attempt::Found(info),
+                Ok(SlotRead::NotSynced(info)) if accept == Accept::Any => {
+                    fallback.get_or_insert(info);
+                    continue;
                 }
-                Ok(SlotRead::Moved) => stale = true,
-                Err(error @ ReadError::WriterGone { .. }) => {
-                    // A restarted DCN may have replaced the segment under the same name.
-                    stale = true;
-                    first_error.get_or_insert(error);
+                Ok(SlotRead::NotSynced(info)) => ReadError::NotSynced {
+                    exchange: exchange.to_owned(),
+                    market: market.to_owned(),
+                    status: info.status,
+                },
+                Ok(SlotRead::Moved) => {
+                    moved = true;
+                    continue;
                 }
-                Err(error) => {
-                    first_error.get_or_insert(error);
+                Ok(SlotRead::Contended { attempts }) => {
+                    contended(exchange, market, segment, attempts)
                 }
-            }
+                Err(error) => error,
+            };
+            first_error.get_or_insert(error);
         }
-        if stale || self.directories_changed() {
-            return Attempt::Stale(first_error);
+        if let Some(info) = fallback {
+            return Attempt::Found(info);
         }
-        match first_error {
-            Some(error) => Attempt::Done(Err(error)),
-            None => Attempt::Stale(None),
+        Attempt::Failed {
+            error: first_error,
+            moved,
         }
-    }
-
-    /// The info of a book none of whose replicas is synced (the first readable one).
-    fn unsynced_info(&mut self, exchange: &str, market: &str) -> Result<BookInfo, ReadError> {
-        let mut none = Vec::new();
-        let mut first_error = None;
-        for location in self.locations(exchange, market).unwrap_or(&[]) {
-            match self.segments[location.segment].read_slot(
-                location.slot,
-                location.generation,
-                None,
-                &LevelQuery::ALL,
-                &mut none,
-            ) {
-                Ok(SlotRead::Synced(info) | SlotRead::NotSynced(info)) => return Ok(info),
-                Ok(SlotRead::Moved) => {}
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        Err(first_error.unwrap_or_else(|| ReadError::NotFound {
-            cluster: self.cluster.clone(),
-            exchange: exchange.to_owned(),
-            market: market.to_owned(),
-        }))
     }
 
     #[inline]
@@ -272,25 +303,30 @@ impl ClusterReader {
         markets.get(market).map(Vec::as_slice)
     }
 
-    fn directories_changed(&self) -> bool {
-        self.segments
-            .iter()
-            .zip(&self.indexed_versions)
-            .any(|(segment, &version)| segment.directory_version() != version)
+    /// `true` when the index may be out of date: `/dev/shm` changed (a segment appeared,
+    /// disappeared or was replaced) or a known segment's directory changed.
+    fn is_stale(&self) -> bool {
+        shm_dir_mtime() != self.scanned_at
+            || self
+                .segments
+                .iter()
+                .zip(&self.indexed_versions)
+                .any(|(segment, &version)| segment.directory_version() != version)
     }
 
-    /// Rescans the cluster's segments on this host and rebuilds the index. Called automatically
-    /// when a lookup misses or a replica moved; call it yourself to pick up new books eagerly.
+    /// Rescans the cluster's segments on this host and rebuilds the index. Reads do this by
+    /// themselves when they fail and something changed; call it to pick up new books eagerly.
     pub fn refresh(&mut self) {
+        // Taken before listing, so a change during the listing makes the next check stale.
+        self.scanned_at = shm_dir_mtime();
         let names = self.segment_names();
         let mut kept: Vec<SegmentReader> = Vec::with_capacity(names.len());
         let mut previous: Vec<SegmentReader> = std::mem::take(&mut self.segments);
+        let mut unopenable = Vec::new();
         let mut changed = false;
-        self.open_errors.clear();
         for name in names {
             // A segment whose file is still the one behind its name is kept as it is, even when
-            // its writer is gone: reopening it would only find the same dead writer again, and
-            // a reader polling a dead DCN's book must not pay an open and a map per read.
+            // its writer is gone: reopening it would only find the same dead writer again.
             let same_file = previous
                 .iter()
                 .position(|s| s.name() == name && is_named_by(s));
@@ -298,17 +334,36 @@ impl ClusterReader {
                 kept.push(previous.swap_remove(position));
                 continue;
             }
+            let file_id = file_id_of(&name);
+            let known_bad = self
+                .unopenable
+                .iter()
+                .position(|bad| bad.name == name && bad.file_id == file_id);
+            if let Some(position) = known_bad {
+                unopenable.push(self.unopenable.swap_remove(position));
+                continue;
+            }
             changed = true;
             match SegmentReader::open(&name) {
                 Ok(segment) => kept.push(segment),
                 // Gone between listing and opening: nothing to report.
                 Err(OpenSegmentError::NotFound { .. }) => {}
-                Err(error) => self.open_errors.push(error),
+                Err(error) => unopenable.push(Unopenable {
+                    name,
+                    file_id,
+                    error,
+                }),
             }
         }
         changed |= !previous.is_empty();
         self.segments = kept;
-        if changed || self.directories_changed() {
+        self.unopenable = unopenable;
+        let versions_moved = self
+            .segments
+            .iter()
+            .zip(&self.indexed_versions)
+            .any(|(segment, &version)| segment.directory_version() != version);
+        if changed || versions_moved {
             self.rebuild_index();
         }
     }
@@ -364,18 +419,40 @@ impl ClusterReader {
     }
 }
 
+impl std::fmt::Debug for ClusterReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterReader")
+            .field("cluster", &self.cluster)
+            .field("segments", &self.segments)
+            .finish_non_exhaustive()
+    }
+}
+
+fn contended(exchange: &str, market: &str, segment: &SegmentReader, attempts: u32) -> ReadError {
+    ReadError::Contended {
+        exchange: exchange.to_owned(),
+        market: market.to_owned(),
+        segment: segment.name().to_owned(),
+        attempts,
+    }
+}
+
+/// Modification time of `/dev/shm`: it moves whenever an object is created, removed or renamed
+/// there, which covers every way a segment can appear, disappear or be replaced.
+fn shm_dir_mtime() -> Option<(i64, i64)> {
+    let stat = rustix::fs::stat(SHM_DIR).ok()?;
+    Some((stat.st_mtime as i64, stat.st_mtime_nsec as i64))
+}
+
+/// `(dev, inode)` of the shm object `name`.
+fn file_id_of(name: &str) -> Option<(u64, u64)> {
+    let stat = rustix::fs::stat(format!("{SHM_DIR}/{name}")).ok()?;
+    Some((stat.st_dev, stat.st_ino))
+}
+
 /// `true` while the shm name of `segment` still refers to the file it has open, i.e. no newer
 /// writer has replaced it.
 fn is_named_by(segment: &SegmentReader) -> bool {
-    let Ok(stat) = rustix::fs::stat(format!("{SHM_DIR}/{}", segment.name())) else {
-        return false;
-    };
-    segment.file_id() == Some((stat.st_dev, stat.st_ino))
-}
-
-enum Attempt {
-    /// A final answer.
-    Done(Result<BookInfo, ReadError>),
-    /// The index may be out of date; refresh and try once more. Carries the best error so far.
-    Stale(Option<ReadError>),
+    let named = file_id_of(segment.name());
+    named.is_some() && segment.file_id() == named
 }

@@ -7,20 +7,35 @@ use thiserror::Error;
 use crate::query::InvalidQuery;
 use crate::status::BookStatus;
 
+/// A cluster or DCN name is empty, too long or has characters other than `A-Za-z0-9_-`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid {what} name {name:?}: use 1 to 64 of A-Z a-z 0-9 _ -")]
+pub struct InvalidName {
+    /// `cluster` or `dcn`.
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+}
+
 /// Creating a segment failed.
 #[derive(Debug, Error)]
 pub enum CreateSegmentError {
-    /// A cluster or DCN name is empty, too long or has characters other than `A-Za-z0-9_-`.
-    #[error("invalid {what} name {name:?}: use 1 to 64 of A-Z a-z 0-9 _ -")]
-    InvalidName {
-        /// `cluster` or `dcn`.
-        what: &'static str,
-        /// The name given.
-        name: String,
-    },
+    /// A cluster or DCN name is invalid.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
     /// The book capacity or levels per side are out of range.
     #[error("invalid segment geometry: {0}")]
     InvalidGeometry(String),
+    /// `/dev/shm` has no room for the segment.
+    #[error(
+        "no room in /dev/shm for segment {name} ({size} bytes): enlarge /dev/shm (e.g. Docker's --shm-size) or hold fewer books or levels per segment"
+    )]
+    NoSpace {
+        /// Segment name.
+        name: String,
+        /// Bytes needed.
+        size: u64,
+    },
     /// A live writer already owns the segment.
     #[error("segment {name} is owned by a live writer (pid {pid})")]
     InUse {
@@ -208,8 +223,16 @@ pub enum ReadError {
     },
     /// The book was being rewritten during every read attempt for the whole retry time (2 ms)
     /// while its writer looked alive; retrying later may succeed.
-    #[error("DepthCache was being rewritten during all {attempts} read attempts (2 ms); retry")]
+    #[error(
+        "DepthCache {exchange} {market} in segment {segment} was being rewritten during all {attempts} read attempts (2 ms); retry"
+    )]
     Contended {
+        /// Exchange.
+        exchange: String,
+        /// Market.
+        market: String,
+        /// Segment name.
+        segment: String,
         /// Attempts made.
         attempts: u32,
     },

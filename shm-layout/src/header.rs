@@ -57,7 +57,8 @@ pub struct SegmentHeader {
     pub(crate) segment_size: AtomicU64,
     /// The writer's process id.
     pub(crate) writer_pid: AtomicU32,
-    /// A [`SegmentState`]; stored last on creation (Release), loaded first by readers (Acquire).
+    /// A [`SegmentState`]; stored last on creation (Release), loaded first by readers (Relaxed, then
+    /// an Acquire fence).
     pub(crate) state: AtomicU32,
     /// The writer's start time in clock ticks since boot (`/proc/<pid>/stat` field 22), which
     /// together with the pid names one process even after its pid is reused.
@@ -88,7 +89,7 @@ pub struct SegmentHeader {
 
     // -- cache line 3: directory changes --
     /// Bumped (Release) after every change to the directory; readers that cached the directory
-    /// compare it (Acquire) to know when to read it again.
+    /// compare it (Relaxed + Acquire fence) to know when to read it again.
     pub(crate) directory_version: AtomicU64,
     pub(crate) _reserved3: [AtomicU64; 7],
 }

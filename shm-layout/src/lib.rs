@@ -39,6 +39,11 @@
 //! ```
 #![deny(missing_docs)]
 
+// Readers issue 8-byte atomic loads on read-only mappings, which std allows only where such loads
+// are register-sized (std::sync::atomic, "Atomic accesses to read-only memory").
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("ubdcc-shm needs a 64-bit target");
+
 mod book;
 mod cluster;
 mod decimal;
@@ -61,7 +66,7 @@ pub use book::{BookInfo, BookMeta, BookSides, Level, RawLevel};
 pub use cluster::{BookListing, ClusterReader};
 pub use decimal::Decimal;
 pub use directory::MAX_NAME_LEN;
-pub use error::{CreateSegmentError, OpenSegmentError, ReadError, WriteError};
+pub use error::{CreateSegmentError, InvalidName, OpenSegmentError, ReadError, WriteError};
 pub use header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 pub use layout::{LAYOUT_HASH, layout_table};
 pub use liveness::{HEARTBEAT_INTERVAL, HUNG_AFTER};

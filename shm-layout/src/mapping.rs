@@ -46,7 +46,6 @@ pub(crate) enum Access {
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    access: Access,
 }
 
 // SAFETY:
@@ -82,7 +81,7 @@ impl Mapping {
             unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Self { ptr, len, access })
+        Ok(Self { ptr, len })
     }
 
     /// A view of the `T` at byte `offset`.
@@ -116,21 +115,11 @@ impl Mapping {
         //   pointer aligned for `T`.
         // - `T: SharedWords`: every bit pattern is a valid `T`, and all access is through atomics,
         //   so other processes writing the same memory concurrently is not a data race.
-        // - For a read-only mapping, only atomic loads can be issued through `&T`; loads of
-        //   lock-free atomics of at most 8 bytes never write, so they are allowed on read-only memory
-        //   (std::sync::atomic, "Atomic accesses to read-only memory"). Stores are only issued by the
-        //   writer, which maps `Access::ReadWrite` (checked in debug builds by `assert_writable`).
+        // - For a read-only mapping, callers issue only Relaxed 8-byte atomic loads through `&T`
+        //   (orderings come from fences), which std allows on read-only memory on 64-bit targets
+        //   ("Atomic accesses to read-only memory"; lib.rs refuses other targets). Stores are only
+        //   issued by `SegmentWriter`, whose mapping is `Access::ReadWrite`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset).cast::<T>(), count) }
-    }
-
-    /// Debug check that the writer never stores through a read-only mapping.
-    #[inline]
-    pub(crate) fn assert_writable(&self) {
-        debug_assert_eq!(
-            self.access,
-            Access::ReadWrite,
-            "store through a read-only mapping"
-        );
     }
 }
 

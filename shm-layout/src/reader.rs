@@ -2,7 +2,7 @@
 //! seqlock reads of single slots.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 
 use rustix::fs::Mode;
 use rustix::shm;
@@ -66,6 +66,12 @@ pub(crate) enum SlotRead {
     NotSynced(BookInfo),
     /// The slot no longer holds the generation asked for: the book was removed or replaced.
     Moved,
+    /// The slot was being written during every attempt for the whole retry time while its
+    /// writer looked alive.
+    Contended {
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 /// A validated, read-only mapping of one segment.
@@ -76,7 +82,6 @@ pub struct SegmentReader {
     fd: OwnedFd,
     view: SegmentView,
     writer: WriterInfo,
-    hung_after_ns: u64,
     /// Coarse-clock time of the last lock probe; rate-limits probes across threads.
     last_probe_ns: AtomicU64,
     /// Sticky: once the writer is gone it never comes back to this file.
@@ -136,7 +141,6 @@ impl SegmentReader {
             fd,
             view: SegmentView::new(map, geometry),
             writer,
-            hung_after_ns: HUNG_AFTER.as_nanos() as u64,
             last_probe_ns: AtomicU64::new(0),
             gone: AtomicBool::new(false),
         })
@@ -159,8 +163,11 @@ impl SegmentReader {
 
     /// The directory's change counter; it moves whenever a book is added or removed.
     pub fn directory_version(&self) -> u64 {
-        // SYNC POINT (Acquire): pairs with the Release bump in `SegmentWriter`.
-        self.view.header().directory_version.load(Ordering::Acquire)
+        // Relaxed + Acquire fence (only Relaxed loads are allowed on a read-only mapping).
+        let version = self.view.header().directory_version.load(Ordering::Relaxed);
+        // SYNC POINT (Acquire fence): pairs with the Release bump in `SegmentWriter`.
+        fence(Ordering::Acquire);
+        version
     }
 
     /// `(dev, inode)` of the open file, to tell whether the name now refers to a newer segment.
@@ -193,23 +200,24 @@ impl SegmentReader {
             return Err(self.gone_error());
         }
         let now = monotonic_coarse_ns();
-        let beat = header.heartbeat_ns.load(Ordering::Relaxed);
-        let silent = now.saturating_sub(beat);
-        let probe_due = now.saturating_sub(self.last_probe_ns.load(Ordering::Relaxed))
-            >= LOCK_PROBE_INTERVAL_NS;
-        if silent < self.hung_after_ns && !probe_due && probe == LockProbe::WhenDue {
-            return Ok(());
+        let silent = now.saturating_sub(header.heartbeat_ns.load(Ordering::Relaxed));
+        // The lock probe is two syscalls, so it runs at most every probe interval, also while the
+        // writer is hung: a hung writer that then dies is still seen gone within the interval.
+        let probe_due = probe == LockProbe::Now
+            || now.saturating_sub(self.last_probe_ns.load(Ordering::Relaxed))
+                >= LOCK_PROBE_INTERVAL_NS;
+        if probe_due {
+            self.last_probe_ns.store(now, Ordering::Relaxed);
+            let free = is_writer_lock_free(self.fd.as_fd()).map_err(|source| ReadError::Io {
+                segment: self.name.clone(),
+                source,
+            })?;
+            if free {
+                self.gone.store(true, Ordering::Relaxed);
+                return Err(self.gone_error());
+            }
         }
-        self.last_probe_ns.store(now, Ordering::Relaxed);
-        let free = is_writer_lock_free(self.fd.as_fd()).map_err(|source| ReadError::Io {
-            segment: self.name.clone(),
-            source,
-        })?;
-        if free {
-            self.gone.store(true, Ordering::Relaxed);
-            return Err(self.gone_error());
-        }
-        if silent >= self.hung_after_ns {
+        if silent >= HUNG_AFTER.as_nanos() as u64 {
             return Err(ReadError::WriterHung {
                 segment: self.name.clone(),
                 pid: self.writer.pid,
@@ -232,15 +240,18 @@ impl SegmentReader {
     }
 
     /// Every book in the directory, each entry read consistently.
+    ///
+    /// One retry budget covers the whole scan, so entries left mid-write by a dead writer (or a
+    /// hostile file) cost at most that budget in total, not per entry; such entries are skipped.
     pub fn books(&self) -> Vec<DirectoryListing> {
+        let mut budget = RetryBudget::new();
         (0..self.view.geometry().slot_count)
-            .filter_map(|slot| self.read_entry(slot))
+            .filter_map(|slot| self.read_entry(slot, &mut budget))
             .collect()
     }
 
-    fn read_entry(&self, slot: u32) -> Option<DirectoryListing> {
+    fn read_entry(&self, slot: u32, budget: &mut RetryBudget) -> Option<DirectoryListing> {
         let entry = self.view.entry(slot);
-        let mut budget = RetryBudget::new();
         loop {
             let Some(section) = ReadSection::begin(&entry.seq) else {
                 if !budget.retry() {
@@ -272,8 +283,8 @@ impl SegmentReader {
     }
 
     /// Reads one slot: its info and, for a synced book, the levels of `side` that `query` selects,
-    /// into `out` (cleared first). Checks the writer first, so a dead or hung writer's data is
-    /// never returned.
+    /// into `out`. `out` holds levels only after `Ok(SlotRead::Synced(_))`; it is empty after any
+    /// other outcome. Checks the writer first, so a dead or hung writer's data is never returned.
     #[inline]
     pub(crate) fn read_slot(
         &self,
@@ -283,10 +294,9 @@ impl SegmentReader {
         query: &LevelQuery,
         out: &mut Vec<Level>,
     ) -> Result<SlotRead, ReadError> {
+        out.clear();
         self.check_writer()?;
         let header = self.view.slot(slot);
-        let levels = side.map(|side| self.view.levels(slot, side));
-        let capacity = self.view.geometry().levels_per_side as usize;
         let mut budget = RetryBudget::new();
         loop {
             let Some(section) = ReadSection::begin(&header.seq) else {
@@ -295,53 +305,71 @@ impl SegmentReader {
                 }
                 continue;
             };
-            out.clear();
-            let status_word = header.status.load(Ordering::Relaxed);
+            let status = BookStatus::from_word(header.status.load(Ordering::Relaxed));
             let found_generation = header.generation.load(Ordering::Relaxed);
-            let status = BookStatus::from_word(status_word);
-            let info = status.map(|status| load_info(header, status, found_generation));
-            if let (Some(info), Some(levels)) = (&info, levels)
+            // Only a synced version of the book asked for gets its levels copied; anything else
+            // (removed, replaced by another book, not synced) copies nothing.
+            let info = status
+                .filter(|_| found_generation == generation)
+                .map(|status| load_info(header, status, generation));
+            if let (Some(info), Some(side)) = (&info, side)
                 && info.status.is_synced()
             {
-                let count = match side {
-                    Some(Side::Asks) => info.ask_count,
-                    _ => info.bid_count,
-                } as usize;
-                let (price_exponent, quantity_exponent) =
-                    unpack_exponents(header.exponents.load(Ordering::Relaxed));
-                // A torn count may exceed the capacity; the re-check below discards that copy, but
-                // the loop must stay inside the slot until then.
-                copy_levels(
-                    &levels[..count.min(capacity)],
-                    price_exponent,
-                    quantity_exponent,
-                    query,
-                    out,
-                );
+                self.copy_side(slot, header, info, side, query, out);
             }
             if !section.validate(&header.seq) {
+                out.clear();
                 if !budget.retry() {
                     break;
                 }
                 continue;
             }
             return Ok(match info {
-                Some(info) if info.generation != generation => SlotRead::Moved,
                 None => SlotRead::Moved,
                 Some(info) if info.status.is_synced() => SlotRead::Synced(info),
-                Some(info) => {
-                    out.clear();
-                    SlotRead::NotSynced(info)
-                }
+                Some(info) => SlotRead::NotSynced(info),
             });
         }
-        out.clear();
         // The slot stayed busy for the whole budget. A writer stopped or killed inside a publish
         // leaves it busy for good, so say that when it is the case rather than "contended".
         self.check_liveness(LockProbe::Now)?;
-        Err(ReadError::Contended {
+        Ok(SlotRead::Contended {
             attempts: budget.attempts(),
         })
+    }
+
+    /// Copies the selected levels of one side of a slot inside a read section.
+    #[inline]
+    fn copy_side(
+        &self,
+        slot: u32,
+        header: &SlotHeader,
+        info: &BookInfo,
+        side: Side,
+        query: &LevelQuery,
+        out: &mut Vec<Level>,
+    ) {
+        let count = match side {
+            Side::Asks => info.ask_count,
+            Side::Bids => info.bid_count,
+        } as usize;
+        let levels = self.view.levels(slot, side);
+        let (price_exponent, quantity_exponent) =
+            unpack_exponents(header.exponents.load(Ordering::Relaxed));
+        // A torn count may exceed the capacity; the caller's re-check discards that copy, but the
+        // copy must stay inside the slot until then.
+        let levels = &levels[..count.min(levels.len())];
+        copy_levels(levels, price_exponent, quantity_exponent, query, out);
+    }
+}
+
+impl std::fmt::Debug for SegmentReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentReader")
+            .field("name", &self.name)
+            .field("writer", &self.writer)
+            .field("writer_gone", &self.is_writer_gone())
+            .finish_non_exhaustive()
     }
 }
 
@@ -393,9 +421,11 @@ fn validate_header(
     size: u64,
     name: &str,
 ) -> Result<WriterInfo, OpenSegmentError> {
-    // SYNC POINT (Acquire): pairs with the Release store of `state` in `SegmentWriter::build`;
-    // after it every header field the writer initialised is visible.
-    let state = header.state.load(Ordering::Acquire);
+    // Relaxed + Acquire fence: only Relaxed loads are allowed on a read-only mapping.
+    let state = header.state.load(Ordering::Relaxed);
+    // SYNC POINT (Acquire fence): pairs with the Release store of `state` in
+    // `SegmentWriter::build`; after it every header field the writer initialised is visible.
+    fence(Ordering::Acquire);
     let magic = header.magic.load(Ordering::Relaxed);
     if magic != SEGMENT_MAGIC {
         return Err(OpenSegmentError::BadMagic {

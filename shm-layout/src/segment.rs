@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::directory::DirectoryEntry;
-use crate::error::{CreateSegmentError, OpenSegmentError};
+use crate::error::{CreateSegmentError, InvalidName, OpenSegmentError};
 use crate::header::{SEGMENT_HEADER_SIZE, SegmentHeader};
 use crate::mapping::Mapping;
 use crate::slot::{LevelWords, MAX_LEVELS_PER_SIDE, SlotHeader, slot_size};
@@ -29,15 +29,15 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 /// The shared-memory object name of a DCN's segment.
 ///
 /// # Errors
-/// [`CreateSegmentError::InvalidName`] unless both names are 1–64 characters of `A-Za-z0-9_-`
+/// [`InvalidName`] unless both names are 1–64 characters of `A-Za-z0-9_-`
 /// (no dots, so the name splits back unambiguously).
-pub fn segment_name(cluster: &str, dcn: &str) -> Result<String, CreateSegmentError> {
+pub fn segment_name(cluster: &str, dcn: &str) -> Result<String, InvalidName> {
     check_name_part("cluster", cluster)?;
     check_name_part("dcn", dcn)?;
     Ok(format!("{SEGMENT_PREFIX}.{cluster}.{dcn}"))
 }
 
-pub(crate) fn check_name_part(what: &'static str, name: &str) -> Result<(), CreateSegmentError> {
+pub(crate) fn check_name_part(what: &'static str, name: &str) -> Result<(), InvalidName> {
     let valid = (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -45,7 +45,7 @@ pub(crate) fn check_name_part(what: &'static str, name: &str) -> Result<(), Crea
     if valid {
         return Ok(());
     }
-    Err(CreateSegmentError::InvalidName {
+    Err(InvalidName {
         what,
         name: name.to_owned(),
     })
@@ -170,10 +170,6 @@ impl SegmentView {
 
     pub(crate) fn geometry(&self) -> &Geometry {
         &self.geometry
-    }
-
-    pub(crate) fn mapping(&self) -> &Mapping {
-        &self.map
     }
 
     pub(crate) fn header(&self) -> &SegmentHeader {

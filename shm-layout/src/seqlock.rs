@@ -2,7 +2,8 @@
 //! copy it without locks.
 //!
 //! The sequence word is even while the data is stable and odd while the writer is inside a write
-//! section. A reader loads the word (Acquire), copies the payload with Relaxed atomic loads, issues
+//! section. A reader loads the word (Relaxed, then an Acquire fence: only Relaxed loads are allowed
+//! on the read-only mappings readers use), copies the payload with Relaxed atomic loads, issues
 //! an Acquire fence and loads the word again: equal and even means the copy is consistent.
 //!
 //! Every payload word is an atomic, so a reader racing with the writer never performs a data race
@@ -86,12 +87,16 @@ impl ReadSection {
     /// Starts a read; `None` means the writer is inside a write section right now (retry).
     #[inline]
     pub(crate) fn begin<A: SeqAtomic>(seq: &A) -> Option<Self> {
-        // SYNC POINT (Acquire load): pairs with the Release store that closed the last write
-        // section, so every payload store of that section is visible to the copy that follows.
-        let start = seq.load(Ordering::Acquire);
+        // Relaxed, then an Acquire fence: readers map segments read-only, and only Relaxed loads
+        // are allowed on read-only memory (std::sync::atomic, "Atomic accesses to read-only
+        // memory"). The pair orders like an Acquire load.
+        let start = seq.load(Ordering::Relaxed);
         if start % 2 == 1 {
             return None;
         }
+        // SYNC POINT (Acquire fence): pairs with the Release store that closed the last write
+        // section, so every payload store of that section is visible to the copy that follows.
+        A::fence(Ordering::Acquire);
         Some(Self { start })
     }
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rustix::fs::Mode;
+use rustix::fs::{Mode, RenameFlags};
 use rustix::shm;
 
 use crate::book::{BookMeta, BookSides, RawLevel};
@@ -88,14 +88,20 @@ impl BookHandle {
 }
 
 /// The writer's private mirror of one slot, so it never reads its own segment back.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct SlotUse {
     generation: u64,
-    in_use: bool,
+    /// The book in the slot, if any.
+    book: Option<(String, String)>,
     updates: u64,
 }
 
-/// Keeps a segment's heartbeat; cheap to clone and `Send`, for a timer task or thread.
+/// Stamps a segment's heartbeat from wherever the writer itself cannot be reached; cheap to clone
+/// and `Send`.
+///
+/// Beat from the loop that publishes: then a stuck publisher is also a silent heartbeat, which is
+/// what readers rely on to call a writer hung. A timer that beats on its own would hide a stuck
+/// publisher; use one only where publishing is not continuous and nothing else can be stuck.
 #[derive(Clone)]
 pub struct Heartbeat {
     map: Arc<SegmentView>,
@@ -104,7 +110,6 @@ pub struct Heartbeat {
 impl Heartbeat {
     /// Stamps the heartbeat with the current time. Call every [`crate::HEARTBEAT_INTERVAL`].
     pub fn beat(&self) {
-        self.map.mapping().assert_writable();
         // Relaxed: the heartbeat publishes no other data; readers only compare its age.
         self.map
             .header()
@@ -145,7 +150,7 @@ impl SegmentWriter {
     /// by a dead writer is replaced; one whose writer is alive is not touched.
     ///
     /// # Errors
-    /// [`CreateSegmentError::InvalidName`] / [`CreateSegmentError::InvalidGeometry`] for bad
+    /// [`CreateSegmentError::InvalidName`], [`CreateSegmentError::InvalidGeometry`] for bad
     /// configuration, [`CreateSegmentError::InUse`] when a live writer owns the name, and
     /// [`CreateSegmentError::Io`] when a system call fails.
     pub fn create(config: &SegmentConfig) -> Result<Self, CreateSegmentError> {
@@ -165,9 +170,7 @@ impl SegmentWriter {
         )
         .map_err(|e| io("create")(e.into()))?;
         let published = Self::build(&name, &temp, fd, geometry, size).and_then(|built| {
-            ensure_previous_writer_is_dead(&name)?;
-            rustix::fs::rename(format!("{SHM_DIR}/{temp}"), format!("{SHM_DIR}/{name}"))
-                .map_err(|e| io("publish")(e.into()))?;
+            publish_name(&temp, &name)?;
             Ok(built)
         });
         if published.is_err() {
@@ -201,12 +204,23 @@ impl SegmentWriter {
                 source,
             }
         };
-        rustix::fs::ftruncate(&fd, size).map_err(|e| io("size")(e.into()))?;
+        // Reserve every page now: tmpfs allocates on first touch, and a page that cannot be
+        // allocated later is a SIGBUS in the middle of a publish. A full /dev/shm (64 MiB in a
+        // default Docker container) must be an error here instead.
+        match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, size) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOSPC) => {
+                return Err(CreateSegmentError::NoSpace {
+                    name: name.to_owned(),
+                    size,
+                });
+            }
+            Err(errno) => return Err(io("size")(errno.into())),
+        }
         if !try_lock_exclusive(fd.as_fd()).map_err(io("lock"))? {
-            return Err(CreateSegmentError::InUse {
-                name: name.to_owned(),
-                pid: 0,
-            });
+            // Nobody else can know this fresh temporary name, so this is not a live writer.
+            let busy = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+            return Err(io("lock")(busy));
         }
         let len = usize::try_from(size).map_err(|_| {
             CreateSegmentError::InvalidGeometry(format!("{size} bytes do not fit in memory"))
@@ -284,7 +298,7 @@ impl SegmentWriter {
         self.heartbeat_handle().beat();
     }
 
-    /// A handle that can keep the heartbeat from another thread or task.
+    /// A handle that stamps the heartbeat without access to the writer (see [`Heartbeat`]).
     pub fn heartbeat_handle(&self) -> Heartbeat {
         Heartbeat {
             map: Arc::clone(&self.view),
@@ -314,7 +328,7 @@ impl SegmentWriter {
         let slot = self
             .slots
             .iter()
-            .position(|s| !s.in_use)
+            .position(|s| s.book.is_none())
             .ok_or(WriteError::Full {
                 capacity: self.capacity(),
             })?;
@@ -322,11 +336,10 @@ impl SegmentWriter {
         let generation = self.slots[slot].generation + 1;
         self.slots[slot] = SlotUse {
             generation,
-            in_use: true,
+            book: Some(key.clone()),
             updates: 0,
         };
 
-        self.view.mapping().assert_writable();
         {
             let header = self.view.slot(slot_index);
             let _section = SlotSection::begin(header);
@@ -367,7 +380,6 @@ impl SegmentWriter {
     /// [`WriteError::StaleHandle`] when the book is already gone.
     pub fn remove_book(&mut self, book: BookHandle) -> Result<(), WriteError> {
         self.check_handle(book)?;
-        self.view.mapping().assert_writable();
         {
             let header = self.view.slot(book.slot);
             let _section = SlotSection::begin(header);
@@ -381,8 +393,9 @@ impl SegmentWriter {
             entry.in_use.store(0, Ordering::Relaxed);
         }
         self.bump_directory_version();
-        self.slots[book.slot as usize].in_use = false;
-        self.books.retain(|_, slot| *slot != book.slot);
+        if let Some(key) = self.slots[book.slot as usize].book.take() {
+            self.books.remove(&key);
+        }
         Ok(())
     }
 
@@ -409,7 +422,6 @@ impl SegmentWriter {
             }
         }
         let updates = self.count_update(book);
-        self.view.mapping().assert_writable();
         let header = self.view.slot(book.slot);
         let bids = self.view.levels(book.slot, crate::Side::Bids);
         let asks = self.view.levels(book.slot, crate::Side::Asks);
@@ -437,7 +449,6 @@ impl SegmentWriter {
     pub fn publish_meta(&mut self, book: BookHandle, meta: &BookMeta) -> Result<(), WriteError> {
         self.check_handle(book)?;
         let updates = self.count_update(book);
-        self.view.mapping().assert_writable();
         let header = self.view.slot(book.slot);
         let _section = SlotSection::begin(header);
         store_meta(header, meta, updates);
@@ -448,7 +459,7 @@ impl SegmentWriter {
         let live = self
             .slots
             .get(book.slot as usize)
-            .is_some_and(|s| s.in_use && s.generation == book.generation);
+            .is_some_and(|s| s.book.is_some() && s.generation == book.generation);
         if live {
             return Ok(());
         }
@@ -475,11 +486,21 @@ impl SegmentWriter {
     }
 }
 
+impl std::fmt::Debug for SegmentWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("name", &self.name)
+            .field("books", &self.books.len())
+            .field("capacity", &self.capacity())
+            .field("levels_per_side", &self.levels_per_side())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for SegmentWriter {
     /// Marks the segment closed (readers report the writer gone at once) and removes its name,
     /// unless a newer writer has already replaced it.
     fn drop(&mut self) {
-        self.view.mapping().assert_writable();
         // Release: ordered after our last publish; readers that see Closed stop serving.
         self.view
             .header()
@@ -504,36 +525,76 @@ fn names_our_segment(name: &str, fd: &OwnedFd) -> bool {
     ours.st_dev == named.st_dev && ours.st_ino == named.st_ino
 }
 
-/// Refuses to replace a segment whose writer still holds its lock. A reader probing the lock
-/// holds it shared for one syscall, so a few retries tell a probe from a live writer.
-fn ensure_previous_writer_is_dead(name: &str) -> Result<(), CreateSegmentError> {
-    const ATTEMPTS: u32 = 20;
-    let old = match shm::open(name, shm::OFlags::RDONLY, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(()),
-        Err(errno) => {
-            return Err(CreateSegmentError::Io {
-                op: "open previous",
-                name: name.to_owned(),
-                source: errno.into(),
-            });
+/// Makes the finished temporary object `temp` the segment `name`, unless a live writer owns it.
+///
+/// Two processes creating the same name cannot both win. A missing name is only created with
+/// `RENAME_NOREPLACE`. An existing segment is replaced only by the process that holds its dead
+/// writer's lock, after checking the name still refers to that file, and the lock is held across
+/// the rename, so a second creator either fails to take it or finds the name replaced and looks
+/// again (finding the winner alive).
+fn publish_name(temp: &str, name: &str) -> Result<(), CreateSegmentError> {
+    // Each round either succeeds, fails, or saw the name change under it; many changes in a row
+    // mean something keeps recreating the name, which is worth an error rather than a loop.
+    const ROUNDS: u32 = 10;
+    let io = |op: &'static str| {
+        move |errno: rustix::io::Errno| CreateSegmentError::Io {
+            op,
+            name: name.to_owned(),
+            source: errno.into(),
         }
     };
-    for _ in 0..ATTEMPTS {
-        let free = try_lock_exclusive(old.as_fd()).map_err(|source| CreateSegmentError::Io {
+    let (from, to) = (format!("{SHM_DIR}/{temp}"), format!("{SHM_DIR}/{name}"));
+    for _ in 0..ROUNDS {
+        let previous = match shm::open(name, shm::OFlags::RDONLY, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                let cwd = rustix::fs::CWD;
+                match rustix::fs::renameat_with(cwd, &from, cwd, &to, RenameFlags::NOREPLACE) {
+                    Ok(()) => return Ok(()),
+                    // Another writer created it meanwhile: look at what it is.
+                    Err(rustix::io::Errno::EXIST) => continue,
+                    Err(errno) => return Err(io("publish")(errno)),
+                }
+            }
+            Err(errno) => return Err(io("open previous")(errno)),
+        };
+        if !lock_dead_writer(&previous).map_err(|source| CreateSegmentError::Io {
             op: "probe previous",
             name: name.to_owned(),
             source,
-        })?;
-        if free {
-            return Ok(());
+        })? {
+            return Err(CreateSegmentError::InUse {
+                name: name.to_owned(),
+                pid: recorded_pid(&previous),
+            });
+        }
+        let ours = rustix::fs::fstat(&previous).map_err(io("stat previous"))?;
+        let named = rustix::fs::stat(&to).ok();
+        if named.is_none_or(|named| (named.st_dev, named.st_ino) != (ours.st_dev, ours.st_ino)) {
+            // Replaced or removed since we opened it: look again.
+            continue;
+        }
+        // `previous` (and its lock) lives until after the rename.
+        return rustix::fs::rename(&from, &to).map_err(io("publish"));
+    }
+    Err(CreateSegmentError::Io {
+        op: "publish",
+        name: name.to_owned(),
+        source: std::io::Error::other("the name kept changing while publishing the segment"),
+    })
+}
+
+/// Takes the exclusive lock of a previous segment, i.e. finds its writer dead. A reader probing
+/// the lock holds it shared for one syscall, so a few retries tell a probe from a live writer.
+fn lock_dead_writer(previous: &OwnedFd) -> std::io::Result<bool> {
+    const ATTEMPTS: u32 = 20;
+    for _ in 0..ATTEMPTS {
+        if try_lock_exclusive(previous.as_fd())? {
+            return Ok(true);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    Err(CreateSegmentError::InUse {
-        name: name.to_owned(),
-        pid: recorded_pid(&old),
-    })
+    Ok(false)
 }
 
 /// The pid stored in a segment's header, for the error message; 0 if it cannot be read.

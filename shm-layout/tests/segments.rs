@@ -254,6 +254,44 @@ fn removed_books_disappear_and_new_books_are_found_without_reopening() {
 }
 
 #[test]
+fn a_new_dcn_is_found_while_the_known_replica_is_not_synced() {
+    let cluster = cluster("dcn2");
+    let mut first = writer(&cluster, 4);
+    first.add_book("binance.com", "X").unwrap();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    let mut out = Vec::new();
+    let error = reader
+        .read("binance.com", "X", Side::Asks, &LevelQuery::ALL, &mut out)
+        .unwrap_err();
+    assert!(matches!(error, ReadError::NotSynced { .. }), "{error}");
+
+    // A second DCN starts and syncs a replica of the same book.
+    let mut second = SegmentConfig::new(cluster.as_str(), "dcn-1")
+        .books(2)
+        .levels_per_side(4)
+        .create()
+        .unwrap();
+    let book = second.add_book("binance.com", "X").unwrap();
+    let asks = raw(&[(7, 1)]);
+    let sides = BookSides {
+        price_exponent: 0,
+        quantity_exponent: 0,
+        bids: &[],
+        asks: &asks,
+    };
+    second.publish(book, &synced(3), &sides).unwrap();
+    let info = reader
+        .read("binance.com", "X", Side::Asks, &LevelQuery::ALL, &mut out)
+        .expect("the synced replica on the new DCN is served");
+    assert_eq!((info.last_update_id, out.len()), (3, 1));
+    assert_eq!(
+        reader.info("binance.com", "X").unwrap().status,
+        BookStatus::Synced
+    );
+    assert_eq!(reader.list().len(), 2);
+}
+
+#[test]
 fn writer_rejects_bad_input_without_changing_the_segment() {
     let cluster = cluster("bad");
     let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0")
@@ -317,8 +355,7 @@ fn a_live_writers_segment_is_not_taken_over() {
     let first = writer(&cluster, 4);
     let error = SegmentConfig::new(cluster.as_str(), "dcn-0")
         .create()
-        .err()
-        .expect("second writer must be refused");
+        .expect_err("second writer must be refused");
     assert!(error.to_string().contains("live writer"), "{error}");
     assert!(
         error.to_string().contains(&std::process::id().to_string()),
@@ -329,6 +366,43 @@ fn a_live_writers_segment_is_not_taken_over() {
     SegmentConfig::new(cluster.as_str(), "dcn-0")
         .create()
         .expect("free after the first writer dropped");
+}
+
+#[test]
+fn of_writers_racing_for_one_name_exactly_one_wins() {
+    let cluster = cluster("race");
+    let barrier = std::sync::Barrier::new(8);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    SegmentConfig::new(cluster.as_str(), "dcn-0")
+                        .books(2)
+                        .levels_per_side(4)
+                        .create()
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|racer| racer.join().unwrap())
+            .collect()
+    });
+    let (winners, losers): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(winners.len(), 1, "losers: {losers:?}");
+    for loser in &losers {
+        let error = loser.as_ref().err().unwrap();
+        assert!(
+            matches!(error, ubdcc_shm::CreateSegmentError::InUse { .. }),
+            "{error}"
+        );
+    }
+    // The name refers to the winner's segment, not an orphaned one.
+    let mut winner = winners.into_iter().next().unwrap().unwrap();
+    winner.add_book("binance.com", "W").unwrap();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    assert_eq!(reader.list().len(), 1);
 }
 
 #[test]
@@ -387,9 +461,7 @@ fn valid_segment_bytes() -> Vec<u8> {
 fn garbage_truncated_and_foreign_layouts_are_clear_errors() {
     let cluster = cluster("junk");
     let open = |dcn: &str| {
-        SegmentReader::open(&segment_name(&cluster, dcn).unwrap())
-            .err()
-            .expect("must not open")
+        SegmentReader::open(&segment_name(&cluster, dcn).unwrap()).expect_err("must not open")
     };
 
     let _empty = RawObject::new(&segment_name(&cluster, "empty").unwrap(), &[]);
@@ -435,7 +507,7 @@ fn garbage_truncated_and_foreign_layouts_are_clear_errors() {
 
     // The cluster reader skips every one of them, keeps the reasons, and still works.
     let mut reader = ClusterReader::open(&cluster).unwrap();
-    assert_eq!(reader.open_errors().len(), 6);
+    assert_eq!(reader.open_errors().count(), 6);
     assert!(reader.list().is_empty());
     let mut out = Vec::new();
     assert!(matches!(

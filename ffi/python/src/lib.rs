@@ -18,9 +18,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{IntoPyObject, intern};
-use ubdcc_shm::{
-    BookInfo, BookStatus, ClusterReader, CreateSegmentError, Level, LevelQuery, ReadError, Side,
-};
+use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side};
 
 create_exception!(
     ubdcc_local,
@@ -205,10 +203,8 @@ impl Reader {
     #[new]
     #[pyo3(signature = (cluster = "default"))]
     fn new(cluster: &str) -> PyResult<Self> {
-        let reader = ClusterReader::open(cluster).map_err(|error| match error {
-            CreateSegmentError::InvalidName { .. } => PyValueError::new_err(error.to_string()),
-            other => UbdccError::new_err(other.to_string()),
-        })?;
+        let reader = ClusterReader::open(cluster)
+            .map_err(|error| PyValueError::new_err(error.to_string()))?;
         Ok(Self {
             reader,
             levels: Vec::new(),
