@@ -37,6 +37,10 @@ int main(int argc, char **argv) {
     int books = atoi(argv[2]);
     long long reads = atoll(argv[3]);
     uint64_t levels_per_side = strtoull(argv[4], NULL, 10);
+    if (books < 1 || reads < 0 || levels_per_side < 1 || levels_per_side > 5000) {
+        fprintf(stderr, "BOOKS >= 1, READS >= 0 and 1 <= LEVELS_PER_SIDE <= 5000\n");
+        return 2;
+    }
     ubdcc_reader_t *reader = NULL;
     if (ubdcc_reader_open(argv[1], &reader) != UBDCC_OK) {
         fprintf(stderr, "open: %s\n", ubdcc_last_error_message());

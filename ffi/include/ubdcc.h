@@ -19,7 +19,7 @@
  * Thread safety: a reader handle must not be used by two threads at once; open one per thread.
  * Error messages are per thread and valid until the thread's next ubdcc_ call.
  *
- * This header is hand-written; ffi/tests/c_header.rs compiles it with gcc and checks every struct
+ * This header is hand-written; ffi/tests/c_abi.rs compiles it with gcc and checks every struct
  * layout and UBDCC_LAYOUT_HASH against the Rust library, so a mismatch fails the build's tests.
  */
 #ifndef UBDCC_H
@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* Fingerprint of the shared-memory layout below (see shm-layout/src/layout.rs). */
-#define UBDCC_LAYOUT_HASH 0xbfde9b3c7e75a01dULL
+#define UBDCC_LAYOUT_HASH 0xe6772ee4a5f06ad6ULL
 #define UBDCC_LAYOUT_MAJOR 1
 #define UBDCC_LAYOUT_MINOR 0
 
@@ -56,8 +56,9 @@ typedef enum ubdcc_status_t {
 /* Message of the calling thread's last error ("" if none); never NULL. */
 const char *ubdcc_last_error_message(void);
 
-/* Static name of a status code, e.g. "UBDCC_ERR_NOT_FOUND"; never NULL. */
-const char *ubdcc_status_name(ubdcc_status_t status);
+/* Static name of a status code, e.g. "UBDCC_ERR_NOT_FOUND" ("UBDCC_UNKNOWN_STATUS" for a value
+ * that is not one); never NULL. */
+const char *ubdcc_status_name(int status);
 
 /* ---- book status -------------------------------------------------------------------------- */
 
@@ -129,7 +130,7 @@ void ubdcc_reader_close(ubdcc_reader_t *reader);
  *   are kept (0 -> none). A negative limit or NaN threshold is UBDCC_ERR_INVALID_ARGUMENT.
  * levels, capacity: output array; with more levels than capacity, the first capacity are
  *   written and UBDCC_ERR_BUFFER_TOO_SMALL is returned.
- * out_count: number of levels selected (0 on error).
+ * out_count: number of levels selected (0 on any error but UBDCC_ERR_BUFFER_TOO_SMALL).
  * out_info: NULL, or receives the metadata from the same consistent read. */
 ubdcc_status_t ubdcc_get_asks(ubdcc_reader_t *reader, const char *exchange, const char *market,
                               const int64_t *limit_count, const double *threshold_volume,
@@ -154,6 +155,15 @@ uint64_t ubdcc_layout_hash(void);
 /* ---- the shared-memory layout ---------------------------------------------------------------
  * For reference and for the layout check; read books through the functions above. Every field
  * is accessed atomically; payload is protected by the `seq` words (a seqlock: even = stable). */
+
+/* How words are packed, and the codes they hold (all covered by UBDCC_LAYOUT_HASH). */
+#define UBDCC_SHM_PAIR_HIGH_SHIFT 32          /* counts: asks; sync_counters: gaps */
+#define UBDCC_SHM_QUANTITY_EXPONENT_SHIFT 8   /* exponents: price is the low byte */
+#define UBDCC_SHM_REASON_SHIFT 8              /* status: the book status is the low byte */
+#define UBDCC_SHM_STATE_INITIALIZING 0
+#define UBDCC_SHM_STATE_READY 1
+#define UBDCC_SHM_STATE_CLOSED 2
+#define UBDCC_SHM_STATUS_EMPTY 0              /* a free slot; 1..3 are UBDCC_BOOK_* */
 
 typedef struct ubdcc_shm_segment_header_t {
     uint64_t magic;              /* "UBDCCSHM" little-endian */

@@ -1,7 +1,7 @@
 //! The C ABI of ubdcc's shared-memory readers: read any order book of a cluster on this host
 //! from C (or any language with a C FFI) in well under a microsecond.
 //!
-//! The header is `ffi/include/ubdcc.h`; `tests/c_header.rs` compiles a C program against it with
+//! The header is `ffi/include/ubdcc.h`; `tests/c_abi.rs` compiles a C program against it with
 //! gcc and checks every struct's layout and the layout hash against this crate, so the two cannot
 //! drift. `ffi/examples/read_book.c` shows the whole API in use.
 //!

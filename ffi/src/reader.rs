@@ -41,6 +41,22 @@ unsafe fn str_arg<'a>(text: *const c_char, what: &str) -> Result<&'a str, ubdcc_
         .map_err(|_| fail(UBDCC_ERR_INVALID_ARGUMENT, format!("{what} is not UTF-8")))
 }
 
+/// Borrows the exchange and market arguments, checking them in order so that the status and the
+/// message always describe the same (first) bad argument.
+///
+/// # Safety
+/// Each pointer is null or points to a NUL-terminated string valid during the call.
+unsafe fn book_args<'a>(
+    exchange: *const c_char,
+    market: *const c_char,
+) -> Result<(&'a str, &'a str), ubdcc_status_t> {
+    // SAFETY: passed on from this function's contract.
+    let exchange = unsafe { str_arg(exchange, "exchange") }?;
+    // SAFETY: passed on from this function's contract.
+    let market = unsafe { str_arg(market, "market") }?;
+    Ok((exchange, market))
+}
+
 /// Opens a reader for every book of `cluster` on this host.
 ///
 /// A cluster without segments yet is not an error: reads return `UBDCC_ERR_NOT_FOUND` until its
@@ -105,7 +121,8 @@ pub unsafe extern "C" fn ubdcc_reader_close(reader: *mut ubdcc_reader_t) {
 /// # Arguments
 /// - `levels`, `capacity`: the output array. If the query selects more than `capacity` levels,
 ///   the first `capacity` are written and `UBDCC_ERR_BUFFER_TOO_SMALL` is returned.
-/// - `out_count`: receives the number of levels the query selects.
+/// - `out_count`: receives the number of levels the query selects (0 on any error other than
+///   `UBDCC_ERR_BUFFER_TOO_SMALL`).
 /// - `out_info`: may be NULL; otherwise receives the book's metadata from the same consistent
 ///   read as the levels (use its `last_update_id` to tie the levels to an update).
 ///
@@ -215,11 +232,10 @@ unsafe fn get_side(
             return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
         };
         // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) =
-            match unsafe { (str_arg(exchange, "exchange"), str_arg(market, "market")) } {
-                (Ok(exchange), Ok(market)) => (exchange, market),
-                (Err(status), _) | (_, Err(status)) => return status,
-            };
+        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+            Ok(args) => args,
+            Err(status) => return status,
+        };
         // SAFETY: each is null (not set) or points to a valid value (contract).
         let (limit, threshold) = unsafe {
             (
@@ -289,11 +305,10 @@ pub unsafe extern "C" fn ubdcc_book_info(
             return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
         };
         // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) =
-            match unsafe { (str_arg(exchange, "exchange"), str_arg(market, "market")) } {
-                (Ok(exchange), Ok(market)) => (exchange, market),
-                (Err(status), _) | (_, Err(status)) => return status,
-            };
+        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+            Ok(args) => args,
+            Err(status) => return status,
+        };
         match handle.reader.info(exchange, market) {
             Ok(info) => {
                 // SAFETY: `out_info` is non-null (checked) and valid for a write (contract).

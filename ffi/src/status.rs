@@ -1,7 +1,7 @@
 //! Status codes and the thread-local last-error message.
 
 use std::cell::RefCell;
-use std::ffi::{CString, c_char};
+use std::ffi::{CString, c_char, c_int};
 
 use ubdcc_shm::{InvalidName, ReadError};
 
@@ -78,20 +78,46 @@ pub extern "C" fn ubdcc_last_error_message() -> *const c_char {
 }
 
 /// A static, NUL-terminated name for a status code (`"UBDCC_ERR_NOT_FOUND"`); never null.
+///
+/// Takes a plain `int` so that any value a C caller passes is defined behaviour; values that are
+/// not a status code give `"UBDCC_UNKNOWN_STATUS"`.
 #[unsafe(no_mangle)]
-pub extern "C" fn ubdcc_status_name(status: ubdcc_status_t) -> *const c_char {
+pub extern "C" fn ubdcc_status_name(status: c_int) -> *const c_char {
     let name: &'static [u8] = match status {
-        UBDCC_OK => b"UBDCC_OK\0",
-        UBDCC_ERR_NULL_ARGUMENT => b"UBDCC_ERR_NULL_ARGUMENT\0",
-        UBDCC_ERR_INVALID_ARGUMENT => b"UBDCC_ERR_INVALID_ARGUMENT\0",
-        UBDCC_ERR_NOT_FOUND => b"UBDCC_ERR_NOT_FOUND\0",
-        UBDCC_ERR_OUT_OF_SYNC => b"UBDCC_ERR_OUT_OF_SYNC\0",
-        UBDCC_ERR_WRITER_GONE => b"UBDCC_ERR_WRITER_GONE\0",
-        UBDCC_ERR_WRITER_HUNG => b"UBDCC_ERR_WRITER_HUNG\0",
-        UBDCC_ERR_CONTENDED => b"UBDCC_ERR_CONTENDED\0",
-        UBDCC_ERR_BUFFER_TOO_SMALL => b"UBDCC_ERR_BUFFER_TOO_SMALL\0",
-        UBDCC_ERR_IO => b"UBDCC_ERR_IO\0",
-        UBDCC_ERR_INTERNAL => b"UBDCC_ERR_INTERNAL\0",
+        0 => b"UBDCC_OK\0",
+        1 => b"UBDCC_ERR_NULL_ARGUMENT\0",
+        2 => b"UBDCC_ERR_INVALID_ARGUMENT\0",
+        3 => b"UBDCC_ERR_NOT_FOUND\0",
+        4 => b"UBDCC_ERR_OUT_OF_SYNC\0",
+        5 => b"UBDCC_ERR_WRITER_GONE\0",
+        6 => b"UBDCC_ERR_WRITER_HUNG\0",
+        7 => b"UBDCC_ERR_CONTENDED\0",
+        8 => b"UBDCC_ERR_BUFFER_TOO_SMALL\0",
+        9 => b"UBDCC_ERR_IO\0",
+        10 => b"UBDCC_ERR_INTERNAL\0",
+        _ => b"UBDCC_UNKNOWN_STATUS\0",
     };
     name.as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn name_of(status: c_int) -> String {
+        // SAFETY: `ubdcc_status_name` returns a pointer to a static NUL-terminated string.
+        unsafe { CStr::from_ptr(ubdcc_status_name(status)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn every_status_has_its_own_name_and_unknown_values_are_safe() {
+        assert_eq!(name_of(UBDCC_OK as c_int), "UBDCC_OK");
+        assert_eq!(name_of(UBDCC_ERR_INTERNAL as c_int), "UBDCC_ERR_INTERNAL");
+        assert_eq!(name_of(UBDCC_ERR_CONTENDED as c_int), "UBDCC_ERR_CONTENDED");
+        assert_eq!(name_of(42), "UBDCC_UNKNOWN_STATUS");
+        assert_eq!(name_of(-1), "UBDCC_UNKNOWN_STATUS");
+    }
 }

@@ -1,5 +1,5 @@
 //! The plain structs the C ABI fills in. Their layout is mirrored in `include/ubdcc.h` and
-//! checked by `tests/c_header.rs`.
+//! checked by `tests/c_abi.rs`.
 
 use std::ffi::c_char;
 

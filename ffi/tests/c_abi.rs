@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ubdcc_ffi::*;
 use ubdcc_shm::{SegmentConfig, test_pattern};
@@ -81,7 +82,8 @@ struct PatternWriter {
 }
 
 impl PatternWriter {
-    fn start(cluster: &str, books: u32, levels: u32) -> Self {
+    /// `pause` between publishes; `None` publishes as fast as it can.
+    fn start(cluster: &str, books: u32, levels: u32, pause: Option<Duration>) -> Self {
         let mut writer = SegmentConfig::new(cluster, "w")
             .books(books)
             .levels_per_side(levels)
@@ -123,6 +125,9 @@ impl PatternWriter {
                     writer.heartbeat();
                 }
                 k += 1;
+                if let Some(pause) = pause {
+                    std::thread::sleep(pause);
+                }
             }
             k
         });
@@ -255,25 +260,47 @@ fn header_layout_and_hash_match_the_rust_library() {
         ubdcc_shm::LAYOUT_HASH
     );
     assert_eq!(c["ubdcc_layout_hash()"], ubdcc_shm::LAYOUT_HASH);
-    assert_eq!(
-        c["UBDCC_ERR_INTERNAL"],
-        ubdcc_status_t::UBDCC_ERR_INTERNAL as u64
-    );
-    assert_eq!(
-        c["UBDCC_REASON_WRITER_FAULT"],
-        ubdcc_shm::OutOfSyncReason::WriterFault as u64
-    );
-    assert_eq!(
-        c["UBDCC_BOOK_OUT_OF_SYNC"],
-        u64::from(UBDCC_BOOK_OUT_OF_SYNC)
-    );
+    assert_eq!(c["UBDCC_LAYOUT_MAJOR"], u64::from(ubdcc_shm::LAYOUT_MAJOR));
+    assert_eq!(c["UBDCC_LAYOUT_MINOR"], u64::from(ubdcc_shm::LAYOUT_MINOR));
+    use ubdcc_status_t::*;
+    let statuses = [
+        ("UBDCC_OK", UBDCC_OK),
+        ("UBDCC_ERR_NULL_ARGUMENT", UBDCC_ERR_NULL_ARGUMENT),
+        ("UBDCC_ERR_INVALID_ARGUMENT", UBDCC_ERR_INVALID_ARGUMENT),
+        ("UBDCC_ERR_NOT_FOUND", UBDCC_ERR_NOT_FOUND),
+        ("UBDCC_ERR_OUT_OF_SYNC", UBDCC_ERR_OUT_OF_SYNC),
+        ("UBDCC_ERR_WRITER_GONE", UBDCC_ERR_WRITER_GONE),
+        ("UBDCC_ERR_WRITER_HUNG", UBDCC_ERR_WRITER_HUNG),
+        ("UBDCC_ERR_CONTENDED", UBDCC_ERR_CONTENDED),
+        ("UBDCC_ERR_BUFFER_TOO_SMALL", UBDCC_ERR_BUFFER_TOO_SMALL),
+        ("UBDCC_ERR_IO", UBDCC_ERR_IO),
+        ("UBDCC_ERR_INTERNAL", UBDCC_ERR_INTERNAL),
+    ];
+    for (name, status) in statuses {
+        assert_eq!(c[name], status as u64, "{name}");
+    }
+    use ubdcc_shm::OutOfSyncReason::*;
+    let reasons = [
+        ("UBDCC_REASON_UNSPECIFIED", Unspecified),
+        ("UBDCC_REASON_GAP", Gap),
+        ("UBDCC_REASON_DISCONNECTED", Disconnected),
+        ("UBDCC_REASON_STREAM_SILENT", StreamSilent),
+        ("UBDCC_REASON_SERVER_SHUTDOWN", ServerShutdown),
+        ("UBDCC_REASON_SNAPSHOT_FAILED", SnapshotFailed),
+        ("UBDCC_REASON_REFRESH", Refresh),
+        ("UBDCC_REASON_MALFORMED_MESSAGE", MalformedMessage),
+        ("UBDCC_REASON_WRITER_FAULT", WriterFault),
+    ];
+    for (name, reason) in reasons {
+        assert_eq!(c[name], reason as u64, "{name}");
+    }
 }
 
 #[test]
 fn c_torture_reader_sees_no_torn_reads() {
     let cluster = unique_cluster("torture");
     let program = compile_c("examples/torture_reader.c", "torture_reader");
-    let writer = PatternWriter::start(&cluster, 4, 1000);
+    let writer = PatternWriter::start(&cluster, 4, 1000, None);
     let reads = if cfg!(debug_assertions) {
         "1000000"
     } else {
@@ -296,7 +323,7 @@ fn c_torture_reader_sees_no_torn_reads() {
 fn c_example_prints_the_top_of_a_book() {
     let cluster = unique_cluster("example");
     let program = compile_c("examples/read_book.c", "read_book");
-    let writer = PatternWriter::start(&cluster, 1, 20);
+    let writer = PatternWriter::start(&cluster, 1, 20, Some(Duration::from_micros(100)));
     let (ok, stdout, stderr) = run(&program, &[&cluster, "binance.com", "PATTERN0", "3"]);
     writer.stop();
     assert!(ok, "read_book failed: {stderr}");
@@ -372,7 +399,7 @@ fn get_asks(
 #[test]
 fn bad_arguments_are_error_codes_with_messages() {
     let cluster = unique_cluster("errors");
-    let writer = PatternWriter::start(&cluster, 1, 600);
+    let writer = PatternWriter::start(&cluster, 1, 600, Some(Duration::from_micros(100)));
     let reader = open(&cluster);
     let mut buffer = [ubdcc_level_t::default(); 20];
 

@@ -1,15 +1,18 @@
 //! The layout hash: a fingerprint of every shared struct's size and field offsets.
 //!
-//! The hash is computed at compile time from `offset_of!`, so moving, resizing or renaming a field
-//! changes it even when nobody remembered to bump [`crate::LAYOUT_MAJOR`]. Writers store it in the
+//! The hash is computed at compile time from `offset_of!` and the packing constants, so moving,
+//! resizing or renaming a field, or changing how a word is packed or what a code means, changes it even when nobody remembered to bump [`crate::LAYOUT_MAJOR`]. Writers store it in the
 //! header, readers compare it, and `ffi/include/ubdcc.h` carries it as `UBDCC_LAYOUT_HASH`, which a
 //! test checks, so a C program built against a stale header is refused at open.
 
 use std::mem::offset_of;
 
 use crate::directory::DirectoryEntry;
-use crate::header::SegmentHeader;
-use crate::slot::{LevelWords, SlotHeader};
+use crate::header::{SegmentHeader, SegmentState};
+use crate::slot::{LevelWords, PAIR_HIGH_SHIFT, QUANTITY_EXPONENT_SHIFT, SlotHeader};
+use crate::status::{
+    REASON_SHIFT, STATUS_EMPTY, STATUS_OUT_OF_SYNC, STATUS_STARTING, STATUS_SYNCED,
+};
 
 /// `(name, offset or size)` of everything a reader in another language relies on.
 const LAYOUT: &[(&str, usize)] = &[
@@ -72,6 +75,20 @@ const LAYOUT: &[(&str, usize)] = &[
     ("LevelWords", size_of::<LevelWords>()),
     ("level.price", offset_of!(LevelWords, price)),
     ("level.quantity", offset_of!(LevelWords, quantity)),
+    // How words are packed and what their codes mean: part of the format as much as the offsets.
+    ("pack.pair_high_shift", PAIR_HIGH_SHIFT as usize),
+    (
+        "pack.quantity_exponent_shift",
+        QUANTITY_EXPONENT_SHIFT as usize,
+    ),
+    ("pack.reason_shift", REASON_SHIFT as usize),
+    ("state.initializing", SegmentState::Initializing as usize),
+    ("state.ready", SegmentState::Ready as usize),
+    ("state.closed", SegmentState::Closed as usize),
+    ("status.empty", STATUS_EMPTY as usize),
+    ("status.starting", STATUS_STARTING as usize),
+    ("status.synced", STATUS_SYNCED as usize),
+    ("status.out_of_sync", STATUS_OUT_OF_SYNC as usize),
 ];
 
 /// FNV-1a over every name byte and every offset's little-endian bytes.

@@ -60,24 +60,33 @@ pub const fn slot_size(levels_per_side: u32) -> u64 {
     raw.div_ceil(64) * 64
 }
 
+/// Bit position of the second count in a pair word (`counts`: asks; `sync_counters`: gaps).
+pub(crate) const PAIR_HIGH_SHIFT: u32 = 32;
+
+/// Bit position of the quantity exponent in `exponents` (the price exponent is the low byte).
+pub(crate) const QUANTITY_EXPONENT_SHIFT: u32 = 8;
+
 /// Packs two counts into one word (`counts`, `sync_counters`).
 pub(crate) const fn pack_pair(low: u32, high: u32) -> u64 {
-    low as u64 | (high as u64) << 32
+    low as u64 | (high as u64) << PAIR_HIGH_SHIFT
 }
 
 /// Splits a word packed by [`pack_pair`].
 pub(crate) const fn unpack_pair(word: u64) -> (u32, u32) {
-    (word as u32, (word >> 32) as u32)
+    (word as u32, (word >> PAIR_HIGH_SHIFT) as u32)
 }
 
 /// Packs the price and quantity exponents.
 pub(crate) const fn pack_exponents(price: i8, quantity: i8) -> u64 {
-    price as u8 as u64 | (quantity as u8 as u64) << 8
+    price as u8 as u64 | (quantity as u8 as u64) << QUANTITY_EXPONENT_SHIFT
 }
 
 /// Splits a word packed by [`pack_exponents`].
 pub(crate) const fn unpack_exponents(word: u64) -> (i8, i8) {
-    (word as u8 as i8, (word >> 8) as u8 as i8)
+    (
+        word as u8 as i8,
+        (word >> QUANTITY_EXPONENT_SHIFT) as u8 as i8,
+    )
 }
 
 #[cfg(test)]

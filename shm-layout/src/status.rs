@@ -75,9 +75,12 @@ impl std::fmt::Display for OutOfSyncReason {
 
 /// Status codes in bits 0..8 of the slot's status word.
 pub(crate) const STATUS_EMPTY: u8 = 0;
-const STATUS_STARTING: u8 = 1;
-const STATUS_SYNCED: u8 = 2;
-const STATUS_OUT_OF_SYNC: u8 = 3;
+pub(crate) const STATUS_STARTING: u8 = 1;
+pub(crate) const STATUS_SYNCED: u8 = 2;
+pub(crate) const STATUS_OUT_OF_SYNC: u8 = 3;
+
+/// Bit position of the out-of-sync reason in the status word (the status code is the low byte).
+pub(crate) const REASON_SHIFT: u32 = 8;
 
 impl BookStatus {
     /// `true` only for [`BookStatus::Synced`], the one status whose data may be served.
@@ -101,12 +104,12 @@ impl BookStatus {
             Self::Synced => (STATUS_SYNCED, 0),
             Self::OutOfSync(reason) => (STATUS_OUT_OF_SYNC, reason as u8),
         };
-        code as u64 | (reason as u64) << 8
+        code as u64 | (reason as u64) << REASON_SHIFT
     }
 
     /// Decodes a slot's status word; `None` for an empty slot or an unknown code.
     pub(crate) const fn from_word(word: u64) -> Option<Self> {
-        let reason = OutOfSyncReason::from_code((word >> 8) as u8);
+        let reason = OutOfSyncReason::from_code((word >> REASON_SHIFT) as u8);
         match word as u8 {
             STATUS_STARTING => Some(Self::Starting),
             STATUS_SYNCED => Some(Self::Synced),
@@ -122,7 +125,7 @@ impl BookStatus {
 
     /// The reason code used by the C ABI (0 unless out of sync).
     pub const fn reason_code(self) -> u8 {
-        (self.to_word() >> 8) as u8
+        (self.to_word() >> REASON_SHIFT) as u8
     }
 }
 

@@ -1,5 +1,5 @@
 /* Prints every size and offset the Rust side relies on, one "name value" per line, for
- * tests/c_header.rs to compare with the Rust layout. Built with -Wall -Werror. */
+ * tests/c_abi.rs to compare with the Rust layout. Built with -Wall -Werror. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -49,6 +49,18 @@ int main(void) {
     OFF("level.price", ubdcc_shm_level_t, price);
     OFF("level.quantity", ubdcc_shm_level_t, quantity);
 
+    /* packing and codes, named as in layout.rs */
+    printf("pack.pair_high_shift %d\n", UBDCC_SHM_PAIR_HIGH_SHIFT);
+    printf("pack.quantity_exponent_shift %d\n", UBDCC_SHM_QUANTITY_EXPONENT_SHIFT);
+    printf("pack.reason_shift %d\n", UBDCC_SHM_REASON_SHIFT);
+    printf("state.initializing %d\n", UBDCC_SHM_STATE_INITIALIZING);
+    printf("state.ready %d\n", UBDCC_SHM_STATE_READY);
+    printf("state.closed %d\n", UBDCC_SHM_STATE_CLOSED);
+    printf("status.empty %d\n", UBDCC_SHM_STATUS_EMPTY);
+    printf("status.starting %d\n", UBDCC_BOOK_STARTING);
+    printf("status.synced %d\n", UBDCC_BOOK_SYNCED);
+    printf("status.out_of_sync %d\n", UBDCC_BOOK_OUT_OF_SYNC);
+
     /* the API structs */
     SIZE(ubdcc_level_t);
     OFF("ubdcc_level_t.quantity", ubdcc_level_t, quantity);
@@ -73,8 +85,27 @@ int main(void) {
 
     printf("UBDCC_LAYOUT_HASH %" PRIu64 "\n", (uint64_t)UBDCC_LAYOUT_HASH);
     printf("ubdcc_layout_hash() %" PRIu64 "\n", ubdcc_layout_hash());
+    printf("UBDCC_LAYOUT_MAJOR %d\n", UBDCC_LAYOUT_MAJOR);
+    printf("UBDCC_LAYOUT_MINOR %d\n", UBDCC_LAYOUT_MINOR);
+    printf("UBDCC_OK %d\n", (int)UBDCC_OK);
+    printf("UBDCC_ERR_NULL_ARGUMENT %d\n", (int)UBDCC_ERR_NULL_ARGUMENT);
+    printf("UBDCC_ERR_INVALID_ARGUMENT %d\n", (int)UBDCC_ERR_INVALID_ARGUMENT);
+    printf("UBDCC_ERR_NOT_FOUND %d\n", (int)UBDCC_ERR_NOT_FOUND);
+    printf("UBDCC_ERR_OUT_OF_SYNC %d\n", (int)UBDCC_ERR_OUT_OF_SYNC);
+    printf("UBDCC_ERR_WRITER_GONE %d\n", (int)UBDCC_ERR_WRITER_GONE);
+    printf("UBDCC_ERR_WRITER_HUNG %d\n", (int)UBDCC_ERR_WRITER_HUNG);
+    printf("UBDCC_ERR_CONTENDED %d\n", (int)UBDCC_ERR_CONTENDED);
+    printf("UBDCC_ERR_BUFFER_TOO_SMALL %d\n", (int)UBDCC_ERR_BUFFER_TOO_SMALL);
+    printf("UBDCC_ERR_IO %d\n", (int)UBDCC_ERR_IO);
     printf("UBDCC_ERR_INTERNAL %d\n", (int)UBDCC_ERR_INTERNAL);
+    printf("UBDCC_REASON_UNSPECIFIED %d\n", UBDCC_REASON_UNSPECIFIED);
+    printf("UBDCC_REASON_GAP %d\n", UBDCC_REASON_GAP);
+    printf("UBDCC_REASON_DISCONNECTED %d\n", UBDCC_REASON_DISCONNECTED);
+    printf("UBDCC_REASON_STREAM_SILENT %d\n", UBDCC_REASON_STREAM_SILENT);
+    printf("UBDCC_REASON_SERVER_SHUTDOWN %d\n", UBDCC_REASON_SERVER_SHUTDOWN);
+    printf("UBDCC_REASON_SNAPSHOT_FAILED %d\n", UBDCC_REASON_SNAPSHOT_FAILED);
+    printf("UBDCC_REASON_REFRESH %d\n", UBDCC_REASON_REFRESH);
+    printf("UBDCC_REASON_MALFORMED_MESSAGE %d\n", UBDCC_REASON_MALFORMED_MESSAGE);
     printf("UBDCC_REASON_WRITER_FAULT %d\n", UBDCC_REASON_WRITER_FAULT);
-    printf("UBDCC_BOOK_OUT_OF_SYNC %d\n", UBDCC_BOOK_OUT_OF_SYNC);
     return 0;
 }
