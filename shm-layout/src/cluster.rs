@@ -7,6 +7,7 @@ use rustc_hash::FxBuildHasher;
 
 use crate::book::{BookInfo, Level};
 use crate::error::{InvalidName, OpenSegmentError, ReadError};
+use crate::liveness::unix_now_ns;
 use crate::query::LevelQuery;
 use crate::reader::{SegmentReader, SlotRead};
 use crate::segment::{SEGMENT_PREFIX, SHM_DIR, check_name_part};
@@ -72,8 +73,10 @@ pub struct ClusterReader {
     /// Segments that could not be opened, with the file each error is about, so a refresh does
     /// not reopen an unchanged bad file every time.
     unopenable: Vec<Unopenable>,
-    /// Modification time of `/dev/shm` when it was last scanned.
-    scanned_at: Option<(i64, i64)>,
+    /// Modification time of `/dev/shm` (Unix ns) when it was last scanned.
+    scanned_mtime: Option<u64>,
+    /// When that scan happened (Unix ns).
+    scanned_at: u64,
 }
 
 /// A segment that failed to open.
@@ -118,7 +121,8 @@ impl ClusterReader {
             index: Vec::new(),
             indexed_versions: Vec::new(),
             unopenable: Vec::new(),
-            scanned_at: None,
+            scanned_mtime: None,
+            scanned_at: 0,
         };
         reader.refresh();
         Ok(reader)
@@ -305,8 +309,17 @@ impl ClusterReader {
 
     /// `true` when the index may be out of date: `/dev/shm` changed (a segment appeared,
     /// disappeared or was replaced) or a known segment's directory changed.
+    ///
+    /// The kernel stamps directory times from a coarse clock, so a change within the same tick as
+    /// the one the last scan saw leaves the time unchanged. An unchanged time is therefore trusted
+    /// only when the scan happened a safe margin after it; until then the index counts as stale.
     fn is_stale(&self) -> bool {
-        shm_dir_mtime() != self.scanned_at
+        let mtime = shm_dir_mtime();
+        let settled = self
+            .scanned_mtime
+            .is_some_and(|seen| self.scanned_at >= seen.saturating_add(MTIME_TICK_MARGIN_NS));
+        mtime != self.scanned_mtime
+            || !settled
             || self
                 .segments
                 .iter()
@@ -318,7 +331,8 @@ impl ClusterReader {
     /// themselves when they fail and something changed; call it to pick up new books eagerly.
     pub fn refresh(&mut self) {
         // Taken before listing, so a change during the listing makes the next check stale.
-        self.scanned_at = shm_dir_mtime();
+        self.scanned_mtime = shm_dir_mtime();
+        self.scanned_at = unix_now_ns();
         let names = self.segment_names();
         let mut kept: Vec<SegmentReader> = Vec::with_capacity(names.len());
         let mut previous: Vec<SegmentReader> = std::mem::take(&mut self.segments);
@@ -437,11 +451,16 @@ fn contended(exchange: &str, market: &str, segment: &SegmentReader, attempts: u3
     }
 }
 
-/// Modification time of `/dev/shm`: it moves whenever an object is created, removed or renamed
-/// there, which covers every way a segment can appear, disappear or be replaced.
-fn shm_dir_mtime() -> Option<(i64, i64)> {
-    let stat = rustix::fs::stat(SHM_DIR).ok()?;
-    Some((stat.st_mtime as i64, stat.st_mtime_nsec as i64))
+/// Longer than one tick of the kernel's coarse clock on any common configuration (HZ=100 gives
+/// 10 ms), with room for the coarse and fine clocks to disagree by a tick.
+const MTIME_TICK_MARGIN_NS: u64 = 20_000_000;
+
+/// Modification time of `/dev/shm` in Unix ns: it moves whenever an object is created, removed
+/// or renamed there, which covers every way a segment can appear, disappear or be replaced.
+fn shm_dir_mtime() -> Option<u64> {
+    let modified = std::fs::metadata(SHM_DIR).ok()?.modified().ok()?;
+    let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(since_epoch.as_nanos()).ok()
 }
 
 /// `(dev, inode)` of the shm object `name`.
