@@ -176,75 +176,41 @@ fn header_layout_and_hash_match_the_rust_library() {
             "shm layout entry {name}"
         );
     }
+    // (name as layout_check.c prints it, value on the Rust side)
+    macro_rules! size {
+        ($ty:ident) => {
+            (concat!("sizeof ", stringify!($ty)), size_of::<$ty>())
+        };
+    }
+    macro_rules! field {
+        ($ty:ident . $field:ident) => {
+            (
+                concat!(stringify!($ty), ".", stringify!($field)),
+                std::mem::offset_of!($ty, $field),
+            )
+        };
+    }
     let api: &[(&str, usize)] = &[
-        ("sizeof ubdcc_level_t", size_of::<ubdcc_level_t>()),
-        (
-            "ubdcc_level_t.quantity",
-            std::mem::offset_of!(ubdcc_level_t, quantity),
-        ),
-        ("sizeof ubdcc_book_info_t", size_of::<ubdcc_book_info_t>()),
-        (
-            "ubdcc_book_info_t.reason",
-            std::mem::offset_of!(ubdcc_book_info_t, reason),
-        ),
-        (
-            "ubdcc_book_info_t.last_update_id",
-            std::mem::offset_of!(ubdcc_book_info_t, last_update_id),
-        ),
-        (
-            "ubdcc_book_info_t.event_time_ms",
-            std::mem::offset_of!(ubdcc_book_info_t, event_time_ms),
-        ),
-        (
-            "ubdcc_book_info_t.receive_time_ns",
-            std::mem::offset_of!(ubdcc_book_info_t, receive_time_ns),
-        ),
-        (
-            "ubdcc_book_info_t.publish_time_ns",
-            std::mem::offset_of!(ubdcc_book_info_t, publish_time_ns),
-        ),
-        (
-            "ubdcc_book_info_t.bid_count",
-            std::mem::offset_of!(ubdcc_book_info_t, bid_count),
-        ),
-        (
-            "ubdcc_book_info_t.ask_count",
-            std::mem::offset_of!(ubdcc_book_info_t, ask_count),
-        ),
-        (
-            "ubdcc_book_info_t.resyncs",
-            std::mem::offset_of!(ubdcc_book_info_t, resyncs),
-        ),
-        (
-            "ubdcc_book_info_t.gaps",
-            std::mem::offset_of!(ubdcc_book_info_t, gaps),
-        ),
-        (
-            "ubdcc_book_info_t.updates",
-            std::mem::offset_of!(ubdcc_book_info_t, updates),
-        ),
-        (
-            "ubdcc_book_info_t.generation",
-            std::mem::offset_of!(ubdcc_book_info_t, generation),
-        ),
-        ("sizeof ubdcc_book_entry_t", size_of::<ubdcc_book_entry_t>()),
-        (
-            "ubdcc_book_entry_t.market",
-            std::mem::offset_of!(ubdcc_book_entry_t, market),
-        ),
-        (
-            "ubdcc_book_entry_t.segment",
-            std::mem::offset_of!(ubdcc_book_entry_t, segment),
-        ),
-        (
-            "ubdcc_book_entry_t.status",
-            std::mem::offset_of!(ubdcc_book_entry_t, status),
-        ),
-        (
-            "ubdcc_book_entry_t.reason",
-            std::mem::offset_of!(ubdcc_book_entry_t, reason),
-        ),
-        ("sizeof ubdcc_status_t", size_of::<ubdcc_status_t>()),
+        size!(ubdcc_level_t),
+        field!(ubdcc_level_t.quantity),
+        size!(ubdcc_book_info_t),
+        field!(ubdcc_book_info_t.reason),
+        field!(ubdcc_book_info_t.last_update_id),
+        field!(ubdcc_book_info_t.event_time_ms),
+        field!(ubdcc_book_info_t.receive_time_ns),
+        field!(ubdcc_book_info_t.publish_time_ns),
+        field!(ubdcc_book_info_t.bid_count),
+        field!(ubdcc_book_info_t.ask_count),
+        field!(ubdcc_book_info_t.resyncs),
+        field!(ubdcc_book_info_t.gaps),
+        field!(ubdcc_book_info_t.updates),
+        field!(ubdcc_book_info_t.generation),
+        size!(ubdcc_book_entry_t),
+        field!(ubdcc_book_entry_t.market),
+        field!(ubdcc_book_entry_t.segment),
+        field!(ubdcc_book_entry_t.status),
+        field!(ubdcc_book_entry_t.reason),
+        size!(ubdcc_status_t),
     ];
     for (name, value) in api {
         assert_eq!(

@@ -36,24 +36,36 @@ struct Shared {
     b: AtomicU64,
 }
 
-#[test]
-fn a_validated_read_never_mixes_two_versions() {
-    loom::model(|| {
-        let shared = Arc::new(Shared {
+impl Shared {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
             seq: LoomWord(AtomicU64::new(0)),
             a: AtomicU64::new(0),
             b: AtomicU64::new(0),
-        });
-        let writer = {
-            let shared = Arc::clone(&shared);
-            loom::thread::spawn(move || {
-                for version in 1..=2 {
-                    let _section = WriteSection::begin(&shared.seq);
-                    shared.a.store(version, Ordering::Relaxed);
-                    shared.b.store(version, Ordering::Relaxed);
-                }
-            })
-        };
+        })
+    }
+}
+
+/// Publishes `versions` as (v, v), one write section each, on a new thread.
+fn spawn_writer(
+    shared: &Arc<Shared>,
+    versions: std::ops::RangeInclusive<u64>,
+) -> loom::thread::JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    loom::thread::spawn(move || {
+        for version in versions {
+            let _section = WriteSection::begin(&shared.seq);
+            shared.a.store(version, Ordering::Relaxed);
+            shared.b.store(version, Ordering::Relaxed);
+        }
+    })
+}
+
+#[test]
+fn a_validated_read_never_mixes_two_versions() {
+    loom::model(|| {
+        let shared = Shared::new();
+        let writer = spawn_writer(&shared, 1..=2);
         if let Some(read) = ReadSection::begin(&shared.seq) {
             let a = shared.a.load(Ordering::Relaxed);
             let b = shared.b.load(Ordering::Relaxed);
@@ -68,28 +80,14 @@ fn a_validated_read_never_mixes_two_versions() {
 #[test]
 fn a_read_after_the_writer_finished_sees_the_last_version() {
     loom::model(|| {
-        let shared = Arc::new(Shared {
-            seq: LoomWord(AtomicU64::new(0)),
-            a: AtomicU64::new(0),
-            b: AtomicU64::new(0),
-        });
-        let writer = {
-            let shared = Arc::clone(&shared);
-            loom::thread::spawn(move || {
-                let _section = WriteSection::begin(&shared.seq);
-                shared.a.store(7, Ordering::Relaxed);
-                shared.b.store(7, Ordering::Relaxed);
-            })
-        };
-        writer.join().expect("writer");
+        let shared = Shared::new();
+        spawn_writer(&shared, 7..=7).join().expect("writer");
         let read = ReadSection::begin(&shared.seq).expect("writer is done");
-        assert_eq!(
-            (
-                shared.a.load(Ordering::Relaxed),
-                shared.b.load(Ordering::Relaxed)
-            ),
-            (7, 7)
+        let copy = (
+            shared.a.load(Ordering::Relaxed),
+            shared.b.load(Ordering::Relaxed),
         );
+        assert_eq!(copy, (7, 7));
         assert!(read.validate(&shared.seq));
     });
 }
