@@ -1,7 +1,21 @@
-//! The DepthCache node's data plane (not yet built).
+//! The DepthCache node's data plane: exact order books kept in sync with Binance by its official
+//! rules, and published into shared memory.
 //!
-//! This crate will hold the order book, exact decimals, Binance's protocol per exchange, the sync
-//! state machine, connections, the snapshot scheduler and publishing into `ubdcc-shm` segments.
-//! It is built by the engine issue; until then it deliberately exports nothing, so nothing can
-//! depend on behaviour that does not exist.
+//! # Brief overview
+//! - [`OrderBook`]: both sides as exact mantissas, updated in place and trimmed to the snapshot
+//!   depth after every event (the numeric orphan rule).
+//! - [`BookSync`]: Binance's sync rules per [`SyncFamily`] as a pure state machine, stepped with
+//!   events and snapshots, answering what to do with each.
+//!
+//! More parts (Binance's wire types, the exchange registry, connections
+//! and the snapshot scheduler) arrive with the rest of the engine issue.
 #![forbid(unsafe_code)]
+
+mod book;
+mod sync;
+
+pub use book::{BookError, OrderBook};
+pub use sync::{
+    BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,
+    UpdateIds,
+};

@@ -54,6 +54,134 @@ impl Decimal {
     pub fn to_f64(self) -> f64 {
         mantissa_to_f64(self.mantissa, self.exponent)
     }
+
+    /// `true` for any representation of zero (`"0"`, `"0.00000000"`).
+    pub const fn is_zero(self) -> bool {
+        self.mantissa == 0
+    }
+
+    /// The same value with exponent `exponent`, if that is exact and fits: `None` when it would
+    /// drop non-zero digits or overflow the mantissa.
+    ///
+    /// ```
+    /// use ubdcc_shm::Decimal;
+    /// assert_eq!(Decimal::new(15, -1).rescale(-3), Some(Decimal::new(1500, -3)));
+    /// assert_eq!(Decimal::new(1500, -3).rescale(-1), Some(Decimal::new(15, -1)));
+    /// assert_eq!(Decimal::new(1501, -3).rescale(-1), None);
+    /// ```
+    pub fn rescale(self, exponent: i8) -> Option<Self> {
+        let shift = i32::from(self.exponent) - i32::from(exponent);
+        let factor = 10u64.checked_pow(shift.unsigned_abs())?;
+        let mantissa = if shift >= 0 {
+            self.mantissa.checked_mul(factor)?
+        } else if self.mantissa % factor == 0 {
+            self.mantissa / factor
+        } else {
+            return None;
+        };
+        Some(Self { mantissa, exponent })
+    }
+
+    /// Parses a plain decimal string as Binance sends it (`"0.10000000"`, `"42"`, `"7."`): ASCII
+    /// digits with at most one `.`, no sign, no exponent, at most 19 significant digits before
+    /// the mantissa overflows. The exponent is minus the number of fraction digits, so the value
+    /// is exact and `to_string` gives the same text back for canonical input.
+    ///
+    /// # Errors
+    /// [`ParseDecimalError`] naming what is wrong with the text.
+    ///
+    /// ```
+    /// use ubdcc_shm::Decimal;
+    /// let d = Decimal::parse("0.10000000")?;
+    /// assert_eq!((d.mantissa(), d.exponent()), (10_000_000, -8));
+    /// assert!(Decimal::parse("-1").is_err());
+    /// # Ok::<(), ubdcc_shm::ParseDecimalError>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, ParseDecimalError> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// [`Decimal::parse`] on bytes.
+    ///
+    /// # Errors
+    /// As [`Decimal::parse`].
+    #[inline]
+    pub fn parse_bytes(text: &[u8]) -> Result<Self, ParseDecimalError> {
+        if text.is_empty() {
+            return Err(ParseDecimalError::Empty);
+        }
+        let mut mantissa: u64 = 0;
+        let mut fraction_digits: i32 = 0;
+        let mut seen_point = false;
+        let mut seen_digit = false;
+        for &byte in text {
+            match byte {
+                b'0'..=b'9' => {
+                    seen_digit = true;
+                    mantissa = mantissa
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(u64::from(byte - b'0')))
+                        .ok_or(ParseDecimalError::TooManyDigits)?;
+                    if seen_point {
+                        fraction_digits += 1;
+                    }
+                }
+                b'.' if !seen_point => seen_point = true,
+                other => return Err(ParseDecimalError::InvalidByte(other)),
+            }
+        }
+        if !seen_digit {
+            return Err(ParseDecimalError::NoDigits);
+        }
+        let exponent =
+            i8::try_from(-fraction_digits).map_err(|_| ParseDecimalError::TooManyDigits)?;
+        Ok(Self { mantissa, exponent })
+    }
+}
+
+/// A decimal string could not be parsed exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseDecimalError {
+    /// The text was empty.
+    #[error("empty decimal")]
+    Empty,
+    /// The text had a `.` but no digit.
+    #[error("decimal without digits")]
+    NoDigits,
+    /// A byte other than a digit or a single `.`.
+    #[error("invalid byte {0:#04x} in decimal")]
+    InvalidByte(u8),
+    /// More significant digits than a 64-bit mantissa holds.
+    #[error("decimal has too many digits for an exact 64-bit mantissa")]
+    TooManyDigits,
+}
+
+impl std::str::FromStr for Decimal {
+    type Err = ParseDecimalError;
+
+    fn from_str(text: &str) -> Result<Self, ParseDecimalError> {
+        Self::parse(text)
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Decimal {
+    /// Numeric order, exact across exponents (`1.50` equals `1.5` in value but not as a
+    /// representation, so ties are broken by exponent to stay consistent with `Eq`).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let exponent = self.exponent.min(other.exponent);
+        let widen = |d: &Self| {
+            u128::from(d.mantissa) * 10u128.pow(u32::from(d.exponent.abs_diff(exponent)))
+        };
+        widen(self)
+            .cmp(&widen(other))
+            .then(self.exponent.cmp(&other.exponent))
+    }
 }
 
 /// `mantissa × 10^exponent` correctly rounded to `f64`.
@@ -137,7 +265,67 @@ mod tests {
         );
     }
 
+    #[test]
+    fn binance_strings_parse_exactly() {
+        assert_eq!(
+            Decimal::parse("0.10000000"),
+            Ok(Decimal::new(10_000_000, -8))
+        );
+        assert_eq!(Decimal::parse("99.99"), Ok(Decimal::new(9999, -2)));
+        assert_eq!(Decimal::parse("100"), Ok(Decimal::new(100, 0)));
+        assert_eq!(Decimal::parse(".5"), Ok(Decimal::new(5, -1)));
+        assert_eq!(Decimal::parse("7."), Ok(Decimal::new(7, 0)));
+        assert!(Decimal::parse("0.00000000").unwrap().is_zero());
+    }
+
+    #[test]
+    fn malformed_decimals_are_errors_not_guesses() {
+        assert_eq!(Decimal::parse(""), Err(ParseDecimalError::Empty));
+        assert_eq!(Decimal::parse("."), Err(ParseDecimalError::NoDigits));
+        assert_eq!(
+            Decimal::parse("-1"),
+            Err(ParseDecimalError::InvalidByte(b'-'))
+        );
+        assert_eq!(
+            Decimal::parse("1.2.3"),
+            Err(ParseDecimalError::InvalidByte(b'.'))
+        );
+        assert_eq!(
+            Decimal::parse("1e5"),
+            Err(ParseDecimalError::InvalidByte(b'e'))
+        );
+        assert_eq!(
+            Decimal::parse("99999999999999999999"),
+            Err(ParseDecimalError::TooManyDigits)
+        );
+    }
+
+    #[test]
+    fn order_is_numeric_across_digit_boundaries_and_exponents() {
+        let d = |s: &str| Decimal::parse(s).unwrap();
+        assert!(d("99.99") < d("100.00"));
+        assert!(d("9.5") < d("10.00"));
+        assert!(d("0.001") < d("0.01"));
+        assert!(d("1.5") < d("1.51"));
+        assert_eq!(d("2.000").cmp(&d("2.000")), std::cmp::Ordering::Equal);
+    }
+
     proptest! {
+        #[test]
+        fn parsing_display_round_trips(m in any::<u64>(), e in -18i8..=0) {
+            let d = Decimal::new(m, e);
+            prop_assert_eq!(Decimal::parse(&d.to_string()), Ok(d));
+        }
+
+        #[test]
+        fn rescale_keeps_the_value(m in 0u64..1_000_000_000_000, e in -8i8..=0, to in -12i8..=0) {
+            let d = Decimal::new(m, e);
+            if let Some(r) = d.rescale(to) {
+                prop_assert_eq!(r.to_f64(), d.to_f64());
+                prop_assert_eq!(r.rescale(e), Some(d));
+            }
+        }
+
         #[test]
         fn conversion_equals_parsing_the_decimal_string(m in any::<u64>(), e in -22i8..=22) {
             let d = Decimal::new(m, e);

@@ -64,7 +64,7 @@ mod writer;
 
 pub use book::{BookInfo, BookMeta, BookSides, Level, RawLevel};
 pub use cluster::{BookListing, ClusterReader};
-pub use decimal::Decimal;
+pub use decimal::{Decimal, ParseDecimalError};
 pub use directory::MAX_NAME_LEN;
 pub use error::{CreateSegmentError, InvalidName, OpenSegmentError, ReadError, WriteError};
 pub use header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};

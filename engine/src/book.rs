@@ -1,0 +1,429 @@
+//! The order book: both sides as exact mantissas, updated in place, trimmed to the snapshot depth
+//! after every update.
+//!
+//! Each side is a ladder stored worst level first and best level last. Binance's changes cluster
+//! at the top of the book, so inserting or removing near the best price moves only the few
+//! elements after it, and trimming the worst level is a pop from the front of a `VecDeque`.
+//! `benches/book_apply.rs` measures this against a `BTreeMap` side.
+
+use std::collections::VecDeque;
+
+use thiserror::Error;
+use ubdcc_shm::{Decimal, RawLevel, Side};
+
+/// The book could not take a value without losing exactness.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BookError {
+    /// A price or quantity does not fit the book's 64-bit mantissas at the book's precision.
+    #[error("{what} {value} does not fit a 64-bit mantissa at exponent {exponent}")]
+    Overflow {
+        /// `price` or `quantity`.
+        what: &'static str,
+        /// The value, as the exchange sent it.
+        value: String,
+        /// The book's exponent for that column.
+        exponent: i8,
+    },
+}
+
+/// One side of the book, worst level first.
+#[derive(Debug, Clone)]
+struct Ladder {
+    side: Side,
+    levels: VecDeque<RawLevel>,
+}
+
+impl Ladder {
+    fn new(side: Side) -> Self {
+        Self {
+            side,
+            levels: VecDeque::new(),
+        }
+    }
+
+    /// Where `price` is (`Ok`) or would go (`Err`) in worst-to-best order.
+    #[inline]
+    fn position(&self, price: u64) -> Result<usize, usize> {
+        match self.side {
+            // Bids: worst is the lowest price, so ascending prices.
+            Side::Bids => self
+                .levels
+                .binary_search_by(|level| level.price.cmp(&price)),
+            // Asks: worst is the highest price, so descending prices.
+            Side::Asks => self
+                .levels
+                .binary_search_by(|level| price.cmp(&level.price)),
+        }
+    }
+
+    /// Sets the absolute quantity at `price`; zero removes the level (also one that is unknown).
+    #[inline]
+    fn set(&mut self, price: u64, quantity: u64) {
+        match (self.position(price), quantity) {
+            (Ok(at), 0) => {
+                self.levels.remove(at);
+            }
+            (Ok(at), _) => self.levels[at].quantity = quantity,
+            (Err(_), 0) => {}
+            (Err(at), _) => self.levels.insert(at, RawLevel { price, quantity }),
+        }
+    }
+
+    /// Keeps the best `depth` levels.
+    #[inline]
+    fn trim(&mut self, depth: usize) {
+        let excess = self.levels.len().saturating_sub(depth);
+        self.levels.drain(..excess);
+    }
+
+    fn rescale_prices(&mut self, factor: u64) -> Option<()> {
+        for level in &mut self.levels {
+            level.price = level.price.checked_mul(factor)?;
+        }
+        Some(())
+    }
+
+    fn rescale_quantities(&mut self, factor: u64) -> Option<()> {
+        for level in &mut self.levels {
+            level.quantity = level.quantity.checked_mul(factor)?;
+        }
+        Some(())
+    }
+}
+
+/// An exact order book kept to the best `depth` levels per side.
+///
+/// Prices share one exponent and quantities another, the most negative any value has needed, so
+/// every level is an exact integer mantissa and comparisons are integer comparisons.
+///
+/// ```
+/// use ubdcc_engine::OrderBook;
+/// use ubdcc_shm::{Decimal, Side};
+///
+/// let d = |s: &str| Decimal::parse(s).unwrap();
+/// let mut book = OrderBook::new(2);
+/// book.apply(Side::Asks, d("100.00"), d("1.5"))?;
+/// book.apply(Side::Asks, d("99.99"), d("2"))?;
+/// book.apply(Side::Asks, d("100.01"), d("3"))?;
+/// book.trim();
+/// let best: Vec<_> = book.best_first(Side::Asks).map(|l| l.price).collect();
+/// assert_eq!(best, [9999, 10000]); // 99.99 and 100.00 at exponent -2; 100.01 trimmed
+/// # Ok::<(), ubdcc_engine::BookError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OrderBook {
+    depth: usize,
+    price_exponent: i8,
+    quantity_exponent: i8,
+    bids: Ladder,
+    asks: Ladder,
+}
+
+impl OrderBook {
+    /// An empty book that keeps the best `depth` levels per side (the snapshot depth).
+    pub fn new(depth: usize) -> Self {
+        Self {
+            depth,
+            price_exponent: 0,
+            quantity_exponent: 0,
+            bids: Ladder::new(Side::Bids),
+            asks: Ladder::new(Side::Asks),
+        }
+    }
+
+    /// Levels kept per side.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Exponent of every price mantissa.
+    pub fn price_exponent(&self) -> i8 {
+        self.price_exponent
+    }
+
+    /// Exponent of every quantity mantissa.
+    pub fn quantity_exponent(&self) -> i8 {
+        self.quantity_exponent
+    }
+
+    /// Number of levels on `side`.
+    pub fn len(&self, side: Side) -> usize {
+        self.ladder(side).levels.len()
+    }
+
+    /// `true` when both sides are empty.
+    pub fn is_empty(&self) -> bool {
+        self.bids.levels.is_empty() && self.asks.levels.is_empty()
+    }
+
+    /// Removes every level (a new snapshot must never inherit old levels).
+    pub fn clear(&mut self) {
+        self.bids.levels.clear();
+        self.asks.levels.clear();
+    }
+
+    /// Sets the absolute quantity of the level at `price` on `side`; a zero quantity removes it,
+    /// and removing a level the book does not hold is a no-op (normal on Binance).
+    ///
+    /// Does not trim; call [`OrderBook::trim`] once the whole event is applied.
+    ///
+    /// # Errors
+    /// [`BookError::Overflow`] when the value cannot be held exactly; the book is unchanged.
+    #[inline]
+    pub fn apply(
+        &mut self,
+        side: Side,
+        price: Decimal,
+        quantity: Decimal,
+    ) -> Result<(), BookError> {
+        self.widen_exponents(price, quantity)?;
+        let price_mantissa = price
+            .rescale(self.price_exponent)
+            .ok_or_else(|| overflow("price", price, self.price_exponent))?;
+        let quantity_mantissa = if quantity.is_zero() {
+            0
+        } else {
+            quantity
+                .rescale(self.quantity_exponent)
+                .ok_or_else(|| overflow("quantity", quantity, self.quantity_exponent))?
+                .mantissa()
+        };
+        match side {
+            Side::Bids => self.bids.set(price_mantissa.mantissa(), quantity_mantissa),
+            Side::Asks => self.asks.set(price_mantissa.mantissa(), quantity_mantissa),
+        }
+        Ok(())
+    }
+
+    /// Keeps only the best [`OrderBook::depth`] levels of each side, by exact numeric price: the
+    /// orphan rule (levels beyond the snapshot window are never corrected by Binance, so they must
+    /// not be kept).
+    #[inline]
+    pub fn trim(&mut self) {
+        self.bids.trim(self.depth);
+        self.asks.trim(self.depth);
+    }
+
+    /// The levels of `side`, best first, as mantissas at [`OrderBook::price_exponent`] and
+    /// [`OrderBook::quantity_exponent`].
+    pub fn best_first(&self, side: Side) -> impl ExactSizeIterator<Item = RawLevel> + '_ {
+        self.ladder(side).levels.iter().rev().copied()
+    }
+
+    fn ladder(&self, side: Side) -> &Ladder {
+        match side {
+            Side::Bids => &self.bids,
+            Side::Asks => &self.asks,
+        }
+    }
+
+    /// Lowers the book's exponents when a value has more fraction digits than any before, so the
+    /// new value fits exactly. Binance formats each symbol with fixed decimals, so this happens at
+    /// most once or twice per book.
+    fn widen_exponents(&mut self, price: Decimal, quantity: Decimal) -> Result<(), BookError> {
+        if price.exponent() < self.price_exponent {
+            let factor = pow10(self.price_exponent, price.exponent())
+                .ok_or_else(|| overflow("price", price, price.exponent()))?;
+            let mut bids = self.bids.clone();
+            let mut asks = self.asks.clone();
+            bids.rescale_prices(factor)
+                .and_then(|()| asks.rescale_prices(factor))
+                .ok_or_else(|| overflow("price", price, price.exponent()))?;
+            (self.bids, self.asks, self.price_exponent) = (bids, asks, price.exponent());
+        }
+        if !quantity.is_zero() && quantity.exponent() < self.quantity_exponent {
+            let factor = pow10(self.quantity_exponent, quantity.exponent())
+                .ok_or_else(|| overflow("quantity", quantity, quantity.exponent()))?;
+            let mut bids = self.bids.clone();
+            let mut asks = self.asks.clone();
+            bids.rescale_quantities(factor)
+                .and_then(|()| asks.rescale_quantities(factor))
+                .ok_or_else(|| overflow("quantity", quantity, quantity.exponent()))?;
+            (self.bids, self.asks, self.quantity_exponent) = (bids, asks, quantity.exponent());
+        }
+        Ok(())
+    }
+}
+
+/// `10^(from - to)` for `from > to`.
+fn pow10(from: i8, to: i8) -> Option<u64> {
+    10u64.checked_pow(u32::from(from.abs_diff(to)))
+}
+
+fn overflow(what: &'static str, value: Decimal, exponent: i8) -> BookError {
+    BookError::Overflow {
+        what,
+        value: value.to_string(),
+        exponent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn d(text: &str) -> Decimal {
+        Decimal::parse(text).unwrap()
+    }
+
+    /// Levels best first as exact decimal strings.
+    fn strings(book: &OrderBook, side: Side) -> Vec<(String, String)> {
+        book.best_first(side)
+            .map(|l| {
+                (
+                    Decimal::new(l.price, book.price_exponent()).to_string(),
+                    Decimal::new(l.quantity, book.quantity_exponent()).to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zero_removes_and_unknown_removals_are_harmless() {
+        let mut book = OrderBook::new(10);
+        book.apply(Side::Bids, d("10.00"), d("1")).unwrap();
+        book.apply(Side::Bids, d("9.00"), d("0.00000000")).unwrap();
+        book.apply(Side::Bids, d("10.00"), d("0")).unwrap();
+        assert!(book.is_empty());
+    }
+
+    #[test]
+    fn trimming_is_numeric_across_digit_boundaries() {
+        // The original sorted price strings and kept 100.00, 100.01, 100.02 here, deleting the
+        // two best asks.
+        let mut asks = OrderBook::new(3);
+        for price in ["99.98", "99.99", "100.00", "100.01", "100.02"] {
+            asks.apply(Side::Asks, d(price), d("1")).unwrap();
+        }
+        asks.trim();
+        let kept: Vec<_> = strings(&asks, Side::Asks)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(kept, ["99.98", "99.99", "100.00"]);
+
+        let mut bids = OrderBook::new(3);
+        for price in ["100.50", "99.97", "99.96", "99.95", "9.00"] {
+            bids.apply(Side::Bids, d(price), d("1")).unwrap();
+        }
+        bids.trim();
+        let kept: Vec<_> = strings(&bids, Side::Bids)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(kept, ["100.50", "99.97", "99.96"]);
+    }
+
+    #[test]
+    fn more_fraction_digits_widen_the_book_exactly() {
+        let mut book = OrderBook::new(10);
+        book.apply(Side::Asks, d("1.5"), d("2")).unwrap();
+        book.apply(Side::Asks, d("1.25"), d("0.001")).unwrap();
+        assert_eq!((book.price_exponent(), book.quantity_exponent()), (-2, -3));
+        assert_eq!(
+            strings(&book, Side::Asks),
+            [
+                ("1.25".into(), "0.001".into()),
+                ("1.50".into(), "2.000".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn values_that_cannot_be_exact_are_errors_and_leave_the_book_unchanged() {
+        let mut book = OrderBook::new(10);
+        book.apply(Side::Bids, d("18446744073709551615"), d("1"))
+            .unwrap();
+        let error = book.apply(Side::Bids, d("0.1"), d("1")).unwrap_err();
+        assert!(
+            matches!(error, BookError::Overflow { what: "price", .. }),
+            "{error}"
+        );
+        assert_eq!(book.len(Side::Bids), 1);
+        assert_eq!(book.price_exponent(), 0);
+    }
+
+    /// The naive model: a BTreeMap per side keyed by exact value, trimmed by sorting.
+    #[derive(Default)]
+    struct Model {
+        bids: BTreeMap<Decimal, Decimal>,
+        asks: BTreeMap<Decimal, Decimal>,
+    }
+
+    impl Model {
+        fn apply(&mut self, side: Side, price: Decimal, quantity: Decimal) {
+            let map = match side {
+                Side::Bids => &mut self.bids,
+                Side::Asks => &mut self.asks,
+            };
+            // Keys by value: drop any representation of the same price first.
+            map.retain(|p, _| p.to_f64() != price.to_f64());
+            if !quantity.is_zero() {
+                map.insert(price, quantity);
+            }
+        }
+
+        fn trim(&mut self, depth: usize) {
+            while self.bids.len() > depth {
+                let worst = *self.bids.keys().next().unwrap();
+                self.bids.remove(&worst);
+            }
+            while self.asks.len() > depth {
+                let worst = *self.asks.keys().next_back().unwrap();
+                self.asks.remove(&worst);
+            }
+        }
+
+        fn values(&self, side: Side) -> Vec<(f64, f64)> {
+            let pairs = |(p, q): (&Decimal, &Decimal)| (p.to_f64(), q.to_f64());
+            match side {
+                Side::Bids => self.bids.iter().rev().map(pairs).collect(),
+                Side::Asks => self.asks.iter().map(pairs).collect(),
+            }
+        }
+    }
+
+    fn values(book: &OrderBook, side: Side) -> Vec<(f64, f64)> {
+        book.best_first(side)
+            .map(|l| {
+                (
+                    Decimal::new(l.price, book.price_exponent()).to_f64(),
+                    Decimal::new(l.quantity, book.quantity_exponent()).to_f64(),
+                )
+            })
+            .collect()
+    }
+
+    fn update() -> impl Strategy<Value = (bool, u64, u8, u64, u8)> {
+        // Prices around 100 with 2 or 3 decimals (digit boundary crossings), quantities with
+        // 0..=4 decimals, a fifth of them zero (deletions).
+        (any::<bool>(), 9_900u64..10_100, 2u8..=3, 0u64..50, 0u8..=4)
+            .prop_map(|(bid, p, pd, q, qd)| (bid, p, pd, if q % 5 == 0 { 0 } else { q }, qd))
+    }
+
+    proptest! {
+        #[test]
+        fn random_updates_match_the_naive_model(updates in proptest::collection::vec(update(), 1..400), depth in 1usize..40) {
+            let mut book = OrderBook::new(depth);
+            let mut model = Model::default();
+            for (i, (bid, p, pd, q, qd)) in updates.into_iter().enumerate() {
+                let side = if bid { Side::Bids } else { Side::Asks };
+                let price = Decimal::new(if pd == 3 { p * 10 } else { p }, -(pd as i8));
+                let quantity = Decimal::new(q, -(qd as i8));
+                book.apply(side, price, quantity).unwrap();
+                model.apply(side, price, quantity);
+                // Trim after every "event" of a few updates.
+                if i % 3 == 0 {
+                    book.trim();
+                    model.trim(depth);
+                }
+            }
+            book.trim();
+            model.trim(depth);
+            prop_assert_eq!(values(&book, Side::Bids), model.values(Side::Bids));
+            prop_assert_eq!(values(&book, Side::Asks), model.values(Side::Asks));
+        }
+    }
+}

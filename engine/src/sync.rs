@@ -1,0 +1,576 @@
+//! Binance's rules for keeping a local book in sync with a diff stream, as a pure state machine.
+//!
+//! [`BookSync`] is stepped with diff events ([`BookSync::on_event`]) and snapshots
+//! ([`BookSync::on_snapshot`]) and answers what to do with them; it performs no I/O and holds no
+//! levels, so every rule of `reference/binance-protocol.md` §4 has its own unit test below.
+//!
+//! - Spot family (`binance.com`, margin, testnets, US, TR), §4.1: buffer; discard events with
+//!   `u <= L`; the first applied event spans the snapshot, `U <= L + 1 <= u`; afterwards ignore
+//!   events with `u < local`, and only `U > local + 1` is a gap.
+//! - Futures and options, §4.3: discard events with `u < L`; the first applied event satisfies
+//!   `U <= L <= u`; afterwards every `pu` must equal the previous `u`.
+//! - Options snapshots lag the stream (§4.4), so a snapshot that is too old keeps the buffered
+//!   events a later snapshot may still align with.
+
+use std::collections::VecDeque;
+
+use thiserror::Error;
+
+/// Which set of sync rules an exchange follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncFamily {
+    /// `U`/`u` ids; overlap tolerated, gaps are `U > local + 1`.
+    Spot,
+    /// `U`/`u`/`pu` ids; every `pu` must equal the previous `u` (USD-M futures and options).
+    Futures,
+}
+
+/// The update ids of one diff event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateIds {
+    /// `U`: the first update id in the event.
+    pub first: u64,
+    /// `u`: the last update id in the event.
+    pub last: u64,
+    /// `pu`: the previous event's `u` (futures and options only).
+    pub previous_last: Option<u64>,
+}
+
+/// A diff event as the sync rules see it.
+pub trait DiffEvent {
+    /// Its update ids.
+    fn update_ids(&self) -> UpdateIds;
+}
+
+/// Why a book lost sync; each is followed by a resync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum SyncError {
+    /// Events were missed.
+    #[error("gap in diff stream: expected {rule}, got {got}")]
+    Gap {
+        /// The rule the event broke, with the id it needed.
+        rule: GapRule,
+        /// What the event carried (`U` for spot, `pu` for futures).
+        got: u64,
+    },
+    /// A futures or options event had no `pu`.
+    #[error("diff event {first}..={last} has no pu, required by the futures rules")]
+    MissingPreviousId {
+        /// `U`.
+        first: u64,
+        /// `u`.
+        last: u64,
+    },
+}
+
+/// The rule a gap broke, with the id it expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapRule {
+    /// Spot: `U` had to be at most this.
+    FirstAtMost(u64),
+    /// Futures: `pu` had to equal this.
+    PreviousEquals(u64),
+}
+
+impl std::fmt::Display for GapRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FirstAtMost(id) => write!(f, "U <= {id}"),
+            Self::PreviousEquals(id) => write!(f, "pu == {id}"),
+        }
+    }
+}
+
+/// Where a book is in the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Buffering events until a snapshot arrives.
+    Buffering,
+    /// A snapshot at `snapshot_id` is in the book, but no event has spanned it yet.
+    AwaitingFirstEvent {
+        /// The snapshot's `lastUpdateId`.
+        snapshot_id: u64,
+    },
+    /// In sync at `last_update_id`.
+    Synced {
+        /// The last update id applied.
+        last_update_id: u64,
+    },
+}
+
+/// What to do with a live diff event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EventStep<E> {
+    /// Keep it: a snapshot is pending (it is in the buffer now).
+    Buffered,
+    /// Apply it to the book; the book is synced at its `u` afterwards.
+    Apply(E),
+    /// Drop it: it is older than the book (a duplicate or overlap, normal on Binance).
+    Ignore,
+    /// The book is out of sync: discard it and resync (buffering restarts at once).
+    Resync(SyncError),
+    /// The snapshot in the book is older than the stream can bridge: fetch a new snapshot
+    /// (buffering continues; the book is not synced).
+    SnapshotTooOld,
+}
+
+/// What to do after a snapshot arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SnapshotStep<E> {
+    /// Load the snapshot into the (cleared) book, then apply these buffered events in order;
+    /// the book is synced afterwards (or, with no events, waits for the first live event).
+    Load(Vec<E>),
+    /// The snapshot is older than the buffered events: fetch another one. Buffered events that a
+    /// later snapshot could still align with are kept.
+    TooOld,
+    /// The buffered events after the sync point have a gap: resync from scratch.
+    Resync(SyncError),
+}
+
+/// The sync state of one book.
+#[derive(Debug)]
+pub struct BookSync<E> {
+    family: SyncFamily,
+    state: SyncState,
+    buffer: VecDeque<E>,
+    capacity: usize,
+}
+
+impl<E: DiffEvent> BookSync<E> {
+    /// A book that starts buffering, keeping at most `capacity` events while it waits.
+    pub fn new(family: SyncFamily, capacity: usize) -> Self {
+        Self {
+            family,
+            state: SyncState::Buffering,
+            buffer: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SyncState {
+        self.state
+    }
+
+    /// Events buffered while waiting for a snapshot.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Starts over: buffering, with an empty buffer (after a gap, a disconnect, a refresh).
+    pub fn restart(&mut self) {
+        self.state = SyncState::Buffering;
+        self.buffer.clear();
+    }
+
+    /// Steps the machine with a live event.
+    pub fn on_event(&mut self, event: E) -> EventStep<E> {
+        match self.state {
+            SyncState::Buffering => self.buffer_event(event),
+            SyncState::AwaitingFirstEvent { snapshot_id } => self.first_event(snapshot_id, event),
+            SyncState::Synced { last_update_id } => self.next_event(last_update_id, event),
+        }
+    }
+
+    /// Steps the machine with a snapshot's `lastUpdateId`.
+    pub fn on_snapshot(&mut self, snapshot_id: u64) -> SnapshotStep<E> {
+        // Drop what the snapshot already contains: spot `u <= L`, futures `u < L`.
+        let family = self.family;
+        self.buffer
+            .retain(|event| !is_before_snapshot(family, event.update_ids(), snapshot_id));
+        let Some(first) = self.buffer.front().map(DiffEvent::update_ids) else {
+            self.state = SyncState::AwaitingFirstEvent { snapshot_id };
+            return SnapshotStep::Load(Vec::new());
+        };
+        if !spans_snapshot(family, first, snapshot_id) {
+            // The stream's buffered start is newer than the snapshot. Keep the buffer: a later
+            // snapshot (options lag by ~30 s) may still fall inside it.
+            return SnapshotStep::TooOld;
+        }
+        let mut last = first.last;
+        let mut ready = Vec::with_capacity(self.buffer.len());
+        ready.extend(self.buffer.pop_front());
+        while let Some(event) = self.buffer.pop_front() {
+            match check_next(family, last, event.update_ids()) {
+                Ok(Next::Apply) => {
+                    last = event.update_ids().last;
+                    ready.push(event);
+                }
+                Ok(Next::Ignore) => {}
+                Err(error) => return self.fail(error),
+            }
+        }
+        self.state = SyncState::Synced {
+            last_update_id: last,
+        };
+        SnapshotStep::Load(ready)
+    }
+
+    fn buffer_event(&mut self, event: E) -> EventStep<E> {
+        if self.buffer.len() == self.capacity {
+            // Keep the newest: a snapshot can only align with recent events. Losing the oldest is
+            // safe: if the kept ones are inside the snapshot, so were the lost ones; if the kept
+            // ones do not reach back to the snapshot, it is reported too old and fetched again.
+            self.buffer.pop_front();
+        }
+        self.buffer.push_back(event);
+        EventStep::Buffered
+    }
+
+    fn first_event(&mut self, snapshot_id: u64, event: E) -> EventStep<E> {
+        let ids = event.update_ids();
+        if is_before_snapshot(self.family, ids, snapshot_id) {
+            return EventStep::Ignore;
+        }
+        if !spans_snapshot(self.family, ids, snapshot_id) {
+            self.state = SyncState::Buffering;
+            self.buffer.clear();
+            self.buffer.push_back(event);
+            return EventStep::SnapshotTooOld;
+        }
+        self.state = SyncState::Synced {
+            last_update_id: ids.last,
+        };
+        EventStep::Apply(event)
+    }
+
+    fn next_event(&mut self, last_update_id: u64, event: E) -> EventStep<E> {
+        match check_next(self.family, last_update_id, event.update_ids()) {
+            Ok(Next::Apply) => {
+                self.state = SyncState::Synced {
+                    last_update_id: event.update_ids().last,
+                };
+                EventStep::Apply(event)
+            }
+            Ok(Next::Ignore) => EventStep::Ignore,
+            Err(error) => {
+                self.restart();
+                EventStep::Resync(error)
+            }
+        }
+    }
+
+    fn fail(&mut self, error: SyncError) -> SnapshotStep<E> {
+        self.restart();
+        SnapshotStep::Resync(error)
+    }
+}
+
+/// Whether an event is wholly contained in a snapshot with `lastUpdateId` `snapshot_id`.
+fn is_before_snapshot(family: SyncFamily, ids: UpdateIds, snapshot_id: u64) -> bool {
+    match family {
+        SyncFamily::Spot => ids.last <= snapshot_id,
+        SyncFamily::Futures => ids.last < snapshot_id,
+    }
+}
+
+/// The first-event rule: spot `U <= L + 1 <= u`, futures `U <= L <= u`.
+fn spans_snapshot(family: SyncFamily, ids: UpdateIds, snapshot_id: u64) -> bool {
+    match family {
+        SyncFamily::Spot => {
+            ids.first <= snapshot_id.saturating_add(1) && snapshot_id.saturating_add(1) <= ids.last
+        }
+        SyncFamily::Futures => ids.first <= snapshot_id && snapshot_id <= ids.last,
+    }
+}
+
+enum Next {
+    Apply,
+    Ignore,
+}
+
+/// The rule for an event after the book is synced at `local`.
+fn check_next(family: SyncFamily, local: u64, ids: UpdateIds) -> Result<Next, SyncError> {
+    match family {
+        SyncFamily::Spot => {
+            if ids.last < local {
+                return Ok(Next::Ignore);
+            }
+            let bound = local.saturating_add(1);
+            if ids.first > bound {
+                return Err(SyncError::Gap {
+                    rule: GapRule::FirstAtMost(bound),
+                    got: ids.first,
+                });
+            }
+            Ok(Next::Apply)
+        }
+        SyncFamily::Futures => {
+            let previous = ids.previous_last.ok_or(SyncError::MissingPreviousId {
+                first: ids.first,
+                last: ids.last,
+            })?;
+            if previous != local {
+                return Err(SyncError::Gap {
+                    rule: GapRule::PreviousEquals(local),
+                    got: previous,
+                });
+            }
+            Ok(Next::Apply)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    struct Event(UpdateIds);
+
+    impl DiffEvent for Event {
+        fn update_ids(&self) -> UpdateIds {
+            self.0
+        }
+    }
+
+    fn spot(first: u64, last: u64) -> Event {
+        Event(UpdateIds {
+            first,
+            last,
+            previous_last: None,
+        })
+    }
+
+    fn futures(first: u64, last: u64, previous_last: u64) -> Event {
+        Event(UpdateIds {
+            first,
+            last,
+            previous_last: Some(previous_last),
+        })
+    }
+
+    fn loaded<E: std::fmt::Debug>(step: SnapshotStep<E>) -> Vec<E> {
+        match step {
+            SnapshotStep::Load(events) => events,
+            other => panic!("expected Load, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spot_discards_events_inside_the_snapshot_and_applies_the_spanning_one() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        for event in [spot(90, 95), spot(96, 100), spot(101, 104), spot(105, 106)] {
+            assert_eq!(sync.on_event(event), EventStep::Buffered);
+        }
+        // L = 100: u <= 100 is discarded; 101..=104 spans L + 1.
+        assert_eq!(
+            loaded(sync.on_snapshot(100)),
+            [spot(101, 104), spot(105, 106)]
+        );
+        assert_eq!(
+            sync.state(),
+            SyncState::Synced {
+                last_update_id: 106
+            }
+        );
+    }
+
+    #[test]
+    fn spot_first_event_may_start_before_the_snapshot() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(98, 103));
+        assert_eq!(loaded(sync.on_snapshot(100)), [spot(98, 103)]);
+    }
+
+    #[test]
+    fn spot_snapshot_older_than_the_buffer_is_too_old_and_the_buffer_is_kept() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(110, 112));
+        assert_eq!(sync.on_snapshot(100), SnapshotStep::TooOld);
+        assert_eq!(sync.buffered(), 1);
+        // A newer snapshot aligns with what was kept.
+        assert_eq!(loaded(sync.on_snapshot(110)), [spot(110, 112)]);
+    }
+
+    #[test]
+    fn spot_ignores_stale_and_overlapping_events_once_synced() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(101, 105));
+        loaded(sync.on_snapshot(100));
+        assert_eq!(
+            sync.on_event(spot(100, 104)),
+            EventStep::Ignore,
+            "u < local: stale duplicate"
+        );
+        assert_eq!(
+            sync.on_event(spot(103, 107)),
+            EventStep::Apply(spot(103, 107)),
+            "overlap is tolerated"
+        );
+        assert_eq!(
+            sync.on_event(spot(108, 108)),
+            EventStep::Apply(spot(108, 108))
+        );
+        assert_eq!(
+            sync.state(),
+            SyncState::Synced {
+                last_update_id: 108
+            }
+        );
+    }
+
+    #[test]
+    fn spot_gap_is_only_first_id_beyond_local_plus_one() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(101, 105));
+        loaded(sync.on_snapshot(100));
+        let step = sync.on_event(spot(107, 110));
+        assert_eq!(
+            step,
+            EventStep::Resync(SyncError::Gap {
+                rule: GapRule::FirstAtMost(106),
+                got: 107
+            })
+        );
+        assert_eq!(
+            sync.state(),
+            SyncState::Buffering,
+            "a gap restarts buffering at once"
+        );
+        assert_eq!(sync.buffered(), 0);
+    }
+
+    #[test]
+    fn spot_gap_inside_the_buffer_after_the_sync_point_resyncs() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(101, 105));
+        sync.on_event(spot(110, 112));
+        assert!(matches!(
+            sync.on_snapshot(100),
+            SnapshotStep::Resync(SyncError::Gap { got: 110, .. })
+        ));
+    }
+
+    #[test]
+    fn spot_with_no_event_after_the_snapshot_waits_for_the_first_live_one() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(90, 100));
+        assert_eq!(loaded(sync.on_snapshot(100)), Vec::<Event>::new());
+        assert_eq!(
+            sync.state(),
+            SyncState::AwaitingFirstEvent { snapshot_id: 100 }
+        );
+        assert_eq!(
+            sync.on_event(spot(95, 100)),
+            EventStep::Ignore,
+            "still inside the snapshot"
+        );
+        assert_eq!(
+            sync.on_event(spot(101, 101)),
+            EventStep::Apply(spot(101, 101))
+        );
+        assert_eq!(
+            sync.state(),
+            SyncState::Synced {
+                last_update_id: 101
+            }
+        );
+    }
+
+    #[test]
+    fn a_live_event_beyond_a_waiting_snapshot_means_the_snapshot_is_too_old() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        loaded(sync.on_snapshot(100));
+        assert_eq!(sync.on_event(spot(105, 106)), EventStep::SnapshotTooOld);
+        assert_eq!((sync.state(), sync.buffered()), (SyncState::Buffering, 1));
+    }
+
+    #[test]
+    fn futures_keep_events_with_u_equal_to_the_snapshot_and_span_with_u_le_l() {
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        sync.on_event(futures(90, 99, 89));
+        sync.on_event(futures(100, 100, 99)); // u == L: kept for futures (strict <), unlike spot
+        sync.on_event(futures(101, 103, 100));
+        assert_eq!(
+            loaded(sync.on_snapshot(100)),
+            [futures(100, 100, 99), futures(101, 103, 100)]
+        );
+        assert_eq!(
+            sync.state(),
+            SyncState::Synced {
+                last_update_id: 103
+            }
+        );
+    }
+
+    #[test]
+    fn futures_need_pu_to_equal_the_previous_u() {
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        sync.on_event(futures(95, 105, 94));
+        loaded(sync.on_snapshot(100));
+        assert_eq!(
+            sync.on_event(futures(106, 108, 105)),
+            EventStep::Apply(futures(106, 108, 105))
+        );
+        let step = sync.on_event(futures(110, 112, 109));
+        assert_eq!(
+            step,
+            EventStep::Resync(SyncError::Gap {
+                rule: GapRule::PreviousEquals(108),
+                got: 109
+            })
+        );
+    }
+
+    #[test]
+    fn futures_duplicates_break_the_pu_chain() {
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        sync.on_event(futures(95, 105, 94));
+        loaded(sync.on_snapshot(100));
+        assert!(matches!(
+            sync.on_event(futures(95, 105, 94)),
+            EventStep::Resync(_)
+        ));
+    }
+
+    #[test]
+    fn futures_events_without_pu_are_refused() {
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        sync.on_event(futures(95, 105, 94));
+        loaded(sync.on_snapshot(100));
+        assert_eq!(
+            sync.on_event(spot(106, 107)),
+            EventStep::Resync(SyncError::MissingPreviousId {
+                first: 106,
+                last: 107
+            })
+        );
+    }
+
+    #[test]
+    fn options_lagging_snapshots_align_with_kept_events_on_retry() {
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        for id in 500..510 {
+            sync.on_event(futures(id, id, id - 1));
+        }
+        // The cached snapshot lags far behind: too old, events kept.
+        assert_eq!(sync.on_snapshot(300), SnapshotStep::TooOld);
+        assert_eq!(sync.buffered(), 10);
+        // A later snapshot (still lagging the live stream) falls inside the kept events.
+        assert_eq!(loaded(sync.on_snapshot(505)).len(), 5);
+        assert_eq!(
+            sync.state(),
+            SyncState::Synced {
+                last_update_id: 509
+            }
+        );
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_and_losing_its_oldest_events_is_safe() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 3);
+        for id in 1..=10 {
+            sync.on_event(spot(id, id));
+        }
+        assert_eq!(sync.buffered(), 3, "only the newest events are kept");
+        // A snapshot older than the kept events cannot be bridged: fetch another.
+        assert_eq!(sync.on_snapshot(5), SnapshotStep::TooOld);
+        // A snapshot at or beyond them contains the lost ones too.
+        assert_eq!(loaded(sync.on_snapshot(20)), Vec::<Event>::new());
+        assert_eq!(
+            sync.state(),
+            SyncState::AwaitingFirstEvent { snapshot_id: 20 }
+        );
+    }
+}
