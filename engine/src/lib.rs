@@ -7,14 +7,30 @@
 //! - [`BookSync`]: Binance's sync rules per [`SyncFamily`] as a pure state machine, stepped with
 //!   events and snapshots, answering what to do with each.
 //!
-//! More parts (Binance's wire types, the exchange registry, connections
+//! - [`Exchange`]: the original's exchange strings with Binance's endpoints, limits and stream
+//!   names ([`ExchangeSpec`]), and [`EndpointOverrides`] that point one at the simulator.
+//!
+//! - [`binance::wire`]: Binance's depth messages, parsed with simd-json without copying.
+//! - [`DepthCache`]: one book, its [`BookSync`] and its shared-memory slot, published through a
+//!   [`Publisher`] after every applied event.
+//!
+//! More parts (the, the exchange registry, connections
 //! and the snapshot scheduler) arrive with the rest of the engine issue.
 #![forbid(unsafe_code)]
 
+pub mod binance;
 mod book;
+mod depth_cache;
+mod exchange;
+mod publish;
 mod sync;
 
 pub use book::{BookError, OrderBook};
+pub use depth_cache::{BUFFER_CAPACITY, DepthCache, DepthCacheError, NextStep};
+pub use exchange::{
+    EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec,
+};
+pub use publish::Publisher;
 pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,
     UpdateIds,

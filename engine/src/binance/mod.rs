@@ -1,0 +1,3 @@
+//! Binance's side of the protocol: the messages as they arrive on the wire.
+
+pub mod wire;

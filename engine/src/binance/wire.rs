@@ -1,0 +1,474 @@
+//! Binance's depth messages as they arrive (`reference/binance-protocol.md` §3), deserialized
+//! with simd-json without copying strings, and turned into domain values once, here at the edge.
+//!
+//! One-letter field names keep their meaning under readable names (`U` is
+//! `first_update_id`, `pu` is `previous_last_update_id`).
+
+use serde::Deserialize;
+use thiserror::Error;
+use ubdcc_shm::{Decimal, ParseDecimalError};
+
+use crate::sync::{DiffEvent, UpdateIds};
+
+/// A message could not be understood.
+#[derive(Debug, Error)]
+pub enum WireError {
+    /// Not valid JSON, or not the shape Binance documents.
+    #[error("malformed {what}: {source}")]
+    Json {
+        /// What was being parsed.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: simd_json::Error,
+    },
+    /// A field the message type requires is missing.
+    #[error("{what} without {field}")]
+    MissingField {
+        /// What was being parsed.
+        what: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A price or quantity is not a plain decimal.
+    #[error("invalid {field} {value:?}: {source}")]
+    Decimal {
+        /// `price` or `quantity`.
+        field: &'static str,
+        /// The text received.
+        value: String,
+        /// Why it is not a decimal.
+        #[source]
+        source: ParseDecimalError,
+    },
+}
+
+/// A level as sent: `[price, quantity]` decimal strings.
+type WireLevel<'a> = [&'a str; 2];
+
+/// The payload of a combined-stream message, or a raw event: every field any message we handle
+/// can carry, so one pass decides what the message is.
+#[derive(Debug, Deserialize)]
+struct RawEvent<'a> {
+    #[serde(rename = "e", borrow)]
+    event_type: Option<&'a str>,
+    #[serde(rename = "E")]
+    event_time_ms: Option<u64>,
+    #[serde(rename = "T")]
+    transaction_time_ms: Option<u64>,
+    #[serde(rename = "s", borrow)]
+    symbol: Option<&'a str>,
+    #[serde(rename = "U")]
+    first_update_id: Option<u64>,
+    #[serde(rename = "u")]
+    last_update_id: Option<u64>,
+    #[serde(rename = "pu")]
+    previous_last_update_id: Option<u64>,
+    #[serde(rename = "b", borrow, default)]
+    bids: Vec<WireLevel<'a>>,
+    #[serde(rename = "a", borrow, default)]
+    asks: Vec<WireLevel<'a>>,
+}
+
+/// A WebSocket text message: a combined-stream envelope, a control reply, an error reply, or a
+/// raw event (the raw `serverShutdown`).
+#[derive(Debug, Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    stream: Option<&'a str>,
+    #[serde(borrow)]
+    data: Option<RawEvent<'a>>,
+    id: Option<u64>,
+    #[serde(borrow, default)]
+    result: Option<Vec<&'a str>>,
+    error: Option<ApiError>,
+    #[serde(rename = "e", borrow)]
+    event_type: Option<&'a str>,
+    #[serde(rename = "E")]
+    event_time_ms: Option<u64>,
+}
+
+/// Binance's error object (`{"code":-1121,"msg":"Invalid symbol."}`), in REST bodies and
+/// WebSocket error replies.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ApiError {
+    /// Binance's error code.
+    pub code: i64,
+    /// Binance's message.
+    pub msg: String,
+}
+
+/// A depth diff event, borrowed from the message buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepthUpdate<'a> {
+    /// `E`: when the exchange sent it, Unix ms.
+    pub event_time_ms: u64,
+    /// `T`: the transaction time (futures and options).
+    pub transaction_time_ms: Option<u64>,
+    /// `s`: the symbol.
+    pub symbol: &'a str,
+    /// `U`, `u` and `pu`.
+    pub ids: UpdateIds,
+    /// `b`: bid levels, absolute quantities, zero removes.
+    pub bids: Vec<WireLevel<'a>>,
+    /// `a`: ask levels.
+    pub asks: Vec<WireLevel<'a>>,
+}
+
+/// What arrived on a stream connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamMessage<'a> {
+    /// A depth diff on `stream` (e.g. `btcusdt@depth@100ms`).
+    Depth {
+        /// The stream name, which identifies the market.
+        stream: &'a str,
+        /// The event.
+        update: DepthUpdate<'a>,
+    },
+    /// The server announced it is shutting down: reconnect.
+    ServerShutdown {
+        /// When, Unix ms (0 if absent).
+        event_time_ms: u64,
+    },
+    /// The reply to a SUBSCRIBE / UNSUBSCRIBE (`result` null) or LIST_SUBSCRIPTIONS (the list).
+    Reply {
+        /// The request id.
+        id: u64,
+        /// The listed subscriptions, for LIST_SUBSCRIPTIONS.
+        subscriptions: Option<Vec<&'a str>>,
+    },
+    /// An error reply to a request.
+    Error {
+        /// The request id, when the server could tell.
+        id: Option<u64>,
+        /// The error.
+        error: ApiError,
+    },
+    /// A well-formed message of a kind the depth engine does not use.
+    Other,
+}
+
+impl<'a> StreamMessage<'a> {
+    /// Parses one WebSocket text message in place (simd-json rewrites the buffer).
+    ///
+    /// # Errors
+    /// [`WireError::Json`] for malformed JSON, [`WireError::MissingField`] for a depth event
+    /// without its ids.
+    pub fn parse(buffer: &'a mut [u8]) -> Result<Self, WireError> {
+        let envelope: Envelope<'a> =
+            simd_json::serde::from_slice(buffer).map_err(|source| WireError::Json {
+                what: "stream message",
+                source,
+            })?;
+        if let Some(error) = envelope.error {
+            return Ok(Self::Error {
+                id: envelope.id,
+                error,
+            });
+        }
+        if let Some(id) = envelope.id {
+            return Ok(Self::Reply {
+                id,
+                subscriptions: envelope.result,
+            });
+        }
+        if envelope.event_type == Some("serverShutdown") {
+            return Ok(Self::ServerShutdown {
+                event_time_ms: envelope.event_time_ms.unwrap_or(0),
+            });
+        }
+        let (Some(stream), Some(data)) = (envelope.stream, envelope.data) else {
+            return Ok(Self::Other);
+        };
+        match data.event_type {
+            Some("depthUpdate") => Ok(Self::Depth {
+                stream,
+                update: DepthUpdate::from_raw(data)?,
+            }),
+            Some("serverShutdown") => Ok(Self::ServerShutdown {
+                event_time_ms: data.event_time_ms.unwrap_or(0),
+            }),
+            _ => Ok(Self::Other),
+        }
+    }
+}
+
+impl<'a> DepthUpdate<'a> {
+    fn from_raw(raw: RawEvent<'a>) -> Result<Self, WireError> {
+        let missing = |field| WireError::MissingField {
+            what: "depthUpdate",
+            field,
+        };
+        Ok(Self {
+            event_time_ms: raw.event_time_ms.ok_or_else(|| missing("E"))?,
+            transaction_time_ms: raw.transaction_time_ms,
+            symbol: raw.symbol.ok_or_else(|| missing("s"))?,
+            ids: UpdateIds {
+                first: raw.first_update_id.ok_or_else(|| missing("U"))?,
+                last: raw.last_update_id.ok_or_else(|| missing("u"))?,
+                previous_last: raw.previous_last_update_id,
+            },
+            bids: raw.bids,
+            asks: raw.asks,
+        })
+    }
+}
+
+/// A REST depth snapshot, borrowed from the response body.
+#[derive(Debug, Deserialize)]
+pub struct DepthSnapshot<'a> {
+    /// `lastUpdateId`; a snapshot without it cannot be aligned (older options pages show `u`).
+    #[serde(rename = "lastUpdateId")]
+    pub last_update_id: Option<u64>,
+    /// `E` (futures): message output time, Unix ms.
+    #[serde(rename = "E")]
+    pub event_time_ms: Option<u64>,
+    /// `T` (futures, options): transaction time, Unix ms.
+    #[serde(rename = "T")]
+    pub transaction_time_ms: Option<u64>,
+    /// Bids, best first.
+    #[serde(borrow, default)]
+    pub bids: Vec<WireLevel<'a>>,
+    /// Asks, best first.
+    #[serde(borrow, default)]
+    pub asks: Vec<WireLevel<'a>>,
+}
+
+impl<'a> DepthSnapshot<'a> {
+    /// Parses a snapshot body in place.
+    ///
+    /// # Errors
+    /// [`WireError::Json`] for a malformed body, [`WireError::MissingField`] when it has no
+    /// `lastUpdateId`.
+    pub fn parse(body: &'a mut [u8]) -> Result<(u64, Self), WireError> {
+        let snapshot: Self =
+            simd_json::serde::from_slice(body).map_err(|source| WireError::Json {
+                what: "depth snapshot",
+                source,
+            })?;
+        let id = snapshot.last_update_id.ok_or(WireError::MissingField {
+            what: "depth snapshot",
+            field: "lastUpdateId",
+        })?;
+        Ok((id, snapshot))
+    }
+}
+
+impl ApiError {
+    /// Parses an error body (`{"code":..,"msg":..}`), if it is one.
+    pub fn parse(body: &mut [u8]) -> Option<Self> {
+        simd_json::serde::from_slice(body).ok()
+    }
+}
+
+/// A price level as exact decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LevelUpdate {
+    /// Price.
+    pub price: Decimal,
+    /// Absolute quantity; zero removes the level.
+    pub quantity: Decimal,
+}
+
+/// A diff event with its levels parsed, owned so it can wait in the sync buffer while the
+/// message buffer is reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffUpdate {
+    /// `E`, Unix ms.
+    pub event_time_ms: u64,
+    /// `U`, `u`, `pu`.
+    pub ids: UpdateIds,
+    /// Bid changes.
+    pub bids: Vec<LevelUpdate>,
+    /// Ask changes.
+    pub asks: Vec<LevelUpdate>,
+}
+
+impl DiffEvent for DiffUpdate {
+    fn update_ids(&self) -> UpdateIds {
+        self.ids
+    }
+}
+
+/// Parses wire levels into exact decimals.
+///
+/// # Errors
+/// [`WireError::Decimal`] for the first value that is not a plain decimal.
+pub fn parse_levels(levels: &[WireLevel<'_>]) -> Result<Vec<LevelUpdate>, WireError> {
+    levels
+        .iter()
+        .map(|[price, quantity]| {
+            Ok(LevelUpdate {
+                price: decimal("price", price)?,
+                quantity: decimal("quantity", quantity)?,
+            })
+        })
+        .collect()
+}
+
+fn decimal(field: &'static str, value: &str) -> Result<Decimal, WireError> {
+    Decimal::parse(value).map_err(|source| WireError::Decimal {
+        field,
+        value: value.to_owned(),
+        source,
+    })
+}
+
+impl TryFrom<&DepthUpdate<'_>> for DiffUpdate {
+    type Error = WireError;
+
+    fn try_from(update: &DepthUpdate<'_>) -> Result<Self, WireError> {
+        Ok(Self {
+            event_time_ms: update.event_time_ms,
+            ids: update.ids,
+            bids: parse_levels(&update.bids)?,
+            asks: parse_levels(&update.asks)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> StreamMessage<'static> {
+        let buffer = Box::leak(text.as_bytes().to_vec().into_boxed_slice());
+        StreamMessage::parse(buffer).unwrap()
+    }
+
+    #[test]
+    fn spot_diff_events_parse_with_their_ids_and_levels() {
+        let message = parse(
+            r#"{"stream":"bnbbtc@depth","data":{"e":"depthUpdate","E":1672515782136,"s":"BNBBTC","U":157,"u":160,"b":[["0.0024","10"]],"a":[["0.0026","100"]]}}"#,
+        );
+        let StreamMessage::Depth { stream, update } = message else {
+            panic!("{message:?}")
+        };
+        assert_eq!(stream, "bnbbtc@depth");
+        assert_eq!(
+            update.ids,
+            UpdateIds {
+                first: 157,
+                last: 160,
+                previous_last: None
+            }
+        );
+        assert_eq!(
+            (update.bids, update.asks),
+            (vec![["0.0024", "10"]], vec![["0.0026", "100"]])
+        );
+        assert_eq!(update.transaction_time_ms, None);
+    }
+
+    #[test]
+    fn futures_and_options_events_carry_pu_and_t() {
+        let message = parse(
+            r#"{"stream":"btc-251123-126000-c@depth@500ms","data":{"e":"depthUpdate","E":1762866729459,"T":1762866729358,"s":"BTC-251123-126000-C","U":465,"u":465,"pu":464,"b":[["1100.000","0.6000"]],"a":[["1300.000","0.6000"]]}}"#,
+        );
+        let StreamMessage::Depth { update, .. } = message else {
+            panic!("{message:?}")
+        };
+        assert_eq!(update.ids.previous_last, Some(464));
+        assert_eq!(update.transaction_time_ms, Some(1762866729358));
+        let diff = DiffUpdate::try_from(&update).unwrap();
+        assert_eq!(diff.bids[0].price, Decimal::new(1_100_000, -3));
+    }
+
+    #[test]
+    fn control_replies_errors_and_shutdowns_are_recognised() {
+        assert_eq!(
+            parse(r#"{"result":null,"id":7}"#),
+            StreamMessage::Reply {
+                id: 7,
+                subscriptions: None
+            }
+        );
+        assert_eq!(
+            parse(r#"{"result":["btcusdt@depth"],"id":3}"#),
+            StreamMessage::Reply {
+                id: 3,
+                subscriptions: Some(vec!["btcusdt@depth"])
+            }
+        );
+        let error = parse(r#"{"error":{"code":2,"msg":"Invalid request"},"id":4}"#);
+        assert_eq!(
+            error,
+            StreamMessage::Error {
+                id: Some(4),
+                error: ApiError {
+                    code: 2,
+                    msg: "Invalid request".into()
+                }
+            }
+        );
+        assert_eq!(
+            parse(r#"{"e":"serverShutdown","E":1700000000000}"#),
+            StreamMessage::ServerShutdown {
+                event_time_ms: 1700000000000
+            }
+        );
+        assert_eq!(
+            parse(r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":5}}"#),
+            StreamMessage::ServerShutdown { event_time_ms: 5 }
+        );
+        assert_eq!(
+            parse(r#"{"stream":"btcusdt@trade","data":{"e":"trade","E":5}}"#),
+            StreamMessage::Other
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        for text in [
+            r#"{"stream":"x","data":{"e":"depthUpdate","E":1,"s":"X","u":2}}"#,
+            "{",
+            "",
+            "[1,2",
+            r#"{"stream":"x","data":{"e":"depthUpdate","E":"no"}}"#,
+            "\u{0}\u{1}",
+        ] {
+            let mut buffer = text.as_bytes().to_vec();
+            assert!(StreamMessage::parse(&mut buffer).is_err(), "{text:?}");
+        }
+        let mut bad_level = br#"{"stream":"x","data":{"e":"depthUpdate","E":1,"s":"X","U":1,"u":2,"b":[["1.0","-5"]],"a":[]}}"#.to_vec();
+        let StreamMessage::Depth { update, .. } = StreamMessage::parse(&mut bad_level).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            DiffUpdate::try_from(&update),
+            Err(WireError::Decimal {
+                field: "quantity",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn snapshots_need_a_last_update_id() {
+        let mut spot = br#"{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[["4.00000200","12.00000000"]]}"#.to_vec();
+        let (id, snapshot) = DepthSnapshot::parse(&mut spot).unwrap();
+        assert_eq!(
+            (id, snapshot.bids.len(), snapshot.asks.len()),
+            (1027024, 1, 1)
+        );
+        let mut options = br#"{"bids":[["1000.000","0.1000"]],"asks":[["1900.000","0.1000"]],"T":1762780909676,"lastUpdateId":361}"#.to_vec();
+        assert_eq!(DepthSnapshot::parse(&mut options).unwrap().0, 361);
+        let mut old_options = br#"{"bids":[],"asks":[],"u":37461}"#.to_vec();
+        assert!(matches!(
+            DepthSnapshot::parse(&mut old_options),
+            Err(WireError::MissingField {
+                field: "lastUpdateId",
+                ..
+            })
+        ));
+        let mut error = br#"{"code":-1121,"msg":"Invalid symbol."}"#.to_vec();
+        assert_eq!(
+            ApiError::parse(&mut error),
+            Some(ApiError {
+                code: -1121,
+                msg: "Invalid symbol.".into()
+            })
+        );
+    }
+}

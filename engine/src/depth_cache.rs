@@ -1,0 +1,230 @@
+//! One DepthCache: an order book, its sync state and its shared-memory slot, stepped by diff
+//! events and snapshots. Every applied event is published; every way of losing sync is published
+//! as out of sync with its reason, so the book is never served stale.
+
+use thiserror::Error;
+use ubdcc_shm::{BookHandle, BookMeta, BookStatus, OutOfSyncReason, Side, WriteError};
+
+use crate::binance::wire::{DiffUpdate, LevelUpdate};
+use crate::book::{BookError, OrderBook};
+use crate::exchange::Exchange;
+use crate::publish::Publisher;
+use crate::sync::{BookSync, EventStep, SnapshotStep, SyncError, SyncState};
+
+/// Events a book buffers while its snapshot is on the way. Options snapshots lag the stream by up
+/// to ~30 s (reference §4.4), which at 10 events/s is a few hundred; 10 000 matches what the
+/// original kept and bounds memory per book to a few MB in the worst case.
+pub const BUFFER_CAPACITY: usize = 10_000;
+
+/// What the book needs from its driver next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Nothing: keep feeding events.
+    Continue,
+    /// A (new) REST snapshot: the book is not synced until one aligns.
+    FetchSnapshot,
+}
+
+/// A DepthCache could not be created or published.
+#[derive(Debug, Error)]
+pub enum DepthCacheError {
+    /// The shared-memory segment refused the book (full, invalid name, removed).
+    #[error("shared memory: {0}")]
+    Segment(#[from] WriteError),
+}
+
+/// One book and everything that keeps it right.
+#[derive(Debug)]
+pub struct DepthCache {
+    exchange: Exchange,
+    symbol: String,
+    book: OrderBook,
+    sync: BookSync<DiffUpdate>,
+    meta: BookMeta,
+    handle: BookHandle,
+}
+
+impl DepthCache {
+    /// Adds the book to the segment (status starting) and returns it buffering; the driver must
+    /// fetch a snapshot ([`NextStep::FetchSnapshot`]) once the stream is subscribed.
+    ///
+    /// `depth` is the snapshot depth (the `limit` asked for); the book keeps at most that many
+    /// levels per side, and at most what the segment holds.
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the segment is full or already holds the book.
+    pub fn new(
+        exchange: Exchange,
+        symbol: &str,
+        depth: usize,
+        publisher: &mut Publisher,
+    ) -> Result<Self, DepthCacheError> {
+        let handle = publisher.writer().add_book(exchange.as_str(), symbol)?;
+        let depth = depth.min(publisher.levels_per_side());
+        Ok(Self {
+            exchange,
+            symbol: symbol.to_owned(),
+            book: OrderBook::new(depth),
+            sync: BookSync::new(exchange.spec().family, BUFFER_CAPACITY),
+            meta: BookMeta::starting(),
+            handle,
+        })
+    }
+
+    /// The exchange.
+    pub fn exchange(&self) -> Exchange {
+        self.exchange
+    }
+
+    /// The market symbol.
+    pub fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    /// The published metadata (status, ids, counters).
+    pub fn meta(&self) -> &BookMeta {
+        &self.meta
+    }
+
+    /// The book as applied so far (not necessarily synced: see [`DepthCache::meta`]).
+    pub fn book(&self) -> &OrderBook {
+        &self.book
+    }
+
+    /// Steps the book with a live diff event received at `receive_time_ns` (Unix ns).
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn on_update(
+        &mut self,
+        update: DiffUpdate,
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        match self.sync.on_event(update) {
+            EventStep::Buffered | EventStep::Ignore => Ok(NextStep::Continue),
+            EventStep::Apply(update) => {
+                self.apply_and_publish(&[update], receive_time_ns, publisher)
+            }
+            EventStep::SnapshotTooOld => Ok(NextStep::FetchSnapshot),
+            EventStep::Resync(error) => self.lose_sync(reason_of(&error), publisher),
+        }
+    }
+
+    /// Steps the book with a REST snapshot (`lastUpdateId` and its levels).
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn on_snapshot(
+        &mut self,
+        snapshot_id: u64,
+        bids: &[LevelUpdate],
+        asks: &[LevelUpdate],
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        let events = match self.sync.on_snapshot(snapshot_id) {
+            SnapshotStep::Load(events) => events,
+            SnapshotStep::TooOld => return Ok(NextStep::FetchSnapshot),
+            SnapshotStep::Resync(error) => return self.lose_sync(reason_of(&error), publisher),
+        };
+        // A new snapshot never inherits old levels.
+        self.book.clear();
+        if self.apply_levels(bids, asks).is_err() {
+            return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
+        }
+        self.book.trim();
+        self.meta.last_update_id = snapshot_id;
+        if events.is_empty() {
+            // Loaded, but no event has spanned the snapshot yet: not servable.
+            return Ok(NextStep::Continue);
+        }
+        self.apply_and_publish(&events, receive_time_ns, publisher)
+    }
+
+    /// Marks the book out of sync for a reason outside the diff stream (disconnect, silence,
+    /// `serverShutdown`, a failed snapshot, the refresh interval) and starts buffering again.
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn resync(
+        &mut self,
+        reason: OutOfSyncReason,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        self.sync.restart();
+        self.lose_sync(reason, publisher)
+    }
+
+    /// Removes the book from the segment: readers get "not found" from now on.
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when it was already removed.
+    pub fn remove(self, publisher: &mut Publisher) -> Result<(), DepthCacheError> {
+        Ok(publisher.writer().remove_book(self.handle)?)
+    }
+
+    fn apply_and_publish(
+        &mut self,
+        events: &[DiffUpdate],
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        for event in events {
+            if self.apply_levels(&event.bids, &event.asks).is_err() {
+                self.sync.restart();
+                return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
+            }
+            // The orphan rule after every event, not only every message batch.
+            self.book.trim();
+            self.meta.last_update_id = event.ids.last;
+            self.meta.event_time_ms = event.event_time_ms;
+        }
+        if !matches!(self.sync.state(), SyncState::Synced { .. }) {
+            return Ok(NextStep::Continue);
+        }
+        self.meta.status = BookStatus::Synced;
+        self.meta.receive_time_ns = receive_time_ns;
+        publisher.publish(self.handle, &self.meta, &self.book)?;
+        Ok(NextStep::Continue)
+    }
+
+    fn apply_levels(
+        &mut self,
+        bids: &[LevelUpdate],
+        asks: &[LevelUpdate],
+    ) -> Result<(), BookError> {
+        for level in bids {
+            self.book.apply(Side::Bids, level.price, level.quantity)?;
+        }
+        for level in asks {
+            self.book.apply(Side::Asks, level.price, level.quantity)?;
+        }
+        Ok(())
+    }
+
+    fn lose_sync(
+        &mut self,
+        reason: OutOfSyncReason,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        // A resync is counted when a synced book loses sync; failing again while out of sync is
+        // the same episode.
+        if self.meta.status == BookStatus::Synced {
+            self.meta.resyncs += 1;
+        }
+        if reason == OutOfSyncReason::Gap {
+            self.meta.gaps += 1;
+        }
+        self.meta.status = BookStatus::OutOfSync(reason);
+        publisher.publish_meta(self.handle, &self.meta)?;
+        Ok(NextStep::FetchSnapshot)
+    }
+}
+
+fn reason_of(error: &SyncError) -> OutOfSyncReason {
+    match error {
+        SyncError::Gap { .. } => OutOfSyncReason::Gap,
+        SyncError::MissingPreviousId { .. } => OutOfSyncReason::MalformedMessage,
+    }
+}
