@@ -14,6 +14,9 @@
 //! - [`DepthCache`]: one book, its [`BookSync`] and its shared-memory slot, published through a
 //!   [`Publisher`] after every applied event.
 //!
+//! - [`WeightBudget`]: one REST host's request-weight budget: own spending, the server's
+//!   used-weight header, and 429/418 `Retry-After`.
+//!
 //! More parts (the, the exchange registry, connections
 //! and the snapshot scheduler) arrive with the rest of the engine issue.
 #![forbid(unsafe_code)]
@@ -24,6 +27,7 @@ mod depth_cache;
 mod exchange;
 mod publish;
 mod sync;
+mod weight_budget;
 
 pub use book::{BookError, OrderBook};
 pub use depth_cache::{BUFFER_CAPACITY, DepthCache, DepthCacheError, NextStep};
@@ -35,3 +39,4 @@ pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,
     UpdateIds,
 };
+pub use weight_budget::{Permit, ResponseWeight, WeightBudget};

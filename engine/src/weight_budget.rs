@@ -1,0 +1,272 @@
+//! The REST request-weight budget of one exchange host (one IP), so snapshot downloads never get
+//! the host's IP rate-limited or banned (`reference/binance-protocol.md` §1.2 and §5).
+//!
+//! Three signals, the strictest wins:
+//! - our own spending in the last minute (a sliding window), capped at a share of Binance's
+//!   per-minute limit, so one DCN leaves room for the others on the same host;
+//! - the server's `X-MBX-USED-WEIGHT-1M` header, which counts the whole IP (every DCN on this
+//!   host and anything else that shares it);
+//! - `Retry-After` on 429 (rate limited) and 418 (banned): nothing is sent until it has passed.
+//!
+//! Time is passed in, never read, so every rule is tested without sleeping.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Binance's weight window.
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// When Binance says 429 or 418 without a `Retry-After`, wait this long; its bans start at two
+/// minutes, and guessing short only escalates them.
+const DEFAULT_BACKOFF: Duration = Duration::from_secs(120);
+
+/// The answer to "may I send a request of this weight now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// Yes; the weight is booked.
+    Granted,
+    /// Not before this instant.
+    WaitUntil(Instant),
+}
+
+/// What the host said about a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseWeight {
+    /// The HTTP status.
+    pub status: u16,
+    /// `X-MBX-USED-WEIGHT-1M` (or the bare header), if present.
+    pub used_weight: Option<u32>,
+    /// `Retry-After`, in seconds, if present.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The budget of one REST host.
+#[derive(Debug, Clone)]
+pub struct WeightBudget {
+    /// Weight this client may use per minute: a share of the host's limit.
+    budget: u32,
+    /// Our own spending: `(when, weight)`, oldest first, within the last window.
+    spent: VecDeque<(Instant, u32)>,
+    /// The last used-weight the server reported and when; it counts the whole IP.
+    server: Option<(Instant, u32)>,
+    /// No request before this (429 / 418).
+    blocked_until: Option<Instant>,
+    /// 429 and 418 responses seen.
+    rejections: u32,
+}
+
+impl WeightBudget {
+    /// A budget of `share` (0.0..=1.0) of `limit_per_minute`.
+    pub fn new(limit_per_minute: u32, share: f64) -> Self {
+        let budget = (f64::from(limit_per_minute) * share.clamp(0.0, 1.0)).floor() as u32;
+        Self {
+            budget: budget.max(1),
+            spent: VecDeque::new(),
+            server: None,
+            blocked_until: None,
+            rejections: 0,
+        }
+    }
+
+    /// Weight per minute this client may use.
+    pub fn budget(&self) -> u32 {
+        self.budget
+    }
+
+    /// 429 and 418 responses seen so far.
+    pub fn rejections(&self) -> u32 {
+        self.rejections
+    }
+
+    /// Our own weight spent in the minute before `now`.
+    pub fn spent(&self, now: Instant) -> u32 {
+        self.spent
+            .iter()
+            .filter(|(at, _)| now.duration_since(*at) < WINDOW)
+            .map(|(_, weight)| weight)
+            .sum()
+    }
+
+    /// Books `weight` if it fits every limit at `now`, else says when to ask again.
+    ///
+    /// A request heavier than the whole budget is let through alone, once nothing else was
+    /// spent in the window, rather than never.
+    pub fn try_spend(&mut self, weight: u32, now: Instant) -> Permit {
+        let weight = weight.min(self.budget);
+        self.forget_before(now);
+        if let Some(until) = self.blocked_until.filter(|until| *until > now) {
+            return Permit::WaitUntil(until);
+        }
+        let own = self.spent(now);
+        if own + weight > self.budget {
+            // The oldest booking leaves the window first; as many as needed must leave.
+            return Permit::WaitUntil(self.when_own_fits(weight, now));
+        }
+        if let Some((at, used)) = self.server
+            && now.duration_since(at) < WINDOW
+            && used + weight > self.budget
+        {
+            // The server's count resets with its window, at most a minute after it was read.
+            return Permit::WaitUntil(at + WINDOW);
+        }
+        self.spent.push_back((now, weight));
+        Permit::Granted
+    }
+
+    /// Learns from a response: the server's count, and 429 / 418 with `Retry-After`.
+    pub fn on_response(&mut self, response: ResponseWeight, now: Instant) {
+        if let Some(used) = response.used_weight {
+            self.server = Some((now, used));
+        }
+        if matches!(response.status, 429 | 418) {
+            self.rejections += 1;
+            let wait = response
+                .retry_after_secs
+                .map_or(DEFAULT_BACKOFF, Duration::from_secs);
+            let until = now + wait;
+            self.blocked_until = Some(
+                self.blocked_until
+                    .map_or(until, |current| current.max(until)),
+            );
+        }
+    }
+
+    /// When our own spending will leave room for `weight`.
+    fn when_own_fits(&self, weight: u32, now: Instant) -> Instant {
+        let mut own = self.spent(now);
+        for (at, spent) in &self.spent {
+            own -= spent;
+            if own + weight <= self.budget {
+                return *at + WINDOW;
+            }
+        }
+        now + WINDOW
+    }
+
+    fn forget_before(&mut self, now: Instant) {
+        while self
+            .spent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) >= WINDOW)
+        {
+            self.spent.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(used: u32) -> ResponseWeight {
+        ResponseWeight {
+            status: 200,
+            used_weight: Some(used),
+            retry_after_secs: None,
+        }
+    }
+
+    #[test]
+    fn own_spending_is_capped_per_sliding_minute() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.05); // 300 per minute
+        for i in 0..6 {
+            assert_eq!(
+                budget.try_spend(50, start + Duration::from_secs(i)),
+                Permit::Granted
+            );
+        }
+        // The seventh snapshot must wait until the first booking (at `start`) leaves the window.
+        assert_eq!(
+            budget.try_spend(50, start + Duration::from_secs(10)),
+            Permit::WaitUntil(start + WINDOW)
+        );
+        assert_eq!(budget.try_spend(50, start + WINDOW), Permit::Granted);
+        assert_eq!(budget.spent(start + WINDOW), 300);
+    }
+
+    #[test]
+    fn the_servers_count_of_the_whole_ip_is_respected() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(2400, 0.5); // 1200
+        budget.on_response(ok(1190), start);
+        assert_eq!(
+            budget.try_spend(20, start + Duration::from_secs(1)),
+            Permit::WaitUntil(start + WINDOW)
+        );
+        // A fresher, lower count (a new server window) lets it through.
+        budget.on_response(ok(40), start + Duration::from_secs(2));
+        assert_eq!(
+            budget.try_spend(20, start + Duration::from_secs(3)),
+            Permit::Granted
+        );
+    }
+
+    #[test]
+    fn retry_after_on_429_and_418_blocks_every_request_until_it_passes() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5);
+        budget.on_response(
+            ResponseWeight {
+                status: 429,
+                used_weight: Some(6100),
+                retry_after_secs: Some(30),
+            },
+            start,
+        );
+        let until = start + Duration::from_secs(30);
+        assert_eq!(
+            budget.try_spend(1, start + Duration::from_secs(29)),
+            Permit::WaitUntil(until)
+        );
+        // A ban extends, never shortens, the block.
+        budget.on_response(
+            ResponseWeight {
+                status: 418,
+                used_weight: None,
+                retry_after_secs: Some(120),
+            },
+            start + Duration::from_secs(1),
+        );
+        assert_eq!(
+            budget.try_spend(1, start + Duration::from_secs(31)),
+            Permit::WaitUntil(start + Duration::from_secs(121))
+        );
+        assert_eq!(budget.rejections(), 2);
+        assert_eq!(
+            budget.try_spend(1, start + Duration::from_secs(121)),
+            Permit::Granted
+        );
+    }
+
+    #[test]
+    fn a_rejection_without_retry_after_backs_off_conservatively() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5);
+        budget.on_response(
+            ResponseWeight {
+                status: 429,
+                used_weight: None,
+                retry_after_secs: None,
+            },
+            start,
+        );
+        assert_eq!(
+            budget.try_spend(1, start),
+            Permit::WaitUntil(start + DEFAULT_BACKOFF)
+        );
+    }
+
+    #[test]
+    fn a_request_heavier_than_the_budget_goes_alone_once_the_window_is_clear() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(100, 0.1); // 10
+        assert_eq!(budget.try_spend(50, start), Permit::Granted);
+        let later = start + Duration::from_secs(1);
+        assert_eq!(
+            budget.try_spend(50, later),
+            Permit::WaitUntil(start + WINDOW)
+        );
+        assert_eq!(budget.try_spend(50, start + WINDOW), Permit::Granted);
+    }
+}
