@@ -106,7 +106,8 @@ impl DepthCache {
             EventStep::Apply(update) => {
                 self.apply_and_publish(&[update], receive_time_ns, publisher)
             }
-            EventStep::SnapshotTooOld => Ok(NextStep::FetchSnapshot),
+            // Events after the snapshot were missed: the served snapshot is no longer the book.
+            EventStep::SnapshotTooOld => self.lose_sync(OutOfSyncReason::Gap, publisher),
             EventStep::Resync(error) => self.lose_sync(reason_of(&error), publisher),
         }
     }
@@ -136,7 +137,13 @@ impl DepthCache {
         self.book.trim();
         self.meta.last_update_id = snapshot_id;
         if events.is_empty() {
-            // Loaded, but no event has spanned the snapshot yet: not servable.
+            // The stream was live before the snapshot was asked for and has brought nothing
+            // newer: the book is exactly the exchange's book at the snapshot. Serving it keeps
+            // quiet markets available; the next event is still checked against the snapshot, and
+            // one that does not fit puts the book out of sync.
+            self.meta.status = BookStatus::Synced;
+            self.meta.receive_time_ns = receive_time_ns;
+            publisher.publish(self.handle, &self.meta, &self.book)?;
             return Ok(NextStep::Continue);
         }
         self.apply_and_publish(&events, receive_time_ns, publisher)
@@ -180,7 +187,7 @@ impl DepthCache {
             self.meta.last_update_id = event.ids.last;
             self.meta.event_time_ms = event.event_time_ms;
         }
-        if !matches!(self.sync.state(), SyncState::Synced { .. }) {
+        if matches!(self.sync.state(), SyncState::Buffering) {
             return Ok(NextStep::Continue);
         }
         self.meta.status = BookStatus::Synced;

@@ -26,6 +26,7 @@ mod book;
 mod depth_cache;
 mod exchange;
 mod publish;
+mod snapshot;
 mod sync;
 mod weight_budget;
 
@@ -35,6 +36,10 @@ pub use exchange::{
     EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec,
 };
 pub use publish::Publisher;
+pub use snapshot::{
+    BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotOutcome,
+    SnapshotRequest, SnapshotScheduler,
+};
 pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,
     UpdateIds,

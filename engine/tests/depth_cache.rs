@@ -302,3 +302,47 @@ fn a_removed_book_is_gone_for_readers() {
         Err(ReadError::NotFound { .. })
     ));
 }
+
+#[test]
+fn a_quiet_book_is_served_from_its_snapshot_until_an_event_does_not_fit() {
+    let cluster = cluster("quiet");
+    let mut publisher = publisher(&cluster);
+    let mut cache = DepthCache::new(Exchange::BinanceCom, "QUIET", 1000, &mut publisher).unwrap();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    // Subscribed, nothing arrived, snapshot at 50: exact as of 50, so served.
+    cache
+        .on_snapshot(
+            50,
+            &levels(&[("1.0", "1")]),
+            &levels(&[("2.0", "1")]),
+            1,
+            &mut publisher,
+        )
+        .unwrap();
+    assert_eq!(
+        read(&mut reader, "binance.com", "QUIET", Side::Asks).unwrap(),
+        [(2.0, 1.0)]
+    );
+    assert_eq!(
+        reader.info("binance.com", "QUIET").unwrap().last_update_id,
+        50
+    );
+    // The first event after it starts beyond 51: events were missed.
+    assert_eq!(
+        cache
+            .on_update(spot(53, 54, &[], &[]), 2, &mut publisher)
+            .unwrap(),
+        NextStep::FetchSnapshot
+    );
+    let error = read(&mut reader, "binance.com", "QUIET", Side::Asks).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ReadError::NotSynced {
+                status: BookStatus::OutOfSync(OutOfSyncReason::Gap),
+                ..
+            }
+        ),
+        "{error}"
+    );
+}

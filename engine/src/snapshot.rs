@@ -1,0 +1,348 @@
+//! Downloading REST depth snapshots within each host's weight budget.
+//!
+//! [`SnapshotScheduler`] owns a FIFO of requests (at most one per book) and a [`WeightBudget`]
+//! per REST host. A request goes out as soon as its host's budget grants its weight; downloads
+//! run concurrently, so one slow book never holds up the others, and each response's
+//! used-weight header and any 429/418 `Retry-After` feed back into the budget.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use crate::binance::wire::{ApiError, DepthSnapshot, LevelUpdate, WireError, parse_levels};
+use crate::exchange::{EndpointOverrides, Exchange};
+use crate::weight_budget::{Permit, ResponseWeight, WeightBudget};
+
+/// Levels asked for per snapshot: Binance's 1000, the depth the original kept.
+pub const SNAPSHOT_LIMIT: u32 = 1000;
+
+/// A REST request that has not answered in this time has failed (the original's timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Downloads in flight per host at most: enough to hide latency, few enough that a burst of
+/// resyncs cannot flood a host before its used-weight headers come back.
+const IN_FLIGHT_PER_HOST: usize = 4;
+
+/// Identifies a book to the scheduler and back.
+pub type BookId = u32;
+
+/// A book that needs a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    /// The book.
+    pub book: BookId,
+    /// Its exchange.
+    pub exchange: Exchange,
+    /// Its symbol (upper-case, as REST wants it).
+    pub symbol: String,
+}
+
+/// A downloaded snapshot with its levels parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `lastUpdateId`.
+    pub last_update_id: u64,
+    /// Bids.
+    pub bids: Vec<LevelUpdate>,
+    /// Asks.
+    pub asks: Vec<LevelUpdate>,
+}
+
+/// A snapshot download failed; the book stays out of sync and is requested again.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// The host answered with an error status.
+    #[error("{url} answered HTTP {status}{}", api.as_ref().map(|e| format!(": {} ({})", e.msg, e.code)).unwrap_or_default())]
+    Status {
+        /// The request URL.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Binance's error body, if any.
+        api: Option<ApiError>,
+    },
+    /// The request did not complete (connection refused, timeout, TLS).
+    #[error("{url}: {message}")]
+    Transport {
+        /// The request URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The body is not a usable snapshot.
+    #[error("{url}: {source}")]
+    Body {
+        /// The request URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: WireError,
+    },
+    /// The exchange needs an API key for snapshots (TR) and none is configured.
+    #[error("{exchange} needs an API key for depth snapshots; add credentials for it")]
+    ApiKeyRequired {
+        /// The exchange.
+        exchange: Exchange,
+    },
+}
+
+/// What the scheduler reports to the node.
+#[derive(Debug)]
+pub struct SnapshotOutcome {
+    /// The book the snapshot was for.
+    pub book: BookId,
+    /// The snapshot, or why there is none.
+    pub result: Result<Snapshot, SnapshotError>,
+}
+
+/// Settings of a [`SnapshotScheduler`].
+#[derive(Debug, Clone)]
+pub struct SnapshotConfig {
+    /// Where each exchange's REST host is.
+    pub endpoints: EndpointOverrides,
+    /// Share of each host's per-minute weight limit this process may use.
+    pub weight_share: f64,
+    /// API keys by exchange, for hosts that need one (TR).
+    pub api_keys: HashMap<Exchange, String>,
+}
+
+/// A finished download, reported back to the scheduler for its budget.
+struct Finished {
+    host: String,
+    weight: Option<ResponseWeight>,
+}
+
+/// Downloads snapshots for the node; see the module doc.
+pub struct SnapshotScheduler {
+    config: SnapshotConfig,
+    client: reqwest::Client,
+    queue: VecDeque<SnapshotRequest>,
+    queued: HashSet<BookId>,
+    budgets: HashMap<String, WeightBudget>,
+    in_flight: HashMap<String, usize>,
+}
+
+impl SnapshotScheduler {
+    /// A scheduler with `config`.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Transport`] when the HTTP client cannot be built (TLS setup).
+    pub fn new(config: SnapshotConfig) -> Result<Self, SnapshotError> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| SnapshotError::Transport {
+                url: String::new(),
+                message: format!("building the HTTP client: {e}"),
+            })?;
+        Ok(Self {
+            config,
+            client,
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            budgets: HashMap::new(),
+            in_flight: HashMap::new(),
+        })
+    }
+
+    /// Runs until `requests` closes: queues requests, sends them out as budgets allow, and
+    /// reports each outcome on `outcomes`.
+    pub async fn run(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<SnapshotRequest>,
+        outcomes: mpsc::UnboundedSender<SnapshotOutcome>,
+    ) {
+        let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
+        loop {
+            let wake = self.dispatch(&outcomes, &finished_tx);
+            let sleep = tokio::time::sleep_until(wake.map_or_else(
+                || tokio::time::Instant::now() + Duration::from_secs(3600),
+                tokio::time::Instant::from_std,
+            ));
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => self.enqueue(request),
+                    None => return,
+                },
+                Some(finished) = finished_rx.recv() => self.finish(finished),
+                () = sleep => {}
+            }
+        }
+    }
+
+    fn enqueue(&mut self, request: SnapshotRequest) {
+        // One pending snapshot per book: a second request while one is queued adds nothing.
+        if self.queued.insert(request.book) {
+            self.queue.push_back(request);
+        }
+    }
+
+    fn finish(&mut self, finished: Finished) {
+        if let Some(count) = self.in_flight.get_mut(&finished.host) {
+            *count = count.saturating_sub(1);
+        }
+        if let (Some(weight), Some(budget)) =
+            (finished.weight, self.budgets.get_mut(&finished.host))
+        {
+            budget.on_response(weight, Instant::now());
+        }
+    }
+
+    /// Starts every queued download its host allows now, oldest first; returns when to look
+    /// again for the ones still waiting.
+    fn dispatch(
+        &mut self,
+        outcomes: &mpsc::UnboundedSender<SnapshotOutcome>,
+        finished: &mpsc::UnboundedSender<Finished>,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let mut wake: Option<Instant> = None;
+        let mut index = 0;
+        while index < self.queue.len() {
+            let exchange = self.queue[index].exchange;
+            let host = self.config.endpoints.endpoints(exchange).rest_base;
+            if self.in_flight.get(&host).copied().unwrap_or(0) >= IN_FLIGHT_PER_HOST {
+                index += 1;
+                continue;
+            }
+            let spec = exchange.spec();
+            let budget = self.budgets.entry(host.clone()).or_insert_with(|| {
+                WeightBudget::new(spec.weight_per_minute, self.config.weight_share)
+            });
+            match budget.try_spend(spec.snapshot_weight(SNAPSHOT_LIMIT), now) {
+                Permit::WaitUntil(until) => {
+                    wake = Some(wake.map_or(until, |w| w.min(until)));
+                    index += 1;
+                }
+                Permit::Granted => {
+                    let Some(request) = self.queue.remove(index) else {
+                        break;
+                    };
+                    self.queued.remove(&request.book);
+                    *self.in_flight.entry(host.clone()).or_default() += 1;
+                    self.spawn_download(request, host, outcomes.clone(), finished.clone());
+                }
+            }
+        }
+        wake
+    }
+
+    fn spawn_download(
+        &self,
+        request: SnapshotRequest,
+        host: String,
+        outcomes: mpsc::UnboundedSender<SnapshotOutcome>,
+        finished: mpsc::UnboundedSender<Finished>,
+    ) {
+        let client = self.client.clone();
+        let api_key = self.config.api_keys.get(&request.exchange).cloned();
+        tokio::spawn(async move {
+            let (result, weight) = download(&client, &host, &request, api_key.as_deref()).await;
+            // Either receiver gone means the node is shutting down; nothing is left to tell.
+            finished.send(Finished { host, weight }).ok();
+            outcomes
+                .send(SnapshotOutcome {
+                    book: request.book,
+                    result,
+                })
+                .ok();
+        });
+    }
+}
+
+/// One snapshot request; returns the parsed snapshot and what the host said about its weight.
+async fn download(
+    client: &reqwest::Client,
+    host: &str,
+    request: &SnapshotRequest,
+    api_key: Option<&str>,
+) -> (Result<Snapshot, SnapshotError>, Option<ResponseWeight>) {
+    let spec = request.exchange.spec();
+    let url = format!(
+        "{host}{}?symbol={}&limit={SNAPSHOT_LIMIT}",
+        spec.snapshot_path,
+        request.symbol.to_ascii_uppercase()
+    );
+    if spec.requires_api_key && api_key.is_none() {
+        return (
+            Err(SnapshotError::ApiKeyRequired {
+                exchange: request.exchange,
+            }),
+            None,
+        );
+    }
+    let mut call = client.get(&url);
+    if let Some(key) = api_key {
+        call = call.header("X-MBX-APIKEY", key);
+    }
+    let response = match call.send().await {
+        Ok(response) => response,
+        Err(error) => {
+            return (
+                Err(SnapshotError::Transport {
+                    url,
+                    message: error.to_string(),
+                }),
+                None,
+            );
+        }
+    };
+    let weight = response_weight(&response);
+    let status = response.status().as_u16();
+    let mut body = match response.bytes().await {
+        Ok(bytes) => bytes.to_vec(),
+        Err(error) => {
+            return (
+                Err(SnapshotError::Transport {
+                    url,
+                    message: error.to_string(),
+                }),
+                Some(weight),
+            );
+        }
+    };
+    if status != 200 {
+        return (
+            Err(SnapshotError::Status {
+                url,
+                status,
+                api: ApiError::parse(&mut body),
+            }),
+            Some(weight),
+        );
+    }
+    (
+        parse_snapshot(&mut body).map_err(|source| SnapshotError::Body { url, source }),
+        Some(weight),
+    )
+}
+
+fn parse_snapshot(body: &mut [u8]) -> Result<Snapshot, WireError> {
+    let (last_update_id, snapshot) = DepthSnapshot::parse(body)?;
+    Ok(Snapshot {
+        last_update_id,
+        bids: parse_levels(&snapshot.bids)?,
+        asks: parse_levels(&snapshot.asks)?,
+    })
+}
+
+/// The used-weight and `Retry-After` headers of a response.
+fn response_weight(response: &reqwest::Response) -> ResponseWeight {
+    let headers = response.headers();
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+    };
+    let used_weight = number("x-mbx-used-weight-1m")
+        .or_else(|| number("x-mbx-used-weight"))
+        .and_then(|used| u32::try_from(used).ok());
+    ResponseWeight {
+        status: response.status().as_u16(),
+        used_weight,
+        retry_after_secs: number("retry-after"),
+    }
+}
