@@ -6,35 +6,41 @@
 //!   depth after every event (the numeric orphan rule).
 //! - [`BookSync`]: Binance's sync rules per [`SyncFamily`] as a pure state machine, stepped with
 //!   events and snapshots, answering what to do with each.
-//!
 //! - [`Exchange`]: the original's exchange strings with Binance's endpoints, limits and stream
 //!   names ([`ExchangeSpec`]), and [`EndpointOverrides`] that point one at the simulator.
-//!
 //! - [`binance::wire`]: Binance's depth messages, parsed with simd-json without copying.
 //! - [`DepthCache`]: one book, its [`BookSync`] and its shared-memory slot, published through a
 //!   [`Publisher`] after every applied event.
+//! - [`WeightBudget`] and [`SnapshotScheduler`]: REST snapshots within each host's weight budget,
+//!   honouring the used-weight headers and 429/418 `Retry-After`.
+//! - [`StreamConnection`]: one WebSocket multiplexing many books' diff streams, with paced
+//!   `SUBSCRIBE`, pings, a silence watchdog and reconnect with backoff.
+//! - [`Node`]: the DCN's data plane: books, connections and the scheduler driven by one loop that
+//!   also keeps the segment's heartbeat; controlled through a [`NodeHandle`].
 //!
-//! - [`WeightBudget`]: one REST host's request-weight budget: own spending, the server's
-//!   used-weight header, and 429/418 `Retry-After`.
-//!
-//! More parts (the, the exchange registry, connections
-//! and the snapshot scheduler) arrive with the rest of the engine issue.
+//! Data flows one way: exchange → connection / scheduler → node → [`DepthCache`] → shared memory.
 #![forbid(unsafe_code)]
 
 pub mod binance;
 mod book;
+mod clock;
+mod connection;
 mod depth_cache;
 mod exchange;
+mod node;
 mod publish;
 mod snapshot;
 mod sync;
 mod weight_budget;
 
 pub use book::{BookError, OrderBook};
+pub use clock::unix_now_ns;
+pub use connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
 pub use depth_cache::{BUFFER_CAPACITY, DepthCache, DepthCacheError, NextStep};
 pub use exchange::{
     EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec,
 };
+pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, NodeHandle};
 pub use publish::Publisher;
 pub use snapshot::{
     BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotOutcome,

@@ -1,0 +1,572 @@
+//! The DepthCache node's data plane: every book of one process, their stream connections and
+//! their snapshots, driven by one loop on one thread.
+//!
+//! The loop owns the shared-memory [`Publisher`] and every [`DepthCache`]; connections and the
+//! snapshot scheduler are tasks that talk to it over channels, so no book is ever touched from two
+//! places. The heartbeat is stamped by this same loop, so a stuck loop is a silent heartbeat and
+//! readers stop trusting its books.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, interval, sleep_until};
+use ubdcc_shm::{BookMeta, CreateSegmentError, HEARTBEAT_INTERVAL, OutOfSyncReason, SegmentConfig};
+
+use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
+use crate::depth_cache::{DepthCache, DepthCacheError, NextStep};
+use crate::exchange::{EndpointOverrides, Exchange, ExchangeError};
+use crate::publish::Publisher;
+use crate::snapshot::{
+    BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotOutcome, SnapshotRequest,
+    SnapshotScheduler,
+};
+
+/// First wait before asking again for a snapshot that failed or was too old; doubles up to
+/// [`MAX_SNAPSHOT_RETRY`]. Options snapshots lag by up to ~30 s, so retries must not be eager.
+const FIRST_SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
+const MAX_SNAPSHOT_RETRY: Duration = Duration::from_secs(30);
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Cluster name (for the segment name).
+    pub cluster: String,
+    /// This DCN's name (for the segment name).
+    pub dcn: String,
+    /// Books the segment can hold.
+    pub max_books: u32,
+    /// Levels per side in the segment.
+    pub levels_per_side: u32,
+    /// Endpoint overrides (the simulator).
+    pub endpoints: EndpointOverrides,
+    /// Share of each REST host's weight limit this node may use.
+    pub weight_share: f64,
+    /// API keys per exchange (TR needs one for snapshots).
+    pub api_keys: HashMap<Exchange, String>,
+    /// Interval of the connections' own pings.
+    pub ping_interval: Duration,
+    /// A connection without any frame for this long is reconnected.
+    pub silence_timeout: Duration,
+    /// Longest reconnect backoff.
+    pub max_backoff: Duration,
+}
+
+impl NodeConfig {
+    /// Defaults for `cluster` / `dcn`: 1024 books of 1000 levels, half of each host's weight,
+    /// pings every 10 s, 30 s of silence before a reconnect.
+    pub fn new(cluster: impl Into<String>, dcn: impl Into<String>) -> Self {
+        Self {
+            cluster: cluster.into(),
+            dcn: dcn.into(),
+            max_books: 1024,
+            levels_per_side: 1000,
+            endpoints: EndpointOverrides::default(),
+            weight_share: 0.5,
+            api_keys: HashMap::new(),
+            ping_interval: Duration::from_secs(10),
+            silence_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A book to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookSpec {
+    /// The exchange.
+    pub exchange: Exchange,
+    /// The market symbol, as the exchange spells it (`BTCUSDT`).
+    pub symbol: String,
+    /// The stream's update interval in ms (`None`: the original's default).
+    pub update_interval_ms: Option<u32>,
+    /// Resync a synced book after this long (`None`: never).
+    pub refresh_interval: Option<Duration>,
+}
+
+/// A book's state, as the node reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookReport {
+    /// The book.
+    pub spec: BookSpec,
+    /// Its published metadata.
+    pub meta: BookMeta,
+}
+
+/// A node request failed.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The segment could not be created.
+    #[error("creating the shared-memory segment: {0}")]
+    Segment(#[from] CreateSegmentError),
+    /// The book exists already.
+    #[error("DepthCache {symbol} for {exchange} exists already")]
+    Exists {
+        /// Exchange.
+        exchange: Exchange,
+        /// Symbol.
+        symbol: String,
+    },
+    /// The book does not exist.
+    #[error("DepthCache {symbol} for {exchange} not found")]
+    NotFound {
+        /// Exchange.
+        exchange: Exchange,
+        /// Symbol.
+        symbol: String,
+    },
+    /// The stream cannot be named (an interval the exchange does not offer).
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    /// The segment refused the book.
+    #[error(transparent)]
+    DepthCache(#[from] DepthCacheError),
+    /// The snapshot scheduler could not start.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Requests to a running node.
+#[derive(Debug)]
+pub enum NodeCommand {
+    /// Start keeping a book.
+    Add(BookSpec, oneshot::Sender<Result<(), NodeError>>),
+    /// Stop keeping a book and remove it from shared memory.
+    Remove {
+        /// Exchange.
+        exchange: Exchange,
+        /// Symbol.
+        symbol: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<(), NodeError>>,
+    },
+    /// Report every book.
+    List(oneshot::Sender<Vec<BookReport>>),
+}
+
+/// A handle to send commands to a running node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::UnboundedSender<NodeCommand>,
+}
+
+impl NodeHandle {
+    /// Starts keeping `spec`.
+    ///
+    /// # Errors
+    /// [`NodeError::Exists`], [`NodeError::Exchange`], [`NodeError::DepthCache`] (segment full),
+    /// [`NodeError::Stopped`].
+    pub async fn add(&self, spec: BookSpec) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(NodeCommand::Add(spec, reply))
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Stops keeping a book.
+    ///
+    /// # Errors
+    /// [`NodeError::NotFound`], [`NodeError::Stopped`].
+    pub async fn remove(&self, exchange: Exchange, symbol: &str) -> Result<(), NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(NodeCommand::Remove {
+                exchange,
+                symbol: symbol.to_owned(),
+                reply,
+            })
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Every book and its state.
+    ///
+    /// # Errors
+    /// [`NodeError::Stopped`].
+    pub async fn list(&self) -> Result<Vec<BookReport>, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(NodeCommand::List(reply))
+            .map_err(|_| NodeError::Stopped)?;
+        answer.await.map_err(|_| NodeError::Stopped)
+    }
+}
+
+/// One book and what the loop knows about it.
+struct Entry {
+    cache: DepthCache,
+    spec: BookSpec,
+    connection: usize,
+    /// When the book last became synced (for `refresh_interval`).
+    synced_since: Option<Instant>,
+    /// Wait before the next snapshot retry.
+    retry_delay: Duration,
+}
+
+/// A running connection task.
+struct Connection {
+    url: String,
+    exchange: Exchange,
+    books: usize,
+    commands: mpsc::UnboundedSender<ConnectionCommand>,
+}
+
+/// The node; see the module doc.
+pub struct Node {
+    config: NodeConfig,
+    publisher: Publisher,
+    books: BTreeMap<BookId, Entry>,
+    keys: HashMap<(Exchange, String), BookId>,
+    next_book: BookId,
+    connections: Vec<Connection>,
+    stream_tx: mpsc::UnboundedSender<StreamEvent>,
+    stream_rx: mpsc::UnboundedReceiver<StreamEvent>,
+    snapshot_tx: mpsc::UnboundedSender<SnapshotRequest>,
+    outcome_rx: mpsc::UnboundedReceiver<SnapshotOutcome>,
+    /// Snapshot retries due later: `(when, book)`.
+    retries: Vec<(Instant, BookId)>,
+}
+
+impl Node {
+    /// Creates the segment and the snapshot scheduler (spawned on the current runtime).
+    ///
+    /// # Errors
+    /// [`NodeError::Segment`] when the segment cannot be created, [`NodeError::Snapshot`] when the
+    /// HTTP client cannot be built.
+    pub fn start(
+        config: NodeConfig,
+    ) -> Result<(Self, NodeHandle, mpsc::UnboundedReceiver<NodeCommand>), NodeError> {
+        let writer = SegmentConfig::new(config.cluster.as_str(), config.dcn.as_str())
+            .books(config.max_books)
+            .levels_per_side(config.levels_per_side)
+            .create()?;
+        let scheduler = SnapshotScheduler::new(SnapshotConfig {
+            endpoints: config.endpoints.clone(),
+            weight_share: config.weight_share,
+            api_keys: config.api_keys.clone(),
+        })?;
+        let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
+        let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
+        tokio::spawn(scheduler.run(snapshot_rx, outcome_tx));
+        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let node = Self {
+            config,
+            publisher: Publisher::new(writer),
+            books: BTreeMap::new(),
+            keys: HashMap::new(),
+            next_book: 0,
+            connections: Vec::new(),
+            stream_tx,
+            stream_rx,
+            snapshot_tx,
+            outcome_rx,
+            retries: Vec::new(),
+        };
+        Ok((
+            node,
+            NodeHandle {
+                commands: commands_tx,
+            },
+            commands_rx,
+        ))
+    }
+
+    /// The segment's name.
+    pub fn segment_name(&mut self) -> String {
+        self.publisher.writer().name().to_owned()
+    }
+
+    /// Runs until `shutdown` completes or every handle is dropped; the segment is removed then.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<NodeCommand>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut heartbeat = interval(HEARTBEAT_INTERVAL);
+        let mut housekeeping = interval(Duration::from_secs(1));
+        loop {
+            let next_retry = self.retries.iter().map(|(when, _)| *when).min();
+            tokio::select! {
+                () = &mut shutdown => return,
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                Some(event) = self.stream_rx.recv() => self.on_stream_event(event),
+                Some(outcome) = self.outcome_rx.recv() => self.on_snapshot(outcome),
+                _ = heartbeat.tick() => self.publisher.writer().heartbeat(),
+                _ = housekeeping.tick() => self.refresh_due(),
+                () = sleep_until(next_retry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if next_retry.is_some() => self.retry_due(),
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: NodeCommand) {
+        // A dropped reply channel means the asker gave up; the work is done either way.
+        match command {
+            NodeCommand::Add(spec, reply) => {
+                reply.send(self.add(spec)).ok();
+            }
+            NodeCommand::Remove {
+                exchange,
+                symbol,
+                reply,
+            } => {
+                reply.send(self.remove(exchange, &symbol)).ok();
+            }
+            NodeCommand::List(reply) => {
+                let reports = self
+                    .books
+                    .values()
+                    .map(|entry| BookReport {
+                        spec: entry.spec.clone(),
+                        meta: *entry.cache.meta(),
+                    })
+                    .collect();
+                reply.send(reports).ok();
+            }
+        }
+    }
+
+    fn add(&mut self, spec: BookSpec) -> Result<(), NodeError> {
+        let key = (spec.exchange, spec.symbol.clone());
+        if self.keys.contains_key(&key) {
+            return Err(NodeError::Exists {
+                exchange: spec.exchange,
+                symbol: spec.symbol,
+            });
+        }
+        let stream = spec
+            .exchange
+            .stream_name(&spec.symbol, spec.update_interval_ms)?;
+        let cache = DepthCache::new(
+            spec.exchange,
+            &spec.symbol,
+            SNAPSHOT_LIMIT as usize,
+            &mut self.publisher,
+        )?;
+        let book = self.next_book;
+        self.next_book += 1;
+        let connection = self.connection_for(spec.exchange);
+        self.connections[connection].books += 1;
+        // A send fails only if the connection task ended, which it does only when we drop it.
+        self.connections[connection]
+            .commands
+            .send(ConnectionCommand::Subscribe { book, stream })
+            .ok();
+        tracing::info!(exchange = %spec.exchange, symbol = %spec.symbol, book, "DepthCache added");
+        self.keys.insert(key, book);
+        self.books.insert(
+            book,
+            Entry {
+                cache,
+                spec,
+                connection,
+                synced_since: None,
+                retry_delay: FIRST_SNAPSHOT_RETRY,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove(&mut self, exchange: Exchange, symbol: &str) -> Result<(), NodeError> {
+        let not_found = || NodeError::NotFound {
+            exchange,
+            symbol: symbol.to_owned(),
+        };
+        let book = self
+            .keys
+            .remove(&(exchange, symbol.to_owned()))
+            .ok_or_else(not_found)?;
+        let entry = self.books.remove(&book).ok_or_else(not_found)?;
+        let connection = &mut self.connections[entry.connection];
+        connection.books -= 1;
+        connection
+            .commands
+            .send(ConnectionCommand::Unsubscribe { book })
+            .ok();
+        self.retries.retain(|(_, b)| *b != book);
+        entry.cache.remove(&mut self.publisher)?;
+        tracing::info!(%exchange, symbol, "DepthCache removed");
+        Ok(())
+    }
+
+    /// A connection of `exchange` with room for one more stream, opened if none has.
+    fn connection_for(&mut self, exchange: Exchange) -> usize {
+        let spec = exchange.spec();
+        let endpoints = self.config.endpoints.endpoints(exchange);
+        let url = format!("{}{}", endpoints.ws_base, spec.combined_stream_path);
+        if let Some(index) = self.connections.iter().position(|c| {
+            c.url == url && c.exchange == exchange && c.books < spec.streams_per_connection
+        }) {
+            return index;
+        }
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let connection = StreamConnection::new(ConnectionConfig {
+            exchange,
+            url: url.clone(),
+            ping_interval: self.config.ping_interval,
+            silence_timeout: self.config.silence_timeout,
+            max_backoff: self.config.max_backoff,
+        });
+        tokio::spawn(connection.run(commands_rx, self.stream_tx.clone()));
+        self.connections.push(Connection {
+            url,
+            exchange,
+            books: 0,
+            commands,
+        });
+        self.connections.len() - 1
+    }
+
+    fn on_stream_event(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Diff {
+                book,
+                update,
+                received_ns,
+            } => {
+                let Some(entry) = self.books.get_mut(&book) else {
+                    return;
+                };
+                let step = entry
+                    .cache
+                    .on_update(update, received_ns, &mut self.publisher);
+                self.after(book, step);
+            }
+            StreamEvent::Subscribed { books } => {
+                for book in books {
+                    self.request_snapshot(book);
+                }
+            }
+            StreamEvent::Interrupted { books, reason } => {
+                for book in books {
+                    // The connection resubscribes and reports `Subscribed`; the snapshot follows then.
+                    if let Some(entry) = self.books.get_mut(&book) {
+                        entry.synced_since = None;
+                        if let Err(error) = entry.cache.resync(reason, &mut self.publisher) {
+                            tracing::error!(%error, book, "publishing out of sync failed");
+                        }
+                    }
+                }
+            }
+            StreamEvent::Malformed { book } => {
+                let Some(entry) = self.books.get_mut(&book) else {
+                    return;
+                };
+                let step = entry
+                    .cache
+                    .resync(OutOfSyncReason::MalformedMessage, &mut self.publisher);
+                self.after(book, step);
+            }
+        }
+    }
+
+    fn on_snapshot(&mut self, outcome: SnapshotOutcome) {
+        let Some(entry) = self.books.get_mut(&outcome.book) else {
+            return;
+        };
+        let step = match outcome.result {
+            Ok(snapshot) => entry.cache.on_snapshot(
+                snapshot.last_update_id,
+                &snapshot.bids,
+                &snapshot.asks,
+                crate::clock::unix_now_ns(),
+                &mut self.publisher,
+            ),
+            Err(error) => {
+                tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, "snapshot failed");
+                entry
+                    .cache
+                    .resync(OutOfSyncReason::SnapshotFailed, &mut self.publisher)
+                    .map(|_| NextStep::FetchSnapshot)
+            }
+        };
+        let book = outcome.book;
+        match step {
+            // Too old or failed: ask again, later, so a lagging or failing host is not hammered.
+            Ok(NextStep::FetchSnapshot) => self.schedule_retry(book),
+            other => self.after(book, other),
+        }
+    }
+
+    /// Acts on what a book needs next.
+    fn after(&mut self, book: BookId, step: Result<NextStep, DepthCacheError>) {
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        match step {
+            Ok(NextStep::Continue) => {
+                if entry.cache.meta().status.is_synced() {
+                    entry.synced_since.get_or_insert_with(Instant::now);
+                    entry.retry_delay = FIRST_SNAPSHOT_RETRY;
+                }
+            }
+            Ok(NextStep::FetchSnapshot) => {
+                entry.synced_since = None;
+                self.request_snapshot(book);
+            }
+            Err(error) => tracing::error!(%error, book, "publishing failed"),
+        }
+    }
+
+    fn request_snapshot(&mut self, book: BookId) {
+        let Some(entry) = self.books.get(&book) else {
+            return;
+        };
+        let request = SnapshotRequest {
+            book,
+            exchange: entry.spec.exchange,
+            symbol: entry.spec.symbol.clone(),
+        };
+        // The scheduler lives as long as the node.
+        self.snapshot_tx.send(request).ok();
+    }
+
+    fn schedule_retry(&mut self, book: BookId) {
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        let delay = entry.retry_delay;
+        entry.retry_delay = (delay * 2).min(MAX_SNAPSHOT_RETRY);
+        self.retries.push((Instant::now() + delay, book));
+    }
+
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.retries.drain(..).partition(|(when, _)| *when <= now);
+        self.retries = later;
+        for (_, book) in due {
+            self.request_snapshot(book);
+        }
+    }
+
+    /// Resyncs books whose `refresh_interval` has passed (the original's forced refresh).
+    fn refresh_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<BookId> = self
+            .books
+            .iter()
+            .filter(|(_, entry)| matches!((entry.spec.refresh_interval, entry.synced_since), (Some(every), Some(since)) if now.duration_since(since) >= every))
+            .map(|(book, _)| *book)
+            .collect();
+        for book in due {
+            let Some(entry) = self.books.get_mut(&book) else {
+                continue;
+            };
+            entry.synced_since = None;
+            let step = entry
+                .cache
+                .resync(OutOfSyncReason::Refresh, &mut self.publisher);
+            self.after(book, step);
+        }
+    }
+}
