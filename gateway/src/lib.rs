@@ -1,4 +1,15 @@
-//! The cluster: mgmt, restapi and the DCN's cluster agent (not yet built).
+//! The cluster's HTTP side: the original's envelope and error ids, and the DCN's read endpoints.
 //!
-//! Built by the cluster issue on axum + tokio; until then it deliberately exports nothing.
+//! # Brief overview
+//! - [`envelope`]: `OK` / `ERROR` envelopes ([`ErrorId`], [`ApiError`]) exactly as the original
+//!   shapes them, HTTP 200 always.
+//! - [`dcn_api`]: the DCN's `/test`, `/get_asks`, `/get_bids`, answered from shared memory.
+//!
+//! mgmt, restapi and the DCN's cluster agent arrive with the cluster issue. The gateway never
+//! reaches into the engine: it reads books through `ubdcc-shm` like any other reader.
 #![forbid(unsafe_code)]
+
+pub mod dcn_api;
+pub mod envelope;
+
+pub use envelope::{ApiError, ErrorId};
