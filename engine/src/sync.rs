@@ -265,12 +265,20 @@ fn is_before_snapshot(family: SyncFamily, ids: UpdateIds, snapshot_id: u64) -> b
 }
 
 /// The first-event rule: spot `U <= L + 1 <= u`, futures `U <= L <= u`.
+///
+/// For futures an event whose `pu` is `L` also qualifies: it directly follows the snapshot's state.
+/// Futures update ids are not contiguous between events, so a snapshot taken between two events has
+/// `L` equal to the earlier event's `u`; without this the next event (`U > L`) could never align and
+/// every such snapshot would be fetched twice.
 fn spans_snapshot(family: SyncFamily, ids: UpdateIds, snapshot_id: u64) -> bool {
     match family {
         SyncFamily::Spot => {
             ids.first <= snapshot_id.saturating_add(1) && snapshot_id.saturating_add(1) <= ids.last
         }
-        SyncFamily::Futures => ids.first <= snapshot_id && snapshot_id <= ids.last,
+        SyncFamily::Futures => {
+            (ids.first <= snapshot_id && snapshot_id <= ids.last)
+                || ids.previous_last == Some(snapshot_id)
+        }
     }
 }
 
@@ -492,6 +500,25 @@ mod tests {
                 last_update_id: 103
             }
         );
+    }
+
+    #[test]
+    fn futures_event_continuing_from_the_snapshot_by_pu_aligns() {
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        // Snapshot at 100, which was the previous event's u; the next event starts at 104.
+        assert_eq!(loaded(sync.on_snapshot(100)), Vec::<Event>::new());
+        assert_eq!(
+            sync.on_event(futures(104, 107, 100)),
+            EventStep::Apply(futures(104, 107, 100))
+        );
+        // The same event buffered before the snapshot aligns too.
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        sync.on_event(futures(104, 107, 100));
+        assert_eq!(loaded(sync.on_snapshot(100)), [futures(104, 107, 100)]);
+        // But one that does not continue from it is still too new.
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        sync.on_event(futures(104, 107, 101));
+        assert_eq!(sync.on_snapshot(100), SnapshotStep::TooOld);
     }
 
     #[test]

@@ -65,6 +65,8 @@ impl BookListing {
 /// ```
 pub struct ClusterReader {
     cluster: String,
+    /// Only this DCN's segment, when set.
+    dcn: Option<String>,
     segments: Vec<SegmentReader>,
     /// exchange → market → replicas; exchanges are few, so a short vector beats hashing twice.
     index: Vec<(Box<str>, Markets)>,
@@ -114,9 +116,24 @@ impl ClusterReader {
     /// # Errors
     /// [`InvalidName`] when `cluster` is not a valid cluster name.
     pub fn open(cluster: &str) -> Result<Self, InvalidName> {
+        Self::open_filtered(cluster, None)
+    }
+
+    /// Like [`ClusterReader::open`], but reads only the segment of DCN `dcn` (a DCN answering
+    /// for its own books).
+    ///
+    /// # Errors
+    /// [`InvalidName`] when `cluster` or `dcn` is not a valid name.
+    pub fn open_dcn(cluster: &str, dcn: &str) -> Result<Self, InvalidName> {
+        check_name_part("dcn", dcn)?;
+        Self::open_filtered(cluster, Some(dcn.to_owned()))
+    }
+
+    fn open_filtered(cluster: &str, dcn: Option<String>) -> Result<Self, InvalidName> {
         check_name_part("cluster", cluster)?;
         let mut reader = Self {
             cluster: cluster.to_owned(),
+            dcn,
             segments: Vec::new(),
             index: Vec::new(),
             indexed_versions: Vec::new(),
@@ -390,8 +407,11 @@ impl ClusterReader {
         let mut names: Vec<String> = entries
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
             .filter(|name| {
-                name.strip_prefix(&prefix)
-                    .is_some_and(|dcn| !dcn.is_empty() && !dcn.contains('.'))
+                name.strip_prefix(&prefix).is_some_and(|dcn| {
+                    !dcn.is_empty()
+                        && !dcn.contains('.')
+                        && self.dcn.as_deref().is_none_or(|only| only == dcn)
+                })
             })
             .collect();
         names.sort();
