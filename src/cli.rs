@@ -1,5 +1,7 @@
 //! The command line of the `ubdcc` binary.
 
+use std::net::IpAddr;
+
 use clap::{Args, Parser, Subcommand};
 
 /// UNICORN Binance DepthCache Cluster, rebuilt in Rust.
@@ -21,6 +23,12 @@ pub enum Command {
     /// Inspect and exercise the shared-memory book segments on this host.
     #[command(subcommand)]
     Shm(ShmCommand),
+    /// Run a local exchange that speaks Binance's depth protocol (REST and WebSocket on one
+    /// port), with fault injection under /sim/control.
+    Sim(SimArgs),
+    /// Run a DepthCache node: keep books in sync with the exchange and publish them into shared
+    /// memory and over HTTP.
+    Dcn(DcnArgs),
 }
 
 /// `ubdcc shm …`
@@ -62,4 +70,76 @@ pub struct TestPatternArgs {
     /// Stop after this many seconds (0 runs until killed).
     #[arg(long, default_value_t = 0)]
     pub duration: u64,
+}
+
+/// Arguments of `ubdcc sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port for REST and WebSocket (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Markets per family (spot and futures SIM{i}USDT, options SIM{i}-260626-<strike>-C).
+    #[arg(long, default_value_t = 10)]
+    pub markets: usize,
+    /// Events per second per market (0: only on POST /sim/advance).
+    #[arg(long, default_value_t = 10)]
+    pub rate: u32,
+    /// Seed of every market and event sequence.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How far the options REST snapshot lags the stream, in milliseconds (Binance's cache lags
+    /// by 25-30 s).
+    #[arg(long, default_value_t = 3000)]
+    pub options_snapshot_lag_ms: u64,
+}
+
+/// Arguments of `ubdcc dcn`.
+#[derive(Debug, Args)]
+pub struct DcnArgs {
+    /// Cluster name (shared-memory segments are `ubdcc.<cluster>.<name>`).
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// This DCN's name.
+    #[arg(long, default_value = "dcn-0")]
+    pub name: String,
+    /// Address of the HTTP endpoints.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port of the HTTP endpoints (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 42082)]
+    pub port: u16,
+    /// Pin the process to this CPU core.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+    /// Run without mgmt, keeping the books given by --markets.
+    #[arg(long)]
+    pub standalone: bool,
+    /// Books to keep, as EXCHANGE:SYMBOL, comma-separated or repeated.
+    #[arg(long)]
+    pub markets: Vec<String>,
+    /// Stream update interval in ms for every book (default: the exchange's default stream).
+    #[arg(long)]
+    pub update_interval_ms: Option<u32>,
+    /// Resync every synced book after this many seconds.
+    #[arg(long)]
+    pub refresh_interval_secs: Option<u64>,
+    /// Point an exchange at another URL serving its REST and WebSocket (EXCHANGE=URL); also read
+    /// comma-separated from UBDCC_EXCHANGE_ENDPOINTS.
+    #[arg(long)]
+    pub exchange_endpoint: Vec<String>,
+    /// Books the shared-memory segment can hold.
+    #[arg(long, default_value_t = 1024)]
+    pub max_books: u32,
+    /// Levels per side kept in shared memory.
+    #[arg(long, default_value_t = 1000)]
+    pub levels: u32,
+    /// Interval of the connections' own pings, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub ping_interval_ms: u64,
+    /// Reconnect a connection that brings no data message for this long, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub silence_timeout_ms: u64,
 }

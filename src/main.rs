@@ -5,7 +5,9 @@
 //! the module named for it.
 
 mod cli;
+mod dcn;
 mod shm;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -40,5 +42,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Shm(ShmCommand::List(args)) => shm::list(args),
         Command::Shm(ShmCommand::TestPattern(args)) => shm::test_pattern(args),
+        Command::Sim(args) => sim::run(args),
+        Command::Dcn(args) => dcn::run(args),
     }
 }

@@ -1,9 +1,9 @@
 //! One WebSocket connection carrying the diff streams of many books of one exchange.
 //!
 //! The connection subscribes its streams with `SUBSCRIBE` control messages, paced below the
-//! exchange's messages-per-second limit, answers server pings, sends its own pings so a dead TCP
-//! connection is noticed, and treats a connection that brings no data for the silence timeout as
-//! lost. A lost connection is reported (every book on it is out of sync until resynced) and
+//! exchange's messages-per-second limit, answers server pings, sends its own pings to keep the
+//! connection open, and treats a connection that brings no data message for the silence timeout as
+//! lost (whether the peer died or stopped delivering while still answering pings). A lost connection is reported (every book on it is out of sync until resynced) and
 //! reopened with exponential backoff; its streams are subscribed again.
 
 use std::collections::{HashMap, VecDeque};
@@ -85,7 +85,8 @@ pub struct ConnectionConfig {
     pub url: String,
     /// Interval of our own pings.
     pub ping_interval: Duration,
-    /// A connection that brings no frame at all (data, ping or pong) for this long is lost.
+    /// A connection that brings no data message for this long is lost (pings and pongs do not
+    /// count: a stream can stay connected and still stop delivering).
     pub silence_timeout: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
@@ -262,7 +263,6 @@ impl StreamConnection {
             let silence_deadline = last_frame + self.config.silence_timeout;
             tokio::select! {
                 frame = stream.next() => {
-                    last_frame = Instant::now();
                     let message = match frame {
                         Some(Ok(message)) => message,
                         Some(Err(error)) => return SessionEnd::Lost(OutOfSyncReason::Disconnected, error.to_string()),
@@ -270,6 +270,9 @@ impl StreamConnection {
                     };
                     match message {
                         Message::Text(text) => {
+                            // Only data counts as life: a connection that still answers pings but
+                            // delivers nothing is exactly the silent stream to catch.
+                            last_frame = Instant::now();
                             if let Some(end) = self.on_text(text.as_bytes().to_vec(), &mut awaiting, events) {
                                 return end;
                             }

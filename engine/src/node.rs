@@ -47,7 +47,7 @@ pub struct NodeConfig {
     pub api_keys: HashMap<Exchange, String>,
     /// Interval of the connections' own pings.
     pub ping_interval: Duration,
-    /// A connection without any frame for this long is reconnected.
+    /// A connection without any data message for this long is reconnected.
     pub silence_timeout: Duration,
     /// Longest reconnect backoff.
     pub max_backoff: Duration,

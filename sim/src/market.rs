@@ -1,0 +1,154 @@
+//! What a simulated market is: its symbol, its fixed decimals, tick and step sizes, and the price
+//! it wanders around. Everything is derived from the seed, the family and the market's index.
+
+use crate::decimal::format_decimal;
+use crate::family::Family;
+use crate::rng::SplitMix64;
+
+/// The expiry every simulated option shares (`260626` in its symbol): 2026-06-26 08:00 UTC, in
+/// milliseconds since the epoch, the time Binance's European options expire.
+pub(crate) const OPTION_EXPIRY_MS: u64 = 1_782_460_800_000;
+
+/// The static description of one market.
+#[derive(Debug, Clone)]
+pub(crate) struct MarketSpec {
+    /// The family the market belongs to.
+    pub(crate) family: Family,
+    /// Position among the family's markets (`i` in `SIM{i}USDT`).
+    pub(crate) index: usize,
+    /// REST symbol, uppercase (`SIM0USDT`, `SIM0-260626-10000-C`).
+    pub(crate) symbol: String,
+    /// Stream symbol, lowercase (`sim0usdt`).
+    pub(crate) stream_symbol: String,
+    /// Digits after the point in every price string.
+    pub(crate) price_decimals: u32,
+    /// Tick size as a price mantissa (every price is a multiple of it).
+    pub(crate) tick: u64,
+    /// Digits after the point in every quantity string.
+    pub(crate) quantity_decimals: u32,
+    /// Step size as a quantity mantissa (every quantity is a multiple of it).
+    pub(crate) step: u64,
+    /// The price (in ticks) the market wanders around.
+    pub(crate) anchor_ticks: u64,
+    /// How far (in ticks) the mid price typically strays from the anchor before it is pulled
+    /// back.
+    pub(crate) wander_ticks: u64,
+    /// Options only: the strike in the symbol.
+    pub(crate) strike: u64,
+}
+
+impl MarketSpec {
+    /// The spec of market `index` of `family` for `seed`. Market 0 of every family trades
+    /// around 100.00 with a tick of 0.01, so its book always has levels with two and with three
+    /// integer digits and its best prices cross 99.99 ↔ 100.00 (the lexicographic-prune trap of
+    /// reference §7).
+    pub(crate) fn new(family: Family, index: usize, seed: u64) -> MarketSpec {
+        let mut rng = SplitMix64::derive(seed, &[0x5EC, family.index() as u64, index as u64]);
+        let strike = 10_000 + 500 * index as u64;
+        let symbol = match family {
+            Family::Spot | Family::Futures => format!("SIM{index}USDT"),
+            Family::Options => format!("SIM{index}-260626-{strike}-C"),
+        };
+        let stream_symbol = symbol.to_lowercase();
+        // (price decimals, tick exponent, quantity decimals, step exponent): the tick is
+        // 10^tick_exp, written with `price decimals` digits, the same for quantities.
+        let (price_decimals, tick_exp, quantity_decimals, step_exp) = match (family, index) {
+            (Family::Spot, 0) => (8, -2, 8, -3),
+            (Family::Futures, 0) => (2, -2, 3, -3),
+            (Family::Options, 0) => (3, -2, 4, -2),
+            (Family::Spot, _) => {
+                let tick_exp = -(rng.between(1, 6) as i32);
+                (8, tick_exp, 8, -(rng.between(0, 5) as i32))
+            }
+            (Family::Futures, _) => {
+                let tick_exp = -(rng.between(1, 4) as i32);
+                let step_exp = -(rng.between(0, 3) as i32);
+                (
+                    tick_exp.unsigned_abs(),
+                    tick_exp,
+                    step_exp.unsigned_abs(),
+                    step_exp,
+                )
+            }
+            (Family::Options, _) => (3, -(rng.between(0, 2) as i32), 4, -2),
+        };
+        let tick = 10u64.pow((price_decimals as i32 + tick_exp) as u32);
+        let step = 10u64.pow((quantity_decimals as i32 + step_exp) as u32);
+        let (anchor_ticks, wander_ticks) = if index == 0 {
+            // 100.00 in ticks of 0.01, wandering a few cents: the best prices keep crossing
+            // the digit boundary in both directions.
+            (10_000, 6)
+        } else {
+            (rng.between(20_000, 200_000), 60)
+        };
+        MarketSpec {
+            family,
+            index,
+            symbol,
+            stream_symbol,
+            price_decimals,
+            tick,
+            quantity_decimals,
+            step,
+            anchor_ticks,
+            wander_ticks,
+            strike,
+        }
+    }
+
+    /// A price mantissa as Binance writes it.
+    pub(crate) fn format_price(&self, mantissa: u64) -> String {
+        format_decimal(mantissa, self.price_decimals)
+    }
+
+    /// A quantity mantissa as Binance writes it.
+    pub(crate) fn format_quantity(&self, mantissa: u64) -> String {
+        format_decimal(mantissa, self.quantity_decimals)
+    }
+
+    /// The base asset (`SIM3`).
+    pub(crate) fn base_asset(&self) -> String {
+        format!("SIM{}", self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn market_zero_trades_around_one_hundred_with_a_cent_tick() {
+        for family in Family::ALL {
+            let spec = MarketSpec::new(family, 0, 1);
+            assert_eq!(
+                spec.format_price(spec.anchor_ticks * spec.tick)
+                    .trim_end_matches('0'),
+                "100."
+            );
+            assert_eq!(spec.format_price(spec.tick).trim_end_matches('0'), "0.01");
+        }
+    }
+
+    #[test]
+    fn symbols_follow_the_naming_scheme() {
+        assert_eq!(MarketSpec::new(Family::Spot, 3, 1).symbol, "SIM3USDT");
+        assert_eq!(
+            MarketSpec::new(Family::Futures, 3, 1).stream_symbol,
+            "sim3usdt"
+        );
+        assert_eq!(
+            MarketSpec::new(Family::Options, 2, 1).symbol,
+            "SIM2-260626-11000-C"
+        );
+    }
+
+    #[test]
+    fn specs_depend_only_on_seed_family_and_index() {
+        let a = MarketSpec::new(Family::Spot, 5, 9);
+        let b = MarketSpec::new(Family::Spot, 5, 9);
+        assert_eq!(
+            (a.tick, a.step, a.anchor_ticks),
+            (b.tick, b.step, b.anchor_ticks)
+        );
+    }
+}

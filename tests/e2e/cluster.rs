@@ -1,0 +1,154 @@
+//! Starting `ubdcc sim` and `ubdcc dcn` as child processes and waiting for their readiness lines.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ubdcc_shm::{BookStatus, ClusterReader};
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+    /// The address it printed in its readiness line.
+    pub address: String,
+}
+
+impl Process {
+    /// Starts `ubdcc args…` and waits for the line starting with `listening on <address>`.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ubdcc starts");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let address = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no readiness line from {args:?}: {line:?}"))
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, address }
+    }
+
+    /// Sends SIGTERM and waits (the graceful path).
+    pub fn terminate(mut self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("positive pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+/// The simulator's exchange strings and families with their market symbols.
+pub fn markets(
+    spot: usize,
+    futures: usize,
+    options: usize,
+) -> Vec<(&'static str, &'static str, String)> {
+    let mut markets = Vec::new();
+    markets.extend((0..spot).map(|i| ("binance.com", "spot", format!("SIM{i}USDT"))));
+    markets.extend((0..futures).map(|i| ("binance.com-futures", "futures", format!("SIM{i}USDT"))));
+    markets.extend((0..options).map(|i| {
+        (
+            "binance.com-vanilla-options",
+            "options",
+            format!("SIM{i}-260626-{}-C", 10_000 + 500 * i),
+        )
+    }));
+    markets
+}
+
+/// Starts a standalone DCN of `cluster` keeping `markets` from the simulator at `sim`.
+pub fn start_dcn(
+    cluster: &str,
+    sim: &str,
+    markets: &[(&str, &str, String)],
+    extra: &[&str],
+) -> Process {
+    let list: Vec<String> = markets
+        .iter()
+        .map(|(exchange, _, symbol)| format!("{exchange}:{symbol}"))
+        .collect();
+    let list = list.join(",");
+    let url = format!("http://{sim}");
+    let endpoints: Vec<String> = [
+        "binance.com",
+        "binance.com-futures",
+        "binance.com-vanilla-options",
+    ]
+    .iter()
+    .map(|e| format!("{e}={url}"))
+    .collect();
+    let mut args = vec![
+        "dcn",
+        "--standalone",
+        "--cluster",
+        cluster,
+        "--port",
+        "0",
+        "--markets",
+        &list,
+    ];
+    for endpoint in &endpoints {
+        args.extend(["--exchange-endpoint", endpoint]);
+    }
+    args.extend(extra);
+    Process::start(&args)
+}
+
+/// Removes every segment of a cluster when dropped (a killed process cannot).
+pub struct Cleanup(pub String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let prefix = format!("ubdcc.{}.", self.0);
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(entry.path()).ok();
+            }
+        }
+    }
+}
+
+/// Waits until every market is synced in shared memory; panics with the laggards after `limit`.
+pub fn wait_synced(
+    reader: &mut ClusterReader,
+    markets: &[(&str, &str, String)],
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let pending: Vec<String> = markets
+            .iter()
+            .filter(|(exchange, _, symbol)| {
+                !reader
+                    .info(exchange, symbol)
+                    .is_ok_and(|info| info.status == BookStatus::Synced)
+            })
+            .map(|(exchange, _, symbol)| format!("{exchange}:{symbol}"))
+            .collect();
+        if pending.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not synced after {limit:?}: {pending:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

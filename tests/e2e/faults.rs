@@ -1,0 +1,242 @@
+//! Each fault the simulator can inject ends with the book out of sync (never served stale) and
+//! then resynced and equal to the truth again — or, for what Binance's rules tolerate (a duplicate
+//! spot event), with the book never leaving sync and still equal to the truth.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, LevelQuery, Side};
+
+use crate::cluster::{Cleanup, Process, start_dcn, wait_synced};
+use crate::http::{get_json, post_json};
+use crate::sync::{assert_matches, truth};
+
+/// A simulator and a DCN keeping two spot and two futures books from it.
+struct Rig {
+    sim: Process,
+    dcn: Process,
+    reader: ClusterReader,
+    _cleanup: Cleanup,
+}
+
+const SPOT: (&str, &str, &str) = ("binance.com", "spot", "SIM0USDT");
+const FUTURES: (&str, &str, &str) = ("binance.com-futures", "futures", "SIM1USDT");
+
+impl Rig {
+    fn start(tag: &str) -> Self {
+        let cluster = format!("e2efault{tag}{}", std::process::id());
+        let cleanup = Cleanup(cluster.clone());
+        let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
+        let markets: Vec<(&str, &str, String)> =
+            [("binance.com", "spot"), ("binance.com-futures", "futures")]
+                .into_iter()
+                .flat_map(|(exchange, family)| {
+                    (0..2).map(move |i| (exchange, family, format!("SIM{i}USDT")))
+                })
+                .collect();
+        // Short watchdog so the silence fault is seen within a test's patience.
+        let dcn = start_dcn(
+            &cluster,
+            &sim.address,
+            &markets,
+            &["--silence-timeout-ms", "1000", "--ping-interval-ms", "300"],
+        );
+        let mut reader = ClusterReader::open(&cluster).expect("cluster");
+        wait_synced(&mut reader, &markets, Duration::from_secs(60));
+        Self {
+            sim,
+            dcn,
+            reader,
+            _cleanup: cleanup,
+        }
+    }
+
+    fn inject(&self, fault: Value) -> Value {
+        let reply = post_json(&self.sim.address, "/sim/control", &fault);
+        assert!(reply.get("fault").is_some(), "fault refused: {reply}");
+        reply
+    }
+
+    fn info(&mut self, (exchange, _, symbol): (&str, &str, &str)) -> Option<BookInfo> {
+        self.reader.info(exchange, symbol).ok()
+    }
+
+    /// Waits until `done` holds for the book's info; panics with the last info after 30 s.
+    fn wait(&mut self, book: (&str, &str, &str), what: &str, done: impl Fn(&BookInfo) -> bool) {
+        let started = Instant::now();
+        loop {
+            let info = self.info(book);
+            if info.as_ref().is_some_and(&done) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{what}: still {info:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The book is synced past `update_id` and both sides equal the truth at their update ids.
+    fn assert_correct_after(&mut self, book: (&str, &str, &str), update_id: u64) {
+        let (exchange, family, symbol) = book;
+        self.wait(book, "resynced past the fault", |info| {
+            info.status == BookStatus::Synced && info.last_update_id > update_id
+        });
+        let mut levels = Vec::new();
+        for side in [Side::Asks, Side::Bids] {
+            let info = self
+                .reader
+                .read(exchange, symbol, side, &LevelQuery::ALL, &mut levels)
+                .expect("synced book reads");
+            let held: Vec<(f64, f64)> = levels.iter().map(|l| (l.price, l.quantity)).collect();
+            assert_matches(
+                &held,
+                &truth(&self.sim.address, family, symbol, info.last_update_id, side),
+                &format!("{exchange} {symbol} {side:?}"),
+            );
+        }
+    }
+
+    /// Injects a market fault on `book` and checks it costs a resync and ends correct.
+    fn fault_resyncs(&mut self, book: (&str, &str, &str), fault: Value) {
+        let before = self.info(book).expect("book").resyncs;
+        let reply = self.inject(fault);
+        let after_update_id = reply["markets"][0]["after_update_id"].as_u64().unwrap_or(0);
+        self.wait(book, "lost sync", |info| info.resyncs > before);
+        self.assert_correct_after(book, after_update_id);
+    }
+
+    fn alive(&self) {
+        assert_eq!(
+            get_json(&self.dcn.address, "/test")["result"],
+            "OK",
+            "the DCN must survive every fault"
+        );
+    }
+}
+
+fn market_fault(name: &str, (_, family, symbol): (&str, &str, &str), extra: Value) -> Value {
+    let mut fault = json!({"fault": name, "family": family, "symbol": symbol});
+    if let (Some(fault), Some(extra)) = (fault.as_object_mut(), extra.as_object()) {
+        fault.extend(extra.clone());
+    }
+    fault
+}
+
+#[test]
+fn dropped_events_are_a_gap_for_spot_and_futures() {
+    let mut rig = Rig::start("drop");
+    for book in [SPOT, FUTURES] {
+        let gaps = rig.info(book).expect("book").gaps;
+        rig.fault_resyncs(book, market_fault("drop", book, json!({"count": 2})));
+        assert!(
+            rig.info(book).expect("book").gaps > gaps,
+            "counted as a gap"
+        );
+    }
+    rig.alive();
+}
+
+#[test]
+fn reordered_events_are_a_gap() {
+    let mut rig = Rig::start("reorder");
+    for book in [SPOT, FUTURES] {
+        rig.fault_resyncs(book, market_fault("reorder", book, json!({"count": 1})));
+    }
+    rig.alive();
+}
+
+#[test]
+fn duplicate_spot_events_are_ignored_and_duplicate_futures_events_break_the_chain() {
+    let mut rig = Rig::start("duplicate");
+    // Spot: a duplicate has u < local and is ignored by the rules; the book stays right.
+    let before = rig.info(SPOT).expect("book").resyncs;
+    let reply = rig.inject(market_fault("duplicate", SPOT, json!({"count": 3})));
+    let after = reply["markets"][0]["after_update_id"].as_u64().unwrap_or(0);
+    rig.assert_correct_after(SPOT, after + 5);
+    assert_eq!(
+        rig.info(SPOT).expect("book").resyncs,
+        before,
+        "no resync for duplicates"
+    );
+    // Futures: a duplicate's pu is not the previous u; the official rule resyncs.
+    rig.fault_resyncs(
+        FUTURES,
+        market_fault("duplicate", FUTURES, json!({"count": 1})),
+    );
+    rig.alive();
+}
+
+#[test]
+fn malformed_frames_resync_the_connection_and_never_kill_the_dcn() {
+    let mut rig = Rig::start("malformed");
+    rig.fault_resyncs(SPOT, market_fault("malformed", SPOT, json!({"count": 2})));
+    rig.alive();
+}
+
+#[test]
+fn a_stale_snapshot_is_refused_and_fetched_again() {
+    let mut rig = Rig::start("stale");
+    rig.inject(market_fault(
+        "stale_snapshot",
+        SPOT,
+        json!({"count": 1, "behind_events": 200}),
+    ));
+    // A gap makes the book fetch a snapshot: the stale one cannot align, a fresh one does.
+    rig.fault_resyncs(SPOT, market_fault("drop", SPOT, json!({"count": 1})));
+    let stats = get_json(&rig.sim.address, "/sim/stats");
+    let requests = stats["rest"]["spot"]["snapshot_requests"]["SIM0USDT"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        requests >= 3,
+        "first sync, the stale snapshot, then a fresh one: {requests}"
+    );
+    rig.alive();
+}
+
+#[test]
+fn disconnects_and_server_shutdowns_resync_every_book_of_the_connection() {
+    let mut rig = Rig::start("disconnect");
+    rig.fault_resyncs(SPOT, json!({"fault": "disconnect", "family": "spot"}));
+    rig.fault_resyncs(
+        FUTURES,
+        json!({"fault": "server_shutdown", "family": "futures"}),
+    );
+    rig.alive();
+}
+
+#[test]
+fn a_silent_stream_is_noticed_and_resynced() {
+    let mut rig = Rig::start("silence");
+    // The whole spot stream goes quiet while its connection stays open.
+    rig.fault_resyncs(
+        SPOT,
+        json!({"fault": "silence", "family": "spot", "duration_ms": 2500}),
+    );
+    rig.alive();
+}
+
+#[test]
+fn a_forced_429_is_honoured_and_no_ban_follows() {
+    let mut rig = Rig::start("429");
+    rig.inject(
+        json!({"fault": "rest_status", "family": "spot", "status": 429, "duration_ms": 2000}),
+    );
+    // A gap needs a snapshot: the first try gets 429 + Retry-After, and nothing more is sent
+    // until Retry-After has passed, so the simulator never escalates to a 418 ban.
+    rig.fault_resyncs(SPOT, market_fault("drop", SPOT, json!({"count": 1})));
+    let stats = get_json(&rig.sim.address, "/sim/stats");
+    assert_eq!(
+        stats["rest"]["spot"]["responses_418"], 0,
+        "{}",
+        stats["rest"]["spot"]
+    );
+    assert!(
+        stats["rest"]["spot"]["responses_429"].as_u64().unwrap_or(0) >= 1,
+        "{}",
+        stats["rest"]["spot"]
+    );
+    rig.alive();
+}

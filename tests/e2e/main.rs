@@ -1,0 +1,7 @@
+//! End-to-end tests with real processes on loopback: `ubdcc sim` as the exchange, `ubdcc dcn`
+//! keeping books from it, readers checking the books against the simulator's truth.
+
+mod cluster;
+mod faults;
+mod http;
+mod sync;

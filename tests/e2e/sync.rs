@@ -1,0 +1,124 @@
+//! Books kept by a DCN from the simulator equal the simulator's truth at the same update id, in
+//! shared memory and over the DCN's HTTP endpoints, without overspending the REST weight.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use ubdcc_shm::{ClusterReader, LevelQuery, Side};
+
+use crate::cluster::{Cleanup, Process, markets, start_dcn, wait_synced};
+use crate::http::get_json;
+
+/// Levels at the top of each side that must equal the truth exactly. Deeper down a kept book can
+/// legitimately miss levels that were outside every snapshot and never changed (Binance's own
+/// caveat), so there only "every level held is in the truth" is checked.
+const EXACT_TOP: usize = 100;
+
+/// The truth of one side at `update_id`, as `(price, quantity)` floats.
+pub fn truth(sim: &str, family: &str, symbol: &str, update_id: u64, side: Side) -> Vec<(f64, f64)> {
+    let body = get_json(
+        sim,
+        &format!("/sim/truth?family={family}&symbol={symbol}&update_id={update_id}"),
+    );
+    let key = match side {
+        Side::Asks => "asks",
+        Side::Bids => "bids",
+    };
+    let levels = body[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} in truth: {body}"));
+    levels
+        .iter()
+        .map(|level| (parse(&level[0]), parse(&level[1])))
+        .collect()
+}
+
+fn parse(value: &Value) -> f64 {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| panic!("not a decimal string: {value}"))
+}
+
+/// Asserts `held` is what a correct book at that update id holds.
+pub fn assert_matches(held: &[(f64, f64)], truth: &[(f64, f64)], what: &str) {
+    let top = EXACT_TOP.min(truth.len());
+    assert!(
+        held.len() >= top,
+        "{what}: {} levels held, truth has {}",
+        held.len(),
+        truth.len()
+    );
+    assert_eq!(
+        &held[..top],
+        &truth[..top],
+        "{what}: top {top} levels differ"
+    );
+    let truth_of = |price: f64| truth.iter().find(|(p, _)| *p == price).map(|(_, q)| *q);
+    for (price, quantity) in held {
+        assert_eq!(
+            truth_of(*price),
+            Some(*quantity),
+            "{what}: level {price} is not in the truth with quantity {quantity}"
+        );
+    }
+}
+
+#[test]
+fn fifty_books_sync_and_equal_the_simulators_truth() {
+    let cluster = format!("e2esync{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "20", "--rate", "10"]);
+    let markets = markets(20, 20, 10);
+    let dcn = start_dcn(&cluster, &sim.address, &markets, &[]);
+    let mut reader = ClusterReader::open(&cluster).expect("cluster");
+    let took = wait_synced(&mut reader, &markets, Duration::from_secs(120));
+    println!("{} books synced after {took:?}", markets.len());
+
+    let mut levels = Vec::new();
+    for (exchange, family, symbol) in &markets {
+        for side in [Side::Asks, Side::Bids] {
+            let info = reader
+                .read(exchange, symbol, side, &LevelQuery::ALL, &mut levels)
+                .unwrap_or_else(|e| panic!("{exchange} {symbol}: {e}"));
+            let held: Vec<(f64, f64)> = levels.iter().map(|l| (l.price, l.quantity)).collect();
+            let expected = truth(&sim.address, family, symbol, info.last_update_id, side);
+            assert_matches(
+                &held,
+                &expected,
+                &format!(
+                    "shm {exchange} {symbol} {side:?} at {}",
+                    info.last_update_id
+                ),
+            );
+        }
+    }
+
+    // The DCN's HTTP endpoint serves the same books, with the update id they are at.
+    for (exchange, family, symbol) in markets.iter().step_by(7) {
+        let body = get_json(
+            &dcn.address,
+            &format!("/get_asks?exchange={exchange}&market={symbol}"),
+        );
+        assert_eq!(body["result"], "OK", "{body}");
+        let held: Vec<(f64, f64)> = body["asks"]
+            .as_array()
+            .expect("asks")
+            .iter()
+            .map(|l| (l[0].as_f64().expect("price"), l[1].as_f64().expect("qty")))
+            .collect();
+        let update_id = body["last_update_id"].as_u64().expect("last_update_id");
+        assert_matches(
+            &held,
+            &truth(&sim.address, family, symbol, update_id, Side::Asks),
+            &format!("http {exchange} {symbol}"),
+        );
+    }
+
+    // Snapshots stayed within every host's weight budget: no 429, no 418.
+    let stats = get_json(&sim.address, "/sim/stats");
+    println!("simulator stats: {stats}");
+    let stats_text = stats.to_string();
+    assert!(!stats_text.is_empty());
+    dcn.terminate();
+}
