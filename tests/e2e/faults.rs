@@ -240,3 +240,16 @@ fn a_forced_429_is_honoured_and_no_ban_follows() {
     );
     rig.alive();
 }
+
+#[test]
+fn a_forced_418_ban_is_honoured_for_its_whole_retry_after() {
+    let mut rig = Rig::start("418");
+    rig.inject(
+        json!({"fault": "rest_status", "family": "futures", "status": 418, "duration_ms": 2000}),
+    );
+    rig.fault_resyncs(FUTURES, market_fault("drop", FUTURES, json!({"count": 1})));
+    let rest = &get_json(&rig.sim.address, "/sim/stats")["rest"]["futures"];
+    // One request met the ban; the next waited for Retry-After instead of hammering the host.
+    assert_eq!(rest["responses_418"].as_u64(), Some(1), "{rest}");
+    rig.alive();
+}

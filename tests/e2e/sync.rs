@@ -115,10 +115,28 @@ fn fifty_books_sync_and_equal_the_simulators_truth() {
         );
     }
 
-    // Snapshots stayed within every host's weight budget: no 429, no 418.
+    // Snapshots stayed within every host's weight budget: no 429, no 418, and never more than
+    // the DCN's share (half) of any host's per-minute limit.
     let stats = get_json(&sim.address, "/sim/stats");
-    println!("simulator stats: {stats}");
-    let stats_text = stats.to_string();
-    assert!(!stats_text.is_empty());
+    for family in ["spot", "futures", "options"] {
+        let rest = &stats["rest"][family];
+        let (used, limit) = (
+            rest["max_used_weight_1m"].as_u64().expect("counted"),
+            rest["weight_limit_1m"].as_u64().expect("limit"),
+        );
+        println!(
+            "{family}: max weight used per minute {used} of {limit}, {} snapshot requests",
+            rest["requests"]
+        );
+        assert!(used <= limit / 2, "{family}: {used} of {limit}");
+        assert_eq!(
+            (
+                rest["responses_429"].as_u64(),
+                rest["responses_418"].as_u64()
+            ),
+            (Some(0), Some(0)),
+            "{family}: {rest}"
+        );
+    }
     dcn.terminate();
 }
