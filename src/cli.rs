@@ -130,6 +130,14 @@ pub struct DcnArgs {
     /// comma-separated from UBDCC_EXCHANGE_ENDPOINTS.
     #[arg(long)]
     pub exchange_endpoint: Vec<String>,
+    /// API key for an exchange's REST snapshots (EXCHANGE=KEY; trbinance.com requires one); also
+    /// read comma-separated from UBDCC_API_KEYS. Never logged.
+    #[arg(long)]
+    pub api_key: Vec<String>,
+    /// Share (0..1) of each REST host's per-minute weight limit this DCN may use for snapshots;
+    /// the hosts' used-weight headers are respected on top of it.
+    #[arg(long, default_value_t = 0.5)]
+    pub weight_share: f64,
     /// Books the shared-memory segment can hold.
     #[arg(long, default_value_t = 1024)]
     pub max_books: u32,

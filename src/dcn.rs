@@ -67,10 +67,11 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let mut config = NodeConfig::new(args.cluster.as_str(), args.name.as_str());
     config.endpoints = endpoints;
     config.max_books = args.max_books;
+    config.weight_share = args.weight_share;
     config.levels_per_side = args.levels;
     config.ping_interval = Duration::from_millis(args.ping_interval_ms);
     config.silence_timeout = Duration::from_millis(args.silence_timeout_ms);
-    config.api_keys = HashMap::new();
+    config.api_keys = parse_api_keys(&args.api_key)?;
     let (mut node, handle, commands) = Node::start(config).context("starting the node")?;
     let segment = node.segment_name();
 
@@ -130,6 +131,30 @@ fn parse_markets(
         });
     }
     Ok(books)
+}
+
+/// `EXCHANGE=KEY` items from `--api-key` and `UBDCC_API_KEYS`.
+fn parse_api_keys(items: &[String]) -> anyhow::Result<HashMap<Exchange, String>> {
+    let from_env = std::env::var("UBDCC_API_KEYS").unwrap_or_default();
+    let mut keys = HashMap::new();
+    for item in items
+        .iter()
+        .map(String::as_str)
+        .chain(from_env.split(','))
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        // The key itself never goes into an error message.
+        let (exchange, key) = item
+            .split_once('=')
+            .context("--api-key: expected EXCHANGE=KEY")?;
+        let exchange: Exchange = exchange.trim().parse()?;
+        if key.trim().is_empty() {
+            bail!("--api-key: empty key for {exchange}");
+        }
+        keys.insert(exchange, key.trim().to_owned());
+    }
+    Ok(keys)
 }
 
 /// Completes on Ctrl-C or SIGTERM.
