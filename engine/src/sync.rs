@@ -8,7 +8,8 @@
 //!   `u <= L`; the first applied event spans the snapshot, `U <= L + 1 <= u`; afterwards ignore
 //!   events with `u < local`, and only `U > local + 1` is a gap.
 //! - Futures and options, §4.3: discard events with `u < L`; the first applied event satisfies
-//!   `U <= L <= u`; afterwards every `pu` must equal the previous `u`.
+//!   `U <= L <= u` (or continues from the snapshot, `pu == L`); afterwards events already applied
+//!   (`u <= local`: duplicates) are ignored and every other `pu` must equal the previous `u`.
 //! - Options snapshots lag the stream (§4.4), so a snapshot that is too old keeps the buffered
 //!   events a later snapshot may still align with.
 
@@ -304,6 +305,12 @@ fn check_next(family: SyncFamily, local: u64, ids: UpdateIds) -> Result<Next, Sy
             Ok(Next::Apply)
         }
         SyncFamily::Futures => {
+            // Already applied: an exact duplicate (a reconnect overlap delivers some events twice)
+            // or an older event whose changes the chain has already carried. Skipping it keeps
+            // the book exact; the pu rule below still catches every real gap.
+            if ids.last <= local {
+                return Ok(Next::Ignore);
+            }
             let previous = ids.previous_last.ok_or(SyncError::MissingPreviousId {
                 first: ids.first,
                 last: ids.last,
@@ -541,14 +548,28 @@ mod tests {
     }
 
     #[test]
-    fn futures_duplicates_break_the_pu_chain() {
+    fn futures_events_already_applied_are_ignored_not_gaps() {
         let mut sync = BookSync::new(SyncFamily::Futures, 100);
         sync.on_event(futures(95, 105, 94));
         loaded(sync.on_snapshot(100));
-        assert!(matches!(
+        assert_eq!(
             sync.on_event(futures(95, 105, 94)),
-            EventStep::Resync(_)
-        ));
+            EventStep::Ignore,
+            "a duplicate"
+        );
+        assert_eq!(
+            sync.on_event(futures(106, 108, 105)),
+            EventStep::Apply(futures(106, 108, 105))
+        );
+        assert_eq!(
+            sync.on_event(futures(90, 94, 80)),
+            EventStep::Ignore,
+            "an older event"
+        );
+        assert!(
+            matches!(sync.on_event(futures(110, 111, 109)), EventStep::Resync(_)),
+            "a real gap"
+        );
     }
 
     #[test]
