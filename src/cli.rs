@@ -150,4 +150,8 @@ pub struct DcnArgs {
     /// Reconnect a connection that brings no data message for this long, in ms.
     #[arg(long, default_value_t = 30_000)]
     pub silence_timeout_ms: u64,
+    /// Replace each stream connection after this many seconds, opening the new one before
+    /// closing the old one (Binance cuts connections at 24 h; the default is 23.5 h).
+    #[arg(long, default_value_t = 84_600)]
+    pub connection_lifetime_secs: u64,
 }

@@ -3,12 +3,20 @@
 //! The connection subscribes its streams with `SUBSCRIBE` control messages, paced below the
 //! exchange's messages-per-second limit, answers server pings, sends its own pings to keep the
 //! connection open, and treats a connection that brings no data message for the silence timeout as
-//! lost (whether the peer died or stopped delivering while still answering pings). A lost connection is reported (every book on it is out of sync until resynced) and
+//! lost (whether the peer died or stopped delivering while still answering pings).
+//!
+//! Binance cuts every connection after 24 hours. Before that, a replacement connection is opened
+//! and subscribed; its events are held while the old one keeps serving, and once it is fully
+//! subscribed (plus a short overlap) the old one is dropped and the held events follow. Events the
+//! books already applied are ignored by the sync rules, so no book leaves sync (make-before-break). A lost connection is reported (every book on it is out of sync until resynced) and
 //! reopened with exponential backoff; its streams are subscribed again.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -25,6 +33,17 @@ const STREAMS_PER_SUBSCRIBE: usize = 100;
 
 /// How long connecting (TCP, TLS and the WebSocket handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a replacement connection runs beside the old one after all its subscriptions are
+/// confirmed: long enough that everything the old one still had in flight has also reached the
+/// new one, so the switch loses no event.
+const HANDOVER_OVERLAP: Duration = Duration::from_secs(2);
+
+/// Wait before trying again when a replacement connection could not be opened.
+const ROTATION_RETRY: Duration = Duration::from_secs(30);
+
+/// Binance cuts every connection after 24 hours; replace ours well before.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(23 * 3600 + 30 * 60);
 
 /// What a connection tells the node.
 #[derive(Debug)]
@@ -90,6 +109,8 @@ pub struct ConnectionConfig {
     pub silence_timeout: Duration,
     /// Longest wait between reconnect attempts.
     pub max_backoff: Duration,
+    /// Replace the connection after this long, opening the new one before closing the old one.
+    pub max_lifetime: Duration,
 }
 
 /// Why a session ended.
@@ -210,33 +231,29 @@ impl StreamConnection {
         }
     }
 
-    async fn session(
-        &mut self,
-        commands: &mut mpsc::UnboundedReceiver<ConnectionCommand>,
-        events: &mpsc::UnboundedSender<StreamEvent>,
-    ) -> SessionEnd {
-        let socket = match timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async(self.config.url.as_str()),
-        )
-        .await
-        {
-            Ok(Ok((socket, _))) => socket,
-            Ok(Err(error)) => {
-                return SessionEnd::Lost(
-                    OutOfSyncReason::Disconnected,
-                    format!("connect: {error}"),
-                );
+    /// Connects to the stream endpoint: TCP, TLS and the WebSocket handshake.
+    fn connect(&self) -> impl Future<Output = Result<Socket, String>> + Send + 'static {
+        let url = self.config.url.clone();
+        async move {
+            match timeout(
+                CONNECT_TIMEOUT,
+                tokio_tungstenite::connect_async(url.as_str()),
+            )
+            .await
+            {
+                Ok(Ok((socket, _))) => Ok(socket),
+                Ok(Err(error)) => Err(format!("connect: {error}")),
+                Err(_) => Err("connect timed out".into()),
             }
-            Err(_) => {
-                return SessionEnd::Lost(OutOfSyncReason::Disconnected, "connect timed out".into());
-            }
-        };
-        let (mut sink, mut stream) = socket.split();
+        }
+    }
 
-        let mut outbox: VecDeque<Outgoing> = VecDeque::new();
+    /// A link over `socket` with every stream of the connection queued for `SUBSCRIBE`.
+    fn link(&mut self, socket: Socket) -> Link {
+        let (sink, stream) = socket.split();
         let all: Vec<(String, BookId)> =
             self.streams.iter().map(|(s, b)| (s.clone(), *b)).collect();
+        let mut outbox = VecDeque::new();
         for chunk in all.chunks(STREAMS_PER_SUBSCRIBE) {
             let names: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
             outbox.push_back(self.control(
@@ -245,7 +262,6 @@ impl StreamConnection {
                 chunk.iter().map(|(_, b)| *b).collect(),
             ));
         }
-        let mut awaiting: HashMap<u64, Vec<BookId>> = HashMap::new();
         // Control messages (and our pings) share Binance's per-second limit; stay two below it.
         let pace = Duration::from_secs(1)
             / self
@@ -255,36 +271,97 @@ impl StreamConnection {
                 .messages_per_second
                 .saturating_sub(2)
                 .max(1);
-        let mut next_send = Instant::now();
-        let mut next_ping = Instant::now() + self.config.ping_interval;
-        let mut last_frame = Instant::now();
+        let now = Instant::now();
+        Link {
+            sink,
+            stream,
+            outbox,
+            awaiting: HashMap::new(),
+            next_send: now,
+            next_ping: now + self.config.ping_interval,
+            pace,
+        }
+    }
+
+    /// One connected period: a primary link, and near its end of life a successor that takes
+    /// over before Binance cuts the primary (make-before-break).
+    async fn session(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<ConnectionCommand>,
+        events: &mpsc::UnboundedSender<StreamEvent>,
+    ) -> SessionEnd {
+        let mut primary = match self.connect().await {
+            Ok(socket) => self.link(socket),
+            Err(detail) => return SessionEnd::Lost(OutOfSyncReason::Disconnected, detail),
+        };
+        let mut rotate_at = Instant::now() + self.config.max_lifetime;
+        let mut connecting: Option<Connecting> = None;
+        let mut successor: Option<Link> = None;
+        // The successor's events, held until it takes over so they follow the primary's.
+        let mut held: Vec<StreamEvent> = Vec::new();
+        let mut handover_at: Option<Instant> = None;
+        let mut last_data = Instant::now();
+        let far = || Instant::now() + Duration::from_secs(86_400);
 
         loop {
-            let silence_deadline = last_frame + self.config.silence_timeout;
+            let silence_deadline = last_data + self.config.silence_timeout;
+            let successor_send = successor
+                .as_ref()
+                .filter(|link| !link.outbox.is_empty())
+                .map(|link| link.next_send);
             tokio::select! {
-                frame = stream.next() => {
-                    let message = match frame {
-                        Some(Ok(message)) => message,
-                        Some(Err(error)) => return SessionEnd::Lost(OutOfSyncReason::Disconnected, error.to_string()),
-                        None => return SessionEnd::Lost(OutOfSyncReason::Disconnected, "closed by the server".into()),
-                    };
-                    match message {
-                        Message::Text(text) => {
-                            // Only data counts as life: a connection that still answers pings but
-                            // delivers nothing is exactly the silent stream to catch.
-                            last_frame = Instant::now();
-                            if let Some(end) = self.on_text(text.as_bytes().to_vec(), &mut awaiting, events) {
-                                return end;
+                // The primary first: its events were sent before the successor's copies.
+                biased;
+                frame = primary.stream.next() => match self.on_frame(frame, &mut primary, Route::Forward, events).await {
+                    FrameOutcome::Data => last_data = Instant::now(),
+                    FrameOutcome::Control => {}
+                    FrameOutcome::End(end) => {
+                        // A successor that is ready takes over at once; otherwise the session ends.
+                        let Some(next) = successor.take().filter(Link::is_subscribed) else { return end };
+                        if !forward(&mut held, events) {
+                            return SessionEnd::Shutdown;
+                        }
+                        primary = next;
+                        (handover_at, rotate_at) = (None, Instant::now() + self.config.max_lifetime);
+                    }
+                },
+                frame = next_frame(&mut successor) => {
+                    let Some(link) = successor.as_mut() else { continue };
+                    match self.on_frame(frame, link, Route::Hold(&mut held), events).await {
+                        FrameOutcome::End(SessionEnd::Shutdown) => return SessionEnd::Shutdown,
+                        FrameOutcome::End(SessionEnd::Lost(_, detail)) => {
+                            tracing::warn!(url = %self.config.url, %detail, "replacement connection failed; retrying later");
+                            (successor, handover_at, rotate_at) = (None, None, Instant::now() + ROTATION_RETRY);
+                            held.clear();
+                        }
+                        FrameOutcome::Data | FrameOutcome::Control => {
+                            if handover_at.is_none() && link.is_subscribed() {
+                                handover_at = Some(Instant::now() + HANDOVER_OVERLAP);
                             }
                         }
-                        Message::Ping(payload) => {
-                            // Binance disconnects a client that does not echo its ping in time.
-                            if let Err(error) = sink.send(Message::Pong(payload)).await {
-                                return SessionEnd::Lost(OutOfSyncReason::Disconnected, error.to_string());
-                            }
+                    }
+                }
+                () = sleep_until(handover_at.unwrap_or_else(far)), if handover_at.is_some() => {
+                    let Some(next) = successor.take() else { continue };
+                    tracing::info!(url = %self.config.url, "connection replaced before its lifetime ends");
+                    // Dropping the old primary closes it; its events were all read before this point.
+                    primary = next;
+                    if !forward(&mut held, events) {
+                        return SessionEnd::Shutdown;
+                    }
+                    (handover_at, rotate_at) = (None, Instant::now() + self.config.max_lifetime);
+                }
+                () = sleep_until(rotate_at), if connecting.is_none() && successor.is_none() => {
+                    connecting = Some(Box::pin(self.connect()));
+                }
+                connected = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
+                    connecting = None;
+                    match connected {
+                        Ok(socket) => successor = Some(self.link(socket)),
+                        Err(detail) => {
+                            tracing::warn!(url = %self.config.url, %detail, "replacement connection failed; retrying later");
+                            rotate_at = Instant::now() + ROTATION_RETRY;
                         }
-                        Message::Close(_) => return SessionEnd::Lost(OutOfSyncReason::Disconnected, "close frame".into()),
-                        Message::Pong(_) | Message::Binary(_) | Message::Frame(_) => {}
                     }
                 }
                 command = commands.recv() => {
@@ -292,71 +369,131 @@ impl StreamConnection {
                     let book = match &command { ConnectionCommand::Subscribe { book, .. } => Some(*book), ConnectionCommand::Unsubscribe { .. } => None };
                     if let Some(stream) = self.remember(&command) {
                         let method = if book.is_some() { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
-                        let outgoing = self.control(method, &[stream], book.into_iter().collect());
-                        outbox.push_back(outgoing);
+                        let outgoing = self.control(method, std::slice::from_ref(&stream), book.into_iter().collect());
+                        if let Some(link) = successor.as_mut() {
+                            let copy = self.control(method, &[stream], outgoing.subscribes.clone());
+                            link.outbox.push_back(copy);
+                        }
+                        primary.outbox.push_back(outgoing);
                     }
                 }
-                () = sleep_until(next_send), if !outbox.is_empty() => {
-                    let Some(outgoing) = outbox.pop_front() else { continue };
-                    if let Err(error) = sink.send(Message::text(outgoing.text)).await {
-                        return SessionEnd::Lost(OutOfSyncReason::Disconnected, error.to_string());
+                () = sleep_until(primary.next_send), if !primary.outbox.is_empty() => {
+                    if let Err(detail) = primary.send_next().await {
+                        return SessionEnd::Lost(OutOfSyncReason::Disconnected, detail);
                     }
-                    if !outgoing.subscribes.is_empty() {
-                        awaiting.insert(outgoing.id, outgoing.subscribes);
-                    }
-                    next_send = Instant::now() + pace;
                 }
-                () = sleep_until(next_ping) => {
-                    if let Err(error) = sink.send(Message::Ping(Vec::new().into())).await {
-                        return SessionEnd::Lost(OutOfSyncReason::Disconnected, error.to_string());
+                () = sleep_until(successor_send.unwrap_or_else(far)), if successor_send.is_some() => {
+                    if let Some(link) = successor.as_mut()
+                        && let Err(detail) = link.send_next().await
+                    {
+                        tracing::warn!(url = %self.config.url, %detail, "replacement connection failed; retrying later");
+                        (successor, handover_at, rotate_at) = (None, None, Instant::now() + ROTATION_RETRY);
+                        held.clear();
                     }
-                    next_ping = Instant::now() + self.config.ping_interval;
+                }
+                () = sleep_until(primary.next_ping) => {
+                    if let Err(detail) = primary.ping(self.config.ping_interval).await {
+                        return SessionEnd::Lost(OutOfSyncReason::Disconnected, detail);
+                    }
                 }
                 () = sleep_until(silence_deadline) => {
-                    return SessionEnd::Lost(OutOfSyncReason::StreamSilent, format!("no frame for {:?}", self.config.silence_timeout));
+                    return SessionEnd::Lost(OutOfSyncReason::StreamSilent, format!("no data for {:?}", self.config.silence_timeout));
                 }
             }
         }
     }
 
-    /// Handles one text message; `Some` ends the session.
+    /// Handles one frame of `link`.
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        link: &mut Link,
+        route: Route<'_>,
+        events: &mpsc::UnboundedSender<StreamEvent>,
+    ) -> FrameOutcome {
+        let message = match frame {
+            Some(Ok(message)) => message,
+            Some(Err(error)) => {
+                return FrameOutcome::End(SessionEnd::Lost(
+                    OutOfSyncReason::Disconnected,
+                    error.to_string(),
+                ));
+            }
+            None => {
+                return FrameOutcome::End(SessionEnd::Lost(
+                    OutOfSyncReason::Disconnected,
+                    "closed by the server".into(),
+                ));
+            }
+        };
+        match message {
+            Message::Text(text) => {
+                match self.on_text(text.as_bytes().to_vec(), &mut link.awaiting, route, events) {
+                    Some(end) => FrameOutcome::End(end),
+                    // Only data counts as life: a connection that still answers pings but delivers
+                    // nothing is exactly the silent stream to catch.
+                    None => FrameOutcome::Data,
+                }
+            }
+            Message::Ping(payload) => {
+                // Binance disconnects a client that does not echo its ping in time.
+                match link.sink.send(Message::Pong(payload)).await {
+                    Ok(()) => FrameOutcome::Control,
+                    Err(error) => FrameOutcome::End(SessionEnd::Lost(
+                        OutOfSyncReason::Disconnected,
+                        error.to_string(),
+                    )),
+                }
+            }
+            Message::Close(_) => FrameOutcome::End(SessionEnd::Lost(
+                OutOfSyncReason::Disconnected,
+                "close frame".into(),
+            )),
+            Message::Pong(_) | Message::Binary(_) | Message::Frame(_) => FrameOutcome::Control,
+        }
+    }
+
+    /// Handles one text message; `Some` ends the link.
     fn on_text(
         &mut self,
         mut buffer: Vec<u8>,
         awaiting: &mut HashMap<u64, Vec<BookId>>,
+        mut route: Route<'_>,
         events: &mpsc::UnboundedSender<StreamEvent>,
     ) -> Option<SessionEnd> {
         let received_ns = crate::clock::unix_now_ns();
         let message = match StreamMessage::parse(&mut buffer) {
             Ok(message) => message,
+            // Unparseable as a whole: no book can be told apart, so none can be trusted.
             Err(error) => {
-                // Unparseable as a whole: no book can be told apart, so none can be trusted.
                 return Some(SessionEnd::Lost(
                     OutOfSyncReason::MalformedMessage,
                     error.to_string(),
                 ));
             }
         };
-        let sent = match message {
+        let event = match message {
             StreamMessage::Depth { stream, update } => {
                 // A stream we no longer carry (unsubscribed a moment ago): nothing to do.
                 let &book = self.streams.get(stream)?;
                 match DiffUpdate::try_from(&update) {
-                    Ok(update) => events.send(StreamEvent::Diff {
+                    Ok(update) => StreamEvent::Diff {
                         book,
                         update,
                         received_ns,
-                    }),
+                    },
                     Err(error) => {
                         tracing::warn!(stream, %error, "malformed depth event");
-                        events.send(StreamEvent::Malformed { book })
+                        StreamEvent::Malformed { book }
                     }
                 }
             }
-            StreamMessage::Reply { id, .. } => match awaiting.remove(&id) {
-                Some(books) => events.send(StreamEvent::Subscribed { books }),
-                None => Ok(()),
-            },
+            StreamMessage::Reply { id, .. } => {
+                let books = awaiting.remove(&id)?;
+                // A successor's books are synced already; only a new session's need snapshots.
+                let Route::Forward = route else { return None };
+                StreamEvent::Subscribed { books }
+            }
             StreamMessage::Error { id, error } => {
                 tracing::warn!(?id, code = error.code, msg = %error.msg, "control request refused");
                 // The books of a refused SUBSCRIBE get no events: reconnecting retries them.
@@ -366,7 +503,7 @@ impl StreamConnection {
                         format!("SUBSCRIBE refused: {}", error.msg),
                     ));
                 }
-                Ok(())
+                return None;
             }
             StreamMessage::ServerShutdown { .. } => {
                 return Some(SessionEnd::Lost(
@@ -374,11 +511,98 @@ impl StreamConnection {
                     "serverShutdown".into(),
                 ));
             }
-            StreamMessage::Other => Ok(()),
+            StreamMessage::Other => return None,
         };
-        if sent.is_err() {
-            return Some(SessionEnd::Shutdown);
+        match &mut route {
+            Route::Hold(held) => held.push(event),
+            Route::Forward => {
+                if events.send(event).is_err() {
+                    return Some(SessionEnd::Shutdown);
+                }
+            }
         }
         None
     }
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A replacement connection being opened in the background.
+type Connecting = Pin<Box<dyn Future<Output = Result<Socket, String>> + Send>>;
+
+/// One open WebSocket of a connection, with its own paced queue of control messages.
+struct Link {
+    sink: SplitSink<Socket, Message>,
+    stream: SplitStream<Socket>,
+    outbox: VecDeque<Outgoing>,
+    awaiting: HashMap<u64, Vec<BookId>>,
+    next_send: Instant,
+    next_ping: Instant,
+    pace: Duration,
+}
+
+impl Link {
+    /// Every stream is subscribed and confirmed.
+    fn is_subscribed(&self) -> bool {
+        self.outbox.is_empty() && self.awaiting.is_empty()
+    }
+
+    /// Sends the next control message and paces the one after it.
+    async fn send_next(&mut self) -> Result<(), String> {
+        let Some(outgoing) = self.outbox.pop_front() else {
+            return Ok(());
+        };
+        self.sink
+            .send(Message::text(outgoing.text))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !outgoing.subscribes.is_empty() {
+            self.awaiting.insert(outgoing.id, outgoing.subscribes);
+        }
+        self.next_send = Instant::now() + self.pace;
+        Ok(())
+    }
+
+    async fn ping(&mut self, interval: Duration) -> Result<(), String> {
+        self.sink
+            .send(Message::Ping(Vec::new().into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.next_ping = Instant::now() + interval;
+        Ok(())
+    }
+}
+
+/// The next frame of an optional link (never, without one).
+async fn next_frame(
+    link: &mut Option<Link>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match link.as_mut() {
+        Some(link) => link.stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends held events to the node in order; `false` when the node is gone.
+fn forward(held: &mut Vec<StreamEvent>, events: &mpsc::UnboundedSender<StreamEvent>) -> bool {
+    held.drain(..).all(|event| events.send(event).is_ok())
+}
+
+/// Where a link's events go.
+enum Route<'a> {
+    /// Straight to the node.
+    Forward,
+    /// Held until the link takes over (a successor during a handover).
+    Hold(&'a mut Vec<StreamEvent>),
+}
+
+/// What a frame meant.
+enum FrameOutcome {
+    /// A data message.
+    Data,
+    /// A ping, pong or other control frame.
+    Control,
+    /// The link ended.
+    End(SessionEnd),
 }

@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub silence_timeout: Duration,
     /// Longest reconnect backoff.
     pub max_backoff: Duration,
+    /// Replace each stream connection (make-before-break) after this long; Binance cuts at 24 h.
+    pub max_connection_lifetime: Duration,
 }
 
 impl NodeConfig {
@@ -68,6 +70,7 @@ impl NodeConfig {
             ping_interval: Duration::from_secs(10),
             silence_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
+            max_connection_lifetime: crate::connection::DEFAULT_MAX_LIFETIME,
         }
     }
 }
@@ -415,6 +418,7 @@ impl Node {
             ping_interval: self.config.ping_interval,
             silence_timeout: self.config.silence_timeout,
             max_backoff: self.config.max_backoff,
+            max_lifetime: self.config.max_connection_lifetime,
         });
         tokio::spawn(connection.run(commands_rx, self.stream_tx.clone()));
         self.connections.push(Connection {

@@ -251,3 +251,77 @@ fn a_forced_418_ban_is_honoured_for_its_whole_retry_after() {
     assert_eq!(rest["responses_418"].as_u64(), Some(1), "{rest}");
     rig.alive();
 }
+
+#[test]
+fn connections_are_replaced_before_their_lifetime_ends_without_losing_sync() {
+    let cluster = format!("e2erotate{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
+    let markets: Vec<(&str, &str, String)> = vec![
+        ("binance.com", "spot", "SIM0USDT".into()),
+        ("binance.com-futures", "futures", "SIM0USDT".into()),
+    ];
+    let _dcn = start_dcn(
+        &cluster,
+        &sim.address,
+        &markets,
+        &["--connection-lifetime-secs", "2"],
+    );
+    let mut reader = ClusterReader::open(&cluster).expect("cluster");
+    wait_synced(&mut reader, &markets, Duration::from_secs(60));
+    let before = get_json(&sim.address, "/sim/stats");
+
+    // Several replacements: each connection lives 2 s plus a 2 s overlap.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(12) {
+        for (exchange, _, symbol) in &markets {
+            let info = reader.info(exchange, symbol).expect("book");
+            assert_eq!(
+                (info.status, info.resyncs),
+                (BookStatus::Synced, 0),
+                "{exchange} {symbol} left sync during a replacement"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = get_json(&sim.address, "/sim/stats");
+    for venue in ["spot", "fstream"] {
+        let opened = |stats: &Value| {
+            stats["websocket"][venue]["connections_opened"]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        assert!(
+            opened(&after) >= opened(&before) + 2,
+            "{venue}: connections were not replaced: {}",
+            after["websocket"][venue]
+        );
+    }
+    // No book needed a new snapshot for it.
+    assert_eq!(
+        after["rest"]["spot"]["requests"],
+        before["rest"]["spot"]["requests"]
+    );
+    assert_eq!(
+        after["rest"]["futures"]["requests"],
+        before["rest"]["futures"]["requests"]
+    );
+    let mut levels = Vec::new();
+    for (exchange, family, symbol) in &markets {
+        let info = reader
+            .read(exchange, symbol, Side::Asks, &LevelQuery::ALL, &mut levels)
+            .expect("synced");
+        let held: Vec<(f64, f64)> = levels.iter().map(|l| (l.price, l.quantity)).collect();
+        assert_matches(
+            &held,
+            &truth(
+                &sim.address,
+                family,
+                symbol,
+                info.last_update_id,
+                Side::Asks,
+            ),
+            &format!("{exchange} {symbol}"),
+        );
+    }
+}
