@@ -150,6 +150,10 @@ pub struct DcnArgs {
     /// Reconnect a connection that brings no data message for this long, in ms.
     #[arg(long, default_value_t = 30_000)]
     pub silence_timeout_ms: u64,
+    /// Verify a synced book with a snapshot after its stream has brought nothing for this many
+    /// seconds (doubling for quiet markets up to an hour); a book that missed events resyncs.
+    #[arg(long, default_value_t = 60)]
+    pub book_silence_secs: u64,
     /// Replace each stream connection after this many seconds, opening the new one before
     /// closing the old one (Binance cuts connections at 24 h; the default is 23.5 h).
     #[arg(long, default_value_t = 84_600)]

@@ -71,6 +71,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     config.levels_per_side = args.levels;
     config.ping_interval = Duration::from_millis(args.ping_interval_ms);
     config.silence_timeout = Duration::from_millis(args.silence_timeout_ms);
+    config.book_silence = Duration::from_secs(args.book_silence_secs.max(1));
     config.max_connection_lifetime = Duration::from_secs(args.connection_lifetime_secs.max(1));
     config.api_keys = parse_api_keys(&args.api_key)?;
     let (mut node, handle, commands) = Node::start(config).context("starting the node")?;

@@ -127,6 +127,7 @@ impl DepthCache {
         let events = match self.sync.on_snapshot(snapshot_id) {
             SnapshotStep::Load(events) => events,
             SnapshotStep::TooOld => return Ok(NextStep::FetchSnapshot),
+            SnapshotStep::Unneeded => return Ok(NextStep::Continue),
             SnapshotStep::Resync(error) => return self.lose_sync(reason_of(&error), publisher),
         };
         // A new snapshot never inherits old levels.

@@ -28,6 +28,9 @@ use crate::snapshot::{
 const FIRST_SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 const MAX_SNAPSHOT_RETRY: Duration = Duration::from_secs(30);
 
+/// Longest silence threshold of a quiet book: its verification costs one snapshot per hour.
+const MAX_BOOK_SILENCE: Duration = Duration::from_secs(3600);
+
 /// Settings of a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -53,6 +56,8 @@ pub struct NodeConfig {
     pub max_backoff: Duration,
     /// Replace each stream connection (make-before-break) after this long; Binance cuts at 24 h.
     pub max_connection_lifetime: Duration,
+    /// A synced book whose stream brings nothing for this long is verified with a snapshot.
+    pub book_silence: Duration,
 }
 
 impl NodeConfig {
@@ -71,6 +76,7 @@ impl NodeConfig {
             silence_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(30),
             max_connection_lifetime: crate::connection::DEFAULT_MAX_LIFETIME,
+            book_silence: Duration::from_secs(60),
         }
     }
 }
@@ -209,6 +215,12 @@ struct Entry {
     synced_since: Option<Instant>,
     /// Wait before the next snapshot retry.
     retry_delay: Duration,
+    /// When the book's stream last brought an event (or the book last proved current).
+    last_event: Instant,
+    /// Silence after which the book is verified against a snapshot; doubles for quiet markets.
+    silence_threshold: Duration,
+    /// A verification snapshot is on its way.
+    verifying: bool,
 }
 
 /// A running connection task.
@@ -305,7 +317,10 @@ impl Node {
                 Some(event) = self.stream_rx.recv() => self.on_stream_event(event),
                 Some(outcome) = self.outcome_rx.recv() => self.on_snapshot(outcome),
                 _ = heartbeat.tick() => self.publisher.writer().heartbeat(),
-                _ = housekeeping.tick() => self.refresh_due(),
+                _ = housekeeping.tick() => {
+                    self.refresh_due();
+                    self.silence_due();
+                }
                 () = sleep_until(next_retry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if next_retry.is_some() => self.retry_due(),
             }
         }
@@ -374,6 +389,9 @@ impl Node {
                 connection,
                 synced_since: None,
                 retry_delay: FIRST_SNAPSHOT_RETRY,
+                last_event: Instant::now(),
+                silence_threshold: self.config.book_silence,
+                verifying: false,
             },
         );
         Ok(())
@@ -440,6 +458,7 @@ impl Node {
                 let Some(entry) = self.books.get_mut(&book) else {
                     return;
                 };
+                entry.last_event = Instant::now();
                 let step = entry
                     .cache
                     .on_update(update, received_ns, &mut self.publisher);
@@ -477,6 +496,10 @@ impl Node {
         let Some(entry) = self.books.get_mut(&outcome.book) else {
             return;
         };
+        if std::mem::take(&mut entry.verifying) && entry.cache.meta().status.is_synced() {
+            self.verify(outcome);
+            return;
+        }
         let step = match outcome.result {
             Ok(snapshot) => entry.cache.on_snapshot(
                 snapshot.last_update_id,
@@ -550,6 +573,72 @@ impl Node {
         self.retries = later;
         for (_, book) in due {
             self.request_snapshot(book);
+        }
+    }
+
+    /// Asks for a verification snapshot for every synced book whose stream has been silent for
+    /// longer than its threshold.
+    ///
+    /// A silent stream cannot be told from a quiet market by the stream alone. The snapshot can:
+    /// if its `lastUpdateId` is not beyond the book's, nothing was missed (a quiet market, checked
+    /// less often from then on); if it is, events went missing without a word (see
+    /// [`Node::verify`]).
+    fn silence_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<BookId> = self
+            .books
+            .iter_mut()
+            .filter(|(_, entry)| {
+                !entry.verifying
+                    && entry.cache.meta().status.is_synced()
+                    && now.duration_since(entry.last_event) >= entry.silence_threshold
+            })
+            .map(|(book, entry)| {
+                entry.verifying = true;
+                *book
+            })
+            .collect();
+        for book in due {
+            self.request_snapshot(book);
+        }
+    }
+
+    /// Judges a verification snapshot of a synced book.
+    fn verify(&mut self, outcome: SnapshotOutcome) {
+        let book = outcome.book;
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        entry.last_event = Instant::now();
+        let snapshot_id = match outcome.result {
+            Ok(snapshot) => snapshot.last_update_id,
+            // No verdict; the next silence check tries again.
+            Err(_) => return,
+        };
+        if snapshot_id <= entry.cache.meta().last_update_id {
+            entry.silence_threshold = (entry.silence_threshold * 2).min(MAX_BOOK_SILENCE);
+            return;
+        }
+        tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, snapshot_id, "stream silent while the market moved; resyncing");
+        entry.silence_threshold = self.config.book_silence;
+        entry.synced_since = None;
+        if let Err(error) = entry
+            .cache
+            .resync(OutOfSyncReason::StreamSilent, &mut self.publisher)
+        {
+            tracing::error!(%error, book, "publishing out of sync failed");
+        }
+        // A fresh subscription for just this stream; its confirmation brings the snapshot.
+        let stream = entry
+            .spec
+            .exchange
+            .stream_name(&entry.spec.symbol, entry.spec.update_interval_ms);
+        let commands = &self.connections[entry.connection].commands;
+        commands.send(ConnectionCommand::Unsubscribe { book }).ok();
+        if let Ok(stream) = stream {
+            commands
+                .send(ConnectionCommand::Subscribe { book, stream })
+                .ok();
         }
     }
 

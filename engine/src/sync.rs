@@ -126,6 +126,9 @@ pub enum SnapshotStep<E> {
     TooOld,
     /// The buffered events after the sync point have a gap: resync from scratch.
     Resync(SyncError),
+    /// The book does not need this snapshot: it is synced already, or it holds a snapshot at
+    /// least as new (a late answer to an earlier request). Using it would roll the book back.
+    Unneeded,
 }
 
 /// The sync state of one book.
@@ -175,6 +178,13 @@ impl<E: DiffEvent> BookSync<E> {
 
     /// Steps the machine with a snapshot's `lastUpdateId`.
     pub fn on_snapshot(&mut self, snapshot_id: u64) -> SnapshotStep<E> {
+        match self.state {
+            SyncState::Synced { .. } => return SnapshotStep::Unneeded,
+            SyncState::AwaitingFirstEvent { snapshot_id: held } if snapshot_id <= held => {
+                return SnapshotStep::Unneeded;
+            }
+            SyncState::AwaitingFirstEvent { .. } | SyncState::Buffering => {}
+        }
         // Drop what the snapshot already contains: spot `u <= L`, futures `u < L`.
         let family = self.family;
         self.buffer
@@ -526,6 +536,32 @@ mod tests {
         let mut sync = BookSync::new(SyncFamily::Futures, 100);
         sync.on_event(futures(104, 107, 101));
         assert_eq!(sync.on_snapshot(100), SnapshotStep::TooOld);
+    }
+
+    #[test]
+    fn a_late_snapshot_never_rolls_a_book_back() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        loaded(sync.on_snapshot(100));
+        assert_eq!(
+            sync.on_snapshot(90),
+            SnapshotStep::Unneeded,
+            "older than the one held"
+        );
+        assert_eq!(
+            sync.on_event(spot(101, 103)),
+            EventStep::Apply(spot(101, 103))
+        );
+        assert_eq!(
+            sync.on_snapshot(120),
+            SnapshotStep::Unneeded,
+            "synced already"
+        );
+        assert_eq!(
+            sync.state(),
+            SyncState::Synced {
+                last_update_id: 103
+            }
+        );
     }
 
     #[test]

@@ -325,3 +325,122 @@ fn connections_are_replaced_before_their_lifetime_ends_without_losing_sync() {
         );
     }
 }
+
+#[test]
+fn one_silent_market_among_busy_ones_is_verified_and_resynced() {
+    let cluster = format!("e2ebooksilence{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
+    let markets: Vec<(&str, &str, String)> = vec![
+        ("binance.com", "spot", "SIM0USDT".into()),
+        ("binance.com", "spot", "SIM1USDT".into()),
+    ];
+    let _dcn = start_dcn(
+        &cluster,
+        &sim.address,
+        &markets,
+        &["--book-silence-secs", "1"],
+    );
+    let mut reader = ClusterReader::open(&cluster).expect("cluster");
+    wait_synced(&mut reader, &markets, Duration::from_secs(60));
+
+    // SIM0USDT's events stop; SIM1USDT keeps the shared connection busy, so only a per-book check
+    // can notice.
+    let reply = post_json(
+        &sim.address,
+        "/sim/control",
+        &json!({"fault": "silence", "family": "spot", "symbol": "SIM0USDT", "duration_ms": 3000}),
+    );
+    let after = reply["markets"][0]["after_update_id"].as_u64().unwrap_or(0);
+    let started = Instant::now();
+    loop {
+        let info = reader.info("binance.com", "SIM0USDT").expect("book");
+        if info.resyncs > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the silent book was never verified: {info:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        reader
+            .info("binance.com", "SIM1USDT")
+            .expect("book")
+            .resyncs,
+        0,
+        "the busy neighbour is untouched"
+    );
+    // After the silence the book is exact again.
+    let started = Instant::now();
+    let mut levels = Vec::new();
+    loop {
+        let info = reader.read(
+            "binance.com",
+            "SIM0USDT",
+            Side::Asks,
+            &LevelQuery::ALL,
+            &mut levels,
+        );
+        if let Ok(info) = info
+            && info.last_update_id > after + 20
+        {
+            let held: Vec<(f64, f64)> = levels.iter().map(|l| (l.price, l.quantity)).collect();
+            assert_matches(
+                &held,
+                &truth(
+                    &sim.address,
+                    "spot",
+                    "SIM0USDT",
+                    info.last_update_id,
+                    Side::Asks,
+                ),
+                "SIM0USDT after the silence",
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not back in sync: {info:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn quiet_markets_stay_synced_and_are_verified_less_and_less() {
+    let cluster = format!("e2equiet{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    // Rate 0: the simulator's books never change, like markets nobody trades.
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "0"]);
+    let markets: Vec<(&str, &str, String)> = vec![
+        ("binance.com", "spot", "SIM0USDT".into()),
+        ("binance.com-futures", "futures", "SIM0USDT".into()),
+    ];
+    let _dcn = start_dcn(
+        &cluster,
+        &sim.address,
+        &markets,
+        &["--book-silence-secs", "1"],
+    );
+    let mut reader = ClusterReader::open(&cluster).expect("cluster");
+    wait_synced(&mut reader, &markets, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(8));
+    for (exchange, _, symbol) in &markets {
+        let info = reader.info(exchange, symbol).expect("book");
+        assert_eq!(
+            (info.status, info.resyncs),
+            (BookStatus::Synced, 0),
+            "{exchange} {symbol}"
+        );
+    }
+    // Thresholds 1, 2, 4 s: at most a handful of verifications in 8 s, not one per second.
+    let requests = get_json(&sim.address, "/sim/stats")["rest"]["spot"]["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        (2..=5).contains(&requests),
+        "{requests} spot snapshot requests"
+    );
+}
