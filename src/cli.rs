@@ -136,7 +136,7 @@ pub struct DcnArgs {
     pub api_key: Vec<String>,
     /// Share (0..1) of each REST host's per-minute weight limit this DCN may use for snapshots;
     /// the hosts' used-weight headers are respected on top of it.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = share)]
     pub weight_share: f64,
     /// Books the shared-memory segment can hold.
     #[arg(long, default_value_t = 1024)]
@@ -145,17 +145,26 @@ pub struct DcnArgs {
     #[arg(long, default_value_t = 1000)]
     pub levels: u32,
     /// Interval of the connections' own pings, in ms.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub ping_interval_ms: u64,
-    /// Reconnect a connection that brings no data message for this long, in ms.
-    #[arg(long, default_value_t = 30_000)]
+    /// Reconnect a connection that brings no data message at all for this long, in ms (single
+    /// silent streams are caught sooner by --book-silence-secs).
+    #[arg(long, default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub silence_timeout_ms: u64,
     /// Verify a synced book with a snapshot after its stream has brought nothing for this many
     /// seconds (doubling for quiet markets up to an hour); a book that missed events resyncs.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub book_silence_secs: u64,
     /// Replace each stream connection after this many seconds, opening the new one before
     /// closing the old one (Binance cuts connections at 24 h; the default is 23.5 h).
-    #[arg(long, default_value_t = 84_600)]
+    #[arg(long, default_value_t = 84_600, value_parser = clap::value_parser!(u64).range(1..=86_000))]
     pub connection_lifetime_secs: u64,
+}
+
+/// A share in (0, 1].
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value > 0.0 && value <= 1.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a share in (0, 1]")),
+    }
 }

@@ -23,10 +23,6 @@ pub fn run(args: &DcnArgs) -> anyhow::Result<()> {
     if let Some(cpu) = args.cpu {
         pin_to_core(cpu)?;
     }
-    // One TLS provider for every HTTPS and WSS connection (ring: no cmake, no C++ needed).
-    rustls::crypto::ring::default_provider()
-        .install_default()
-        .ok();
     // One runtime on one thread: the node's loop, its connections and its HTTP server share the
     // core the process is pinned to, and no book is ever touched from two threads.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -11,7 +11,7 @@
 //! books already applied are ignored by the sync rules, so no book leaves sync (make-before-break). A lost connection is reported (every book on it is out of sync until resynced) and
 //! reopened with exponential backoff; its streams are subscribed again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -38,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// confirmed: long enough that everything the old one still had in flight has also reached the
 /// new one, so the switch loses no event.
 const HANDOVER_OVERLAP: Duration = Duration::from_secs(2);
+
+/// A replacement connection that has not confirmed every subscription in this time is given up.
+const SUCCESSOR_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Wait before trying again when a replacement connection could not be opened.
 const ROTATION_RETRY: Duration = Duration::from_secs(30);
@@ -124,8 +127,16 @@ enum SessionEnd {
 /// A pending control message and the books it subscribes (for the `Subscribed` report).
 struct Outgoing {
     id: u64,
-    text: String,
+    method: &'static str,
+    params: Vec<String>,
     subscribes: Vec<BookId>,
+}
+
+impl Outgoing {
+    /// The message as sent: serde_json escapes whatever the stream names contain.
+    fn text(&self) -> String {
+        serde_json::json!({"method": self.method, "params": self.params, "id": self.id}).to_string()
+    }
 }
 
 /// The state that outlives single sessions: which streams to carry and the request ids.
@@ -138,6 +149,7 @@ pub struct StreamConnection {
 impl StreamConnection {
     /// A connection that is not open yet.
     pub fn new(config: ConnectionConfig) -> Self {
+        crate::tls::install_crypto_provider();
         Self {
             config,
             streams: HashMap::new(),
@@ -216,19 +228,32 @@ impl StreamConnection {
         }
     }
 
-    fn control(&mut self, method: &str, streams: &[String], subscribes: Vec<BookId>) -> Outgoing {
+    /// Queues `method` for `stream` on `link`, merged into the last queued message of the same
+    /// method while it has room, so adding many books at once costs few messages (Binance counts
+    /// every control message against the per-second limit).
+    fn enqueue(
+        &mut self,
+        link: &mut Link,
+        method: &'static str,
+        stream: String,
+        book: Option<BookId>,
+    ) {
+        if let Some(last) = link.outbox.back_mut()
+            && last.method == method
+            && last.params.len() < STREAMS_PER_SUBSCRIBE
+        {
+            last.params.push(stream);
+            last.subscribes.extend(book);
+            return;
+        }
         let id = self.next_id;
         self.next_id += 1;
-        let params = streams
-            .iter()
-            .map(|s| format!("\"{s}\""))
-            .collect::<Vec<_>>()
-            .join(",");
-        Outgoing {
+        link.outbox.push_back(Outgoing {
             id,
-            text: format!(r#"{{"method":"{method}","params":[{params}],"id":{id}}}"#),
-            subscribes,
-        }
+            method,
+            params: vec![stream],
+            subscribes: book.into_iter().collect(),
+        });
     }
 
     /// Connects to the stream endpoint: TCP, TLS and the WebSocket handshake.
@@ -251,17 +276,6 @@ impl StreamConnection {
     /// A link over `socket` with every stream of the connection queued for `SUBSCRIBE`.
     fn link(&mut self, socket: Socket) -> Link {
         let (sink, stream) = socket.split();
-        let all: Vec<(String, BookId)> =
-            self.streams.iter().map(|(s, b)| (s.clone(), *b)).collect();
-        let mut outbox = VecDeque::new();
-        for chunk in all.chunks(STREAMS_PER_SUBSCRIBE) {
-            let names: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
-            outbox.push_back(self.control(
-                "SUBSCRIBE",
-                &names,
-                chunk.iter().map(|(_, b)| *b).collect(),
-            ));
-        }
         // Control messages (and our pings) share Binance's per-second limit; stay two below it.
         let pace = Duration::from_secs(1)
             / self
@@ -272,15 +286,21 @@ impl StreamConnection {
                 .saturating_sub(2)
                 .max(1);
         let now = Instant::now();
-        Link {
+        let mut link = Link {
             sink,
             stream,
-            outbox,
+            outbox: VecDeque::new(),
             awaiting: HashMap::new(),
             next_send: now,
             next_ping: now + self.config.ping_interval,
             pace,
+        };
+        let all: Vec<(String, BookId)> =
+            self.streams.iter().map(|(s, b)| (s.clone(), *b)).collect();
+        for (stream, book) in all {
+            self.enqueue(&mut link, "SUBSCRIBE", stream, Some(book));
         }
+        link
     }
 
     /// One connected period: a primary link, and near its end of life a successor that takes
@@ -290,21 +310,32 @@ impl StreamConnection {
         commands: &mut mpsc::UnboundedReceiver<ConnectionCommand>,
         events: &mpsc::UnboundedSender<StreamEvent>,
     ) -> SessionEnd {
-        let mut primary = match self.connect().await {
-            Ok(socket) => self.link(socket),
+        let socket = match self.connect().await {
+            Ok(socket) => socket,
             Err(detail) => return SessionEnd::Lost(OutOfSyncReason::Disconnected, detail),
         };
+        // Books added while connecting join the first subscriptions instead of trickling in one
+        // control message each.
+        while let Ok(command) = commands.try_recv() {
+            self.remember(&command);
+        }
+        let mut primary = self.link(socket);
         let mut rotate_at = Instant::now() + self.config.max_lifetime;
         let mut connecting: Option<Connecting> = None;
         let mut successor: Option<Link> = None;
         // The successor's events, held until it takes over so they follow the primary's.
         let mut held: Vec<StreamEvent> = Vec::new();
         let mut handover_at: Option<Instant> = None;
+        // A successor that is not fully subscribed by then is given up (and tried again later).
+        let mut successor_deadline: Option<Instant> = None;
         let mut last_data = Instant::now();
+        // Any frame at all, pongs to our pings included: a connection that answers nothing is dead.
+        let mut last_heard = Instant::now();
         let far = || Instant::now() + Duration::from_secs(86_400);
 
         loop {
             let silence_deadline = last_data + self.config.silence_timeout;
+            let deaf_deadline = last_heard + self.config.ping_interval * 3;
             let successor_send = successor
                 .as_ref()
                 .filter(|link| !link.outbox.is_empty())
@@ -313,16 +344,16 @@ impl StreamConnection {
                 // The primary first: its events were sent before the successor's copies.
                 biased;
                 frame = primary.stream.next() => match self.on_frame(frame, &mut primary, Route::Forward, events).await {
-                    FrameOutcome::Data => last_data = Instant::now(),
-                    FrameOutcome::Control => {}
+                    FrameOutcome::Data => (last_data, last_heard) = (Instant::now(), Instant::now()),
+                    FrameOutcome::Control => last_heard = Instant::now(),
                     FrameOutcome::End(end) => {
                         // A successor that is ready takes over at once; otherwise the session ends.
                         let Some(next) = successor.take().filter(Link::is_subscribed) else { return end };
-                        if !forward(&mut held, events) {
+                        if !promote(&mut primary, next, &mut held, events) {
                             return SessionEnd::Shutdown;
                         }
-                        primary = next;
-                        (handover_at, rotate_at) = (None, Instant::now() + self.config.max_lifetime);
+                        (handover_at, successor_deadline) = (None, None);
+                        (rotate_at, last_heard) = (Instant::now() + self.config.max_lifetime, Instant::now());
                     }
                 },
                 frame = next_frame(&mut successor) => {
@@ -331,7 +362,8 @@ impl StreamConnection {
                         FrameOutcome::End(SessionEnd::Shutdown) => return SessionEnd::Shutdown,
                         FrameOutcome::End(SessionEnd::Lost(_, detail)) => {
                             tracing::warn!(url = %self.config.url, %detail, "replacement connection failed; retrying later");
-                            (successor, handover_at, rotate_at) = (None, None, Instant::now() + ROTATION_RETRY);
+                            (successor, handover_at, successor_deadline) = (None, None, None);
+                            rotate_at = Instant::now() + ROTATION_RETRY;
                             held.clear();
                         }
                         FrameOutcome::Data | FrameOutcome::Control => {
@@ -344,12 +376,18 @@ impl StreamConnection {
                 () = sleep_until(handover_at.unwrap_or_else(far)), if handover_at.is_some() => {
                     let Some(next) = successor.take() else { continue };
                     tracing::info!(url = %self.config.url, "connection replaced before its lifetime ends");
-                    // Dropping the old primary closes it; its events were all read before this point.
-                    primary = next;
-                    if !forward(&mut held, events) {
+                    // The old primary's events were all read before this point; dropping it closes it.
+                    if !promote(&mut primary, next, &mut held, events) {
                         return SessionEnd::Shutdown;
                     }
-                    (handover_at, rotate_at) = (None, Instant::now() + self.config.max_lifetime);
+                    (handover_at, successor_deadline) = (None, None);
+                    (rotate_at, last_heard) = (Instant::now() + self.config.max_lifetime, Instant::now());
+                }
+                () = sleep_until(successor_deadline.unwrap_or_else(far)), if successor_deadline.is_some() && handover_at.is_none() => {
+                    tracing::warn!(url = %self.config.url, "replacement connection never finished subscribing; retrying later");
+                    (successor, successor_deadline) = (None, None);
+                    rotate_at = Instant::now() + ROTATION_RETRY;
+                    held.clear();
                 }
                 () = sleep_until(rotate_at), if connecting.is_none() && successor.is_none() => {
                     connecting = Some(Box::pin(self.connect()));
@@ -357,7 +395,10 @@ impl StreamConnection {
                 connected = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
                     connecting = None;
                     match connected {
-                        Ok(socket) => successor = Some(self.link(socket)),
+                        Ok(socket) => {
+                            successor = Some(self.link(socket));
+                            successor_deadline = Some(Instant::now() + SUCCESSOR_DEADLINE);
+                        }
                         Err(detail) => {
                             tracing::warn!(url = %self.config.url, %detail, "replacement connection failed; retrying later");
                             rotate_at = Instant::now() + ROTATION_RETRY;
@@ -369,12 +410,10 @@ impl StreamConnection {
                     let book = match &command { ConnectionCommand::Subscribe { book, .. } => Some(*book), ConnectionCommand::Unsubscribe { .. } => None };
                     if let Some(stream) = self.remember(&command) {
                         let method = if book.is_some() { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
-                        let outgoing = self.control(method, std::slice::from_ref(&stream), book.into_iter().collect());
                         if let Some(link) = successor.as_mut() {
-                            let copy = self.control(method, &[stream], outgoing.subscribes.clone());
-                            link.outbox.push_back(copy);
+                            self.enqueue(link, method, stream.clone(), book);
                         }
-                        primary.outbox.push_back(outgoing);
+                        self.enqueue(&mut primary, method, stream, book);
                     }
                 }
                 () = sleep_until(primary.next_send), if !primary.outbox.is_empty() => {
@@ -387,7 +426,8 @@ impl StreamConnection {
                         && let Err(detail) = link.send_next().await
                     {
                         tracing::warn!(url = %self.config.url, %detail, "replacement connection failed; retrying later");
-                        (successor, handover_at, rotate_at) = (None, None, Instant::now() + ROTATION_RETRY);
+                        (successor, handover_at, successor_deadline) = (None, None, None);
+                        rotate_at = Instant::now() + ROTATION_RETRY;
                         held.clear();
                     }
                 }
@@ -395,6 +435,9 @@ impl StreamConnection {
                     if let Err(detail) = primary.ping(self.config.ping_interval).await {
                         return SessionEnd::Lost(OutOfSyncReason::Disconnected, detail);
                     }
+                }
+                () = sleep_until(deaf_deadline) => {
+                    return SessionEnd::Lost(OutOfSyncReason::Disconnected, format!("nothing heard for {:?}, not even pongs", self.config.ping_interval * 3));
                 }
                 () = sleep_until(silence_deadline) => {
                     return SessionEnd::Lost(OutOfSyncReason::StreamSilent, format!("no data for {:?}", self.config.silence_timeout));
@@ -543,6 +586,16 @@ struct Link {
 }
 
 impl Link {
+    /// Books whose subscription is queued or sent but not confirmed yet.
+    fn pending_books(&self) -> HashSet<BookId> {
+        self.awaiting
+            .values()
+            .flatten()
+            .chain(self.outbox.iter().flat_map(|o| &o.subscribes))
+            .copied()
+            .collect()
+    }
+
     /// Every stream is subscribed and confirmed.
     fn is_subscribed(&self) -> bool {
         self.outbox.is_empty() && self.awaiting.is_empty()
@@ -554,7 +607,7 @@ impl Link {
             return Ok(());
         };
         self.sink
-            .send(Message::text(outgoing.text))
+            .send(Message::text(outgoing.text()))
             .await
             .map_err(|e| e.to_string())?;
         if !outgoing.subscribes.is_empty() {
@@ -582,6 +635,31 @@ async fn next_frame(
         Some(link) => link.stream.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// Makes `next` the primary link: forwards the events it held, then reports as subscribed the
+/// books the old primary was still subscribing and `next` has confirmed (their confirmations came
+/// while `next` was held, so nobody was told). `false` when the node is gone.
+fn promote(
+    primary: &mut Link,
+    next: Link,
+    held: &mut Vec<StreamEvent>,
+    events: &mpsc::UnboundedSender<StreamEvent>,
+) -> bool {
+    let still_pending = next.pending_books();
+    let confirmed: Vec<BookId> = primary
+        .pending_books()
+        .into_iter()
+        .filter(|book| !still_pending.contains(book))
+        .collect();
+    *primary = next;
+    if !forward(held, events) {
+        return false;
+    }
+    confirmed.is_empty()
+        || events
+            .send(StreamEvent::Subscribed { books: confirmed })
+            .is_ok()
 }
 
 /// Sends held events to the node in order; `false` when the node is gone.

@@ -48,8 +48,8 @@ impl DepthCache {
     /// Adds the book to the segment (status starting) and returns it buffering; the driver must
     /// fetch a snapshot ([`NextStep::FetchSnapshot`]) once the stream is subscribed.
     ///
-    /// `depth` is the snapshot depth (the `limit` asked for); the book keeps at most that many
-    /// levels per side, and at most what the segment holds.
+    /// `depth` is the snapshot depth (the `limit` asked for); the book keeps that many levels per
+    /// side, and the segment shows as many of the best as it holds.
     ///
     /// # Errors
     /// [`DepthCacheError::Segment`] when the segment is full or already holds the book.
@@ -60,7 +60,9 @@ impl DepthCache {
         publisher: &mut Publisher,
     ) -> Result<Self, DepthCacheError> {
         let handle = publisher.writer().add_book(exchange.as_str(), symbol)?;
-        let depth = depth.min(publisher.levels_per_side());
+        // The book keeps the full snapshot depth even when the segment shows fewer levels: the
+        // orphan rule is about what the snapshot covers, and trimming shallower would let a level
+        // from beyond the window slide up next to the top, with a hole above it.
         Ok(Self {
             exchange,
             symbol: symbol.to_owned(),
@@ -133,6 +135,7 @@ impl DepthCache {
         // A new snapshot never inherits old levels.
         self.book.clear();
         if self.apply_levels(bids, asks).is_err() {
+            self.sync.restart();
             return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
         }
         self.book.trim();
@@ -162,6 +165,21 @@ impl DepthCache {
     ) -> Result<NextStep, DepthCacheError> {
         self.sync.restart();
         self.lose_sync(reason, publisher)
+    }
+
+    /// Publishes that a snapshot download failed, keeping the events buffered so far (the next
+    /// snapshot may still align with them). A synced book is left alone: the failure was of a
+    /// request it no longer needs.
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn snapshot_failed(&mut self, publisher: &mut Publisher) -> Result<(), DepthCacheError> {
+        if self.meta.status.is_synced() {
+            return Ok(());
+        }
+        self.meta.status = BookStatus::OutOfSync(OutOfSyncReason::SnapshotFailed);
+        publisher.publish_meta(self.handle, &self.meta)?;
+        Ok(())
     }
 
     /// Removes the book from the segment: readers get "not found" from now on.

@@ -31,6 +31,7 @@ mod node;
 mod publish;
 mod snapshot;
 mod sync;
+mod tls;
 mod weight_budget;
 
 pub use book::{BookError, OrderBook};

@@ -62,7 +62,8 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     /// Defaults for `cluster` / `dcn`: 1024 books of 1000 levels, half of each host's weight,
-    /// pings every 10 s, 30 s of silence before a reconnect.
+    /// pings every 10 s, a book verified after 60 s of silence, a connection replaced after 5
+    /// minutes without any data.
     pub fn new(cluster: impl Into<String>, dcn: impl Into<String>) -> Self {
         Self {
             cluster: cluster.into(),
@@ -73,7 +74,7 @@ impl NodeConfig {
             weight_share: 0.5,
             api_keys: HashMap::new(),
             ping_interval: Duration::from_secs(10),
-            silence_timeout: Duration::from_secs(30),
+            silence_timeout: Duration::from_secs(300),
             max_backoff: Duration::from_secs(30),
             max_connection_lifetime: crate::connection::DEFAULT_MAX_LIFETIME,
             book_silence: Duration::from_secs(60),
@@ -116,6 +117,19 @@ pub enum NodeError {
         exchange: Exchange,
         /// Symbol.
         symbol: String,
+    },
+    /// The symbol has characters Binance symbols never have.
+    #[error("invalid symbol {0:?}: 1 to 48 of A-Z a-z 0-9 - _")]
+    InvalidSymbol(String),
+    /// Another book already uses the same stream (symbols differing only in case).
+    #[error("DepthCache {symbol} for {exchange} would share its stream with {other}")]
+    StreamTaken {
+        /// Exchange.
+        exchange: Exchange,
+        /// Symbol asked for.
+        symbol: String,
+        /// The book already on that stream.
+        other: String,
     },
     /// The book does not exist.
     #[error("DepthCache {symbol} for {exchange} not found")]
@@ -221,6 +235,20 @@ struct Entry {
     silence_threshold: Duration,
     /// A verification snapshot is on its way.
     verifying: bool,
+    /// The sync episode: bumped whenever the book loses sync, so snapshots asked for in an
+    /// earlier episode (before a disconnect, say) are recognised and dropped.
+    epoch: u64,
+    /// The stream this book is carried on.
+    stream: String,
+}
+
+impl Entry {
+    /// Starts a new sync episode: earlier snapshot answers no longer apply.
+    fn begin_episode(&mut self) {
+        self.epoch += 1;
+        self.synced_since = None;
+        self.verifying = false;
+    }
 }
 
 /// A running connection task.
@@ -228,7 +256,17 @@ struct Connection {
     url: String,
     exchange: Exchange,
     books: usize,
-    commands: mpsc::UnboundedSender<ConnectionCommand>,
+    /// `None` once the connection carries no book: dropping the sender ends its task.
+    commands: Option<mpsc::UnboundedSender<ConnectionCommand>>,
+}
+
+impl Connection {
+    fn send(&self, command: ConnectionCommand) {
+        // A send fails only if the task ended, which it does only when we drop the sender.
+        if let Some(commands) = &self.commands {
+            commands.send(command).ok();
+        }
+    }
 }
 
 /// The node; see the module doc.
@@ -361,9 +399,30 @@ impl Node {
                 symbol: spec.symbol,
             });
         }
+        let valid = (1..=48).contains(&spec.symbol.len())
+            && spec
+                .symbol
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(NodeError::InvalidSymbol(spec.symbol));
+        }
         let stream = spec
             .exchange
             .stream_name(&spec.symbol, spec.update_interval_ms)?;
+        // Stream names are lower-case: `BTCUSDT` and `btcusdt` would share one stream, and one of
+        // the two books would silently stop receiving events.
+        if let Some(other) = self
+            .books
+            .values()
+            .find(|entry| entry.spec.exchange == spec.exchange && entry.stream == stream)
+        {
+            return Err(NodeError::StreamTaken {
+                exchange: spec.exchange,
+                symbol: spec.symbol,
+                other: other.spec.symbol.clone(),
+            });
+        }
         let cache = DepthCache::new(
             spec.exchange,
             &spec.symbol,
@@ -374,11 +433,10 @@ impl Node {
         self.next_book += 1;
         let connection = self.connection_for(spec.exchange);
         self.connections[connection].books += 1;
-        // A send fails only if the connection task ended, which it does only when we drop it.
-        self.connections[connection]
-            .commands
-            .send(ConnectionCommand::Subscribe { book, stream })
-            .ok();
+        self.connections[connection].send(ConnectionCommand::Subscribe {
+            book,
+            stream: stream.clone(),
+        });
         tracing::info!(exchange = %spec.exchange, symbol = %spec.symbol, book, "DepthCache added");
         self.keys.insert(key, book);
         self.books.insert(
@@ -392,6 +450,8 @@ impl Node {
                 last_event: Instant::now(),
                 silence_threshold: self.config.book_silence,
                 verifying: false,
+                epoch: 0,
+                stream,
             },
         );
         Ok(())
@@ -409,10 +469,11 @@ impl Node {
         let entry = self.books.remove(&book).ok_or_else(not_found)?;
         let connection = &mut self.connections[entry.connection];
         connection.books -= 1;
-        connection
-            .commands
-            .send(ConnectionCommand::Unsubscribe { book })
-            .ok();
+        connection.send(ConnectionCommand::Unsubscribe { book });
+        if connection.books == 0 {
+            // Nothing left to carry: let the connection close instead of idling and reconnecting.
+            connection.commands = None;
+        }
         self.retries.retain(|(_, b)| *b != book);
         entry.cache.remove(&mut self.publisher)?;
         tracing::info!(%exchange, symbol, "DepthCache removed");
@@ -425,7 +486,10 @@ impl Node {
         let endpoints = self.config.endpoints.endpoints(exchange);
         let url = format!("{}{}", endpoints.ws_base, spec.combined_stream_path);
         if let Some(index) = self.connections.iter().position(|c| {
-            c.url == url && c.exchange == exchange && c.books < spec.streams_per_connection
+            c.commands.is_some()
+                && c.url == url
+                && c.exchange == exchange
+                && c.books < spec.streams_per_connection
         }) {
             return index;
         }
@@ -443,7 +507,7 @@ impl Node {
             url,
             exchange,
             books: 0,
-            commands,
+            commands: Some(commands),
         });
         self.connections.len() - 1
     }
@@ -470,10 +534,12 @@ impl Node {
                 }
             }
             StreamEvent::Interrupted { books, reason } => {
+                // The connection resubscribes and reports `Subscribed`; the snapshot follows then.
+                // Retries and answers from before the interruption must not count.
+                self.retries.retain(|(_, book)| !books.contains(book));
                 for book in books {
-                    // The connection resubscribes and reports `Subscribed`; the snapshot follows then.
                     if let Some(entry) = self.books.get_mut(&book) {
-                        entry.synced_since = None;
+                        entry.begin_episode();
                         if let Err(error) = entry.cache.resync(reason, &mut self.publisher) {
                             tracing::error!(%error, book, "publishing out of sync failed");
                         }
@@ -496,6 +562,13 @@ impl Node {
         let Some(entry) = self.books.get_mut(&outcome.book) else {
             return;
         };
+        if outcome.epoch != entry.epoch {
+            tracing::debug!(
+                book = outcome.book,
+                "dropping a snapshot asked for before the book last lost sync"
+            );
+            return;
+        }
         if std::mem::take(&mut entry.verifying) && entry.cache.meta().status.is_synced() {
             self.verify(outcome);
             return;
@@ -510,10 +583,14 @@ impl Node {
             ),
             Err(error) => {
                 tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, "snapshot failed");
+                if entry.cache.meta().status.is_synced() {
+                    // A request the book no longer needs; nothing to retry.
+                    return;
+                }
                 entry
                     .cache
-                    .resync(OutOfSyncReason::SnapshotFailed, &mut self.publisher)
-                    .map(|_| NextStep::FetchSnapshot)
+                    .snapshot_failed(&mut self.publisher)
+                    .map(|()| NextStep::FetchSnapshot)
             }
         };
         let book = outcome.book;
@@ -531,13 +608,16 @@ impl Node {
         };
         match step {
             Ok(NextStep::Continue) => {
-                if entry.cache.meta().status.is_synced() {
-                    entry.synced_since.get_or_insert_with(Instant::now);
+                if entry.cache.meta().status.is_synced() && entry.synced_since.is_none() {
+                    // Newly synced: the refresh and silence clocks start now.
+                    let now = Instant::now();
+                    (entry.synced_since, entry.last_event) = (Some(now), now);
                     entry.retry_delay = FIRST_SNAPSHOT_RETRY;
                 }
             }
             Ok(NextStep::FetchSnapshot) => {
-                entry.synced_since = None;
+                // The book lost sync with its stream still live: a new episode, asked for now.
+                entry.begin_episode();
                 self.request_snapshot(book);
             }
             Err(error) => tracing::error!(%error, book, "publishing failed"),
@@ -550,6 +630,7 @@ impl Node {
         };
         let request = SnapshotRequest {
             book,
+            epoch: entry.epoch,
             exchange: entry.spec.exchange,
             symbol: entry.spec.symbol.clone(),
         };
@@ -621,7 +702,7 @@ impl Node {
         }
         tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, snapshot_id, "stream silent while the market moved; resyncing");
         entry.silence_threshold = self.config.book_silence;
-        entry.synced_since = None;
+        entry.begin_episode();
         if let Err(error) = entry
             .cache
             .resync(OutOfSyncReason::StreamSilent, &mut self.publisher)
@@ -629,17 +710,12 @@ impl Node {
             tracing::error!(%error, book, "publishing out of sync failed");
         }
         // A fresh subscription for just this stream; its confirmation brings the snapshot.
-        let stream = entry
-            .spec
-            .exchange
-            .stream_name(&entry.spec.symbol, entry.spec.update_interval_ms);
-        let commands = &self.connections[entry.connection].commands;
-        commands.send(ConnectionCommand::Unsubscribe { book }).ok();
-        if let Ok(stream) = stream {
-            commands
-                .send(ConnectionCommand::Subscribe { book, stream })
-                .ok();
-        }
+        let connection = &self.connections[entry.connection];
+        connection.send(ConnectionCommand::Unsubscribe { book });
+        connection.send(ConnectionCommand::Subscribe {
+            book,
+            stream: entry.stream.clone(),
+        });
     }
 
     /// Resyncs books whose `refresh_interval` has passed (the original's forced refresh).
@@ -655,7 +731,6 @@ impl Node {
             let Some(entry) = self.books.get_mut(&book) else {
                 continue;
             };
-            entry.synced_since = None;
             let step = entry
                 .cache
                 .resync(OutOfSyncReason::Refresh, &mut self.publisher);

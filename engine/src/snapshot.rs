@@ -33,6 +33,8 @@ pub type BookId = u32;
 pub struct SnapshotRequest {
     /// The book.
     pub book: BookId,
+    /// The book's sync episode when it asked; an answer for an older episode is stale.
+    pub epoch: u64,
     /// Its exchange.
     pub exchange: Exchange,
     /// Its symbol (upper-case, as REST wants it).
@@ -93,6 +95,8 @@ pub enum SnapshotError {
 pub struct SnapshotOutcome {
     /// The book the snapshot was for.
     pub book: BookId,
+    /// The episode it was asked for (see [`SnapshotRequest::epoch`]).
+    pub epoch: u64,
     /// The snapshot, or why there is none.
     pub result: Result<Snapshot, SnapshotError>,
 }
@@ -130,6 +134,7 @@ impl SnapshotScheduler {
     /// # Errors
     /// [`SnapshotError::Transport`] when the HTTP client cannot be built (TLS setup).
     pub fn new(config: SnapshotConfig) -> Result<Self, SnapshotError> {
+        crate::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -173,9 +178,18 @@ impl SnapshotScheduler {
     }
 
     fn enqueue(&mut self, request: SnapshotRequest) {
-        // One pending snapshot per book: a second request while one is queued adds nothing.
+        // One pending snapshot per book: a second request while one is queued only brings the
+        // queued one up to the book's current episode.
         if self.queued.insert(request.book) {
             self.queue.push_back(request);
+            return;
+        }
+        if let Some(queued) = self
+            .queue
+            .iter_mut()
+            .find(|queued| queued.book == request.book)
+        {
+            queued.epoch = request.epoch;
         }
     }
 
@@ -245,6 +259,7 @@ impl SnapshotScheduler {
             outcomes
                 .send(SnapshotOutcome {
                     book: request.book,
+                    epoch: request.epoch,
                     result,
                 })
                 .ok();

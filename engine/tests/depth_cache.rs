@@ -346,3 +346,33 @@ fn a_quiet_book_is_served_from_its_snapshot_until_an_event_does_not_fit() {
         "{error}"
     );
 }
+
+#[test]
+fn a_segment_with_fewer_levels_shows_the_best_of_a_full_depth_book() {
+    // The segment shows 5 levels, but the book keeps the snapshot's 1000: deleting the top 3
+    // must show levels 4..=8 of the snapshot, not a book cut at 5 with holes below.
+    let cluster = cluster("shallow");
+    let mut publisher = publisher(&cluster);
+    let mut cache = DepthCache::new(Exchange::BinanceCom, "DEEP", 1000, &mut publisher).unwrap();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    let asks: Vec<(String, String)> = (1..=10)
+        .map(|i| (format!("{}.0", 100 + i), "1".to_owned()))
+        .collect();
+    let asks: Vec<(&str, &str)> = asks.iter().map(|(p, q)| (p.as_str(), q.as_str())).collect();
+    cache
+        .on_snapshot(1, &[], &levels(&asks), 1, &mut publisher)
+        .unwrap();
+    cache
+        .on_update(
+            spot(2, 2, &[], &[("101.0", "0"), ("102.0", "0"), ("103.0", "0")]),
+            2,
+            &mut publisher,
+        )
+        .unwrap();
+    let prices: Vec<f64> = read(&mut reader, "binance.com", "DEEP", Side::Asks)
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(prices, [104.0, 105.0, 106.0, 107.0, 108.0]);
+}

@@ -8,12 +8,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::{Map, Value, json};
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side};
+use ubdcc_shm::{
+    BookInfo, BookStatus, ClusterReader, InvalidQuery, Level, LevelQuery, ReadError, Side,
+};
 
 use crate::envelope::{ApiError, ErrorId, ok};
 
@@ -40,7 +43,21 @@ pub fn router(state: DcnApiState) -> Router {
         .route("/test", get(test))
         .route("/get_asks", get(get_asks))
         .route("/get_bids", get(get_bids))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The original's framework answers for unknown paths and wrong methods.
+async fn not_found() -> (StatusCode, Json<Value>) {
+    (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"})))
+}
+
+async fn method_not_allowed() -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({"detail": "Method Not Allowed"})),
+    )
 }
 
 async fn test(State(state): State<DcnApiState>) -> Response {
@@ -127,7 +144,8 @@ fn age_ms(info: &BookInfo) -> f64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    (now.saturating_sub(u128::from(info.publish_time_ns)) as f64 / 1e6 * 1000.0).round() / 1000.0
+    // Milliseconds with three decimals (microsecond resolution).
+    (now.saturating_sub(u128::from(info.publish_time_ns)) as f64 / 1e3).round() / 1e3
 }
 
 fn read_error(error: &ReadError, query: &BookParams, event: &str) -> ApiError {
@@ -146,7 +164,11 @@ fn read_error(error: &ReadError, query: &BookParams, event: &str) -> ApiError {
         | ReadError::Contended { .. }
         | ReadError::Io { .. } => out_of_sync(event, market, exchange, error.to_string()),
         ReadError::InvalidQuery(invalid) => {
-            ApiError::new(ErrorId::NegativeLimit, event, invalid.to_string())
+            let id = match invalid {
+                InvalidQuery::NegativeLimit(_) => ErrorId::NegativeLimit,
+                InvalidQuery::NanThreshold => ErrorId::InvalidNumber,
+            };
+            ApiError::new(id, event, invalid.to_string())
         }
     }
 }
@@ -208,19 +230,23 @@ impl BookParams {
         let max_age_ms = value("max_age_ms")
             .map(|v| integer("max_age_ms", v, event))
             .transpose()?;
+        if let Some(age) = max_age_ms.filter(|age| *age < 0) {
+            let message = format!("Invalid parameter: max_age_ms must not be negative, got {age}");
+            return Err(ApiError::new(ErrorId::InvalidInteger, event, message));
+        }
         let levels = LevelQuery::new(limit_count, threshold_volume)
             .map_err(|e| ApiError::new(ErrorId::InvalidNumber, event, e.to_string()))?;
         Ok(Self {
             exchange: exchange.to_owned(),
             market: market.to_owned(),
             levels,
-            max_age_ms: max_age_ms.map(|v| v.max(0) as u64),
+            max_age_ms: max_age_ms.map(|v| v.unsigned_abs()),
         })
     }
 }
 
 fn integer(name: &str, text: &str, event: &str) -> Result<i64, ApiError> {
-    // Python's int() accepted surrounding blanks and a sign; so does this.
+    // A sign is accepted, as Python's int() did (blanks were trimmed by the caller).
     text.parse().map_err(|_| {
         ApiError::new(
             ErrorId::InvalidInteger,

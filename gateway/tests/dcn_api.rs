@@ -70,6 +70,27 @@ fn segment(cluster: &str) -> SegmentWriter {
     writer
 }
 
+async fn get_raw(cluster: &str, uri: &str) -> String {
+    let app = router(DcnApiState::new(
+        ClusterReader::open(cluster).unwrap(),
+        "test",
+    ));
+    let response = app
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
 async fn get(cluster: &str, uri: &str) -> Value {
     let app = router(DcnApiState::new(
         ClusterReader::open(cluster).unwrap(),
@@ -116,9 +137,25 @@ async fn reads_follow_the_original_envelope_with_freshness_extras() {
     assert_eq!(body["last_update_id"], 42);
     assert_eq!(body["event_time"], 1_700_000_000_000u64);
     assert!(body["age_ms"].as_f64().unwrap() >= 0.0);
-    // Keys come in alphabetical order, as the original writes them.
-    let text = serde_json::to_string(&body).unwrap();
-    assert!(text.starts_with(r#"{"age_ms":"#), "{text}");
+    // Keys come in alphabetical order, as the original writes them (checked on the raw bytes).
+    let text = get_raw(
+        &cluster,
+        "/get_asks?exchange=binance.com&market=BTCUSDT&limit_count=1",
+    )
+    .await;
+    let keys = [
+        "\"age_ms\"",
+        "\"asks\"",
+        "\"event\"",
+        "\"event_time\"",
+        "\"last_update_id\"",
+        "\"result\"",
+    ];
+    let positions: Vec<usize> = keys
+        .iter()
+        .map(|key| text.find(key).unwrap_or_else(|| panic!("{key} in {text}")))
+        .collect();
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
 
     let body = get(
         &cluster,
@@ -201,6 +238,7 @@ async fn bad_numbers_are_error_envelopes_never_500() {
         ("&threshold_volume=%F0%9F%92%A5", "#1102"),
         ("&max_age_ms=soon", "#1100"),
         ("&max_age_ms=0", "#1103"),
+        ("&max_age_ms=-5", "#1100"),
     ] {
         let body = get(&cluster, &format!("{base}{query}")).await;
         assert_eq!(body["error_id"], id, "{query}: {body}");
@@ -219,4 +257,28 @@ async fn bad_numbers_are_error_envelopes_never_500() {
         get(&cluster, &format!("{base}&max_age_ms=600000")).await["result"],
         "OK"
     );
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_answer_like_the_original() {
+    let cluster = cluster("404");
+    let app = router(DcnApiState::new(
+        ClusterReader::open(&cluster).unwrap(),
+        "test",
+    ));
+    let response = app
+        .clone()
+        .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"detail":"Not Found"}"#);
+    let response = app
+        .oneshot(Request::post("/get_asks").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], br#"{"detail":"Method Not Allowed"}"#);
 }
