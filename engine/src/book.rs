@@ -81,18 +81,37 @@ impl Ladder {
         self.levels.drain(..excess);
     }
 
-    fn rescale_prices(&mut self, factor: u64) -> Option<()> {
+    /// Multiplies every mantissa of `column` by `factor`; `None` on overflow (then partly done:
+    /// callers work on a copy).
+    fn rescale(&mut self, column: Column, factor: u64) -> Option<()> {
         for level in &mut self.levels {
-            level.price = level.price.checked_mul(factor)?;
+            let mantissa = column.of(level);
+            *mantissa = mantissa.checked_mul(factor)?;
         }
         Some(())
     }
+}
 
-    fn rescale_quantities(&mut self, factor: u64) -> Option<()> {
-        for level in &mut self.levels {
-            level.quantity = level.quantity.checked_mul(factor)?;
+/// One of the two mantissa columns of a level, each with its own exponent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Price,
+    Quantity,
+}
+
+impl Column {
+    fn of(self, level: &mut RawLevel) -> &mut u64 {
+        match self {
+            Self::Price => &mut level.price,
+            Self::Quantity => &mut level.quantity,
         }
-        Some(())
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Price => "price",
+            Self::Quantity => "quantity",
+        }
     }
 }
 
@@ -226,25 +245,33 @@ impl OrderBook {
     /// new value fits exactly. Binance formats each symbol with fixed decimals, so this happens at
     /// most once or twice per book.
     fn widen_exponents(&mut self, price: Decimal, quantity: Decimal) -> Result<(), BookError> {
-        if price.exponent() < self.price_exponent {
-            let factor = pow10(self.price_exponent, price.exponent())
-                .ok_or_else(|| overflow("price", price, price.exponent()))?;
-            let mut bids = self.bids.clone();
-            let mut asks = self.asks.clone();
-            bids.rescale_prices(factor)
-                .and_then(|()| asks.rescale_prices(factor))
-                .ok_or_else(|| overflow("price", price, price.exponent()))?;
-            (self.bids, self.asks, self.price_exponent) = (bids, asks, price.exponent());
+        self.widen(Column::Price, price)?;
+        if !quantity.is_zero() {
+            self.widen(Column::Quantity, quantity)?;
         }
-        if !quantity.is_zero() && quantity.exponent() < self.quantity_exponent {
-            let factor = pow10(self.quantity_exponent, quantity.exponent())
-                .ok_or_else(|| overflow("quantity", quantity, quantity.exponent()))?;
-            let mut bids = self.bids.clone();
-            let mut asks = self.asks.clone();
-            bids.rescale_quantities(factor)
-                .and_then(|()| asks.rescale_quantities(factor))
-                .ok_or_else(|| overflow("quantity", quantity, quantity.exponent()))?;
-            (self.bids, self.asks, self.quantity_exponent) = (bids, asks, quantity.exponent());
+        Ok(())
+    }
+
+    /// Lowers `column`'s exponent to `value`'s if it has more fraction digits; on overflow the
+    /// book is left as it was.
+    fn widen(&mut self, column: Column, value: Decimal) -> Result<(), BookError> {
+        let current = match column {
+            Column::Price => self.price_exponent,
+            Column::Quantity => self.quantity_exponent,
+        };
+        if value.exponent() >= current {
+            return Ok(());
+        }
+        let too_big = || overflow(column.name(), value, value.exponent());
+        let factor = pow10(current, value.exponent()).ok_or_else(too_big)?;
+        let (mut bids, mut asks) = (self.bids.clone(), self.asks.clone());
+        bids.rescale(column, factor)
+            .and_then(|()| asks.rescale(column, factor))
+            .ok_or_else(too_big)?;
+        (self.bids, self.asks) = (bids, asks);
+        match column {
+            Column::Price => self.price_exponent = value.exponent(),
+            Column::Quantity => self.quantity_exponent = value.exponent(),
         }
         Ok(())
     }

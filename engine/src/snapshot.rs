@@ -1,7 +1,8 @@
-//! Downloading REST depth snapshots within each host's weight budget.
+//! Downloading REST depth snapshots within each API endpoint's weight budget.
 //!
 //! [`SnapshotScheduler`] owns a FIFO of requests (at most one per book) and a [`WeightBudget`]
-//! per REST host. A request goes out as soon as its host's budget grants its weight; downloads
+//! per REST API endpoint (e.g. `https://api.binance.com/api/v3/depth`: Binance counts weight per
+//! IP and API family). A request goes out as soon as its endpoint's budget grants its weight; downloads
 //! run concurrently, so one slow book never holds up the others, and each response's
 //! used-weight header and any 429/418 `Retry-After` feed back into the budget.
 
@@ -21,8 +22,8 @@ pub const SNAPSHOT_LIMIT: u32 = 1000;
 /// A REST request that has not answered in this time has failed (the original's timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Downloads in flight per host at most: enough to hide latency, few enough that a burst of
-/// resyncs cannot flood a host before its used-weight headers come back.
+/// Downloads in flight per endpoint at most: enough to hide latency, few enough that a burst of
+/// resyncs cannot flood it before its used-weight headers come back.
 const IN_FLIGHT_PER_HOST: usize = 4;
 
 /// Identifies a book to the scheduler and back.
@@ -114,7 +115,7 @@ pub struct SnapshotConfig {
 
 /// A finished download, reported back to the scheduler for its budget.
 struct Finished {
-    host: String,
+    endpoint: String,
     weight: Option<ResponseWeight>,
 }
 
@@ -194,17 +195,17 @@ impl SnapshotScheduler {
     }
 
     fn finish(&mut self, finished: Finished) {
-        if let Some(count) = self.in_flight.get_mut(&finished.host) {
+        if let Some(count) = self.in_flight.get_mut(&finished.endpoint) {
             *count = count.saturating_sub(1);
         }
         if let (Some(weight), Some(budget)) =
-            (finished.weight, self.budgets.get_mut(&finished.host))
+            (finished.weight, self.budgets.get_mut(&finished.endpoint))
         {
             budget.on_response(weight, Instant::now());
         }
     }
 
-    /// Starts every queued download its host allows now, oldest first; returns when to look
+    /// Starts every queued download its endpoint allows now, oldest first; returns when to look
     /// again for the ones still waiting.
     fn dispatch(
         &mut self,
@@ -216,13 +217,19 @@ impl SnapshotScheduler {
         let mut index = 0;
         while index < self.queue.len() {
             let exchange = self.queue[index].exchange;
-            let host = self.config.endpoints.endpoints(exchange).rest_base;
-            if self.in_flight.get(&host).copied().unwrap_or(0) >= IN_FLIGHT_PER_HOST {
+            // Binance's limits are per API family (spot `/api`, futures `/fapi`, options `/eapi`
+            // are separate systems), even when one URL serves several, as the simulator does.
+            let endpoint = format!(
+                "{}{}",
+                self.config.endpoints.endpoints(exchange).rest_base,
+                exchange.spec().snapshot_path
+            );
+            if self.in_flight.get(&endpoint).copied().unwrap_or(0) >= IN_FLIGHT_PER_HOST {
                 index += 1;
                 continue;
             }
             let spec = exchange.spec();
-            let budget = self.budgets.entry(host.clone()).or_insert_with(|| {
+            let budget = self.budgets.entry(endpoint.clone()).or_insert_with(|| {
                 WeightBudget::new(spec.weight_per_minute, self.config.weight_share)
             });
             match budget.try_spend(spec.snapshot_weight(SNAPSHOT_LIMIT), now) {
@@ -235,8 +242,8 @@ impl SnapshotScheduler {
                         break;
                     };
                     self.queued.remove(&request.book);
-                    *self.in_flight.entry(host.clone()).or_default() += 1;
-                    self.spawn_download(request, host, outcomes.clone(), finished.clone());
+                    *self.in_flight.entry(endpoint.clone()).or_default() += 1;
+                    self.spawn_download(request, endpoint, outcomes.clone(), finished.clone());
                 }
             }
         }
@@ -246,16 +253,16 @@ impl SnapshotScheduler {
     fn spawn_download(
         &self,
         request: SnapshotRequest,
-        host: String,
+        endpoint: String,
         outcomes: mpsc::UnboundedSender<SnapshotOutcome>,
         finished: mpsc::UnboundedSender<Finished>,
     ) {
         let client = self.client.clone();
         let api_key = self.config.api_keys.get(&request.exchange).cloned();
         tokio::spawn(async move {
-            let (result, weight) = download(&client, &host, &request, api_key.as_deref()).await;
+            let (result, weight) = download(&client, &endpoint, &request, api_key.as_deref()).await;
             // Either receiver gone means the node is shutting down; nothing is left to tell.
-            finished.send(Finished { host, weight }).ok();
+            finished.send(Finished { endpoint, weight }).ok();
             outcomes
                 .send(SnapshotOutcome {
                     book: request.book,
@@ -267,17 +274,17 @@ impl SnapshotScheduler {
     }
 }
 
-/// One snapshot request; returns the parsed snapshot and what the host said about its weight.
+/// One snapshot request to `endpoint` (base URL and depth path); returns the parsed snapshot and
+/// what the endpoint said about its weight.
 async fn download(
     client: &reqwest::Client,
-    host: &str,
+    endpoint: &str,
     request: &SnapshotRequest,
     api_key: Option<&str>,
 ) -> (Result<Snapshot, SnapshotError>, Option<ResponseWeight>) {
     let spec = request.exchange.spec();
     let url = format!(
-        "{host}{}?symbol={}&limit={SNAPSHOT_LIMIT}",
-        spec.snapshot_path,
+        "{endpoint}?symbol={}&limit={SNAPSHOT_LIMIT}",
         request.symbol.to_ascii_uppercase()
     );
     if spec.requires_api_key && api_key.is_none() {

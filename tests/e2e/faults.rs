@@ -22,27 +22,34 @@ struct Rig {
 const SPOT: (&str, &str, &str) = ("binance.com", "spot", "SIM0USDT");
 const FUTURES: (&str, &str, &str) = ("binance.com-futures", "futures", "SIM1USDT");
 
+type Market = (&'static str, &'static str, String);
+
 impl Rig {
+    /// Two spot and two futures books, with a short connection watchdog so the silence fault is
+    /// seen within a test's patience.
     fn start(tag: &str) -> Self {
-        let cluster = format!("e2efault{tag}{}", std::process::id());
-        let cleanup = Cleanup(cluster.clone());
-        let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
-        let markets: Vec<(&str, &str, String)> =
-            [("binance.com", "spot"), ("binance.com-futures", "futures")]
-                .into_iter()
-                .flat_map(|(exchange, family)| {
-                    (0..2).map(move |i| (exchange, family, format!("SIM{i}USDT")))
-                })
-                .collect();
-        // Short watchdog so the silence fault is seen within a test's patience.
-        let dcn = start_dcn(
-            &cluster,
-            &sim.address,
+        let markets: Vec<Market> = [("binance.com", "spot"), ("binance.com-futures", "futures")]
+            .into_iter()
+            .flat_map(|(exchange, family)| {
+                (0..2).map(move |i| (exchange, family, format!("SIM{i}USDT")))
+            })
+            .collect();
+        Self::with(
+            tag,
+            "20",
             &markets,
             &["--silence-timeout-ms", "1000", "--ping-interval-ms", "300"],
-        );
+        )
+    }
+
+    /// A simulator at `rate` events/s and a DCN keeping `markets` with `dcn_args`, all synced.
+    fn with(tag: &str, rate: &str, markets: &[Market], dcn_args: &[&str]) -> Self {
+        let cluster = format!("e2efault{tag}{}", std::process::id());
+        let cleanup = Cleanup(cluster.clone());
+        let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", rate]);
+        let dcn = start_dcn(&cluster, &sim.address, markets, dcn_args);
         let mut reader = ClusterReader::open(&cluster).expect("cluster");
-        wait_synced(&mut reader, &markets, Duration::from_secs(60));
+        wait_synced(&mut reader, markets, Duration::from_secs(60));
         Self {
             sim,
             dcn,
@@ -254,21 +261,21 @@ fn a_forced_418_ban_is_honoured_for_its_whole_retry_after() {
 
 #[test]
 fn connections_are_replaced_before_their_lifetime_ends_without_losing_sync() {
-    let cluster = format!("e2erotate{}", std::process::id());
-    let _cleanup = Cleanup(cluster.clone());
-    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
-    let markets: Vec<(&str, &str, String)> = vec![
+    let markets: Vec<Market> = vec![
         ("binance.com", "spot", "SIM0USDT".into()),
         ("binance.com-futures", "futures", "SIM0USDT".into()),
     ];
-    let _dcn = start_dcn(
-        &cluster,
-        &sim.address,
+    let Rig {
+        sim,
+        mut reader,
+        dcn: _dcn,
+        _cleanup,
+    } = Rig::with(
+        "rotate",
+        "20",
         &markets,
         &["--connection-lifetime-secs", "2"],
     );
-    let mut reader = ClusterReader::open(&cluster).expect("cluster");
-    wait_synced(&mut reader, &markets, Duration::from_secs(60));
     let before = get_json(&sim.address, "/sim/stats");
 
     // Several replacements: each connection lives 2 s plus a 2 s overlap.
@@ -328,21 +335,16 @@ fn connections_are_replaced_before_their_lifetime_ends_without_losing_sync() {
 
 #[test]
 fn one_silent_market_among_busy_ones_is_verified_and_resynced() {
-    let cluster = format!("e2ebooksilence{}", std::process::id());
-    let _cleanup = Cleanup(cluster.clone());
-    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
-    let markets: Vec<(&str, &str, String)> = vec![
+    let markets: Vec<Market> = vec![
         ("binance.com", "spot", "SIM0USDT".into()),
         ("binance.com", "spot", "SIM1USDT".into()),
     ];
-    let _dcn = start_dcn(
-        &cluster,
-        &sim.address,
-        &markets,
-        &["--book-silence-secs", "1"],
-    );
-    let mut reader = ClusterReader::open(&cluster).expect("cluster");
-    wait_synced(&mut reader, &markets, Duration::from_secs(60));
+    let Rig {
+        sim,
+        mut reader,
+        dcn: _dcn,
+        _cleanup,
+    } = Rig::with("booksilence", "20", &markets, &["--book-silence-secs", "1"]);
 
     // SIM0USDT's events stop; SIM1USDT keeps the shared connection busy, so only a per-book check
     // can notice.
@@ -410,22 +412,17 @@ fn one_silent_market_among_busy_ones_is_verified_and_resynced() {
 
 #[test]
 fn quiet_markets_stay_synced_and_are_verified_less_and_less() {
-    let cluster = format!("e2equiet{}", std::process::id());
-    let _cleanup = Cleanup(cluster.clone());
     // Rate 0: the simulator's books never change, like markets nobody trades.
-    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "0"]);
-    let markets: Vec<(&str, &str, String)> = vec![
+    let markets: Vec<Market> = vec![
         ("binance.com", "spot", "SIM0USDT".into()),
         ("binance.com-futures", "futures", "SIM0USDT".into()),
     ];
-    let _dcn = start_dcn(
-        &cluster,
-        &sim.address,
-        &markets,
-        &["--book-silence-secs", "1"],
-    );
-    let mut reader = ClusterReader::open(&cluster).expect("cluster");
-    wait_synced(&mut reader, &markets, Duration::from_secs(60));
+    let Rig {
+        sim,
+        mut reader,
+        dcn: _dcn,
+        _cleanup,
+    } = Rig::with("quiet", "0", &markets, &["--book-silence-secs", "1"]);
     std::thread::sleep(Duration::from_secs(8));
     for (exchange, _, symbol) in &markets {
         let info = reader.info(exchange, symbol).expect("book");
