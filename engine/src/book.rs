@@ -228,6 +228,12 @@ impl OrderBook {
         self.asks.trim(self.depth);
     }
 
+    /// The levels of `side` worst first, as the two contiguous runs they are stored in: the
+    /// cheapest way to copy a whole side (reverse the copy for best first).
+    pub fn worst_first_runs(&self, side: Side) -> (&[RawLevel], &[RawLevel]) {
+        self.ladder(side).levels.as_slices()
+    }
+
     /// The levels of `side`, best first, as mantissas at [`OrderBook::price_exponent`] and
     /// [`OrderBook::quantity_exponent`].
     pub fn best_first(&self, side: Side) -> impl ExactSizeIterator<Item = RawLevel> + '_ {
