@@ -4,12 +4,14 @@
 //! - [`envelope`]: `OK` / `ERROR` envelopes ([`ErrorId`], [`ApiError`]) exactly as the original
 //!   shapes them, HTTP 200 always.
 //! - [`dcn_api`]: the DCN's `/test`, `/get_asks`, `/get_bids`, answered from shared memory.
+//! - [`mgmt`]: the cluster state with the original's records, and replica placement.
 //!
-//! mgmt, restapi and the DCN's cluster agent arrive with the cluster issue. The gateway never
+//! mgmt's service, restapi and the DCN's cluster agent arrive with the rest of the cluster issue. The gateway never
 //! reaches into the engine: it reads books through `ubdcc-shm` like any other reader.
 #![forbid(unsafe_code)]
 
 pub mod dcn_api;
 pub mod envelope;
+pub mod mgmt;
 
 pub use envelope::{ApiError, ErrorId};

@@ -1,0 +1,428 @@
+//! The cluster state mgmt keeps, with the original's records and key order
+//! (`reference/upstream-api.md` §7), so backups and the public `db` views stay compatible.
+//!
+//! `depthcaches` keep insertion order (exchange, then market), because placement walks them in
+//! that order, as the original's dicts did.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// Unix time in seconds, as the original records it.
+pub type Seconds = f64;
+
+/// Replica status, as ubdcc means it: `running` only while synced and serving (the original said
+/// `running` as soon as a DCN accepted the book).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStatus {
+    /// Placed, not synced yet.
+    Starting,
+    /// Synced and serving.
+    Running,
+    /// Was synced, resyncing now (a value the original did not have).
+    OutOfSync,
+}
+
+/// One replica of a DepthCache on one DCN (the original's DISTRIBUTION entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistributionEntry {
+    /// When the entry was added.
+    #[serde(rename = "CREATED_TIME")]
+    pub created_time: Seconds,
+    /// Last stream restart reported by the DCN (0 initially).
+    #[serde(rename = "LAST_RESTART_TIME")]
+    pub last_restart_time: Seconds,
+    /// The DCN's uid (also the entry's key).
+    #[serde(rename = "POD_UID")]
+    pub pod_uid: String,
+    /// Restarts reported.
+    #[serde(rename = "RESTARTS")]
+    pub restarts: u64,
+    /// The DCN starts the replica only after this time.
+    #[serde(rename = "SCHEDULED_START_TIME")]
+    pub scheduled_start_time: Seconds,
+    /// The replica's status.
+    #[serde(rename = "STATUS")]
+    pub status: ReplicaStatus,
+}
+
+/// A DepthCache and its replicas (the original's DC record, keys in its served order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DepthCacheRecord {
+    /// Creation time.
+    #[serde(rename = "CREATED_TIME")]
+    pub created_time: Seconds,
+    /// Wanted replicas (0 = inactive).
+    #[serde(rename = "DESIRED_QUANTITY")]
+    pub desired_quantity: u32,
+    /// Replicas by DCN uid.
+    #[serde(rename = "DISTRIBUTION")]
+    pub distribution: IndexMap<String, DistributionEntry>,
+    /// Replicas added or removed by placement (purging departed DCNs does not count).
+    #[serde(rename = "DISTRIBUTION_CHANGES")]
+    pub distribution_changes: u64,
+    /// Exchange string.
+    #[serde(rename = "EXCHANGE")]
+    pub exchange: String,
+    /// When placement last changed the replicas (0 initially).
+    #[serde(rename = "LAST_DISTRIBUTION_CHANGE")]
+    pub last_distribution_change: Seconds,
+    /// Resync a synced book after this many seconds.
+    #[serde(rename = "REFRESH_INTERVAL")]
+    pub refresh_interval: Option<u64>,
+    /// Market.
+    #[serde(rename = "MARKET")]
+    pub market: String,
+    /// Stream update interval in ms.
+    #[serde(rename = "UPDATE_INTERVAL")]
+    pub update_interval: Option<u32>,
+}
+
+impl DepthCacheRecord {
+    /// A new record without replicas.
+    pub fn new(exchange: &str, market: &str, desired_quantity: u32, now: Seconds) -> Self {
+        Self {
+            created_time: now,
+            desired_quantity,
+            distribution: IndexMap::new(),
+            distribution_changes: 0,
+            exchange: exchange.to_owned(),
+            last_distribution_change: 0.0,
+            refresh_interval: None,
+            market: market.to_owned(),
+            update_interval: None,
+        }
+    }
+}
+
+/// A pod (restapi or DCN) as mgmt knows it (the original's POD record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// Name.
+    #[serde(rename = "NAME")]
+    pub name: String,
+    /// Unique id.
+    #[serde(rename = "UID")]
+    pub uid: String,
+    /// The machine it runs on (Kubernetes node uid, or the host's id).
+    #[serde(rename = "NODE")]
+    pub node: String,
+    /// `ubdcc-restapi` or `ubdcc-dcn`.
+    #[serde(rename = "ROLE")]
+    pub role: String,
+    /// Address as mgmt saw it.
+    #[serde(rename = "IP")]
+    pub ip: String,
+    /// Port of its HTTP API.
+    #[serde(rename = "API_PORT_REST")]
+    pub api_port_rest: u16,
+    /// Last heartbeat.
+    #[serde(rename = "LAST_SEEN")]
+    pub last_seen: Seconds,
+    /// Always `running` in practice.
+    #[serde(rename = "STATUS")]
+    pub status: String,
+    /// The engine's version (DCNs only; absent otherwise, as in the original).
+    #[serde(
+        rename = "UBLDC_VERSION",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub ubldc_version: Option<String>,
+    /// The pod's version.
+    #[serde(rename = "VERSION")]
+    pub version: String,
+}
+
+/// The role string of a DCN pod.
+pub const DCN_ROLE: &str = "ubdcc-dcn";
+
+/// API credentials (the original's CRED record; the secret never leaves mgmt in public views).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    /// uuid4.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Account group (`binance.com`, `binance.tr`, ...).
+    #[serde(rename = "ACCOUNT_GROUP")]
+    pub account_group: String,
+    /// API key.
+    #[serde(rename = "API_KEY")]
+    pub api_key: String,
+    /// API secret, cleartext (internal form only).
+    #[serde(rename = "API_SECRET")]
+    pub api_secret: String,
+    /// When it was added.
+    #[serde(rename = "ADDED_TIMESTAMP")]
+    pub added_timestamp: Seconds,
+    /// DCN uids it is assigned to.
+    #[serde(rename = "ASSIGNED_DCNS")]
+    pub assigned_dcns: Vec<String>,
+}
+
+/// The public, masked view of a credential: no secret, the key shown as a preview.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaskedCredential {
+    /// uuid4.
+    pub id: String,
+    /// Account group.
+    pub account_group: String,
+    /// When it was added.
+    pub added_timestamp: Seconds,
+    /// DCN uids it is assigned to.
+    pub assigned_dcns: Vec<String>,
+    /// The key, masked by the original's rule ([`mask_api_key`]).
+    pub api_key_preview: String,
+}
+
+impl CredentialRecord {
+    /// The public view.
+    pub fn masked(&self) -> MaskedCredential {
+        MaskedCredential {
+            id: self.id.clone(),
+            account_group: self.account_group.clone(),
+            added_timestamp: self.added_timestamp,
+            assigned_dcns: self.assigned_dcns.clone(),
+            api_key_preview: mask_api_key(&self.api_key),
+        }
+    }
+}
+
+/// The original's masking rule: empty stays empty, up to 6 characters become all `*`, longer
+/// keys show their first 4 and last 2 characters.
+pub fn mask_api_key(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 2..].iter().collect();
+    format!("{head}{}{tail}", "*".repeat(chars.len() - 6))
+}
+
+/// The account group whose credentials serve an exchange (`reference/upstream-api.md` §8).
+pub fn account_group(exchange: &str) -> Option<&'static str> {
+    Some(match exchange {
+        "binance.com"
+        | "binance.com-futures"
+        | "binance.com-margin"
+        | "binance.com-isolated_margin"
+        | "binance.com-vanilla-options" => "binance.com",
+        "binance.com-testnet"
+        | "binance.com-margin-testnet"
+        | "binance.com-isolated_margin-testnet" => "binance.com-testnet",
+        "binance.com-futures-testnet" | "binance.com-vanilla-options-testnet" => {
+            "binance.com-futures-testnet"
+        }
+        "binance.us" => "binance.us",
+        "trbinance.com" => "binance.tr",
+        _ => return None,
+    })
+}
+
+/// mgmt's whole state, in the original's backup form (top-level keys sorted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Credentials by id.
+    pub credentials: IndexMap<String, CredentialRecord>,
+    /// DepthCaches by exchange, then market, in insertion order.
+    pub depthcaches: IndexMap<String, IndexMap<String, DepthCacheRecord>>,
+    /// Kubernetes nodes (empty outside Kubernetes).
+    pub nodes: IndexMap<String, serde_json::Value>,
+    /// Pods by uid.
+    pub pods: IndexMap<String, PodRecord>,
+    /// Time of the last change; a recovering mgmt takes the newest copy any node holds.
+    pub timestamp: Seconds,
+}
+
+impl ClusterState {
+    /// `true` when there is nothing to lose: no pod and no DepthCache (the original's trigger
+    /// for recovering from a node's backup).
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty() && self.depthcaches.values().all(IndexMap::is_empty)
+    }
+
+    /// Every DepthCache, in placement order.
+    pub fn depthcaches(&self) -> impl Iterator<Item = &DepthCacheRecord> {
+        self.depthcaches.values().flat_map(IndexMap::values)
+    }
+
+    /// The DCN pods.
+    pub fn dcns(&self) -> impl Iterator<Item = &PodRecord> {
+        self.pods.values().filter(|pod| pod.role == DCN_ROLE)
+    }
+
+    /// Removes pods not seen since `deadline`; returns their uids (the original evicts after 60 s,
+    /// ubdcc after a few missed heartbeats).
+    pub fn evict_silent_pods(&mut self, deadline: Seconds) -> Vec<String> {
+        let gone: Vec<String> = self
+            .pods
+            .values()
+            .filter(|pod| pod.last_seen < deadline)
+            .map(|pod| pod.uid.clone())
+            .collect();
+        for uid in &gone {
+            self.pods.shift_remove(uid);
+        }
+        gone
+    }
+
+    /// Drops replicas and credential assignments of pods that are no longer known (not counted
+    /// as distribution changes, as in the original).
+    pub fn purge_departed(&mut self) {
+        let pods = &self.pods;
+        for record in self.depthcaches.values_mut().flat_map(IndexMap::values_mut) {
+            record.distribution.retain(|uid, _| pods.contains_key(uid));
+        }
+        for credential in self.credentials.values_mut() {
+            credential
+                .assigned_dcns
+                .retain(|uid| pods.contains_key(uid));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_are_masked_like_the_original() {
+        assert_eq!(mask_api_key(""), "");
+        assert_eq!(mask_api_key("abc"), "***");
+        assert_eq!(mask_api_key("abcdef"), "******");
+        assert_eq!(mask_api_key("abcdefg"), "abcd*fg");
+        assert_eq!(mask_api_key("0123456789ABCDEF"), "0123**********EF");
+    }
+
+    #[test]
+    fn every_exchange_string_has_its_account_group() {
+        assert_eq!(
+            account_group("binance.com-vanilla-options"),
+            Some("binance.com")
+        );
+        assert_eq!(
+            account_group("binance.com-isolated_margin-testnet"),
+            Some("binance.com-testnet")
+        );
+        assert_eq!(
+            account_group("binance.com-vanilla-options-testnet"),
+            Some("binance.com-futures-testnet")
+        );
+        assert_eq!(account_group("trbinance.com"), Some("binance.tr"));
+        assert_eq!(account_group("kraken.com"), None);
+    }
+
+    #[test]
+    fn records_serialize_with_the_original_keys_in_the_original_order() {
+        let mut record = DepthCacheRecord::new("binance.com", "BTCUSDT", 1, 1795237811.5);
+        record.distribution.insert(
+            "UID_A".into(),
+            DistributionEntry {
+                created_time: 1.0,
+                last_restart_time: 0.0,
+                pod_uid: "UID_A".into(),
+                restarts: 0,
+                scheduled_start_time: 1.0,
+                status: ReplicaStatus::Running,
+            },
+        );
+        let text = serde_json::to_string(&record).unwrap();
+        let keys = [
+            "CREATED_TIME",
+            "DESIRED_QUANTITY",
+            "DISTRIBUTION",
+            "DISTRIBUTION_CHANGES",
+            "EXCHANGE",
+            "LAST_DISTRIBUTION_CHANGE",
+            "REFRESH_INTERVAL",
+            "MARKET",
+            "UPDATE_INTERVAL",
+        ];
+        let positions: Vec<usize> = keys
+            .iter()
+            .map(|key| {
+                text.find(&format!("\"{key}\""))
+                    .unwrap_or_else(|| panic!("{key}: {text}"))
+            })
+            .collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{text}");
+        assert!(text.contains(r#""STATUS":"running""#), "{text}");
+        assert!(text.contains(r#""REFRESH_INTERVAL":null"#), "{text}");
+        // And back.
+        assert_eq!(
+            serde_json::from_str::<DepthCacheRecord>(&text).unwrap(),
+            record
+        );
+    }
+
+    #[test]
+    fn the_public_credential_view_never_holds_the_secret() {
+        let credential = CredentialRecord {
+            id: "id".into(),
+            account_group: "binance.com".into(),
+            api_key: "KEY0123456789".into(),
+            api_secret: "TOPSECRET".into(),
+            added_timestamp: 1.0,
+            assigned_dcns: vec!["dcn".into()],
+        };
+        let text = serde_json::to_string(&credential.masked()).unwrap();
+        assert!(
+            !text.contains("TOPSECRET") && !text.contains("KEY0123456789"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""api_key_preview":"KEY0*******89""#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn silent_pods_are_evicted_and_their_replicas_purged() {
+        let mut state = ClusterState::default();
+        for (uid, seen) in [("a", 100.0), ("b", 10.0)] {
+            state.pods.insert(
+                uid.into(),
+                PodRecord {
+                    name: uid.into(),
+                    uid: uid.into(),
+                    node: "n".into(),
+                    role: DCN_ROLE.into(),
+                    ip: "127.0.0.1".into(),
+                    api_port_rest: 1,
+                    last_seen: seen,
+                    status: "running".into(),
+                    ubldc_version: None,
+                    version: "0".into(),
+                },
+            );
+        }
+        let mut record = DepthCacheRecord::new("binance.com", "X", 2, 0.0);
+        for uid in ["a", "b"] {
+            record.distribution.insert(
+                uid.into(),
+                DistributionEntry {
+                    created_time: 0.0,
+                    last_restart_time: 0.0,
+                    pod_uid: uid.into(),
+                    restarts: 0,
+                    scheduled_start_time: 0.0,
+                    status: ReplicaStatus::Running,
+                },
+            );
+        }
+        state
+            .depthcaches
+            .entry("binance.com".into())
+            .or_default()
+            .insert("X".into(), record);
+        assert_eq!(state.evict_silent_pods(50.0), ["b"]);
+        state.purge_departed();
+        let record = &state.depthcaches["binance.com"]["X"];
+        assert_eq!(record.distribution.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(
+            record.distribution_changes, 0,
+            "purging is not a distribution change"
+        );
+    }
+}
