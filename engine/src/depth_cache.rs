@@ -140,6 +140,9 @@ impl DepthCache {
         }
         self.book.trim();
         self.meta.last_update_id = snapshot_id;
+        // The book is the exchange's state as of the snapshot: until an event follows, its time
+        // is when the snapshot arrived (spot snapshots carry none), never an earlier episode's.
+        self.meta.event_time_ms = receive_time_ns / 1_000_000;
         if events.is_empty() {
             // The stream was live before the snapshot was asked for and has brought nothing
             // newer: the book is exactly the exchange's book at the snapshot. Serving it keeps

@@ -376,3 +376,40 @@ fn a_segment_with_fewer_levels_shows_the_best_of_a_full_depth_book() {
         .collect();
     assert_eq!(prices, [104.0, 105.0, 106.0, 107.0, 108.0]);
 }
+
+#[test]
+fn a_reloaded_book_never_shows_the_previous_episodes_event_time() {
+    let cluster = cluster("eventtime");
+    let mut publisher = publisher(&cluster);
+    let mut cache = DepthCache::new(Exchange::BinanceCom, "T", 1000, &mut publisher).unwrap();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    cache
+        .on_snapshot(10, &levels(&[("1.0", "1")]), &[], 0, &mut publisher)
+        .unwrap();
+    cache
+        .on_update(spot(11, 11, &[("1.0", "2")], &[]), 0, &mut publisher)
+        .unwrap();
+    assert_eq!(
+        reader.info("binance.com", "T").unwrap().event_time_ms,
+        11,
+        "the event's own time"
+    );
+    // A gap, then a snapshot with nothing after it, received at t = 5 s.
+    cache
+        .on_update(spot(20, 20, &[], &[]), 0, &mut publisher)
+        .unwrap();
+    cache
+        .on_snapshot(
+            30,
+            &levels(&[("1.0", "3")]),
+            &[],
+            5_000_000_000,
+            &mut publisher,
+        )
+        .unwrap();
+    assert_eq!(
+        reader.info("binance.com", "T").unwrap().event_time_ms,
+        5_000,
+        "when the snapshot arrived"
+    );
+}
