@@ -282,6 +282,49 @@ impl ClusterState {
     }
 }
 
+impl ClusterState {
+    /// Spreads each account group's credentials over every DCN: the DCN uids, sorted, are dealt
+    /// round-robin over the group's keys in the order they were added (`reference/upstream-api.md`
+    /// §8), so the REST weight of keyed requests is shared between keys. Returns `true` when an
+    /// assignment changed. A group without keys leaves its DCNs on public limits.
+    pub fn rebalance_credentials(&mut self) -> bool {
+        let mut dcns: Vec<String> = self.dcns().map(|pod| pod.uid.clone()).collect();
+        dcns.sort();
+        let mut groups: IndexMap<String, Vec<String>> = IndexMap::new();
+        for credential in self.credentials.values() {
+            groups
+                .entry(credential.account_group.clone())
+                .or_default()
+                .push(credential.id.clone());
+        }
+        let mut changed = false;
+        for ids in groups.values() {
+            for (position, id) in ids.iter().enumerate() {
+                let assigned: Vec<String> = dcns
+                    .iter()
+                    .skip(position)
+                    .step_by(ids.len())
+                    .cloned()
+                    .collect();
+                if let Some(credential) = self.credentials.get_mut(id)
+                    && credential.assigned_dcns != assigned
+                {
+                    credential.assigned_dcns = assigned;
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// The credential a DCN should use for `account_group`, if the group has keys.
+    pub fn credential_for(&self, dcn: &str, account_group: &str) -> Option<&CredentialRecord> {
+        self.credentials.values().find(|c| {
+            c.account_group == account_group && c.assigned_dcns.iter().any(|uid| uid == dcn)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,5 +467,71 @@ mod tests {
             record.distribution_changes, 0,
             "purging is not a distribution change"
         );
+    }
+
+    fn credential(id: &str, group: &str) -> CredentialRecord {
+        CredentialRecord {
+            id: id.into(),
+            account_group: group.into(),
+            api_key: format!("key-{id}"),
+            api_secret: "s".into(),
+            added_timestamp: 0.0,
+            assigned_dcns: vec![],
+        }
+    }
+
+    fn dcn(uid: &str) -> PodRecord {
+        PodRecord {
+            name: uid.into(),
+            uid: uid.into(),
+            node: "n".into(),
+            role: DCN_ROLE.into(),
+            ip: "127.0.0.1".into(),
+            api_port_rest: 1,
+            last_seen: 0.0,
+            status: "running".into(),
+            ubldc_version: None,
+            version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn credentials_are_dealt_round_robin_over_sorted_dcns_per_group() {
+        let mut state = ClusterState::default();
+        for uid in ["d3", "d1", "d2"] {
+            state.pods.insert(uid.into(), dcn(uid));
+        }
+        for (id, group) in [
+            ("k1", "binance.com"),
+            ("k2", "binance.com"),
+            ("tr", "binance.tr"),
+        ] {
+            state.credentials.insert(id.into(), credential(id, group));
+        }
+        assert!(state.rebalance_credentials());
+        assert_eq!(state.credentials["k1"].assigned_dcns, ["d1", "d3"]);
+        assert_eq!(state.credentials["k2"].assigned_dcns, ["d2"]);
+        assert_eq!(
+            state.credentials["tr"].assigned_dcns,
+            ["d1", "d2", "d3"],
+            "one key serves every DCN"
+        );
+        assert!(!state.rebalance_credentials(), "nothing changes twice");
+        assert_eq!(
+            state
+                .credential_for("d2", "binance.com")
+                .map(|c| c.id.as_str()),
+            Some("k2")
+        );
+        assert!(
+            state.credential_for("d2", "binance.us").is_none(),
+            "no key: public limits"
+        );
+        // A DCN leaves: its share moves.
+        state.pods.shift_remove("d1");
+        state.purge_departed();
+        assert!(state.rebalance_credentials());
+        assert_eq!(state.credentials["k1"].assigned_dcns, ["d2"]);
+        assert_eq!(state.credentials["k2"].assigned_dcns, ["d3"]);
     }
 }
