@@ -68,6 +68,22 @@ fn read(
     Ok(out.iter().map(|l| (l.price, l.quantity)).collect())
 }
 
+/// Asserts the book is not served and says why.
+fn assert_out_of_sync(
+    reader: &mut ClusterReader,
+    exchange: &str,
+    market: &str,
+    side: Side,
+    reason: OutOfSyncReason,
+) {
+    match read(reader, exchange, market, side) {
+        Err(ReadError::NotSynced { status, .. }) => {
+            assert_eq!(status, BookStatus::OutOfSync(reason), "{exchange} {market}")
+        }
+        other => panic!("{exchange} {market}: expected out of sync ({reason}), got {other:?}"),
+    }
+}
+
 #[test]
 fn a_spot_book_syncs_serves_loses_sync_on_a_gap_and_recovers() {
     let cluster = cluster("spot");
@@ -133,16 +149,12 @@ fn a_spot_book_syncs_serves_loses_sync_on_a_gap_and_recovers() {
             .unwrap(),
         NextStep::FetchSnapshot
     );
-    let error = read(&mut reader, "binance.com", "BTCUSDT", Side::Asks).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ReadError::NotSynced {
-                status: BookStatus::OutOfSync(OutOfSyncReason::Gap),
-                ..
-            }
-        ),
-        "{error}"
+    assert_out_of_sync(
+        &mut reader,
+        "binance.com",
+        "BTCUSDT",
+        Side::Asks,
+        OutOfSyncReason::Gap,
     );
     assert_eq!((cache.meta().gaps, cache.meta().resyncs), (1, 1));
 
@@ -276,16 +288,12 @@ fn values_that_cannot_be_held_exactly_put_the_book_out_of_sync() {
             .unwrap(),
         NextStep::FetchSnapshot
     );
-    let error = read(&mut reader, "binance.com", "X", Side::Bids).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ReadError::NotSynced {
-                status: BookStatus::OutOfSync(OutOfSyncReason::MalformedMessage),
-                ..
-            }
-        ),
-        "{error}"
+    assert_out_of_sync(
+        &mut reader,
+        "binance.com",
+        "X",
+        Side::Bids,
+        OutOfSyncReason::MalformedMessage,
     );
 }
 
@@ -334,16 +342,12 @@ fn a_quiet_book_is_served_from_its_snapshot_until_an_event_does_not_fit() {
             .unwrap(),
         NextStep::FetchSnapshot
     );
-    let error = read(&mut reader, "binance.com", "QUIET", Side::Asks).unwrap_err();
-    assert!(
-        matches!(
-            error,
-            ReadError::NotSynced {
-                status: BookStatus::OutOfSync(OutOfSyncReason::Gap),
-                ..
-            }
-        ),
-        "{error}"
+    assert_out_of_sync(
+        &mut reader,
+        "binance.com",
+        "QUIET",
+        Side::Asks,
+        OutOfSyncReason::Gap,
     );
 }
 
