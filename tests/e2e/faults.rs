@@ -223,40 +223,33 @@ fn a_silent_stream_is_noticed_and_resynced() {
     rig.alive();
 }
 
+/// Forces `status` on a family's REST endpoint, then makes `book` need a snapshot (a gap) and
+/// waits until it is synced again; returns the simulator's REST stats of that family.
+fn resync_through_forced_status(tag: &str, book: (&str, &str, &str), status: u16) -> Value {
+    let mut rig = Rig::start(tag);
+    let family = book.1;
+    rig.inject(
+        json!({"fault": "rest_status", "family": family, "status": status, "duration_ms": 2000}),
+    );
+    rig.fault_resyncs(book, market_fault("drop", book, json!({"count": 1})));
+    rig.alive();
+    get_json(&rig.sim.address, "/sim/stats")["rest"][family].clone()
+}
+
 #[test]
 fn a_forced_429_is_honoured_and_no_ban_follows() {
-    let mut rig = Rig::start("429");
-    rig.inject(
-        json!({"fault": "rest_status", "family": "spot", "status": 429, "duration_ms": 2000}),
-    );
-    // A gap needs a snapshot: the first try gets 429 + Retry-After, and nothing more is sent
-    // until Retry-After has passed, so the simulator never escalates to a 418 ban.
-    rig.fault_resyncs(SPOT, market_fault("drop", SPOT, json!({"count": 1})));
-    let stats = get_json(&rig.sim.address, "/sim/stats");
-    assert_eq!(
-        stats["rest"]["spot"]["responses_418"], 0,
-        "{}",
-        stats["rest"]["spot"]
-    );
-    assert!(
-        stats["rest"]["spot"]["responses_429"].as_u64().unwrap_or(0) >= 1,
-        "{}",
-        stats["rest"]["spot"]
-    );
-    rig.alive();
+    // The first try gets 429 + Retry-After and nothing more is sent until it has passed, so the
+    // simulator never escalates to a 418 ban.
+    let rest = resync_through_forced_status("429", SPOT, 429);
+    assert_eq!(rest["responses_418"].as_u64(), Some(0), "{rest}");
+    assert!(rest["responses_429"].as_u64().unwrap_or(0) >= 1, "{rest}");
 }
 
 #[test]
 fn a_forced_418_ban_is_honoured_for_its_whole_retry_after() {
-    let mut rig = Rig::start("418");
-    rig.inject(
-        json!({"fault": "rest_status", "family": "futures", "status": 418, "duration_ms": 2000}),
-    );
-    rig.fault_resyncs(FUTURES, market_fault("drop", FUTURES, json!({"count": 1})));
-    let rest = &get_json(&rig.sim.address, "/sim/stats")["rest"]["futures"];
     // One request met the ban; the next waited for Retry-After instead of hammering the host.
+    let rest = resync_through_forced_status("418", FUTURES, 418);
     assert_eq!(rest["responses_418"].as_u64(), Some(1), "{rest}");
-    rig.alive();
 }
 
 #[test]
