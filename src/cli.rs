@@ -27,8 +27,99 @@ pub enum Command {
     /// port), with fault injection under /sim/control.
     Sim(SimArgs),
     /// Run a DepthCache node: keep books in sync with the exchange and publish them into shared
-    /// memory and over HTTP.
+    /// memory and over HTTP; with mgmt (default) it keeps the books mgmt places on it.
     Dcn(DcnArgs),
+    /// Run the management service: cluster state, placement of books on DCNs, heartbeats,
+    /// backups and recovery.
+    Mgmt(MgmtArgs),
+    /// Run the public REST API (the original's endpoints), reading books from shared memory on
+    /// this host or from the DCNs over HTTP.
+    Restapi(RestapiArgs),
+}
+
+/// Settings every pod that talks to mgmt shares.
+#[derive(Debug, Args)]
+pub struct PodArgs {
+    /// mgmt's base URL.
+    #[arg(long, env = "UBDCC_MGMT_URL", default_value = "http://127.0.0.1:42080")]
+    pub mgmt_url: String,
+    /// Longest time between two heartbeats to mgmt, in ms.
+    #[arg(long, env = "UBDCC_HEARTBEAT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..))]
+    pub heartbeat_ms: u64,
+    /// The address other pods reach this one at (default: the address mgmt sees).
+    #[arg(long, env = "UBDCC_ADVERTISE_IP")]
+    pub advertise_ip: Option<String>,
+    /// The machine this pod runs on (default: /etc/machine-id); DCNs and restapi on the same
+    /// machine share shared memory, and replicas of a book prefer different machines.
+    #[arg(long, env = "UBDCC_NODE")]
+    pub node: Option<String>,
+    /// This pod's name (default: role and a random suffix).
+    #[arg(long, env = "UBDCC_POD_NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+}
+
+/// Secrets every role checks.
+#[derive(Debug, Args)]
+pub struct SecretArgs {
+    /// Secret that internal calls between pods must carry (off when unset).
+    #[arg(long, env = "UBDCC_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// Bearer token the public API requires (`Authorization: Bearer <token>`; off when unset;
+    /// `/test` stays open).
+    #[arg(long, env = "UBDCC_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+}
+
+/// Arguments of `ubdcc mgmt`.
+#[derive(Debug, Args)]
+pub struct MgmtArgs {
+    /// Address to listen on (0.0.0.0 in containers).
+    #[arg(long, env = "UBDCC_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port (0 picks a free one; the address is printed).
+    #[arg(long, env = "UBDCC_PORT", default_value_t = 42080)]
+    pub port: u16,
+    /// Directory of the durable state file (default: ~/.ubdcc/mgmt-<port>).
+    #[arg(long, env = "UBDCC_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Keep the state in memory and the pods' copies only.
+    #[arg(long, conflicts_with = "data_dir")]
+    pub ephemeral: bool,
+    /// Evict a pod (and re-place its replicas) after this long without a heartbeat, in ms.
+    #[arg(long, env = "UBDCC_POD_TIMEOUT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub pod_timeout_ms: u64,
+    /// After a start, wait this long for pods to offer their state copies, in ms.
+    #[arg(long, env = "UBDCC_RECOVERY_WINDOW_MS", default_value_t = 3000)]
+    pub recovery_window_ms: u64,
+    /// This pod's name.
+    #[arg(long, default_value = "ubdcc-mgmt")]
+    pub name: String,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+}
+
+/// Arguments of `ubdcc restapi`.
+#[derive(Debug, Args)]
+pub struct RestapiArgs {
+    /// Cluster name (whose shared-memory segments are read locally).
+    #[arg(long, env = "UBDCC_CLUSTER", default_value = "default")]
+    pub cluster: String,
+    /// Address to listen on (0.0.0.0 in containers).
+    #[arg(long, env = "UBDCC_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port (0 picks a free one; the address is printed).
+    #[arg(long, env = "UBDCC_PORT", default_value_t = 42081)]
+    pub port: u16,
+    /// Never read books from shared memory on this host; always ask the DCNs over HTTP.
+    #[arg(long)]
+    pub no_local_reads: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub pod: PodArgs,
 }
 
 /// `ubdcc shm …`
@@ -100,16 +191,13 @@ pub struct SimArgs {
 #[derive(Debug, Args)]
 pub struct DcnArgs {
     /// Cluster name (shared-memory segments are `ubdcc.<cluster>.<name>`).
-    #[arg(long, default_value = "default")]
+    #[arg(long, env = "UBDCC_CLUSTER", default_value = "default")]
     pub cluster: String,
-    /// This DCN's name.
-    #[arg(long, default_value = "dcn-0")]
-    pub name: String,
-    /// Address of the HTTP endpoints.
-    #[arg(long, default_value = "127.0.0.1")]
+    /// Address of the HTTP endpoints (0.0.0.0 in containers).
+    #[arg(long, env = "UBDCC_HOST", default_value = "127.0.0.1")]
     pub host: IpAddr,
     /// Port of the HTTP endpoints (0 picks a free one; the address is printed).
-    #[arg(long, default_value_t = 42082)]
+    #[arg(long, env = "UBDCC_PORT", default_value_t = 42082)]
     pub port: u16,
     /// Pin the process to this CPU core.
     #[arg(long)]
@@ -117,6 +205,8 @@ pub struct DcnArgs {
     /// Run without mgmt, keeping the books given by --markets.
     #[arg(long)]
     pub standalone: bool,
+    #[command(flatten)]
+    pub pod: PodArgs,
     /// Books to keep, as EXCHANGE:SYMBOL, comma-separated or repeated.
     #[arg(long)]
     pub markets: Vec<String>,

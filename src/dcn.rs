@@ -1,25 +1,29 @@
 //! `ubdcc dcn`: one DepthCache node — the engine's data plane on its own (optionally pinned)
 //! core and single-threaded runtime, its shared-memory segment, and its HTTP endpoints.
 //!
-//! Until the cluster agent exists, a DCN runs `--standalone` with the books given by `--markets`.
+//! In a cluster (the default) the DCN registers with mgmt and keeps the books mgmt places on it;
+//! `--standalone` keeps the books given by `--markets` without mgmt.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, bail};
-use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig};
-use ubdcc_gateway::dcn_api::{DcnApiState, router};
+use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
+use ubdcc_gateway::agent::dcn::{ShmReplicaSource, apply_assignments};
+use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
+use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
+use ubdcc_gateway::dcn_api::{self, DcnApiState};
+use ubdcc_gateway::identity::{PodIdentity, Role};
+use ubdcc_gateway::lifecycle::ShutdownSignal;
 use ubdcc_shm::ClusterReader;
 
 use crate::cli::DcnArgs;
+use crate::serve;
 
-/// Runs the node until Ctrl-C or SIGTERM.
+/// Runs the node until Ctrl-C, SIGTERM or `/shutdown`.
 pub fn run(args: &DcnArgs) -> anyhow::Result<()> {
-    if !args.standalone {
-        bail!(
-            "a DCN without mgmt needs --standalone (the cluster agent arrives with the cluster issue)"
-        );
-    }
     if let Some(cpu) = args.cpu {
         pin_to_core(cpu)?;
     }
@@ -51,6 +55,62 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
         args.update_interval_ms,
         args.refresh_interval_secs,
     )?;
+    if !args.standalone && !books.is_empty() {
+        bail!("--markets needs --standalone; in a cluster, mgmt places the books");
+    }
+    let pod = &args.pod;
+    // A standalone DCN keeps the old default name, so its segment is easy to find.
+    let name = pod.name.as_deref().or(args.standalone.then_some("dcn-0"));
+    let identity = PodIdentity::new(Role::Dcn, name, pod.node.as_deref());
+    let (mut node, handle, commands) =
+        Node::start(node_config(args, &identity.name)?).context("starting the node")?;
+    let segment = node.segment_name();
+    let shutdown = ShutdownSignal::new();
+    shutdown.on_os_signals();
+
+    let (listener, address) = serve::bind(args.host, args.port).await?;
+    let copy = (!args.standalone).then(|| StateCopy::new(true));
+    let reader = ClusterReader::open_dcn(&args.cluster, &identity.name)?;
+    let base = PodBase {
+        identity: identity.clone(),
+        copy: copy.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let router = dcn_api::router(DcnApiState::new(reader), base, serve::auth(&pod.secrets));
+    let server = serve::spawn(listener, router, shutdown.clone());
+
+    let agent = match copy {
+        Some(copy) => Some(start_agent(
+            args,
+            &identity,
+            address.port(),
+            copy,
+            &handle,
+            &shutdown,
+        )?),
+        None => {
+            start_standalone_books(&handle, books);
+            None
+        }
+    };
+    // The readiness line scripts and tests wait for.
+    println!("listening on {address} segment {segment}");
+    let stopping = shutdown.clone();
+    node.run(commands, async move { stopping.wait().await })
+        .await;
+    drop(handle);
+    if let Some(agent) = agent {
+        // The agent cancels the registration; give it a moment.
+        tokio::time::timeout(Duration::from_secs(2), agent)
+            .await
+            .ok();
+    }
+    server.await.ok();
+    tracing::info!("DCN stopped");
+    Ok(())
+}
+
+fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
     let from_env = std::env::var("UBDCC_EXCHANGE_ENDPOINTS").unwrap_or_default();
     let endpoints = EndpointOverrides::parse(
         args.exchange_endpoint
@@ -59,8 +119,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
             .chain(from_env.split(',')),
     )
     .context("--exchange-endpoint")?;
-
-    let mut config = NodeConfig::new(args.cluster.as_str(), args.name.as_str());
+    let mut config = NodeConfig::new(args.cluster.as_str(), name);
     config.endpoints = endpoints;
     config.max_books = args.max_books;
     config.weight_share = args.weight_share;
@@ -70,21 +129,44 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     config.book_silence = Duration::from_secs(args.book_silence_secs.max(1));
     config.max_connection_lifetime = Duration::from_secs(args.connection_lifetime_secs.max(1));
     config.api_keys = parse_api_keys(&args.api_key)?;
-    let (mut node, handle, commands) = Node::start(config).context("starting the node")?;
-    let segment = node.segment_name();
+    Ok(config)
+}
 
-    let listener = tokio::net::TcpListener::bind((args.host, args.port))
-        .await
-        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
-    let address = listener.local_addr().context("reading the bound address")?;
-    let reader = ClusterReader::open_dcn(&args.cluster, &args.name)?;
-    let api = router(DcnApiState::new(reader, env!("CARGO_PKG_VERSION")));
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, api).await {
-            tracing::error!(%error, "HTTP server stopped");
-        }
-    });
+/// Registers with mgmt, reports statuses, and keeps the engine's books equal to the assignments.
+fn start_agent(
+    args: &DcnArgs,
+    identity: &PodIdentity,
+    port: u16,
+    copy: Arc<StateCopy>,
+    handle: &NodeHandle,
+    shutdown: &ShutdownSignal,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let pod = &args.pod;
+    tokio::spawn(apply_assignments(
+        identity.uid.clone(),
+        copy.clone(),
+        handle.clone(),
+    ));
+    let statuses = ShmReplicaSource::new(ClusterReader::open_dcn(&args.cluster, &identity.name)?);
+    let agent = Agent::new(
+        AgentConfig {
+            mgmt_url: pod.mgmt_url.clone(),
+            identity: identity.clone(),
+            api_port: port,
+            advertise_ip: pod.advertise_ip.clone(),
+            heartbeat: Duration::from_millis(pod.heartbeat_ms),
+        },
+        InternalClient::new(pod.secrets.cluster_secret.as_deref(), DEFAULT_TIMEOUT),
+        copy,
+        Some(Arc::new(statuses)),
+    );
+    let stopping = shutdown.clone();
+    Ok(tokio::spawn(
+        async move { agent.run(stopping.wait()).await },
+    ))
+}
 
+fn start_standalone_books(handle: &NodeHandle, books: Vec<BookSpec>) {
     let adder = handle.clone();
     tokio::spawn(async move {
         for book in books {
@@ -94,12 +176,6 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
             }
         }
     });
-    // The readiness line scripts and tests wait for.
-    println!("listening on {address} segment {segment}");
-    node.run(commands, shutdown_signal()).await;
-    drop(handle);
-    tracing::info!("DCN stopped");
-    Ok(())
 }
 
 /// `exchange:SYMBOL` items, comma-separated, e.g. `binance.com:BTCUSDT,binance.com-futures:ETHUSDT`.
@@ -153,22 +229,4 @@ fn parse_api_keys(items: &[String]) -> anyhow::Result<HashMap<Exchange, String>>
         keys.insert(exchange, key.trim().to_owned());
     }
     Ok(keys)
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
-                ctrl_c.await.ok();
-                return;
-            }
-        };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate.recv() => {}
-    }
 }

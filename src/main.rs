@@ -1,11 +1,13 @@
-//! The `ubdcc` binary: one command for every role of the cluster (more roles arrive with the
-//! engine and cluster issues).
+//! The `ubdcc` binary: one command for every role of the cluster.
 //!
 //! `main` only installs logging and maps `run`'s result to an exit code; each subcommand lives in
 //! the module named for it.
 
 mod cli;
 mod dcn;
+mod mgmt;
+mod restapi;
+mod serve;
 mod shm;
 mod sim;
 
@@ -44,5 +46,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Shm(ShmCommand::TestPattern(args)) => shm::test_pattern(args),
         Command::Sim(args) => sim::run(args),
         Command::Dcn(args) => dcn::run(args),
+        Command::Mgmt(args) => mgmt::run(args),
+        Command::Restapi(args) => restapi::run(args),
     }
 }

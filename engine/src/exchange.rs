@@ -295,6 +295,15 @@ impl fmt::Display for Exchange {
     }
 }
 
+/// `true` for a symbol Binance could have: 1 to 48 of `A-Z a-z 0-9 - _` (options symbols have
+/// dashes). Anything else could never sync, and would not fit a stream name.
+pub fn is_valid_symbol(symbol: &str) -> bool {
+    (1..=48).contains(&symbol.len())
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl FromStr for Exchange {
     type Err = ExchangeError;
 

@@ -39,12 +39,12 @@ pub use clock::unix_now_ns;
 pub use connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
 pub use depth_cache::{BUFFER_CAPACITY, DepthCache, DepthCacheError, NextStep};
 pub use exchange::{
-    EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec,
+    EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec, is_valid_symbol,
 };
 pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, NodeHandle};
 pub use publish::Publisher;
 pub use snapshot::{
-    BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotOutcome,
+    ApiKeys, BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotOutcome,
     SnapshotRequest, SnapshotScheduler,
 };
 pub use sync::{

@@ -16,11 +16,11 @@ use ubdcc_shm::{BookMeta, CreateSegmentError, HEARTBEAT_INTERVAL, OutOfSyncReaso
 
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
 use crate::depth_cache::{DepthCache, DepthCacheError, NextStep};
-use crate::exchange::{EndpointOverrides, Exchange, ExchangeError};
+use crate::exchange::{EndpointOverrides, Exchange, ExchangeError, is_valid_symbol};
 use crate::publish::Publisher;
 use crate::snapshot::{
-    BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotOutcome, SnapshotRequest,
-    SnapshotScheduler,
+    ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotOutcome,
+    SnapshotRequest, SnapshotScheduler,
 };
 
 /// First wait before asking again for a snapshot that failed or was too old; doubles up to
@@ -175,9 +175,16 @@ pub enum NodeCommand {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     commands: mpsc::UnboundedSender<NodeCommand>,
+    api_keys: ApiKeys,
 }
 
 impl NodeHandle {
+    /// Sets (or with `None` clears) the API key snapshots of `exchange` are sent with, from the
+    /// next download on (the cluster agent applies the credentials mgmt assigns).
+    pub fn set_api_key(&self, exchange: Exchange, key: Option<String>) {
+        self.api_keys.set(exchange, key);
+    }
+
     /// Starts keeping `spec`.
     ///
     /// # Errors
@@ -298,10 +305,11 @@ impl Node {
             .books(config.max_books)
             .levels_per_side(config.levels_per_side)
             .create()?;
+        let api_keys = ApiKeys::new(config.api_keys.clone());
         let scheduler = SnapshotScheduler::new(SnapshotConfig {
             endpoints: config.endpoints.clone(),
             weight_share: config.weight_share,
-            api_keys: config.api_keys.clone(),
+            api_keys: api_keys.clone(),
         })?;
         let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
         let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
@@ -325,6 +333,7 @@ impl Node {
             node,
             NodeHandle {
                 commands: commands_tx,
+                api_keys,
             },
             commands_rx,
         ))
@@ -399,12 +408,7 @@ impl Node {
                 symbol: spec.symbol,
             });
         }
-        let valid = (1..=48).contains(&spec.symbol.len())
-            && spec
-                .symbol
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid {
+        if !is_valid_symbol(&spec.symbol) {
             return Err(NodeError::InvalidSymbol(spec.symbol));
         }
         let stream = spec

@@ -7,6 +7,7 @@
 //! used-weight header and any 429/418 `Retry-After` feed back into the budget.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -109,8 +110,41 @@ pub struct SnapshotConfig {
     pub endpoints: EndpointOverrides,
     /// Share of each host's per-minute weight limit this process may use.
     pub weight_share: f64,
-    /// API keys by exchange, for hosts that need one (TR).
-    pub api_keys: HashMap<Exchange, String>,
+    /// API keys by exchange, for hosts that need one (TR) and for keyed weight limits.
+    pub api_keys: ApiKeys,
+}
+
+/// API keys by exchange, shared between the node's owner (the cluster agent changes them while
+/// the node runs) and the scheduler, which reads the current key for every download.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeys(Arc<RwLock<HashMap<Exchange, String>>>);
+
+impl ApiKeys {
+    /// Keys from a map.
+    pub fn new(keys: HashMap<Exchange, String>) -> Self {
+        Self(Arc::new(RwLock::new(keys)))
+    }
+
+    /// The key for `exchange`, if any.
+    pub fn get(&self, exchange: Exchange) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&exchange)
+            .cloned()
+    }
+
+    /// Sets (or with `None` clears) the key for `exchange`; the next download uses it.
+    pub fn set(&self, exchange: Exchange, key: Option<String>) {
+        let mut keys = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match key {
+            Some(key) => keys.insert(exchange, key),
+            None => keys.remove(&exchange),
+        };
+    }
 }
 
 /// A finished download, reported back to the scheduler for its budget.
@@ -258,7 +292,7 @@ impl SnapshotScheduler {
         finished: mpsc::UnboundedSender<Finished>,
     ) {
         let client = self.client.clone();
-        let api_key = self.config.api_keys.get(&request.exchange).cloned();
+        let api_key = self.config.api_keys.get(request.exchange);
         tokio::spawn(async move {
             let (result, weight) = download(&client, &endpoint, &request, api_key.as_deref()).await;
             // Either receiver gone means the node is shutting down; nothing is left to tell.

@@ -6,7 +6,11 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
+use ubdcc_gateway::agent::PodBase;
+use ubdcc_gateway::auth::Auth;
 use ubdcc_gateway::dcn_api::{DcnApiState, router};
+use ubdcc_gateway::identity::{PodIdentity, Role};
+use ubdcc_gateway::lifecycle::ShutdownSignal;
 use ubdcc_shm::{
     BookMeta, BookSides, BookStatus, ClusterReader, OutOfSyncReason, RawLevel, SegmentConfig,
     SegmentWriter,
@@ -70,11 +74,22 @@ fn segment(cluster: &str) -> SegmentWriter {
     writer
 }
 
+/// The DCN router over `cluster`'s segments, without secrets.
+fn app(cluster: &str) -> axum::Router {
+    let base = PodBase {
+        identity: PodIdentity::new(Role::Dcn, Some("dcn-test"), None),
+        copy: None,
+        shutdown: ShutdownSignal::new(),
+    };
+    router(
+        DcnApiState::new(ClusterReader::open(cluster).unwrap()),
+        base,
+        Auth::default(),
+    )
+}
+
 async fn get_raw(cluster: &str, uri: &str) -> String {
-    let app = router(DcnApiState::new(
-        ClusterReader::open(cluster).unwrap(),
-        "test",
-    ));
+    let app = app(cluster);
     let response = app
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
@@ -92,10 +107,7 @@ async fn get_raw(cluster: &str, uri: &str) -> String {
 }
 
 async fn get(cluster: &str, uri: &str) -> Value {
-    let app = router(DcnApiState::new(
-        ClusterReader::open(cluster).unwrap(),
-        "test",
-    ));
+    let app = app(cluster);
     let response = app
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
@@ -262,10 +274,7 @@ async fn bad_numbers_are_error_envelopes_never_500() {
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_like_the_original() {
     let cluster = cluster("404");
-    let app = router(DcnApiState::new(
-        ClusterReader::open(&cluster).unwrap(),
-        "test",
-    ));
+    let app = app(&cluster);
     let response = app
         .clone()
         .oneshot(Request::get("/nope").body(Body::empty()).unwrap())

@@ -79,6 +79,8 @@ pub struct ClusterReader {
     scanned_mtime: Option<u64>,
     /// When that scan happened (Unix ns).
     scanned_at: u64,
+    /// The segment of the replica the last successful read came from.
+    last_served: Option<usize>,
 }
 
 /// A segment that failed to open.
@@ -99,8 +101,8 @@ enum Accept {
 
 /// The outcome of one pass over the replicas the index knows.
 enum Attempt {
-    /// A replica answered.
-    Found(BookInfo),
+    /// A replica answered: its metadata and the index of its segment.
+    Found(BookInfo, usize),
     /// None did: the most telling error (if any replica was readable at all), and whether a
     /// replica turned out to have moved, which makes the index stale for sure.
     Failed {
@@ -140,6 +142,7 @@ impl ClusterReader {
             unopenable: Vec::new(),
             scanned_mtime: None,
             scanned_at: 0,
+            last_served: None,
         };
         reader.refresh();
         Ok(reader)
@@ -153,6 +156,20 @@ impl ClusterReader {
     /// The segments currently open.
     pub fn segments(&self) -> &[SegmentReader] {
         &self.segments
+    }
+
+    /// The DCN whose replica the last successful read or info came from (the segment name's
+    /// last part), e.g. to tell a caller which DCN served.
+    pub fn last_served_dcn(&self) -> Option<&str> {
+        let segment = self.segments.get(self.last_served?)?;
+        segment.name().rsplit('.').next()
+    }
+
+    /// The DCNs whose segments are open (the names' last parts).
+    pub fn dcns(&self) -> impl Iterator<Item = &str> {
+        self.segments
+            .iter()
+            .filter_map(|segment| segment.name().rsplit('.').next())
     }
 
     /// Segments of this cluster that could not be opened at the last refresh (corrupt, another
@@ -247,11 +264,17 @@ impl ClusterReader {
         out: &mut Vec<Level>,
     ) -> Result<BookInfo, ReadError> {
         let error = match self.try_replicas(exchange, market, side, query, accept, out) {
-            Attempt::Found(info) => return Ok(info),
+            Attempt::Found(info, segment) => {
+                self.last_served = Some(segment);
+                return Ok(info);
+            }
             Attempt::Failed { error, moved } if moved || self.is_stale() => {
                 self.refresh();
                 match self.try_replicas(exchange, market, side, query, accept, out) {
-                    Attempt::Found(info) => return Ok(info),
+                    Attempt::Found(info, segment) => {
+                        self.last_served = Some(segment);
+                        return Ok(info);
+                    }
                     Attempt::Failed { error: retried, .. } => retried.or(error),
                 }
             }
@@ -288,9 +311,9 @@ impl ClusterReader {
             let segment = &self.segments[location.segment];
             let read = segment.read_slot(location.slot, location.generation, side, query, out);
             let error = match read {
-                Ok(SlotRead::Synced(info)) => return Attempt::Found(info),
+                Ok(SlotRead::Synced(info)) => return Attempt::Found(info, location.segment),
                 Ok(SlotRead::NotSynced(info)) if accept == Accept::Any => {
-                    fallback.get_or_insert(info);
+                    fallback.get_or_insert((info, location.segment));
                     continue;
                 }
                 Ok(SlotRead::NotSynced(info)) => ReadError::NotSynced {
@@ -309,8 +332,8 @@ impl ClusterReader {
             };
             first_error.get_or_insert(error);
         }
-        if let Some(info) = fallback {
-            return Attempt::Found(info);
+        if let Some((info, segment)) = fallback {
+            return Attempt::Found(info, segment);
         }
         Attempt::Failed {
             error: first_error,
@@ -347,6 +370,8 @@ impl ClusterReader {
     /// Rescans the cluster's segments on this host and rebuilds the index. Reads do this by
     /// themselves when they fail and something changed; call it to pick up new books eagerly.
     pub fn refresh(&mut self) {
+        // Segment indices change below.
+        self.last_served = None;
         // Taken before listing, so a change during the listing makes the next check stale.
         self.scanned_mtime = shm_dir_mtime();
         self.scanned_at = unix_now_ns();

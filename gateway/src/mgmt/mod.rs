@@ -1,8 +1,252 @@
-//! mgmt: the cluster's state and its decisions (which DCN keeps which book).
+//! mgmt: the cluster's state and its decisions (which DCN keeps which book), as an HTTP service.
 //!
-//! So far the state model with the original's records ([`state`]) and replica placement
-//! ([`placement`]), both pure and unit-tested; the HTTP service, heartbeats and backups that use
-//! them arrive with the rest of the cluster issue.
+//! - [`state`]: the records, in the original's backup form.
+//! - [`placement`]: load-aware placement of replicas on distinct DCNs and hosts.
+//! - [`store`]: the state on disk, replaced atomically.
+//! - [`public`]: the public endpoints (create, stop, info, credentials).
+//! - [`nodes`]: the endpoints pods call (registration, sync with replica statuses, cancellation,
+//!   routing lookup, credential assignment, backup).
+//! - [`revise`]: the background work: eviction of silent pods and re-placement, pushing the state
+//!   to every pod, and recovery after a restart.
+//!
+//! Every mutation goes through [`Mgmt::mutate`]: it re-places replicas, moves the timestamp, and
+//! wakes the pusher; public mutations are on disk before their OK goes out.
 
+pub mod nodes;
 pub mod placement;
+pub mod public;
+pub mod revise;
 pub mod state;
+pub mod store;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{MethodRouter, get};
+use axum::{Router, middleware};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+use crate::auth::{Auth, guard};
+use crate::client::InternalClient;
+use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
+use crate::identity::PodIdentity;
+use crate::lifecycle::ShutdownSignal;
+use crate::params::Params;
+use state::{ClusterState, Seconds};
+use store::StateFile;
+
+/// Unix time in seconds.
+pub fn now() -> Seconds {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Largest request body mgmt reads (a create_depthcaches of many thousand markets fits).
+const MAX_BODY: usize = 16 << 20;
+
+/// Settings of mgmt.
+#[derive(Debug, Clone)]
+pub struct MgmtConfig {
+    /// A pod not heard from for this long is evicted and its replicas placed elsewhere.
+    pub pod_timeout: Duration,
+    /// How often eviction and placement run.
+    pub revise_interval: Duration,
+    /// After a start, how long pods may offer their state copies before mgmt picks the newest
+    /// (gated endpoints answer #1014 meanwhile).
+    pub recovery_window: Duration,
+    /// Where the state is stored (`None`: memory and the pods' copies only).
+    pub state_file: Option<StateFile>,
+    /// Most replicas one DepthCache may ask for.
+    pub max_desired_quantity: u32,
+}
+
+impl Default for MgmtConfig {
+    fn default() -> Self {
+        Self {
+            pod_timeout: Duration::from_secs(3),
+            revise_interval: Duration::from_millis(250),
+            recovery_window: Duration::from_secs(3),
+            state_file: None,
+            max_desired_quantity: 64,
+        }
+    }
+}
+
+/// A state copy a pod offered for recovery.
+#[derive(Debug, Clone)]
+struct BackupOffer {
+    uid: String,
+    url: String,
+    timestamp: Seconds,
+}
+
+/// What the lock guards.
+struct Inner {
+    state: ClusterState,
+    /// Recovery is over: gated endpoints answer.
+    ready: bool,
+    offers: Vec<BackupOffer>,
+}
+
+/// The mgmt service; see the module doc.
+pub struct Mgmt {
+    config: MgmtConfig,
+    identity: PodIdentity,
+    inner: Mutex<Inner>,
+    /// Bumped on every change; the pusher sends the state to every pod.
+    changes: watch::Sender<u64>,
+    client: InternalClient,
+    started: Instant,
+}
+
+impl Mgmt {
+    /// mgmt with `initial` state (from its file), not ready until the recovery window ends.
+    pub fn new(
+        config: MgmtConfig,
+        identity: PodIdentity,
+        initial: ClusterState,
+        client: InternalClient,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            identity,
+            inner: Mutex::new(Inner {
+                state: initial,
+                ready: false,
+                offers: Vec::new(),
+            }),
+            changes: watch::Sender::new(0),
+            client,
+            started: Instant::now(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `true` once recovery is over.
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
+    }
+
+    /// A copy of the state.
+    pub fn state(&self) -> ClusterState {
+        self.lock().state.clone()
+    }
+
+    /// Applies `change`; on success re-places replicas, moves the timestamp, stores the state
+    /// when `durable` (before the caller answers) and wakes the pusher.
+    ///
+    /// # Errors
+    /// Whatever `change` returns (nothing is changed then), or #1111 when the state cannot be
+    /// stored (nothing is changed then either).
+    pub fn mutate<T>(
+        &self,
+        event: &str,
+        durable: bool,
+        change: impl FnOnce(&mut ClusterState) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut inner = self.lock();
+        let mut next = inner.state.clone();
+        let value = change(&mut next)?;
+        let now = now();
+        next.purge_departed();
+        next.rebalance_credentials();
+        placement::place(&mut next, now);
+        next.touch(now);
+        if durable && let Some(file) = &self.config.state_file {
+            // The state on disk first: an OK must survive a crash.
+            file.save(&next).map_err(|error| {
+                tracing::error!(%error, "storing the state failed");
+                ApiError::new(
+                    ErrorId::STORAGE,
+                    event,
+                    format!("Storing the cluster state failed: {error}"),
+                )
+            })?;
+        }
+        inner.state = next;
+        drop(inner);
+        self.changes.send_modify(|version| *version += 1);
+        Ok(value)
+    }
+
+    /// The router: public and internal endpoints behind the auth middleware.
+    pub fn router(self: &Arc<Self>, auth: Auth, shutdown: ShutdownSignal) -> Router {
+        let base = crate::agent::base_router(crate::agent::PodBase {
+            identity: self.identity.clone(),
+            copy: None,
+            shutdown,
+        });
+        public::routes()
+            .merge(nodes::routes())
+            .with_state(Arc::clone(self))
+            .merge(base)
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(auth, guard))
+    }
+}
+
+/// An endpoint's logic: parameters and the caller's address in, payload or error out.
+type Endpoint = fn(&Mgmt, &Params, IpAddr) -> Result<Map<String, Value>, ApiError>;
+
+/// Whether an endpoint waits for recovery to end (the original's readiness gate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Gated,
+    Open,
+}
+
+/// GET and POST for `endpoint` under `event`.
+fn endpoint(event: &'static str, gate: Gate, endpoint: Endpoint) -> MethodRouter<Arc<Mgmt>> {
+    let handler = move |State(mgmt): State<Arc<Mgmt>>, request: Request| async move {
+        handle(&mgmt, event, gate, endpoint, request).await
+    };
+    get(handler).post(handler)
+}
+
+async fn handle(
+    mgmt: &Mgmt,
+    event: &'static str,
+    gate: Gate,
+    endpoint: Endpoint,
+    request: Request,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+    let query = request.uri().query().map(str::to_owned);
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(body) => body,
+        Err(error) => {
+            let message = format!("Invalid request body: {error}");
+            return ApiError::new(ErrorId::INVALID_BODY, event, message).into_response();
+        }
+    };
+    let params = match Params::from_parts(event, query.as_deref(), &body) {
+        Ok(params) => params,
+        Err(error) => return error.into_response(),
+    };
+    if gate == Gate::Gated && !mgmt.is_ready() {
+        return ApiError::new(
+            ErrorId::NOT_READY,
+            event,
+            "Mgmt Service is not ready yet! Please come back in a few seconds!",
+        )
+        .into_response();
+    }
+    match endpoint(mgmt, &params, peer) {
+        Ok(payload) => ok(event, payload),
+        Err(error) => error.into_response(),
+    }
+}

@@ -283,6 +283,68 @@ impl ClusterState {
 }
 
 impl ClusterState {
+    /// Marks a change: the timestamp moves to `now`, and always forward, so the newest copy of
+    /// the state is recognisable by its timestamp alone.
+    pub fn touch(&mut self, now: Seconds) {
+        self.timestamp = now.max(self.timestamp + 1e-6);
+    }
+
+    /// A DepthCache.
+    pub fn depthcache(&self, exchange: &str, market: &str) -> Option<&DepthCacheRecord> {
+        self.depthcaches.get(exchange)?.get(market)
+    }
+
+    /// Removes a DepthCache (and its exchange when no DepthCache is left); `false` if unknown.
+    pub fn remove_depthcache(&mut self, exchange: &str, market: &str) -> bool {
+        let Some(markets) = self.depthcaches.get_mut(exchange) else {
+            return false;
+        };
+        let removed = markets.shift_remove(market).is_some();
+        if markets.is_empty() {
+            self.depthcaches.shift_remove(exchange);
+        }
+        removed
+    }
+
+    /// The public form (`get_cluster_info.db`, `/test`): credentials as the masked list.
+    pub fn public_view(&self) -> serde_json::Value {
+        let credentials: Vec<MaskedCredential> = self
+            .credentials
+            .values()
+            .map(CredentialRecord::masked)
+            .collect();
+        serde_json::json!({
+            "credentials": credentials,
+            "depthcaches": self.depthcaches,
+            "nodes": self.nodes,
+            "pods": self.pods,
+            "timestamp": self.timestamp,
+        })
+    }
+
+    /// A copy without API secrets (for pods that route but never download: restapi).
+    pub fn without_secrets(&self) -> Self {
+        let mut copy = self.clone();
+        for credential in copy.credentials.values_mut() {
+            credential.api_secret.clear();
+        }
+        copy
+    }
+}
+
+impl ReplicaStatus {
+    /// Parses the wire form (`starting`, `running`, `out_of_sync`).
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "starting" => Self::Starting,
+            "running" => Self::Running,
+            "out_of_sync" => Self::OutOfSync,
+            _ => return None,
+        })
+    }
+}
+
+impl ClusterState {
     /// Spreads each account group's credentials over every DCN: the DCN uids, sorted, are dealt
     /// round-robin over the group's keys in the order they were added (`reference/upstream-api.md`
     /// §8), so the REST weight of keyed requests is shared between keys. Returns `true` when an

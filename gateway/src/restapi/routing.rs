@@ -3,7 +3,8 @@
 //!
 //! - Candidates are the replicas whose status is `running`, which in ubdcc means synced and
 //!   serving (the original also routed to replicas that had merely been accepted).
-//! - No candidate: #4000 when the DepthCache exists, #7000 when it does not.
+//! - No candidate: #4000 when the DepthCache has no replica placed, #6000 when its replicas are
+//!   all starting or out of sync, #7000 when it does not exist (`reference/upstream-api.md` §14).
 //! - Round-robin: the replica picked longest ago goes first, ties in the order the replicas were
 //!   placed; the rest keep that order as fallbacks.
 //! - When an earlier candidate failed and a later one served, the answer carries #5001 with the
@@ -29,8 +30,10 @@ pub struct Replica {
 /// Why a read has nowhere to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoReplica {
-    /// #4000: the DepthCache exists, but no replica is synced and serving.
-    NoneRunning,
+    /// #4000: the DepthCache exists, but no replica is placed.
+    NonePlaced,
+    /// #6000: replicas are placed, none is synced.
+    NoneSynced,
     /// #7000: no such DepthCache.
     UnknownDepthCache,
 }
@@ -38,7 +41,7 @@ pub enum NoReplica {
 /// The running replicas of a DepthCache in placement order.
 ///
 /// # Errors
-/// [`NoReplica::NoneRunning`] or [`NoReplica::UnknownDepthCache`].
+/// [`NoReplica::NonePlaced`], [`NoReplica::NoneSynced`] or [`NoReplica::UnknownDepthCache`].
 pub fn candidates(
     state: &ClusterState,
     exchange: &str,
@@ -61,8 +64,11 @@ pub fn candidates(
             port: pod.api_port_rest,
         })
         .collect();
+    if record.distribution.is_empty() {
+        return Err(NoReplica::NonePlaced);
+    }
     if replicas.is_empty() {
-        return Err(NoReplica::NoneRunning);
+        return Err(NoReplica::NoneSynced);
     }
     Ok(replicas)
 }
@@ -176,11 +182,15 @@ mod tests {
     }
 
     #[test]
-    fn no_candidate_is_4000_for_a_known_book_and_7000_for_an_unknown_one() {
+    fn no_candidate_is_4000_unplaced_6000_unsynced_and_7000_unknown() {
         let state = state(&[("a", ReplicaStatus::Starting)]);
         assert_eq!(
             candidates(&state, "binance.com", "BTCUSDT"),
-            Err(NoReplica::NoneRunning)
+            Err(NoReplica::NoneSynced)
+        );
+        assert_eq!(
+            candidates(&super::tests::state(&[]), "binance.com", "BTCUSDT"),
+            Err(NoReplica::NonePlaced)
         );
         assert_eq!(
             candidates(&state, "binance.com", "ETHUSDT"),

@@ -1,0 +1,169 @@
+//! The DCN's side of the agent: applies the state's assignments to the engine (add the books
+//! placed on this DCN, remove the ones no longer placed, set the assigned API keys) and reports
+//! each replica's status as the DCN's own shared-memory segment shows it.
+//!
+//! Statuses come from shared memory, not from the engine's internals: it is what readers see,
+//! so `running` means exactly "a reader gets data".
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ubdcc_engine::{BookSpec, Exchange, NodeHandle};
+use ubdcc_shm::{BookStatus, ClusterReader};
+
+use super::{ReplicaReport, ReplicaSource, StateCopy};
+use crate::mgmt::state::{ClusterState, ReplicaStatus, account_group};
+
+/// Keeps the engine's books equal to this DCN's assignments, until `copy` is dropped.
+pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHandle) {
+    let mut changes = copy.subscribe();
+    let mut local: HashMap<(Exchange, String), BookSpec> = HashMap::new();
+    let mut keys: HashMap<Exchange, Option<String>> = HashMap::new();
+    loop {
+        if let Some(state) = copy.get() {
+            apply_books(&node, &wanted_books(&state, &uid), &mut local).await;
+            apply_keys(&node, &state, &uid, &local, &mut keys);
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The books placed on DCN `uid`.
+fn wanted_books(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), BookSpec> {
+    let mut wanted = HashMap::new();
+    for record in state.depthcaches() {
+        if !record.distribution.contains_key(uid) {
+            continue;
+        }
+        let Ok(exchange) = record.exchange.parse::<Exchange>() else {
+            tracing::error!(exchange = %record.exchange, "placed on this DCN, but not an exchange it knows");
+            continue;
+        };
+        let spec = BookSpec {
+            exchange,
+            symbol: record.market.clone(),
+            update_interval_ms: record.update_interval,
+            refresh_interval: record.refresh_interval.map(Duration::from_secs),
+        };
+        wanted.insert((exchange, record.market.clone()), spec);
+    }
+    wanted
+}
+
+async fn apply_books(
+    node: &NodeHandle,
+    wanted: &HashMap<(Exchange, String), BookSpec>,
+    local: &mut HashMap<(Exchange, String), BookSpec>,
+) {
+    let gone: Vec<(Exchange, String)> = local
+        .iter()
+        // A changed spec (stop + create with other intervals) is a remove and an add.
+        .filter(|(key, spec)| wanted.get(*key) != Some(*spec))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (exchange, market) in gone {
+        local.remove(&(exchange, market.clone()));
+        match node.remove(exchange, &market).await {
+            Ok(()) => tracing::info!(%exchange, %market, "DepthCache stopped"),
+            Err(error) => {
+                tracing::warn!(%exchange, %market, %error, "stopping the DepthCache failed")
+            }
+        }
+    }
+    for (key, spec) in wanted {
+        if local.contains_key(key) {
+            continue;
+        }
+        match node.add(spec.clone()).await {
+            Ok(()) => {
+                tracing::info!(exchange = %key.0, market = %key.1, "DepthCache started");
+                local.insert(key.clone(), spec.clone());
+            }
+            // Tried again with the next state change; the replica stays `starting` meanwhile.
+            Err(error) => {
+                tracing::error!(exchange = %key.0, market = %key.1, %error, "cannot start the DepthCache")
+            }
+        }
+    }
+}
+
+/// Gives each exchange in use the API key mgmt assigned this DCN for its account group.
+fn apply_keys(
+    node: &NodeHandle,
+    state: &ClusterState,
+    uid: &str,
+    local: &HashMap<(Exchange, String), BookSpec>,
+    applied: &mut HashMap<Exchange, Option<String>>,
+) {
+    let exchanges: HashSet<Exchange> = local.keys().map(|(exchange, _)| *exchange).collect();
+    for exchange in exchanges {
+        let key = account_group(exchange.as_str())
+            .and_then(|group| state.credential_for(uid, group))
+            .map(|credential| credential.api_key.clone());
+        if applied.get(&exchange) == Some(&key) {
+            continue;
+        }
+        tracing::info!(%exchange, keyed = key.is_some(), "API key for snapshots changed");
+        node.set_api_key(exchange, key.clone());
+        applied.insert(exchange, key);
+    }
+}
+
+/// A DCN's replica statuses, read from its own segment.
+pub struct ShmReplicaSource {
+    reader: Mutex<ClusterReader>,
+    /// Per book: resyncs seen and when the count last went up.
+    restarts: Mutex<HashMap<(String, String), (u64, f64)>>,
+}
+
+impl ShmReplicaSource {
+    /// Reads the segment of DCN `dcn` in `cluster`.
+    pub fn new(reader: ClusterReader) -> Self {
+        Self {
+            reader: Mutex::new(reader),
+            restarts: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ReplicaSource for ShmReplicaSource {
+    fn replicas(&self) -> Vec<ReplicaReport> {
+        let mut reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut restarts = self
+            .restarts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = crate::mgmt::now();
+        let listings = reader.list();
+        let mut reports = Vec::with_capacity(listings.len());
+        for listing in listings {
+            let status = match &listing.status {
+                Ok(BookStatus::Synced) => ReplicaStatus::Running,
+                Ok(BookStatus::Starting) => ReplicaStatus::Starting,
+                Ok(BookStatus::OutOfSync(_)) | Err(_) => ReplicaStatus::OutOfSync,
+            };
+            let resyncs = reader
+                .info(&listing.exchange, &listing.market)
+                .map_or(0, |info| u64::from(info.resyncs));
+            let key = (listing.exchange.clone(), listing.market.clone());
+            let seen = restarts.entry(key).or_insert((resyncs, 0.0));
+            if resyncs > seen.0 {
+                *seen = (resyncs, now);
+            }
+            reports.push(ReplicaReport {
+                exchange: listing.exchange,
+                market: listing.market,
+                status,
+                restarts: seen.0,
+                last_restart_time: seen.1,
+            });
+        }
+        reports
+    }
+}

@@ -1,0 +1,195 @@
+//! Answering get_asks / get_bids from shared memory: the read with its errors, and the JSON body
+//! written straight into one pre-sized buffer.
+//!
+//! Used by the DCN (its own segment) and by restapi's local fast path (every segment of the
+//! cluster on its host), so both answer with exactly the same bytes.
+//!
+//! The body keeps the original's alphabetical key order:
+//! `{"age_ms":..,"asks":[[p,q],..],"event":"GET_ASKS","event_time":..,"last_update_id":..,"result":"OK"}`.
+//! Floats use the shortest representation that parses back to the same double (ryu), which is
+//! what Python's `repr` prints up to the exponent's spelling (`1e-05` vs `1e-5`).
+
+use std::io::Write as _;
+
+use serde_json::Value;
+use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, InvalidQuery, Level, ReadError, Side};
+
+use crate::envelope::{ApiError, ErrorId, not_found_error, out_of_sync_error};
+use crate::params::BookRequest;
+
+/// `GET_ASKS` / `GET_BIDS` and the levels' key.
+pub fn event_and_key(side: Side) -> (&'static str, &'static str) {
+    match side {
+        Side::Asks => ("GET_ASKS", "asks"),
+        Side::Bids => ("GET_BIDS", "bids"),
+    }
+}
+
+/// Reads one side of a synced book that is fresh enough for the request.
+///
+/// # Errors
+/// #7000 not found, #6000 not synced (the reason in `reason`; a dead, hung or contended writer
+/// counts as not synced), #1101 / #1102 for a query shm refuses, #1103 too old.
+pub fn read(
+    reader: &mut ClusterReader,
+    request: &BookRequest,
+    side: Side,
+    levels: &mut Vec<Level>,
+) -> Result<BookInfo, ApiError> {
+    let (event, _) = event_and_key(side);
+    let info = reader
+        .read(
+            &request.exchange,
+            &request.market,
+            side,
+            &request.levels,
+            levels,
+        )
+        .map_err(|error| read_error(&error, request, event))?;
+    if let Some(max_age_ms) = request.max_age_ms {
+        let age = age_ms(&info);
+        if age > max_age_ms as f64 {
+            let message = format!(
+                "DepthCache '{}' for '{}' is older than max_age_ms={max_age_ms}!",
+                request.market, request.exchange
+            );
+            return Err(ApiError::new(ErrorId::TOO_OLD, event, message).with("age_ms", age));
+        }
+    }
+    Ok(info)
+}
+
+/// Milliseconds since the book's current version was published, microsecond resolution.
+pub fn age_ms(info: &BookInfo) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (now.saturating_sub(u128::from(info.publish_time_ns)) as f64 / 1e3).round() / 1e3
+}
+
+fn read_error(error: &ReadError, request: &BookRequest, event: &str) -> ApiError {
+    let (exchange, market) = (&request.exchange, &request.market);
+    match error {
+        ReadError::NotFound { .. } => not_found_error(event, exchange, market),
+        ReadError::NotSynced { status, .. } => {
+            out_of_sync_error(event, exchange, market).with("reason", status_reason(status))
+        }
+        ReadError::WriterGone { .. }
+        | ReadError::WriterHung { .. }
+        | ReadError::Contended { .. }
+        | ReadError::Io { .. } => {
+            out_of_sync_error(event, exchange, market).with("reason", error.to_string())
+        }
+        ReadError::InvalidQuery(invalid) => {
+            let id = match invalid {
+                InvalidQuery::NegativeLimit(_) => ErrorId::NEGATIVE_LIMIT,
+                InvalidQuery::NanThreshold => ErrorId::INVALID_NUMBER,
+            };
+            ApiError::new(id, event, invalid.to_string())
+        }
+    }
+}
+
+fn status_reason(status: &BookStatus) -> String {
+    match status {
+        BookStatus::OutOfSync(reason) => reason.as_str().to_owned(),
+        other => other.as_str().to_owned(),
+    }
+}
+
+/// The OK body of a read; `debug`, when given, is sorted into its place.
+pub fn body(side: Side, info: &BookInfo, levels: &[Level], debug: Option<&Value>) -> Vec<u8> {
+    let (event, key) = event_and_key(side);
+    // ~40 bytes per level covers prices and quantities with 8 decimals.
+    let mut out = Vec::with_capacity(160 + levels.len() * 40);
+    let mut floats = ryu::Buffer::new();
+    out.extend_from_slice(b"{\"age_ms\":");
+    out.extend_from_slice(floats.format(age_ms(info)).as_bytes());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (i, level) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        out.extend_from_slice(floats.format(level.price).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(floats.format(level.quantity).as_bytes());
+        out.push(b']');
+    }
+    out.push(b']');
+    if let Some(debug) = debug {
+        out.extend_from_slice(b",\"debug\":");
+        // Writing into a Vec cannot fail.
+        serde_json::to_writer(&mut out, debug).ok();
+    }
+    // `write!` into a Vec cannot fail either.
+    write!(
+        out,
+        ",\"event\":\"{event}\",\"event_time\":{},\"last_update_id\":{},\"result\":\"OK\"}}",
+        info.event_time_ms, info.last_update_id
+    )
+    .ok();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> BookInfo {
+        BookInfo {
+            status: BookStatus::Synced,
+            last_update_id: 42,
+            event_time_ms: 1_700_000_000_123,
+            receive_time_ns: 0,
+            publish_time_ns: 0,
+            bid_count: 2,
+            ask_count: 2,
+            resyncs: 0,
+            gaps: 0,
+            updates: 1,
+            generation: 1,
+        }
+    }
+
+    #[test]
+    fn the_body_is_valid_json_with_the_original_keys_and_exact_floats() {
+        let levels = [
+            Level {
+                price: 40000.21,
+                quantity: 0.22170584,
+            },
+            Level {
+                price: 100.0,
+                quantity: 1e-5,
+            },
+        ];
+        let debug = serde_json::json!({"cluster_execution_time": 0.5});
+        for debug in [None, Some(&debug)] {
+            let text = body(Side::Asks, &info(), &levels, debug);
+            let value: Value = serde_json::from_slice(&text).unwrap();
+            assert_eq!(value["asks"][0][0].as_f64(), Some(40000.21));
+            assert_eq!(value["asks"][0][1].as_f64(), Some(0.22170584));
+            assert_eq!(value["asks"][1][1].as_f64(), Some(1e-5));
+            assert_eq!(value["event"], "GET_ASKS");
+            assert_eq!(value["result"], "OK");
+            assert_eq!(value["last_update_id"], 42);
+            assert_eq!(value["event_time"], 1_700_000_000_123u64);
+            assert!(value["age_ms"].as_f64().unwrap() > 0.0);
+            assert_eq!(value.get("debug").is_some(), debug.is_some());
+            // Keys already in sorted order: re-serializing the parsed map gives the same order.
+            let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+            let text = String::from_utf8(text.clone()).unwrap();
+            let positions: Vec<usize> = keys
+                .iter()
+                .map(|key| text.find(&format!("\"{key}\":")).unwrap())
+                .collect();
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+        }
+        let empty = body(Side::Bids, &info(), &[], None);
+        let value: Value = serde_json::from_slice(&empty).unwrap();
+        assert_eq!(value["bids"], serde_json::json!([]));
+    }
+}

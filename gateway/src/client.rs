@@ -1,0 +1,166 @@
+//! The HTTP client for calls inside the cluster (restapi → mgmt, restapi → DCN, node → mgmt,
+//! mgmt → node): pooled keep-alive connections, a timeout per call, and the cluster secret on
+//! every request when one is set.
+//!
+//! A failed call is a [`CallError`] whose text reads like the original's local error dicts,
+//! `<kind> - <url> - <detail>`, because restapi passes it on to clients in #5000 / #9000.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::{Method, Request, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+/// The header carrying the cluster secret on internal calls.
+pub const CLUSTER_SECRET_HEADER: &str = "x-ubdcc-cluster-secret";
+
+/// The original's timeout for every internal call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest answer accepted from another pod (a full state backup of many thousand books fits).
+const MAX_BODY: usize = 256 << 20;
+
+/// An internal call failed.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum CallError {
+    /// No connection, a reset, a non-2xx status or an unreadable body.
+    #[error("ClientError - {url} - {detail}")]
+    Client {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// No answer within the timeout.
+    #[error("TimeoutError - {url} - no answer within {timeout_ms} ms")]
+    Timeout {
+        /// The URL called.
+        url: String,
+        /// The timeout.
+        timeout_ms: u128,
+    },
+}
+
+/// A cheap-to-clone client; see the module doc.
+#[derive(Clone)]
+pub struct InternalClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    secret: Option<Arc<str>>,
+    timeout: Duration,
+}
+
+impl InternalClient {
+    /// A client sending `secret` (when set) and giving up after `timeout`.
+    pub fn new(secret: Option<&str>, timeout: Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self {
+            http,
+            secret: secret.map(Arc::from),
+            timeout,
+        }
+    }
+
+    /// `GET url`, the raw body.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn get(&self, url: &str) -> Result<Bytes, CallError> {
+        self.call(Method::GET, url, None).await
+    }
+
+    /// `GET url`, the JSON object answered.
+    ///
+    /// # Errors
+    /// [`CallError`], also when the answer is not a JSON object.
+    pub async fn get_json(&self, url: &str) -> Result<Map<String, Value>, CallError> {
+        let body = self.get(url).await?;
+        json_object(url, &body)
+    }
+
+    /// `POST url` with a JSON body, the JSON object answered.
+    ///
+    /// # Errors
+    /// [`CallError`], also when the answer is not a JSON object.
+    pub async fn post_json(&self, url: &str, body: Bytes) -> Result<Map<String, Value>, CallError> {
+        let answer = self.call(Method::POST, url, Some(body)).await?;
+        json_object(url, &answer)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, CallError> {
+        let client_error = |detail: String| CallError::Client {
+            url: url.to_owned(),
+            detail,
+        };
+        let mut request = Request::builder().method(method).uri(url);
+        if let Some(secret) = &self.secret {
+            request = request.header(CLUSTER_SECRET_HEADER, secret.as_ref());
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| client_error(e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| client_error(describe(&e)))?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| client_error(format!("reading the body: {e}")))?
+                .to_bytes();
+            if !status.is_success() {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                return Err(client_error(format!("{status}, {text}")));
+            }
+            Ok(body)
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| CallError::Timeout {
+                url: url.to_owned(),
+                timeout_ms: self.timeout.as_millis(),
+            })?
+    }
+}
+
+fn json_object(url: &str, body: &[u8]) -> Result<Map<String, Value>, CallError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(CallError::Client {
+            url: url.to_owned(),
+            detail: "the answer is not a JSON object".into(),
+        }),
+    }
+}
+
+/// The error with its causes (hyper's own text is just "client error (Connect)").
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,68 @@
+//! Stopping a pod: one signal that `/shutdown`, Ctrl-C and SIGTERM all trigger, and that every
+//! task of the pod waits on.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+/// A pod's shutdown signal; clones share it.
+#[derive(Debug, Clone)]
+pub struct ShutdownSignal(watch::Sender<bool>);
+
+impl Default for ShutdownSignal {
+    fn default() -> Self {
+        Self(watch::Sender::new(false))
+    }
+}
+
+impl ShutdownSignal {
+    /// A signal not yet triggered.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Triggers it now.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Triggers it in 200 ms, so the answer to `/shutdown` still goes out.
+    pub fn trigger_soon(&self) {
+        let signal = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            signal.trigger();
+        });
+    }
+
+    /// Completes once triggered.
+    pub async fn wait(&self) {
+        let mut receiver = self.0.subscribe();
+        // An error means the sender is gone, which cannot happen while `self` holds it.
+        receiver.wait_for(|stopped| *stopped).await.ok();
+    }
+
+    /// Triggers on Ctrl-C or SIGTERM (spawned on the current runtime).
+    pub fn on_os_signals(&self) {
+        let signal = self.clone();
+        tokio::spawn(async move {
+            os_signal().await;
+            signal.trigger();
+        });
+    }
+}
+
+async fn os_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        tracing::warn!("cannot listen for SIGTERM; Ctrl-C only");
+        ctrl_c.await.ok();
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate.recv() => {}
+    }
+}

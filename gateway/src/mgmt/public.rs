@@ -1,0 +1,347 @@
+//! mgmt's public endpoints (`reference/upstream-api.md` §5): create and stop DepthCaches, the
+//! cluster and DepthCache views, and credentials. restapi forwards these calls here.
+//!
+//! Beyond the original: unknown exchanges (#1104), impossible symbols and update intervals
+//! (#1107) and bad numbers (#1100) are refused at create time, before anything is placed; a
+//! missing `exchange` is a missing parameter, not `'None'`; no answer holds a secret.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use serde_json::{Map, Value};
+use ubdcc_engine::{Exchange, is_valid_symbol};
+
+use super::state::{ClusterState, CredentialRecord, DepthCacheRecord};
+use super::{Gate, Mgmt, endpoint, now};
+use crate::envelope::{ApiError, ErrorId, not_found_error};
+use crate::identity::VERSION;
+use crate::params::Params;
+
+/// Valid account groups, in the order the #1031 message lists them.
+pub const ACCOUNT_GROUPS: [&str; 5] = [
+    "binance.com",
+    "binance.com-futures-testnet",
+    "binance.com-testnet",
+    "binance.tr",
+    "binance.us",
+];
+
+/// The public routes.
+pub fn routes() -> Router<Arc<Mgmt>> {
+    Router::new()
+        .route(
+            "/create_depthcache",
+            endpoint("CREATE_DEPTHCACHE", Gate::Gated, create_depthcache),
+        )
+        .route(
+            "/create_depthcaches",
+            endpoint("CREATE_DEPTHCACHES", Gate::Gated, create_depthcaches),
+        )
+        .route(
+            "/get_cluster_info",
+            endpoint("GET_CLUSTER_INFO", Gate::Gated, get_cluster_info),
+        )
+        .route(
+            "/get_depthcache_list",
+            endpoint("GET_DEPTHCACHE_LIST", Gate::Gated, get_depthcache_list),
+        )
+        .route(
+            "/get_depthcache_info",
+            endpoint("GET_DEPTHCACHE_INFO", Gate::Gated, get_depthcache_info),
+        )
+        .route(
+            "/stop_depthcache",
+            endpoint("STOP_DEPTHCACHE", Gate::Gated, stop_depthcache),
+        )
+        .route(
+            "/add_credentials",
+            endpoint("ADD_CREDENTIALS", Gate::Gated, add_credentials),
+        )
+        .route(
+            "/remove_credentials",
+            endpoint("REMOVE_CREDENTIALS", Gate::Gated, remove_credentials),
+        )
+        .route(
+            "/get_credentials_list",
+            endpoint("GET_CREDENTIALS_LIST", Gate::Gated, get_credentials_list),
+        )
+}
+
+/// The settings every create shares, validated.
+struct CreateSettings {
+    exchange: Exchange,
+    desired_quantity: u32,
+    update_interval: Option<u32>,
+    refresh_interval: Option<u64>,
+}
+
+impl CreateSettings {
+    fn parse(mgmt: &Mgmt, params: &Params, exchange: &str) -> Result<Self, ApiError> {
+        let exchange: Exchange = exchange.parse().map_err(|_| {
+            let valid: Vec<&str> = ubdcc_engine::EXCHANGES
+                .iter()
+                .map(Exchange::as_str)
+                .collect();
+            params.invalid(
+                ErrorId::UNKNOWN_EXCHANGE,
+                format!(
+                    "Unknown exchange '{exchange}'! Valid exchanges: {}",
+                    valid.join(", ")
+                ),
+            )
+        })?;
+        let desired_quantity = params.unsigned::<u32>("desired_quantity")?.unwrap_or(1);
+        let most = mgmt.config.max_desired_quantity;
+        if desired_quantity > most {
+            return Err(params.invalid(
+                ErrorId::INVALID_INTEGER,
+                format!("Invalid parameter: desired_quantity must be at most {most}, got {desired_quantity}"),
+            ));
+        }
+        Ok(Self {
+            exchange,
+            desired_quantity,
+            update_interval: params.unsigned::<u32>("update_interval")?,
+            refresh_interval: params.unsigned::<u64>("refresh_interval")?,
+        })
+    }
+
+    /// Checks that `market` can be kept at these settings.
+    fn check_market(&self, params: &Params, market: &str) -> Result<(), ApiError> {
+        if !is_valid_symbol(market) {
+            return Err(params.invalid(
+                ErrorId::INVALID_MARKET,
+                format!(
+                    "Invalid market {:?}: 1 to 48 of A-Z a-z 0-9 - _",
+                    truncated(market)
+                ),
+            ));
+        }
+        self.exchange
+            .stream_name(market, self.update_interval)
+            .map(drop)
+            .map_err(|error| params.invalid(ErrorId::INVALID_MARKET, error.to_string()))
+    }
+
+    fn record(&self, market: &str) -> DepthCacheRecord {
+        let mut record =
+            DepthCacheRecord::new(self.exchange.as_str(), market, self.desired_quantity, now());
+        record.update_interval = self.update_interval;
+        record.refresh_interval = self.refresh_interval;
+        record
+    }
+}
+
+fn truncated(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+fn insert(state: &mut ClusterState, record: DepthCacheRecord) {
+    state
+        .depthcaches
+        .entry(record.exchange.clone())
+        .or_default()
+        .insert(record.market.clone(), record);
+}
+
+fn create_depthcache(
+    mgmt: &Mgmt,
+    params: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let (Some(exchange), Some(market)) = (params.text("exchange")?, params.text("market")?) else {
+        return Err(params.invalid(
+            ErrorId::CREATE_MISSING,
+            "Missing required parameter: exchange, market",
+        ));
+    };
+    let settings = CreateSettings::parse(mgmt, params, exchange)?;
+    settings.check_market(params, market)?;
+    mgmt.mutate(params.event(), true, |state| {
+        if state.depthcache(exchange, market).is_some() {
+            return Err(params.invalid(
+                ErrorId::EXISTS,
+                format!("DepthCache '{market}' for '{exchange}' already exists!"),
+            ));
+        }
+        insert(state, settings.record(market));
+        Ok(Map::new())
+    })
+}
+
+fn create_depthcaches(
+    mgmt: &Mgmt,
+    params: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let (Some(exchange), Some(markets)) = (params.text("exchange")?, params.list("markets")?)
+    else {
+        return Err(params.invalid(
+            ErrorId::CREATE_MISSING,
+            "Missing required parameter: exchange, markets",
+        ));
+    };
+    let settings = CreateSettings::parse(mgmt, params, exchange)?;
+    // All or nothing: one impossible market refuses the request before anything is placed.
+    for market in &markets {
+        settings.check_market(params, market)?;
+    }
+    mgmt.mutate(params.event(), true, |state| {
+        // Existing markets are skipped, as in the original; the answer says which.
+        let (mut created, mut existing) = (Vec::new(), Vec::new());
+        for market in markets {
+            if state.depthcache(exchange, &market).is_some() || created.contains(&market) {
+                existing.push(Value::from(market));
+                continue;
+            }
+            insert(state, settings.record(&market));
+            created.push(market);
+        }
+        let mut payload = Map::new();
+        payload.insert("created".into(), created.into());
+        payload.insert("existing".into(), existing.into());
+        Ok(payload)
+    })
+}
+
+fn get_cluster_info(mgmt: &Mgmt, _: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
+    let mut payload = Map::new();
+    payload.insert("db".into(), mgmt.state().public_view());
+    payload.insert("version".into(), VERSION.into());
+    Ok(payload)
+}
+
+fn get_depthcache_list(mgmt: &Mgmt, _: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
+    let state = mgmt.state();
+    let mut payload = Map::new();
+    payload.insert(
+        "depthcache_list".into(),
+        serde_json::to_value(&state.depthcaches).unwrap_or_default(),
+    );
+    Ok(payload)
+}
+
+/// `exchange` and `market`, both required (`id` is the missing-parameter error).
+fn book_key(params: &Params, id: ErrorId) -> Result<(&str, &str), ApiError> {
+    match (params.text("exchange")?, params.text("market")?) {
+        (Some(exchange), Some(market)) => Ok((exchange, market)),
+        _ => Err(params.invalid(id, "Missing required parameter: exchange, market")),
+    }
+}
+
+fn get_depthcache_info(
+    mgmt: &Mgmt,
+    params: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let (exchange, market) = book_key(params, ErrorId::INFO_MISSING)?;
+    let state = mgmt.state();
+    let record = state
+        .depthcache(exchange, market)
+        .ok_or_else(|| not_found_error(params.event(), exchange, market))?;
+    let mut payload = Map::new();
+    payload.insert(
+        "depthcache_info".into(),
+        serde_json::to_value(record).unwrap_or_default(),
+    );
+    Ok(payload)
+}
+
+fn stop_depthcache(
+    mgmt: &Mgmt,
+    params: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let (exchange, market) = book_key(params, ErrorId::STOP_MISSING)?;
+    mgmt.mutate(params.event(), true, |state| {
+        if !state.remove_depthcache(exchange, market) {
+            return Err(not_found_error(params.event(), exchange, market));
+        }
+        Ok(Map::new())
+    })
+}
+
+fn add_credentials(
+    mgmt: &Mgmt,
+    params: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let (Some(group), Some(api_key), Some(api_secret)) = (
+        params.text("account_group")?,
+        params.text("api_key")?,
+        params.text("api_secret")?,
+    ) else {
+        return Err(params.invalid(
+            ErrorId::CREDENTIALS_MISSING,
+            "Missing required parameter: account_group, api_key, api_secret",
+        ));
+    };
+    if !ACCOUNT_GROUPS.contains(&group) {
+        return Err(params.invalid(
+            ErrorId::INVALID_ACCOUNT_GROUP,
+            format!(
+                "Invalid account_group '{}'. Valid groups: {}",
+                truncated(group),
+                ACCOUNT_GROUPS.join(", ")
+            ),
+        ));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let credential = CredentialRecord {
+        id: id.clone(),
+        account_group: group.to_owned(),
+        api_key: api_key.to_owned(),
+        api_secret: api_secret.to_owned(),
+        added_timestamp: now(),
+        assigned_dcns: Vec::new(),
+    };
+    mgmt.mutate(params.event(), true, |state| {
+        state.credentials.insert(id.clone(), credential);
+        Ok(())
+    })?;
+    let mut payload = Map::new();
+    payload.insert("id".into(), id.into());
+    Ok(payload)
+}
+
+fn remove_credentials(
+    mgmt: &Mgmt,
+    params: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let Some(id) = params.text("id")? else {
+        return Err(params.invalid(
+            ErrorId::CREDENTIALS_ID_MISSING,
+            "Missing required parameter: id",
+        ));
+    };
+    mgmt.mutate(params.event(), true, |state| {
+        if state.credentials.shift_remove(id).is_none() {
+            return Err(params.invalid(
+                ErrorId::CREDENTIALS_UNKNOWN,
+                format!("Credentials '{}' not found!", truncated(id)),
+            ));
+        }
+        Ok(Map::new())
+    })
+}
+
+fn get_credentials_list(
+    mgmt: &Mgmt,
+    _: &Params,
+    _: IpAddr,
+) -> Result<Map<String, Value>, ApiError> {
+    let state = mgmt.state();
+    let masked: Vec<_> = state
+        .credentials
+        .values()
+        .map(CredentialRecord::masked)
+        .collect();
+    let mut payload = Map::new();
+    payload.insert(
+        "credentials".into(),
+        serde_json::to_value(masked).unwrap_or_default(),
+    );
+    Ok(payload)
+}

@@ -1,0 +1,113 @@
+//! mgmt's state on disk: written atomically (a temporary file, fsync, rename, fsync of the
+//! directory), so a crash leaves either the old or the new state, never a torn one.
+
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::state::ClusterState;
+
+/// The state file could not be read.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// Reading failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file is not a state.
+    #[error("{path} is not a ubdcc state: {source}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// The state file in a data directory.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// `<dir>/state.json`; creates `dir`.
+    ///
+    /// # Errors
+    /// When the directory cannot be created.
+    pub fn in_dir(dir: &Path) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(Self {
+            path: dir.join("state.json"),
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored state; `None` when there is none yet.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the file exists but cannot be read or parsed.
+    pub fn load(&self) -> Result<Option<ClusterState>, LoadError> {
+        let text = match fs::read(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(LoadError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|source| LoadError::Invalid {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Replaces the stored state durably.
+    ///
+    /// # Errors
+    /// When writing, syncing or renaming fails (the old state is then still in place).
+    pub fn save(&self, state: &ClusterState) -> io::Result<()> {
+        let temporary = self.path.with_extension("json.tmp");
+        let mut file = File::create(&temporary)?;
+        file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_state_loads_back_and_garbage_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("ubdcc-store-{}", std::process::id()));
+        let file = StateFile::in_dir(&dir).unwrap();
+        assert!(file.load().unwrap().is_none());
+        let mut state = ClusterState::default();
+        state.touch(1234.5);
+        file.save(&state).unwrap();
+        assert_eq!(file.load().unwrap().unwrap(), state);
+        fs::write(file.path(), b"{not json").unwrap();
+        assert!(matches!(file.load(), Err(LoadError::Invalid { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,373 @@
+//! Request parameters, from the query string or a JSON body, with one rule for "not set".
+//!
+//! The original's clients send an unset value as a missing key (requests, aiohttp), as JSON `null`
+//! (the sync client's POST bodies) or, from the original restapi's forwarding, as the string
+//! `"None"`; an empty value counts as missing too. All of them mean **not set** here. A value of
+//! the wrong type or form is an ERROR envelope with an id of its own, never an HTTP 500.
+//!
+//! ```
+//! use ubdcc_gateway::params::Params;
+//! let params = Params::from_parts("CREATE_DEPTHCACHE", Some("exchange=binance.com&desired_quantity=None"), b"")?;
+//! assert_eq!(params.text("exchange")?, Some("binance.com"));
+//! assert_eq!(params.integer("desired_quantity")?, None);
+//! # Ok::<(), ubdcc_gateway::ApiError>(())
+//! ```
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use ubdcc_shm::LevelQuery;
+
+use crate::envelope::{ApiError, ErrorId};
+
+/// The parameters of one request, and the event its errors are reported under.
+#[derive(Debug, Clone)]
+pub struct Params {
+    event: &'static str,
+    values: HashMap<String, Value>,
+    /// The JSON body as received (for `debug.post_body`).
+    body: Option<Map<String, Value>>,
+}
+
+impl Params {
+    /// Parses the query string and, when the body is not empty, the JSON object in it; body keys
+    /// win over query keys.
+    ///
+    /// # Errors
+    /// #1106 when a non-empty body is not a JSON object.
+    pub fn from_parts(
+        event: &'static str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Self, ApiError> {
+        let mut values: HashMap<String, Value> =
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
+                .collect();
+        let body = if body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+                return Err(ApiError::new(
+                    ErrorId::INVALID_BODY,
+                    event,
+                    "Invalid request body: expected a JSON object",
+                ));
+            };
+            values.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Some(object)
+        };
+        Ok(Self {
+            event,
+            values,
+            body,
+        })
+    }
+
+    /// The event errors are reported under.
+    pub fn event(&self) -> &'static str {
+        self.event
+    }
+
+    /// The JSON body, if the request had one.
+    pub fn body(&self) -> Option<&Map<String, Value>> {
+        self.body.as_ref()
+    }
+
+    /// The value of `key` unless it is not set (missing, `null`, `""` or `"None"`).
+    fn value(&self, key: &str) -> Option<&Value> {
+        match self.values.get(key)? {
+            Value::Null => None,
+            Value::String(text) if is_unset(text) => None,
+            value => Some(value),
+        }
+    }
+
+    /// A text parameter, trimmed.
+    ///
+    /// # Errors
+    /// #1108 when the value is not a string.
+    pub fn text(&self, key: &str) -> Result<Option<&str>, ApiError> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.trim())),
+            Some(other) => Err(self.invalid(
+                ErrorId::INVALID_PARAMETER,
+                format!("Invalid parameter: {key} must be a string, got {other}"),
+            )),
+        }
+    }
+
+    /// An integer parameter: a JSON integer or its decimal text (a sign is accepted, as Python's
+    /// `int()` did).
+    ///
+    /// # Errors
+    /// #1100 when the value is not an integer in range.
+    pub fn integer(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        let Some(value) = self.value(key) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            Value::Number(number) => number.as_i64(),
+            Value::String(text) => text.trim().parse().ok(),
+            _ => None,
+        };
+        parsed.map(Some).ok_or_else(|| {
+            self.invalid(
+                ErrorId::INVALID_INTEGER,
+                format!(
+                    "Invalid parameter: {key} must be an integer, got {}",
+                    shown(value)
+                ),
+            )
+        })
+    }
+
+    /// A non-negative integer parameter that fits `T`.
+    ///
+    /// # Errors
+    /// #1100 when the value is not such an integer.
+    pub fn unsigned<T: TryFrom<i64>>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        let Some(value) = self.integer(key)? else {
+            return Ok(None);
+        };
+        T::try_from(value).map(Some).map_err(|_| {
+            self.invalid(
+                ErrorId::INVALID_INTEGER,
+                format!("Invalid parameter: {key} is out of range, got {value}"),
+            )
+        })
+    }
+
+    /// A finite number: a JSON number or its text.
+    ///
+    /// # Errors
+    /// #1102 when the value is not a finite number.
+    pub fn number(&self, key: &str) -> Result<Option<f64>, ApiError> {
+        let Some(value) = self.value(key) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            Value::Number(number) => number.as_f64(),
+            Value::String(text) => text.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(number) if number.is_finite() => Ok(Some(number)),
+            _ => Err(self.invalid(
+                ErrorId::INVALID_NUMBER,
+                format!(
+                    "Invalid parameter: {key} must be a finite number, got {}",
+                    shown(value)
+                ),
+            )),
+        }
+    }
+
+    /// A list of texts: a JSON array of strings, or one comma-separated string (GET, and a JSON
+    /// string in a body). Items are trimmed; empty items are dropped.
+    ///
+    /// # Errors
+    /// #1108 when the value is neither.
+    pub fn list(&self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let items: Vec<String> = match self.value(key) {
+            None => return Ok(None),
+            Some(Value::String(text)) => text.split(',').map(str::to_owned).collect(),
+            Some(Value::Array(items)) => {
+                let texts: Option<Vec<String>> = items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect();
+                texts.ok_or_else(|| {
+                    self.invalid(
+                        ErrorId::INVALID_PARAMETER,
+                        format!("Invalid parameter: {key} must be a list of strings"),
+                    )
+                })?
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    ErrorId::INVALID_PARAMETER,
+                    format!("Invalid parameter: {key} must be a list of strings, got {other}"),
+                ));
+            }
+        };
+        let items: Vec<String> = items
+            .into_iter()
+            .map(|item| item.trim().to_owned())
+            .filter(|item| !is_unset(item))
+            .collect();
+        Ok((!items.is_empty()).then_some(items))
+    }
+
+    /// A flag such as `debug`: on when the value, lowercased, is `"true"` (or JSON `true`).
+    pub fn flag(&self, key: &str) -> bool {
+        match self.values.get(key) {
+            Some(Value::Bool(on)) => *on,
+            Some(Value::String(text)) => text.trim().eq_ignore_ascii_case("true"),
+            _ => false,
+        }
+    }
+
+    /// An error of this request's event.
+    pub fn invalid(&self, id: ErrorId, message: impl Into<String>) -> ApiError {
+        ApiError::new(id, self.event, message)
+    }
+}
+
+fn is_unset(text: &str) -> bool {
+    let text = text.trim();
+    text.is_empty() || text == "None"
+}
+
+/// A value for an error message: strings without quotes, and never more than 64 characters of
+/// whatever a caller sent.
+fn shown(value: &Value) -> String {
+    let text = match value {
+        Value::String(text) => format!("{text:?}"),
+        other => other.to_string(),
+    };
+    if text.chars().count() <= 64 {
+        return text;
+    }
+    let head: String = text.chars().take(61).collect();
+    format!("{head}...")
+}
+
+/// The parameters of a get_asks / get_bids read, validated.
+#[derive(Debug, Clone)]
+pub struct BookRequest {
+    /// Exchange string.
+    pub exchange: String,
+    /// Market symbol.
+    pub market: String,
+    /// The levels wanted (`limit_count`, `threshold_volume`).
+    pub levels: LevelQuery,
+    /// Refuse a book older than this (ubdcc's freshness guard).
+    pub max_age_ms: Option<u64>,
+}
+
+impl BookRequest {
+    /// Validates a read: #1025 without `exchange` / `market`, #1100 for a non-integer
+    /// `limit_count` or `max_age_ms`, #1101 for a negative `limit_count`, #1102 for a threshold
+    /// that is not a finite number.
+    ///
+    /// # Errors
+    /// See above.
+    pub fn parse(params: &Params) -> Result<Self, ApiError> {
+        let (Some(exchange), Some(market)) = (params.text("exchange")?, params.text("market")?)
+        else {
+            return Err(params.invalid(
+                ErrorId::MISSING_BOOK_PARAMETER,
+                "Missing required parameter: exchange, market",
+            ));
+        };
+        let limit_count = params.integer("limit_count")?;
+        if let Some(limit) = limit_count.filter(|limit| *limit < 0) {
+            return Err(params.invalid(
+                ErrorId::NEGATIVE_LIMIT,
+                format!("Invalid parameter: limit_count must not be negative, got {limit}"),
+            ));
+        }
+        let threshold_volume = params.number("threshold_volume")?;
+        let max_age_ms = params.unsigned::<u64>("max_age_ms")?;
+        let levels = LevelQuery::new(limit_count, threshold_volume)
+            .map_err(|e| params.invalid(ErrorId::INVALID_NUMBER, e.to_string()))?;
+        Ok(Self {
+            exchange: exchange.to_owned(),
+            market: market.to_owned(),
+            levels,
+            max_age_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str, body: &str) -> Params {
+        Params::from_parts("TEST", Some(query), body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn missing_null_empty_and_none_all_mean_not_set() {
+        let p = params("a=None&b=&c=%20", r#"{"d":null,"e":"None"}"#);
+        for key in ["a", "b", "c", "d", "e", "f"] {
+            assert_eq!(p.text(key).unwrap(), None, "{key}");
+            assert_eq!(p.integer(key).unwrap(), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn numbers_come_as_json_or_text_and_bad_ones_are_errors() {
+        let p = params("q=2&t=20000.5&bad=1e", r#"{"n":3,"f":1.5,"s":"x"}"#);
+        assert_eq!(p.integer("q").unwrap(), Some(2));
+        assert_eq!(p.integer("n").unwrap(), Some(3));
+        assert_eq!(p.number("t").unwrap(), Some(20000.5));
+        assert_eq!(p.integer("f").unwrap_err().id(), ErrorId::INVALID_INTEGER);
+        assert_eq!(p.integer("bad").unwrap_err().id(), ErrorId::INVALID_INTEGER);
+        assert_eq!(p.number("s").unwrap_err().id(), ErrorId::INVALID_NUMBER);
+        assert_eq!(p.unsigned::<u32>("q").unwrap(), Some(2));
+        let p = params("neg=-1&nan=NaN&inf=inf", "");
+        assert_eq!(
+            p.unsigned::<u32>("neg").unwrap_err().id(),
+            ErrorId::INVALID_INTEGER
+        );
+        assert_eq!(p.number("nan").unwrap_err().id(), ErrorId::INVALID_NUMBER);
+        assert_eq!(p.number("inf").unwrap_err().id(), ErrorId::INVALID_NUMBER);
+    }
+
+    #[test]
+    fn lists_come_as_arrays_or_comma_separated_text() {
+        let p = params("m=A,%20B,,C", r#"{"j":["X","Y"],"s":"P,Q","bad":[1]}"#);
+        assert_eq!(p.list("m").unwrap().unwrap(), ["A", "B", "C"]);
+        assert_eq!(p.list("j").unwrap().unwrap(), ["X", "Y"]);
+        assert_eq!(p.list("s").unwrap().unwrap(), ["P", "Q"]);
+        assert_eq!(p.list("bad").unwrap_err().id(), ErrorId::INVALID_PARAMETER);
+        assert_eq!(p.list("none").unwrap(), None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_json_object_is_an_error() {
+        for body in ["{", "[1]", "\"x\"", "\u{0}"] {
+            let error = Params::from_parts("E", None, body.as_bytes()).unwrap_err();
+            assert_eq!(error.id(), ErrorId::INVALID_BODY, "{body}");
+        }
+    }
+
+    #[test]
+    fn debug_is_on_for_true_in_any_case_from_query_or_body() {
+        assert!(params("debug=TRUE", "").flag("debug"));
+        assert!(params("", r#"{"debug":"true"}"#).flag("debug"));
+        assert!(params("", r#"{"debug":true}"#).flag("debug"));
+        assert!(!params("debug=1", "").flag("debug"));
+    }
+
+    #[test]
+    fn book_requests_are_validated() {
+        let read = |q: &str| BookRequest::parse(&params(q, ""));
+        assert_eq!(
+            read("market=X").unwrap_err().id(),
+            ErrorId::MISSING_BOOK_PARAMETER
+        );
+        assert_eq!(
+            read("exchange=e&market=X&limit_count=-1").unwrap_err().id(),
+            ErrorId::NEGATIVE_LIMIT
+        );
+        assert_eq!(
+            read("exchange=e&market=X&limit_count=1.5")
+                .unwrap_err()
+                .id(),
+            ErrorId::INVALID_INTEGER
+        );
+        assert_eq!(
+            read("exchange=e&market=X&threshold_volume=abc")
+                .unwrap_err()
+                .id(),
+            ErrorId::INVALID_NUMBER
+        );
+        let ok = read("exchange=e&market=X&limit_count=None&threshold_volume=10").unwrap();
+        assert_eq!((ok.exchange.as_str(), ok.market.as_str()), ("e", "X"));
+    }
+}

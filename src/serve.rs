@@ -1,0 +1,48 @@
+//! What every role's HTTP side shares: bind, print the readiness line, serve with keep-alive
+//! and the peer address (mgmt records it), stop on the pod's shutdown signal.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context as _;
+use axum::Router;
+use ubdcc_gateway::auth::Auth;
+use ubdcc_gateway::lifecycle::ShutdownSignal;
+
+use crate::cli::SecretArgs;
+
+/// Binds `host:port`; returns the listener and the bound address (port 0 picks a free one).
+pub async fn bind(
+    host: IpAddr,
+    port: u16,
+) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("binding {host}:{port}"))?;
+    let address = listener.local_addr().context("reading the bound address")?;
+    Ok((listener, address))
+}
+
+/// Serves `router` until `shutdown` triggers (spawned on the current runtime).
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: ShutdownSignal,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    })
+}
+
+/// The auth settings from the flags.
+pub fn auth(secrets: &SecretArgs) -> Auth {
+    Auth::new(
+        secrets.cluster_secret.as_deref(),
+        secrets.api_token.as_deref(),
+    )
+}
