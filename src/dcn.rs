@@ -16,7 +16,7 @@ use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
 use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::dcn_api::{self, DcnApiState};
 use ubdcc_gateway::identity::{PodIdentity, Role};
-use ubdcc_gateway::lifecycle::ShutdownSignal;
+use ubdcc_gateway::lifecycle::{ShutdownSignal, sweep_dead_segments};
 use ubdcc_shm::ClusterReader;
 
 use crate::cli::DcnArgs;
@@ -67,6 +67,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let segment = node.segment_name();
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();
+    sweep_dead_segments(&args.cluster);
 
     let (listener, address) = serve::bind(args.host, args.port).await?;
     let copy = (!args.standalone).then(|| StateCopy::new(true));

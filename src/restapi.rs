@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use ubdcc_gateway::agent::{Agent, AgentConfig, StateCopy};
 use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::identity::{PodIdentity, Role};
-use ubdcc_gateway::lifecycle::ShutdownSignal;
+use ubdcc_gateway::lifecycle::{ShutdownSignal, sweep_dead_segments};
 use ubdcc_gateway::restapi::RestApi;
 use ubdcc_shm::ClusterReader;
 
@@ -45,6 +45,9 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
     );
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();
+    if !args.no_local_reads {
+        sweep_dead_segments(&args.cluster);
+    }
     let (listener, address) = serve::bind(args.host, args.port).await?;
     let server = serve::spawn(
         listener,

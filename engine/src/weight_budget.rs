@@ -5,13 +5,19 @@
 //! - our own spending in the last minute (a sliding window), capped at a share of Binance's
 //!   per-minute limit, so one DCN leaves room for the others on the same host;
 //! - the server's `X-MBX-USED-WEIGHT-1M` header, which counts the whole IP (every DCN on this
-//!   host and anything else that shares it);
+//!   host and anything else that shares it): nothing is sent that would take the IP past
+//!   [`IP_CEILING`] of the limit. (Comparing it with our own share instead would let all DCNs of
+//!   a host together use only one share.)
 //! - `Retry-After` on 429 (rate limited) and 418 (banned): nothing is sent until it has passed.
 //!
 //! Time is passed in, never read, so every rule is tested without sleeping.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// Share of the IP's limit the server's count may reach with our requests: the rest is headroom
+/// for requests in flight and for other clients on the IP.
+pub const IP_CEILING: f64 = 0.9;
 
 /// Binance's weight window.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -45,6 +51,8 @@ pub struct ResponseWeight {
 pub struct WeightBudget {
     /// Weight this client may use per minute: a share of the host's limit.
     budget: u32,
+    /// Weight the whole IP may reach, by the server's count ([`IP_CEILING`] of the limit).
+    ceiling: u32,
     /// Our own spending: `(when, weight)`, oldest first, within the last window.
     spent: VecDeque<(Instant, u32)>,
     /// The last used-weight the server reported and when; it counts the whole IP.
@@ -59,8 +67,10 @@ impl WeightBudget {
     /// A budget of `share` (0.0..=1.0) of `limit_per_minute`.
     pub fn new(limit_per_minute: u32, share: f64) -> Self {
         let budget = (f64::from(limit_per_minute) * share.clamp(0.0, 1.0)).floor() as u32;
+        let ceiling = (f64::from(limit_per_minute) * IP_CEILING).floor() as u32;
         Self {
             budget: budget.max(1),
+            ceiling: ceiling.max(budget.max(1)),
             spent: VecDeque::new(),
             server: None,
             blocked_until: None,
@@ -104,7 +114,7 @@ impl WeightBudget {
         }
         if let Some((at, used)) = self.server
             && now.duration_since(at) < WINDOW
-            && used + weight > self.budget
+            && used + weight > self.ceiling
         {
             // The server's count resets with its window, at most a minute after it was read.
             return Permit::WaitUntil(at + WINDOW);
@@ -188,8 +198,15 @@ mod tests {
     #[test]
     fn the_servers_count_of_the_whole_ip_is_respected() {
         let start = Instant::now();
-        let mut budget = WeightBudget::new(2400, 0.5); // 1200
+        let mut budget = WeightBudget::new(2400, 0.5); // 1200 of our own, the IP up to 2160
+        // Other DCNs on the IP used more than our share: our own share is still ours.
         budget.on_response(ok(1190), start);
+        assert_eq!(
+            budget.try_spend(20, start + Duration::from_secs(1)),
+            Permit::Granted
+        );
+        // The IP near its ceiling: wait for the server's window to pass.
+        budget.on_response(ok(2150), start);
         assert_eq!(
             budget.try_spend(20, start + Duration::from_secs(1)),
             Permit::WaitUntil(start + WINDOW)

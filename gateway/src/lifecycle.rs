@@ -66,3 +66,23 @@ async fn os_signal() {
         _ = terminate.recv() => {}
     }
 }
+
+/// How often pods sweep their host's shared memory for segments of crashed DCNs.
+pub const DEAD_SEGMENT_SWEEP: Duration = Duration::from_secs(5);
+
+/// Removes segments of crashed DCNs of `cluster` on this host now and every
+/// [`DEAD_SEGMENT_SWEEP`] (spawned on the current runtime; ends with the runtime).
+pub fn sweep_dead_segments(cluster: &str) {
+    let Ok(mut reader) = ubdcc_shm::ClusterReader::open(cluster) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(DEAD_SEGMENT_SWEEP);
+        loop {
+            ticker.tick().await;
+            for name in reader.remove_dead_segments() {
+                tracing::info!(segment = %name, "removed the segment of a DCN that is gone");
+            }
+        }
+    });
+}

@@ -172,6 +172,34 @@ impl ClusterReader {
             .filter_map(|segment| segment.name().rsplit('.').next())
     }
 
+    /// Unlinks the segments of this cluster whose writer is gone (a DCN that crashed leaves its
+    /// segment behind, holding memory and stale books); returns their names.
+    ///
+    /// Only a segment still named by the file whose writer was seen gone is unlinked. DCNs in a
+    /// cluster have unique names, so no live writer can take such a name in between.
+    pub fn remove_dead_segments(&mut self) -> Vec<String> {
+        self.refresh();
+        let dead: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|segment| {
+                matches!(
+                    segment.check_writer_now(),
+                    Err(ReadError::WriterGone { .. })
+                ) && is_named_by(segment)
+            })
+            .map(|segment| segment.name().to_owned())
+            .collect();
+        for name in &dead {
+            // Already gone (another sweeper was first) is as good as removed.
+            rustix::shm::unlink(name.as_str()).ok();
+        }
+        if !dead.is_empty() {
+            self.refresh();
+        }
+        dead
+    }
+
     /// Segments of this cluster that could not be opened at the last refresh (corrupt, another
     /// layout, ...), so tools can say why a DCN's books are missing.
     pub fn open_errors(&self) -> impl Iterator<Item = &OpenSegmentError> {

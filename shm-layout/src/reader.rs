@@ -187,6 +187,15 @@ impl SegmentReader {
         self.check_liveness(LockProbe::WhenDue)
     }
 
+    /// Like [`SegmentReader::check_writer`], but probes the writer's lock now, however recently
+    /// it was probed (for sweeps that act on the answer).
+    ///
+    /// # Errors
+    /// As [`SegmentReader::check_writer`].
+    pub fn check_writer_now(&self) -> Result<(), ReadError> {
+        self.check_liveness(LockProbe::Now)
+    }
+
     #[inline]
     fn check_liveness(&self, probe: LockProbe) -> Result<(), ReadError> {
         if self.gone.load(Ordering::Relaxed) {

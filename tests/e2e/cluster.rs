@@ -35,6 +35,12 @@ impl Process {
         Self { child, address }
     }
 
+    /// Kills it now (SIGKILL, like a crash) and waits.
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
     /// Sends SIGTERM and waits (the graceful path).
     pub fn terminate(mut self) {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("positive pid");

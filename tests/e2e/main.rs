@@ -1,7 +1,9 @@
 //! End-to-end tests with real processes on loopback: `ubdcc sim` as the exchange, `ubdcc dcn`
-//! keeping books from it, readers checking the books against the simulator's truth.
+//! keeping books from it, mgmt and restapi around them, readers checking the books against the
+//! simulator's truth.
 
 mod cluster;
 mod faults;
+mod gateway;
 mod http;
 mod sync;

@@ -92,3 +92,22 @@ fn a_restarted_writer_reclaims_the_segment_and_readers_follow_it() {
         "the dead segment was dropped, the new one opened"
     );
 }
+
+#[test]
+fn the_segments_of_dead_writers_are_swept_and_live_ones_kept() {
+    let cluster = unique_cluster("sweep");
+    let _cleanup = ClusterCleanup::new(&cluster);
+    let dead = PatternWriter::start(&cluster, "dead", 1, 10, 100);
+    let _alive = PatternWriter::start(&cluster, "alive", 1, 10, 100);
+    dead.kill();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    let removed = reader.remove_dead_segments();
+    assert_eq!(removed, [format!("ubdcc.{cluster}.dead")]);
+    assert!(!std::path::Path::new(&format!("/dev/shm/ubdcc.{cluster}.dead")).exists());
+    assert!(std::path::Path::new(&format!("/dev/shm/ubdcc.{cluster}.alive")).exists());
+    assert_eq!(reader.dcns().collect::<Vec<_>>(), ["alive"]);
+    assert!(
+        reader.remove_dead_segments().is_empty(),
+        "nothing left to sweep"
+    );
+}

@@ -50,7 +50,7 @@ pub fn now() -> Seconds {
 const MAX_BODY: usize = 16 << 20;
 
 /// Settings of mgmt.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MgmtConfig {
     /// A pod not heard from for this long is evicted and its replicas placed elsewhere.
     pub pod_timeout: Duration,

@@ -4,6 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use thiserror::Error;
 
@@ -31,9 +32,12 @@ pub enum LoadError {
 }
 
 /// The state file in a data directory.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StateFile {
     path: PathBuf,
+    /// Timestamp of the newest state written; also serializes writers, so two saves never
+    /// share the temporary file and an older state never replaces a newer one.
+    saved: Mutex<f64>,
 }
 
 impl StateFile {
@@ -45,6 +49,7 @@ impl StateFile {
         fs::create_dir_all(dir)?;
         Ok(Self {
             path: dir.join("state.json"),
+            saved: Mutex::new(f64::NEG_INFINITY),
         })
     }
 
@@ -76,11 +81,18 @@ impl StateFile {
             })
     }
 
-    /// Replaces the stored state durably.
+    /// Replaces the stored state durably, unless a newer one (by timestamp) is stored already.
     ///
     /// # Errors
     /// When writing, syncing or renaming fails (the old state is then still in place).
     pub fn save(&self, state: &ClusterState) -> io::Result<()> {
+        let mut saved = self
+            .saved
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.timestamp < *saved {
+            return Ok(());
+        }
         let temporary = self.path.with_extension("json.tmp");
         let mut file = File::create(&temporary)?;
         file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
@@ -89,6 +101,7 @@ impl StateFile {
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
+        *saved = state.timestamp;
         Ok(())
     }
 }
@@ -106,6 +119,14 @@ mod tests {
         state.touch(1234.5);
         file.save(&state).unwrap();
         assert_eq!(file.load().unwrap().unwrap(), state);
+        let mut older = state.clone();
+        older.timestamp = 1.0;
+        file.save(&older).unwrap();
+        assert_eq!(
+            file.load().unwrap().unwrap(),
+            state,
+            "an older state never replaces a newer one"
+        );
         fs::write(file.path(), b"{not json").unwrap();
         assert!(matches!(file.load(), Err(LoadError::Invalid { .. })));
         fs::remove_dir_all(&dir).unwrap();
