@@ -207,6 +207,7 @@ pub async fn method_not_allowed() -> Response {
 
 /// `DepthCache '<market>' for '<exchange>' not found!` (#7000) for `event`.
 pub fn not_found_error(event: &str, exchange: &str, market: &str) -> ApiError {
+    let (exchange, market) = (clip(exchange), clip(market));
     ApiError::new(
         ErrorId::NOT_FOUND,
         event,
@@ -216,9 +217,20 @@ pub fn not_found_error(event: &str, exchange: &str, market: &str) -> ApiError {
 
 /// `DepthCache '<market>' for '<exchange>' is out of sync!` (#6000) for `event`.
 pub fn out_of_sync_error(event: &str, exchange: &str, market: &str) -> ApiError {
+    let (exchange, market) = (clip(exchange), clip(market));
     ApiError::new(
         ErrorId::OUT_OF_SYNC,
         event,
         format!("DepthCache '{market}' for '{exchange}' is out of sync!"),
     )
+}
+
+/// A caller's text as error messages show it: at most 64 characters, so a hostile 1 MB
+/// parameter does not come back 1 MB long.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    const MOST: usize = 64;
+    match text.char_indices().nth(MOST) {
+        None => text.into(),
+        Some((end, _)) => format!("{}...", &text[..end]).into(),
+    }
 }

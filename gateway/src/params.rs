@@ -93,7 +93,10 @@ impl Params {
             Some(Value::String(text)) => Ok(Some(text.trim())),
             Some(other) => Err(self.invalid(
                 ErrorId::INVALID_PARAMETER,
-                format!("Invalid parameter: {key} must be a string, got {other}"),
+                format!(
+                    "Invalid parameter: {key} must be a string, got {}",
+                    shown(other)
+                ),
             )),
         }
     }
@@ -188,7 +191,10 @@ impl Params {
             Some(other) => {
                 return Err(self.invalid(
                     ErrorId::INVALID_PARAMETER,
-                    format!("Invalid parameter: {key} must be a list of strings, got {other}"),
+                    format!(
+                        "Invalid parameter: {key} must be a list of strings, got {}",
+                        shown(other)
+                    ),
                 ));
             }
         };
@@ -220,18 +226,14 @@ fn is_unset(text: &str) -> bool {
     text.is_empty() || text == "None"
 }
 
-/// A value for an error message: strings without quotes, and never more than 64 characters of
-/// whatever a caller sent.
+/// A value for an error message: strings quoted, never more than 64 characters of whatever a
+/// caller sent.
 fn shown(value: &Value) -> String {
     let text = match value {
         Value::String(text) => format!("{text:?}"),
         other => other.to_string(),
     };
-    if text.chars().count() <= 64 {
-        return text;
-    }
-    let head: String = text.chars().take(61).collect();
-    format!("{head}...")
+    crate::envelope::clip(&text).into_owned()
 }
 
 /// The parameters of a get_asks / get_bids read, validated.

@@ -24,18 +24,30 @@ pub fn post_json(address: &str, path: &str, body: &serde_json::Value) -> serde_j
 }
 
 fn request(address: &str, raw: &str, path: &str) -> serde_json::Value {
+    let (_, head, body) = exchange(address, raw.as_bytes());
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {head}\n{body}"))
+}
+
+/// Sends a raw HTTP/1.1 request (which must ask for `Connection: close`); returns the status,
+/// the head and the (de-chunked) body.
+pub fn exchange(address: &str, raw: &[u8]) -> (u16, String, String) {
     let mut stream =
         TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
-    stream.write_all(raw.as_bytes()).expect("request");
+    stream.write_all(raw).expect("request");
     let mut response = Vec::new();
     stream.read_to_end(&mut response).expect("response");
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no body in {text}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head}"));
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -44,7 +56,7 @@ fn request(address: &str, raw: &str, path: &str) -> serde_json::Value {
     } else {
         body.to_owned()
     };
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {head}\n{body}"))
+    (status, head.to_owned(), body)
 }
 
 fn dechunk(mut body: &str) -> String {

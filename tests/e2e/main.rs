@@ -2,6 +2,7 @@
 //! keeping books from it, mgmt and restapi around them, readers checking the books against the
 //! simulator's truth.
 
+mod bad_input;
 mod cluster;
 mod faults;
 mod gateway;

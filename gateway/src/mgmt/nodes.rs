@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::state::{DCN_ROLE, PodRecord, ReplicaStatus};
 use super::{BackupOffer, Gate, Mgmt, endpoint, now};
 use crate::agent::ReplicaReport;
-use crate::envelope::{ApiError, ErrorId};
+use crate::envelope::{ApiError, ErrorId, clip};
 use crate::identity::Role;
 use crate::params::Params;
 
@@ -92,7 +92,7 @@ fn registration(
     if role != Role::Dcn.as_str() && role != Role::Restapi.as_str() {
         return Err(params.invalid(
             ErrorId::INVALID_PARAMETER,
-            format!("Invalid role {role:?}: ubdcc-dcn or ubdcc-restapi"),
+            format!("Invalid role {:?}: ubdcc-dcn or ubdcc-restapi", clip(role)),
         ));
     }
     let pod = PodRecord {
@@ -111,7 +111,7 @@ fn registration(
         if state.pods.contains_key(uid) {
             return Err(params.invalid(
                 ErrorId::REGISTRATION_EXISTS,
-                format!("A pod with the uid '{uid}' already exists!"),
+                format!("A pod with the uid '{}' already exists!", clip(uid)),
             ));
         }
         tracing::info!(%name, %uid, %role, ip = %pod.ip, port, "pod registered");
@@ -149,7 +149,7 @@ fn sync(mgmt: &Mgmt, params: &Params, peer: IpAddr) -> Result<Map<String, Value>
     let unknown = || {
         params.invalid(
             ErrorId::SYNC_UNKNOWN_POD,
-            format!("Registration for pod '{uid}' not found!"),
+            format!("Registration for pod '{}' not found!", clip(uid)),
         )
     };
     let mut inner = mgmt.lock();
@@ -236,7 +236,7 @@ fn cancellation(mgmt: &Mgmt, params: &Params, _: IpAddr) -> Result<Map<String, V
         let Some(pod) = state.pods.shift_remove(uid) else {
             return Err(params.invalid(
                 ErrorId::CANCELLATION_UNKNOWN,
-                format!("A pod with the uid '{uid}' does not exist!"),
+                format!("A pod with the uid '{}' does not exist!", clip(uid)),
             ));
         };
         tracing::info!(name = %pod.name, %uid, "pod left");
@@ -270,7 +270,11 @@ fn responsible_addresses(
     if addresses.is_empty() {
         return Err(params.invalid(
             ErrorId::NO_ADDRESSES,
-            format!("No addresses of responsible DCN for '{market}' from '{exchange}' found!"),
+            format!(
+                "No addresses of responsible DCN for '{}' from '{}' found!",
+                clip(market),
+                clip(exchange)
+            ),
         ));
     }
     let mut payload = Map::new();
@@ -305,7 +309,10 @@ fn update_distribution(
             ReplicaStatus::parse(text).ok_or_else(|| {
                 params.invalid(
                     ErrorId::INVALID_STATUS,
-                    format!("Invalid status {text:?}: starting, running or out_of_sync"),
+                    format!(
+                        "Invalid status {:?}: starting, running or out_of_sync",
+                        clip(text)
+                    ),
                 )
             })
         })
@@ -325,7 +332,12 @@ fn update_distribution(
             .ok_or_else(|| {
                 params.invalid(
                     ErrorId::DISTRIBUTION_UNKNOWN,
-                    format!("DepthCache '{exchange} {market} {pod_uid}' not found!"),
+                    format!(
+                        "DepthCache '{} {} {}' not found!",
+                        clip(exchange),
+                        clip(market),
+                        clip(pod_uid)
+                    ),
                 )
             })?;
         if let Some(time) = restart_time
@@ -355,7 +367,7 @@ fn assign_credentials(
     if !super::public::ACCOUNT_GROUPS.contains(&group) {
         return Err(params.invalid(
             ErrorId::ASSIGN_INVALID_GROUP,
-            format!("Invalid account_group '{group}'"),
+            format!("Invalid account_group '{}'", clip(group)),
         ));
     }
     let state = mgmt.state();

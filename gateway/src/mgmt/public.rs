@@ -14,7 +14,7 @@ use ubdcc_engine::{Exchange, is_valid_symbol};
 
 use super::state::{ClusterState, CredentialRecord, DepthCacheRecord};
 use super::{Gate, Mgmt, endpoint, now};
-use crate::envelope::{ApiError, ErrorId, not_found_error};
+use crate::envelope::{ApiError, ErrorId, clip, not_found_error};
 use crate::identity::VERSION;
 use crate::params::Params;
 
@@ -114,7 +114,7 @@ impl CreateSettings {
                 ErrorId::INVALID_MARKET,
                 format!(
                     "Invalid market {:?}: 1 to 48 of A-Z a-z 0-9 - _",
-                    truncated(market)
+                    clip(market)
                 ),
             ));
         }
@@ -131,10 +131,6 @@ impl CreateSettings {
         record.refresh_interval = self.refresh_interval;
         record
     }
-}
-
-fn truncated(text: &str) -> String {
-    text.chars().take(64).collect()
 }
 
 fn insert(state: &mut ClusterState, record: DepthCacheRecord) {
@@ -282,7 +278,7 @@ fn add_credentials(
             ErrorId::INVALID_ACCOUNT_GROUP,
             format!(
                 "Invalid account_group '{}'. Valid groups: {}",
-                truncated(group),
+                clip(group),
                 ACCOUNT_GROUPS.join(", ")
             ),
         ));
@@ -320,7 +316,7 @@ fn remove_credentials(
         if state.credentials.shift_remove(id).is_none() {
             return Err(params.invalid(
                 ErrorId::CREDENTIALS_UNKNOWN,
-                format!("Credentials '{}' not found!", truncated(id)),
+                format!("Credentials '{}' not found!", clip(id)),
             ));
         }
         Ok(Map::new())
