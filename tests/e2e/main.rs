@@ -7,4 +7,5 @@ mod cluster;
 mod faults;
 mod gateway;
 mod http;
+mod pypi_client;
 mod sync;
