@@ -13,7 +13,6 @@ use anyhow::{Context as _, bail};
 use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
 use ubdcc_gateway::agent::dcn::{ShmReplicaSource, apply_assignments};
 use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
-use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::dcn_api::{self, DcnApiState};
 use ubdcc_gateway::identity::{PodIdentity, Role};
 use ubdcc_gateway::lifecycle::{ShutdownSignal, sweep_dead_segments};
@@ -157,7 +156,7 @@ fn start_agent(
             advertise_ip: pod.advertise_ip.clone(),
             heartbeat: Duration::from_millis(pod.heartbeat_ms),
         },
-        InternalClient::new(pod.secrets.cluster_secret.as_deref(), DEFAULT_TIMEOUT),
+        serve::client(&pod.secrets),
         copy,
         Some(Arc::new(statuses)),
     );

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::identity::{PodIdentity, Role};
 use ubdcc_gateway::lifecycle::ShutdownSignal;
 use ubdcc_gateway::mgmt::store::StateFile;
@@ -37,7 +36,7 @@ async fn serve_mgmt(args: &MgmtArgs) -> anyhow::Result<()> {
         ..MgmtConfig::default()
     };
     let identity = PodIdentity::new(Role::Mgmt, Some(&args.name), None);
-    let client = InternalClient::new(args.secrets.cluster_secret.as_deref(), DEFAULT_TIMEOUT);
+    let client = serve::client(&args.secrets);
     let mgmt = Mgmt::new(config, identity, initial, client);
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use ubdcc_gateway::agent::{Agent, AgentConfig, StateCopy};
-use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::identity::{PodIdentity, Role};
 use ubdcc_gateway::lifecycle::{ShutdownSignal, sweep_dead_segments};
 use ubdcc_gateway::restapi::RestApi;
@@ -34,7 +33,7 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
     } else {
         Some(ClusterReader::open(&args.cluster)?)
     };
-    let client = InternalClient::new(pod.secrets.cluster_secret.as_deref(), DEFAULT_TIMEOUT);
+    let client = serve::client(&pod.secrets);
     let copy = StateCopy::new(false);
     let api = RestApi::new(
         identity.clone(),

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context as _;
 use axum::Router;
 use ubdcc_gateway::auth::Auth;
+use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::lifecycle::ShutdownSignal;
 
 use crate::cli::SecretArgs;
@@ -37,6 +38,15 @@ pub fn spawn(
             tracing::error!(%error, "HTTP server stopped");
         }
     })
+}
+
+/// The client for this pod's calls to other pods, carrying the configured secrets.
+pub fn client(secrets: &SecretArgs) -> InternalClient {
+    InternalClient::new(
+        secrets.cluster_secret.as_deref(),
+        secrets.api_token.as_deref(),
+        DEFAULT_TIMEOUT,
+    )
 }
 
 /// The auth settings from the flags.

@@ -23,8 +23,23 @@ pub const CLUSTER_SECRET_HEADER: &str = "x-ubdcc-cluster-secret";
 /// The original's timeout for every internal call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest answer accepted from another pod (a full state backup of many thousand books fits).
-const MAX_BODY: usize = 256 << 20;
+/// Largest body exchanged between pods (a full state of many thousand books fits).
+pub const MAX_BODY: usize = 256 << 20;
+
+/// `url` with the value of any `api_secret` query parameter masked, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key == "api_secret" => format!("{key}=********"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
 
 /// An internal call failed.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -52,12 +67,16 @@ pub enum CallError {
 pub struct InternalClient {
     http: Client<HttpConnector, Full<Bytes>>,
     secret: Option<Arc<str>>,
+    /// The public API's bearer token: restapi's calls to mgmt's and the DCNs' public endpoints
+    /// need it like any client's.
+    bearer: Option<Arc<str>>,
     timeout: Duration,
 }
 
 impl InternalClient {
-    /// A client sending `secret` (when set) and giving up after `timeout`.
-    pub fn new(secret: Option<&str>, timeout: Duration) -> Self {
+    /// A client sending the cluster `secret` and the public API's `bearer` token (when set) and
+    /// giving up after `timeout`.
+    pub fn new(secret: Option<&str>, bearer: Option<&str>, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http = Client::builder(TokioExecutor::new())
@@ -65,7 +84,8 @@ impl InternalClient {
             .build(connector);
         Self {
             http,
-            secret: secret.map(Arc::from),
+            secret: secret.filter(|s| !s.is_empty()).map(Arc::from),
+            bearer: bearer.filter(|b| !b.is_empty()).map(Arc::from),
             timeout,
         }
     }
@@ -103,12 +123,15 @@ impl InternalClient {
         body: Option<Bytes>,
     ) -> Result<Bytes, CallError> {
         let client_error = |detail: String| CallError::Client {
-            url: url.to_owned(),
+            url: redact(url),
             detail,
         };
         let mut request = Request::builder().method(method).uri(url);
         if let Some(secret) = &self.secret {
             request = request.header(CLUSTER_SECRET_HEADER, secret.as_ref());
+        }
+        if let Some(bearer) = &self.bearer {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {bearer}"));
         }
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -137,7 +160,7 @@ impl InternalClient {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| CallError::Timeout {
-                url: url.to_owned(),
+                url: redact(url),
                 timeout_ms: self.timeout.as_millis(),
             })?
     }
@@ -147,7 +170,7 @@ fn json_object(url: &str, body: &[u8]) -> Result<Map<String, Value>, CallError> 
     match serde_json::from_slice(body) {
         Ok(Value::Object(object)) => Ok(object),
         _ => Err(CallError::Client {
-            url: url.to_owned(),
+            url: redact(url),
             detail: "the answer is not a JSON object".into(),
         }),
     }
@@ -163,4 +186,18 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_urls_are_masked() {
+        assert_eq!(
+            redact("http://m/add_credentials?account_group=g&api_secret=S3CR3T&api_key=k"),
+            "http://m/add_credentials?account_group=g&api_secret=********&api_key=k"
+        );
+        assert_eq!(redact("http://m/test"), "http://m/test");
+    }
 }

@@ -340,3 +340,82 @@ fn every_endpoint_answers_bad_input_with_an_error_envelope_and_keeps_working() {
         },
     );
 }
+
+#[test]
+fn with_secrets_set_outsiders_are_refused_and_the_cluster_still_works() {
+    let rig = Rig::start_with(
+        "sec",
+        2,
+        1,
+        &["--api-token", "pub-token", "--cluster-secret", "pod-secret"],
+    );
+    let token = Some("pub-token");
+    let send = |address: &str, path: &str, headers: &str| {
+        let raw =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n");
+        let (status, _, body) = exchange(address, raw.as_bytes());
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap_or_default(),
+        )
+    };
+    // Public endpoints need the token; /test stays open for probes and the original's client.
+    for address in [&rig.local.address, &rig.mgmt.address] {
+        let (status, body) = send(address, "/get_depthcache_list", "");
+        assert_eq!(
+            (status, body["error_id"].as_str()),
+            (401, Some("#1109")),
+            "{body}"
+        );
+        let (status, _) = send(
+            address,
+            "/get_depthcache_list",
+            "Authorization: Bearer wrong\r\n",
+        );
+        assert_eq!(status, 401);
+        let (status, body) = send(address, "/test", "");
+        assert_eq!(
+            (status, body["result"].as_str()),
+            (200, Some("OK")),
+            "{body}"
+        );
+    }
+    // Internal endpoints need the cluster secret, whatever the token.
+    let (status, body) = send(
+        &rig.mgmt.address,
+        "/ubdcc_mgmt_backup",
+        "Authorization: Bearer pub-token\r\n",
+    );
+    assert_eq!(
+        (status, body["error_id"].as_str()),
+        (401, Some("#1109")),
+        "{body}"
+    );
+    let (status, _) = send(
+        &rig.dcns[0].address,
+        "/ubdcc_mgmt_backup",
+        "X-Ubdcc-Cluster-Secret: wrong\r\n",
+    );
+    assert_eq!(status, 401);
+    // With the token, everything works: restapi's own calls to mgmt and the DCN carry it.
+    let created = crate::http::get_json_auth(
+        &rig.local.address,
+        "/create_depthcache?exchange=binance.com&market=SIM1USDT",
+        token,
+    );
+    assert_eq!(created["result"], "OK", "{created}");
+    crate::gateway::wait_until(
+        std::time::Duration::from_secs(30),
+        "served with secrets set",
+        || {
+            let answer = crate::http::get_json_auth(
+                &rig.remote.address,
+                "/get_asks?exchange=binance.com&market=SIM1USDT&limit_count=1",
+                token,
+            );
+            (answer["result"] == "OK")
+                .then_some(())
+                .ok_or(answer.to_string())
+        },
+    );
+}

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use ubdcc_shm::{ClusterReader, ReadError, Side};
 
 use crate::cluster::{Cleanup, Process, markets};
-use crate::http::{get_json, post_json};
+use crate::http::{get_json, get_json_auth, post_json};
 use crate::sync::{assert_matches, truth};
 
 /// Heartbeat and eviction fast enough for a test, slow enough for a loaded 2-core machine.
@@ -30,12 +30,20 @@ pub struct Rig {
     pub remote: Process,
     pub dcns: Vec<Process>,
     pub cluster: String,
+    /// Arguments every pod gets (secrets).
+    pub pod_args: Vec<String>,
     _cleanup: Cleanup,
 }
 
 impl Rig {
     /// A simulator with `sim_markets` markets per family, mgmt, two restapis and `dcns` DCNs.
     pub fn start(name: &str, sim_markets: usize, dcns: usize) -> Self {
+        Self::start_with(name, sim_markets, dcns, &[])
+    }
+
+    /// Like [`Rig::start`], with `pod_args` given to mgmt, both restapis and every DCN.
+    pub fn start_with(name: &str, sim_markets: usize, dcns: usize, pod_args: &[&str]) -> Self {
+        let pod_args: Vec<String> = pod_args.iter().map(|a| (*a).to_owned()).collect();
         let cluster = format!("gw{name}{}", std::process::id());
         let cleanup = Cleanup(cluster.clone());
         let markets = sim_markets.to_string();
@@ -52,17 +60,18 @@ impl Rig {
         ]);
         let data_dir = std::env::temp_dir().join(format!("ubdcc-{cluster}"));
         std::fs::remove_dir_all(&data_dir).ok();
-        let mgmt = start_mgmt("0", &data_dir);
+        let mgmt = start_mgmt("0", &data_dir, &pod_args);
         let mgmt_port = mgmt.address.rsplit(':').next().unwrap().to_owned();
         let mut rig = Self {
-            local: start_restapi(&cluster, &mgmt.address, false),
-            remote: start_restapi(&cluster, &mgmt.address, true),
+            local: start_restapi(&cluster, &mgmt.address, false, &pod_args),
+            remote: start_restapi(&cluster, &mgmt.address, true, &pod_args),
             sim,
             mgmt,
             mgmt_port,
             data_dir,
             dcns: Vec::new(),
             cluster,
+            pod_args,
             _cleanup: cleanup,
         };
         for _ in 0..dcns {
@@ -105,18 +114,25 @@ impl Rig {
         for endpoint in &endpoints {
             args.extend(["--exchange-endpoint", endpoint.as_str()]);
         }
+        args.extend(self.pod_args.iter().map(String::as_str));
         self.dcns.push(Process::start(&args));
     }
 
     /// Waits until mgmt knows `count` pods.
     pub fn wait_pods(&self, count: usize) {
         wait_until(Duration::from_secs(30), "pods registered", || {
-            let info = get_json(&self.mgmt.address, "/get_cluster_info");
+            let info = get_json_auth(&self.mgmt.address, "/get_cluster_info", self.token());
             let pods = info["db"]["pods"].as_object().map_or(0, |pods| pods.len());
             (pods == count)
                 .then_some(())
                 .ok_or(format!("{pods} of {count}: {info}"))
         });
+    }
+
+    /// The public API's token, if the pods were given one.
+    pub fn token(&self) -> Option<&str> {
+        let at = self.pod_args.iter().position(|a| a == "--api-token")?;
+        self.pod_args.get(at + 1).map(String::as_str)
     }
 
     /// The uid of a DCN.
@@ -135,12 +151,12 @@ impl Rig {
         if !keep_file {
             std::fs::remove_dir_all(&self.data_dir).ok();
         }
-        self.mgmt = start_mgmt(&port, &self.data_dir);
+        self.mgmt = start_mgmt(&port, &self.data_dir, &self.pod_args);
     }
 }
 
-fn start_mgmt(port: &str, data_dir: &std::path::Path) -> Process {
-    Process::start(&[
+fn start_mgmt(port: &str, data_dir: &std::path::Path, pod_args: &[String]) -> Process {
+    let mut args = vec![
         "mgmt",
         "--port",
         port,
@@ -150,10 +166,12 @@ fn start_mgmt(port: &str, data_dir: &std::path::Path) -> Process {
         POD_TIMEOUT_MS,
         "--recovery-window-ms",
         "1500",
-    ])
+    ];
+    args.extend(pod_args.iter().map(String::as_str));
+    Process::start(&args)
 }
 
-fn start_restapi(cluster: &str, mgmt: &str, remote_only: bool) -> Process {
+fn start_restapi(cluster: &str, mgmt: &str, remote_only: bool, pod_args: &[String]) -> Process {
     let mgmt = format!("http://{mgmt}");
     let mut args = vec![
         "restapi",
@@ -169,6 +187,7 @@ fn start_restapi(cluster: &str, mgmt: &str, remote_only: bool) -> Process {
     if remote_only {
         args.push("--no-local-reads");
     }
+    args.extend(pod_args.iter().map(String::as_str));
     Process::start(&args)
 }
 

@@ -6,9 +6,15 @@ use std::time::Duration;
 
 /// GETs `path` from `address` and parses the body as JSON; panics with the response on failure.
 pub fn get_json(address: &str, path: &str) -> serde_json::Value {
+    get_json_auth(address, path, None)
+}
+
+/// Like [`get_json`], with `Authorization: Bearer <token>` when a token is given.
+pub fn get_json_auth(address: &str, path: &str, token: Option<&str>) -> serde_json::Value {
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     request(
         address,
-        &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"),
+        &format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Connection: close\r\n\r\n"),
         path,
     )
 }

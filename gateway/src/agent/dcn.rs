@@ -9,11 +9,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ubdcc_engine::{BookSpec, Exchange, NodeHandle};
+use ubdcc_engine::{BookSpec, Exchange, NodeError, NodeHandle};
 use ubdcc_shm::{BookStatus, ClusterReader};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
 use crate::mgmt::state::{ClusterState, ReplicaStatus, account_group};
+
+/// A failed add or remove is tried again after this long, even if the state does not change.
+const RETRY: Duration = Duration::from_secs(5);
 
 /// Keeps the engine's books equal to this DCN's assignments, until `copy` is dropped.
 pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHandle) {
@@ -21,12 +24,20 @@ pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHand
     let mut local: HashMap<(Exchange, String), BookSpec> = HashMap::new();
     let mut keys: HashMap<Exchange, Option<String>> = HashMap::new();
     loop {
+        let mut settled = true;
         if let Some(state) = copy.get() {
-            apply_books(&node, &wanted_books(&state, &uid), &mut local).await;
+            settled = apply_books(&node, &wanted_books(&state, &uid), &mut local).await;
             apply_keys(&node, &state, &uid, &local, &mut keys);
         }
-        if changes.changed().await.is_err() {
-            return;
+        let retry = async {
+            if settled {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(RETRY).await;
+        };
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            () = retry => {}
         }
     }
 }
@@ -53,11 +64,14 @@ fn wanted_books(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), 
     wanted
 }
 
+/// Adds and removes books until the engine holds `wanted`; returns `false` when something
+/// failed (it is tried again later).
 async fn apply_books(
     node: &NodeHandle,
     wanted: &HashMap<(Exchange, String), BookSpec>,
     local: &mut HashMap<(Exchange, String), BookSpec>,
-) {
+) -> bool {
+    let mut settled = true;
     let gone: Vec<(Exchange, String)> = local
         .iter()
         // A changed spec (stop + create with other intervals) is a remove and an add.
@@ -65,11 +79,15 @@ async fn apply_books(
         .map(|(key, _)| key.clone())
         .collect();
     for (exchange, market) in gone {
-        local.remove(&(exchange, market.clone()));
         match node.remove(exchange, &market).await {
-            Ok(()) => tracing::info!(%exchange, %market, "DepthCache stopped"),
+            Ok(()) | Err(NodeError::NotFound { .. }) => {
+                tracing::info!(%exchange, %market, "DepthCache stopped");
+                local.remove(&(exchange, market));
+            }
+            // Kept in `local`, so the next pass removes it again.
             Err(error) => {
-                tracing::warn!(%exchange, %market, %error, "stopping the DepthCache failed")
+                tracing::warn!(%exchange, %market, %error, "stopping the DepthCache failed");
+                settled = false;
             }
         }
     }
@@ -82,12 +100,14 @@ async fn apply_books(
                 tracing::info!(exchange = %key.0, market = %key.1, "DepthCache started");
                 local.insert(key.clone(), spec.clone());
             }
-            // Tried again with the next state change; the replica stays `starting` meanwhile.
+            // The replica stays `starting` meanwhile, which readers and mgmt see.
             Err(error) => {
-                tracing::error!(exchange = %key.0, market = %key.1, %error, "cannot start the DepthCache")
+                tracing::error!(exchange = %key.0, market = %key.1, %error, "cannot start the DepthCache");
+                settled = false;
             }
         }
     }
+    settled
 }
 
 /// Gives each exchange in use the API key mgmt assigned this DCN for its account group.
@@ -141,6 +161,11 @@ impl ReplicaSource for ShmReplicaSource {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = crate::mgmt::now();
         let listings = reader.list();
+        restarts.retain(|(exchange, market), _| {
+            listings
+                .iter()
+                .any(|l| l.exchange == *exchange && l.market == *market)
+        });
         let mut reports = Vec::with_capacity(listings.len());
         for listing in listings {
             let status = match &listing.status {

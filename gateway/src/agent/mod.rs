@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
@@ -36,6 +36,9 @@ use crate::mgmt::state::{ClusterState, ReplicaStatus};
 
 /// How often the agent looks at its replicas' statuses.
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// How far ahead of this pod's clock a pushed state's timestamp may be.
+const MAX_CLOCK_LEAD_SECS: f64 = 60.0;
 
 /// Wait between registration attempts while mgmt is unreachable or not ready.
 const REGISTER_RETRY: Duration = Duration::from_secs(1);
@@ -72,8 +75,26 @@ impl StateCopy {
         self.get().map(|state| state.timestamp)
     }
 
-    /// Takes `state` unless the copy is newer; returns whether it was taken.
+    /// Takes a pushed `state` unless the copy is newer or the state claims a time too far ahead
+    /// (a forged push would otherwise block every later one); returns whether it was taken.
     pub fn offer(&self, state: ClusterState) -> bool {
+        if state.timestamp > crate::mgmt::now() + MAX_CLOCK_LEAD_SECS {
+            tracing::warn!(
+                timestamp = state.timestamp,
+                "refused a state from the future"
+            );
+            return false;
+        }
+        self.store(state, false)
+    }
+
+    /// Takes `state` from mgmt's own sync answer: mgmt is the authority, whatever the copy's
+    /// timestamp says.
+    pub fn replace(&self, state: ClusterState) {
+        self.store(state, true);
+    }
+
+    fn store(&self, state: ClusterState, authoritative: bool) -> bool {
         let state = if self.keeps_secrets {
             state
         } else {
@@ -84,9 +105,10 @@ impl StateCopy {
                 .state
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if current
-                .as_ref()
-                .is_some_and(|current| current.timestamp > state.timestamp)
+            if !authoritative
+                && current
+                    .as_ref()
+                    .is_some_and(|current| current.timestamp > state.timestamp)
             {
                 return false;
             }
@@ -277,9 +299,7 @@ impl Agent {
         }
         if let Some(db) = answer.remove("db").filter(|db| !db.is_null()) {
             match serde_json::from_value::<ClusterState>(db) {
-                Ok(state) => {
-                    self.copy.offer(state);
-                }
+                Ok(state) => self.copy.replace(state),
                 Err(error) => tracing::warn!(%error, "mgmt sent a state this pod cannot read"),
             }
         }
@@ -327,7 +347,11 @@ pub fn base_router(base: PodBase) -> Router {
         .route("/test", get(test))
         .route("/shutdown", get(shutdown));
     if base.copy.is_some() {
-        router = router.route("/ubdcc_mgmt_backup", get(backup).post(backup));
+        // A pushed state of many thousand books is larger than axum's 2 MB default.
+        let route = get(backup)
+            .post(backup)
+            .layer(DefaultBodyLimit::max(crate::client::MAX_BODY));
+        router = router.route("/ubdcc_mgmt_backup", route);
     }
     router.with_state(base)
 }

@@ -179,7 +179,8 @@ impl Mgmt {
         Ok(value)
     }
 
-    /// The router: public and internal endpoints behind the auth middleware.
+    /// The router: public and internal endpoints behind the auth middleware. Serve it on a
+    /// multi-thread runtime: endpoints that store the state block their worker meanwhile.
     pub fn router(self: &Arc<Self>, auth: Auth, shutdown: ShutdownSignal) -> Router {
         let base = crate::agent::base_router(crate::agent::PodBase {
             identity: self.identity.clone(),
@@ -245,7 +246,9 @@ async fn handle(
         )
         .into_response();
     }
-    match endpoint(mgmt, &params, peer) {
+    // Endpoints take mgmt's lock and durable ones fsync under it: tell the runtime this worker
+    // blocks, so other requests (heartbeats above all) move to the other workers meanwhile.
+    match tokio::task::block_in_place(|| endpoint(mgmt, &params, peer)) {
         Ok(payload) => ok(event, payload),
         Err(error) => error.into_response(),
     }

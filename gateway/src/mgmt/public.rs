@@ -5,6 +5,7 @@
 //! (#1107) and bad numbers (#1100) are refused at create time, before anything is placed; a
 //! missing `exchange` is a missing parameter, not `'None'`; no answer holds a secret.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -133,6 +134,31 @@ impl CreateSettings {
     }
 }
 
+/// Most markets one create_depthcaches may name.
+const MAX_MARKETS_PER_REQUEST: usize = 10_000;
+
+/// Refuses a market that differs from an existing one only in case: streams are named in lower
+/// case, so the two would share one stream and one of them could never start.
+fn check_stream_free(
+    state: &ClusterState,
+    params: &Params,
+    exchange: &str,
+    market: &str,
+) -> Result<(), ApiError> {
+    let taken = state.depthcaches.get(exchange).and_then(|markets| {
+        markets
+            .keys()
+            .find(|other| other.eq_ignore_ascii_case(market))
+    });
+    match taken {
+        Some(other) => Err(params.invalid(
+            ErrorId::INVALID_MARKET,
+            format!("DepthCache '{market}' for '{exchange}' would share its stream with '{other}'"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn insert(state: &mut ClusterState, record: DepthCacheRecord) {
     state
         .depthcaches
@@ -161,6 +187,7 @@ fn create_depthcache(
                 format!("DepthCache '{market}' for '{exchange}' already exists!"),
             ));
         }
+        check_stream_free(state, params, exchange, market)?;
         insert(state, settings.record(market));
         Ok(Map::new())
     })
@@ -178,6 +205,15 @@ fn create_depthcaches(
             "Missing required parameter: exchange, markets",
         ));
     };
+    if markets.len() > MAX_MARKETS_PER_REQUEST {
+        return Err(params.invalid(
+            ErrorId::INVALID_PARAMETER,
+            format!(
+                "Invalid parameter: at most {MAX_MARKETS_PER_REQUEST} markets per request, got {}",
+                markets.len()
+            ),
+        ));
+    }
     let settings = CreateSettings::parse(mgmt, params, exchange)?;
     // All or nothing: one impossible market refuses the request before anything is placed.
     for market in &markets {
@@ -186,11 +222,15 @@ fn create_depthcaches(
     mgmt.mutate(params.event(), true, |state| {
         // Existing markets are skipped, as in the original; the answer says which.
         let (mut created, mut existing) = (Vec::new(), Vec::new());
+        let mut seen = HashSet::new();
         for market in markets {
-            if state.depthcache(exchange, &market).is_some() || created.contains(&market) {
+            if state.depthcache(exchange, &market).is_some()
+                || !seen.insert(market.to_ascii_lowercase())
+            {
                 existing.push(Value::from(market));
                 continue;
             }
+            check_stream_free(state, params, exchange, &market)?;
             insert(state, settings.record(&market));
             created.push(market);
         }

@@ -19,7 +19,10 @@ use super::state::{ClusterState, DCN_ROLE};
 use super::{Mgmt, now};
 
 /// Changes closer together than this go out in one push.
-const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE: Duration = Duration::from_millis(50);
+
+/// A pod that does not take a push within this time gets the state with its next sync instead.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs recovery, then revises every interval, until the task is dropped.
 pub async fn run_revise(mgmt: Arc<Mgmt>) {
@@ -68,8 +71,10 @@ async fn recover(mgmt: &Mgmt) {
         let mut inner = mgmt.lock();
         (inner.state.timestamp, std::mem::take(&mut inner.offers))
     };
+    // One offer per pod (its newest), newest first.
+    offers.sort_by(|a, b| a.uid.cmp(&b.uid).then(b.timestamp.total_cmp(&a.timestamp)));
+    offers.dedup_by(|later, first| later.uid == first.uid);
     offers.sort_by(|a, b| b.timestamp.total_cmp(&a.timestamp));
-    offers.dedup_by(|a, b| a.uid == b.uid);
     let mut recovered: Option<(ClusterState, String)> = None;
     for offer in offers.iter().filter(|offer| offer.timestamp > own) {
         match fetch_backup(mgmt, &offer.url).await {
@@ -107,10 +112,11 @@ async fn recover(mgmt: &Mgmt) {
 }
 
 async fn fetch_backup(mgmt: &Mgmt, url: &str) -> Result<ClusterState, String> {
-    let mut answer = mgmt
-        .client
-        .get_json(&format!("{url}/ubdcc_mgmt_backup"))
+    let url = format!("{url}/ubdcc_mgmt_backup");
+    let fetch = mgmt.client.get_json(&url);
+    let mut answer = tokio::time::timeout(PUSH_TIMEOUT, fetch)
         .await
+        .map_err(|_| "no answer in time".to_owned())?
         .map_err(|e| e.to_string())?;
     let db = answer.remove("db").ok_or("the answer has no db")?;
     serde_json::from_value(db).map_err(|e| e.to_string())
@@ -128,11 +134,14 @@ pub async fn run_pusher(mgmt: Arc<Mgmt>) {
         {
             tracing::error!(%error, "storing the state failed");
         }
-        push(&mgmt, &state);
+        push(&mgmt, &state).await;
     }
 }
 
-fn push(mgmt: &Mgmt, state: &ClusterState) {
+/// Sends `state` to every pod at once and waits for all of them (at most [`PUSH_TIMEOUT`]), so
+/// there is never more than one push in flight per pod; changes meanwhile go out next round.
+async fn push(mgmt: &Mgmt, state: &ClusterState) {
+    let mut pushes = tokio::task::JoinSet::new();
     let full = Bytes::from(serde_json::to_vec(state).unwrap_or_default());
     let public = Bytes::from(serde_json::to_vec(&state.without_secrets()).unwrap_or_default());
     for pod in state.pods.values() {
@@ -143,11 +152,14 @@ fn push(mgmt: &Mgmt, state: &ClusterState) {
         };
         let url = format!("http://{}:{}/ubdcc_mgmt_backup", pod.ip, pod.api_port_rest);
         let client = mgmt.client.clone();
-        tokio::spawn(async move {
+        pushes.spawn(async move {
             // A pod that misses a push gets the state with its next sync.
-            if let Err(error) = client.post_json(&url, body).await {
-                tracing::debug!(%error, "push failed");
+            match tokio::time::timeout(PUSH_TIMEOUT, client.post_json(&url, body)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "push failed"),
+                Err(_) => tracing::debug!(%url, "push timed out"),
             }
         });
     }
+    while pushes.join_next().await.is_some() {}
 }

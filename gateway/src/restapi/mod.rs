@@ -134,7 +134,7 @@ impl RequestInfo {
             .unwrap_or("localhost");
         Self {
             started: Instant::now(),
-            url: format!("http://{host}{uri}"),
+            url: crate::client::redact(&format!("http://{host}{uri}")),
         }
     }
 }

@@ -100,7 +100,7 @@ fn read_local(
             state
                 .pods
                 .values()
-                .find(|pod| pod.name == dcn)
+                .find(|pod| pod.name == dcn && pod.node == api.identity.node)
                 .map(|pod| pod.uid.clone())
         });
         api.debug(info, &[(&dcn, uid.as_deref().unwrap_or(""))], None)
@@ -144,8 +144,10 @@ async fn read_remote(
             return api.error(error, info, debug);
         }
     };
-    // Replicas on this host were just asked through shared memory.
-    let local_dcns: Vec<String> = api.reader.as_ref().map_or_else(Vec::new, |reader| {
+    // Replicas whose segment this pod maps were just asked through shared memory: those on this
+    // machine (a DCN elsewhere may share a name) with a segment here (the machine may not share
+    // its shared memory with this pod).
+    let mapped: Vec<String> = api.reader.as_ref().map_or_else(Vec::new, |reader| {
         let reader = reader
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -153,7 +155,7 @@ async fn read_remote(
     });
     let remote: Vec<Replica> = replicas
         .into_iter()
-        .filter(|replica| !local_dcns.contains(&replica.name))
+        .filter(|r| r.node != api.identity.node || !mapped.contains(&r.name))
         .collect();
     if remote.is_empty() {
         let error = local_error.unwrap_or_else(|| out_of_sync_error(event, exchange, market));

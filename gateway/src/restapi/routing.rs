@@ -25,6 +25,8 @@ pub struct Replica {
     pub ip: String,
     /// Its HTTP port.
     pub port: u16,
+    /// The machine it runs on.
+    pub node: String,
 }
 
 /// Why a read has nowhere to go.
@@ -62,6 +64,7 @@ pub fn candidates(
             name: pod.name.clone(),
             ip: pod.ip.clone(),
             port: pod.api_port_rest,
+            node: pod.node.clone(),
         })
         .collect();
     if record.distribution.is_empty() {
@@ -232,6 +235,7 @@ mod tests {
             name: "NAME".into(),
             ip: "10.0.0.1".into(),
             port: 42082,
+            node: "n".into(),
         };
         let text = failover_warning(&[(
             replica,
