@@ -5,9 +5,8 @@
 //! `--standalone` keeps the books given by `--markets` without mgmt.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
@@ -68,7 +67,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     shutdown.on_os_signals();
     sweep_dead_segments(&args.cluster);
 
-    let (listener, address) = serve::bind(args.host, args.port).await?;
+    let (listener, address) = serve::bind(args.host, args.port, &pod.secrets).await?;
     let copy = (!args.standalone).then(|| StateCopy::new(true));
     let reader = ClusterReader::open_dcn(&args.cluster, &identity.name)?;
     let base = PodBase {

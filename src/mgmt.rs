@@ -40,7 +40,7 @@ async fn serve_mgmt(args: &MgmtArgs) -> anyhow::Result<()> {
     let mgmt = Mgmt::new(config, identity, initial, client);
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();
-    let (listener, address) = serve::bind(args.host, args.port).await?;
+    let (listener, address) = serve::bind(args.host, args.port, &args.secrets).await?;
     let server = serve::spawn(
         listener,
         mgmt.router(serve::auth(&args.secrets), shutdown.clone()),

@@ -47,7 +47,7 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
     if !args.no_local_reads {
         sweep_dead_segments(&args.cluster);
     }
-    let (listener, address) = serve::bind(args.host, args.port).await?;
+    let (listener, address) = serve::bind(args.host, args.port, &pod.secrets).await?;
     let server = serve::spawn(
         listener,
         api.router(serve::auth(&pod.secrets), shutdown.clone()),

@@ -12,10 +12,20 @@ use ubdcc_gateway::lifecycle::ShutdownSignal;
 use crate::cli::SecretArgs;
 
 /// Binds `host:port`; returns the listener and the bound address (port 0 picks a free one).
+/// Warns when the internal endpoints (which hand DCNs their API secrets) are reachable beyond
+/// this machine without a cluster secret.
 pub async fn bind(
     host: IpAddr,
     port: u16,
+    secrets: &SecretArgs,
 ) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    if !host.is_loopback() && secrets.cluster_secret.as_deref().is_none_or(str::is_empty) {
+        tracing::warn!(
+            %host,
+            "listening beyond loopback without --cluster-secret: anyone who reaches this port \
+             can call the internal endpoints, which carry the cluster's API secrets"
+        );
+    }
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| format!("binding {host}:{port}"))?;

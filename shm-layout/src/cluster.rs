@@ -296,14 +296,17 @@ impl ClusterReader {
                 self.last_served = Some(segment);
                 return Ok(info);
             }
-            Attempt::Failed { error, moved } if moved || self.is_stale() => {
+            Attempt::Failed { moved, .. } if moved || self.is_stale() => {
                 self.refresh();
                 match self.try_replicas(exchange, market, side, query, accept, out) {
                     Attempt::Found(info, segment) => {
                         self.last_served = Some(segment);
                         return Ok(info);
                     }
-                    Attempt::Failed { error: retried, .. } => retried.or(error),
+                    // The fresh index is the truth: a replica that failed before the refresh
+                    // may be gone with its segment (a dead DCN swept away), and then the book
+                    // is simply not found.
+                    Attempt::Failed { error: retried, .. } => retried,
                 }
             }
             Attempt::Failed { error, .. } => error,

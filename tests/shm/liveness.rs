@@ -97,9 +97,16 @@ fn a_restarted_writer_reclaims_the_segment_and_readers_follow_it() {
 fn the_segments_of_dead_writers_are_swept_and_live_ones_kept() {
     let cluster = unique_cluster("sweep");
     let _cleanup = ClusterCleanup::new(&cluster);
-    let dead = PatternWriter::start(&cluster, "dead", 1, 10, 100);
+    // PATTERN1 lives only in the writer that dies.
+    let dead = PatternWriter::start(&cluster, "dead", 2, 10, 100);
     let _alive = PatternWriter::start(&cluster, "alive", 1, 10, 100);
+    let mut earlier = ClusterReader::open(&cluster).unwrap();
     dead.kill();
+    let gone = |reader: &mut ClusterReader| reader.info("binance.com", "PATTERN1").map(|_| ());
+    assert!(matches!(
+        gone(&mut earlier),
+        Err(ReadError::WriterGone { .. })
+    ));
     let mut reader = ClusterReader::open(&cluster).unwrap();
     let removed = reader.remove_dead_segments();
     assert_eq!(removed, [format!("ubdcc.{cluster}.dead")]);
@@ -110,4 +117,9 @@ fn the_segments_of_dead_writers_are_swept_and_live_ones_kept() {
         reader.remove_dead_segments().is_empty(),
         "nothing left to sweep"
     );
+    // A reader that knew the dead segment now finds the book gone, not its dead writer.
+    assert!(matches!(
+        gone(&mut earlier),
+        Err(ReadError::NotFound { .. })
+    ));
 }
