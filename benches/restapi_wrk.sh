@@ -24,22 +24,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts `ubdcc <args>` with its output in $work/<name>; echoes the address it listens on.
+# Starts `ubdcc <args>` with its output in $work/<name>; sets $address to where it listens.
+# (Not called in a subshell, so its pid reaches the cleanup.)
 start() {
     local name=$1
     shift
     "$ubdcc" --log-level warn "$@" >"$work/$name" 2>"$work/$name.err" &
     pids+=($!)
     until grep -q "listening on" "$work/$name" 2>/dev/null; do sleep 0.05; done
-    awk '/listening on/ {print $3; exit}' "$work/$name"
+    address=$(awk '/listening on/ {print $3; exit}' "$work/$name")
 }
 
-sim=$(start sim sim --port 0 --markets 4 --rate 10)
-mgmt=$(start mgmt mgmt --port 0 --ephemeral --recovery-window-ms 0)
-dcn=$(start dcn dcn --cluster "$cluster" --port 0 --mgmt-url "http://$mgmt" \
-    --exchange-endpoint "binance.com=http://$sim")
-local_api=$(start local restapi --cluster "$cluster" --port 0 --mgmt-url "http://$mgmt")
-remote_api=$(start remote restapi --cluster "$cluster" --port 0 --mgmt-url "http://$mgmt" --no-local-reads)
+start sim sim --port 0 --markets 4 --rate 10 && sim=$address
+start mgmt mgmt --port 0 --ephemeral --recovery-window-ms 0 && mgmt=$address
+start dcn dcn --cluster "$cluster" --port 0 --mgmt-url "http://$mgmt" \
+    --exchange-endpoint "binance.com=http://$sim" && dcn=$address
+start local restapi --cluster "$cluster" --port 0 --mgmt-url "http://$mgmt" && local_api=$address
+start remote restapi --cluster "$cluster" --port 0 --mgmt-url "http://$mgmt" --no-local-reads \
+    && remote_api=$address
 
 curl -sf "http://$local_api/create_depthcache?exchange=binance.com&market=SIM0USDT" >/dev/null
 path="/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=10"

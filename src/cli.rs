@@ -35,6 +35,123 @@ pub enum Command {
     /// Run the public REST API (the original's endpoints), reading books from shared memory on
     /// this host or from the DCNs over HTTP.
     Restapi(RestapiArgs),
+    /// Start a whole cluster on this machine (mgmt, restapi, N DCNs) and open its console
+    /// (status, add-dcn, remove-dcn, restart, stop, help); without a terminal it runs until
+    /// SIGTERM. `--demo` adds the exchange simulator and a few books, no internet needed.
+    Start(StartArgs),
+    /// Print the status table of the running cluster.
+    Status(ClientArgs),
+    /// Shut the running cluster down.
+    Stop(ClientArgs),
+    /// Add, list or remove API credentials.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// A table of every DepthCache: replicas, status, best bid and ask, age.
+    Books(ClientArgs),
+    /// A live view of one book, read from shared memory on this machine.
+    Top(TopArgs),
+}
+
+/// How the client commands find the cluster.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// mgmt's port (default: the one `ubdcc start` remembered, else 42080).
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+}
+
+/// `ubdcc credentials …`
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// Add an API key (and secret) for an account group; prints its id.
+    Add {
+        /// binance.com, binance.com-futures-testnet, binance.com-testnet, binance.tr or binance.us.
+        #[arg(long)]
+        account_group: String,
+        /// The API key.
+        #[arg(long)]
+        api_key: String,
+        /// The API secret (never shown again).
+        #[arg(long)]
+        api_secret: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the credentials (keys masked, no secrets).
+    List(ClientArgs),
+    /// Remove credentials by id.
+    Remove {
+        /// The id `add` printed.
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Arguments of `ubdcc top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Exchange, e.g. binance.com.
+    pub exchange: String,
+    /// Market, e.g. BTCUSDT.
+    pub market: String,
+    /// Cluster name (whose shared-memory segments are read).
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// Levels shown per side.
+    #[arg(long, default_value_t = 10)]
+    pub levels: usize,
+    /// Refresh interval in ms.
+    #[arg(long, default_value_t = 250)]
+    pub interval_ms: u64,
+    /// Print one frame and exit (for scripts).
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Arguments of `ubdcc start`. Every setting also comes from `--config FILE` (TOML, the same
+/// names with `_`) and from `UBDCC_*` variables; flags win over variables, variables over the
+/// file.
+#[derive(Debug, Args, Default)]
+pub struct StartArgs {
+    /// A TOML file with any of the settings below.
+    #[arg(long, env = "UBDCC_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    /// DCNs to start (default 1).
+    #[arg(long, env = "UBDCC_DCN")]
+    pub dcn: Option<usize>,
+    /// mgmt's port (default: the first free one from 42080).
+    #[arg(long, env = "UBDCC_MGMT_PORT")]
+    pub port: Option<u16>,
+    /// restapi's port (default: the first free one from 42081).
+    #[arg(long, env = "UBDCC_RESTAPI_PORT")]
+    pub restapi_port: Option<u16>,
+    /// Where the roles' logs go (default: ~/.unicorn-binance-suite/logs).
+    #[arg(long, env = "UBDCC_LOGDIR")]
+    pub logdir: Option<std::path::PathBuf>,
+    /// Cluster name (shared-memory segments are `ubdcc.<cluster>.<dcn>`; default "default").
+    #[arg(long, env = "UBDCC_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Pin DCN k to CPU core k (default: when there are at least as many cores as DCNs).
+    #[arg(long, env = "UBDCC_PIN")]
+    pub pin: Option<bool>,
+    /// Also start the exchange simulator, point the exchanges at it and create a few books.
+    #[arg(long)]
+    pub demo: bool,
+    /// Point an exchange at another URL (EXCHANGE=URL), repeated.
+    #[arg(long)]
+    pub exchange_endpoint: Vec<String>,
+    /// Books to create once the cluster is up (EXCHANGE:MARKET, comma-separated or repeated).
+    #[arg(long)]
+    pub markets: Vec<String>,
+    /// Replicas of each of those books (default: 2 when there are 2 or more DCNs, else 1).
+    #[arg(long)]
+    pub desired_quantity: Option<u32>,
+    /// Secrets handed to every role.
+    #[command(flatten)]
+    pub secrets: SecretArgs,
 }
 
 /// Settings every pod that talks to mgmt shares.
@@ -61,7 +178,7 @@ pub struct PodArgs {
 }
 
 /// Secrets every role checks.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default, Clone)]
 pub struct SecretArgs {
     /// Secret that internal calls between pods must carry (off when unset).
     #[arg(long, env = "UBDCC_CLUSTER_SECRET", hide_env_values = true)]

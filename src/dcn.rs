@@ -60,11 +60,12 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     // A standalone DCN keeps the old default name, so its segment is easy to find.
     let name = pod.name.as_deref().or(args.standalone.then_some("dcn-0"));
     let identity = PodIdentity::new(Role::Dcn, name, pod.node.as_deref());
+    // Signals first: a SIGTERM once the segment exists must remove it again.
+    let shutdown = ShutdownSignal::new();
+    shutdown.on_os_signals();
     let (mut node, handle, commands) =
         Node::start(node_config(args, &identity.name)?).context("starting the node")?;
     let segment = node.segment_name();
-    let shutdown = ShutdownSignal::new();
-    shutdown.on_os_signals();
     sweep_dead_segments(&args.cluster);
 
     let (listener, address) = serve::bind(args.host, args.port, &pod.secrets).await?;

@@ -4,12 +4,16 @@
 //! the module named for it.
 
 mod cli;
+mod cluster_client;
 mod dcn;
 mod mgmt;
 mod restapi;
 mod serve;
 mod shm;
 mod sim;
+mod start;
+mod status;
+mod top;
 
 use std::process::ExitCode;
 
@@ -48,5 +52,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Dcn(args) => dcn::run(args),
         Command::Mgmt(args) => mgmt::run(args),
         Command::Restapi(args) => restapi::run(args),
+        Command::Start(args) => start::run(args, &cli.log_level),
+        Command::Status(args) => status::status(args),
+        Command::Stop(args) => status::stop(args),
+        Command::Credentials(command) => status::credentials(command),
+        Command::Books(args) => status::books(args),
+        Command::Top(args) => top::run(args),
     }
 }

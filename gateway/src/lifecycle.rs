@@ -42,28 +42,29 @@ impl ShutdownSignal {
         receiver.wait_for(|stopped| *stopped).await.ok();
     }
 
-    /// Triggers on Ctrl-C or SIGTERM (spawned on the current runtime).
+    /// Triggers on Ctrl-C or SIGTERM. The handlers are installed before this returns (a
+    /// SIGTERM right after start must not kill the process before it cleans up).
     pub fn on_os_signals(&self) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (interrupt, terminate) = match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "cannot listen for SIGINT / SIGTERM");
+                return;
+            }
+        };
         let signal = self.clone();
         tokio::spawn(async move {
-            os_signal().await;
+            let (mut interrupt, mut terminate) = (interrupt, terminate);
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
             signal.trigger();
         });
-    }
-}
-
-async fn os_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let Ok(mut terminate) =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        tracing::warn!("cannot listen for SIGTERM; Ctrl-C only");
-        ctrl_c.await.ok();
-        return;
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate.recv() => {}
     }
 }
 

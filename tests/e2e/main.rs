@@ -8,4 +8,5 @@ mod faults;
 mod gateway;
 mod http;
 mod pypi_client;
+mod start;
 mod sync;
