@@ -236,6 +236,51 @@ fn shown(value: &Value) -> String {
     crate::envelope::clip(&text).into_owned()
 }
 
+/// Largest request body read (a create_depthcaches of many thousand markets fits).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// A larger body is still read (and dropped) up to this size, so the client gets its #1106
+/// answer instead of a connection reset mid-upload.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a request body of at most [`MAX_BODY`] bytes.
+///
+/// # Errors
+/// #1106 when it is larger or cannot be read.
+pub async fn read_body(
+    body: axum::body::Body,
+    event: &'static str,
+) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            ApiError::new(
+                ErrorId::INVALID_BODY,
+                event,
+                format!("Invalid request body: {error}"),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+        if seen <= MAX_BODY {
+            collected.extend_from_slice(&data);
+        }
+    }
+    if seen > MAX_BODY {
+        let message = format!("Invalid request body: larger than {MAX_BODY} bytes");
+        return Err(ApiError::new(ErrorId::INVALID_BODY, event, message));
+    }
+    Ok(collected.freeze())
+}
+
 /// The parameters of a get_asks / get_bids read, validated.
 #[derive(Debug, Clone)]
 pub struct BookRequest {

@@ -92,8 +92,19 @@ fn lock(cluster: &Mutex<Cluster>) -> MutexGuard<'_, Cluster> {
 }
 
 impl Cluster {
-    /// Starts (the simulator,) mgmt, restapi and the DCNs.
+    /// Starts (the simulator,) mgmt, restapi and the DCNs; if one fails, stops those started.
     fn start(settings: Settings) -> anyhow::Result<Self> {
+        let mut cluster = Self::new(settings)?;
+        if let Err(error) = cluster.start_children() {
+            let name = cluster.settings.cluster.clone();
+            cluster.supervisor.stop_all(&name);
+            crate::cluster_client::forget_port();
+            return Err(error);
+        }
+        Ok(cluster)
+    }
+
+    fn new(settings: Settings) -> anyhow::Result<Self> {
         let mut env = Vec::new();
         if let Some(secret) = &settings.secrets.cluster_secret {
             env.push(("UBDCC_CLUSTER_SECRET".to_owned(), secret.clone()));
@@ -103,37 +114,40 @@ impl Cluster {
         }
         let supervisor = Supervisor::new(&settings.logdir, &settings.log_level, env)?;
         let client = ClusterClient::new(Some(settings.mgmt_port), &settings.secrets)?;
-        let mut cluster = Self {
+        Ok(Self {
             endpoints: settings.endpoints.clone(),
             settings,
             supervisor,
             client,
             next_dcn: 1,
-        };
-        if cluster.settings.demo {
-            cluster.start_simulator()?;
+        })
+    }
+
+    fn start_children(&mut self) -> anyhow::Result<()> {
+        if self.settings.demo {
+            self.start_simulator()?;
         }
-        let port = cluster.settings.mgmt_port.to_string();
-        cluster.start_child(
+        let port = self.settings.mgmt_port.to_string();
+        self.start_child(
             "mgmt",
             Role::Mgmt,
             vec!["mgmt".into(), "--port".into(), port],
         )?;
-        remember_port(cluster.settings.mgmt_port);
+        remember_port(self.settings.mgmt_port);
         let args = vec![
             "restapi".into(),
             "--cluster".into(),
-            cluster.settings.cluster.clone(),
+            self.settings.cluster.clone(),
             "--port".into(),
-            cluster.settings.restapi_port.to_string(),
+            self.settings.restapi_port.to_string(),
             "--mgmt-url".into(),
-            cluster.mgmt_url(),
+            self.mgmt_url(),
         ];
-        cluster.start_child("restapi", Role::Restapi, args)?;
-        for _ in 0..cluster.settings.dcn {
-            cluster.add_dcn()?;
+        self.start_child("restapi", Role::Restapi, args)?;
+        for _ in 0..self.settings.dcn {
+            self.add_dcn()?;
         }
-        Ok(cluster)
+        Ok(())
     }
 
     fn mgmt_url(&self) -> String {

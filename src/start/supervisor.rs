@@ -123,6 +123,15 @@ impl Supervisor {
         Ok((pid, address))
     }
 
+    /// `true` while the newest child called `name` runs.
+    fn is_running(&mut self, name: &str) -> bool {
+        self.children
+            .iter_mut()
+            .rev()
+            .find(|c| c.name == name)
+            .is_some_and(|c| matches!(c.process.try_wait(), Ok(None)))
+    }
+
     fn spawn(&self, name: &str, args: &[String]) -> anyhow::Result<(Child, u64)> {
         let path = self.log_of(name);
         let log = OpenOptions::new()
@@ -145,13 +154,17 @@ impl Supervisor {
         Ok((process, offset))
     }
 
-    /// Waits for `listening on ADDR` in the log written after `offset`.
-    fn wait_listening(&self, name: &str, offset: u64, within: Duration) -> Option<String> {
+    /// Waits for `listening on ADDR` in the log written after `offset`; gives up when the child
+    /// exits first.
+    fn wait_listening(&mut self, name: &str, offset: u64, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
         let path = self.log_of(name);
         while Instant::now() < deadline {
             if let Some(address) = listening_line(&path, offset) {
                 return Some(address);
+            }
+            if !self.is_running(name) {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

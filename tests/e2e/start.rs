@@ -344,3 +344,20 @@ fn without_a_terminal_it_runs_until_ubdcc_stop_or_sigterm() {
         home.assert_nothing_left();
     }
 }
+
+#[test]
+fn a_role_that_cannot_start_is_reported_and_nothing_is_left_running() {
+    let home = Home::new("f");
+    // restapi's port is taken.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", home.restapi_port)).unwrap();
+    let output = home
+        .start_command("1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{text}");
+    assert!(text.contains("restapi did not start; see "), "{text}");
+    home.assert_nothing_left();
+}

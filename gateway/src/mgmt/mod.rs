@@ -35,7 +35,7 @@ use crate::client::InternalClient;
 use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
 use crate::identity::PodIdentity;
 use crate::lifecycle::ShutdownSignal;
-use crate::params::Params;
+use crate::params::{Params, read_body};
 use state::{ClusterState, Seconds};
 use store::StateFile;
 
@@ -45,9 +45,6 @@ pub fn now() -> Seconds {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
-
-/// Largest request body mgmt reads (a create_depthcaches of many thousand markets fits).
-const MAX_BODY: usize = 16 << 20;
 
 /// Settings of mgmt.
 #[derive(Debug)]
@@ -227,12 +224,9 @@ async fn handle(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
     let query = request.uri().query().map(str::to_owned);
-    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+    let body = match read_body(request.into_body(), event).await {
         Ok(body) => body,
-        Err(error) => {
-            let message = format!("Invalid request body: {error}");
-            return ApiError::new(ErrorId::INVALID_BODY, event, message).into_response();
-        }
+        Err(error) => return error.into_response(),
     };
     let params = match Params::from_parts(event, query.as_deref(), &body) {
         Ok(params) => params,

@@ -19,10 +19,7 @@ use serde_json::{Map, Value};
 use super::{RequestInfo, RestApi};
 use crate::envelope::{ApiError, ErrorId, json_response};
 use crate::mgmt::state::ClusterState;
-use crate::params::Params;
-
-/// Largest body forwarded.
-const MAX_BODY: usize = 16 << 20;
+use crate::params::{Params, read_body};
 
 /// A view's payload from the state copy, when mgmt is down.
 type CachedView = fn(&ClusterState, &Params) -> Map<String, Value>;
@@ -80,16 +77,9 @@ async fn call_mgmt(
 ) -> Response {
     let info = RequestInfo::new(request.uri(), request.headers());
     let query = request.uri().query().map(str::to_owned);
-    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+    let body = match read_body(request.into_body(), event).await {
         Ok(body) => body,
-        Err(error) => {
-            let error = ApiError::new(
-                ErrorId::INVALID_BODY,
-                event,
-                format!("Invalid request body: {error}"),
-            );
-            return api.error(error, &info, false);
-        }
+        Err(error) => return api.error(error, &info, false),
     };
     let params = match Params::from_parts(event, query.as_deref(), &body) {
         Ok(params) => params,
