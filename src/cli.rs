@@ -50,6 +50,8 @@ pub enum Command {
     Books(ClientArgs),
     /// A live view of one book, read from shared memory on this machine.
     Top(TopArgs),
+    /// Print the OpenAPI 3 document of the public API (restapi serves it at /openapi.json).
+    Openapi,
 }
 
 /// How the client commands find the cluster.

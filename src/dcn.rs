@@ -76,7 +76,16 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
         copy: copy.clone(),
         shutdown: shutdown.clone(),
     };
-    let router = dcn_api::router(DcnApiState::new(reader), base, serve::auth(&pod.secrets));
+    let metrics = dcn_api::metrics(
+        ClusterReader::open_dcn(&args.cluster, &identity.name)?,
+        Some(handle.snapshot_stats()),
+    );
+    let router = dcn_api::router(
+        DcnApiState::new(reader),
+        base,
+        serve::auth(&pod.secrets),
+        metrics,
+    );
     let server = serve::spawn(listener, router, shutdown.clone());
 
     let agent = match copy {

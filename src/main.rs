@@ -58,5 +58,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Credentials(command) => status::credentials(command),
         Command::Books(args) => status::books(args),
         Command::Top(args) => top::run(args),
+        Command::Openapi => {
+            let document = ubdcc_gateway::restapi::endpoints::openapi();
+            println!("{}", serde_json::to_string_pretty(&document)?);
+            Ok(())
+        }
     }
 }

@@ -45,7 +45,7 @@ pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, N
 pub use publish::Publisher;
 pub use snapshot::{
     ApiKeys, BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotOutcome,
-    SnapshotRequest, SnapshotScheduler,
+    SnapshotRequest, SnapshotScheduler, SnapshotStats,
 };
 pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,

@@ -7,6 +7,7 @@
 //! readers stop trusting its books.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -20,7 +21,7 @@ use crate::exchange::{EndpointOverrides, Exchange, ExchangeError, is_valid_symbo
 use crate::publish::Publisher;
 use crate::snapshot::{
     ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotOutcome,
-    SnapshotRequest, SnapshotScheduler,
+    SnapshotRequest, SnapshotScheduler, SnapshotStats,
 };
 
 /// First wait before asking again for a snapshot that failed or was too old; doubles up to
@@ -176,9 +177,15 @@ pub enum NodeCommand {
 pub struct NodeHandle {
     commands: mpsc::UnboundedSender<NodeCommand>,
     api_keys: ApiKeys,
+    snapshot_stats: Arc<SnapshotStats>,
 }
 
 impl NodeHandle {
+    /// The snapshot scheduler's counters (downloads, weight spent, 429 / 418).
+    pub fn snapshot_stats(&self) -> Arc<SnapshotStats> {
+        Arc::clone(&self.snapshot_stats)
+    }
+
     /// Sets (or with `None` clears) the API key snapshots of `exchange` are sent with, from the
     /// next download on (the cluster agent applies the credentials mgmt assigns).
     pub fn set_api_key(&self, exchange: Exchange, key: Option<String>) {
@@ -311,6 +318,7 @@ impl Node {
             weight_share: config.weight_share,
             api_keys: api_keys.clone(),
         })?;
+        let snapshot_stats = scheduler.stats();
         let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
         let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
         tokio::spawn(scheduler.run(snapshot_rx, outcome_tx));
@@ -334,6 +342,7 @@ impl Node {
             NodeHandle {
                 commands: commands_tx,
                 api_keys,
+                snapshot_stats,
             },
             commands_rx,
         ))

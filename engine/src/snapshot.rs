@@ -7,6 +7,7 @@
 //! used-weight header and any 429/418 `Retry-After` feed back into the budget.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -114,6 +115,21 @@ pub struct SnapshotConfig {
     pub api_keys: ApiKeys,
 }
 
+/// What the scheduler did, for metrics: counters only ever grow.
+#[derive(Debug, Default)]
+pub struct SnapshotStats {
+    /// Snapshot downloads started.
+    pub downloads: AtomicU64,
+    /// Downloads that brought no usable snapshot.
+    pub failures: AtomicU64,
+    /// Request weight spent (by Binance's table).
+    pub weight: AtomicU64,
+    /// 429 answers (rate limited).
+    pub responses_429: AtomicU64,
+    /// 418 answers (IP banned).
+    pub responses_418: AtomicU64,
+}
+
 /// API keys by exchange, shared between the node's owner (the cluster agent changes them while
 /// the node runs) and the scheduler, which reads the current key for every download.
 #[derive(Debug, Clone, Default)]
@@ -161,9 +177,15 @@ pub struct SnapshotScheduler {
     queued: HashSet<BookId>,
     budgets: HashMap<String, WeightBudget>,
     in_flight: HashMap<String, usize>,
+    stats: Arc<SnapshotStats>,
 }
 
 impl SnapshotScheduler {
+    /// Its counters (shared; they keep counting while it runs).
+    pub fn stats(&self) -> Arc<SnapshotStats> {
+        Arc::clone(&self.stats)
+    }
+
     /// A scheduler with `config`.
     ///
     /// # Errors
@@ -184,6 +206,7 @@ impl SnapshotScheduler {
             queued: HashSet::new(),
             budgets: HashMap::new(),
             in_flight: HashMap::new(),
+            stats: Arc::default(),
         })
     }
 
@@ -232,6 +255,11 @@ impl SnapshotScheduler {
         if let Some(count) = self.in_flight.get_mut(&finished.endpoint) {
             *count = count.saturating_sub(1);
         }
+        match finished.weight.map(|w| w.status) {
+            Some(429) => self.stats.responses_429.fetch_add(1, Ordering::Relaxed),
+            Some(418) => self.stats.responses_418.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
         if let (Some(weight), Some(budget)) =
             (finished.weight, self.budgets.get_mut(&finished.endpoint))
         {
@@ -277,6 +305,9 @@ impl SnapshotScheduler {
                     };
                     self.queued.remove(&request.book);
                     *self.in_flight.entry(endpoint.clone()).or_default() += 1;
+                    self.stats.downloads.fetch_add(1, Ordering::Relaxed);
+                    let weight = u64::from(spec.snapshot_weight(SNAPSHOT_LIMIT));
+                    self.stats.weight.fetch_add(weight, Ordering::Relaxed);
                     self.spawn_download(request, endpoint, outcomes.clone(), finished.clone());
                 }
             }
@@ -293,8 +324,12 @@ impl SnapshotScheduler {
     ) {
         let client = self.client.clone();
         let api_key = self.config.api_keys.get(request.exchange);
+        let stats = Arc::clone(&self.stats);
         tokio::spawn(async move {
             let (result, weight) = download(&client, &endpoint, &request, api_key.as_deref()).await;
+            if result.is_err() {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
             // Either receiver gone means the node is shutting down; nothing is left to tell.
             finished.send(Finished { endpoint, weight }).ok();
             outcomes

@@ -13,12 +13,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Router, middleware};
-use ubdcc_shm::{ClusterReader, Side};
+use ubdcc_engine::SnapshotStats;
+use ubdcc_shm::{BookStatus, ClusterReader, Side};
 
 use crate::agent::{PodBase, base_router};
 use crate::auth::{Auth, guard};
 use crate::book_answer::{self, event_and_key};
 use crate::envelope::{bytes_response, method_not_allowed, not_found};
+use crate::metrics::{Metrics, escape, family};
 use crate::params::{BookRequest, Params};
 
 /// What the DCN endpoints read from.
@@ -38,15 +40,154 @@ impl DcnApiState {
 
 /// The DCN's whole router: the reads, the endpoints every pod shares (`base`), the original's
 /// 404 / 405 answers, behind `auth`.
-pub fn router(state: DcnApiState, base: PodBase, auth: Auth) -> Router {
-    Router::new()
+pub fn router(state: DcnApiState, base: PodBase, auth: Auth, metrics: Metrics) -> Router {
+    let router = Router::new()
         .route("/get_asks", get(get_asks))
         .route("/get_bids", get(get_bids))
         .with_state(state)
         .merge(base_router(base))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(auth, guard))
+        .method_not_allowed_fallback(method_not_allowed);
+    crate::metrics::instrument(router, metrics).layer(middleware::from_fn_with_state(auth, guard))
+}
+
+/// A DCN's metrics: HTTP, every book of its segment (status, resyncs, gaps, messages applied,
+/// age), the segment's heartbeat, and the snapshot scheduler's downloads, weight and 429 / 418.
+pub fn metrics(reader: ClusterReader, snapshots: Option<Arc<SnapshotStats>>) -> Metrics {
+    let reader = Mutex::new(reader);
+    let known = vec![
+        "/get_asks",
+        "/get_bids",
+        "/test",
+        "/metrics",
+        "/ubdcc_mgmt_backup",
+        "/shutdown",
+    ];
+    Metrics::new("dcn", known).with_source(Arc::new(move |out: &mut String| {
+        let mut reader = reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        book_metrics(&mut reader, out);
+        if let Some(stats) = &snapshots {
+            snapshot_metrics(stats, out);
+        }
+    }))
+}
+
+fn book_metrics(reader: &mut ClusterReader, out: &mut String) {
+    let listings = reader.list();
+    let (mut status, mut resyncs, mut gaps, mut updates, mut ages) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for listing in &listings {
+        let labels = format!(
+            "exchange=\"{}\",market=\"{}\"",
+            escape(&listing.exchange),
+            escape(&listing.market)
+        );
+        let state = match &listing.status {
+            Ok(BookStatus::Synced) => "synced",
+            Ok(BookStatus::Starting) => "starting",
+            Ok(BookStatus::OutOfSync(_)) | Err(_) => "out_of_sync",
+        };
+        status.push((format!("{labels},status=\"{state}\""), 1.0));
+        if let Ok(info) = reader.info(&listing.exchange, &listing.market) {
+            resyncs.push((labels.clone(), f64::from(info.resyncs)));
+            gaps.push((labels.clone(), f64::from(info.gaps)));
+            updates.push((labels.clone(), info.updates as f64));
+            ages.push((labels, book_answer::age_ms(&info) / 1e3));
+        }
+    }
+    family(
+        out,
+        "ubdcc_book_status",
+        "gauge",
+        "1 for each book, labelled with its status.",
+        &status,
+    );
+    family(
+        out,
+        "ubdcc_book_resyncs_total",
+        "counter",
+        "Resyncs of each book since it was added.",
+        &resyncs,
+    );
+    family(
+        out,
+        "ubdcc_book_gaps_total",
+        "counter",
+        "Gaps detected in each book's stream.",
+        &gaps,
+    );
+    family(
+        out,
+        "ubdcc_book_updates_total",
+        "counter",
+        "Messages applied (and published) to each book.",
+        &updates,
+    );
+    family(
+        out,
+        "ubdcc_book_age_seconds",
+        "gauge",
+        "Seconds since each book was last published.",
+        &ages,
+    );
+    let heartbeat: Vec<(String, f64)> = reader
+        .segments()
+        .iter()
+        .map(|segment| {
+            (
+                format!("segment=\"{}\"", escape(segment.name())),
+                segment.heartbeat_age().as_secs_f64(),
+            )
+        })
+        .collect();
+    family(
+        out,
+        "ubdcc_segment_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the segment's writer last beat.",
+        &heartbeat,
+    );
+}
+
+fn snapshot_metrics(stats: &SnapshotStats, out: &mut String) {
+    let read = |counter: &std::sync::atomic::AtomicU64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    };
+    family(
+        out,
+        "ubdcc_snapshot_downloads_total",
+        "counter",
+        "REST depth snapshots started.",
+        &[(String::new(), read(&stats.downloads))],
+    );
+    family(
+        out,
+        "ubdcc_snapshot_failures_total",
+        "counter",
+        "Snapshot downloads that brought no usable snapshot.",
+        &[(String::new(), read(&stats.failures))],
+    );
+    family(
+        out,
+        "ubdcc_snapshot_weight_total",
+        "counter",
+        "REST request weight spent on snapshots.",
+        &[(String::new(), read(&stats.weight))],
+    );
+    let rejections = [
+        ("429".to_owned(), read(&stats.responses_429)),
+        ("418".to_owned(), read(&stats.responses_418)),
+    ]
+    .map(|(code, value)| (format!("code=\"{code}\""), value));
+    family(
+        out,
+        "ubdcc_snapshot_rejections_total",
+        "counter",
+        "429 (rate limited) and 418 (banned) answers.",
+        &rejections,
+    );
 }
 
 async fn get_asks(State(state): State<DcnApiState>, RawQuery(query): RawQuery) -> Response {

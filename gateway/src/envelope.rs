@@ -169,6 +169,11 @@ impl ApiError {
         self.id
     }
 
+    /// The event.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
     /// The human message.
     pub fn message(&self) -> &str {
         &self.message

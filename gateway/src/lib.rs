@@ -11,8 +11,8 @@
 //! - [`restapi`]: the public API: local shared-memory reads, routing, failover, forwarding.
 //! - [`agent`]: registration, heartbeats and status reports of restapi and DCN pods; the DCN's
 //!   assignments applied to its engine.
-//! - [`client`], [`auth`], [`identity`], [`lifecycle`]: internal calls, secrets, pod identity,
-//!   shutdown.
+//! - [`client`], [`auth`], [`identity`], [`lifecycle`], [`metrics`]: internal calls, secrets,
+//!   pod identity, shutdown, `/metrics`.
 //!
 //! The gateway never reaches into the engine's books: it reads them through `ubdcc-shm` like any
 //! other reader, and drives a DCN's engine only through its public `NodeHandle`.
@@ -26,6 +26,7 @@ pub mod dcn_api;
 pub mod envelope;
 pub mod identity;
 pub mod lifecycle;
+pub mod metrics;
 pub mod mgmt;
 pub mod params;
 pub mod restapi;

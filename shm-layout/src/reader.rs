@@ -151,6 +151,14 @@ impl SegmentReader {
         &self.name
     }
 
+    /// How long ago the writer last beat (it beats every [`crate::HEARTBEAT_INTERVAL`] while
+    /// alive; readers call it hung after [`crate::HUNG_AFTER`]).
+    pub fn heartbeat_age(&self) -> std::time::Duration {
+        // Relaxed: an age a moment old is as good as a current one.
+        let beat = self.view.header().heartbeat_ns.load(Ordering::Relaxed);
+        std::time::Duration::from_nanos(monotonic_coarse_ns().saturating_sub(beat))
+    }
+
     /// The writer recorded in the header.
     pub fn writer(&self) -> WriterInfo {
         self.writer

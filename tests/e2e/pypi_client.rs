@@ -1,4 +1,4 @@
-//! The original's Python client from PyPI (`unicorn-binance-local-depth-cache`, its `Cluster`
+//! Tests that need PyPI. The original's Python client from PyPI (`unicorn-binance-local-depth-cache`, its `Cluster`
 //! module), unchanged, against our restapi: `tests/compat/run.sh` in a virtualenv it creates.
 //!
 //! Needs PyPI (pip installs the client on first use), so it runs when `UBDCC_COMPAT=1`, as
@@ -25,5 +25,40 @@ fn the_original_python_client_works_unchanged() {
     assert!(
         status.success(),
         "the PyPI client's compatibility tests failed: {status}"
+    );
+}
+
+#[test]
+fn the_openapi_document_holds_under_fuzzing_and_metrics_parse() {
+    if std::env::var_os("UBDCC_COMPAT").is_none_or(|v| v != "1") {
+        println!("skipped: set UBDCC_COMPAT=1 to fuzz the API and parse /metrics (needs PyPI)");
+        return;
+    }
+    let rig = Rig::start("oa", 2, 1);
+    let created = crate::http::get_json(
+        &rig.local.address,
+        "/create_depthcache?exchange=binance.com&market=SIM0USDT",
+    );
+    assert_eq!(created["result"], "OK", "{created}");
+    crate::gateway::wait_until(std::time::Duration::from_secs(30), "book served", || {
+        let answer = crate::http::get_json(
+            &rig.local.address,
+            "/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=1",
+        );
+        (answer["result"] == "OK")
+            .then_some(())
+            .ok_or(answer.to_string())
+    });
+    let root = env!("CARGO_MANIFEST_DIR");
+    let status = Command::new(format!("{root}/tests/openapi/run.sh"))
+        .current_dir(root)
+        .env("UBDCC_RESTAPI_URL", format!("http://{}", rig.local.address))
+        .env("UBDCC_MGMT_URL", format!("http://{}", rig.mgmt.address))
+        .env("UBDCC_DCN_URL", format!("http://{}", rig.dcns[0].address))
+        .status()
+        .expect("tests/openapi/run.sh starts");
+    assert!(
+        status.success(),
+        "the OpenAPI / metrics checks failed: {status}"
     );
 }

@@ -35,6 +35,7 @@ use crate::client::InternalClient;
 use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
 use crate::identity::PodIdentity;
 use crate::lifecycle::ShutdownSignal;
+use crate::metrics::{Metrics, escape, family};
 use crate::params::{Params, read_body};
 use state::{ClusterState, Seconds};
 use store::StateFile;
@@ -184,23 +185,45 @@ impl Mgmt {
             copy: None,
             shutdown,
         });
-        public::routes()
-            .merge(nodes::routes())
+        let mut router = Router::new();
+        for (path, event, gate, logic) in public::ROUTES.iter().chain(nodes::ROUTES) {
+            router = router.route(path, endpoint(event, *gate, *logic));
+        }
+        let router = router
             .with_state(Arc::clone(self))
             .merge(base)
             .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
+            .method_not_allowed_fallback(method_not_allowed);
+        crate::metrics::instrument(router, self.metrics())
             .layer(middleware::from_fn_with_state(auth, guard))
+    }
+
+    /// HTTP metrics plus DepthCaches, replicas by status, pods and their heartbeat ages.
+    fn metrics(self: &Arc<Self>) -> Metrics {
+        let known = public::ROUTES
+            .iter()
+            .chain(nodes::ROUTES)
+            .map(|(path, ..)| *path)
+            .collect();
+        let mgmt = Arc::clone(self);
+        Metrics::new("mgmt", known).with_source(Arc::new(move |out: &mut String| {
+            state_metrics(&mgmt.state(), out);
+        }))
     }
 }
 
 /// An endpoint's logic: parameters and the caller's address in, payload or error out.
 type Endpoint = fn(&Mgmt, &Params, IpAddr) -> Result<Map<String, Value>, ApiError>;
 
+/// A route: path, event, gate, logic.
+pub type Route = (&'static str, &'static str, Gate, Endpoint);
+
 /// Whether an endpoint waits for recovery to end (the original's readiness gate).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Gate {
+pub enum Gate {
+    /// #1014 until recovery is over.
     Gated,
+    /// Always answered.
     Open,
 }
 
@@ -246,4 +269,55 @@ async fn handle(
         Ok(payload) => ok(event, payload),
         Err(error) => error.into_response(),
     }
+}
+
+/// The cluster state as metrics.
+fn state_metrics(state: &ClusterState, out: &mut String) {
+    let mut replicas = [0usize; 3];
+    for record in state.depthcaches() {
+        for entry in record.distribution.values() {
+            replicas[entry.status as usize] += 1;
+        }
+    }
+    let statuses = ["starting", "running", "out_of_sync"];
+    let samples: Vec<(String, f64)> = statuses
+        .iter()
+        .zip(replicas)
+        .map(|(status, count)| (format!("status=\"{status}\""), count as f64))
+        .collect();
+    family(
+        out,
+        "ubdcc_replicas",
+        "gauge",
+        "Replicas by status (running = synced and serving).",
+        &samples,
+    );
+    let books = state.depthcaches().count() as f64;
+    family(
+        out,
+        "ubdcc_depthcaches",
+        "gauge",
+        "DepthCaches in the cluster.",
+        &[(String::new(), books)],
+    );
+    let now = now();
+    let ages: Vec<(String, f64)> = state
+        .pods
+        .values()
+        .map(|pod| {
+            let labels = format!(
+                "name=\"{}\",role=\"{}\"",
+                escape(&pod.name),
+                escape(&pod.role)
+            );
+            (labels, (now - pod.last_seen).max(0.0))
+        })
+        .collect();
+    family(
+        out,
+        "ubdcc_pod_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since each pod's last heartbeat.",
+        &ages,
+    );
 }

@@ -5,59 +5,57 @@
 //! synced, not accepted) and gets the state back when the pod's copy is older; the routing
 //! lookup works; an invalid `last_restart_time` is #1105, not #1024.
 
-use std::net::IpAddr;
-use std::sync::Arc;
-
-use axum::Router;
 use serde_json::{Map, Value};
+use std::net::IpAddr;
 
 use super::state::{DCN_ROLE, PodRecord, ReplicaStatus};
-use super::{BackupOffer, Gate, Mgmt, endpoint, now};
+use super::{BackupOffer, Gate, Mgmt, Route, now};
 use crate::agent::ReplicaReport;
 use crate::envelope::{ApiError, ErrorId, clip};
 use crate::identity::Role;
 use crate::params::Params;
 
-/// The routes pods call.
-pub fn routes() -> Router<Arc<Mgmt>> {
-    Router::new()
-        .route(
-            "/ubdcc_node_registration",
-            endpoint("UBDCC_NODE_REGISTRATION", Gate::Gated, registration),
-        )
-        .route(
-            "/ubdcc_node_sync",
-            endpoint("UBDCC_NODE_SYNC", Gate::Open, sync),
-        )
-        .route(
-            "/ubdcc_node_cancellation",
-            endpoint("UBDCC_NODE_CANCELLATION", Gate::Gated, cancellation),
-        )
-        .route(
-            "/ubdcc_get_responsible_dcn_addresses",
-            endpoint(
-                "UBDCC_GET_RESPONSIBLE_DCN_ADDRESSES",
-                Gate::Gated,
-                responsible_addresses,
-            ),
-        )
-        .route(
-            "/ubdcc_update_depthcache_distribution",
-            endpoint(
-                "UBDCC_UPDATE_DEPTHCACHE_DISTRIBUTION",
-                Gate::Gated,
-                update_distribution,
-            ),
-        )
-        .route(
-            "/ubdcc_assign_credentials",
-            endpoint("UBDCC_ASSIGN_CREDENTIALS", Gate::Gated, assign_credentials),
-        )
-        .route(
-            "/ubdcc_mgmt_backup",
-            endpoint("UBDCC_MGMT_BACKUP", Gate::Open, backup),
-        )
-}
+/// The routes pods call: path, event, gate, logic. A sync is never gated: it is how pods offer
+/// their state copies during recovery.
+pub const ROUTES: &[Route] = &[
+    (
+        "/ubdcc_node_registration",
+        "UBDCC_NODE_REGISTRATION",
+        Gate::Gated,
+        registration,
+    ),
+    ("/ubdcc_node_sync", "UBDCC_NODE_SYNC", Gate::Open, sync),
+    (
+        "/ubdcc_node_cancellation",
+        "UBDCC_NODE_CANCELLATION",
+        Gate::Gated,
+        cancellation,
+    ),
+    (
+        "/ubdcc_get_responsible_dcn_addresses",
+        "UBDCC_GET_RESPONSIBLE_DCN_ADDRESSES",
+        Gate::Gated,
+        responsible_addresses,
+    ),
+    (
+        "/ubdcc_update_depthcache_distribution",
+        "UBDCC_UPDATE_DEPTHCACHE_DISTRIBUTION",
+        Gate::Gated,
+        update_distribution,
+    ),
+    (
+        "/ubdcc_assign_credentials",
+        "UBDCC_ASSIGN_CREDENTIALS",
+        Gate::Gated,
+        assign_credentials,
+    ),
+    (
+        "/ubdcc_mgmt_backup",
+        "UBDCC_MGMT_BACKUP",
+        Gate::Open,
+        backup,
+    ),
+];
 
 /// The address other pods reach a pod at: what it advertises, else what mgmt sees.
 fn address(params: &Params, peer: IpAddr) -> Result<String, ApiError> {

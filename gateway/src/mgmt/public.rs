@@ -5,16 +5,13 @@
 //! (#1107) and bad numbers (#1100) are refused at create time, before anything is placed; a
 //! missing `exchange` is a missing parameter, not `'None'`; no answer holds a secret.
 
+use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::Arc;
-
-use axum::Router;
-use serde_json::{Map, Value};
 use ubdcc_engine::{Exchange, is_valid_symbol};
 
 use super::state::{ClusterState, CredentialRecord, DepthCacheRecord};
-use super::{Gate, Mgmt, endpoint, now};
+use super::{Gate, Mgmt, Route, now};
 use crate::envelope::{ApiError, ErrorId, clip, not_found_error};
 use crate::identity::VERSION;
 use crate::params::Params;
@@ -28,46 +25,63 @@ pub const ACCOUNT_GROUPS: [&str; 5] = [
     "binance.us",
 ];
 
-/// The public routes.
-pub fn routes() -> Router<Arc<Mgmt>> {
-    Router::new()
-        .route(
-            "/create_depthcache",
-            endpoint("CREATE_DEPTHCACHE", Gate::Gated, create_depthcache),
-        )
-        .route(
-            "/create_depthcaches",
-            endpoint("CREATE_DEPTHCACHES", Gate::Gated, create_depthcaches),
-        )
-        .route(
-            "/get_cluster_info",
-            endpoint("GET_CLUSTER_INFO", Gate::Gated, get_cluster_info),
-        )
-        .route(
-            "/get_depthcache_list",
-            endpoint("GET_DEPTHCACHE_LIST", Gate::Gated, get_depthcache_list),
-        )
-        .route(
-            "/get_depthcache_info",
-            endpoint("GET_DEPTHCACHE_INFO", Gate::Gated, get_depthcache_info),
-        )
-        .route(
-            "/stop_depthcache",
-            endpoint("STOP_DEPTHCACHE", Gate::Gated, stop_depthcache),
-        )
-        .route(
-            "/add_credentials",
-            endpoint("ADD_CREDENTIALS", Gate::Gated, add_credentials),
-        )
-        .route(
-            "/remove_credentials",
-            endpoint("REMOVE_CREDENTIALS", Gate::Gated, remove_credentials),
-        )
-        .route(
-            "/get_credentials_list",
-            endpoint("GET_CREDENTIALS_LIST", Gate::Gated, get_credentials_list),
-        )
-}
+/// The public routes: path, event, logic (all wait for recovery to end).
+pub const ROUTES: &[Route] = &[
+    (
+        "/create_depthcache",
+        "CREATE_DEPTHCACHE",
+        Gate::Gated,
+        create_depthcache,
+    ),
+    (
+        "/create_depthcaches",
+        "CREATE_DEPTHCACHES",
+        Gate::Gated,
+        create_depthcaches,
+    ),
+    (
+        "/get_cluster_info",
+        "GET_CLUSTER_INFO",
+        Gate::Gated,
+        get_cluster_info,
+    ),
+    (
+        "/get_depthcache_list",
+        "GET_DEPTHCACHE_LIST",
+        Gate::Gated,
+        get_depthcache_list,
+    ),
+    (
+        "/get_depthcache_info",
+        "GET_DEPTHCACHE_INFO",
+        Gate::Gated,
+        get_depthcache_info,
+    ),
+    (
+        "/stop_depthcache",
+        "STOP_DEPTHCACHE",
+        Gate::Gated,
+        stop_depthcache,
+    ),
+    (
+        "/add_credentials",
+        "ADD_CREDENTIALS",
+        Gate::Gated,
+        add_credentials,
+    ),
+    (
+        "/remove_credentials",
+        "REMOVE_CREDENTIALS",
+        Gate::Gated,
+        remove_credentials,
+    ),
+    (
+        "/get_credentials_list",
+        "GET_CREDENTIALS_LIST",
+        Gate::Gated,
+        get_credentials_list,
+    ),
+];
 
 /// The settings every create shares, validated.
 struct CreateSettings {

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -16,56 +15,30 @@ use axum::routing::{MethodRouter, get};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::endpoints::Endpoint;
 use super::{RequestInfo, RestApi};
 use crate::envelope::{ApiError, ErrorId, json_response};
 use crate::mgmt::state::ClusterState;
 use crate::params::{Params, read_body};
 
 /// A view's payload from the state copy, when mgmt is down.
-type CachedView = fn(&ClusterState, &Params) -> Map<String, Value>;
+pub type CachedView = fn(&ClusterState, &Params) -> Map<String, Value>;
 
-/// The forwarded routes.
-pub fn routes() -> Router<Arc<RestApi>> {
-    let plain: [(&str, &'static str); 6] = [
-        ("create_depthcache", "CREATE_DEPTHCACHE"),
-        ("create_depthcaches", "CREATE_DEPTHCACHES"),
-        ("stop_depthcache", "STOP_DEPTHCACHE"),
-        ("add_credentials", "ADD_CREDENTIALS"),
-        ("remove_credentials", "REMOVE_CREDENTIALS"),
-        ("get_credentials_list", "GET_CREDENTIALS_LIST"),
-    ];
-    let views: [(&str, &'static str, CachedView); 3] = [
-        ("get_cluster_info", "GET_CLUSTER_INFO", cluster_info),
-        (
-            "get_depthcache_list",
-            "GET_DEPTHCACHE_LIST",
-            depthcache_list,
-        ),
-        (
-            "get_depthcache_info",
-            "GET_DEPTHCACHE_INFO",
-            depthcache_info,
-        ),
-    ];
-    let mut router = Router::new();
-    for (path, event) in plain {
-        router = router.route(&format!("/{path}"), forward(path, event, None));
-    }
-    for (path, event, view) in views {
-        router = router.route(&format!("/{path}"), forward(path, event, Some(view)));
-    }
-    router
-}
-
-fn forward(
-    path: &'static str,
-    event: &'static str,
+/// The route of an endpoint answered by mgmt (`cached`: its view from this pod's copy).
+pub fn route(
+    endpoint: &'static Endpoint,
     cached: Option<CachedView>,
 ) -> MethodRouter<Arc<RestApi>> {
+    let path = endpoint.path.trim_start_matches('/');
+    let event = endpoint.event;
     let handler = move |State(api): State<Arc<RestApi>>, request: Request| async move {
         call_mgmt(&api, path, event, cached, request).await
     };
-    get(handler).post(handler)
+    if endpoint.post {
+        get(handler).post(handler)
+    } else {
+        get(handler)
+    }
 }
 
 async fn call_mgmt(
@@ -136,7 +109,8 @@ fn unavailable(
     api.error(error, info, debug)
 }
 
-fn cluster_info(state: &ClusterState, _: &Params) -> Map<String, Value> {
+/// `get_cluster_info` from the copy (mgmt's version unknown, as the original).
+pub fn cluster_info(state: &ClusterState, _: &Params) -> Map<String, Value> {
     let mut payload = Map::new();
     payload.insert("db".into(), state.public_view());
     // mgmt's version is unknown while it is down, as in the original.
@@ -144,7 +118,8 @@ fn cluster_info(state: &ClusterState, _: &Params) -> Map<String, Value> {
     payload
 }
 
-fn depthcache_list(state: &ClusterState, _: &Params) -> Map<String, Value> {
+/// `get_depthcache_list` from the copy.
+pub fn depthcache_list(state: &ClusterState, _: &Params) -> Map<String, Value> {
     let mut payload = Map::new();
     payload.insert(
         "depthcache_list".into(),
@@ -153,7 +128,8 @@ fn depthcache_list(state: &ClusterState, _: &Params) -> Map<String, Value> {
     payload
 }
 
-fn depthcache_info(state: &ClusterState, params: &Params) -> Map<String, Value> {
+/// `get_depthcache_info` from the copy (`{}` when unknown).
+pub fn depthcache_info(state: &ClusterState, params: &Params) -> Map<String, Value> {
     let record = match (params.text("exchange"), params.text("market")) {
         (Ok(Some(exchange)), Ok(Some(market))) => state.depthcache(exchange, market),
         _ => None,

@@ -1,5 +1,6 @@
 //! restapi: the public API (`reference/upstream-api.md` §5).
 //!
+//! - [`endpoints`]: the public API as data; the router and `/openapi.json` are built from it.
 //! - [`routing`]: which replica answers a read, round-robin, failover text.
 //! - [`reads`]: get_asks / get_bids — from a local shared-memory segment when a synced replica
 //!   lives on this host, else over HTTP from the DCNs, with failover (#5001 / #5000).
@@ -10,6 +11,7 @@
 //! replica is routable within milliseconds; reads need mgmt only for that copy and keep working
 //! while it is down. The `debug=true` block (query or JSON body) names pods by uid.
 
+pub mod endpoints;
 pub mod forward;
 pub mod reads;
 pub mod routing;
@@ -19,6 +21,7 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
+use axum::routing::get;
 use axum::{Router, middleware};
 use serde_json::{Map, Value, json};
 use ubdcc_shm::ClusterReader;
@@ -29,6 +32,8 @@ use crate::client::InternalClient;
 use crate::envelope::{ApiError, json_response, method_not_allowed, not_found};
 use crate::identity::PodIdentity;
 use crate::lifecycle::ShutdownSignal;
+use crate::metrics::{Counter, Metrics, family};
+use endpoints::Handling;
 use routing::RoundRobin;
 
 /// The restapi service; see the module doc.
@@ -40,6 +45,20 @@ pub struct RestApi {
     /// The cluster's segments on this host (`None`: local reads off).
     reader: Option<Mutex<ClusterReader>>,
     round_robin: Mutex<RoundRobin>,
+    reads: ReadCounters,
+}
+
+/// How reads were answered, for `/metrics`.
+#[derive(Debug, Default)]
+struct ReadCounters {
+    /// Served from shared memory on this machine.
+    local: Counter,
+    /// Served by a DCN over HTTP at the first try.
+    remote: Counter,
+    /// Served by a DCN after others failed (#5001).
+    failover: Counter,
+    /// Answered with an error.
+    failed: Counter,
 }
 
 impl RestApi {
@@ -59,6 +78,7 @@ impl RestApi {
             mgmt_url: mgmt_url.trim_end_matches('/').to_owned(),
             reader: reader.map(Mutex::new),
             round_robin: Mutex::new(RoundRobin::default()),
+            reads: ReadCounters::default(),
         })
     }
 
@@ -69,13 +89,43 @@ impl RestApi {
             copy: Some(Arc::clone(&self.copy)),
             shutdown,
         });
-        reads::routes()
-            .merge(forward::routes())
+        let mut routes = Router::new();
+        for endpoint in endpoints::ENDPOINTS {
+            let route = match endpoint.handling {
+                Handling::Read(side) => reads::route(side),
+                Handling::Forward => forward::route(endpoint, None),
+                Handling::View(view) => forward::route(endpoint, Some(view)),
+            };
+            routes = routes.route(endpoint.path, route);
+        }
+        let router = routes
+            .route("/openapi.json", get(openapi_json))
             .with_state(Arc::clone(self))
             .merge(base)
             .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
+            .method_not_allowed_fallback(method_not_allowed);
+        crate::metrics::instrument(router, self.metrics())
             .layer(middleware::from_fn_with_state(auth, guard))
+    }
+
+    /// HTTP metrics plus how reads were answered.
+    fn metrics(self: &Arc<Self>) -> Metrics {
+        let mut known: Vec<&'static str> = endpoints::ENDPOINTS.iter().map(|e| e.path).collect();
+        known.extend(["/test", "/openapi.json", "/metrics", "/ubdcc_mgmt_backup"]);
+        let api = Arc::clone(self);
+        Metrics::new("restapi", known).with_source(Arc::new(move |out: &mut String| {
+            let counters = [
+                ("local", &api.reads.local),
+                ("remote", &api.reads.remote),
+                ("failover", &api.reads.failover),
+                ("error", &api.reads.failed),
+            ];
+            let samples: Vec<(String, f64)> = counters
+                .iter()
+                .map(|(how, counter)| (format!("answer=\"{how}\""), counter.get() as f64))
+                .collect();
+            family(out, "ubdcc_restapi_reads_total", "counter", "get_asks / get_bids by how they were answered: local shared memory, a DCN, a DCN after failover, an error.", &samples);
+        }))
     }
 
     /// The `debug` block: execution time so far, the request URL, the pods used (this one
@@ -107,6 +157,9 @@ impl RestApi {
 
     /// An error this pod builds, with `debug` when asked for.
     fn error(&self, error: ApiError, request: &RequestInfo, debug: bool) -> Response {
+        if error.event().starts_with("GET_ASKS") || error.event().starts_with("GET_BIDS") {
+            self.reads.failed.inc();
+        }
         let status = if error.id() == crate::ErrorId::UNAUTHORIZED {
             axum::http::StatusCode::UNAUTHORIZED
         } else {
@@ -118,6 +171,11 @@ impl RestApi {
         }
         json_response(status, &Value::Object(body))
     }
+}
+
+/// The OpenAPI document of the routes above.
+async fn openapi_json() -> Response {
+    json_response(axum::http::StatusCode::OK, &endpoints::openapi())
 }
 
 /// What `debug` needs to know about a request.

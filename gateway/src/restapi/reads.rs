@@ -11,12 +11,11 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use bytes::Bytes;
 use serde_json::Value;
 use ubdcc_shm::Side;
@@ -29,11 +28,12 @@ use crate::envelope::{
 };
 use crate::params::{BookRequest, Params};
 
-/// The read routes.
-pub fn routes() -> Router<Arc<RestApi>> {
-    Router::new()
-        .route("/get_asks", get(get_asks))
-        .route("/get_bids", get(get_bids))
+/// The route of a read of `side`.
+pub fn route(side: Side) -> MethodRouter<Arc<RestApi>> {
+    match side {
+        Side::Asks => get(get_asks),
+        Side::Bids => get(get_bids),
+    }
 }
 
 async fn get_asks(State(api): State<Arc<RestApi>>, request: Parts) -> Response {
@@ -106,6 +106,7 @@ fn read_local(
         api.debug(info, &[(&dcn, uid.as_deref().unwrap_or(""))], None)
     });
     let body = book_answer::body(side, &book_info, &levels, debug.as_ref());
+    api.reads.local.inc();
     Ok(bytes_response(StatusCode::OK, body))
 }
 
@@ -246,6 +247,11 @@ fn answer(
     failures: &[(Replica, String)],
     body: Bytes,
 ) -> Response {
+    if failures.is_empty() {
+        api.reads.remote.inc();
+    } else {
+        api.reads.failover.inc();
+    }
     if !debug && failures.is_empty() {
         return bytes_response(StatusCode::OK, body.to_vec());
     }

@@ -1,0 +1,404 @@
+//! The public API as data: every endpoint restapi serves, with its methods, parameters and
+//! answer. The router is built from this table ([`super::RestApi::router`]) and so is the
+//! OpenAPI document ([`openapi`], served at `/openapi.json`, kept in `docs/openapi.json`), so the
+//! two cannot drift apart.
+
+use serde_json::{Map, Value, json};
+use ubdcc_shm::Side;
+
+use super::forward::{self, CachedView};
+use crate::identity::VERSION;
+
+/// How an endpoint is answered.
+#[derive(Clone, Copy)]
+pub enum Handling {
+    /// A read of one side of a book (shared memory or a DCN).
+    Read(Side),
+    /// Forwarded to mgmt.
+    Forward,
+    /// Forwarded to mgmt; from this pod's copy (#8000) when mgmt is down.
+    View(CachedView),
+}
+
+/// A parameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Text.
+    Text,
+    /// An integer.
+    Integer,
+    /// A number.
+    Number,
+    /// A list of texts (a JSON array, or comma-separated in a query).
+    TextList,
+}
+
+/// One parameter (query, or a key of the JSON body on POST).
+#[derive(Clone, Copy)]
+pub struct Param {
+    /// Its name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: Kind,
+    /// Required (a missing one is the endpoint's #10xx error).
+    pub required: bool,
+    /// What it means.
+    pub description: &'static str,
+}
+
+/// One endpoint.
+pub struct Endpoint {
+    /// Its path, e.g. `/get_asks`.
+    pub path: &'static str,
+    /// Its `event`.
+    pub event: &'static str,
+    /// `true` when POST with a JSON body works as well as GET.
+    pub post: bool,
+    /// One line about it.
+    pub summary: &'static str,
+    /// Its parameters (every endpoint also takes `debug`).
+    pub params: &'static [Param],
+    /// Keys of its OK answer beside `event` and `result`.
+    pub payload: &'static [&'static str],
+    /// How it is answered.
+    pub handling: Handling,
+}
+
+const fn param(name: &'static str, kind: Kind, required: bool, description: &'static str) -> Param {
+    Param {
+        name,
+        kind,
+        required,
+        description,
+    }
+}
+
+const EXCHANGE: Param = param(
+    "exchange",
+    Kind::Text,
+    true,
+    "Exchange string, e.g. `binance.com`.",
+);
+const MARKET: Param = param(
+    "market",
+    Kind::Text,
+    true,
+    "Market symbol, case-sensitive, e.g. `BTCUSDT`.",
+);
+const READ: &[Param] = &[
+    EXCHANGE,
+    MARKET,
+    param(
+        "limit_count",
+        Kind::Integer,
+        false,
+        "Most levels to return (0 returns none; negative is #1101).",
+    ),
+    param(
+        "threshold_volume",
+        Kind::Number,
+        false,
+        "Levels up to this quote notional (price × quantity); the first level is always included.",
+    ),
+    param(
+        "max_age_ms",
+        Kind::Integer,
+        false,
+        "Refuse (#1103) a book older than this many milliseconds.",
+    ),
+];
+const DESIRED_QUANTITY: Param = param(
+    "desired_quantity",
+    Kind::Integer,
+    false,
+    "Replicas on distinct DCNs (default 1; 0 = inactive).",
+);
+const UPDATE_INTERVAL: Param = param(
+    "update_interval",
+    Kind::Integer,
+    false,
+    "Diff stream interval in ms (the exchange's default when unset).",
+);
+const REFRESH_INTERVAL: Param = param(
+    "refresh_interval",
+    Kind::Integer,
+    false,
+    "Resync a synced book after this many seconds.",
+);
+const CREATE_ONE: &[Param] = &[
+    EXCHANGE,
+    MARKET,
+    DESIRED_QUANTITY,
+    UPDATE_INTERVAL,
+    REFRESH_INTERVAL,
+];
+const CREATE_MANY: &[Param] = &[
+    EXCHANGE,
+    param(
+        "markets",
+        Kind::TextList,
+        true,
+        "Markets to create; existing ones are skipped.",
+    ),
+    DESIRED_QUANTITY,
+    UPDATE_INTERVAL,
+    REFRESH_INTERVAL,
+];
+const BOOK: &[Param] = &[EXCHANGE, MARKET];
+
+/// Every public endpoint.
+pub const ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        path: "/get_asks",
+        event: "GET_ASKS",
+        post: false,
+        summary: "The asks of a synced book, best (lowest) first, as [price, quantity] floats.",
+        params: READ,
+        payload: &["asks", "last_update_id", "event_time", "age_ms"],
+        handling: Handling::Read(Side::Asks),
+    },
+    Endpoint {
+        path: "/get_bids",
+        event: "GET_BIDS",
+        post: false,
+        summary: "The bids of a synced book, best (highest) first, as [price, quantity] floats.",
+        params: READ,
+        payload: &["bids", "last_update_id", "event_time", "age_ms"],
+        handling: Handling::Read(Side::Bids),
+    },
+    Endpoint {
+        path: "/create_depthcache",
+        event: "CREATE_DEPTHCACHE",
+        post: true,
+        summary: "Create a DepthCache; its replicas are placed on DCNs at once.",
+        params: CREATE_ONE,
+        payload: &[],
+        handling: Handling::Forward,
+    },
+    Endpoint {
+        path: "/create_depthcaches",
+        event: "CREATE_DEPTHCACHES",
+        post: true,
+        summary: "Create several DepthCaches of one exchange.",
+        params: CREATE_MANY,
+        payload: &["created", "existing"],
+        handling: Handling::Forward,
+    },
+    Endpoint {
+        path: "/stop_depthcache",
+        event: "STOP_DEPTHCACHE",
+        post: true,
+        summary: "Stop a DepthCache on every DCN.",
+        params: BOOK,
+        payload: &[],
+        handling: Handling::Forward,
+    },
+    Endpoint {
+        path: "/get_cluster_info",
+        event: "GET_CLUSTER_INFO",
+        post: true,
+        summary: "The cluster state: DepthCaches, pods, credentials (masked).",
+        params: &[],
+        payload: &["db", "version"],
+        handling: Handling::View(forward::cluster_info),
+    },
+    Endpoint {
+        path: "/get_depthcache_list",
+        event: "GET_DEPTHCACHE_LIST",
+        post: true,
+        summary: "Every DepthCache record, by exchange and market.",
+        params: &[],
+        payload: &["depthcache_list"],
+        handling: Handling::View(forward::depthcache_list),
+    },
+    Endpoint {
+        path: "/get_depthcache_info",
+        event: "GET_DEPTHCACHE_INFO",
+        post: true,
+        summary: "One DepthCache record with its replicas and their status.",
+        params: BOOK,
+        payload: &["depthcache_info"],
+        handling: Handling::View(forward::depthcache_info),
+    },
+    Endpoint {
+        path: "/add_credentials",
+        event: "ADD_CREDENTIALS",
+        post: true,
+        summary: "Add an API key for an account group; DCNs use it for their snapshots.",
+        params: &[
+            param(
+                "account_group",
+                Kind::Text,
+                true,
+                "binance.com, binance.com-futures-testnet, binance.com-testnet, binance.tr or binance.us.",
+            ),
+            param("api_key", Kind::Text, true, "The API key."),
+            param(
+                "api_secret",
+                Kind::Text,
+                true,
+                "The API secret (never returned).",
+            ),
+        ],
+        payload: &["id"],
+        handling: Handling::Forward,
+    },
+    Endpoint {
+        path: "/remove_credentials",
+        event: "REMOVE_CREDENTIALS",
+        post: true,
+        summary: "Remove credentials by id.",
+        params: &[param(
+            "id",
+            Kind::Text,
+            true,
+            "The id add_credentials returned.",
+        )],
+        payload: &[],
+        handling: Handling::Forward,
+    },
+    Endpoint {
+        path: "/get_credentials_list",
+        event: "GET_CREDENTIALS_LIST",
+        post: true,
+        summary: "The credentials, keys masked, no secrets.",
+        params: &[],
+        payload: &["credentials"],
+        handling: Handling::Forward,
+    },
+];
+
+fn schema(kind: Kind) -> Value {
+    match kind {
+        Kind::Text => json!({"type": "string"}),
+        Kind::Integer => json!({"type": "integer"}),
+        Kind::Number => json!({"type": "number"}),
+        Kind::TextList => json!({"type": "array", "items": {"type": "string"}}),
+    }
+}
+
+/// Query parameters as sent: text (a number is its decimal text; `None` means not set).
+fn query_parameter(param: &Param) -> Value {
+    let mut schema = schema(param.kind);
+    if param.kind == Kind::TextList {
+        schema = json!({"type": "string", "description": "comma-separated"});
+    }
+    json!({
+        "name": param.name,
+        "in": "query",
+        "required": param.required,
+        "description": param.description,
+        "schema": schema,
+    })
+}
+
+fn debug_parameter() -> Value {
+    json!({"name": "debug", "in": "query", "required": false,
+           "description": "`true` adds the `debug` block (timings, url, used pods).",
+           "schema": {"type": "string"}})
+}
+
+fn request_body(endpoint: &Endpoint) -> Value {
+    let mut properties = Map::new();
+    for param in endpoint.params {
+        let mut nullable = schema(param.kind);
+        nullable["nullable"] = true.into();
+        properties.insert(param.name.into(), nullable);
+    }
+    properties.insert(
+        "debug".into(),
+        json!({"anyOf": [{"type": "string"}, {"type": "boolean"}]}),
+    );
+    json!({"required": false, "content": {"application/json": {"schema": {
+        "type": "object", "properties": properties, "additionalProperties": true}}}})
+}
+
+fn operation(endpoint: &Endpoint, method: &str) -> Value {
+    let mut operation = json!({
+        "operationId": format!("{}_{method}", endpoint.path.trim_start_matches('/')),
+        "summary": endpoint.summary,
+        "responses": {
+            "200": {"description": format!("`{}` envelope: OK with {}, or ERROR with `error_id` and `message`.",
+                        endpoint.event,
+                        if endpoint.payload.is_empty() { "nothing more".to_owned() } else { format!("`{}`", endpoint.payload.join("`, `")) }),
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+            "401": {"description": "A bearer token is configured and missing or wrong (#1109).",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+        },
+    });
+    let mut parameters: Vec<Value> = if method == "get" {
+        endpoint.params.iter().map(query_parameter).collect()
+    } else {
+        operation["requestBody"] = request_body(endpoint);
+        Vec::new()
+    };
+    parameters.push(debug_parameter());
+    operation["parameters"] = Value::Array(parameters);
+    operation
+}
+
+/// The OpenAPI 3 document of the public API.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for endpoint in ENDPOINTS {
+        let mut item = Map::new();
+        item.insert("get".into(), operation(endpoint, "get"));
+        if endpoint.post {
+            item.insert("post".into(), operation(endpoint, "post"));
+        }
+        paths.insert(endpoint.path.into(), Value::Object(item));
+    }
+    paths.insert(
+        "/test".into(),
+        json!({"get": {"operationId": "test_get", "summary": "Detect the service: `app.name` is `ubdcc-restapi`.",
+            "responses": {"200": {"description": "`TEST` envelope.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}}}}),
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "ubdcc public REST API",
+            "version": VERSION,
+            "description": "The UNICORN Binance DepthCache Cluster's API, served by `ubdcc restapi`. Every answer the application builds is HTTP 200 with an envelope: `result` OK or ERROR, `event`, and on errors `error_id` and `message`. `null`, a missing parameter, an empty one and the text `None` all mean \"not set\".",
+        },
+        "paths": paths,
+        "components": {"schemas": {"Envelope": {
+            "type": "object",
+            "required": ["result", "event"],
+            "properties": {
+                "result": {"type": "string", "enum": ["OK", "ERROR"]},
+                "event": {"type": "string"},
+                "error_id": {"type": "string", "pattern": "^#[0-9]{4}$"},
+                "message": {"type": "string"},
+                "error": {"type": "string"},
+            },
+            "additionalProperties": true,
+        }}},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_in_the_repository_is_the_generated_one() {
+        let generated = serde_json::to_string_pretty(&openapi()).unwrap() + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/openapi.json");
+        let stored = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            stored == generated,
+            "docs/openapi.json is out of date: run `cargo run -- openapi > docs/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn every_endpoint_is_documented_once_with_its_methods() {
+        let document = openapi();
+        for endpoint in ENDPOINTS {
+            let item = &document["paths"][endpoint.path];
+            assert!(item["get"].is_object(), "{}", endpoint.path);
+            assert_eq!(item["post"].is_object(), endpoint.post, "{}", endpoint.path);
+        }
+    }
+}
