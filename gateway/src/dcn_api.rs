@@ -8,18 +8,18 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use axum::{Router, middleware};
 use ubdcc_engine::SnapshotStats;
 use ubdcc_shm::{BookStatus, ClusterReader, Side};
 
-use crate::agent::{PodBase, base_router};
-use crate::auth::{Auth, guard};
+use crate::agent::{PodBase, pod_router};
+use crate::auth::Auth;
 use crate::book_answer::{self, event_and_key};
-use crate::envelope::{bytes_response, method_not_allowed, not_found};
+use crate::envelope::bytes_response;
 use crate::metrics::{Metrics, escape, family};
 use crate::params::{BookRequest, Params};
 
@@ -41,14 +41,11 @@ impl DcnApiState {
 /// The DCN's whole router: the reads, the endpoints every pod shares (`base`), the original's
 /// 404 / 405 answers, behind `auth`.
 pub fn router(state: DcnApiState, base: PodBase, auth: Auth, metrics: Metrics) -> Router {
-    let router = Router::new()
+    let reads = Router::new()
         .route("/get_asks", get(get_asks))
         .route("/get_bids", get(get_bids))
-        .with_state(state)
-        .merge(base_router(base))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
-    crate::metrics::instrument(router, metrics).layer(middleware::from_fn_with_state(auth, guard))
+        .with_state(state);
+    pod_router(reads, base, auth, metrics)
 }
 
 /// A DCN's metrics: HTTP, every book of its segment (status, resyncs, gaps, messages applied,

@@ -18,20 +18,22 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
+use axum::{Router, middleware};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+use crate::auth::{Auth, guard};
 use crate::client::{CLUSTER_SECRET_HEADER, CallError, InternalClient};
-use crate::envelope::{ApiError, ErrorId, ok};
+use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
 use crate::identity::{PodIdentity, Role, VERSION};
 use crate::lifecycle::ShutdownSignal;
+use crate::metrics::Metrics;
 use crate::mgmt::state::{ClusterState, ReplicaStatus};
 
 /// How often the agent looks at its replicas' statuses.
@@ -339,6 +341,17 @@ pub struct PodBase {
     pub copy: Option<Arc<StateCopy>>,
     /// Triggered by `/shutdown`.
     pub shutdown: ShutdownSignal,
+}
+
+/// A role's whole router: its own `routes`, the endpoints every pod shares ([`base_router`]),
+/// the original's 404 / 405 answers and `/metrics`, all behind `auth`. Every role is served
+/// through this one function, so none lacks a piece.
+pub fn pod_router(routes: Router, base: PodBase, auth: Auth, metrics: Metrics) -> Router {
+    let router = routes
+        .merge(base_router(base))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    crate::metrics::instrument(router, metrics).layer(middleware::from_fn_with_state(auth, guard))
 }
 
 /// `/test`, `/shutdown` and (for restapi and DCNs) `/ubdcc_mgmt_backup`.

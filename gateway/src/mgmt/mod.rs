@@ -23,16 +23,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{MethodRouter, get};
-use axum::{Router, middleware};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use crate::auth::{Auth, guard};
+use crate::auth::Auth;
 use crate::client::InternalClient;
-use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
+use crate::envelope::{ApiError, ErrorId, ok};
 use crate::identity::PodIdentity;
 use crate::lifecycle::ShutdownSignal;
 use crate::metrics::{Metrics, escape, family};
@@ -180,22 +180,17 @@ impl Mgmt {
     /// The router: public and internal endpoints behind the auth middleware. Serve it on a
     /// multi-thread runtime: endpoints that store the state block their worker meanwhile.
     pub fn router(self: &Arc<Self>, auth: Auth, shutdown: ShutdownSignal) -> Router {
-        let base = crate::agent::base_router(crate::agent::PodBase {
+        let base = crate::agent::PodBase {
             identity: self.identity.clone(),
             copy: None,
             shutdown,
-        });
-        let mut router = Router::new();
+        };
+        let mut routes = Router::new();
         for (path, event, gate, logic) in public::ROUTES.iter().chain(nodes::ROUTES) {
-            router = router.route(path, endpoint(event, *gate, *logic));
+            routes = routes.route(path, endpoint(event, *gate, *logic));
         }
-        let router = router
-            .with_state(Arc::clone(self))
-            .merge(base)
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed);
-        crate::metrics::instrument(router, self.metrics())
-            .layer(middleware::from_fn_with_state(auth, guard))
+        let routes = routes.with_state(Arc::clone(self));
+        crate::agent::pod_router(routes, base, auth, self.metrics())
     }
 
     /// HTTP metrics plus DepthCaches, replicas by status, pods and their heartbeat ages.

@@ -19,17 +19,17 @@ pub mod routing;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::Router;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Router, middleware};
 use serde_json::{Map, Value, json};
 use ubdcc_shm::ClusterReader;
 
-use crate::agent::{PodBase, StateCopy, base_router};
-use crate::auth::{Auth, guard};
+use crate::agent::{PodBase, StateCopy, pod_router};
+use crate::auth::Auth;
 use crate::client::InternalClient;
-use crate::envelope::{ApiError, json_response, method_not_allowed, not_found};
+use crate::envelope::{ApiError, json_response};
 use crate::identity::PodIdentity;
 use crate::lifecycle::ShutdownSignal;
 use crate::metrics::{Counter, Metrics, family};
@@ -84,11 +84,11 @@ impl RestApi {
 
     /// The router: public endpoints, `/test`, `/ubdcc_mgmt_backup`, `/shutdown`.
     pub fn router(self: &Arc<Self>, auth: Auth, shutdown: ShutdownSignal) -> Router {
-        let base = base_router(PodBase {
+        let base = PodBase {
             identity: self.identity.clone(),
             copy: Some(Arc::clone(&self.copy)),
             shutdown,
-        });
+        };
         let mut routes = Router::new();
         for endpoint in endpoints::ENDPOINTS {
             let route = match endpoint.handling {
@@ -98,14 +98,10 @@ impl RestApi {
             };
             routes = routes.route(endpoint.path, route);
         }
-        let router = routes
+        let routes = routes
             .route("/openapi.json", get(openapi_json))
-            .with_state(Arc::clone(self))
-            .merge(base)
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed);
-        crate::metrics::instrument(router, self.metrics())
-            .layer(middleware::from_fn_with_state(auth, guard))
+            .with_state(Arc::clone(self));
+        pod_router(routes, base, auth, self.metrics())
     }
 
     /// HTTP metrics plus how reads were answered.
