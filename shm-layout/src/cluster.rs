@@ -81,6 +81,8 @@ pub struct ClusterReader {
     scanned_at: u64,
     /// The segment of the replica the last successful read came from.
     last_served: Option<usize>,
+    /// Retries of segments no longer open (see [`ClusterReader::read_retries`]).
+    retired_retries: u64,
 }
 
 /// A segment that failed to open.
@@ -143,6 +145,7 @@ impl ClusterReader {
             scanned_mtime: None,
             scanned_at: 0,
             last_served: None,
+            retired_retries: 0,
         };
         reader.refresh();
         Ok(reader)
@@ -163,6 +166,17 @@ impl ClusterReader {
     pub fn last_served_dcn(&self) -> Option<&str> {
         let segment = self.segments.get(self.last_served?)?;
         segment.name().rsplit('.').next()
+    }
+
+    /// Read sections retried since this reader was opened, because a writer was publishing the
+    /// book being read (a measure of reader–writer contention).
+    pub fn read_retries(&self) -> u64 {
+        self.retired_retries
+            + self
+                .segments
+                .iter()
+                .map(SegmentReader::retries)
+                .sum::<u64>()
     }
 
     /// The DCNs whose segments are open (the names' last parts).
@@ -443,6 +457,7 @@ impl ClusterReader {
             }
         }
         changed |= !previous.is_empty();
+        self.retired_retries += previous.iter().map(SegmentReader::retries).sum::<u64>();
         self.segments = kept;
         self.unopenable = unopenable;
         let versions_moved = self

@@ -86,6 +86,9 @@ pub struct SegmentReader {
     last_probe_ns: AtomicU64,
     /// Sticky: once the writer is gone it never comes back to this file.
     gone: AtomicBool,
+    /// Read sections retried because the writer was mid-publish (for metrics; counted only on
+    /// the retry path, never on the fast path).
+    retries: AtomicU64,
 }
 
 impl SegmentReader {
@@ -143,6 +146,7 @@ impl SegmentReader {
             writer,
             last_probe_ns: AtomicU64::new(0),
             gone: AtomicBool::new(false),
+            retries: AtomicU64::new(0),
         })
     }
 
@@ -157,6 +161,11 @@ impl SegmentReader {
         // Relaxed: an age a moment old is as good as a current one.
         let beat = self.view.header().heartbeat_ns.load(Ordering::Relaxed);
         std::time::Duration::from_nanos(monotonic_coarse_ns().saturating_sub(beat))
+    }
+
+    /// Read sections retried so far because the writer was publishing the same book.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// The writer recorded in the header.
@@ -317,6 +326,7 @@ impl SegmentReader {
         let mut budget = RetryBudget::new();
         loop {
             let Some(section) = ReadSection::begin(&header.seq) else {
+                self.retries.fetch_add(1, Ordering::Relaxed);
                 if !budget.retry() {
                     break;
                 }
@@ -336,6 +346,7 @@ impl SegmentReader {
             }
             if !section.validate(&header.seq) {
                 out.clear();
+                self.retries.fetch_add(1, Ordering::Relaxed);
                 if !budget.retry() {
                     break;
                 }

@@ -57,7 +57,8 @@ def families(url):
 @pytest.mark.parametrize(
     "url_name, expected",
     [
-        ("RESTAPI", ["ubdcc_http_requests", "ubdcc_http_request_duration_seconds", "ubdcc_restapi_reads"]),
+        ("RESTAPI", ["ubdcc_http_requests", "ubdcc_http_request_duration_seconds", "ubdcc_restapi_reads",
+                     "ubdcc_shm_read_retries"]),
         ("MGMT", ["ubdcc_http_requests", "ubdcc_replicas", "ubdcc_depthcaches", "ubdcc_pod_heartbeat_age_seconds"]),
         ("DCN", ["ubdcc_http_requests", "ubdcc_book_status", "ubdcc_book_resyncs", "ubdcc_book_gaps",
                  "ubdcc_book_updates", "ubdcc_book_age_seconds", "ubdcc_segment_heartbeat_age_seconds",

@@ -15,6 +15,8 @@ struct Tally {
     reads: u64,
     torn: u64,
     contended: u64,
+    /// Read sections the reader retried (its own count).
+    retries: u64,
 }
 
 /// `reads` reads round-robin over the books, alternating sides; every 8th read takes the whole side.
@@ -46,6 +48,7 @@ fn read_and_validate(cluster: &str, reads: u64) -> Tally {
             Err(error) => panic!("read failed: {error}"),
         }
     }
+    tally.retries = reader.read_retries();
     tally
 }
 
@@ -72,10 +75,13 @@ fn rust_readers_see_no_torn_reads_from_a_full_speed_writer() {
     let reads: u64 = tallies.iter().map(|t| t.reads).sum();
     let torn: u64 = tallies.iter().map(|t| t.torn).sum();
     let contended: u64 = tallies.iter().map(|t| t.contended).sum();
+    let retries: u64 = tallies.iter().map(|t| t.retries).sum();
     println!(
-        "Rust torture: {reads} reads in {:?}, torn={torn} contended={contended}",
+        "Rust torture: {reads} reads in {:?}, torn={torn} contended={contended} retries={retries}",
         started.elapsed()
     );
+    // Every give-up used its whole retry budget, so retries can never be fewer.
+    assert!(retries >= contended, "retries {retries} < contended {contended}");
     assert_eq!(torn, 0);
     assert!(
         contended * 100 < reads,

@@ -121,6 +121,14 @@ impl RestApi {
                 .map(|(how, counter)| (format!("answer=\"{how}\""), counter.get() as f64))
                 .collect();
             family(out, "ubdcc_restapi_reads_total", "counter", "get_asks / get_bids by how they were answered: local shared memory, a DCN, a DCN after failover, an error.", &samples);
+            if let Some(reader) = &api.reader {
+                let retries = reader
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .read_retries();
+                let sample = [(String::new(), retries as f64)];
+                family(out, "ubdcc_shm_read_retries_total", "counter", "Shared-memory reads retried because the DCN was publishing the same book.", &sample);
+            }
         }))
     }
 
