@@ -81,7 +81,10 @@ fn rust_readers_see_no_torn_reads_from_a_full_speed_writer() {
         started.elapsed()
     );
     // Every give-up used its whole retry budget, so retries can never be fewer.
-    assert!(retries >= contended, "retries {retries} < contended {contended}");
+    assert!(
+        retries >= contended,
+        "retries {retries} < contended {contended}"
+    );
     assert_eq!(torn, 0);
     assert!(
         contended * 100 < reads,
