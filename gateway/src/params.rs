@@ -101,6 +101,27 @@ impl Params {
         }
     }
 
+    /// Text parameters that must all be set, in `keys` order; otherwise the error `id` with the
+    /// original's message, `Missing required parameter: <keys joined by ", ">`.
+    ///
+    /// # Errors
+    /// `id` when one is not set, #1108 when one is not a string.
+    pub fn required<const N: usize>(
+        &self,
+        id: ErrorId,
+        keys: [&str; N],
+    ) -> Result<[&str; N], ApiError> {
+        let mut values = [""; N];
+        for (value, key) in values.iter_mut().zip(keys) {
+            let Some(text) = self.text(key)? else {
+                let message = format!("Missing required parameter: {}", keys.join(", "));
+                return Err(self.invalid(id, message));
+            };
+            *value = text;
+        }
+        Ok(values)
+    }
+
     /// An integer parameter: a JSON integer or its decimal text (a sign is accepted, as Python's
     /// `int()` did).
     ///
@@ -302,13 +323,8 @@ impl BookRequest {
     /// # Errors
     /// See above.
     pub fn parse(params: &Params) -> Result<Self, ApiError> {
-        let (Some(exchange), Some(market)) = (params.text("exchange")?, params.text("market")?)
-        else {
-            return Err(params.invalid(
-                ErrorId::MISSING_BOOK_PARAMETER,
-                "Missing required parameter: exchange, market",
-            ));
-        };
+        let [exchange, market] =
+            params.required(ErrorId::MISSING_BOOK_PARAMETER, ["exchange", "market"])?;
         let limit_count = params.integer("limit_count")?;
         if let Some(limit) = limit_count.filter(|limit| *limit < 0) {
             return Err(params.invalid(

@@ -224,12 +224,7 @@ fn apply_reports(
 }
 
 fn cancellation(mgmt: &Mgmt, params: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
-    let Some(uid) = params.text("uid")? else {
-        return Err(params.invalid(
-            ErrorId::CANCELLATION_MISSING,
-            "Missing required parameter: uid",
-        ));
-    };
+    let [uid] = params.required(ErrorId::CANCELLATION_MISSING, ["uid"])?;
     mgmt.mutate(params.event(), false, |state| {
         let Some(pod) = state.pods.shift_remove(uid) else {
             return Err(params.invalid(
@@ -247,12 +242,7 @@ fn responsible_addresses(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (Some(exchange), Some(market)) = (params.text("exchange")?, params.text("market")?) else {
-        return Err(params.invalid(
-            ErrorId::ADDRESSES_MISSING,
-            "Missing required parameter: exchange, market",
-        ));
-    };
+    let [exchange, market] = params.required(ErrorId::ADDRESSES_MISSING, ["exchange", "market"])?;
     let state = mgmt.state();
     let addresses: Vec<Value> = crate::restapi::routing::candidates(&state, exchange, market)
         .unwrap_or_default()
@@ -285,16 +275,10 @@ fn update_distribution(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (Some(exchange), Some(market), Some(pod_uid)) = (
-        params.text("exchange")?,
-        params.text("market")?,
-        params.text("pod_uid")?,
-    ) else {
-        return Err(params.invalid(
-            ErrorId::DISTRIBUTION_MISSING,
-            "Missing required parameter: exchange, market, pod_uid",
-        ));
-    };
+    let [exchange, market, pod_uid] = params.required(
+        ErrorId::DISTRIBUTION_MISSING,
+        ["exchange", "market", "pod_uid"],
+    )?;
     let restart_time = params.number("last_restart_time").map_err(|e| {
         params.invalid(
             ErrorId::INVALID_RESTART_TIME,
@@ -356,12 +340,7 @@ fn assign_credentials(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (Some(uid), Some(group)) = (params.text("uid")?, params.text("account_group")?) else {
-        return Err(params.invalid(
-            ErrorId::ASSIGN_MISSING,
-            "Missing required parameter: uid, account_group",
-        ));
-    };
+    let [uid, group] = params.required(ErrorId::ASSIGN_MISSING, ["uid", "account_group"])?;
     if !super::public::ACCOUNT_GROUPS.contains(&group) {
         return Err(params.invalid(
             ErrorId::ASSIGN_INVALID_GROUP,

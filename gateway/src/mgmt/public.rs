@@ -186,12 +186,7 @@ fn create_depthcache(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (Some(exchange), Some(market)) = (params.text("exchange")?, params.text("market")?) else {
-        return Err(params.invalid(
-            ErrorId::CREATE_MISSING,
-            "Missing required parameter: exchange, market",
-        ));
-    };
+    let [exchange, market] = params.required(ErrorId::CREATE_MISSING, ["exchange", "market"])?;
     let settings = CreateSettings::parse(mgmt, params, exchange)?;
     settings.check_market(params, market)?;
     mgmt.mutate(params.event(), true, |state| {
@@ -272,20 +267,12 @@ fn get_depthcache_list(mgmt: &Mgmt, _: &Params, _: IpAddr) -> Result<Map<String,
     Ok(payload)
 }
 
-/// `exchange` and `market`, both required (`id` is the missing-parameter error).
-fn book_key(params: &Params, id: ErrorId) -> Result<(&str, &str), ApiError> {
-    match (params.text("exchange")?, params.text("market")?) {
-        (Some(exchange), Some(market)) => Ok((exchange, market)),
-        _ => Err(params.invalid(id, "Missing required parameter: exchange, market")),
-    }
-}
-
 fn get_depthcache_info(
     mgmt: &Mgmt,
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (exchange, market) = book_key(params, ErrorId::INFO_MISSING)?;
+    let [exchange, market] = params.required(ErrorId::INFO_MISSING, ["exchange", "market"])?;
     let state = mgmt.state();
     let record = state
         .depthcache(exchange, market)
@@ -303,7 +290,7 @@ fn stop_depthcache(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (exchange, market) = book_key(params, ErrorId::STOP_MISSING)?;
+    let [exchange, market] = params.required(ErrorId::STOP_MISSING, ["exchange", "market"])?;
     mgmt.mutate(params.event(), true, |state| {
         if !state.remove_depthcache(exchange, market) {
             return Err(not_found_error(params.event(), exchange, market));
@@ -317,16 +304,10 @@ fn add_credentials(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let (Some(group), Some(api_key), Some(api_secret)) = (
-        params.text("account_group")?,
-        params.text("api_key")?,
-        params.text("api_secret")?,
-    ) else {
-        return Err(params.invalid(
-            ErrorId::CREDENTIALS_MISSING,
-            "Missing required parameter: account_group, api_key, api_secret",
-        ));
-    };
+    let [group, api_key, api_secret] = params.required(
+        ErrorId::CREDENTIALS_MISSING,
+        ["account_group", "api_key", "api_secret"],
+    )?;
     if !ACCOUNT_GROUPS.contains(&group) {
         return Err(params.invalid(
             ErrorId::INVALID_ACCOUNT_GROUP,
@@ -360,12 +341,7 @@ fn remove_credentials(
     params: &Params,
     _: IpAddr,
 ) -> Result<Map<String, Value>, ApiError> {
-    let Some(id) = params.text("id")? else {
-        return Err(params.invalid(
-            ErrorId::CREDENTIALS_ID_MISSING,
-            "Missing required parameter: id",
-        ));
-    };
+    let [id] = params.required(ErrorId::CREDENTIALS_ID_MISSING, ["id"])?;
     mgmt.mutate(params.event(), true, |state| {
         if state.credentials.shift_remove(id).is_none() {
             return Err(params.invalid(
