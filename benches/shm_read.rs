@@ -4,6 +4,8 @@
 //! - `shm_read/top10_threshold`: a `threshold_volume` walk that stops after a few levels.
 //! - `shm_read/info`: metadata only.
 //! - `shm_read/missing_book`: a book that does not exist (each miss rescans the segments).
+//! - `shm_read/stat_segment`: one `fstat` of the segment, the price a size re-check before every
+//!   read would add (readers re-check at their lock probe instead).
 //! - `shm_read/top10_after_remote_write`: a writer pinned to the other core republishes the book
 //!   on request, and only the read right after each publish is timed (`Instant` overhead, about
 //!   20 ns, included).
@@ -129,6 +131,16 @@ fn unchanged_book(c: &mut Criterion) {
                     &mut out,
                 )
                 .expect_err("missing")
+        })
+    });
+    // What re-checking the segment's size before every read would add (one `fstat`): readers do
+    // it only at their lock probe, at most every 50 ms (shm-layout/src/trust.rs says why).
+    let segment = std::fs::File::open(format!("/dev/shm/{}", writer.name())).expect("segment");
+    group.bench_function("stat_segment", |b| {
+        b.iter(|| {
+            rustix::fs::fstat(black_box(&segment))
+                .expect("fstat")
+                .st_size
         })
     });
     group.finish();

@@ -75,9 +75,11 @@ pub enum CredentialsCommand {
         /// The API key.
         #[arg(long)]
         api_key: String,
-        /// The API secret (never shown again).
+        /// The API secret (never shown again). Better left out: it is then read from
+        /// UBDCC_API_SECRET, else asked for without echo on a terminal, else read from stdin —
+        /// never in shell history or `ps`.
         #[arg(long)]
-        api_secret: String,
+        api_secret: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -177,18 +179,35 @@ pub struct PodArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub secrets: SecretArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
 }
 
 /// Secrets every role checks.
 #[derive(Debug, Args, Default, Clone)]
 pub struct SecretArgs {
-    /// Secret that internal calls between pods must carry (off when unset).
+    /// Secret that internal calls between pods must carry, the same on every pod (at least 16
+    /// characters). Unset: this machine's token file (~/.ubdcc/machine.token, or
+    /// UBDCC_TOKEN_FILE), and the role stays on loopback.
     #[arg(long, env = "UBDCC_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
     /// Bearer token the public API requires (`Authorization: Bearer <token>`; off when unset;
     /// `/test` stays open).
     #[arg(long, env = "UBDCC_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+}
+
+/// How a role's internal endpoints take calls.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ListenArgs {
+    /// Take internal calls without a cluster secret, even beyond loopback (anyone who reaches
+    /// the port can then register pods, read the API secrets and stop the cluster).
+    #[arg(long, env = "UBDCC_INSECURE")]
+    pub insecure: bool,
+    /// Host names internal calls may be addressed to besides IP addresses and localhost (e.g.
+    /// the Kubernetes service name of mgmt), comma-separated: others are refused (DNS rebinding).
+    #[arg(long, env = "UBDCC_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Arguments of `ubdcc mgmt`.
@@ -217,6 +236,8 @@ pub struct MgmtArgs {
     pub name: String,
     #[command(flatten)]
     pub secrets: SecretArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
 }
 
 /// Arguments of `ubdcc restapi`.
@@ -353,6 +374,14 @@ pub struct DcnArgs {
     /// Levels per side kept in shared memory.
     #[arg(long, default_value_t = 1000)]
     pub levels: u32,
+    /// Permission bits of the shared-memory segment, in octal: 0600 lets only this user read
+    /// it, 0640 also the --shm-group (a subset of 0644; group or others may never write).
+    #[arg(long, env = "UBDCC_SHM_MODE", default_value = "0600", value_parser = crate::shm::parse_segment_mode)]
+    pub shm_mode: u32,
+    /// Group (name or gid) to give the segment to, so its members can read it with --shm-mode
+    /// 0640 (they trust it with UBDCC_SHM_TRUST=gid:<gid>).
+    #[arg(long, env = "UBDCC_SHM_GROUP", value_parser = crate::shm::parse_group)]
+    pub shm_group: Option<u32>,
     /// Interval of the connections' own pings, in ms.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub ping_interval_ms: u64,

@@ -31,6 +31,7 @@ impl ClusterClient {
     /// # Errors
     /// When the runtime cannot be built.
     pub fn new(port: Option<u16>, secrets: &SecretArgs) -> anyhow::Result<Self> {
+        let secrets = crate::secrets::for_client(secrets, port)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -61,9 +62,30 @@ impl ClusterClient {
     /// # Errors
     /// As [`ClusterClient::mgmt`].
     pub fn mgmt_post(&self, path: &str, body: &Value) -> Result<Map<String, Value>, CallError> {
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        self.pod_post(self.port, path, body)
+    }
+
+    /// `POST` a JSON body to `path` of the pod listening on `port` on this machine.
+    ///
+    /// # Errors
+    /// As [`ClusterClient::mgmt`].
+    pub fn pod_post(
+        &self,
+        port: u16,
+        path: &str,
+        body: &Value,
+    ) -> Result<Map<String, Value>, CallError> {
+        let url = format!("http://127.0.0.1:{port}{path}");
         let body = Bytes::from(body.to_string());
         self.runtime.block_on(self.client.post_json(&url, body))
+    }
+
+    /// Asks the pod listening on `port` (mgmt's too) to shut down.
+    ///
+    /// # Errors
+    /// As [`ClusterClient::mgmt`].
+    pub fn shutdown(&self, port: u16) -> Result<Map<String, Value>, CallError> {
+        self.pod_post(port, "/shutdown", &Value::Object(Map::new()))
     }
 
     /// `GET` `path` from the pod listening on `port` on this machine.
@@ -76,15 +98,19 @@ impl ClusterClient {
     }
 }
 
-/// Where `ubdcc start` remembers mgmt's port (the original's place and format: the port as text).
-fn state_file() -> Option<PathBuf> {
+/// The folder of `ubdcc start`'s run files (the original's place), 0700.
+pub fn run_dir() -> Option<PathBuf> {
     let home = std::env::var_os("HOME")?;
     Some(
         PathBuf::from(home)
             .join(".unicorn-binance-suite")
-            .join("config")
-            .join("ubdcc.state"),
+            .join("config"),
     )
+}
+
+/// Where `ubdcc start` remembers mgmt's port (the original's place and format: the port as text).
+fn state_file() -> Option<PathBuf> {
+    Some(run_dir()?.join("ubdcc.state"))
 }
 
 /// The port `ubdcc start` remembered, if any.
@@ -102,16 +128,19 @@ pub fn remember_port(port: u16) {
         return;
     };
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).ok();
+        ubdcc_gateway::private_file::private_dir(dir).ok();
     }
-    if let Err(error) = std::fs::write(&file, port.to_string()) {
+    if let Err(error) =
+        ubdcc_gateway::private_file::write_atomic(&file, port.to_string().as_bytes())
+    {
         tracing::warn!(%error, file = %file.display(), "cannot remember mgmt's port");
     }
 }
 
-/// Forgets the remembered port (the cluster stopped).
+/// Forgets the remembered port and the cluster's secret (the cluster stopped).
 pub fn forget_port() {
     if let Some(file) = state_file() {
         std::fs::remove_file(file).ok();
     }
+    crate::secrets::forget_start_secret();
 }

@@ -17,7 +17,7 @@ use ubdcc_gateway::identity::{PodIdentity, Role};
 use ubdcc_gateway::lifecycle::{ShutdownSignal, sweep_dead_segments};
 use ubdcc_shm::ClusterReader;
 
-use crate::cli::DcnArgs;
+use crate::cli::{DcnArgs, SecretArgs};
 use crate::serve;
 
 /// Runs the node until Ctrl-C, SIGTERM or `/shutdown`.
@@ -57,6 +57,8 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
         bail!("--markets needs --standalone; in a cluster, mgmt places the books");
     }
     let pod = &args.pod;
+    // Before the segment exists: a DCN that may not start must leave nothing behind.
+    let secrets = crate::secrets::for_role(&pod.secrets, &pod.listen, args.host)?;
     // A standalone DCN keeps the old default name, so its segment is easy to find.
     let name = pod.name.as_deref().or(args.standalone.then_some("dcn-0"));
     let identity = PodIdentity::new(Role::Dcn, name, pod.node.as_deref());
@@ -66,9 +68,9 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let (mut node, handle, commands) =
         Node::start(node_config(args, &identity.name)?).context("starting the node")?;
     let segment = node.segment_name();
-    sweep_dead_segments(&args.cluster);
+    sweep_dead_segments(&args.cluster, &shutdown);
 
-    let (listener, address) = serve::bind(args.host, args.port, &pod.secrets).await?;
+    let (listener, address) = serve::bind(args.host, args.port).await?;
     let copy = (!args.standalone).then(|| StateCopy::new(true));
     let reader = ClusterReader::open_dcn(&args.cluster, &identity.name)?;
     let base = PodBase {
@@ -83,7 +85,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let router = dcn_api::router(
         DcnApiState::new(reader),
         base,
-        serve::auth(&pod.secrets),
+        serve::auth(&secrets).with_allowed_hosts(pod.listen.allowed_hosts.clone()),
         metrics,
     );
     let server = serve::spawn(listener, router, shutdown.clone());
@@ -91,6 +93,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let agent = match copy {
         Some(copy) => Some(start_agent(
             args,
+            &secrets,
             &identity,
             address.port(),
             copy,
@@ -105,8 +108,11 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     // The readiness line scripts and tests wait for.
     println!("listening on {address} segment {segment}");
     let stopping = shutdown.clone();
-    node.run(commands, async move { stopping.wait().await })
+    let ran = node
+        .run(commands, async move { stopping.wait().await })
         .await;
+    // A node that stopped by itself (a task of it died) stops the whole pod, with an error.
+    shutdown.trigger();
     drop(handle);
     if let Some(agent) = agent {
         // The agent cancels the registration; give it a moment.
@@ -116,7 +122,8 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     }
     server.await.ok();
     tracing::info!("DCN stopped");
-    Ok(())
+    ran.context("the engine stopped")?;
+    Ok(shutdown.outcome()?)
 }
 
 fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
@@ -133,6 +140,8 @@ fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
     config.max_books = args.max_books;
     config.weight_share = args.weight_share;
     config.levels_per_side = args.levels;
+    config.segment_mode = args.shm_mode;
+    config.segment_group = args.shm_group;
     config.ping_interval = Duration::from_millis(args.ping_interval_ms);
     config.silence_timeout = Duration::from_millis(args.silence_timeout_ms);
     config.book_silence = Duration::from_secs(args.book_silence_secs.max(1));
@@ -144,6 +153,7 @@ fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
 /// Registers with mgmt, reports statuses, and keeps the engine's books equal to the assignments.
 fn start_agent(
     args: &DcnArgs,
+    secrets: &SecretArgs,
     identity: &PodIdentity,
     port: u16,
     copy: Arc<StateCopy>,
@@ -151,11 +161,10 @@ fn start_agent(
     shutdown: &ShutdownSignal,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let pod = &args.pod;
-    tokio::spawn(apply_assignments(
-        identity.uid.clone(),
-        copy.clone(),
-        handle.clone(),
-    ));
+    shutdown.must_live(
+        "assignments",
+        apply_assignments(identity.uid.clone(), copy.clone(), handle.clone()),
+    );
     let statuses = ShmReplicaSource::new(ClusterReader::open_dcn(&args.cluster, &identity.name)?);
     let agent = Agent::new(
         AgentConfig {
@@ -164,13 +173,15 @@ fn start_agent(
             api_port: port,
             advertise_ip: pod.advertise_ip.clone(),
             heartbeat: Duration::from_millis(pod.heartbeat_ms),
+            max_books: Some(args.max_books),
         },
-        serve::client(&pod.secrets),
+        serve::client(secrets),
         copy,
         Some(Arc::new(statuses)),
     );
     let stopping = shutdown.clone();
-    Ok(tokio::spawn(
+    Ok(shutdown.must_live(
+        "cluster agent",
         async move { agent.run(stopping.wait()).await },
     ))
 }

@@ -5,9 +5,11 @@
 
 mod cli;
 mod cluster_client;
+mod credentials;
 mod dcn;
 mod mgmt;
 mod restapi;
+mod secrets;
 mod serve;
 mod shm;
 mod sim;
@@ -55,7 +57,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Start(args) => start::run(args, &cli.log_level),
         Command::Status(args) => status::status(args),
         Command::Stop(args) => status::stop(args),
-        Command::Credentials(command) => status::credentials(command),
+        Command::Credentials(command) => credentials::credentials(command),
         Command::Books(args) => status::books(args),
         Command::Top(args) => top::run(args),
         Command::Openapi => {

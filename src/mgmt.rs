@@ -21,6 +21,7 @@ pub fn run(args: &MgmtArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_mgmt(args: &MgmtArgs) -> anyhow::Result<()> {
+    let secrets = crate::secrets::for_role(&args.secrets, &args.listen, args.host)?;
     let state_file = state_file(args)?;
     let initial = match &state_file {
         Some(file) => file.load()?.unwrap_or_default(),
@@ -36,18 +37,21 @@ async fn serve_mgmt(args: &MgmtArgs) -> anyhow::Result<()> {
         ..MgmtConfig::default()
     };
     let identity = PodIdentity::new(Role::Mgmt, Some(&args.name), None);
-    let client = serve::client(&args.secrets);
+    let client = serve::client(&secrets);
     let mgmt = Mgmt::new(config, identity, initial, client);
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();
-    let (listener, address) = serve::bind(args.host, args.port, &args.secrets).await?;
+    let (listener, address) = serve::bind(args.host, args.port).await?;
     let server = serve::spawn(
         listener,
-        mgmt.router(serve::auth(&args.secrets), shutdown.clone()),
+        mgmt.router(
+            serve::auth(&secrets).with_allowed_hosts(args.listen.allowed_hosts.clone()),
+            shutdown.clone(),
+        ),
         shutdown.clone(),
     );
-    let revise = tokio::spawn(revise::run_revise(mgmt.clone()));
-    let pusher = tokio::spawn(revise::run_pusher(mgmt.clone()));
+    let revise = shutdown.must_live("revise", revise::run_revise(mgmt.clone()));
+    let pusher = shutdown.must_live("pusher", revise::run_pusher(mgmt.clone()));
     // The readiness line scripts and tests wait for.
     println!("listening on {address}");
     shutdown.wait().await;
@@ -55,7 +59,7 @@ async fn serve_mgmt(args: &MgmtArgs) -> anyhow::Result<()> {
     pusher.abort();
     server.await.ok();
     tracing::info!("mgmt stopped");
-    Ok(())
+    Ok(shutdown.outcome()?)
 }
 
 fn state_file(args: &MgmtArgs) -> anyhow::Result<Option<StateFile>> {

@@ -27,13 +27,14 @@ pub fn run(args: &RestapiArgs) -> anyhow::Result<()> {
 
 async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
     let pod = &args.pod;
+    let secrets = crate::secrets::for_role(&pod.secrets, &pod.listen, args.host)?;
     let identity = PodIdentity::new(Role::Restapi, pod.name.as_deref(), pod.node.as_deref());
     let reader = if args.no_local_reads {
         None
     } else {
         Some(ClusterReader::open(&args.cluster)?)
     };
-    let client = serve::client(&pod.secrets);
+    let client = serve::client(&secrets);
     let copy = StateCopy::new(false);
     let api = RestApi::new(
         identity.clone(),
@@ -45,12 +46,15 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();
     if !args.no_local_reads {
-        sweep_dead_segments(&args.cluster);
+        sweep_dead_segments(&args.cluster, &shutdown);
     }
-    let (listener, address) = serve::bind(args.host, args.port, &pod.secrets).await?;
+    let (listener, address) = serve::bind(args.host, args.port).await?;
     let server = serve::spawn(
         listener,
-        api.router(serve::auth(&pod.secrets), shutdown.clone()),
+        api.router(
+            serve::auth(&secrets).with_allowed_hosts(pod.listen.allowed_hosts.clone()),
+            shutdown.clone(),
+        ),
         shutdown.clone(),
     );
     let agent = Agent::new(
@@ -60,13 +64,17 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
             api_port: address.port(),
             advertise_ip: pod.advertise_ip.clone(),
             heartbeat: Duration::from_millis(pod.heartbeat_ms),
+            max_books: None,
         },
         client,
         copy,
         None,
     );
     let stopping = shutdown.clone();
-    let agent = tokio::spawn(async move { agent.run(stopping.wait()).await });
+    let agent = shutdown.must_live(
+        "cluster agent",
+        async move { agent.run(stopping.wait()).await },
+    );
     println!("listening on {address}");
     shutdown.wait().await;
     // The agent cancels the registration; give it a moment.
@@ -75,5 +83,5 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
         .ok();
     server.await.ok();
     tracing::info!("restapi stopped");
-    Ok(())
+    Ok(shutdown.outcome()?)
 }

@@ -1,4 +1,5 @@
-//! `ubdcc shm`: look at a cluster's segments, and drive the torture-test pattern writer.
+//! `ubdcc shm`: look at a cluster's segments, and drive the torture-test pattern writer; also
+//! the parsers of the DCN's segment access flags (`--shm-mode`, `--shm-group`).
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -33,14 +34,54 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
     for error in reader.open_errors() {
         writeln!(out, "warning: {error}")?;
     }
+    let ignored: Vec<_> = reader.ignored().collect();
+    for segment in &ignored {
+        writeln!(out, "ignored: {segment}")?;
+    }
     writeln!(
         out,
-        "{} books in {} segments of cluster '{}'",
+        "{} books in {} segments of cluster '{}' (trusting {}; {} segments ignored)",
         books.len(),
         reader.segments().len(),
-        args.cluster
+        args.cluster,
+        reader.trust(),
+        ignored.len()
     )?;
     Ok(())
+}
+
+/// Parses `--shm-mode`: octal permission bits (`0640` or `640`), a subset of `0644`.
+pub fn parse_segment_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    let mode = u32::from_str_radix(digits, 8)
+        .map_err(|_| format!("{text:?} is not an octal mode such as 0600 or 0640"))?;
+    if mode & !0o644 != 0 {
+        return Err(format!(
+            "mode {mode:04o} is not allowed: use a subset of 0644 (readers refuse segments that group or others may write)"
+        ));
+    }
+    Ok(mode)
+}
+
+/// Parses `--shm-group`: a gid, or a group name from `/etc/group`.
+pub fn parse_group(text: &str) -> Result<u32, String> {
+    if let Ok(gid) = text.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|error| format!("reading /etc/group to look up group {text:?}: {error}"))?;
+    gid_of(&groups, text).ok_or_else(|| format!("no group {text:?} in /etc/group; give its gid"))
+}
+
+/// The gid of group `name` in the text of `/etc/group` (`name:password:gid:members`).
+fn gid_of(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        fields.nth(1)?.parse().ok()
+    })
 }
 
 /// Publishes pattern versions 1, 2, 3, … round-robin over the books, with a heartbeat, and prints
@@ -112,5 +153,31 @@ fn sleep_beating(writer: &ubdcc_shm::SegmentWriter, pause: Duration) {
         if !left.is_zero() {
             writer.heartbeat();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_modes_are_octal_and_never_writable_by_others() {
+        assert_eq!(parse_segment_mode("0600"), Ok(0o600));
+        assert_eq!(parse_segment_mode("640"), Ok(0o640));
+        assert_eq!(parse_segment_mode("0o644"), Ok(0o644));
+        for bad in ["0660", "0666", "0700", "4600", "rw", "0800", ""] {
+            assert!(parse_segment_mode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn groups_are_gids_or_names_from_etc_group() {
+        let groups = "root:x:0:\nubdcc:x:2001:alice,bob\nbroken\n";
+        assert_eq!(gid_of(groups, "ubdcc"), Some(2001));
+        assert_eq!(gid_of(groups, "root"), Some(0));
+        assert_eq!(gid_of(groups, "alice"), None);
+        assert_eq!(parse_group("2001"), Ok(2001));
+        assert_eq!(parse_group("root"), Ok(0));
+        assert!(parse_group("no-such-group-here").is_err());
     }
 }

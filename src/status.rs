@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::cli::{ClientArgs, CredentialsCommand};
+use crate::cli::ClientArgs;
 use crate::cluster_client::{ClusterClient, forget_port};
 
 /// `ubdcc status`.
@@ -108,7 +108,7 @@ pub fn status_table(client: &ClusterClient) -> Result<String, StatusError> {
     Ok(out.trim_end().to_owned())
 }
 
-fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
+pub(crate) fn text<'a>(map: &'a Map<String, Value>, key: &str) -> &'a str {
     map.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -255,99 +255,17 @@ pub fn shutdown_all(client: &ClusterClient) {
         let name = pod["NAME"].as_str().unwrap_or("?");
         let role = pod["ROLE"].as_str().unwrap_or("?");
         let port = pod["API_PORT_REST"].as_u64().unwrap_or(0) as u16;
-        match client.pod(port, "/shutdown") {
+        match client.shutdown(port) {
             Ok(_) => println!("  Shutdown: {name} ({role}) on port {port}"),
             Err(_) => println!("  Warning: Could not reach {name} on port {port}"),
         }
     }
-    match client.mgmt("/shutdown") {
+    match client.shutdown(client.port) {
         Ok(_) => println!("  Shutdown: mgmt on port {}", client.port),
         Err(_) => println!("  Warning: Could not reach mgmt on port {}", client.port),
     }
     forget_port();
     println!("Cluster shutdown complete.");
-}
-
-/// `ubdcc credentials …`: talks to mgmt directly, as the original.
-pub fn credentials(command: &CredentialsCommand) -> anyhow::Result<()> {
-    let (client_args, answer) = match command {
-        CredentialsCommand::Add {
-            account_group,
-            api_key,
-            api_secret,
-            client,
-        } => {
-            let mgmt = ClusterClient::new(client.port, &client.secrets)?;
-            let body = json!({"account_group": account_group, "api_key": api_key, "api_secret": api_secret});
-            (client, mgmt.mgmt_post("/add_credentials", &body))
-        }
-        CredentialsCommand::List(client) => {
-            let mgmt = ClusterClient::new(client.port, &client.secrets)?;
-            (client, mgmt.mgmt("/get_credentials_list"))
-        }
-        CredentialsCommand::Remove { id, client } => {
-            let mgmt = ClusterClient::new(client.port, &client.secrets)?;
-            let path = format!(
-                "/remove_credentials?id={}",
-                form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
-            );
-            (client, mgmt.mgmt(&path))
-        }
-    };
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err(_) => {
-            let port = client_args
-                .port
-                .or_else(crate::cluster_client::remembered_port)
-                .unwrap_or(crate::cluster_client::DEFAULT_MGMT_PORT);
-            eprintln!("Cannot connect to mgmt on port {port}. Is the cluster running?");
-            std::process::exit(1);
-        }
-    };
-    if text(&answer, "result") != "OK" {
-        eprintln!(
-            "Error: {} ({})",
-            text(&answer, "message"),
-            text(&answer, "error_id")
-        );
-        std::process::exit(1);
-    }
-    match command {
-        CredentialsCommand::Add { .. } => println!("Added. id={}", text(&answer, "id")),
-        CredentialsCommand::Remove { .. } => println!("Removed."),
-        CredentialsCommand::List(_) => print_credentials(&answer),
-    }
-    Ok(())
-}
-
-fn print_credentials(answer: &Map<String, Value>) {
-    let credentials = answer
-        .get("credentials")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if credentials.is_empty() {
-        println!("(no credentials configured)");
-        return;
-    }
-    for credential in credentials {
-        let assigned: Vec<&str> = credential["assigned_dcns"]
-            .as_array()
-            .map(|uids| uids.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let assigned = if assigned.is_empty() {
-            "-".to_owned()
-        } else {
-            assigned.join(", ")
-        };
-        println!(
-            "{}  {:<32}  {}  assigned=[{assigned}]",
-            credential["id"].as_str().unwrap_or(""),
-            credential["account_group"].as_str().unwrap_or(""),
-            credential["api_key_preview"].as_str().unwrap_or(""),
-        );
-    }
 }
 
 /// `ubdcc books`.

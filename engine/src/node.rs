@@ -5,6 +5,10 @@
 //! snapshot scheduler are tasks that talk to it over channels, so no book is ever touched from two
 //! places. The heartbeat is stamped by this same loop, so a stuck loop is a silent heartbeat and
 //! readers stop trusting its books.
+//!
+//! The loop also watches its tasks: should the scheduler or a connection that still carries books
+//! end or panic, [`Node::run`] stops with [`NodeError::TaskEnded`] (and the DCN process exits
+//! non-zero, to be restarted) rather than keep books that can never resync.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,8 +16,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, interval, sleep_until};
-use ubdcc_shm::{BookMeta, CreateSegmentError, HEARTBEAT_INTERVAL, OutOfSyncReason, SegmentConfig};
+use ubdcc_shm::{
+    BookMeta, CreateSegmentError, DEFAULT_SEGMENT_MODE, HEARTBEAT_INTERVAL, OutOfSyncReason,
+    SegmentConfig,
+};
 
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
 use crate::depth_cache::{DepthCache, DepthCacheError, NextStep};
@@ -43,6 +51,10 @@ pub struct NodeConfig {
     pub max_books: u32,
     /// Levels per side in the segment.
     pub levels_per_side: u32,
+    /// Permission bits of the segment (default `0o600`: only this user reads it).
+    pub segment_mode: u32,
+    /// Group to give the segment to, so that with mode `0o640` its members can read it.
+    pub segment_group: Option<u32>,
     /// Endpoint overrides (the simulator).
     pub endpoints: EndpointOverrides,
     /// Share of each REST host's weight limit this node may use.
@@ -62,15 +74,17 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// Defaults for `cluster` / `dcn`: 1024 books of 1000 levels, half of each host's weight,
-    /// pings every 10 s, a book verified after 60 s of silence, a connection replaced after 5
-    /// minutes without any data.
+    /// Defaults for `cluster` / `dcn`: 1024 books of 1000 levels in an owner-only segment, half
+    /// of each host's weight, pings every 10 s, a book verified after 60 s of silence, a
+    /// connection replaced after 5 minutes without any data.
     pub fn new(cluster: impl Into<String>, dcn: impl Into<String>) -> Self {
         Self {
             cluster: cluster.into(),
             dcn: dcn.into(),
             max_books: 1024,
             levels_per_side: 1000,
+            segment_mode: DEFAULT_SEGMENT_MODE,
+            segment_group: None,
             endpoints: EndpointOverrides::default(),
             weight_share: 0.5,
             api_keys: HashMap::new(),
@@ -152,6 +166,14 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// A task the node cannot do without ended or panicked; the node stopped.
+    #[error("the node's {task} task {}; the node stopped", if *panicked { "panicked" } else { "ended" })]
+    TaskEnded {
+        /// Which task (`snapshot scheduler`, `stream connection`).
+        task: &'static str,
+        /// Whether it panicked (else it returned).
+        panicked: bool,
+    },
 }
 
 /// Requests to a running node.
@@ -267,6 +289,8 @@ impl Entry {
 
 /// A running connection task.
 struct Connection {
+    /// Its task in [`Node::tasks`].
+    task: Id,
     url: String,
     exchange: Exchange,
     books: usize,
@@ -297,6 +321,10 @@ pub struct Node {
     outcome_rx: mpsc::UnboundedReceiver<SnapshotOutcome>,
     /// Snapshot retries due later: `(when, book)`.
     retries: Vec<(Instant, BookId)>,
+    /// The snapshot scheduler's and every connection's task, watched by [`Node::run`].
+    tasks: JoinSet<()>,
+    /// The scheduler's task in `tasks`.
+    scheduler: Id,
 }
 
 impl Node {
@@ -308,10 +336,15 @@ impl Node {
     pub fn start(
         config: NodeConfig,
     ) -> Result<(Self, NodeHandle, mpsc::UnboundedReceiver<NodeCommand>), NodeError> {
-        let writer = SegmentConfig::new(config.cluster.as_str(), config.dcn.as_str())
+        let mut segment = SegmentConfig::new(config.cluster.as_str(), config.dcn.as_str());
+        segment
             .books(config.max_books)
             .levels_per_side(config.levels_per_side)
-            .create()?;
+            .mode(config.segment_mode);
+        if let Some(gid) = config.segment_group {
+            segment.group(gid);
+        }
+        let writer = segment.create()?;
         let api_keys = ApiKeys::new(config.api_keys.clone());
         let scheduler = SnapshotScheduler::new(SnapshotConfig {
             endpoints: config.endpoints.clone(),
@@ -321,7 +354,8 @@ impl Node {
         let snapshot_stats = scheduler.stats();
         let (snapshot_tx, snapshot_rx) = mpsc::unbounded_channel();
         let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
-        tokio::spawn(scheduler.run(snapshot_rx, outcome_tx));
+        let mut tasks = JoinSet::new();
+        let scheduler = tasks.spawn(scheduler.run(snapshot_rx, outcome_tx)).id();
         let (stream_tx, stream_rx) = mpsc::unbounded_channel();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let node = Self {
@@ -336,6 +370,8 @@ impl Node {
             snapshot_tx,
             outcome_rx,
             retries: Vec::new(),
+            tasks,
+            scheduler,
         };
         Ok((
             node,
@@ -354,22 +390,39 @@ impl Node {
     }
 
     /// Runs until `shutdown` completes or every handle is dropped; the segment is removed then.
+    ///
+    /// # Errors
+    /// [`NodeError::TaskEnded`] when the snapshot scheduler, or a connection that carries books,
+    /// ended or panicked: its books could never resync, so the node stops instead.
     pub async fn run(
         mut self,
+        commands: mpsc::UnboundedReceiver<NodeCommand>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        let result = self.run_loop(commands, shutdown).await;
+        // On a normal stop the tasks end by themselves once their channels close (connections
+        // say goodbye to the exchange); dropping the set would abort them instead.
+        self.tasks.detach_all();
+        result
+    }
+
+    async fn run_loop(
+        &mut self,
         mut commands: mpsc::UnboundedReceiver<NodeCommand>,
         shutdown: impl std::future::Future<Output = ()>,
-    ) {
+    ) -> Result<(), NodeError> {
         tokio::pin!(shutdown);
         let mut heartbeat = interval(HEARTBEAT_INTERVAL);
         let mut housekeeping = interval(Duration::from_secs(1));
         loop {
             let next_retry = self.retries.iter().map(|(when, _)| *when).min();
             tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => return Ok(()),
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command),
-                    None => return,
+                    None => return Ok(()),
                 },
+                Some(ended) = self.tasks.join_next_with_id() => self.on_task_ended(ended)?,
                 Some(event) = self.stream_rx.recv() => self.on_stream_event(event),
                 Some(outcome) = self.outcome_rx.recv() => self.on_snapshot(outcome),
                 _ = heartbeat.tick() => self.publisher.writer().heartbeat(),
@@ -380,6 +433,32 @@ impl Node {
                 () = sleep_until(next_retry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if next_retry.is_some() => self.retry_due(),
             }
         }
+    }
+
+    /// Judges a task that ended: only a connection that no longer carries books may.
+    fn on_task_ended(&mut self, ended: Result<(Id, ()), JoinError>) -> Result<(), NodeError> {
+        let (id, panicked) = match ended {
+            Ok((id, ())) => (id, false),
+            Err(error) => (error.id(), error.is_panic()),
+        };
+        let task = if id == self.scheduler {
+            "snapshot scheduler"
+        } else {
+            let Some(connection) = self.connections.iter().find(|c| c.task == id) else {
+                return Ok(());
+            };
+            if connection.commands.is_none() && !panicked {
+                // Closed because it carried nothing any more.
+                return Ok(());
+            }
+            "stream connection"
+        };
+        tracing::error!(
+            task,
+            panicked,
+            "a task of the node is gone; stopping the node"
+        );
+        Err(NodeError::TaskEnded { task, panicked })
     }
 
     fn on_command(&mut self, command: NodeCommand) {
@@ -515,8 +594,12 @@ impl Node {
             max_backoff: self.config.max_backoff,
             max_lifetime: self.config.max_connection_lifetime,
         });
-        tokio::spawn(connection.run(commands_rx, self.stream_tx.clone()));
+        let task = self
+            .tasks
+            .spawn(connection.run(commands_rx, self.stream_tx.clone()))
+            .id();
         self.connections.push(Connection {
+            task,
             url,
             exchange,
             books: 0,
@@ -749,5 +832,70 @@ impl Node {
                 .resync(OutOfSyncReason::Refresh, &mut self.publisher);
             self.after(book, step);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node of its own segment whose endpoints lead nowhere.
+    fn node(name: &str) -> (Node, NodeHandle, mpsc::UnboundedReceiver<NodeCommand>) {
+        let mut config = NodeConfig::new(format!("nodetask{}", std::process::id()), name);
+        config.endpoints = EndpointOverrides::parse(["binance.com=http://127.0.0.1:9"]).unwrap();
+        config.max_books = 4;
+        config.levels_per_side = 10;
+        Node::start(config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panicking_scheduler_stops_the_node_with_an_error() {
+        let (mut node, _handle, commands) = node("panic");
+        // Stand-in for a scheduler that panics (the real one no longer does on any input).
+        node.scheduler = node.tasks.spawn(async { panic!("injected") }).id();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            node.run(commands, std::future::pending()),
+        )
+        .await
+        .expect("the node stops");
+        assert!(
+            matches!(
+                ended,
+                Err(NodeError::TaskEnded {
+                    task: "snapshot scheduler",
+                    panicked: true
+                })
+            ),
+            "{ended:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_that_ends_stops_the_node_with_an_error() {
+        let (mut node, _handle, commands) = node("ended");
+        node.tasks.abort_all();
+        let ended = tokio::time::timeout(
+            Duration::from_secs(10),
+            node.run(commands, std::future::pending()),
+        )
+        .await
+        .expect("the node stops");
+        assert!(
+            matches!(
+                ended,
+                Err(NodeError::TaskEnded {
+                    task: "snapshot scheduler",
+                    panicked: false
+                })
+            ),
+            "{ended:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_stopped_normally_reports_no_error() {
+        let (node, _handle, commands) = node("normal");
+        assert!(node.run(commands, async {}).await.is_ok());
     }
 }

@@ -219,7 +219,7 @@ impl SnapshotScheduler {
     ) {
         let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
         loop {
-            let wake = self.dispatch(&outcomes, &finished_tx);
+            let wake = self.dispatch(Instant::now(), &outcomes, &finished_tx);
             let sleep = tokio::time::sleep_until(wake.map_or_else(
                 || tokio::time::Instant::now() + Duration::from_secs(3600),
                 tokio::time::Instant::from_std,
@@ -229,7 +229,7 @@ impl SnapshotScheduler {
                     Some(request) => self.enqueue(request),
                     None => return,
                 },
-                Some(finished) = finished_rx.recv() => self.finish(finished),
+                Some(finished) = finished_rx.recv() => self.finish(finished, Instant::now()),
                 () = sleep => {}
             }
         }
@@ -251,7 +251,7 @@ impl SnapshotScheduler {
         }
     }
 
-    fn finish(&mut self, finished: Finished) {
+    fn finish(&mut self, finished: Finished, now: Instant) {
         if let Some(count) = self.in_flight.get_mut(&finished.endpoint) {
             *count = count.saturating_sub(1);
         }
@@ -263,18 +263,18 @@ impl SnapshotScheduler {
         if let (Some(weight), Some(budget)) =
             (finished.weight, self.budgets.get_mut(&finished.endpoint))
         {
-            budget.on_response(weight, Instant::now());
+            budget.on_response(weight, now);
         }
     }
 
-    /// Starts every queued download its endpoint allows now, oldest first; returns when to look
-    /// again for the ones still waiting.
+    /// Starts every queued download its endpoint allows at `now`, oldest first; returns when to
+    /// look again for the ones still waiting.
     fn dispatch(
         &mut self,
+        now: Instant,
         outcomes: &mpsc::UnboundedSender<SnapshotOutcome>,
         finished: &mpsc::UnboundedSender<Finished>,
     ) -> Option<Instant> {
-        let now = Instant::now();
         let mut wake: Option<Instant> = None;
         let mut index = 0;
         while index < self.queue.len() {
@@ -326,7 +326,20 @@ impl SnapshotScheduler {
         let api_key = self.config.api_keys.get(request.exchange);
         let stats = Arc::clone(&self.stats);
         tokio::spawn(async move {
-            let (result, weight) = download(&client, &endpoint, &request, api_key.as_deref()).await;
+            // The download runs in a task of its own: should it panic, the endpoint's slot is
+            // still given back and the book still hears of it (and retries), instead of both
+            // waiting for an answer that never comes.
+            let downloading = {
+                let (endpoint, request) = (endpoint.clone(), request.clone());
+                tokio::spawn(async move {
+                    download(&client, &endpoint, &request, api_key.as_deref()).await
+                })
+            };
+            let (result, weight) = downloading.await.unwrap_or_else(|error| {
+                let message = format!("the download task failed: {error}");
+                let url = endpoint.clone();
+                (Err(SnapshotError::Transport { url, message }), None)
+            });
             if result.is_err() {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -435,5 +448,62 @@ fn response_weight(response: &reqwest::Response) -> ResponseWeight {
         status: response.status().as_u16(),
         used_weight,
         retry_after_secs: number("retry-after"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weight_budget::MAX_RETRY_AFTER;
+
+    fn request(book: BookId) -> SnapshotRequest {
+        SnapshotRequest {
+            book,
+            epoch: 0,
+            exchange: Exchange::BinanceCom,
+            symbol: "BTCUSDT".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absurd_retry_after_neither_panics_nor_freezes_the_scheduler() {
+        // Issue 10: a 418 with `Retry-After: u64::MAX` panicked the scheduler's task, after
+        // which no book of the DCN ever resynced.
+        let endpoints = EndpointOverrides::parse(["binance.com=http://127.0.0.1:9"]).unwrap();
+        let mut scheduler = SnapshotScheduler::new(SnapshotConfig {
+            endpoints,
+            weight_share: 0.5,
+            api_keys: ApiKeys::default(),
+        })
+        .unwrap();
+        // Receivers kept, so the (failing) downloads report into the void quietly.
+        let (outcomes, _outcomes) = mpsc::unbounded_channel();
+        let (finished, _finished) = mpsc::unbounded_channel();
+        let now = Instant::now();
+
+        scheduler.enqueue(request(1));
+        assert_eq!(scheduler.dispatch(now, &outcomes, &finished), None);
+        let endpoint = scheduler.budgets.keys().next().unwrap().clone();
+        let banned = ResponseWeight {
+            status: 418,
+            used_weight: None,
+            retry_after_secs: Some(u64::MAX),
+        };
+        scheduler.finish(
+            Finished {
+                endpoint,
+                weight: Some(banned),
+            },
+            now,
+        );
+        assert_eq!(scheduler.stats.responses_418.load(Ordering::Relaxed), 1);
+
+        scheduler.enqueue(request(2));
+        let wake = scheduler
+            .dispatch(now, &outcomes, &finished)
+            .expect("the banned host is not asked");
+        assert_eq!(wake, now + MAX_RETRY_AFTER);
+        assert_eq!(scheduler.dispatch(wake, &outcomes, &finished), None);
+        assert!(scheduler.queue.is_empty(), "sent once the ban is over");
     }
 }

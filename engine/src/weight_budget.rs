@@ -26,6 +26,12 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// minutes, and guessing short only escalates them.
 const DEFAULT_BACKOFF: Duration = Duration::from_secs(120);
 
+/// The longest wait a `Retry-After` can impose: Binance's longest ban (three days). A larger
+/// value is no answer Binance gives (a broken proxy, a hostile neighbour on the path, or
+/// `u64::MAX`); believing it would stop every snapshot of the host for good, and adding it to an
+/// [`Instant`] would overflow.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3 * 24 * 3600);
+
 /// The answer to "may I send a request of this weight now?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permit {
@@ -132,8 +138,9 @@ impl WeightBudget {
             self.rejections += 1;
             let wait = response
                 .retry_after_secs
-                .map_or(DEFAULT_BACKOFF, Duration::from_secs);
-            let until = now + wait;
+                .map_or(DEFAULT_BACKOFF, retry_after);
+            // `MAX_RETRY_AFTER` fits any clock this runs on; `now` only on a clock at its end.
+            let until = now.checked_add(wait).unwrap_or(now);
             self.blocked_until = Some(
                 self.blocked_until
                     .map_or(until, |current| current.max(until)),
@@ -162,6 +169,20 @@ impl WeightBudget {
             self.spent.pop_front();
         }
     }
+}
+
+/// The wait a `Retry-After` of `secs` imposes, at most [`MAX_RETRY_AFTER`].
+fn retry_after(secs: u64) -> Duration {
+    let wait = Duration::from_secs(secs);
+    if wait > MAX_RETRY_AFTER {
+        tracing::warn!(
+            retry_after_secs = secs,
+            clamped_to_secs = MAX_RETRY_AFTER.as_secs(),
+            "Retry-After longer than any Binance ban; waiting the longest ban instead"
+        );
+        return MAX_RETRY_AFTER;
+    }
+    wait
 }
 
 #[cfg(test)]
@@ -272,6 +293,30 @@ mod tests {
             budget.try_spend(1, start),
             Permit::WaitUntil(start + DEFAULT_BACKOFF)
         );
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_clamped_to_the_longest_ban_and_never_panics() {
+        // Issue 10: `Retry-After: 18446744073709551615` overflowed `Instant + Duration`.
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5);
+        for status in [429, 418] {
+            budget.on_response(
+                ResponseWeight {
+                    status,
+                    used_weight: None,
+                    retry_after_secs: Some(u64::MAX),
+                },
+                start,
+            );
+        }
+        let until = start + MAX_RETRY_AFTER;
+        assert_eq!(
+            budget.try_spend(1, start + Duration::from_secs(3600)),
+            Permit::WaitUntil(until)
+        );
+        // Not frozen for good: the host is asked again once the longest ban is over.
+        assert_eq!(budget.try_spend(1, until), Permit::Granted);
     }
 
     #[test]

@@ -62,5 +62,5 @@ async fn books_are_validated_and_never_share_a_stream() {
     // The stream is free again.
     handle.add(spec("btcusdt")).await.unwrap();
     stop.send(()).ok();
-    running.await.unwrap();
+    running.await.unwrap().unwrap();
 }

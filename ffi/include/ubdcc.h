@@ -45,7 +45,7 @@ typedef enum ubdcc_status_t {
     UBDCC_ERR_INVALID_ARGUMENT = 2,  /* not UTF-8, bad cluster name, negative limit, NaN threshold */
     UBDCC_ERR_NOT_FOUND = 3,         /* no segment of the cluster on this host holds the book */
     UBDCC_ERR_OUT_OF_SYNC = 4,       /* the book is starting or out of sync: no levels served */
-    UBDCC_ERR_WRITER_GONE = 5,       /* the DCN writing the book is gone */
+    UBDCC_ERR_WRITER_GONE = 5,       /* the DCN writing the book is gone (or its segment shrank) */
     UBDCC_ERR_WRITER_HUNG = 6,       /* the DCN's heartbeat stopped (hung or stopped) */
     UBDCC_ERR_CONTENDED = 7,         /* the book changed during every bounded read attempt */
     UBDCC_ERR_BUFFER_TOO_SMALL = 8,  /* output truncated to capacity; the count says how many */
@@ -116,8 +116,15 @@ typedef struct ubdcc_book_entry_t {
 typedef struct ubdcc_reader_t ubdcc_reader_t;
 
 /* Opens a reader for every book of `cluster` on this host; a cluster without segments yet is
- * not an error (reads return UBDCC_ERR_NOT_FOUND until books appear). */
+ * not an error (reads return UBDCC_ERR_NOT_FOUND until books appear). Only segments owned by
+ * this process's effective uid, or by owners named in the environment variable
+ * UBDCC_SHM_TRUST ("uid:1000,gid:2000"), that group and others may not write, are read; others
+ * are ignored (`ubdcc shm list` says why). A bad UBDCC_SHM_TRUST is UBDCC_ERR_INVALID_ARGUMENT. */
 ubdcc_status_t ubdcc_reader_open(const char *cluster, ubdcc_reader_t **out_reader);
+
+/* Like ubdcc_reader_open, but also trusts the owners in `trust` (NULL or "uid:N,gid:N"). */
+ubdcc_status_t ubdcc_reader_open_trusting(const char *cluster, const char *trust,
+                                          ubdcc_reader_t **out_reader);
 
 /* Closes a reader; NULL is ignored. */
 void ubdcc_reader_close(ubdcc_reader_t *reader);

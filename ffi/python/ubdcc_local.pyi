@@ -41,6 +41,10 @@ class _BookListing(TypedDict):
     status: str
     error: Optional[str]
 
+class _IgnoredSegment(TypedDict):
+    segment: str
+    reason: str
+
 class UbdccError(Exception):
     """Base class of every error a ubdcc_local read raises."""
 
@@ -66,10 +70,14 @@ class InvalidQuery(UbdccError):
 class Reader:
     """Reads order books of a ubdcc cluster from shared memory on this host.
 
-    Raises ``ValueError`` for an invalid cluster name.
+    Only segments of this user, or of owners named in ``UBDCC_SHM_TRUST`` or ``trust`` (both
+    ``"uid:1000,gid:2000"``), that group and others may not write are read; ``ignored()`` lists
+    the others with the reason.
+
+    Raises ``ValueError`` for an invalid cluster name or trust setting.
     """
 
-    def __new__(cls, cluster: str = "default") -> Reader: ...
+    def __new__(cls, cluster: str = "default", trust: Optional[str] = None) -> Reader: ...
     @property
     def cluster(self) -> str: ...
     def get_asks(
@@ -106,5 +114,7 @@ class Reader:
         """The metadata of a book, synced or not."""
     def list(self) -> builtins.list[_BookListing]:
         """Every book of every segment of the cluster, one dict per replica."""
+    def ignored(self) -> builtins.list[_IgnoredSegment]:
+        """Segments not read because they are not trusted, with the reason."""
     def refresh(self) -> None:
         """Rescans the cluster's segments and rebuilds the book index."""

@@ -9,6 +9,10 @@
 //! functions return a `ubdcc_status_t` (0 is success) and leave a message for
 //! `ubdcc_last_error_message`; a null or invalid argument is an error code, never a crash; a
 //! Rust panic is caught at the boundary and returned as `UBDCC_ERR_INTERNAL`.
+//!
+//! Readers believe only segments of their own user, or of owners named in `UBDCC_SHM_TRUST`
+//! (`uid:N,gid:N`) or passed to `ubdcc_reader_open_trusting`, that nobody else may write
+//! (`ubdcc_shm::Trust` explains why).
 #![allow(non_camel_case_types)]
 
 mod reader;
@@ -17,7 +21,7 @@ mod types;
 
 pub use reader::{
     ubdcc_book_info, ubdcc_get_asks, ubdcc_get_bids, ubdcc_layout_hash, ubdcc_list_books,
-    ubdcc_reader_close, ubdcc_reader_open, ubdcc_reader_t,
+    ubdcc_reader_close, ubdcc_reader_open, ubdcc_reader_open_trusting, ubdcc_reader_t,
 };
 pub use status::{ubdcc_last_error_message, ubdcc_status_name, ubdcc_status_t};
 pub use types::{

@@ -3,11 +3,11 @@
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use ubdcc_shm::{ClusterReader, Level, LevelQuery, ReadError, Side};
+use ubdcc_shm::{ClusterReader, Level, LevelQuery, ReadError, Side, Trust};
 
 use crate::status::{
     UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INTERNAL, UBDCC_ERR_INVALID_ARGUMENT,
-    UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_name, fail_read, ubdcc_status_t,
+    UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_open, fail_read, ubdcc_status_t,
 };
 use crate::types::{ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t};
 
@@ -59,12 +59,18 @@ unsafe fn book_args<'a>(
 
 /// Opens a reader for every book of `cluster` on this host.
 ///
-/// A cluster without segments yet is not an error: reads return `UBDCC_ERR_NOT_FOUND` until its
-/// DCNs publish books.
+/// Only segments owned by this process's effective uid, or by owners named in the environment
+/// variable `UBDCC_SHM_TRUST` (`uid:N,gid:N`), that group and others may not write, are read;
+/// `ubdcc_reader_open_trusting` adds owners. A cluster without segments yet is not an error:
+/// reads return `UBDCC_ERR_NOT_FOUND` until its DCNs publish books.
 ///
 /// # Arguments
 /// - `cluster`: cluster name (`"default"`), NUL-terminated UTF-8.
 /// - `out_reader`: receives the new handle; release it with `ubdcc_reader_close`.
+///
+/// # Errors
+/// `UBDCC_ERR_INVALID_ARGUMENT` for a bad cluster name or `UBDCC_SHM_TRUST` setting,
+/// `UBDCC_ERR_NULL_ARGUMENT`.
 ///
 /// # Safety
 /// `cluster` is a valid NUL-terminated string; `out_reader` is a valid pointer to writable storage
@@ -72,6 +78,30 @@ unsafe fn book_args<'a>(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ubdcc_reader_open(
     cluster: *const c_char,
+    out_reader: *mut *mut ubdcc_reader_t,
+) -> ubdcc_status_t {
+    // SAFETY: the same contract as this function's; a null `trust` adds no owner.
+    unsafe { ubdcc_reader_open_trusting(cluster, std::ptr::null(), out_reader) }
+}
+
+/// Like `ubdcc_reader_open`, but also trusts the owners in `trust`.
+///
+/// # Arguments
+/// - `cluster`: cluster name, NUL-terminated UTF-8.
+/// - `trust`: NULL, or owners to trust besides this user and `UBDCC_SHM_TRUST`, in the same
+///   form: `"uid:1000,gid:2000"`.
+/// - `out_reader`: receives the new handle; release it with `ubdcc_reader_close`.
+///
+/// # Errors
+/// As `ubdcc_reader_open`, and `UBDCC_ERR_INVALID_ARGUMENT` for a bad `trust`.
+///
+/// # Safety
+/// `cluster` is a valid NUL-terminated string; `trust` is NULL or a valid NUL-terminated string;
+/// `out_reader` is a valid pointer to writable storage for one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ubdcc_reader_open_trusting(
+    cluster: *const c_char,
+    trust: *const c_char,
     out_reader: *mut *mut ubdcc_reader_t,
 ) -> ubdcc_status_t {
     guarded(|| {
@@ -83,9 +113,22 @@ pub unsafe extern "C" fn ubdcc_reader_open(
             Ok(cluster) => cluster,
             Err(status) => return status,
         };
-        let reader = match ClusterReader::open(cluster) {
+        let extra = if trust.is_null() {
+            ""
+        } else {
+            // SAFETY: `trust` is a valid C string (this function's contract; non-null here).
+            match unsafe { str_arg(trust, "trust") } {
+                Ok(extra) => extra,
+                Err(status) => return status,
+            }
+        };
+        let trust = match Trust::from_env().and_then(|trust| trust.with_spec(extra)) {
+            Ok(trust) => trust,
+            Err(error) => return fail_open(&error),
+        };
+        let reader = match ClusterReader::open_trusting(cluster, trust) {
             Ok(reader) => reader,
-            Err(error) => return fail_name(&error),
+            Err(error) => return fail_open(&error),
         };
         let handle = Box::into_raw(Box::new(ubdcc_reader_t {
             reader,

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::{CString, c_char, c_int};
 
-use ubdcc_shm::{InvalidName, ReadError};
+use ubdcc_shm::ReadError;
 
 /// The result of every fallible `ubdcc_` function.
 #[repr(C)]
@@ -54,7 +54,9 @@ pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
     let status = match error {
         ReadError::NotFound { .. } => UBDCC_ERR_NOT_FOUND,
         ReadError::NotSynced { .. } => UBDCC_ERR_OUT_OF_SYNC,
-        ReadError::WriterGone { .. } => UBDCC_ERR_WRITER_GONE,
+        // A shrunk segment is as unreadable as a dead writer's, and for good; the message says
+        // which it is.
+        ReadError::WriterGone { .. } | ReadError::SegmentShrunk { .. } => UBDCC_ERR_WRITER_GONE,
         ReadError::WriterHung { .. } => UBDCC_ERR_WRITER_HUNG,
         ReadError::Contended { .. } => UBDCC_ERR_CONTENDED,
         ReadError::InvalidQuery(_) => UBDCC_ERR_INVALID_ARGUMENT,
@@ -63,8 +65,8 @@ pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
     fail(status, error.to_string())
 }
 
-/// Records an invalid cluster name.
-pub(crate) fn fail_name(error: &InvalidName) -> ubdcc_status_t {
+/// Records why a reader could not be opened: an invalid cluster name or trust setting.
+pub(crate) fn fail_open(error: &impl std::error::Error) -> ubdcc_status_t {
     fail(UBDCC_ERR_INVALID_ARGUMENT, error.to_string())
 }
 

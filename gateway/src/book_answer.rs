@@ -75,6 +75,7 @@ fn read_error(error: &ReadError, request: &BookRequest, event: &str) -> ApiError
             out_of_sync_error(event, exchange, market).with("reason", status_reason(status))
         }
         ReadError::WriterGone { .. }
+        | ReadError::SegmentShrunk { .. }
         | ReadError::WriterHung { .. }
         | ReadError::Contended { .. }
         | ReadError::Io { .. } => {

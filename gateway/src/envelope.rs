@@ -102,6 +102,13 @@ impl ErrorId {
     /// #1111: mgmt could not store its state durably (the change was not made).
     pub const STORAGE: Self = Self("#1111");
 
+    /// #1112: no DCN has room for another book (each holds as many as its segment can); add a
+    /// DCN or stop books.
+    pub const CLUSTER_FULL: Self = Self("#1112");
+
+    /// #1113: a `refresh_interval` below [`crate::mgmt::public::MIN_REFRESH_INTERVAL`] seconds.
+    pub const REFRESH_TOO_SHORT: Self = Self("#1113");
+
     /// The wire form, `#NNNN`.
     pub const fn as_str(self) -> &'static str {
         self.0

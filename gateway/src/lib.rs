@@ -13,6 +13,7 @@
 //!   assignments applied to its engine.
 //! - [`client`], [`auth`], [`identity`], [`lifecycle`], [`metrics`]: internal calls, secrets,
 //!   pod identity, shutdown, `/metrics`.
+//! - [`private_file`]: files that hold secrets (0600 in 0700 folders, written atomically).
 //!
 //! The gateway never reaches into the engine's books: it reads them through `ubdcc-shm` like any
 //! other reader, and drives a DCN's engine only through its public `NodeHandle`.
@@ -29,6 +30,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod mgmt;
 pub mod params;
+pub mod private_file;
 pub mod restapi;
 
 pub use envelope::{ApiError, ErrorId};

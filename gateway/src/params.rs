@@ -24,8 +24,10 @@ use crate::envelope::{ApiError, ErrorId};
 #[derive(Debug, Clone)]
 pub struct Params {
     event: &'static str,
-    values: HashMap<String, Value>,
-    /// The JSON body as received (for `debug.post_body`).
+    /// The query string's values.
+    query: HashMap<String, Value>,
+    /// The JSON body as received (its keys win over the query's; also `debug.post_body`). Kept
+    /// once, not copied into `query`: a large body is parsed once and never cloned.
     body: Option<Map<String, Value>>,
 }
 
@@ -40,28 +42,22 @@ impl Params {
         query: Option<&str>,
         body: &[u8],
     ) -> Result<Self, ApiError> {
-        let mut values: HashMap<String, Value> =
-            form_urlencoded::parse(query.unwrap_or("").as_bytes())
-                .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
-                .collect();
+        let query: HashMap<String, Value> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .map(|(key, value)| (key.into_owned(), Value::String(value.into_owned())))
+            .collect();
         let body = if body.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
-            let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
+            let Ok(object) = serde_json::from_slice::<Map<String, Value>>(body) else {
                 return Err(ApiError::new(
                     ErrorId::INVALID_BODY,
                     event,
                     "Invalid request body: expected a JSON object",
                 ));
             };
-            values.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
             Some(object)
         };
-        Ok(Self {
-            event,
-            values,
-            body,
-        })
+        Ok(Self { event, query, body })
     }
 
     /// The event errors are reported under.
@@ -74,9 +70,17 @@ impl Params {
         self.body.as_ref()
     }
 
+    /// The value of `key` as sent: the body's, else the query's.
+    fn raw(&self, key: &str) -> Option<&Value> {
+        self.body
+            .as_ref()
+            .and_then(|body| body.get(key))
+            .or_else(|| self.query.get(key))
+    }
+
     /// The value of `key` unless it is not set (missing, `null`, `""` or `"None"`).
     fn value(&self, key: &str) -> Option<&Value> {
-        match self.values.get(key)? {
+        match self.raw(key)? {
             Value::Null => None,
             Value::String(text) if is_unset(text) => None,
             value => Some(value),
@@ -229,7 +233,7 @@ impl Params {
 
     /// A flag such as `debug`: on when the value, lowercased, is `"true"` (or JSON `true`).
     pub fn flag(&self, key: &str) -> bool {
-        match self.values.get(key) {
+        match self.raw(key) {
             Some(Value::Bool(on)) => *on,
             Some(Value::String(text)) => text.trim().eq_ignore_ascii_case("true"),
             _ => false,
@@ -257,33 +261,87 @@ fn shown(value: &Value) -> String {
     crate::envelope::clip(&text).into_owned()
 }
 
-/// Largest request body read (a create_depthcaches of many thousand markets fits).
-pub const MAX_BODY: usize = 16 << 20;
+/// Largest request body read: a create_depthcaches of ~40 000 markets, a DCN's sync report of
+/// ~7 000 replicas.
+pub const MAX_BODY: usize = 1 << 20;
 
 /// A larger body is still read (and dropped) up to this size, so the client gets its #1106
 /// answer instead of a connection reset mid-upload.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-/// Reads a request body of at most [`MAX_BODY`] bytes.
+/// A body must arrive within this time: the HTTP server's header timeout does not cover it, and
+/// a slow upload must not hold its share of [`BODY_BUDGET`] for ever.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Parsed JSON is at most this many times larger than its text (`[0,0,…]`: 2 bytes become a
+/// 32-byte `Value`, and a growing `Vec` may hold twice that).
+const PARSED_PER_BYTE: usize = 32;
+
+/// The request bodies in flight in this process, counted at their worst parsed size, never take
+/// more than this much memory (128 MiB: four bodies of [`MAX_BODY`] at once). Further bodies
+/// wait for room (back-pressure) instead of growing memory: a flood of large bodies slows down,
+/// the process does not run out of memory.
+static BODY_BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_BODY * PARSED_PER_BYTE * 4);
+
+/// A request body read by [`read_body`]; it holds its share of [`BODY_BUDGET`] until dropped,
+/// so keep it (and what is parsed from it) no longer than the request.
+#[derive(Debug)]
+pub struct RequestBody {
+    bytes: bytes::Bytes,
+    _budget: Option<tokio::sync::SemaphorePermit<'static>>,
+}
+
+impl std::ops::Deref for RequestBody {
+    type Target = bytes::Bytes;
+
+    fn deref(&self) -> &bytes::Bytes {
+        &self.bytes
+    }
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes within [`BODY_DEADLINE`].
 ///
 /// # Errors
-/// #1106 when it is larger or cannot be read.
+/// #1106 when it is larger, late, or cannot be read.
 pub async fn read_body(
     body: axum::body::Body,
     event: &'static str,
-) -> Result<bytes::Bytes, ApiError> {
+) -> Result<RequestBody, ApiError> {
+    let invalid = |detail: String| {
+        ApiError::new(
+            ErrorId::INVALID_BODY,
+            event,
+            format!("Invalid request body: {detail}"),
+        )
+    };
+    match tokio::time::timeout(BODY_DEADLINE, collect(body)).await {
+        Err(_) => Err(invalid(format!(
+            "not received within {} s",
+            BODY_DEADLINE.as_secs()
+        ))),
+        Ok(Err(error)) => Err(invalid(error)),
+        Ok(Ok(None)) => Err(invalid(format!("larger than {MAX_BODY} bytes"))),
+        Ok(Ok(Some(body))) => Ok(body),
+    }
+}
+
+/// The body's bytes with their budget; `None` when it is larger than [`MAX_BODY`] (drained up
+/// to [`DRAIN_LIMIT`]).
+async fn collect(mut body: axum::body::Body) -> Result<Option<RequestBody>, String> {
+    use axum::body::HttpBody as _;
     use http_body_util::BodyExt as _;
-    let mut body = body;
     let mut collected = bytes::BytesMut::new();
+    let mut budget = Budget::default();
+    // The whole announced length at once (Content-Length): one wait, no partial holding.
+    if let Some(length) = body.size_hint().exact()
+        && length <= MAX_BODY as u64
+    {
+        budget.reserve(length as usize).await?;
+    }
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| {
-            ApiError::new(
-                ErrorId::INVALID_BODY,
-                event,
-                format!("Invalid request body: {error}"),
-            )
-        })?;
+        let frame = frame.map_err(|error| error.to_string())?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -291,15 +349,55 @@ pub async fn read_body(
         if seen > DRAIN_LIMIT {
             break;
         }
-        if seen <= MAX_BODY {
-            collected.extend_from_slice(&data);
+        if seen > MAX_BODY {
+            // Drained, not kept: its budget goes back now.
+            budget = Budget::default();
+            collected = bytes::BytesMut::new();
+            continue;
         }
+        budget.reserve(seen).await?;
+        collected.extend_from_slice(&data);
     }
     if seen > MAX_BODY {
-        let message = format!("Invalid request body: larger than {MAX_BODY} bytes");
-        return Err(ApiError::new(ErrorId::INVALID_BODY, event, message));
+        return Ok(None);
     }
-    Ok(collected.freeze())
+    Ok(Some(RequestBody {
+        bytes: collected.freeze(),
+        _budget: budget.permit,
+    }))
+}
+
+/// One body's share of [`BODY_BUDGET`].
+#[derive(Default)]
+struct Budget {
+    permit: Option<tokio::sync::SemaphorePermit<'static>>,
+}
+
+impl Budget {
+    /// Holds the share of a body of `bytes` bytes. When the budget has no room, it lets go of
+    /// what it holds before it waits: bodies that wait for room while holding some would wait
+    /// for each other for ever.
+    async fn reserve(&mut self, bytes: usize) -> Result<(), String> {
+        let needed = u32::try_from(bytes.saturating_mul(PARSED_PER_BYTE)).unwrap_or(u32::MAX);
+        let held = self.permit.as_ref().map_or(0, |p| p.num_permits() as u32);
+        if needed <= held {
+            return Ok(());
+        }
+        if let Ok(more) = BODY_BUDGET.try_acquire_many(needed - held) {
+            match &mut self.permit {
+                Some(permit) => permit.merge(more),
+                None => self.permit = Some(more),
+            }
+            return Ok(());
+        }
+        self.permit = None;
+        let all = BODY_BUDGET
+            .acquire_many(needed)
+            .await
+            .map_err(|error| error.to_string())?;
+        self.permit = Some(all);
+        Ok(())
+    }
 }
 
 /// The parameters of a get_asks / get_bids read, validated.

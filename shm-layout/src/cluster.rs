@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use crate::book::{BookInfo, Level};
-use crate::error::{InvalidName, OpenSegmentError, ReadError};
+use crate::error::{InvalidName, OpenClusterError, OpenSegmentError, ReadError, UntrustedSegment};
 use crate::liveness::unix_now_ns;
 use crate::query::LevelQuery;
 use crate::reader::{SegmentReader, SlotRead};
 use crate::segment::{SEGMENT_PREFIX, SHM_DIR, check_name_part};
 use crate::status::{BookStatus, Side};
+use crate::trust::Trust;
 
 /// Where one replica of a book lives.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,9 @@ impl BookListing {
 /// tries again, so new books, removed books, new DCNs and restarted DCNs are followed without the
 /// caller doing anything. Checking costs one `stat`; a rescan happens only when something changed.
 ///
+/// Only segments of trusted owners that nobody else may write are read ([`Trust`]); others are
+/// listed by [`ClusterReader::ignored`] with the reason, and never shadow a real replica.
+///
 /// ```no_run
 /// use ubdcc_shm::{ClusterReader, LevelQuery, Side};
 /// let mut reader = ClusterReader::open("default")?;
@@ -67,6 +71,8 @@ pub struct ClusterReader {
     cluster: String,
     /// Only this DCN's segment, when set.
     dcn: Option<String>,
+    /// Whose segments are believed.
+    trust: Trust,
     segments: Vec<SegmentReader>,
     /// exchange → market → replicas; exchanges are few, so a short vector beats hashing twice.
     index: Vec<(Box<str>, Markets)>,
@@ -114,30 +120,47 @@ enum Attempt {
 }
 
 impl ClusterReader {
-    /// Opens every segment of `cluster` on this host. A cluster with no segment yet is not an
+    /// Opens every segment of `cluster` on this host that [`Trust::from_env`] believes (this
+    /// user's, plus owners named in `UBDCC_SHM_TRUST`). A cluster with no segment yet is not an
     /// error: reads report books as not found until DCNs appear.
     ///
     /// # Errors
+    /// [`OpenClusterError::InvalidName`] when `cluster` is not a valid cluster name,
+    /// [`OpenClusterError::InvalidTrust`] when `UBDCC_SHM_TRUST` cannot be parsed.
+    pub fn open(cluster: &str) -> Result<Self, OpenClusterError> {
+        Ok(Self::open_filtered(cluster, None, Trust::from_env()?)?)
+    }
+
+    /// Like [`ClusterReader::open`], but believes exactly the owners `trust` names (the
+    /// environment is not read).
+    ///
+    /// # Errors
     /// [`InvalidName`] when `cluster` is not a valid cluster name.
-    pub fn open(cluster: &str) -> Result<Self, InvalidName> {
-        Self::open_filtered(cluster, None)
+    pub fn open_trusting(cluster: &str, trust: Trust) -> Result<Self, InvalidName> {
+        Self::open_filtered(cluster, None, trust)
     }
 
     /// Like [`ClusterReader::open`], but reads only the segment of DCN `dcn` (a DCN answering
     /// for its own books).
     ///
     /// # Errors
-    /// [`InvalidName`] when `cluster` or `dcn` is not a valid name.
-    pub fn open_dcn(cluster: &str, dcn: &str) -> Result<Self, InvalidName> {
+    /// As [`ClusterReader::open`], and [`OpenClusterError::InvalidName`] for an invalid `dcn`.
+    pub fn open_dcn(cluster: &str, dcn: &str) -> Result<Self, OpenClusterError> {
         check_name_part("dcn", dcn)?;
-        Self::open_filtered(cluster, Some(dcn.to_owned()))
+        let trust = Trust::from_env()?;
+        Ok(Self::open_filtered(cluster, Some(dcn.to_owned()), trust)?)
     }
 
-    fn open_filtered(cluster: &str, dcn: Option<String>) -> Result<Self, InvalidName> {
+    fn open_filtered(
+        cluster: &str,
+        dcn: Option<String>,
+        trust: Trust,
+    ) -> Result<Self, InvalidName> {
         check_name_part("cluster", cluster)?;
         let mut reader = Self {
             cluster: cluster.to_owned(),
             dcn,
+            trust,
             segments: Vec::new(),
             index: Vec::new(),
             indexed_versions: Vec::new(),
@@ -215,9 +238,30 @@ impl ClusterReader {
     }
 
     /// Segments of this cluster that could not be opened at the last refresh (corrupt, another
-    /// layout, ...), so tools can say why a DCN's books are missing.
+    /// layout, ...), so tools can say why a DCN's books are missing. Untrusted segments are not
+    /// among them: see [`ClusterReader::ignored`].
     pub fn open_errors(&self) -> impl Iterator<Item = &OpenSegmentError> {
-        self.unopenable.iter().map(|bad| &bad.error)
+        self.unopenable
+            .iter()
+            .map(|bad| &bad.error)
+            .filter(|error| !matches!(error, OpenSegmentError::Untrusted(_)))
+    }
+
+    /// Segments of this cluster that were not read at the last refresh because their owner is
+    /// not trusted, group or others may write them, or they are not regular files; each with
+    /// the reason (its `Display` names the segment and says why).
+    pub fn ignored(&self) -> impl Iterator<Item = &UntrustedSegment> {
+        self.unopenable.iter().filter_map(|bad| {
+            let OpenSegmentError::Untrusted(untrusted) = &bad.error else {
+                return None;
+            };
+            Some(untrusted)
+        })
+    }
+
+    /// The owners whose segments this reader believes.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
     }
 
     /// Reads one side of a synced book: `out` receives the levels `query` selects, best first.
@@ -427,10 +471,11 @@ impl ClusterReader {
         let mut changed = false;
         for name in names {
             // A segment whose file is still the one behind its name is kept as it is, even when
-            // its writer is gone: reopening it would only find the same dead writer again.
+            // its writer is gone: reopening it would only find the same dead writer again. A
+            // shrunk one is reopened, which reports what it is now (truncated, most likely).
             let same_file = previous
                 .iter()
-                .position(|s| s.name() == name && is_named_by(s));
+                .position(|s| s.name() == name && is_named_by(s) && !s.is_shrunk());
             if let Some(position) = same_file {
                 kept.push(previous.swap_remove(position));
                 continue;
@@ -445,7 +490,7 @@ impl ClusterReader {
                 continue;
             }
             changed = true;
-            match SegmentReader::open(&name) {
+            match SegmentReader::open(&name, &self.trust) {
                 Ok(segment) => kept.push(segment),
                 // Gone between listing and opening: nothing to report.
                 Err(OpenSegmentError::NotFound { .. }) => {}

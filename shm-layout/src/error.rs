@@ -6,6 +6,7 @@ use thiserror::Error;
 
 use crate::query::InvalidQuery;
 use crate::status::BookStatus;
+use crate::trust::{Distrust, InvalidTrust};
 
 /// A cluster or DCN name is empty, too long or has characters other than `A-Za-z0-9_-`.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -36,6 +37,14 @@ pub enum CreateSegmentError {
         /// Bytes needed.
         size: u64,
     },
+    /// The mode would let group or others write the segment (or has bits beyond `0o644`).
+    #[error(
+        "segment mode {mode:04o} is not allowed: use a subset of 0644 (readers refuse segments that group or others may write)"
+    )]
+    InvalidMode {
+        /// The mode asked for.
+        mode: u32,
+    },
     /// A live writer already owns the segment.
     #[error("segment {name} is owned by a live writer (pid {pid})")]
     InUse {
@@ -55,6 +64,27 @@ pub enum CreateSegmentError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A segment a reader refuses to believe (see [`crate::Trust`]); it is not mapped.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("segment {name} ignored: {reason}")]
+pub struct UntrustedSegment {
+    /// Segment name.
+    pub name: String,
+    /// Why it is not believed.
+    pub reason: Distrust,
+}
+
+/// Opening a cluster reader failed.
+#[derive(Debug, Error)]
+pub enum OpenClusterError {
+    /// The cluster or DCN name is invalid.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// The trust setting (`UBDCC_SHM_TRUST` or an argument) is invalid.
+    #[error(transparent)]
+    InvalidTrust(#[from] InvalidTrust),
 }
 
 /// Opening an existing segment failed. Nothing in a segment is trusted before these checks pass.
@@ -87,6 +117,9 @@ pub enum OpenSegmentError {
         /// Size required.
         expected: u64,
     },
+    /// The segment's owner or mode is not trusted; nothing of it was read.
+    #[error(transparent)]
+    Untrusted(#[from] UntrustedSegment),
     /// The file does not start with the segment magic: not a ubdcc segment.
     #[error("segment {name} is not a ubdcc segment (magic {found:#018x})")]
     BadMagic {
@@ -210,6 +243,19 @@ pub enum ReadError {
         segment: String,
         /// Pid recorded in the segment.
         pid: u32,
+    },
+    /// The segment file became smaller than the reader mapped: something broke the rule that
+    /// segments are never shrunk. Detected before its memory is touched again; never served again.
+    #[error(
+        "segment {segment} shrank from {mapped} to {size} bytes under this reader; its books are not served"
+    )]
+    SegmentShrunk {
+        /// Segment name.
+        segment: String,
+        /// Bytes mapped at open.
+        mapped: u64,
+        /// Bytes the file has now.
+        size: u64,
     },
     /// The writer is alive but its heartbeat stopped.
     #[error("writer of segment {segment} (pid {pid}) is hung: no heartbeat for {silent_ms} ms")]

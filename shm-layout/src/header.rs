@@ -94,7 +94,7 @@ pub struct SegmentHeader {
     pub(crate) _reserved3: [AtomicU64; 7],
 }
 
-/// Size of [`SegmentHeader`] in bytes.
+/// Size of the segment header (`SegmentHeader`, mirrored in the C header) in bytes.
 pub const SEGMENT_HEADER_SIZE: usize = 256;
 const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_SIZE);
 const _: () = assert!(std::mem::offset_of!(SegmentHeader, heartbeat_ns) == 128);

@@ -13,11 +13,15 @@
 //!   `limit_count` / `threshold_volume` semantics.
 //! - A dead writer (its `flock` is free) or a hung one (heartbeat older than [`HUNG_AFTER`]) turns
 //!   every read into an error, never into stale data.
+//! - Segments are created `0600` ([`DEFAULT_SEGMENT_MODE`]; [`SegmentConfig::mode`] and
+//!   [`SegmentConfig::group`] open them to a group), and readers believe only segments of owners
+//!   they [`Trust`] that nobody else may write: anyone can create a file in `/dev/shm`.
 //!
 //! # Layout
 //! `header` (segment identity, geometry, liveness), `directory` (book → slot), `slot` (one book),
 //! `seqlock` (the read/write protocol), `mapping` (the only `unsafe`), `segment` (names, geometry),
-//! `writer`, `reader`, `cluster`, `liveness`, `layout` (the layout hash the C header mirrors).
+//! `writer`, `reader`, `cluster`, `liveness`, `trust` (whose segments readers believe), `layout`
+//! (the layout hash the C header mirrors).
 //!
 //! # Example
 //! ```
@@ -60,13 +64,17 @@ mod seqlock;
 mod slot;
 mod status;
 pub mod test_pattern;
+mod trust;
 mod writer;
 
 pub use book::{BookInfo, BookMeta, BookSides, Level, RawLevel};
 pub use cluster::{BookListing, ClusterReader};
 pub use decimal::{Decimal, ParseDecimalError};
 pub use directory::MAX_NAME_LEN;
-pub use error::{CreateSegmentError, InvalidName, OpenSegmentError, ReadError, WriteError};
+pub use error::{
+    CreateSegmentError, InvalidName, OpenClusterError, OpenSegmentError, ReadError,
+    UntrustedSegment, WriteError,
+};
 pub use header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 pub use layout::{LAYOUT_HASH, layout_table};
 pub use liveness::{HEARTBEAT_INTERVAL, HUNG_AFTER};
@@ -75,4 +83,5 @@ pub use reader::{DirectoryListing, SegmentReader, WriterInfo};
 pub use segment::{MAX_BOOKS_PER_SEGMENT, SEGMENT_PREFIX, segment_name, segment_size};
 pub use slot::{DEFAULT_LEVELS_PER_SIDE, MAX_LEVELS_PER_SIDE, slot_size};
 pub use status::{BookStatus, OutOfSyncReason, Side};
-pub use writer::{BookHandle, Heartbeat, SegmentConfig, SegmentWriter};
+pub use trust::{Distrust, InvalidTrust, TRUST_ENV, Trust};
+pub use writer::{BookHandle, DEFAULT_SEGMENT_MODE, Heartbeat, SegmentConfig, SegmentWriter};

@@ -2,15 +2,14 @@
 //! seqlock reads of single slots.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 
-use rustix::fs::Mode;
-use rustix::shm;
+use rustix::fs::{Mode, OFlags};
 
 use crate::book::{BookInfo, Level};
 use crate::decimal::mantissa_to_f64;
 use crate::directory::{load_name, unpack_name};
-use crate::error::{OpenSegmentError, ReadError};
+use crate::error::{OpenSegmentError, ReadError, UntrustedSegment};
 use crate::header::{
     LAYOUT_MAJOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC, SegmentHeader, SegmentState,
 };
@@ -20,10 +19,11 @@ use crate::liveness::{
 };
 use crate::mapping::{Access, Mapping};
 use crate::query::LevelQuery;
-use crate::segment::{Geometry, SegmentView};
+use crate::segment::{Geometry, SHM_DIR, SegmentView};
 use crate::seqlock::{ReadSection, RetryBudget};
 use crate::slot::{LevelWords, SlotHeader, unpack_exponents, unpack_pair};
 use crate::status::{BookStatus, Side};
+use crate::trust::{Distrust, Trust};
 
 /// Who writes a segment, as recorded in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,13 @@ pub(crate) enum SlotRead {
     },
 }
 
+/// `SegmentReader::ended`: still served.
+const SERVING: u8 = 0;
+/// `SegmentReader::ended`: the writer closed the segment or died.
+const WRITER_GONE: u8 = 1;
+/// `SegmentReader::ended`: the file became smaller than mapped.
+const SHRUNK: u8 = 2;
+
 /// A validated, read-only mapping of one segment.
 ///
 /// `SegmentReader` is `Send + Sync`; reads take `&self` and never write to the segment.
@@ -82,25 +89,30 @@ pub struct SegmentReader {
     fd: OwnedFd,
     view: SegmentView,
     writer: WriterInfo,
+    /// Bytes mapped: the file's size at open. A smaller file means someone shrank it.
+    mapped_len: u64,
     /// Coarse-clock time of the last lock probe; rate-limits probes across threads.
     last_probe_ns: AtomicU64,
-    /// Sticky: once the writer is gone it never comes back to this file.
-    gone: AtomicBool,
+    /// Sticky: why this segment is no longer served ([`SERVING`] while it is). Once the writer is
+    /// gone it never comes back to this file, and a shrunk file is never mapped memory again.
+    ended: AtomicU8,
     /// Read sections retried because the writer was mid-publish (for metrics; counted only on
     /// the retry path, never on the fast path).
     retries: AtomicU64,
 }
 
 impl SegmentReader {
-    /// Opens and validates the segment called `name` (e.g. `ubdcc.default.dcn-0`).
+    /// Opens and validates the segment called `name` (e.g. `ubdcc.default.dcn-0`), if `trust`
+    /// believes its owner and mode (checked on the open descriptor before anything is mapped).
     ///
     /// # Errors
-    /// [`OpenSegmentError::NotFound`] when it does not exist; [`OpenSegmentError::Truncated`],
-    /// [`OpenSegmentError::BadMagic`], [`OpenSegmentError::LayoutVersion`],
-    /// [`OpenSegmentError::LayoutHash`], [`OpenSegmentError::Corrupt`] or
-    /// [`OpenSegmentError::NotReady`] when it is not a complete segment of this layout; a dead or
-    /// closed writer is not an open error (reads report it).
-    pub fn open(name: &str) -> Result<Self, OpenSegmentError> {
+    /// [`OpenSegmentError::NotFound`] when it does not exist; [`OpenSegmentError::Untrusted`]
+    /// when its owner is not trusted, group or others may write it, or it is not a regular file;
+    /// [`OpenSegmentError::Truncated`], [`OpenSegmentError::BadMagic`],
+    /// [`OpenSegmentError::LayoutVersion`], [`OpenSegmentError::LayoutHash`],
+    /// [`OpenSegmentError::Corrupt`] or [`OpenSegmentError::NotReady`] when it is not a complete
+    /// segment of this layout; a dead or closed writer is not an open error (reads report it).
+    pub fn open(name: &str, trust: &Trust) -> Result<Self, OpenSegmentError> {
         let io = |op: &'static str| {
             move |e: rustix::io::Errno| OpenSegmentError::Io {
                 op,
@@ -108,16 +120,33 @@ impl SegmentReader {
                 source: e.into(),
             }
         };
-        let fd = match shm::open(name, shm::OFlags::RDONLY, Mode::empty()) {
+        let untrusted = |reason: Distrust| {
+            OpenSegmentError::from(UntrustedSegment {
+                name: name.to_owned(),
+                reason,
+            })
+        };
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(OpenSegmentError::NotFound {
+                name: name.to_owned(),
+            });
+        }
+        // What `shm_open` does, plus NONBLOCK and NOFOLLOW: a FIFO planted under a segment's name
+        // must not block the open, nor a symbolic link lead elsewhere (see `trust`).
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rustix::fs::open(format!("{SHM_DIR}/{name}"), flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT) => {
                 return Err(OpenSegmentError::NotFound {
                     name: name.to_owned(),
                 });
             }
+            Err(rustix::io::Errno::LOOP) => return Err(untrusted(Distrust::NotRegularFile)),
             Err(errno) => return Err(io("open")(errno)),
         };
-        let size = u64::try_from(rustix::fs::fstat(&fd).map_err(io("stat"))?.st_size).unwrap_or(0);
+        let stat = rustix::fs::fstat(&fd).map_err(io("stat"))?;
+        trust.check(&stat).map_err(untrusted)?;
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
         if size < SEGMENT_HEADER_SIZE as u64 {
             return Err(OpenSegmentError::Truncated {
                 name: name.to_owned(),
@@ -144,8 +173,9 @@ impl SegmentReader {
             fd,
             view: SegmentView::new(map, geometry),
             writer,
+            mapped_len: size,
             last_probe_ns: AtomicU64::new(0),
-            gone: AtomicBool::new(false),
+            ended: AtomicU8::new(SERVING),
             retries: AtomicU64::new(0),
         })
     }
@@ -157,7 +187,12 @@ impl SegmentReader {
 
     /// How long ago the writer last beat (it beats every [`crate::HEARTBEAT_INTERVAL`] while
     /// alive; readers call it hung after [`crate::HUNG_AFTER`]).
+    ///
+    /// A shrunk segment reports [`std::time::Duration::MAX`] (its header is not read again).
     pub fn heartbeat_age(&self) -> std::time::Duration {
+        if self.is_shrunk() {
+            return std::time::Duration::MAX;
+        }
         // Relaxed: an age a moment old is as good as a current one.
         let beat = self.view.header().heartbeat_ns.load(Ordering::Relaxed);
         std::time::Duration::from_nanos(monotonic_coarse_ns().saturating_sub(beat))
@@ -178,8 +213,12 @@ impl SegmentReader {
         self.view.geometry().levels_per_side
     }
 
-    /// The directory's change counter; it moves whenever a book is added or removed.
+    /// The directory's change counter; it moves whenever a book is added or removed. A shrunk
+    /// segment reports 0 (its header is not read again).
     pub fn directory_version(&self) -> u64 {
+        if self.is_shrunk() {
+            return 0;
+        }
         // Relaxed + Acquire fence (only Relaxed loads are allowed on a read-only mapping).
         let version = self.view.header().directory_version.load(Ordering::Relaxed);
         // SYNC POINT (Acquire fence): pairs with the Release bump in `SegmentWriter`.
@@ -215,34 +254,26 @@ impl SegmentReader {
 
     #[inline]
     fn check_liveness(&self, probe: LockProbe) -> Result<(), ReadError> {
-        if self.gone.load(Ordering::Relaxed) {
-            return Err(self.gone_error());
+        if self.ended.load(Ordering::Relaxed) != SERVING {
+            return Err(self.ended_error());
+        }
+        let now = monotonic_coarse_ns();
+        // The probe is three syscalls, so it runs at most every probe interval, also while the
+        // writer is hung: a hung writer that then dies is still seen gone within the interval.
+        // It runs before the header is read, so a shrunk file is caught before it is touched.
+        let probe_due = probe == LockProbe::Now
+            || now.saturating_sub(self.last_probe_ns.load(Ordering::Relaxed))
+                >= LOCK_PROBE_INTERVAL_NS;
+        if probe_due {
+            self.probe(now)?;
         }
         let header = self.view.header();
         // Relaxed: `state` only moves to Closed; seeing it a little late is the same as reading a
         // moment earlier.
         if header.state.load(Ordering::Relaxed) != SegmentState::Ready as u32 {
-            self.gone.store(true, Ordering::Relaxed);
-            return Err(self.gone_error());
+            return Err(self.end(WRITER_GONE));
         }
-        let now = monotonic_coarse_ns();
         let silent = now.saturating_sub(header.heartbeat_ns.load(Ordering::Relaxed));
-        // The lock probe is two syscalls, so it runs at most every probe interval, also while the
-        // writer is hung: a hung writer that then dies is still seen gone within the interval.
-        let probe_due = probe == LockProbe::Now
-            || now.saturating_sub(self.last_probe_ns.load(Ordering::Relaxed))
-                >= LOCK_PROBE_INTERVAL_NS;
-        if probe_due {
-            self.last_probe_ns.store(now, Ordering::Relaxed);
-            let free = is_writer_lock_free(self.fd.as_fd()).map_err(|source| ReadError::Io {
-                segment: self.name.clone(),
-                source,
-            })?;
-            if free {
-                self.gone.store(true, Ordering::Relaxed);
-                return Err(self.gone_error());
-            }
-        }
         if silent >= HUNG_AFTER.as_nanos() as u64 {
             return Err(ReadError::WriterHung {
                 segment: self.name.clone(),
@@ -253,9 +284,65 @@ impl SegmentReader {
         Ok(())
     }
 
+    /// Checks that the file still has the size mapped, then probes the writer's lock.
+    ///
+    /// The size check is this reader's answer to a trusted writer that breaks the rule that
+    /// segments are never shrunk; `trust` explains why nobody untrusted can shrink a segment
+    /// that was opened, and why reads are not guarded further.
+    #[cold]
+    fn probe(&self, now: u64) -> Result<(), ReadError> {
+        self.last_probe_ns.store(now, Ordering::Relaxed);
+        let io = |source: std::io::Error| ReadError::Io {
+            segment: self.name.clone(),
+            source,
+        };
+        let stat = rustix::fs::fstat(&self.fd).map_err(|errno| io(errno.into()))?;
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        if size < self.mapped_len {
+            self.end(SHRUNK);
+            return Err(ReadError::SegmentShrunk {
+                segment: self.name.clone(),
+                mapped: self.mapped_len,
+                size,
+            });
+        }
+        if is_writer_lock_free(self.fd.as_fd()).map_err(io)? {
+            return Err(self.end(WRITER_GONE));
+        }
+        Ok(())
+    }
+
+    /// `true` once the file was seen smaller than mapped: its memory is never touched again, and
+    /// every read reports [`ReadError::SegmentShrunk`].
+    pub fn is_shrunk(&self) -> bool {
+        self.ended.load(Ordering::Relaxed) == SHRUNK
+    }
+
     /// `true` once the writer has been seen gone; such a segment never serves again.
     pub fn is_writer_gone(&self) -> bool {
-        self.gone.load(Ordering::Relaxed)
+        self.ended.load(Ordering::Relaxed) == WRITER_GONE
+    }
+
+    /// Stops serving this segment for good, for `why`; returns the error reads report from now on.
+    fn end(&self, why: u8) -> ReadError {
+        // Relaxed: a sticky flag read by this process's readers; the first reason stays.
+        self.ended
+            .compare_exchange(SERVING, why, Ordering::Relaxed, Ordering::Relaxed)
+            .ok();
+        self.ended_error()
+    }
+
+    fn ended_error(&self) -> ReadError {
+        if self.ended.load(Ordering::Relaxed) == SHRUNK {
+            let size = rustix::fs::fstat(&self.fd)
+                .map_or(0, |stat| u64::try_from(stat.st_size).unwrap_or(0));
+            return ReadError::SegmentShrunk {
+                segment: self.name.clone(),
+                mapped: self.mapped_len,
+                size,
+            };
+        }
+        self.gone_error()
     }
 
     fn gone_error(&self) -> ReadError {
@@ -269,7 +356,11 @@ impl SegmentReader {
     ///
     /// One retry budget covers the whole scan, so entries left mid-write by a dead writer (or a
     /// hostile file) cost at most that budget in total, not per entry; such entries are skipped.
+    /// A shrunk segment lists no book.
     pub fn books(&self) -> Vec<DirectoryListing> {
+        if self.is_shrunk() {
+            return Vec::new();
+        }
         let mut budget = RetryBudget::new();
         (0..self.view.geometry().slot_count)
             .filter_map(|slot| self.read_entry(slot, &mut budget))

@@ -21,11 +21,21 @@ use crate::seqlock::WriteSection;
 use crate::slot::{DEFAULT_LEVELS_PER_SIDE, LevelWords, SlotHeader, pack_exponents, pack_pair};
 use crate::status::{BookStatus, OutOfSyncReason, STATUS_EMPTY};
 
+/// Permission bits of a new segment unless [`SegmentConfig::mode`] says otherwise: only its owner
+/// may read it. Readers of other users need a wider mode, a group, and to trust the owner.
+pub const DEFAULT_SEGMENT_MODE: u32 = 0o600;
+
+/// The bits a segment's mode may have: readers refuse any segment that group or others may
+/// write (see `trust`), and nothing in a segment is executable.
+const ALLOWED_MODE_BITS: u32 = 0o644;
+
 /// How to create a segment: a builder with sensible defaults.
 ///
 /// ```no_run
 /// use ubdcc_shm::SegmentConfig;
 /// let writer = SegmentConfig::new("default", "dcn-0").books(512).levels_per_side(1000).create()?;
+/// // Readable by the members of group 2000 too (they trust it with UBDCC_SHM_TRUST=gid:2000).
+/// let shared = SegmentConfig::new("default", "dcn-1").mode(0o640).group(2000).create()?;
 /// # Ok::<(), ubdcc_shm::CreateSegmentError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -34,6 +44,8 @@ pub struct SegmentConfig {
     dcn: String,
     books: u32,
     levels_per_side: u32,
+    mode: u32,
+    group: Option<u32>,
 }
 
 impl SegmentConfig {
@@ -44,7 +56,23 @@ impl SegmentConfig {
             dcn: dcn.into(),
             books: 1024,
             levels_per_side: DEFAULT_LEVELS_PER_SIDE,
+            mode: DEFAULT_SEGMENT_MODE,
+            group: None,
         }
+    }
+
+    /// Permission bits of the segment ([`DEFAULT_SEGMENT_MODE`] unless set): a subset of `0o644`,
+    /// e.g. `0o640` to let the segment's group read it. Set exactly, whatever the umask.
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Gives the segment to group `gid` (this process must be a member, or root), so that with
+    /// [`SegmentConfig::mode`] `0o640` its members can read it. Default: the process's group.
+    pub fn group(&mut self, gid: u32) -> &mut Self {
+        self.group = Some(gid);
+        self
     }
 
     /// How many books the segment can hold at once.
@@ -150,12 +178,16 @@ impl SegmentWriter {
     /// by a dead writer is replaced; one whose writer is alive is not touched.
     ///
     /// # Errors
-    /// [`CreateSegmentError::InvalidName`], [`CreateSegmentError::InvalidGeometry`] for bad
-    /// configuration, [`CreateSegmentError::InUse`] when a live writer owns the name, and
-    /// [`CreateSegmentError::Io`] when a system call fails.
+    /// [`CreateSegmentError::InvalidName`], [`CreateSegmentError::InvalidGeometry`],
+    /// [`CreateSegmentError::InvalidMode`] for bad configuration, [`CreateSegmentError::InUse`]
+    /// when a live writer owns the name, and [`CreateSegmentError::Io`] when a system call fails
+    /// (also when [`SegmentConfig::group`] names a group this process may not give files to).
     pub fn create(config: &SegmentConfig) -> Result<Self, CreateSegmentError> {
         let name = segment_name(&config.cluster, &config.dcn)?;
         let geometry = Geometry::for_writer(config.books, config.levels_per_side)?;
+        if config.mode & !ALLOWED_MODE_BITS != 0 {
+            return Err(CreateSegmentError::InvalidMode { mode: config.mode });
+        }
         let size = segment_size(config.books, config.levels_per_side);
         let io = |op: &'static str| {
             let name = name.clone();
@@ -163,16 +195,20 @@ impl SegmentWriter {
         };
 
         let temp = format!("{name}.creating-{}-{}", std::process::id(), unix_now_ns());
+        // Owner-only from the first instant (the umask can only narrow it): no other process can
+        // ever hold a descriptor able to write, and so shrink, the segment (see `trust`).
         let fd = shm::open(
             temp.as_str(),
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::from_raw_mode(0o644),
+            Mode::from_raw_mode(0o600),
         )
         .map_err(|e| io("create")(e.into()))?;
-        let published = Self::build(&name, &temp, fd, geometry, size).and_then(|built| {
-            publish_name(&temp, &name)?;
-            Ok(built)
-        });
+        let published = set_access(&fd, config, &temp)
+            .and_then(|()| Self::build(&name, &temp, fd, geometry, size))
+            .and_then(|built| {
+                publish_name(&temp, &name)?;
+                Ok(built)
+            });
         if published.is_err() {
             // Best effort: a leftover temporary object is harmless (readers ignore its name), so a
             // failed unlink must not hide the error that brought us here.
@@ -532,6 +568,23 @@ fn names_our_segment(name: &str, fd: &OwnedFd) -> bool {
 /// writer's lock, after checking the name still refers to that file, and the lock is held across
 /// the rename, so a second creator either fails to take it or finds the name replaced and looks
 /// again (finding the winner alive).
+/// Gives the fresh object its group and mode. The group comes first: `chown` may clear mode
+/// bits, and the mode is set explicitly because `shm_open` applies the umask.
+fn set_access(fd: &OwnedFd, config: &SegmentConfig, temp: &str) -> Result<(), CreateSegmentError> {
+    let io = |op: &'static str| {
+        move |errno: rustix::io::Errno| CreateSegmentError::Io {
+            op,
+            name: temp.to_owned(),
+            source: errno.into(),
+        }
+    };
+    if let Some(gid) = config.group {
+        rustix::fs::fchown(fd, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .map_err(io("set group of"))?;
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(config.mode)).map_err(io("set mode of"))
+}
+
 fn publish_name(temp: &str, name: &str) -> Result<(), CreateSegmentError> {
     // Each round either succeeds, fails, or saw the name change under it; many changes in a row
     // mean something keeps recreating the name, which is worth an error rather than a loop.

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use proptest::prelude::*;
 use ubdcc_shm::{
     BookMeta, BookSides, BookStatus, ClusterReader, Level, LevelQuery, OpenSegmentError,
-    OutOfSyncReason, RawLevel, ReadError, SegmentConfig, SegmentReader, SegmentWriter, Side,
+    OutOfSyncReason, RawLevel, ReadError, SegmentConfig, SegmentReader, SegmentWriter, Side, Trust,
     WriteError, segment_name, select_levels,
 };
 
@@ -422,7 +422,11 @@ fn a_dropped_writer_is_reported_gone_at_once() {
             },
         )
         .unwrap();
-    let segment = SegmentReader::open(&segment_name(&cluster, "dcn-0").unwrap()).unwrap();
+    let segment = SegmentReader::open(
+        &segment_name(&cluster, "dcn-0").unwrap(),
+        &Trust::own_user(),
+    )
+    .unwrap();
     segment.check_writer().unwrap();
     drop(writer);
     assert!(matches!(
@@ -436,7 +440,14 @@ struct RawObject(String);
 
 impl RawObject {
     fn new(name: &str, bytes: &[u8]) -> Self {
-        let mut file = std::fs::File::create(format!("/dev/shm/{name}")).unwrap();
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Owner-only whatever the umask: readers refuse files that others may write.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(format!("/dev/shm/{name}"))
+            .unwrap();
         file.write_all(bytes).unwrap();
         Self(name.to_owned())
     }
@@ -461,7 +472,8 @@ fn valid_segment_bytes() -> Vec<u8> {
 fn garbage_truncated_and_foreign_layouts_are_clear_errors() {
     let cluster = cluster("junk");
     let open = |dcn: &str| {
-        SegmentReader::open(&segment_name(&cluster, dcn).unwrap()).expect_err("must not open")
+        SegmentReader::open(&segment_name(&cluster, dcn).unwrap(), &Trust::own_user())
+            .expect_err("must not open")
     };
 
     let _empty = RawObject::new(&segment_name(&cluster, "empty").unwrap(), &[]);

@@ -92,11 +92,14 @@ pub(crate) enum Fault {
         symbol: Option<String>,
     },
     /// Answer every REST request of the family (all families if absent) with `status`
-    /// (429 or 418) for `duration_ms`.
+    /// (429 or 418) for `duration_ms`; `retry_after_secs` sends that `Retry-After` instead of
+    /// the true one (a misbehaving server, e.g. `18446744073709551615`).
     RestStatus {
         family: Option<Family>,
         status: u16,
         duration_ms: u64,
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
     },
     /// Disarm every market fault, forced status, back-off and ban.
     Clear,
@@ -208,6 +211,7 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
             family,
             status,
             duration_ms,
+            retry_after_secs,
         } => {
             let status = match status {
                 429 => RejectStatus::TooManyRequests,
@@ -220,7 +224,9 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
             };
             let until_ms = now_ms().saturating_add(*duration_ms);
             for family in family.map_or(Family::ALL.to_vec(), |f| vec![f]) {
-                state.ledger(family).force(status, until_ms);
+                state
+                    .ledger(family)
+                    .force(status, until_ms, *retry_after_secs);
             }
             ("rest_status", Vec::new())
         }

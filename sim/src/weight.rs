@@ -51,6 +51,8 @@ pub(crate) struct Rejection {
 struct Forced {
     status: RejectStatus,
     until_ms: u64,
+    /// A `Retry-After` to send instead of the true one (a misbehaving server).
+    retry_after_secs: Option<u64>,
 }
 
 /// Weight used in one closed or current window.
@@ -148,7 +150,11 @@ impl WeightLedger {
         self.current.requested_weight = self.current.requested_weight.saturating_add(weight);
         self.max_requested = self.max_requested.max(self.current.requested_weight);
         if let Some(forced) = self.forced.filter(|f| now_ms < f.until_ms) {
-            return Err(self.reject(forced.status, forced.until_ms, now_ms));
+            let mut rejection = self.reject(forced.status, forced.until_ms, now_ms);
+            if let Some(secs) = forced.retry_after_secs {
+                rejection.retry_after_secs = secs;
+            }
+            return Err(rejection);
         }
         if now_ms < self.banned_until_ms {
             return Err(self.reject(RejectStatus::Banned, self.banned_until_ms, now_ms));
@@ -175,8 +181,17 @@ impl WeightLedger {
     }
 
     /// Refuses every request with `status` until `until_ms`.
-    pub(crate) fn force(&mut self, status: RejectStatus, until_ms: u64) {
-        self.forced = Some(Forced { status, until_ms });
+    pub(crate) fn force(
+        &mut self,
+        status: RejectStatus,
+        until_ms: u64,
+        retry_after_secs: Option<u64>,
+    ) {
+        self.forced = Some(Forced {
+            status,
+            until_ms,
+            retry_after_secs,
+        });
     }
 
     /// Lifts a forced status, a pending back-off and a ban.
@@ -320,7 +335,7 @@ mod tests {
     #[test]
     fn a_forced_status_refuses_until_it_expires() {
         let mut ledger = WeightLedger::new(10, Duration::from_secs(120));
-        ledger.force(RejectStatus::Banned, T0 + 5000);
+        ledger.force(RejectStatus::Banned, T0 + 5000, None);
         assert!(matches!(
             ledger.admit(1, T0),
             Err(Rejection {

@@ -107,7 +107,7 @@ fn pod_port(pod: &Value) -> u16 {
 fn shut_down_dcn(cluster: &mut Cluster, pod: &Value) {
     let (name, port) = (pod_field(pod, "NAME"), pod_port(pod));
     cluster.supervisor.expect_exit(name);
-    match cluster.client.pod(port, "/shutdown") {
+    match cluster.client.shutdown(port) {
         Ok(_) => println!("  Removed: {name} (port {port})"),
         Err(_) => println!("  Warning: Could not reach {name} on port {port}"),
     }

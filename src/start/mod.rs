@@ -104,7 +104,12 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn new(settings: Settings) -> anyhow::Result<Self> {
+    fn new(mut settings: Settings) -> anyhow::Result<Self> {
+        // A cluster secret always (the given one or a new random one), handed to the children
+        // in their environment (not argv) and kept 0600 for `ubdcc stop` / `credentials` from
+        // other terminals.
+        let secret = crate::secrets::for_start(settings.secrets.cluster_secret.as_deref())?;
+        settings.secrets.cluster_secret = Some(secret);
         let mut env = Vec::new();
         if let Some(secret) = &settings.secrets.cluster_secret {
             env.push(("UBDCC_CLUSTER_SECRET".to_owned(), secret.clone()));

@@ -30,7 +30,7 @@ CHART = ROOT / "deploy" / "helm" / "ubdcc"
 MANIFESTS = ROOT / "deploy" / "k8s" / "ubdcc.yaml"
 KUBE_VERSION = "1.33.0"
 FIXED_SECRET = "CHANGE-ME-to-a-long-random-string"
-HEADER = "# Generated from deploy/helm/ubdcc with its default values (tests/deploy checks it).\n# Change the cluster secret before applying: kubectl apply -n ubdcc -f deploy/k8s/ubdcc.yaml\n"
+HEADER = "# Generated from deploy/helm/ubdcc with its default values (tests/deploy checks it).\n# Change the cluster secret before applying (pods refuse this placeholder): kubectl apply -n ubdcc -f deploy/k8s/ubdcc.yaml\n"
 
 
 def render(values=None):
@@ -123,7 +123,7 @@ def test_each_role_runs_with_the_charts_environment_and_the_pods_find_each_other
         sim = subprocess.Popen([binary, "sim", "--port", str(sim_port), "--markets", "2"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         processes.append(sim)
-        documents = render({"cluster": cluster, "clusterSecret": "s3cret",
+        documents = render({"cluster": cluster, "clusterSecret": "s3cret-s3cret-s3cret",
                             "dcn": {"exchangeEndpoints": [f"binance.com=http://127.0.0.1:{sim_port}"]}})
         secret = next(d for d in documents if d["kind"] == "Secret")
         ports = {}
@@ -158,7 +158,7 @@ def test_each_role_runs_with_the_charts_environment_and_the_pods_find_each_other
             assert answer["result"] == "OK", answer
         mgmt = f"http://127.0.0.1:{mgmt_port}"
         request = urllib.request.Request(f"{mgmt}/get_cluster_info",
-                                         headers={"X-Ubdcc-Cluster-Secret": "s3cret"})
+                                         headers={"X-Ubdcc-Cluster-Secret": "s3cret-s3cret-s3cret"})
         def registered():
             with urllib.request.urlopen(request, timeout=2) as response:
                 # #1014 (no `db`) while mgmt's recovery window runs.

@@ -13,6 +13,8 @@ struct Case {
     target: String,
     body: Vec<u8>,
     error_id: &'static str,
+    /// Extra header lines (the cluster secret for internal endpoints).
+    headers: String,
 }
 
 fn get(target: impl Into<String>, error_id: &'static str) -> Case {
@@ -21,6 +23,7 @@ fn get(target: impl Into<String>, error_id: &'static str) -> Case {
         target: target.into(),
         body: Vec::new(),
         error_id,
+        headers: String::new(),
     }
 }
 
@@ -30,6 +33,21 @@ fn post(target: &str, body: impl Into<Vec<u8>>, error_id: &'static str) -> Case 
         target: target.to_owned(),
         body: body.into(),
         error_id,
+        headers: String::new(),
+    }
+}
+
+/// An internal call: the cluster secret, and POST where the endpoint changes state.
+fn internal(case: Case, secret: &str) -> Case {
+    let path = case.target.split('?').next().unwrap_or_default();
+    let method = match ubdcc_gateway::auth::internal_access(path) {
+        Some(ubdcc_gateway::auth::Access::Post) => "POST",
+        _ => case.method,
+    };
+    Case {
+        method,
+        headers: format!("X-Ubdcc-Cluster-Secret: {secret}\r\n"),
+        ..case
     }
 }
 
@@ -192,9 +210,9 @@ fn public_cases() -> Vec<Case> {
     ]
 }
 
-/// Cases mgmt's internal endpoints must refuse.
-fn internal_cases() -> Vec<Case> {
-    vec![
+/// Cases mgmt's internal endpoints must refuse (sent with the cluster secret).
+fn internal_cases(secret: &str) -> Vec<Case> {
+    let cases = vec![
         get("/ubdcc_node_registration", "#1002"),
         get(
             "/ubdcc_node_registration?name=n&uid=u&node=x&role=ubdcc-dcn&status=running",
@@ -241,14 +259,18 @@ fn internal_cases() -> Vec<Case> {
         ),
         get("/ubdcc_assign_credentials", "#1035"),
         get("/ubdcc_assign_credentials?uid=u&account_group=foo", "#1036"),
-    ]
+    ];
+    cases
+        .into_iter()
+        .map(|case| internal(case, secret))
+        .collect()
 }
 
 /// Sends `case` to `address`; asserts HTTP 200, JSON content and the ERROR envelope with the id.
 fn check(address: &str, case: &Case) {
     let mut raw = format!(
-        "{} {} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n",
-        case.method, case.target
+        "{} {} HTTP/1.1\r\nHost: {address}\r\n{}Connection: close\r\n",
+        case.method, case.target, case.headers
     )
     .into_bytes();
     if case.method == "POST" {
@@ -305,7 +327,10 @@ fn every_endpoint_answers_bad_input_with_an_error_envelope_and_keeps_working() {
             checked += 1;
         }
     }
-    for case in public_cases().iter().chain(&internal_cases()) {
+    for case in public_cases()
+        .iter()
+        .chain(&internal_cases(&rig.cluster_secret()))
+    {
         check(&rig.mgmt.address, case);
         checked += 1;
     }
@@ -347,7 +372,12 @@ fn with_secrets_set_outsiders_are_refused_and_the_cluster_still_works() {
         "sec",
         2,
         1,
-        &["--api-token", "pub-token", "--cluster-secret", "pod-secret"],
+        &[
+            "--api-token",
+            "pub-token",
+            "--cluster-secret",
+            "pod-secret-0123456789",
+        ],
     );
     let token = Some("pub-token");
     let send = |address: &str, path: &str, headers: &str| {

@@ -35,6 +35,12 @@ impl Process {
         Self { child, address }
     }
 
+    /// Its process id (the security tests read its memory figures).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it now (SIGKILL, like a crash) and waits.
     pub fn kill(&mut self) {
         self.child.kill().ok();
@@ -111,6 +117,23 @@ pub fn start_dcn(
     }
     args.extend(extra);
     Process::start(&args)
+}
+
+/// This machine's token file, which roles started without `--cluster-secret` share (created by
+/// the first of them).
+pub fn machine_token() -> String {
+    let path = std::env::var_os("UBDCC_TOKEN_FILE").map_or_else(
+        || {
+            std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+                .join(".ubdcc")
+                .join("machine.token")
+        },
+        std::path::PathBuf::from,
+    );
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_owned()
 }
 
 /// Removes every segment of a cluster when dropped (a killed process cannot).

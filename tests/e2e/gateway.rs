@@ -129,6 +129,14 @@ impl Rig {
         });
     }
 
+    /// The cluster secret the pods use: the one they were given, else this machine's token.
+    pub fn cluster_secret(&self) -> String {
+        match self.pod_args.iter().position(|a| a == "--cluster-secret") {
+            Some(at) => self.pod_args[at + 1].clone(),
+            None => crate::cluster::machine_token(),
+        }
+    }
+
     /// The public API's token, if the pods were given one.
     pub fn token(&self) -> Option<&str> {
         let at = self.pod_args.iter().position(|a| a == "--api-token")?;

@@ -18,7 +18,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{IntoPyObject, intern};
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side};
+use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side, Trust};
 
 create_exception!(
     ubdcc_local,
@@ -69,7 +69,9 @@ fn read_error(error: ReadError) -> PyErr {
     match error {
         ReadError::NotFound { .. } => DepthCacheNotFound::new_err(message),
         ReadError::NotSynced { .. } => DepthCacheOutOfSync::new_err(message),
-        ReadError::WriterGone { .. } => WriterGone::new_err(message),
+        ReadError::WriterGone { .. } | ReadError::SegmentShrunk { .. } => {
+            WriterGone::new_err(message)
+        }
         ReadError::WriterHung { .. } => WriterHung::new_err(message),
         ReadError::Contended { .. } => ReadContended::new_err(message),
         ReadError::InvalidQuery(_) => InvalidQuery::new_err(message),
@@ -199,12 +201,20 @@ impl Reader {
 impl Reader {
     /// Opens the cluster ``cluster`` (default ``"default"``).
     ///
-    /// Raises ``ValueError`` for an invalid cluster name.
+    /// Only segments of this user, or of owners named in ``UBDCC_SHM_TRUST`` or in ``trust``
+    /// (both ``"uid:1000,gid:2000"``), that group and others may not write are read; ``ignored()``
+    /// lists the others and why.
+    ///
+    /// Raises ``ValueError`` for an invalid cluster name or trust setting.
     #[new]
-    #[pyo3(signature = (cluster = "default"))]
-    fn new(cluster: &str) -> PyResult<Self> {
-        let reader = ClusterReader::open(cluster)
-            .map_err(|error| PyValueError::new_err(error.to_string()))?;
+    #[pyo3(signature = (cluster = "default", trust = None))]
+    fn new(cluster: &str, trust: Option<&str>) -> PyResult<Self> {
+        let value_error = |error: &dyn std::error::Error| PyValueError::new_err(error.to_string());
+        let trust = Trust::from_env()
+            .and_then(|own| own.with_spec(trust.unwrap_or_default()))
+            .map_err(|error| value_error(&error))?;
+        let reader =
+            ClusterReader::open_trusting(cluster, trust).map_err(|error| value_error(&error))?;
         Ok(Self {
             reader,
             levels: Vec::new(),
@@ -336,6 +346,20 @@ impl Reader {
             };
             dict.set_item(intern!(py, "status"), status)?;
             dict.set_item(intern!(py, "error"), error)?;
+            dicts.push(dict);
+        }
+        PyList::new(py, dicts)
+    }
+
+    /// Segments of the cluster this reader does not read because it does not trust them, one
+    /// dict each: ``{"segment": str, "reason": str}`` (e.g. ``"owned by uid 65534 gid 65534,
+    /// which this reader does not trust ..."``), as of the last refresh.
+    fn ignored<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let mut dicts = Vec::new();
+        for segment in self.reader.ignored() {
+            let dict = PyDict::new(py);
+            dict.set_item(intern!(py, "segment"), &segment.name)?;
+            dict.set_item(intern!(py, "reason"), segment.reason.to_string())?;
             dicts.push(dict);
         }
         PyList::new(py, dicts)

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Router, middleware};
 use bytes::Bytes;
 use serde::Serialize;
@@ -38,9 +38,6 @@ use crate::mgmt::state::{ClusterState, ReplicaStatus};
 
 /// How often the agent looks at its replicas' statuses.
 pub const POLL: Duration = Duration::from_millis(100);
-
-/// How far ahead of this pod's clock a pushed state's timestamp may be.
-const MAX_CLOCK_LEAD_SECS: f64 = 60.0;
 
 /// Wait between registration attempts while mgmt is unreachable or not ready.
 const REGISTER_RETRY: Duration = Duration::from_secs(1);
@@ -80,7 +77,7 @@ impl StateCopy {
     /// Takes a pushed `state` unless the copy is newer or the state claims a time too far ahead
     /// (a forged push would otherwise block every later one); returns whether it was taken.
     pub fn offer(&self, state: ClusterState) -> bool {
-        if state.timestamp > crate::mgmt::now() + MAX_CLOCK_LEAD_SECS {
+        if crate::mgmt::state::is_from_the_future(state.timestamp, crate::mgmt::now()) {
             tracing::warn!(
                 timestamp = state.timestamp,
                 "refused a state from the future"
@@ -160,6 +157,8 @@ pub struct AgentConfig {
     pub advertise_ip: Option<String>,
     /// Longest time between two syncs.
     pub heartbeat: Duration,
+    /// Books this pod's segment holds (DCNs): mgmt places no more on it.
+    pub max_books: Option<u32>,
 }
 
 /// The agent; see the module doc.
@@ -258,6 +257,7 @@ impl Agent {
         });
         if identity.role == Role::Dcn {
             body["ubldc_version"] = VERSION.into();
+            body["max_books"] = self.config.max_books.into();
         }
         match self.post("ubdcc_node_registration", &body).await {
             Ok(answer)
@@ -358,7 +358,7 @@ pub fn pod_router(routes: Router, base: PodBase, auth: Auth, metrics: Metrics) -
 pub fn base_router(base: PodBase) -> Router {
     let mut router = Router::new()
         .route("/test", get(test))
-        .route("/shutdown", get(shutdown));
+        .route("/shutdown", post(shutdown));
     if base.copy.is_some() {
         // A pushed state of many thousand books is larger than axum's 2 MB default.
         let route = get(backup)

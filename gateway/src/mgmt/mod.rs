@@ -30,7 +30,7 @@ use axum::routing::{MethodRouter, get};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, Authenticated};
 use crate::client::InternalClient;
 use crate::envelope::{ApiError, ErrorId, ok};
 use crate::identity::PodIdentity;
@@ -100,16 +100,30 @@ pub struct Mgmt {
     changes: watch::Sender<u64>,
     client: InternalClient,
     started: Instant,
+    /// Endpoints running on a blocked worker now ([`MAX_BLOCKING_ENDPOINTS`]).
+    blocking: tokio::sync::Semaphore,
 }
+
+/// Endpoints that may block a worker at once (each takes mgmt's lock, so more would only
+/// queue on it while holding threads).
+const MAX_BLOCKING_ENDPOINTS: usize = 4;
 
 impl Mgmt {
     /// mgmt with `initial` state (from its file), not ready until the recovery window ends.
     pub fn new(
         config: MgmtConfig,
         identity: PodIdentity,
-        initial: ClusterState,
+        mut initial: ClusterState,
         client: InternalClient,
     ) -> Arc<Self> {
+        let now = now();
+        if state::is_from_the_future(initial.timestamp, now) {
+            tracing::warn!(
+                timestamp = initial.timestamp,
+                "the stored state claims a time in the future; taking it as of now"
+            );
+            initial.timestamp = now;
+        }
         Arc::new(Self {
             config,
             identity,
@@ -121,6 +135,7 @@ impl Mgmt {
             changes: watch::Sender::new(0),
             client,
             started: Instant::now(),
+            blocking: tokio::sync::Semaphore::new(MAX_BLOCKING_ENDPOINTS),
         })
     }
 
@@ -207,8 +222,17 @@ impl Mgmt {
     }
 }
 
-/// An endpoint's logic: parameters and the caller's address in, payload or error out.
-type Endpoint = fn(&Mgmt, &Params, IpAddr) -> Result<Map<String, Value>, ApiError>;
+/// Who called an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The TCP peer address.
+    pub peer: IpAddr,
+    /// The call carried the cluster secret.
+    pub authenticated: bool,
+}
+
+/// An endpoint's logic: parameters and the caller in, payload or error out.
+type Endpoint = fn(&Mgmt, &Params, Caller) -> Result<Map<String, Value>, ApiError>;
 
 /// A route: path, event, gate, logic.
 pub type Route = (&'static str, &'static str, Gate, Endpoint);
@@ -237,10 +261,16 @@ async fn handle(
     endpoint: Endpoint,
     request: Request,
 ) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip());
+    let caller = Caller {
+        peer: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |info| info.0.ip()),
+        authenticated: request
+            .extensions()
+            .get::<Authenticated>()
+            .is_some_and(|a| a.0),
+    };
     let query = request.uri().query().map(str::to_owned);
     let body = match read_body(request.into_body(), event).await {
         Ok(body) => body,
@@ -259,8 +289,14 @@ async fn handle(
         .into_response();
     }
     // Endpoints take mgmt's lock and durable ones fsync under it: tell the runtime this worker
-    // blocks, so other requests (heartbeats above all) move to the other workers meanwhile.
-    match tokio::task::block_in_place(|| endpoint(mgmt, &params, peer)) {
+    // blocks, so other requests (heartbeats above all) move to the other workers meanwhile. At
+    // most MAX_BLOCKING_ENDPOINTS do so at once: a flood waits here instead of making the
+    // runtime start a thread per request.
+    let Ok(_permit) = mgmt.blocking.acquire().await else {
+        return ApiError::new(ErrorId::NOT_READY, event, "Mgmt Service is shutting down")
+            .into_response();
+    };
+    match tokio::task::block_in_place(|| endpoint(mgmt, &params, caller)) {
         Ok(payload) => ok(event, payload),
         Err(error) => error.into_response(),
     }

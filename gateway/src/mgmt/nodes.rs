@@ -6,10 +6,9 @@
 //! lookup works; an invalid `last_restart_time` is #1105, not #1024.
 
 use serde_json::{Map, Value};
-use std::net::IpAddr;
 
 use super::state::{DCN_ROLE, PodRecord, ReplicaStatus};
-use super::{BackupOffer, Gate, Mgmt, Route, now};
+use super::{BackupOffer, Caller, Gate, Mgmt, Route, now};
 use crate::agent::ReplicaReport;
 use crate::envelope::{ApiError, ErrorId, clip};
 use crate::identity::Role;
@@ -57,17 +56,26 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
-/// The address other pods reach a pod at: what it advertises, else what mgmt sees.
-fn address(params: &Params, peer: IpAddr) -> Result<String, ApiError> {
-    Ok(params
-        .text("ip")?
-        .map_or_else(|| peer.to_string(), str::to_owned))
+/// The address other pods reach a pod at, and mgmt pushes its state (secrets included) to: the
+/// TCP peer address the call came from. An advertised `ip` (a pod behind NAT, or the pod IP
+/// Kubernetes' downward API gives) counts only when the call carried the cluster secret; an
+/// unauthenticated caller cannot make mgmt send anything to a third address.
+fn address(params: &Params, caller: Caller) -> Result<String, ApiError> {
+    let advertised = params.text("ip")?;
+    if let Some(ip) = advertised
+        && !caller.authenticated
+    {
+        tracing::debug!(peer = %caller.peer, advertised = %clip(ip), "ignored an advertised address of an unauthenticated pod");
+    }
+    Ok(advertised
+        .filter(|_| caller.authenticated)
+        .map_or_else(|| caller.peer.to_string(), str::to_owned))
 }
 
 fn registration(
     mgmt: &Mgmt,
     params: &Params,
-    peer: IpAddr,
+    caller: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let missing = || {
         params.invalid(
@@ -98,12 +106,13 @@ fn registration(
         uid: uid.to_owned(),
         node: node.to_owned(),
         role: role.to_owned(),
-        ip: address(params, peer)?,
+        ip: address(params, caller)?,
         api_port_rest: port,
         last_seen: now(),
         status: status.to_owned(),
         ubldc_version: params.text("ubldc_version")?.map(str::to_owned),
         version: params.text("version")?.unwrap_or("").to_owned(),
+        max_books: params.unsigned::<u32>("max_books")?,
     };
     mgmt.mutate(params.event(), false, |state| {
         if state.pods.contains_key(uid) {
@@ -118,7 +127,7 @@ fn registration(
     })
 }
 
-fn sync(mgmt: &Mgmt, params: &Params, peer: IpAddr) -> Result<Map<String, Value>, ApiError> {
+fn sync(mgmt: &Mgmt, params: &Params, caller: Caller) -> Result<Map<String, Value>, ApiError> {
     let missing = || {
         params.invalid(
             ErrorId::SYNC_MISSING,
@@ -130,11 +139,12 @@ fn sync(mgmt: &Mgmt, params: &Params, peer: IpAddr) -> Result<Map<String, Value>
         .unsigned::<u16>("api_port_rest")?
         .ok_or_else(missing)?;
     let backup_timestamp = params.number("backup_timestamp")?;
-    let ip = address(params, peer)?;
+    let ip = address(params, caller)?;
     if !mgmt.is_ready() {
         // Recovering: remember what this pod could give back; it re-registers later if the
         // recovered state does not know it.
-        if let Some(timestamp) = backup_timestamp.filter(|_| params.flag("offers_backup")) {
+        let offered = backup_timestamp.filter(|_| params.flag("offers_backup"));
+        if let Some(timestamp) = offered.filter(|&t| !super::state::is_from_the_future(t, now())) {
             mgmt.lock().offers.push(BackupOffer {
                 uid: uid.to_owned(),
                 url: format!("http://{ip}:{port}"),
@@ -223,7 +233,7 @@ fn apply_reports(
     changed
 }
 
-fn cancellation(mgmt: &Mgmt, params: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
+fn cancellation(mgmt: &Mgmt, params: &Params, _: Caller) -> Result<Map<String, Value>, ApiError> {
     let [uid] = params.required(ErrorId::CANCELLATION_MISSING, ["uid"])?;
     mgmt.mutate(params.event(), false, |state| {
         let Some(pod) = state.pods.shift_remove(uid) else {
@@ -240,7 +250,7 @@ fn cancellation(mgmt: &Mgmt, params: &Params, _: IpAddr) -> Result<Map<String, V
 fn responsible_addresses(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [exchange, market] = params.required(ErrorId::ADDRESSES_MISSING, ["exchange", "market"])?;
     let state = mgmt.state();
@@ -273,7 +283,7 @@ fn responsible_addresses(
 fn update_distribution(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [exchange, market, pod_uid] = params.required(
         ErrorId::DISTRIBUTION_MISSING,
@@ -338,7 +348,7 @@ fn update_distribution(
 fn assign_credentials(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [uid, group] = params.required(ErrorId::ASSIGN_MISSING, ["uid", "account_group"])?;
     if !super::public::ACCOUNT_GROUPS.contains(&group) {
@@ -358,7 +368,7 @@ fn assign_credentials(
 
 /// mgmt's own `/ubdcc_mgmt_backup`: GET returns its state (internal: secrets included, behind the
 /// cluster secret); a pushed body is acknowledged and ignored, as in the original.
-fn backup(mgmt: &Mgmt, params: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
+fn backup(mgmt: &Mgmt, params: &Params, _: Caller) -> Result<Map<String, Value>, ApiError> {
     let mut payload = Map::new();
     if params.body().is_some() {
         payload.insert("message".into(), "The backup has been saved!".into());

@@ -6,6 +6,8 @@
 //! - puts a replica on the DCN holding the fewest replicas (load), preferring a host that holds
 //!   no replica of the same book yet, so one machine's failure takes at most one replica;
 //! - keeps replicas of a book on distinct DCNs (the distribution is keyed by DCN uid);
+//! - never places more replicas on a DCN than its segment holds (`MAX_BOOKS`, told at
+//!   registration): beyond it the DCN could not publish the book, which would never sync;
 //! - removes replicas beyond `DESIRED_QUANTITY` from the most loaded DCNs, those not yet running
 //!   first, so a serving replica is the last to go;
 //! - schedules every replica to start at once: the DCNs' snapshot schedulers already keep each
@@ -48,6 +50,8 @@ struct Candidate {
     host: String,
     /// Replicas it holds, over all books.
     load: usize,
+    /// Replicas its segment can hold.
+    capacity: usize,
 }
 
 /// Brings every DepthCache to its `DESIRED_QUANTITY` of replicas on the DCN pods of `state`;
@@ -63,6 +67,7 @@ pub fn place(state: &mut ClusterState, now: Seconds) -> Vec<PlacementChange> {
                 pod.node.clone()
             },
             load: 0,
+            capacity: pod.max_books.map_or(usize::MAX, |books| books as usize),
         })
         .collect();
     candidates.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -131,11 +136,11 @@ pub fn place(state: &mut ClusterState, now: Seconds) -> Vec<PlacementChange> {
             let Some(chosen) = candidates
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| !record.distribution.contains_key(&c.uid))
+                .filter(|(_, c)| c.load < c.capacity && !record.distribution.contains_key(&c.uid))
                 .min_by_key(|(_, c)| (hosts_used.contains(&c.host.as_str()), c.load, c.uid.clone()))
                 .map(|(i, _)| i)
             else {
-                // Fewer DCNs than replicas wanted: the rest waits for more DCNs.
+                // Fewer DCNs with room than replicas wanted: the rest waits for more DCNs.
                 break;
             };
             let uid = candidates[chosen].uid.clone();
@@ -184,6 +189,7 @@ mod tests {
             status: "running".into(),
             ubldc_version: None,
             version: "0".into(),
+            max_books: None,
         }
     }
 

@@ -7,11 +7,11 @@
 
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::net::IpAddr;
+
 use ubdcc_engine::{Exchange, is_valid_symbol};
 
 use super::state::{ClusterState, CredentialRecord, DepthCacheRecord};
-use super::{Gate, Mgmt, Route, now};
+use super::{Caller, Gate, Mgmt, Route, now};
 use crate::envelope::{ApiError, ErrorId, clip, not_found_error};
 use crate::identity::VERSION;
 use crate::params::Params;
@@ -81,6 +81,25 @@ pub const ROUTES: &[Route] = &[
         Gate::Gated,
         get_credentials_list,
     ),
+    // The names the seeds' README documents for the same three endpoints.
+    (
+        "/ubdcc_add_credentials",
+        "ADD_CREDENTIALS",
+        Gate::Gated,
+        add_credentials,
+    ),
+    (
+        "/ubdcc_remove_credentials",
+        "REMOVE_CREDENTIALS",
+        Gate::Gated,
+        remove_credentials,
+    ),
+    (
+        "/ubdcc_get_credentials_list",
+        "GET_CREDENTIALS_LIST",
+        Gate::Gated,
+        get_credentials_list,
+    ),
 ];
 
 /// The settings every create shares, validated.
@@ -114,11 +133,20 @@ impl CreateSettings {
                 format!("Invalid parameter: desired_quantity must be at most {most}, got {desired_quantity}"),
             ));
         }
+        let refresh_interval = params.unsigned::<u64>("refresh_interval")?;
+        if let Some(seconds) = refresh_interval.filter(|&s| s < MIN_REFRESH_INTERVAL) {
+            return Err(params.invalid(
+                ErrorId::REFRESH_TOO_SHORT,
+                format!(
+                    "Invalid parameter: refresh_interval must be at least {MIN_REFRESH_INTERVAL} seconds, got {seconds}"
+                ),
+            ));
+        }
         Ok(Self {
             exchange,
             desired_quantity,
             update_interval: params.unsigned::<u32>("update_interval")?,
-            refresh_interval: params.unsigned::<u64>("refresh_interval")?,
+            refresh_interval,
         })
     }
 
@@ -145,6 +173,31 @@ impl CreateSettings {
         record.update_interval = self.update_interval;
         record.refresh_interval = self.refresh_interval;
         record
+    }
+}
+
+/// Shortest `refresh_interval`, in seconds: every refresh spends a REST snapshot (weight up to
+/// 50 of a spot IP's 6 000 a minute), so 1 000 books refreshing every minute would already
+/// exceed the limit eight times over; shorter ones would starve the books that lost sync.
+pub const MIN_REFRESH_INTERVAL: u64 = 60;
+
+/// Refuses a create (called after its books were inserted) when the DCNs have no room for one
+/// replica of every book that has none yet (#1112).
+fn check_room(state: &ClusterState, params: &Params) -> Result<(), ApiError> {
+    let waiting = state
+        .depthcaches()
+        .filter(|record| record.desired_quantity > 0 && record.distribution.is_empty())
+        .count() as u64;
+    match state.free_slots() {
+        Some(free) if free < waiting => Err(params.invalid(
+            ErrorId::CLUSTER_FULL,
+            format!(
+                "Cluster full: the DCNs have room for {free} more DepthCache(s), {waiting} would \
+                 wait for one; add a DCN (or start DCNs with a larger --max-books) or stop \
+                 DepthCaches"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -184,7 +237,7 @@ fn insert(state: &mut ClusterState, record: DepthCacheRecord) {
 fn create_depthcache(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [exchange, market] = params.required(ErrorId::CREATE_MISSING, ["exchange", "market"])?;
     let settings = CreateSettings::parse(mgmt, params, exchange)?;
@@ -198,6 +251,7 @@ fn create_depthcache(
         }
         check_stream_free(state, params, exchange, market)?;
         insert(state, settings.record(market));
+        check_room(state, params)?;
         Ok(Map::new())
     })
 }
@@ -205,7 +259,7 @@ fn create_depthcache(
 fn create_depthcaches(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let (Some(exchange), Some(markets)) = (params.text("exchange")?, params.list("markets")?)
     else {
@@ -243,6 +297,8 @@ fn create_depthcaches(
             insert(state, settings.record(&market));
             created.push(market);
         }
+        // `mutate` drops `state` on an error: all or nothing.
+        check_room(state, params)?;
         let mut payload = Map::new();
         payload.insert("created".into(), created.into());
         payload.insert("existing".into(), existing.into());
@@ -250,14 +306,14 @@ fn create_depthcaches(
     })
 }
 
-fn get_cluster_info(mgmt: &Mgmt, _: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
+fn get_cluster_info(mgmt: &Mgmt, _: &Params, _: Caller) -> Result<Map<String, Value>, ApiError> {
     let mut payload = Map::new();
     payload.insert("db".into(), mgmt.state().public_view());
     payload.insert("version".into(), VERSION.into());
     Ok(payload)
 }
 
-fn get_depthcache_list(mgmt: &Mgmt, _: &Params, _: IpAddr) -> Result<Map<String, Value>, ApiError> {
+fn get_depthcache_list(mgmt: &Mgmt, _: &Params, _: Caller) -> Result<Map<String, Value>, ApiError> {
     let state = mgmt.state();
     let mut payload = Map::new();
     payload.insert(
@@ -270,7 +326,7 @@ fn get_depthcache_list(mgmt: &Mgmt, _: &Params, _: IpAddr) -> Result<Map<String,
 fn get_depthcache_info(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [exchange, market] = params.required(ErrorId::INFO_MISSING, ["exchange", "market"])?;
     let state = mgmt.state();
@@ -288,7 +344,7 @@ fn get_depthcache_info(
 fn stop_depthcache(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [exchange, market] = params.required(ErrorId::STOP_MISSING, ["exchange", "market"])?;
     mgmt.mutate(params.event(), true, |state| {
@@ -302,7 +358,7 @@ fn stop_depthcache(
 fn add_credentials(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [group, api_key, api_secret] = params.required(
         ErrorId::CREDENTIALS_MISSING,
@@ -339,7 +395,7 @@ fn add_credentials(
 fn remove_credentials(
     mgmt: &Mgmt,
     params: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let [id] = params.required(ErrorId::CREDENTIALS_ID_MISSING, ["id"])?;
     mgmt.mutate(params.event(), true, |state| {
@@ -356,7 +412,7 @@ fn remove_credentials(
 fn get_credentials_list(
     mgmt: &Mgmt,
     _: &Params,
-    _: IpAddr,
+    _: Caller,
 ) -> Result<Map<String, Value>, ApiError> {
     let state = mgmt.state();
     let masked: Vec<_> = state

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::state::{ClusterState, DCN_ROLE};
+use super::state::{ClusterState, DCN_ROLE, is_from_the_future};
 use super::{Mgmt, now};
 
 /// Changes closer together than this go out in one push.
@@ -78,6 +78,9 @@ async fn recover(mgmt: &Mgmt) {
     let mut recovered: Option<(ClusterState, String)> = None;
     for offer in offers.iter().filter(|offer| offer.timestamp > own) {
         match fetch_backup(mgmt, &offer.url).await {
+            Ok(state) if is_from_the_future(state.timestamp, now()) => {
+                tracing::warn!(pod = %offer.uid, timestamp = state.timestamp, "refused a state copy from the future");
+            }
             Ok(state) if state.timestamp > own => {
                 recovered = Some((state, offer.uid.clone()));
                 break;

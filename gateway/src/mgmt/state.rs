@@ -10,6 +10,16 @@ use serde::{Deserialize, Serialize};
 /// Unix time in seconds, as the original records it.
 pub type Seconds = f64;
 
+/// How far ahead of this machine's clock a state's timestamp may be (clocks of hosts disagree).
+pub const MAX_CLOCK_SKEW: Seconds = 60.0;
+
+/// `true` when `timestamp` lies further ahead of `now` than clocks can disagree, or is not a
+/// number: a forged or corrupt state. Timestamps only move forward, so one such as 1e300 would
+/// win every later comparison and freeze the cluster's state for good.
+pub fn is_from_the_future(timestamp: Seconds, now: Seconds) -> bool {
+    timestamp.is_nan() || timestamp > now + MAX_CLOCK_SKEW
+}
+
 /// Replica status, as ubdcc means it: `running` only while synced and serving (the original said
 /// `running` as soon as a DCN accepted the book).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +142,9 @@ pub struct PodRecord {
     /// The pod's version.
     #[serde(rename = "VERSION")]
     pub version: String,
+    /// Books its shared-memory segment holds (DCNs; absent from older pods: unknown).
+    #[serde(rename = "MAX_BOOKS", skip_serializing_if = "Option::is_none", default)]
+    pub max_books: Option<u32>,
 }
 
 /// The role string of a DCN pod.
@@ -250,6 +263,23 @@ impl ClusterState {
     /// The DCN pods.
     pub fn dcns(&self) -> impl Iterator<Item = &PodRecord> {
         self.pods.values().filter(|pod| pod.role == DCN_ROLE)
+    }
+
+    /// Replicas the DCNs can still take, when every DCN told its capacity (`None`: no DCN yet,
+    /// or one of unknown capacity — books then wait for room as before).
+    pub fn free_slots(&self) -> Option<u64> {
+        let mut free = 0u64;
+        let mut any = false;
+        for pod in self.dcns() {
+            let capacity = u64::from(pod.max_books?);
+            let held = self
+                .depthcaches()
+                .filter(|record| record.distribution.contains_key(&pod.uid))
+                .count() as u64;
+            free += capacity.saturating_sub(held);
+            any = true;
+        }
+        any.then_some(free)
     }
 
     /// Removes pods not seen since `deadline`; returns their uids (the original evicts after 60 s,
@@ -499,6 +529,7 @@ mod tests {
                     status: "running".into(),
                     ubldc_version: None,
                     version: "0".into(),
+                    max_books: None,
                 },
             );
         }
@@ -554,6 +585,7 @@ mod tests {
             status: "running".into(),
             ubldc_version: None,
             version: "0".into(),
+            max_books: None,
         }
     }
 

@@ -1,14 +1,16 @@
 //! mgmt's state on disk: written atomically (a temporary file, fsync, rename, fsync of the
-//! directory), so a crash leaves either the old or the new state, never a torn one.
+//! directory), so a crash leaves either the old or the new state, never a torn one; 0600 in a
+//! 0700 folder, because it holds the users' API secrets ([`crate::private_file`]).
 
-use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use thiserror::Error;
 
 use super::state::ClusterState;
+use crate::private_file;
 
 /// The state file could not be read.
 #[derive(Debug, Error)]
@@ -41,14 +43,19 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// `<dir>/state.json`; creates `dir`.
+    /// `<dir>/state.json`; creates `dir` as 0700 (narrows it and an existing file to 0700 /
+    /// 0600: the state holds the users' API secrets).
     ///
     /// # Errors
-    /// When the directory cannot be created.
+    /// When the directory cannot be created or narrowed.
     pub fn in_dir(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        private_file::private_dir(dir)?;
+        let path = dir.join("state.json");
+        if path.exists() {
+            private_file::narrow(&path, private_file::FILE_MODE)?;
+        }
         Ok(Self {
-            path: dir.join("state.json"),
+            path,
             saved: Mutex::new(f64::NEG_INFINITY),
         })
     }
@@ -93,14 +100,8 @@ impl StateFile {
         if state.timestamp < *saved {
             return Ok(());
         }
-        let temporary = self.path.with_extension("json.tmp");
-        let mut file = File::create(&temporary)?;
-        file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
-        file.sync_all()?;
-        fs::rename(&temporary, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        let contents = serde_json::to_vec(state).map_err(io::Error::other)?;
+        private_file::write_atomic(&self.path, &contents)?;
         *saved = state.timestamp;
         Ok(())
     }

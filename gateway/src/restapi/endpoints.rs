@@ -220,7 +220,29 @@ pub const ENDPOINTS: &[Endpoint] = &[
         payload: &["depthcache_info"],
         handling: Handling::View(forward::depthcache_info),
     },
+    credentials::ADD,
+    credentials::REMOVE,
+    credentials::LIST,
+    // The seeds' README documents these names for the same three endpoints.
     Endpoint {
+        path: "/ubdcc_add_credentials",
+        ..credentials::ADD
+    },
+    Endpoint {
+        path: "/ubdcc_remove_credentials",
+        ..credentials::REMOVE
+    },
+    Endpoint {
+        path: "/ubdcc_get_credentials_list",
+        ..credentials::LIST
+    },
+];
+
+/// The credential endpoints, which are also served under the seeds' `/ubdcc_*` names.
+mod credentials {
+    use super::{Endpoint, Handling, Kind, param};
+
+    pub(super) const ADD: Endpoint = Endpoint {
         path: "/add_credentials",
         event: "ADD_CREDENTIALS",
         post: true,
@@ -242,8 +264,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
         ],
         payload: &["id"],
         handling: Handling::Forward,
-    },
-    Endpoint {
+    };
+
+    pub(super) const REMOVE: Endpoint = Endpoint {
         path: "/remove_credentials",
         event: "REMOVE_CREDENTIALS",
         post: true,
@@ -256,8 +279,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
         )],
         payload: &[],
         handling: Handling::Forward,
-    },
-    Endpoint {
+    };
+
+    pub(super) const LIST: Endpoint = Endpoint {
         path: "/get_credentials_list",
         event: "GET_CREDENTIALS_LIST",
         post: true,
@@ -265,8 +289,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
         params: &[],
         payload: &["credentials"],
         handling: Handling::Forward,
-    },
-];
+    };
+}
 
 fn schema(kind: Kind) -> Value {
     match kind {

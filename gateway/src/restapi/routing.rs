@@ -146,6 +146,7 @@ mod tests {
                     status: "running".into(),
                     ubldc_version: None,
                     version: "0".into(),
+                    max_books: None,
                 },
             );
             record.distribution.insert(

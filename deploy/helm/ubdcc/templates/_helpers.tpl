@@ -22,6 +22,8 @@ http://{{ .Values.name.mgmt }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Va
   value: {{ .Values.cluster | quote }}
 - name: UBDCC_MGMT_URL
   value: {{ include "ubdcc.mgmtUrl" . | quote }}
+- name: UBDCC_ALLOWED_HOSTS
+  value: {{ printf "%s,%s.%s,%s.%s.svc,%s.%s.svc.cluster.local" .Values.name.mgmt .Values.name.mgmt .Release.Namespace .Values.name.mgmt .Release.Namespace .Values.name.mgmt .Release.Namespace | quote }}
 - name: UBDCC_NODE
   valueFrom:
     fieldRef:
