@@ -11,12 +11,14 @@
 //!   secret (the given one, the one `ubdcc start` made, or this machine's token file); only an
 //!   explicit `--insecure` runs without one.
 //! - **State-changing internal calls are POST** with a JSON body ([`Access::Post`]); a GET to
-//!   them is 405, so no `<img>` tag or link can reach them even where the secret is off.
+//!   them is 405 and another media type 415, so no `<img>` tag, link or form can reach them
+//!   even where the secret is off (`application/json` from a page needs a CORS preflight).
 //! - **The public API** needs the bearer token when one is set; `/test` stays open so probes and
 //!   the original's client (which cannot send headers) find the service — it returns no secret.
 //!
 //! A refused call is an ERROR envelope (#1109) with HTTP 401 (no or wrong secret or token) or
-//! 403 (a `Host` that is not this cluster's), and 405 for a GET where POST is needed. The
+//! 403 (a `Host` that is not this cluster's), 405 for a GET where POST is needed and 415 for a
+//! POST that is not JSON. The
 //! handlers learn whether the secret was checked from the [`Authenticated`] extension (mgmt
 //! honours an advertised pod address only then).
 
@@ -174,7 +176,24 @@ fn check_internal(
             "Method Not Allowed: this endpoint changes state and takes only POST with a JSON body",
         ));
     }
+    // A page can POST `text/plain` or a form to any address without a preflight; only
+    // `application/json` needs one, which no role answers.
+    if access == Access::Post && !is_json(request) {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: this endpoint takes only a JSON body (Content-Type: application/json)",
+        ));
+    }
     Ok(authenticated)
+}
+
+fn is_json(request: &Request) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn has_bearer(auth: &Auth, request: &Request) -> bool {

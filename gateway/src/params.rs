@@ -269,18 +269,20 @@ pub const MAX_BODY: usize = 1 << 20;
 /// answer instead of a connection reset mid-upload.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-/// A body must arrive within this time: the HTTP server's header timeout does not cover it, and
-/// a slow upload must not hold its share of [`BODY_BUDGET`] for ever.
-const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// A body must arrive within this time (1 MiB in 10 s is 100 KiB/s): the HTTP server's head
+/// timeout does not cover it, and a slow upload must not hold its share of [`BODY_BUDGET`] long.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parsed JSON is at most this many times larger than its text (`[0,0,…]`: 2 bytes become a
 /// 32-byte `Value`, and a growing `Vec` may hold twice that).
 const PARSED_PER_BYTE: usize = 32;
 
-/// The request bodies in flight in this process, counted at their worst parsed size, never take
-/// more than this much memory (128 MiB: four bodies of [`MAX_BODY`] at once). Further bodies
-/// wait for room (back-pressure) instead of growing memory: a flood of large bodies slows down,
-/// the process does not run out of memory.
+/// The request bodies of outside callers in flight in this process, counted at their worst
+/// parsed size, never take more than this much memory (128 MiB: four bodies of [`MAX_BODY`] at
+/// once). Further bodies wait for room (back-pressure) instead of growing memory: a flood of
+/// large bodies slows down, the process does not run out of memory. Only bytes that arrived
+/// count (never an announced `Content-Length`, which costs an attacker nothing), and the pods'
+/// own calls ([`Sender::Pod`]) are not counted: heartbeats must never wait behind a flood.
 static BODY_BUDGET: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(MAX_BODY * PARSED_PER_BYTE * 4);
 
@@ -300,6 +302,30 @@ impl std::ops::Deref for RequestBody {
     }
 }
 
+/// Who sent a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A pod of the cluster (the call carried the cluster secret): outside [`BODY_BUDGET`].
+    Pod,
+    /// Anyone else: within [`BODY_BUDGET`].
+    Outside,
+}
+
+impl Sender {
+    /// The sender of `request`, as the auth middleware found it.
+    pub fn of(request: &axum::extract::Request) -> Self {
+        let authenticated = request
+            .extensions()
+            .get::<crate::auth::Authenticated>()
+            .is_some_and(|a| a.0);
+        if authenticated {
+            Self::Pod
+        } else {
+            Self::Outside
+        }
+    }
+}
+
 /// Reads a request body of at most [`MAX_BODY`] bytes within [`BODY_DEADLINE`].
 ///
 /// # Errors
@@ -307,6 +333,7 @@ impl std::ops::Deref for RequestBody {
 pub async fn read_body(
     body: axum::body::Body,
     event: &'static str,
+    sender: Sender,
 ) -> Result<RequestBody, ApiError> {
     let invalid = |detail: String| {
         ApiError::new(
@@ -315,7 +342,7 @@ pub async fn read_body(
             format!("Invalid request body: {detail}"),
         )
     };
-    match tokio::time::timeout(BODY_DEADLINE, collect(body)).await {
+    match tokio::time::timeout(BODY_DEADLINE, collect(body, sender)).await {
         Err(_) => Err(invalid(format!(
             "not received within {} s",
             BODY_DEADLINE.as_secs()
@@ -328,17 +355,13 @@ pub async fn read_body(
 
 /// The body's bytes with their budget; `None` when it is larger than [`MAX_BODY`] (drained up
 /// to [`DRAIN_LIMIT`]).
-async fn collect(mut body: axum::body::Body) -> Result<Option<RequestBody>, String> {
-    use axum::body::HttpBody as _;
+async fn collect(
+    mut body: axum::body::Body,
+    sender: Sender,
+) -> Result<Option<RequestBody>, String> {
     use http_body_util::BodyExt as _;
     let mut collected = bytes::BytesMut::new();
     let mut budget = Budget::default();
-    // The whole announced length at once (Content-Length): one wait, no partial holding.
-    if let Some(length) = body.size_hint().exact()
-        && length <= MAX_BODY as u64
-    {
-        budget.reserve(length as usize).await?;
-    }
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| error.to_string())?;
@@ -355,7 +378,9 @@ async fn collect(mut body: axum::body::Body) -> Result<Option<RequestBody>, Stri
             collected = bytes::BytesMut::new();
             continue;
         }
-        budget.reserve(seen).await?;
+        if sender == Sender::Outside {
+            budget.reserve(seen).await?;
+        }
         collected.extend_from_slice(&data);
     }
     if seen > MAX_BODY {

@@ -88,22 +88,31 @@ pub fn random_hex(len: usize) -> io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Reads a secret file: its contents, trimmed; `None` when it does not exist or is empty.
-/// A file that others may read is narrowed to 0600 first (and said so in the log).
+/// Reads a secret file: its contents, trimmed; `None` when it does not exist, is empty, or is
+/// spent: readable by group or others, or owned by another user — someone may have copied it
+/// (said so in the log; [`load_or_create_secret`] replaces such a file).
 ///
 /// # Errors
 /// When the file exists but cannot be read.
 pub fn read_secret(path: &Path) -> io::Result<Option<String>> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error),
     };
-    let mode = fs::metadata(path)?.permissions().mode() & 0o777;
-    if mode & !FILE_MODE != 0 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "a secret file was readable by others; narrowed to 0600");
-        narrow(path, FILE_MODE)?;
+    let mode = metadata.mode() & 0o777;
+    let own = metadata.uid() == rustix::process::geteuid().as_raw();
+    if !metadata.is_file() || mode & !FILE_MODE != 0 || !own {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            uid = metadata.uid(),
+            "a secret file others could read (or not a private file of this user); not used"
+        );
+        return Ok(None);
     }
+    let text = fs::read_to_string(path)?;
     let secret = text.trim();
     Ok((!secret.is_empty()).then(|| secret.to_owned()))
 }
@@ -120,6 +129,17 @@ pub fn load_or_create_secret(path: &Path) -> io::Result<String> {
     }
     if let Some(dir) = path.parent() {
         private_dir(dir)?;
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        // There, but empty or spent: a new secret takes its place. (A file another creator
+        // linked in since the read above is not spent: read it again before removing.)
+        if let Some(secret) = read_secret(path)? {
+            return Ok(secret);
+        }
+        fs::remove_file(path).or_else(|error| match error.kind() {
+            io::ErrorKind::NotFound => Ok(()),
+            _ => Err(error),
+        })?;
     }
     let temporary = temporary(path)?;
     let mut file = create_private(&temporary)?;
@@ -177,6 +197,12 @@ mod tests {
         assert_eq!(load_or_create_secret(&path).unwrap(), first);
         assert_eq!((mode(&path), mode(path.parent().unwrap())), (0o600, 0o700));
         assert_ne!(random_hex(32).unwrap(), random_hex(32).unwrap());
+        // One that others could read is spent: replaced by a new one.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_secret(&path).unwrap(), None);
+        let replaced = load_or_create_secret(&path).unwrap();
+        assert_ne!(replaced, first);
+        assert_eq!(mode(&path), 0o600);
         fs::remove_dir_all(&dir).ok();
     }
 

@@ -58,6 +58,12 @@ async fn call(
         .method(method)
         .uri(uri)
         .header("host", "127.0.0.1:42080");
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        request = request.header("content-type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -128,7 +134,25 @@ async fn internal_calls_need_the_secret_a_cluster_host_and_post() {
         .insert(ConnectInfo(PEER.parse::<SocketAddr>().unwrap()));
     let response = router.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // A page may POST text/plain without a preflight: refused even with the secret.
+    let plain = [
+        (CLUSTER_SECRET_HEADER, SECRET),
+        ("content-type", "text/plain"),
+    ];
+    let (status, _) = call(
+        &router,
+        "POST",
+        "/ubdcc_node_registration",
+        &plain,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(mgmt.state().pods.is_empty());
+    // An advertised address must be an IP address (it becomes a URL mgmt calls).
+    let odd = Some(registration("u1", "evil.example/x?", None));
+    let (_, answer) = call(&router, "POST", "/ubdcc_node_registration", &secret, odd).await;
+    assert_eq!(answer["error_id"], "#1108", "{answer}");
     // With the secret, the advertised address counts (a pod IP from the downward API).
     let (status, answer) = call(&router, "POST", "/ubdcc_node_registration", &secret, body).await;
     assert_eq!(

@@ -45,6 +45,17 @@ pub enum CreateSegmentError {
         /// The mode asked for.
         mode: u32,
     },
+    /// The segment's name is taken by something this writer's user does not own (or that is
+    /// not a private regular file): a neighbour's file, FIFO or link placed there.
+    #[error(
+        "segment name {name} is taken by a file this user does not own ({reason}); remove /dev/shm/{name} or give the DCN another name"
+    )]
+    Foreign {
+        /// Segment name.
+        name: String,
+        /// Why it is not ours.
+        reason: crate::trust::Distrust,
+    },
     /// A live writer already owns the segment.
     #[error("segment {name} is owned by a live writer (pid {pid})")]
     InUse {

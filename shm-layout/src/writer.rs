@@ -598,8 +598,29 @@ fn publish_name(temp: &str, name: &str) -> Result<(), CreateSegmentError> {
     };
     let (from, to) = (format!("{SHM_DIR}/{temp}"), format!("{SHM_DIR}/{name}"));
     for _ in 0..ROUNDS {
-        let previous = match shm::open(name, shm::OFlags::RDONLY, Mode::empty()) {
-            Ok(fd) => fd,
+        // Never follow a link or block on a FIFO a neighbour put under the name, and look at
+        // what it is before locking or mapping it.
+        let flags = rustix::fs::OFlags::RDONLY
+            | rustix::fs::OFlags::NOFOLLOW
+            | rustix::fs::OFlags::NONBLOCK
+            | rustix::fs::OFlags::CLOEXEC;
+        let previous = match rustix::fs::open(to.as_str(), flags, Mode::empty()) {
+            Ok(fd) => {
+                let stat = rustix::fs::fstat(&fd).map_err(io("stat previous"))?;
+                if let Err(reason) = crate::trust::Trust::own_user().check(&stat) {
+                    return Err(CreateSegmentError::Foreign {
+                        name: name.to_owned(),
+                        reason,
+                    });
+                }
+                fd
+            }
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(CreateSegmentError::Foreign {
+                    name: name.to_owned(),
+                    reason: crate::trust::Distrust::NotRegularFile,
+                });
+            }
             Err(rustix::io::Errno::NOENT) => {
                 let cwd = rustix::fs::CWD;
                 match rustix::fs::renameat_with(cwd, &from, cwd, &to, RenameFlags::NOREPLACE) {

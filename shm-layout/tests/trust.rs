@@ -264,3 +264,70 @@ fn a_shrunk_segment_is_refused_before_its_memory_is_touched() {
         reader.open_errors().collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn a_writer_refuses_a_name_taken_by_a_fifo_link_or_foreign_file_without_blocking() {
+    let cluster = cluster("squat");
+    let create = |dcn: &str| {
+        SegmentConfig::new(cluster.as_str(), dcn)
+            .books(2)
+            .levels_per_side(10)
+            .create()
+    };
+    // A FIFO would block a plain open; a link would lead to a file of the neighbour's choice.
+    let fifo = format!("/dev/shm/ubdcc.{cluster}.fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        fifo.as_str(),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let link = format!("/dev/shm/ubdcc.{cluster}.link");
+    std::os::unix::fs::symlink("/etc/hostname", &link).unwrap();
+    let fifo_result = create("fifo");
+    let link_result = create("link");
+    std::fs::remove_file(&fifo).ok();
+    std::fs::remove_file(&link).ok();
+    for result in [fifo_result, link_result] {
+        assert!(
+            matches!(
+                result,
+                Err(CreateSegmentError::Foreign {
+                    reason: Distrust::NotRegularFile,
+                    ..
+                })
+            ),
+            "{:?}",
+            result.err()
+        );
+    }
+    if !is_root() {
+        return;
+    }
+    // A file of another user under the name: refused, named, not locked or mapped.
+    let squatted = format!("/dev/shm/ubdcc.{cluster}.taken");
+    std::fs::write(&squatted, vec![0u8; 4096]).unwrap();
+    std::os::unix::fs::chown(&squatted, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    std::fs::set_permissions(&squatted, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let result = create("taken");
+    std::fs::remove_file(&squatted).ok();
+    let Err(error) = result else {
+        panic!("a foreign file under the name must be refused")
+    };
+    assert!(
+        matches!(
+            error,
+            CreateSegmentError::Foreign {
+                reason: Distrust::Owner { uid: OTHER_UID, .. },
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("remove /dev/shm/ubdcc."),
+        "{error}"
+    );
+}

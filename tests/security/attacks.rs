@@ -641,3 +641,67 @@ fn an_absurd_retry_after_holds_back_only_its_api_and_the_dcn_lives_on() {
     );
     assert_eq!(crate::http::get_json(&dcn.address, "/test")["result"], "OK");
 }
+
+#[test]
+fn stalled_uploads_hold_no_memory_budget_and_never_delay_a_heartbeat() {
+    const SECRET: &str = "stalled-upload-secret-0123456789";
+    let data = std::env::temp_dir().join(format!("ubdcc-sec-stall-{}", std::process::id()));
+    std::fs::remove_dir_all(&data).ok();
+    let mgmt = Process::start(&[
+        "mgmt",
+        "--port",
+        "0",
+        "--recovery-window-ms",
+        "0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cluster-secret",
+        SECRET,
+    ]);
+    // Sixteen uploads that announce 1 MiB and send nothing: an announced length used to reserve
+    // its whole share of the body budget (four such filled it) for as long as the body deadline.
+    let stalled: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut stream = TcpStream::connect(&mgmt.address).unwrap();
+            let head = format!(
+                "POST /create_depthcaches HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1048576\r\n\r\n{{",
+                mgmt.address
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A heartbeat-sized pod call and an outside caller's small body are answered at once; the
+    // read timeout (8 s) is below the body deadline (10 s) that would free a held budget.
+    let sync = json!({"uid": "nobody", "api_port_rest": 1}).to_string();
+    let send = |headers: &str, path: &str, body: &str| {
+        let mut stream = TcpStream::connect(&mgmt.address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(8)))
+            .unwrap();
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            mgmt.address,
+            body.len()
+        );
+        stream.write_all(raw.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .unwrap_or_else(|e| panic!("{path}: no answer while uploads stall: {e}"));
+        answer
+    };
+    let answer = send(
+        &format!("X-Ubdcc-Cluster-Secret: {SECRET}\r\n"),
+        "/ubdcc_node_sync",
+        &sync,
+    );
+    assert!(answer.contains("#1001"), "{answer}");
+    let create = json!({"exchange": "binance.com", "markets": ["BTCUSDT"]}).to_string();
+    let answer = send("", "/create_depthcaches", &create);
+    assert!(answer.contains("\"result\":\"OK\""), "{answer}");
+    drop(stalled);
+    drop(mgmt);
+    std::fs::remove_dir_all(&data).ok();
+}

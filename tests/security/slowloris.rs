@@ -21,6 +21,9 @@ const HALF_OPEN: usize = 2_000;
 /// connections closed and replaced while the normal client reads.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The servers' write timeout in this test (a client that stops reading).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Every half-open connection must be closed by the server this long after it was opened. A
 /// correctness bound (the timeout plus a wide margin for a loaded machine), not a measurement.
 const CLOSE_BOUND: Duration = Duration::from_secs(25);
@@ -45,6 +48,10 @@ impl Pod {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
             .args(args)
             .env("UBDCC_HTTP_HEADER_TIMEOUT_MS", timeout_ms)
+            .env(
+                "UBDCC_HTTP_WRITE_TIMEOUT_MS",
+                WRITE_TIMEOUT.as_millis().to_string(),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -316,4 +323,53 @@ fn a_dcn_serves_every_read_and_keeps_its_books_synced_under_slowloris() {
         "out of sync after the attack: {unsynced:?}"
     );
     assert_eq!(normal_reads(&rig.dcn.address).len(), READS);
+}
+
+#[test]
+fn a_client_that_stops_reading_loses_its_connection() {
+    // "Slow read": ask for far more than the socket buffers hold (2 000 pipelined requests for
+    // the 50 KB OpenAPI document, ~100 MB), then read nothing. Without a write timeout the
+    // connection (and its slot) would stay open for ever.
+    let cluster = format!("slowread{}", std::process::id());
+    let restapi = Pod::start(&[
+        "restapi",
+        "--cluster",
+        &cluster,
+        "--port",
+        "0",
+        "--mgmt-url",
+        "http://127.0.0.1:9",
+    ]);
+    let mut stream = TcpStream::connect(&restapi.address).unwrap();
+    let request = format!(
+        "GET /openapi.json HTTP/1.1\r\nHost: {}\r\n\r\n",
+        restapi.address
+    );
+    let requests = request.repeat(2_000);
+    stream.write_all(requests.as_bytes()).unwrap();
+    // Long past the write timeout (a correctness bound, not a measurement).
+    std::thread::sleep(WRITE_TIMEOUT * 4);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut received = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    let ended = loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break Ok(()),
+            Ok(n) => received += n,
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    let document = crate::http::get_json(&restapi.address, "/openapi.json").to_string();
+    println!(
+        "slow reader: {} MB of ~{} MB received before the server closed",
+        received >> 20,
+        (document.len() * 2_000) >> 20
+    );
+    ended.expect("the server closed the connection of the client that stopped reading");
+    assert!(received < document.len() * 2_000, "every response was sent");
+    // The server still serves others.
+    assert!(document.contains("openapi"));
 }

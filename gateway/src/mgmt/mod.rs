@@ -36,7 +36,7 @@ use crate::envelope::{ApiError, ErrorId, ok};
 use crate::identity::PodIdentity;
 use crate::lifecycle::ShutdownSignal;
 use crate::metrics::{Metrics, escape, family};
-use crate::params::{Params, read_body};
+use crate::params::{Params, Sender, read_body};
 use state::{ClusterState, Seconds};
 use store::StateFile;
 
@@ -261,6 +261,8 @@ async fn handle(
     endpoint: Endpoint,
     request: Request,
 ) -> Response {
+    let path = request.uri().path().to_owned();
+    let path = path.as_str();
     let caller = Caller {
         peer: request
             .extensions()
@@ -272,7 +274,8 @@ async fn handle(
             .is_some_and(|a| a.0),
     };
     let query = request.uri().query().map(str::to_owned);
-    let body = match read_body(request.into_body(), event).await {
+    let sender = Sender::of(&request);
+    let body = match read_body(request.into_body(), event, sender).await {
         Ok(body) => body,
         Err(error) => return error.into_response(),
     };
@@ -290,11 +293,18 @@ async fn handle(
     }
     // Endpoints take mgmt's lock and durable ones fsync under it: tell the runtime this worker
     // blocks, so other requests (heartbeats above all) move to the other workers meanwhile. At
-    // most MAX_BLOCKING_ENDPOINTS do so at once: a flood waits here instead of making the
-    // runtime start a thread per request.
-    let Ok(_permit) = mgmt.blocking.acquire().await else {
-        return ApiError::new(ErrorId::NOT_READY, event, "Mgmt Service is shutting down")
-            .into_response();
+    // most MAX_BLOCKING_ENDPOINTS outside calls do so at once: a flood waits here instead of
+    // making the runtime start a thread per request. The pods' calls never wait in that queue
+    // (a heartbeat stuck behind a flood would get its pod evicted).
+    let pods_own_call = caller.authenticated && crate::auth::is_internal(path);
+    let _permit = if pods_own_call {
+        None
+    } else {
+        let Ok(permit) = mgmt.blocking.acquire().await else {
+            return ApiError::new(ErrorId::NOT_READY, event, "Mgmt Service is shutting down")
+                .into_response();
+        };
+        Some(permit)
     };
     match tokio::task::block_in_place(|| endpoint(mgmt, &params, caller)) {
         Ok(payload) => ok(event, payload),

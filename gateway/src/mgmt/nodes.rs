@@ -63,6 +63,17 @@ pub const ROUTES: &[Route] = &[
 fn address(params: &Params, caller: Caller) -> Result<String, ApiError> {
     let advertised = params.text("ip")?;
     if let Some(ip) = advertised
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(params.invalid(
+            ErrorId::INVALID_PARAMETER,
+            format!(
+                "Invalid parameter: ip must be an IP address, got {:?}",
+                clip(ip)
+            ),
+        ));
+    }
+    if let Some(ip) = advertised
         && !caller.authenticated
     {
         tracing::debug!(peer = %caller.peer, advertised = %clip(ip), "ignored an advertised address of an unauthenticated pod");

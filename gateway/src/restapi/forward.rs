@@ -19,7 +19,7 @@ use super::endpoints::Endpoint;
 use super::{RequestInfo, RestApi};
 use crate::envelope::{ApiError, ErrorId, json_response};
 use crate::mgmt::state::ClusterState;
-use crate::params::{Params, read_body};
+use crate::params::{Params, Sender, read_body};
 
 /// A view's payload from the state copy, when mgmt is down.
 pub type CachedView = fn(&ClusterState, &Params) -> Map<String, Value>;
@@ -50,7 +50,8 @@ async fn call_mgmt(
 ) -> Response {
     let info = RequestInfo::new(request.uri(), request.headers());
     let query = request.uri().query().map(str::to_owned);
-    let body = match read_body(request.into_body(), event).await {
+    let sender = Sender::of(&request);
+    let body = match read_body(request.into_body(), event, sender).await {
         Ok(body) => body,
         Err(error) => return api.error(error, &info, false),
     };

@@ -6,23 +6,23 @@
 //! sockets) nor starve normal clients. So, in one accept loop on hyper's HTTP/1 connection:
 //! - a request head must be complete [`HEADER_TIMEOUT`] after its first byte (and a new
 //!   connection must send one that soon), else the connection is closed;
-//! - a kept-alive connection with no new request for [`IDLE_TIMEOUT`] is closed;
+//! - a kept-alive connection with no new request for [`IDLE_TIMEOUT`] is closed, and so is one
+//!   whose client does not read its response for [`WRITE_TIMEOUT`] ([`socket`]);
 //! - at most a cap of connections are open at once, from the descriptor limit (raised to the
 //!   hard limit at start) less [`RESERVED_DESCRIPTORS`], and at most [`MAX_CONNECTIONS`]. When
 //!   full, the loop stops accepting: new clients wait in the kernel's backlog and are served as
 //!   soon as a slot frees (at the latest when a half-open one times out). Accepting and closing
 //!   at once instead would fail every normal client while the attackers keep their slots.
 //!
-//! `UBDCC_HTTP_HEADER_TIMEOUT_MS`, `UBDCC_HTTP_IDLE_TIMEOUT_MS` and `UBDCC_HTTP_MAX_CONNECTIONS`
-//! override the figures (tests use short timeouts).
+//! `UBDCC_HTTP_HEADER_TIMEOUT_MS`, `UBDCC_HTTP_IDLE_TIMEOUT_MS`, `UBDCC_HTTP_WRITE_TIMEOUT_MS`
+//! and `UBDCC_HTTP_MAX_CONNECTIONS` override the figures (tests use short timeouts).
+
+mod socket;
 
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,16 +31,15 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tower_service::Service as _;
 use ubdcc_gateway::auth::Auth;
 use ubdcc_gateway::client::{DEFAULT_TIMEOUT, InternalClient};
 use ubdcc_gateway::lifecycle::ShutdownSignal;
 
 use crate::cli::SecretArgs;
+use socket::Socket;
 
 /// Binds `host:port`; returns the listener and the bound address (port 0 picks a free one).
 /// (Whether a role may listen beyond loopback is decided before, with its secrets:
@@ -83,6 +82,10 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// just as such a client reuses it.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A response write that makes no progress for this long (the client stopped reading) closes
+/// the connection: a slow reader must not hold a connection slot for ever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Descriptors kept free of HTTP connections: a DCN's exchange sockets (a few WebSockets and
 /// snapshot downloads), the shared-memory segments, internal calls, log files.
 pub const RESERVED_DESCRIPTORS: u64 = 1024;
@@ -103,6 +106,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 struct Limits {
     header_timeout: Duration,
     idle_timeout: Duration,
+    write_timeout: Duration,
     connections: usize,
 }
 
@@ -116,6 +120,7 @@ impl Limits {
         let limits = Self {
             header_timeout: env_ms("UBDCC_HTTP_HEADER_TIMEOUT_MS").unwrap_or(HEADER_TIMEOUT),
             idle_timeout: env_ms("UBDCC_HTTP_IDLE_TIMEOUT_MS").unwrap_or(IDLE_TIMEOUT),
+            write_timeout: env_ms("UBDCC_HTTP_WRITE_TIMEOUT_MS").unwrap_or(WRITE_TIMEOUT),
             connections: env_u64("UBDCC_HTTP_MAX_CONNECTIONS")
                 .unwrap_or(cap)
                 .clamp(1, cap) as usize,
@@ -126,6 +131,7 @@ impl Limits {
             max_connections = limits.connections,
             header_timeout_ms = limits.header_timeout.as_millis() as u64,
             idle_timeout_ms = limits.idle_timeout.as_millis() as u64,
+            write_timeout_ms = limits.write_timeout.as_millis() as u64,
             "HTTP limits"
         );
         limits
@@ -208,7 +214,7 @@ async fn run(listener: TcpListener, router: Router, shutdown: ShutdownSignal, li
         };
         // Responses go out in one write; waiting for more (Nagle) only adds latency.
         stream.set_nodelay(true).ok();
-        let socket = Socket::new(stream, slot, limits.header_timeout);
+        let socket = Socket::new(stream, slot, limits.header_timeout, limits.write_timeout);
         tokio::spawn(serve_connection(
             builder.clone(),
             socket,
@@ -272,139 +278,6 @@ async fn serve_connection(
     };
     if let Err(error) = served {
         tracing::debug!(%peer, %error, "connection ended with an error");
-    }
-}
-
-/// What the service tells a connection's [`Socket`] about the requests on it. Both sides run on
-/// the connection's one task, in turn, so `Relaxed` suffices: the atomics are only there to be
-/// shareable.
-#[derive(Debug, Default)]
-struct Requests {
-    /// Request heads read so far.
-    heads: AtomicU64,
-    /// Responses handed to hyper so far.
-    answers: AtomicU64,
-    /// The connection was upgraded (WebSocket): no HTTP requests any more, no head timeout.
-    upgraded: AtomicBool,
-}
-
-impl Requests {
-    fn head_done(&self) {
-        self.heads.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn answered(&self, upgraded: bool) {
-        self.answers.fetch_add(1, Ordering::Relaxed);
-        if upgraded {
-            self.upgraded.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// No request is being answered: bytes that arrive now begin the next head.
-    fn is_between_requests(&self) -> bool {
-        self.heads.load(Ordering::Relaxed) == self.answers.load(Ordering::Relaxed)
-    }
-}
-
-/// A connection's TCP stream with the head deadline, and the connection's slot (held as long as
-/// the socket, through an upgrade too).
-struct Socket {
-    stream: TcpStream,
-    requests: Arc<Requests>,
-    header_timeout: Duration,
-    /// The head being read must be complete by then; armed with the count of heads read at the
-    /// time, so a head completed since shows it was met.
-    deadline: Option<(u64, Pin<Box<Sleep>>)>,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Socket {
-    /// A socket just accepted: its first head is due within `header_timeout` from now.
-    fn new(stream: TcpStream, slot: OwnedSemaphorePermit, header_timeout: Duration) -> Self {
-        Self {
-            stream,
-            requests: Arc::default(),
-            header_timeout,
-            deadline: Some((0, Box::pin(tokio::time::sleep(header_timeout)))),
-            _slot: slot,
-        }
-    }
-
-    /// Disarms a deadline that was met; arms one when bytes of a new head arrived.
-    fn update_deadline(&mut self, got_bytes: bool) {
-        if self.requests.upgraded.load(Ordering::Relaxed) {
-            self.deadline = None;
-            return;
-        }
-        let heads = self.requests.heads.load(Ordering::Relaxed);
-        if self
-            .deadline
-            .as_ref()
-            .is_some_and(|(armed_at, _)| *armed_at != heads)
-        {
-            self.deadline = None;
-        }
-        if got_bytes && self.deadline.is_none() && self.requests.is_between_requests() {
-            let sleep = Box::pin(tokio::time::sleep(self.header_timeout));
-            self.deadline = Some((heads, sleep));
-        }
-    }
-
-    /// Whether the head deadline has passed (registering for a wake-up when it has not).
-    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline
-            .as_mut()
-            .is_some_and(|(_, sleep)| sleep.as_mut().poll(cx).is_ready())
-    }
-}
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
-        this.update_deadline(buf.filled().len() > before);
-        if read.is_pending() && this.deadline_passed(cx) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request head not complete in time",
-            )));
-        }
-        read
-    }
-}
-
-impl AsyncWrite for Socket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
