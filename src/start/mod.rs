@@ -56,6 +56,7 @@ pub struct Cluster {
 /// Runs `ubdcc start`.
 pub fn run(args: &StartArgs, log_level: &str) -> anyhow::Result<()> {
     let settings = Settings::resolve(args, log_level)?;
+    refuse_second_start(&settings)?;
     println!("UBDCC Cluster Manager v{VERSION}");
     println!(
         "Starting cluster with mgmt port {}, {} DCN(s)...",
@@ -83,6 +84,42 @@ pub fn run(args: &StartArgs, log_level: &str) -> anyhow::Result<()> {
     loop {
         std::thread::park();
     }
+}
+
+/// A second `ubdcc start` while a cluster runs says so at once, before it starts anything: the
+/// remembered mgmt still answers, or DCNs of the same cluster name are alive on this machine
+/// (their segments would clash).
+fn refuse_second_start(settings: &Settings) -> anyhow::Result<()> {
+    if let Some(port) = crate::cluster_client::remembered_port() {
+        let client = ClusterClient::new(Some(port), &settings.secrets)?;
+        let answer = client.mgmt("/test");
+        let is_mgmt = answer.as_ref().is_ok_and(|test| {
+            test.get("app").and_then(|app| app.get("name")) == Some(&json!("ubdcc-mgmt"))
+        });
+        if is_mgmt {
+            anyhow::bail!(
+                "a cluster is already running on this machine (mgmt on port {port}): see it with \
+                 `ubdcc status`, stop it with `ubdcc stop`"
+            );
+        }
+    }
+    let alive = ubdcc_shm::ClusterReader::open(&settings.cluster)
+        .map(|reader| {
+            reader
+                .segments()
+                .iter()
+                .filter(|segment| segment.check_writer_now().is_ok())
+                .count()
+        })
+        .unwrap_or(0);
+    if alive > 0 {
+        anyhow::bail!(
+            "cluster '{}' already runs on this machine ({alive} live DCN segment(s) in /dev/shm): \
+             stop it with `ubdcc stop`, or start another one with --cluster NAME",
+            settings.cluster
+        );
+    }
+    Ok(())
 }
 
 fn lock(cluster: &Mutex<Cluster>) -> MutexGuard<'_, Cluster> {
@@ -133,11 +170,13 @@ impl Cluster {
             self.start_simulator()?;
         }
         let port = self.settings.mgmt_port.to_string();
-        self.start_child(
-            "mgmt",
-            Role::Mgmt,
-            vec!["mgmt".into(), "--port".into(), port],
-        )?;
+        let mut args = vec!["mgmt".into(), "--port".into(), port];
+        if self.settings.demo {
+            // The demo keeps no state on disk: the user's cluster state (~/.ubdcc/mgmt-<port>)
+            // is never read or written by it.
+            args.push("--ephemeral".into());
+        }
+        self.start_child("mgmt", Role::Mgmt, args)?;
         remember_port(self.settings.mgmt_port);
         let args = vec![
             "restapi".into(),

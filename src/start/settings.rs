@@ -75,6 +75,7 @@ impl Settings {
             None => FileSettings::default(),
         };
         let dcn = args.dcn.or(file.dcn).unwrap_or(1);
+        let demo = args.demo || file.demo.unwrap_or(false);
         let cores = core_affinity::get_core_ids().map_or(1, |cores| cores.len());
         let mgmt_port = match args.port.or(file.port) {
             Some(port) => port,
@@ -101,13 +102,14 @@ impl Settings {
                 .clone()
                 .or(file.logdir)
                 .unwrap_or_else(default_logdir),
+            // The demo is a cluster of its own: its books never mix with the user's.
             cluster: args
                 .cluster
                 .clone()
                 .or(file.cluster)
-                .unwrap_or_else(|| "default".into()),
+                .unwrap_or_else(|| if demo { DEMO_CLUSTER } else { "default" }.into()),
             pin: args.pin.or(file.pin).unwrap_or(dcn <= cores),
-            demo: args.demo || file.demo.unwrap_or(false),
+            demo,
             endpoints,
             markets,
             desired_quantity: args
@@ -119,6 +121,9 @@ impl Settings {
         })
     }
 }
+
+/// The cluster name of `--demo` unless `--cluster` says otherwise.
+pub const DEMO_CLUSTER: &str = "demo";
 
 fn default_logdir() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
@@ -163,5 +168,24 @@ mod tests {
         let error = Settings::resolve(&args, "info").unwrap_err();
         assert!(format!("{error:#}").contains("unknown field"), "{error:#}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_demo_is_a_cluster_of_its_own_unless_named() {
+        let demo = StartArgs {
+            demo: true,
+            port: Some(45100),
+            restapi_port: Some(45101),
+            ..StartArgs::default()
+        };
+        assert_eq!(
+            Settings::resolve(&demo, "info").unwrap().cluster,
+            DEMO_CLUSTER
+        );
+        let named = StartArgs {
+            cluster: Some("mine".into()),
+            ..demo
+        };
+        assert_eq!(Settings::resolve(&named, "info").unwrap().cluster, "mine");
     }
 }

@@ -361,3 +361,72 @@ fn a_role_that_cannot_start_is_reported_and_nothing_is_left_running() {
     assert!(text.contains("restapi did not start; see "), "{text}");
     home.assert_nothing_left();
 }
+
+/// Starts `ubdcc start --demo` without a terminal and waits for its books; returns the child.
+fn start_detached(home: &Home) -> std::process::Child {
+    let mut child = home
+        .start_command("1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut output = String::new();
+    loop {
+        let mut line = String::new();
+        let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(read > 0, "ended early: {output}");
+        output.push_str(&line);
+        if line.contains("Running without a terminal") {
+            break;
+        }
+    }
+    assert!(output.contains("8/8 synced"), "{output}");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    child
+}
+
+#[test]
+fn the_demo_never_touches_the_users_cluster_state_and_a_second_start_says_one_runs() {
+    let home = Home::new("dm");
+    // The user's own cluster state, with a book the simulator does not have.
+    let data = home
+        .dir
+        .join(".ubdcc")
+        .join(format!("mgmt-{}", home.mgmt_port));
+    std::fs::create_dir_all(&data).unwrap();
+    let record = serde_json::json!({"CREATED_TIME": 1.0, "DESIRED_QUANTITY": 1, "DISTRIBUTION": {},
+        "DISTRIBUTION_CHANGES": 0, "EXCHANGE": "binance.com", "LAST_DISTRIBUTION_CHANGE": 1.0,
+        "REFRESH_INTERVAL": null, "MARKET": "USERSBOOK", "UPDATE_INTERVAL": null});
+    let state = serde_json::json!({"credentials": {}, "nodes": {}, "pods": {}, "timestamp": 1.0,
+        "depthcaches": {"binance.com": {"USERSBOOK": record}}});
+    std::fs::write(data.join("state.json"), state.to_string()).unwrap();
+    let before = std::fs::read(data.join("state.json")).unwrap();
+
+    let mut child = start_detached(&home);
+    let books = home.run(&["books"]);
+    assert!(!books.contains("USERSBOOK"), "{books}");
+    // A second start in the same home says so at once and starts nothing.
+    let second = home
+        .start_command("1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&second.stdout).into_owned()
+        + &String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{text}");
+    assert!(text.contains("already running"), "{text}");
+    assert!(text.contains("ubdcc stop"), "{text}");
+    assert!(!text.contains("started (PID"), "{text}");
+
+    let stopped = home.run(&["stop"]);
+    assert!(stopped.contains("Cluster shutdown complete."), "{stopped}");
+    child.wait().unwrap();
+    home.assert_nothing_left();
+    assert_eq!(
+        std::fs::read(data.join("state.json")).unwrap(),
+        before,
+        "the user's state is untouched"
+    );
+}
