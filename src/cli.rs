@@ -234,6 +234,14 @@ pub struct MgmtArgs {
     /// This pod's name.
     #[arg(long, default_value = "ubdcc-mgmt")]
     pub name: String,
+    /// Point an exchange at another URL (EXCHANGE=URL), as the DCNs are: creates are checked
+    /// against its `exchangeInfo`; also read comma-separated from UBDCC_EXCHANGE_ENDPOINTS.
+    #[arg(long)]
+    pub exchange_endpoint: Vec<String>,
+    /// Do not check creates against the exchanges' `exchangeInfo` (markets are then only
+    /// checked for their form).
+    #[arg(long, env = "UBDCC_NO_MARKET_CHECK")]
+    pub no_market_check: bool,
     #[command(flatten)]
     pub secrets: SecretArgs,
     #[command(flatten)]

@@ -126,15 +126,15 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     Ok(shutdown.outcome()?)
 }
 
-fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
+/// The `--exchange-endpoint` flags and `UBDCC_EXCHANGE_ENDPOINTS` (comma-separated), parsed.
+pub(crate) fn endpoint_overrides(flags: &[String]) -> anyhow::Result<EndpointOverrides> {
     let from_env = std::env::var("UBDCC_EXCHANGE_ENDPOINTS").unwrap_or_default();
-    let endpoints = EndpointOverrides::parse(
-        args.exchange_endpoint
-            .iter()
-            .map(String::as_str)
-            .chain(from_env.split(',')),
-    )
-    .context("--exchange-endpoint")?;
+    EndpointOverrides::parse(flags.iter().map(String::as_str).chain(from_env.split(',')))
+        .context("--exchange-endpoint")
+}
+
+fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
+    let endpoints = endpoint_overrides(&args.exchange_endpoint)?;
     let mut config = NodeConfig::new(args.cluster.as_str(), name);
     config.endpoints = endpoints;
     config.max_books = args.max_books;
@@ -165,7 +165,8 @@ fn start_agent(
         "assignments",
         apply_assignments(identity.uid.clone(), copy.clone(), handle.clone()),
     );
-    let statuses = ShmReplicaSource::new(ClusterReader::open_dcn(&args.cluster, &identity.name)?);
+    let statuses = ShmReplicaSource::new(ClusterReader::open_dcn(&args.cluster, &identity.name)?)
+        .with_snapshots(handle.snapshot_stats());
     let agent = Agent::new(
         AgentConfig {
             mgmt_url: pod.mgmt_url.clone(),

@@ -1,8 +1,10 @@
 //! `ubdcc mgmt`: the management service.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use ubdcc_engine::MarketDirectory;
 use ubdcc_gateway::identity::{PodIdentity, Role};
 use ubdcc_gateway::lifecycle::ShutdownSignal;
 use ubdcc_gateway::mgmt::store::StateFile;
@@ -30,10 +32,17 @@ async fn serve_mgmt(args: &MgmtArgs) -> anyhow::Result<()> {
     if let Some(file) = &state_file {
         tracing::info!(path = %file.path().display(), timestamp = initial.timestamp, "state file");
     }
+    let markets = if args.no_market_check {
+        None
+    } else {
+        let overrides = crate::dcn::endpoint_overrides(&args.exchange_endpoint)?;
+        Some(Arc::new(MarketDirectory::new(overrides)?))
+    };
     let config = MgmtConfig {
         pod_timeout: Duration::from_millis(args.pod_timeout_ms),
         recovery_window: Duration::from_millis(args.recovery_window_ms),
         state_file,
+        markets,
         ..MgmtConfig::default()
     };
     let identity = PodIdentity::new(Role::Mgmt, Some(&args.name), None);

@@ -12,7 +12,7 @@ use crate::publish::Publisher;
 use crate::sync::{BookSync, EventStep, SnapshotStep, SyncError, SyncState};
 
 /// Events a book buffers while its snapshot is on the way. Options snapshots lag the stream by up
-/// to ~30 s (reference §4.4), which at 10 events/s is a few hundred; 10 000 matches what the
+/// to ~30 s (`docs/binance-protocol.md` §4.4), which at 10 events/s is a few hundred; 10 000 matches what the
 /// original kept and bounds memory per book to a few MB in the worst case.
 pub const BUFFER_CAPACITY: usize = 10_000;
 
@@ -170,17 +170,22 @@ impl DepthCache {
         self.lose_sync(reason, publisher)
     }
 
-    /// Publishes that a snapshot download failed, keeping the events buffered so far (the next
-    /// snapshot may still align with them). A synced book is left alone: the failure was of a
-    /// request it no longer needs.
+    /// Publishes that a snapshot download failed for `reason` ([`OutOfSyncReason::SnapshotFailed`],
+    /// or [`OutOfSyncReason::Delisted`] when the exchange no longer lists the market), keeping
+    /// the events buffered so far (the next snapshot may still align with them). A synced book
+    /// is left alone: the failure was of a request it no longer needs.
     ///
     /// # Errors
     /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
-    pub fn snapshot_failed(&mut self, publisher: &mut Publisher) -> Result<(), DepthCacheError> {
+    pub fn snapshot_failed(
+        &mut self,
+        reason: OutOfSyncReason,
+        publisher: &mut Publisher,
+    ) -> Result<(), DepthCacheError> {
         if self.meta.status.is_synced() {
             return Ok(());
         }
-        self.meta.status = BookStatus::OutOfSync(OutOfSyncReason::SnapshotFailed);
+        self.meta.status = BookStatus::OutOfSync(reason);
         publisher.publish_meta(self.handle, &self.meta)?;
         Ok(())
     }

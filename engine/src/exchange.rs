@@ -1,5 +1,5 @@
 //! The exchanges the original supported, each with Binance's endpoints, limits, stream names and
-//! sync family (`reference/binance-protocol.md` §1), and the endpoint overrides that point an
+//! sync family (`docs/binance-protocol.md` §1), and the endpoint overrides that point an
 //! exchange at another URL (the simulator) without changing any other code path.
 
 use std::collections::HashMap;

@@ -8,11 +8,14 @@
 //!   events and snapshots, answering what to do with each.
 //! - [`Exchange`]: the original's exchange strings with Binance's endpoints, limits and stream
 //!   names ([`ExchangeSpec`]), and [`EndpointOverrides`] that point one at the simulator.
+//! - [`MarketDirectory`]: which markets an exchange lists ([`Listing`], from `exchangeInfo`,
+//!   cached), so mgmt refuses a create of a market that does not exist.
 //! - [`binance::wire`]: Binance's depth messages, parsed with simd-json without copying.
 //! - [`DepthCache`]: one book, its [`BookSync`] and its shared-memory slot, published through a
 //!   [`Publisher`] after every applied event.
 //! - [`WeightBudget`] and [`SnapshotScheduler`]: REST snapshots within each host's weight budget,
-//!   honouring the used-weight headers and 429/418 `Retry-After`.
+//!   honouring the used-weight headers and 429/418 `Retry-After`, out-of-sync and new books
+//!   before verifications ([`SnapshotKind`]).
 //! - [`StreamConnection`]: one WebSocket multiplexing many books' diff streams, with paced
 //!   `SUBSCRIBE`, pings, a silence watchdog and reconnect with backoff.
 //! - [`Node`]: the DCN's data plane: books, connections and the scheduler driven by one loop that
@@ -27,6 +30,7 @@ mod clock;
 mod connection;
 mod depth_cache;
 mod exchange;
+mod market_directory;
 mod node;
 mod publish;
 mod snapshot;
@@ -41,11 +45,12 @@ pub use depth_cache::{BUFFER_CAPACITY, DepthCache, DepthCacheError, NextStep};
 pub use exchange::{
     EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec, is_valid_symbol,
 };
+pub use market_directory::{DirectoryError, Listing, MarketDirectory, MarketStatus};
 pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, NodeHandle};
 pub use publish::Publisher;
 pub use snapshot::{
-    ApiKeys, BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotOutcome,
-    SnapshotRequest, SnapshotScheduler, SnapshotStats,
+    ApiKeys, BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotKind,
+    SnapshotOutcome, SnapshotRequest, SnapshotScheduler, SnapshotStats, WaitingBoard, WaitingBook,
 };
 pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,

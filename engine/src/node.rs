@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, interval, sleep_until};
 use ubdcc_shm::{
-    BookMeta, CreateSegmentError, DEFAULT_SEGMENT_MODE, HEARTBEAT_INTERVAL, OutOfSyncReason,
-    SegmentConfig,
+    BookMeta, BookStatus, CreateSegmentError, DEFAULT_SEGMENT_MODE, HEARTBEAT_INTERVAL,
+    OutOfSyncReason, SegmentConfig,
 };
 
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
@@ -28,7 +28,7 @@ use crate::depth_cache::{DepthCache, DepthCacheError, NextStep};
 use crate::exchange::{EndpointOverrides, Exchange, ExchangeError, is_valid_symbol};
 use crate::publish::Publisher;
 use crate::snapshot::{
-    ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotOutcome,
+    ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotKind, SnapshotOutcome,
     SnapshotRequest, SnapshotScheduler, SnapshotStats,
 };
 
@@ -39,6 +39,10 @@ const MAX_SNAPSHOT_RETRY: Duration = Duration::from_secs(30);
 
 /// Longest silence threshold of a quiet book: its verification costs one snapshot per hour.
 const MAX_BOOK_SILENCE: Duration = Duration::from_secs(3600);
+
+/// Wait before asking again for a market the exchange answered -1121 (not listed) for: a
+/// delisting is not undone in seconds, and each ask costs weight (from spare budget only).
+const DELISTED_RETRY: Duration = Duration::from_secs(300);
 
 /// Settings of a node.
 #[derive(Debug, Clone)]
@@ -677,6 +681,10 @@ impl Node {
                 crate::clock::unix_now_ns(),
                 &mut self.publisher,
             ),
+            Err(error) if error.is_unknown_symbol() => {
+                self.delisted(outcome.book, &error);
+                return;
+            }
             Err(error) => {
                 tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, "snapshot failed");
                 if entry.cache.meta().status.is_synced() {
@@ -685,7 +693,7 @@ impl Node {
                 }
                 entry
                     .cache
-                    .snapshot_failed(&mut self.publisher)
+                    .snapshot_failed(OutOfSyncReason::SnapshotFailed, &mut self.publisher)
                     .map(|()| NextStep::FetchSnapshot)
             }
         };
@@ -724,14 +732,44 @@ impl Node {
         let Some(entry) = self.books.get(&book) else {
             return;
         };
+        let meta = entry.cache.meta();
+        // Resyncs count only books that were synced (`resyncs` counts exactly those losses).
+        let kind =
+            if entry.verifying || meta.status == BookStatus::OutOfSync(OutOfSyncReason::Delisted) {
+                SnapshotKind::Verify
+            } else if meta.resyncs == 0 {
+                SnapshotKind::New
+            } else {
+                SnapshotKind::Resync
+            };
         let request = SnapshotRequest {
             book,
             epoch: entry.epoch,
             exchange: entry.spec.exchange,
             symbol: entry.spec.symbol.clone(),
+            kind,
         };
         // The scheduler lives as long as the node.
         self.snapshot_tx.send(request).ok();
+    }
+
+    /// The exchange answered -1121 for `book`'s market: out of sync as delisted, asked again
+    /// only after [`DELISTED_RETRY`] (its stream stays subscribed: a relisted market's events
+    /// are buffered for the snapshot that brings it back).
+    fn delisted(&mut self, book: BookId, error: &SnapshotError) {
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        if entry.cache.meta().status != BookStatus::OutOfSync(OutOfSyncReason::Delisted) {
+            tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, retry_secs = DELISTED_RETRY.as_secs(), "the exchange does not list this market");
+        }
+        if let Err(error) = entry
+            .cache
+            .snapshot_failed(OutOfSyncReason::Delisted, &mut self.publisher)
+        {
+            tracing::error!(%error, book, "publishing out of sync failed");
+        }
+        self.retries.push((Instant::now() + DELISTED_RETRY, book));
     }
 
     fn schedule_retry(&mut self, book: BookId) {
@@ -789,6 +827,19 @@ impl Node {
         entry.last_event = Instant::now();
         let snapshot_id = match outcome.result {
             Ok(snapshot) => snapshot.last_update_id,
+            Err(error) if error.is_unknown_symbol() => {
+                // The market went while its book was synced: what it shows is no market's book.
+                tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, retry_secs = DELISTED_RETRY.as_secs(), "the exchange no longer lists this market");
+                entry.begin_episode();
+                if let Err(error) = entry
+                    .cache
+                    .resync(OutOfSyncReason::Delisted, &mut self.publisher)
+                {
+                    tracing::error!(%error, book, "publishing out of sync failed");
+                }
+                self.delisted(book, &error);
+                return;
+            }
             // No verdict; the next silence check tries again.
             Err(_) => return,
         };

@@ -2,7 +2,7 @@
 //!
 //! [`BookSync`] is stepped with diff events ([`BookSync::on_event`]) and snapshots
 //! ([`BookSync::on_snapshot`]) and answers what to do with them; it performs no I/O and holds no
-//! levels, so every rule of `reference/binance-protocol.md` §4 has its own unit test below.
+//! levels, so every rule of `docs/binance-protocol.md` §4 has its own unit test below.
 //!
 //! - Spot family (`binance.com`, margin, testnets, US, TR), §4.1: buffer; discard events with
 //!   `u <= L`; the first applied event spans the snapshot, `U <= L + 1 <= u`; afterwards ignore

@@ -1,5 +1,5 @@
 //! The REST request-weight budget of one exchange host (one IP), so snapshot downloads never get
-//! the host's IP rate-limited or banned (`reference/binance-protocol.md` §1.2 and §5).
+//! the host's IP rate-limited or banned (`docs/binance-protocol.md` §1.2 and §5).
 //!
 //! Three signals, the strictest wins:
 //! - our own spending in the last minute (a sliding window), capped at a share of Binance's
@@ -10,6 +10,11 @@
 //!   a host together use only one share.)
 //! - `Retry-After` on 429 (rate limited) and 418 (banned): nothing is sent until it has passed.
 //!
+//! Requests that can wait (verifications of quiet books) spend only *spare* weight
+//! ([`WeightBudget::try_spend_spare`]): they leave [`URGENT_RESERVE`] of the budget, and as much
+//! below the IP's ceiling, untouched, so a book that loses sync finds weight at once however many
+//! verifications are due. [`WeightBudget::forecast`] tells when queued requests will be granted.
+//!
 //! Time is passed in, never read, so every rule is tested without sleeping.
 
 use std::collections::VecDeque;
@@ -18,6 +23,12 @@ use std::time::{Duration, Instant};
 /// Share of the IP's limit the server's count may reach with our requests: the rest is headroom
 /// for requests in flight and for other clients on the IP.
 pub const IP_CEILING: f64 = 0.9;
+
+/// Share of the budget only urgent requests (new and out-of-sync books) may use. Half: a
+/// resync storm still has half the budget for itself from the first second, and verifications,
+/// which can wait, still get half whenever nothing is urgent (spot at a 0.5 share: 30 of the 60
+/// snapshots a minute).
+pub const URGENT_RESERVE: f64 = 0.5;
 
 /// Binance's weight window.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -108,19 +119,60 @@ impl WeightBudget {
     /// A request heavier than the whole budget is let through alone, once nothing else was
     /// spent in the window, rather than never.
     pub fn try_spend(&mut self, weight: u32, now: Instant) -> Permit {
-        let weight = weight.min(self.budget);
+        self.try_spend_leaving(0, weight, now)
+    }
+
+    /// Like [`WeightBudget::try_spend`], for a request that can wait: it is granted only while
+    /// [`URGENT_RESERVE`] of the budget (and as much below the IP's ceiling) stays free.
+    pub fn try_spend_spare(&mut self, weight: u32, now: Instant) -> Permit {
+        self.try_spend_leaving(self.reserve(), weight, now)
+    }
+
+    /// When each of `urgent` requests of `weight`, then each of `spare` ones, would be granted,
+    /// one after another from `now`, if nothing else were spent meanwhile (the first `urgent`
+    /// instants forecast [`WeightBudget::try_spend`], the rest
+    /// [`WeightBudget::try_spend_spare`]). The budget itself is not touched.
+    pub fn forecast(&self, urgent: usize, spare: usize, weight: u32, now: Instant) -> Vec<Instant> {
+        let mut budget = self.clone();
+        let mut at = now;
+        let mut grants = Vec::with_capacity(urgent + spare);
+        while grants.len() < urgent + spare {
+            let reserve = if grants.len() < urgent {
+                0
+            } else {
+                self.reserve()
+            };
+            match budget.try_spend_leaving(reserve, weight, at) {
+                Permit::Granted => grants.push(at),
+                // Every wait ends later (a booking leaving the window, a ban or the server's
+                // window ending), so the loop always moves on.
+                Permit::WaitUntil(until) => at = until.max(at + Duration::from_millis(1)),
+            }
+        }
+        grants
+    }
+
+    /// Weight kept free for urgent requests.
+    fn reserve(&self) -> u32 {
+        (f64::from(self.budget) * URGENT_RESERVE).floor() as u32
+    }
+
+    /// Books `weight` if it fits every limit less `reserve` at `now`.
+    fn try_spend_leaving(&mut self, reserve: u32, weight: u32, now: Instant) -> Permit {
+        let limit = self.budget.saturating_sub(reserve).max(1);
+        let weight = weight.min(limit);
         self.forget_before(now);
         if let Some(until) = self.blocked_until.filter(|until| *until > now) {
             return Permit::WaitUntil(until);
         }
         let own = self.spent(now);
-        if own + weight > self.budget {
+        if own + weight > limit {
             // The oldest booking leaves the window first; as many as needed must leave.
-            return Permit::WaitUntil(self.when_own_fits(weight, now));
+            return Permit::WaitUntil(self.when_own_fits(limit, weight, now));
         }
         if let Some((at, used)) = self.server
             && now.duration_since(at) < WINDOW
-            && used + weight > self.ceiling
+            && used + weight > self.ceiling.saturating_sub(reserve)
         {
             // The server's count resets with its window, at most a minute after it was read.
             return Permit::WaitUntil(at + WINDOW);
@@ -148,12 +200,12 @@ impl WeightBudget {
         }
     }
 
-    /// When our own spending will leave room for `weight`.
-    fn when_own_fits(&self, weight: u32, now: Instant) -> Instant {
+    /// When our own spending will leave room for `weight` within `limit`.
+    fn when_own_fits(&self, limit: u32, weight: u32, now: Instant) -> Instant {
         let mut own = self.spent(now);
         for (at, spent) in &self.spent {
             own -= spent;
-            if own + weight <= self.budget {
+            if own + weight <= limit {
                 return *at + WINDOW;
             }
         }
@@ -330,5 +382,58 @@ mod tests {
             Permit::WaitUntil(start + WINDOW)
         );
         assert_eq!(budget.try_spend(50, start + WINDOW), Permit::Granted);
+    }
+
+    #[test]
+    fn spare_spending_leaves_the_urgent_reserve_free() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.05); // 300 a minute, 150 of them spare
+        for i in 0..3 {
+            assert_eq!(
+                budget.try_spend_spare(50, start + Duration::from_secs(i)),
+                Permit::Granted
+            );
+        }
+        let later = start + Duration::from_secs(5);
+        assert_eq!(
+            budget.try_spend_spare(50, later),
+            Permit::WaitUntil(start + WINDOW),
+            "the fourth verification would eat into the reserve"
+        );
+        for _ in 0..3 {
+            assert_eq!(budget.try_spend(50, later), Permit::Granted, "urgent");
+        }
+        assert_eq!(budget.spent(later), 300);
+    }
+
+    #[test]
+    fn spare_spending_keeps_the_reserve_below_the_ips_ceiling_too() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5); // 3000 (1500 spare), the IP up to 5400
+        budget.on_response(ok(3900), start);
+        let soon = start + Duration::from_secs(1);
+        assert_eq!(
+            budget.try_spend_spare(50, soon),
+            Permit::WaitUntil(start + WINDOW)
+        );
+        assert_eq!(budget.try_spend(50, soon), Permit::Granted);
+    }
+
+    #[test]
+    fn a_forecast_follows_the_window_and_leaves_the_budget_untouched() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.05); // 300: six snapshots a minute
+        assert_eq!(budget.try_spend(50, start), Permit::Granted);
+        let now = start + Duration::from_secs(10);
+        let urgent = budget.forecast(7, 0, 50, now);
+        assert_eq!(urgent[..5], [now; 5]);
+        assert_eq!(urgent[5], start + WINDOW, "after the first booking leaves");
+        assert_eq!(urgent[6], now + WINDOW);
+        let spare = budget.forecast(0, 3, 50, now);
+        assert_eq!(spare, [now, now, start + WINDOW]);
+        // Verifications queue behind urgent requests: one urgent takes the spare room's place.
+        let both = budget.forecast(2, 1, 50, now);
+        assert_eq!(both, [now, now, start + WINDOW]);
+        assert_eq!(budget.spent(now), 50, "untouched");
     }
 }

@@ -75,6 +75,8 @@ const char *ubdcc_status_name(int status);
 #define UBDCC_REASON_REFRESH 6
 #define UBDCC_REASON_MALFORMED_MESSAGE 7
 #define UBDCC_REASON_WRITER_FAULT 8
+#define UBDCC_REASON_DELISTED 9
+#define UBDCC_REASON_SUBSCRIPTION_REFUSED 10
 
 /* One level, as doubles equal to parsing the exchange's decimal strings. */
 typedef struct ubdcc_level_t {

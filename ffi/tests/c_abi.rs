@@ -256,6 +256,8 @@ fn header_layout_and_hash_match_the_rust_library() {
         ("UBDCC_REASON_REFRESH", Refresh),
         ("UBDCC_REASON_MALFORMED_MESSAGE", MalformedMessage),
         ("UBDCC_REASON_WRITER_FAULT", WriterFault),
+        ("UBDCC_REASON_DELISTED", Delisted),
+        ("UBDCC_REASON_SUBSCRIPTION_REFUSED", SubscriptionRefused),
     ];
     for (name, reason) in reasons {
         assert_eq!(c[name], reason as u64, "{name}");

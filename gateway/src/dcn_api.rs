@@ -7,13 +7,14 @@
 //! come from [`crate::agent::base_router`].
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use ubdcc_engine::SnapshotStats;
+use ubdcc_engine::{SnapshotKind, SnapshotStats, WaitingBook};
 use ubdcc_shm::{BookStatus, ClusterReader, Side};
 
 use crate::agent::{PodBase, pod_router};
@@ -49,7 +50,8 @@ pub fn router(state: DcnApiState, base: PodBase, auth: Auth, metrics: Metrics) -
 }
 
 /// A DCN's metrics: HTTP, every book of its segment (status, resyncs, gaps, messages applied,
-/// age), the segment's heartbeat, and the snapshot scheduler's downloads, weight and 429 / 418.
+/// age), the segment's heartbeat, the snapshot scheduler's downloads, weight and 429 / 418, and
+/// its queue (books waiting per kind, each waiting book's place and expected start).
 pub fn metrics(reader: ClusterReader, snapshots: Option<Arc<SnapshotStats>>) -> Metrics {
     let reader = Mutex::new(reader);
     let known = vec![
@@ -184,6 +186,65 @@ fn snapshot_metrics(stats: &SnapshotStats, out: &mut String) {
         "counter",
         "429 (rate limited) and 418 (banned) answers.",
         &rejections,
+    );
+    waiting_metrics(&stats.waiting.books(), out);
+}
+
+/// The snapshot queue: books waiting per kind, the longest wait, and each waiting book's place
+/// and expected start.
+fn waiting_metrics(waiting: &[WaitingBook], out: &mut String) {
+    let now = SystemTime::now();
+    let seconds =
+        |from: SystemTime, to: SystemTime| to.duration_since(from).map_or(0.0, |d| d.as_secs_f64());
+    let (mut count, mut oldest) = (Vec::new(), Vec::new());
+    for kind in SnapshotKind::ALL {
+        let label = format!("kind=\"{}\"", kind.as_str());
+        let of_kind = waiting.iter().filter(|book| book.kind == kind);
+        let longest = of_kind
+            .clone()
+            .map(|book| seconds(book.since, now))
+            .fold(0.0, f64::max);
+        count.push((label.clone(), of_kind.count() as f64));
+        oldest.push((label, longest));
+    }
+    family(
+        out,
+        "ubdcc_snapshot_waiting",
+        "gauge",
+        "Books waiting for a REST snapshot, by queue (resync, new, verify; served in that order).",
+        &count,
+    );
+    family(
+        out,
+        "ubdcc_snapshot_longest_wait_seconds",
+        "gauge",
+        "How long the longest-waiting book of each queue has waited.",
+        &oldest,
+    );
+    let (mut places, mut etas) = (Vec::new(), Vec::new());
+    for book in waiting {
+        let labels = format!(
+            "exchange=\"{}\",market=\"{}\",kind=\"{}\"",
+            escape(book.exchange.as_str()),
+            escape(&book.symbol),
+            book.kind.as_str()
+        );
+        places.push((labels.clone(), f64::from(book.place)));
+        etas.push((labels, seconds(now, book.eta)));
+    }
+    family(
+        out,
+        "ubdcc_book_snapshot_place",
+        "gauge",
+        "A waiting book's place in its REST endpoint's snapshot queue (1: next).",
+        &places,
+    );
+    family(
+        out,
+        "ubdcc_book_snapshot_eta_seconds",
+        "gauge",
+        "Seconds until a waiting book's snapshot is expected to start.",
+        &etas,
     );
 }
 

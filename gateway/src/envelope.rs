@@ -1,9 +1,11 @@
 //! The original's response envelope and error ids: every answer is HTTP 200 with
 //! `{"event":..,"result":"OK",..}` or `{"error_id":"#NNNN","event":..,"message":..,"result":"ERROR"}`,
-//! top-level keys in alphabetical order (`reference/upstream-api.md` §2).
+//! top-level keys in alphabetical order (`docs/upstream-api.md` §2).
 //!
-//! The only non-200 answers ubdcc builds are authentication failures (401, still with an envelope),
-//! and the framework's own 404 / 405 (`{"detail":..}`), as the original.
+//! The only non-200 answers ubdcc builds are refusals by `auth` (#1109 envelopes with 401 for a
+//! missing or wrong secret or token, 403 for a foreign `Host`, 405 for a GET where POST is
+//! needed, 415 for a POST that is not JSON), and the framework's own 404 / 405
+//! (`{"detail":..}`), as the original.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 /// An error id of the public and internal API: `#NNNN`. The original's ids keep their numbers
 /// and texts; ids from #1100 are ubdcc's, for what the original answered with HTTP 500 or not at
-/// all (`reference/upstream-api.md` §4, §14).
+/// all (`docs/upstream-api.md` §4, §14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ErrorId(&'static str);
 
@@ -94,7 +96,8 @@ impl ErrorId {
     pub const INVALID_MARKET: Self = Self("#1107");
     /// #1108: a text parameter has the wrong type (e.g. a number where a string belongs).
     pub const INVALID_PARAMETER: Self = Self("#1108");
-    /// #1109: missing or wrong credentials (bearer token or cluster secret); HTTP 401.
+    /// #1109: refused by `auth`: missing or wrong credentials (bearer token or cluster secret,
+    /// HTTP 401), a foreign `Host` (403), GET where POST is needed (405), not JSON (415).
     pub const UNAUTHORIZED: Self = Self("#1109");
     /// #1110: an invalid replica status.
     pub const INVALID_STATUS: Self = Self("#1110");
@@ -108,6 +111,10 @@ impl ErrorId {
 
     /// #1113: a `refresh_interval` below [`crate::mgmt::public::MIN_REFRESH_INTERVAL`] seconds.
     pub const REFRESH_TOO_SHORT: Self = Self("#1113");
+
+    /// #1114: markets the exchange does not list, or lists but does not trade (its
+    /// `exchangeInfo`); the message names them.
+    pub const UNKNOWN_MARKETS: Self = Self("#1114");
 
     /// The wire form, `#NNNN`.
     pub const fn as_str(self) -> &'static str {

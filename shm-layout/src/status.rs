@@ -33,6 +33,12 @@ pub enum OutOfSyncReason {
     MalformedMessage = 7,
     /// The writer panicked while publishing; the slot's contents are not trustworthy.
     WriterFault = 8,
+    /// The exchange no longer lists the market (REST answered -1121 "Invalid symbol"); checked
+    /// again every few minutes, from spare request weight.
+    Delisted = 9,
+    /// The exchange refused to subscribe the book's stream; the connection and its other books
+    /// carry on, and the subscription is tried again later.
+    SubscriptionRefused = 10,
 }
 
 impl OutOfSyncReason {
@@ -48,6 +54,8 @@ impl OutOfSyncReason {
             Self::Refresh => "refresh interval",
             Self::MalformedMessage => "malformed message",
             Self::WriterFault => "writer fault",
+            Self::Delisted => "market not listed by the exchange",
+            Self::SubscriptionRefused => "subscription refused",
         }
     }
 
@@ -61,6 +69,8 @@ impl OutOfSyncReason {
             6 => Self::Refresh,
             7 => Self::MalformedMessage,
             8 => Self::WriterFault,
+            9 => Self::Delisted,
+            10 => Self::SubscriptionRefused,
             // Codes a newer minor version added are still "out of sync", just unnamed here.
             _ => Self::Unspecified,
         }
@@ -158,6 +168,8 @@ mod tests {
             BookStatus::Synced,
             BookStatus::OutOfSync(OutOfSyncReason::Gap),
             BookStatus::OutOfSync(OutOfSyncReason::WriterFault),
+            BookStatus::OutOfSync(OutOfSyncReason::Delisted),
+            BookStatus::OutOfSync(OutOfSyncReason::SubscriptionRefused),
         ] {
             assert_eq!(BookStatus::from_word(status.to_word()), Some(status));
         }

@@ -14,7 +14,7 @@ const MAX_RETAINED_UPDATES: usize = 100_000;
 /// The fewest updates a market's history keeps (also the manual-stepping value).
 const MIN_RETAINED_UPDATES: usize = 1024;
 
-/// The WebSocket limits of one venue (reference §1.4).
+/// The WebSocket limits of one venue (`docs/binance-protocol.md` §1.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VenueLimits {
     /// How often the server pings each connection.
@@ -181,7 +181,7 @@ impl SimConfigBuilder {
         self
     }
 
-    /// How far the options REST snapshot lags the stream (reference §4.4).
+    /// How far the options REST snapshot lags the stream (`docs/binance-protocol.md` §4.4).
     pub fn options_snapshot_lag(mut self, lag: Duration) -> Self {
         self.config.options_snapshot_lag = lag;
         self
@@ -220,7 +220,7 @@ impl SimConfigBuilder {
     }
 
     /// Which venue the un-routed `/ws` and `/stream` serve: spot (the default) or futures and
-    /// options (`fstream` accepts un-routed connections too, reference §2; one port cannot give
+    /// options (`fstream` accepts un-routed connections too, `docs/binance-protocol.md` §2; one port cannot give
     /// the same path to both).
     pub fn unrouted_venue(mut self, venue: Venue) -> Self {
         self.config.unrouted_venue = venue;

@@ -16,9 +16,9 @@ use tracing::info;
 use crate::clock::now_ms;
 use crate::error::SimRequestError;
 use crate::family::Family;
-use crate::faults::MarketFaults;
+use crate::faults::{MarketFaults, SubscribeRefusals};
 use crate::markets::Market;
-use crate::server::SimState;
+use crate::server::{SimState, lock};
 use crate::sim_api::find_market;
 use crate::weight::RejectStatus;
 use crate::ws::{ConnectionCommand, ConnectionFilter};
@@ -26,12 +26,22 @@ use crate::ws::{ConnectionCommand, ConnectionFilter};
 /// How many updates behind a stale snapshot is when the fault does not say.
 const DEFAULT_STALE_BEHIND: usize = 50;
 
+/// How long a connection stays open after `serverShutdown` when the fault does not say. Binance
+/// documents no figure ("the server is about to shut down ... establish a new connection as soon
+/// as possible"); ten seconds is short enough to catch a client that waits for the close, and
+/// long enough for one that reconnects at once to hand over without a gap.
+const DEFAULT_SHUTDOWN_CLOSE_AFTER_MS: u64 = 10_000;
+
 fn one() -> u32 {
     1
 }
 
 fn default_stale_behind() -> usize {
     DEFAULT_STALE_BEHIND
+}
+
+fn default_shutdown_close_after_ms() -> u64 {
+    DEFAULT_SHUTDOWN_CLOSE_AFTER_MS
 }
 
 /// A fault, as posted to `/sim/control`.
@@ -75,6 +85,8 @@ pub(crate) enum Fault {
         #[serde(default = "default_stale_behind")]
         behind_events: usize,
     },
+    /// Delist a market until `clear`: depth answers -1121, its stream carries nothing.
+    Delist { family: Family, symbol: String },
     /// Deliver no events of the selected markets for `duration_ms`; connections stay open.
     Silence {
         family: Option<Family>,
@@ -86,11 +98,17 @@ pub(crate) enum Fault {
         family: Option<Family>,
         symbol: Option<String>,
     },
-    /// Send `serverShutdown` to the selected connections, then close them.
+    /// Send `serverShutdown` to the selected connections, keep serving them for
+    /// `close_after_ms`, then close them.
     ServerShutdown {
         family: Option<Family>,
         symbol: Option<String>,
+        #[serde(default = "default_shutdown_close_after_ms")]
+        close_after_ms: u64,
     },
+    /// Refuse `SUBSCRIBE` requests naming a stream of `symbol` (listed or not), or without a
+    /// symbol, of any symbol the exchange does not list (which Binance accepts silently).
+    RefuseSubscribe { symbol: Option<String> },
     /// Answer every REST request of the family (all families if absent) with `status`
     /// (429 or 418) for `duration_ms`; `retry_after_secs` sends that `Retry-After` instead of
     /// the true one (a misbehaving server, e.g. `18446744073709551615`).
@@ -101,7 +119,7 @@ pub(crate) enum Fault {
         #[serde(default)]
         retry_after_secs: Option<u64>,
     },
-    /// Disarm every market fault, forced status, back-off and ban.
+    /// Disarm every market fault, forced status, subscription refusal, back-off and ban.
     Clear,
 }
 
@@ -188,6 +206,10 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
                 f.stale_snapshots(*count, *behind_events);
             })?,
         ),
+        Fault::Delist { family, symbol } => (
+            "delist",
+            arm_one(state, *family, symbol, MarketFaults::delist)?,
+        ),
         Fault::Silence {
             family,
             symbol,
@@ -202,10 +224,22 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
             notify(state, ConnectionCommand::Disconnect(filter));
             ("disconnect", Vec::new())
         }
-        Fault::ServerShutdown { family, symbol } => {
+        Fault::ServerShutdown {
+            family,
+            symbol,
+            close_after_ms,
+        } => {
             let filter = connection_filter(state, *family, symbol.as_deref())?;
-            notify(state, ConnectionCommand::ServerShutdown(filter));
+            let close_after = Duration::from_millis(*close_after_ms);
+            notify(
+                state,
+                ConnectionCommand::ServerShutdown(filter, close_after),
+            );
             ("server_shutdown", Vec::new())
+        }
+        Fault::RefuseSubscribe { symbol } => {
+            lock(&state.shared().refusals).refuse(symbol.as_deref());
+            ("refuse_subscribe", Vec::new())
         }
         Fault::RestStatus {
             family,
@@ -236,6 +270,7 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
             for family in Family::ALL {
                 state.ledger(family).clear();
             }
+            *lock(&state.shared().refusals) = SubscribeRefusals::default();
             ("clear", Vec::new())
         }
     };

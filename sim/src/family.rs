@@ -50,7 +50,7 @@ impl Family {
         }
     }
 
-    /// The request-weight limit per minute (reference §1.2). Binance does not document the
+    /// The request-weight limit per minute (`docs/binance-protocol.md` §1.2). Binance does not document the
     /// options limit; the simulator uses the futures value, 2400, since both live on the same
     /// derivatives platform.
     pub fn default_weight_limit(self) -> u32 {
@@ -76,7 +76,7 @@ impl Family {
         }
     }
 
-    /// The weight of `GET <prefix>/depth` at an accepted `limit` (reference §1.2). For options
+    /// The weight of `GET <prefix>/depth` at an accepted `limit` (`docs/binance-protocol.md` §1.2). For options
     /// at 10–50 the two doc versions say 1 or 2; the simulator charges 2, so an engine that fits
     /// the simulator's budget also fits Binance's.
     pub(crate) fn depth_weight(self, limit: u32) -> u32 {
@@ -114,7 +114,7 @@ impl Family {
         }
     }
 
-    /// Whether the family serves a diff-depth stream at `speed` (reference §1.3: options have
+    /// Whether the family serves a diff-depth stream at `speed` (`docs/binance-protocol.md` §1.3: options have
     /// no bare `@depth`, spot has no `@depth@500ms`).
     pub(crate) fn accepts_speed(self, speed: Speed) -> bool {
         match (self, speed) {

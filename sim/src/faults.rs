@@ -7,6 +7,34 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The `refuse_subscribe` fault: which `SUBSCRIBE` requests are refused (whole, with Binance's
+/// `Invalid request: invalid stream`) instead of accepted. Binance accepts a stream of a symbol
+/// it does not list and sends nothing on it; this brings back the other behaviour a server might
+/// have, so a client's handling of a refusal can be tested.
+#[derive(Debug, Default)]
+pub(crate) struct SubscribeRefusals {
+    /// Refuse streams of symbols the exchange does not list.
+    unlisted: bool,
+    /// Refuse streams of these symbols (lowercase, as stream names spell them), listed or not.
+    symbols: Vec<String>,
+}
+
+impl SubscribeRefusals {
+    /// Refuse streams of `symbol` (any case), or with `None` of every unlisted symbol.
+    pub(crate) fn refuse(&mut self, symbol: Option<&str>) {
+        match symbol {
+            Some(symbol) => self.symbols.push(symbol.to_ascii_lowercase()),
+            None => self.unlisted = true,
+        }
+    }
+
+    /// Whether a stream of `symbol` (lowercase) is refused; `listed` says whether the exchange
+    /// lists it.
+    pub(crate) fn refuses(&self, symbol: &str, listed: bool) -> bool {
+        (self.unlisted && !listed) || self.symbols.iter().any(|refused| refused == symbol)
+    }
+}
+
 /// Faults armed on one market. Counters count events from the next one generated.
 #[derive(Debug, Default)]
 pub(crate) struct MarketFaults {
@@ -26,6 +54,8 @@ pub(crate) struct MarketFaults {
     stale_snapshots: u32,
     /// How many updates behind a stale snapshot is.
     stale_behind: usize,
+    /// The market is delisted: depth answers -1121 and its stream carries nothing.
+    delisted: bool,
 }
 
 impl MarketFaults {
@@ -55,6 +85,18 @@ impl MarketFaults {
             self.silent_until
                 .map_or(until, |current| current.max(until)),
         );
+    }
+
+    /// Delist the market until the faults are cleared: its depth snapshots answer -1121
+    /// (`Invalid symbol.`), as Binance's do for a symbol it no longer lists, and its events
+    /// reach no subscriber (the subscription stays, as Binance's does).
+    pub(crate) fn delist(&mut self) {
+        self.delisted = true;
+    }
+
+    /// Whether the market is delisted (see [`MarketFaults::delist`]).
+    pub(crate) fn is_delisted(&self) -> bool {
+        self.delisted
     }
 
     /// Serve the next `count` snapshots `behind` updates old.
@@ -88,7 +130,7 @@ impl MarketFaults {
             self.drop -= 1;
             return Vec::new();
         }
-        if self.silent_until.is_some_and(|until| now < until) {
+        if self.delisted || self.silent_until.is_some_and(|until| now < until) {
             return Vec::new();
         }
         self.silent_until = None;
@@ -202,6 +244,22 @@ mod tests {
             run(&mut faults, 1..3),
             [r#"{"u":1}"#, r#"{"u":0}"#, r#"{"u":2}"#]
         );
+    }
+
+    #[test]
+    fn refusals_name_symbols_or_every_unlisted_one() {
+        let mut refusals = SubscribeRefusals::default();
+        assert!(
+            !refusals.refuses("nosuchusdt", false),
+            "accepted by default, as Binance does"
+        );
+        refusals.refuse(Some("SIM1USDT"));
+        assert!(refusals.refuses("sim1usdt", true));
+        assert!(!refusals.refuses("sim0usdt", true));
+        assert!(!refusals.refuses("nosuchusdt", false));
+        refusals.refuse(None);
+        assert!(refusals.refuses("nosuchusdt", false));
+        assert!(!refusals.refuses("sim0usdt", true));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! DepthCache engine can be tested without the internet.
 //!
 //! The simulator shares no code with `ubdcc-engine`, not even message types: it is a second,
-//! independent implementation of the protocol (`reference/binance-protocol.md`), so a
+//! independent implementation of the protocol (`docs/binance-protocol.md`), so a
 //! misreading of the protocol in one cannot hide in the other.
 //!
 //! # Brief overview
@@ -23,7 +23,7 @@
 //! decimals (`"100.00"`, `"0.001"`), options 3 and 4 (`"100.000"`, `"0.6000"`); the tick and step
 //! sizes in `exchangeInfo` match. Market 0 of every family trades around 100.00 with a tick of
 //! 0.01, so its best prices keep crossing 99.99 ↔ 100.00 and its sides always hold levels with
-//! two and with three integer digits (the lexicographic-prune trap, reference §7).
+//! two and with three integer digits (the lexicographic-prune trap, `docs/binance-protocol.md` §7).
 //!
 //! Each event applies one to six operations: moves of the price (the best level of one side is
 //! consumed and its price joins the other side, pulled back towards the market's anchor),
@@ -52,7 +52,7 @@
 //!
 //! # REST (per family: spot `/api/v3`, futures `/fapi/v1`, options `/eapi/v1`)
 //! - `GET <prefix>/depth?symbol=SIM0USDT&limit=1000`: the snapshot in the family's shape
-//!   (reference §3.2): spot `{"lastUpdateId","bids","asks"}`, futures
+//!   (`docs/binance-protocol.md` §3.2): spot `{"lastUpdateId","bids","asks"}`, futures
 //!   `{"lastUpdateId","E","T","bids","asks"}`, options `{"bids","asks","T","lastUpdateId"}`;
 //!   levels best first. `limit`: spot 1–5000 (default 100; larger is truncated to 5000), futures
 //!   5, 10, 20, 50, 100, 500, 1000 (default 500), options 10, 20, 50, 100, 500, 1000 (default
@@ -71,7 +71,7 @@
 //!   has passed gets 418 (`-1003`, banned) with `Retry-After` = the ban's length: 2 minutes
 //!   first, doubling per further ban up to 3 days. Refused requests add no weight; requests
 //!   with bad parameters cost the weight of their (or the default) `limit`. The options snapshot
-//!   can lag the stream by `options_snapshot_lag` (reference §4.4): it is then the book as it
+//!   can lag the stream by `options_snapshot_lag` (`docs/binance-protocol.md` §4.4): it is then the book as it
 //!   was that long ago.
 //!
 //! # WebSocket
@@ -83,7 +83,7 @@
 //! - Streams: `<symbol lowercase>@depth`, `@depth@100ms`, `@depth@500ms`; spot accepts `@depth`
 //!   and `@depth@100ms`, futures all three, options the last two. An invalid name in the URL
 //!   refuses the handshake (HTTP 400, `{"code":-1,"msg":"Invalid stream name: ..."}`).
-//! - Events (reference §3.1): spot `e,E,s,U,u,b,a`; futures and options `e,E,T,s,U,u,pu,b,a`.
+//! - Events (`docs/binance-protocol.md` §3.1): spot `e,E,s,U,u,b,a`; futures and options `e,E,T,s,U,u,pu,b,a`.
 //! - Requests: `{"method":"SUBSCRIBE"|"UNSUBSCRIBE","params":[...],"id":N}` →
 //!   `{"result":null,"id":N}`; `LIST_SUBSCRIPTIONS` → `{"result":[names],"id":N}`;
 //!   `SET_PROPERTY ["combined",bool]` / `GET_PROPERTY ["combined"]`. Errors are
@@ -91,7 +91,10 @@
 //!   2 invalid request (unknown method, missing or bad id, `invalid stream`, too many streams,
 //!   too many parameters), 1 non-boolean value, 0 unknown property. Ids: spot an i64, an
 //!   alphanumeric string of at most 36 characters, or null; futures and options an unsigned
-//!   integer. A request is applied whole or not at all.
+//!   integer. A request is applied whole or not at all. As on Binance, a well-formed stream of a
+//!   symbol the exchange does not list (`nosuchusdt@depth`) is accepted (`{"result":null}`),
+//!   held and listed, and never carries an event (the `refuse_subscribe` fault refuses it
+//!   instead); in the URL it still refuses the handshake.
 //! - Limits per connection (spot / futures and options): client frames (text, ping, pong,
 //!   binary) per sliding second 5 / 10, beyond which the connection is closed (1008 `Too many
 //!   requests`); streams 1024 / 200, beyond which SUBSCRIBE gets an error reply; a ping every
@@ -116,6 +119,9 @@
 //! - `{"fault":"stale_snapshot",...,"count":N,"behind_events":K}`: the next N depth snapshots
 //!   of the market are the exact book K updates (default 50) before the newest, with that
 //!   `lastUpdateId`.
+//! - `{"fault":"delist","family":"spot","symbol":"SIM1USDT"}`: until `clear`, the market's depth
+//!   snapshots answer HTTP 400 `{"code":-1121,"msg":"Invalid symbol."}` (what Binance answers
+//!   for a symbol it does not list) and its stream carries nothing.
 //! - `{"fault":"silence","family":..,"symbol":..,"duration_ms":D}`: for D ms the selected
 //!   markets' events reach nobody (they are lost); connections stay open and keep pinging.
 //!   `family` and `symbol` are optional (absent: every family, every market).
@@ -123,15 +129,21 @@
 //!   without a close frame, as a network failure would: all (no fields), those of the family's
 //!   venue (`family`), or those holding a stream of the symbol (`symbol`, with or without
 //!   `family`).
-//! - `{"fault":"server_shutdown","family":..,"symbol":..}`: the selected connections get
-//!   `{"e":"serverShutdown","E":ms}` (combined: under the stream `!serverShutdown`), then a
-//!   close (1001). Binance documents the event for spot only; the simulator sends the same shape
-//!   on any venue it is aimed at.
+//! - `{"fault":"server_shutdown","family":..,"symbol":..,"close_after_ms":C}`: the selected
+//!   connections get `{"e":"serverShutdown","E":ms}` (combined: under the stream
+//!   `!serverShutdown`), keep serving for C ms (default 10 000; Binance documents no figure,
+//!   only "reconnect as soon as possible"; 0 closes at once), then a close (1001). Binance
+//!   documents the event for spot only; the simulator sends the same shape on any venue it is
+//!   aimed at.
+//! - `{"fault":"refuse_subscribe","symbol":..}`: until `clear`, a `SUBSCRIBE` naming a stream
+//!   of the symbol (listed or not, any venue) is refused whole with code 2 `Invalid request:
+//!   invalid stream`; without `symbol`, every unlisted symbol's stream is (the behaviour of a
+//!   stricter server than Binance). Faults add up.
 //! - `{"fault":"rest_status","family":"futures","status":429,"duration_ms":D}`: every REST
 //!   request of the family (every family if absent) gets 429 or 418 with `Retry-After` for D ms;
 //!   a forced 429 does not escalate to a ban.
 //! - `{"fault":"clear"}`: disarms every market fault (an event held for a swap is still
-//!   delivered, after the next one), forced statuses, back-offs and bans.
+//!   delivered, after the next one), forced statuses, subscription refusals, back-offs and bans.
 //!
 //! Errors: 400 for a bad body, 404 for an unknown symbol, as `{"error":"..."}`.
 //!
@@ -143,7 +155,8 @@
 //!   100 000 updates per market. 404 with a message when U is too old, in the future, or inside
 //!   one event's `U..u` (books exist only between events).
 //! - `GET /sim/truth/latest?family=&symbol=`: the same for the live book.
-//! - `POST /sim/advance` with `{"events":N}` (1–1000, default 1): steps every market N times now.
+//! - `POST /sim/advance` with `{"events":N}` (1–1000, default 1): steps every market N times now;
+//!   with `"family"` and `"symbol"` only that market (the others stay quiet).
 //! - `GET /sim/stats`: `steps`, `faults_injected`; per family under `rest`: the weight limit,
 //!   the current and up to 10 previous windows (used and requested weight), the highest used and
 //!   requested weight of any window, requests, 429s, 418s, bans, and depth requests and served

@@ -41,7 +41,7 @@ impl MarketSpec {
     /// The spec of market `index` of `family` for `seed`. Market 0 of every family trades
     /// around 100.00 with a tick of 0.01, so its book always has levels with two and with three
     /// integer digits and its best prices cross 99.99 ↔ 100.00 (the lexicographic-prune trap of
-    /// reference §7).
+    /// `docs/binance-protocol.md` §7).
     pub(crate) fn new(family: Family, index: usize, seed: u64) -> MarketSpec {
         let mut rng = SplitMix64::derive(seed, &[0x5EC, family.index() as u64, index as u64]);
         let strike = 10_000 + 500 * index as u64;

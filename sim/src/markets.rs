@@ -91,7 +91,7 @@ impl Market {
 
     /// The best `limit` levels per side as a snapshot request sees them: live, or stale when a
     /// stale-snapshot fault is armed, or `lag` old for options (the server-side cache of
-    /// reference §4.4).
+    /// `docs/binance-protocol.md` §4.4).
     pub(crate) fn snapshot(&self, limit: usize, lag: Duration, now: Instant) -> SnapshotView {
         let mut state = self.lock();
         let past = if let Some(behind) = state.faults.take_stale_snapshot() {
@@ -136,6 +136,11 @@ impl Market {
             transaction_time_ms: state.transaction_time_ms,
             book: state.book.clone(),
         }
+    }
+
+    /// Whether a `delist` fault is armed on the market.
+    pub(crate) fn is_delisted(&self) -> bool {
+        self.lock().faults.is_delisted()
     }
 
     /// Runs `arm` on the market's faults and returns its result with the newest update id at
@@ -221,5 +226,33 @@ impl Exchange {
                 .map(|market| market.step(now_ms, now))
                 .collect()
         })
+    }
+
+    /// Steps only the market of `family` at `index`: its frames, and none for every other.
+    pub(crate) fn step_one(
+        &self,
+        family: Family,
+        index: usize,
+        now_ms: u64,
+        now: Instant,
+    ) -> [Vec<Vec<Arc<str>>>; 3] {
+        Family::ALL.map(|each| {
+            self.markets(each)
+                .iter()
+                .enumerate()
+                .map(|(i, market)| {
+                    if each == family && i == index {
+                        market.step(now_ms, now)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The index of the market with REST symbol `symbol` in its family.
+    pub(crate) fn index_of(&self, family: Family, symbol: &str) -> Option<usize> {
+        self.families[family.index()].by_symbol.get(symbol).copied()
     }
 }

@@ -26,7 +26,7 @@ use crate::wire::{SnapshotParts, render_snapshot, to_json};
 /// `X-MBX-USED-WEIGHT-1M`: the used weight of the current one-minute window.
 const USED_WEIGHT_1M: HeaderName = HeaderName::from_static("x-mbx-used-weight-1m");
 
-/// `X-MBX-USED-WEIGHT`: the same number under the bare name UBRA reads (reference §5).
+/// `X-MBX-USED-WEIGHT`: the same number under the bare name UBRA reads (`docs/binance-protocol.md` §5).
 const USED_WEIGHT: HeaderName = HeaderName::from_static("x-mbx-used-weight");
 
 /// The weight of `ping` on every family.
@@ -147,7 +147,10 @@ async fn depth(
             return Err(BinanceError::missing("symbol"));
         }
         let limit = limit?;
-        let market = market.ok_or_else(BinanceError::invalid_symbol)?;
+        // A delisted market is a symbol Binance no longer knows (still counted per symbol).
+        let market = market
+            .filter(|market| !market.is_delisted())
+            .ok_or_else(BinanceError::invalid_symbol)?;
         let lag = state.config().options_snapshot_lag();
         let view = market.snapshot(limit as usize, lag, Instant::now());
         Ok(render_snapshot(

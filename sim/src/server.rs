@@ -15,6 +15,7 @@ use tracing::{debug, info};
 use crate::clock::now_ms;
 use crate::config::SimConfig;
 use crate::family::{Family, Venue};
+use crate::faults::SubscribeRefusals;
 use crate::markets::Exchange;
 use crate::stats::VenueStats;
 use crate::weight::WeightLedger;
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     steps: AtomicU64,
     /// Faults injected so far.
     pub(crate) faults_injected: AtomicU64,
+    /// Which `SUBSCRIBE` requests are refused (the `refuse_subscribe` fault).
+    pub(crate) refusals: Mutex<SubscribeRefusals>,
 }
 
 /// A handle on the simulator's state; cheap to clone.
@@ -101,6 +104,7 @@ impl SimState {
                 step_lock: Mutex::new(()),
                 steps: AtomicU64::new(0),
                 faults_injected: AtomicU64::new(0),
+                refusals: Mutex::new(SubscribeRefusals::default()),
             }),
         }
     }
@@ -116,6 +120,17 @@ impl SimState {
         let frames = self.shared.exchange.step(now_ms(), Instant::now());
         self.shared.steps.fetch_add(1, Ordering::Relaxed);
         // An error only means that no connection is open: the step has nobody to reach.
+        self.shared.ticks.send(Arc::new(Tick { frames })).ok();
+    }
+
+    /// Advances only the market of `family` at `index` (see [`SimState::step`]); the step count
+    /// is not changed, as it counts steps of the whole exchange.
+    pub(crate) fn step_market(&self, family: Family, index: usize) {
+        let _serialised = lock(&self.shared.step_lock);
+        let frames = self
+            .shared
+            .exchange
+            .step_one(family, index, now_ms(), Instant::now());
         self.shared.ticks.send(Arc::new(Tick { frames })).ok();
     }
 
@@ -146,7 +161,7 @@ impl SimState {
 
 /// Locks a mutex whose data stays consistent even if a holder panicked (counters and plain
 /// values), so a poisoned lock is used as is.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 

@@ -171,14 +171,18 @@ fn truth_response(market: &Market, past: &PastBook) -> Response {
 struct AdvanceRequest {
     #[serde(default = "one")]
     events: u32,
+    /// With `symbol`: step only this market (the others stay quiet).
+    family: Option<Family>,
+    symbol: Option<String>,
 }
 
 fn one() -> u32 {
     1
 }
 
-/// `POST /sim/advance`: steps every market `events` times (1..=1000) right now, whatever the
-/// rate; returns once the events are on their way to the connections.
+/// `POST /sim/advance`: steps every market (or only the one named by `family` and `symbol`)
+/// `events` times (1..=1000) right now, whatever the rate; returns once the events are on their
+/// way to the connections.
 async fn advance(
     State(state): State<SimState>,
     request: Result<Json<AdvanceRequest>, JsonRejection>,
@@ -190,12 +194,28 @@ async fn advance(
             request.events
         )));
     }
+    let only = match (request.family, request.symbol.as_deref()) {
+        (None, None) => None,
+        (Some(family), Some(symbol)) => {
+            find_market(&state, family, symbol)?;
+            let index = state.shared().exchange.index_of(family, symbol);
+            index.map(|index| (family, index))
+        }
+        _ => {
+            return Err(SimRequestError::Invalid(
+                "family and symbol go together".to_owned(),
+            ));
+        }
+    };
     let stepping = state.clone();
     let events = request.events;
     // Stepping every market is CPU work under std locks; keep it off the async workers.
     let steps = tokio::task::spawn_blocking(move || {
         for _ in 0..events {
-            stepping.step();
+            match only {
+                Some((family, index)) => stepping.step_market(family, index),
+                None => stepping.step(),
+            }
         }
         stepping.steps()
     })

@@ -1,4 +1,4 @@
-//! Binance's JSON shapes as the simulator writes them (reference §3): diff-depth events per
+//! Binance's JSON shapes as the simulator writes them (`docs/binance-protocol.md` §3): diff-depth events per
 //! family, REST snapshots per family, the combined-stream envelope, `serverShutdown`, and the
 //! error bodies. These are the simulator's own types; the engine has its own on purpose.
 
@@ -101,7 +101,7 @@ pub(crate) fn envelope(stream: &str, data: &str) -> String {
     format!("{{\"stream\":{},\"data\":{data}}}", to_json(&stream))
 }
 
-/// `{"e":"serverShutdown","E":...}` (reference §3.3).
+/// `{"e":"serverShutdown","E":...}` (`docs/binance-protocol.md` §3.3).
 pub(crate) fn server_shutdown_event(event_time_ms: u64) -> String {
     #[derive(Serialize)]
     struct ServerShutdown {

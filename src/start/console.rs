@@ -1,5 +1,5 @@
 //! The interactive console of `ubdcc start`, with the original's commands, words and formats
-//! (`reference/upstream-api.md` §10.3): case-insensitive, `/` aliases, `stop` / `quit` / `exit`,
+//! (`docs/upstream-api.md` §10.3): case-insensitive, `/` aliases, `stop` / `quit` / `exit`,
 //! EOF and Ctrl-C end it.
 
 use std::io::{BufRead as _, Write as _};

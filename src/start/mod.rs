@@ -176,6 +176,10 @@ impl Cluster {
             // is never read or written by it.
             args.push("--ephemeral".into());
         }
+        // mgmt checks creates against the exchanges the DCNs use.
+        for endpoint in &self.endpoints {
+            args.extend(["--exchange-endpoint".into(), endpoint.clone()]);
+        }
         self.start_child("mgmt", Role::Mgmt, args)?;
         remember_port(self.settings.mgmt_port);
         let args = vec![

@@ -3,7 +3,7 @@
 Drives every method of `unicorn_binance_local_depth_cache.cluster.Cluster` (PyPI package
 `unicorn-binance-local-depth-cache`, see `requirements.txt`) in all four forms (sync and `_async`,
 each with and without `debug=True`) and checks each answer against the contract in
-`reference/upstream-api.md` (sections 2-6, 13 and 14).
+`docs/upstream-api.md` (sections 2-6, 13 and 14).
 
 Environment:
 - `UBDCC_RESTAPI_URL` (e.g. `http://127.0.0.1:42081`): the restapi under test. Unset: every

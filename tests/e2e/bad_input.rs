@@ -131,6 +131,20 @@ fn public_cases() -> Vec<Case> {
             "/create_depthcache?exchange=binance.com&market=BTCUSDT&refresh_interval=1.5",
             "#1100",
         ),
+        // Well-formed, but the exchange (the simulator) does not list it: a typo is refused at
+        // once, not kept as a book that never syncs.
+        get(
+            "/create_depthcache?exchange=binance.com&market=BTCUSTD",
+            "#1114",
+        ),
+        get(
+            "/create_depthcaches?exchange=binance.com&markets=SIM0USDT,BTCUSTD,ETHUSTD",
+            "#1114",
+        ),
+        get(
+            "/create_depthcache?exchange=binance.com&market=SIM0USDT&refresh_interval=5",
+            "#1113",
+        ),
         post("/create_depthcache", "{", "#1106"),
         post("/create_depthcache", "[1,2]", "#1106"),
         post("/create_depthcache", "\"text\"", "#1106"),

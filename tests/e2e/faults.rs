@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, LevelQuery, Side};
+use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, LevelQuery, OutOfSyncReason, Side};
 
 use crate::cluster::{Cleanup, Process, start_dcn, wait_synced};
 use crate::http::{get_json, post_json};
@@ -202,14 +202,162 @@ fn a_stale_snapshot_is_refused_and_fetched_again() {
 }
 
 #[test]
-fn disconnects_and_server_shutdowns_resync_every_book_of_the_connection() {
+fn a_disconnect_resyncs_every_book_of_the_connection() {
     let mut rig = Rig::start("disconnect");
     rig.fault_resyncs(SPOT, json!({"fault": "disconnect", "family": "spot"}));
-    rig.fault_resyncs(
-        FUTURES,
-        json!({"fault": "server_shutdown", "family": "futures"}),
-    );
     rig.alive();
+}
+
+/// Issue 11: `serverShutdown` is handed over make-before-break, like the 24 h rotation.
+#[test]
+fn a_server_shutdown_hands_over_without_losing_sync_or_spending_a_snapshot() {
+    let mut rig = Rig::start("shutdown");
+    let markets: Vec<(&str, &str, String)> = crate::cluster::markets(2, 2, 0);
+    let before = get_json(&rig.sim.address, "/sim/stats");
+    let fstream = |stats: &Value, key: &str| stats["websocket"]["fstream"][key].as_u64();
+    // The default: the simulator keeps serving the old connection for a while after the
+    // announcement, as Binance does.
+    rig.inject(json!({"fault": "server_shutdown", "family": "futures"}));
+
+    // Done when a new connection was opened and the old one is closed (by the DCN, at the end of
+    // the handover, or by the simulator, whichever is first); every book stays synced throughout.
+    let started = Instant::now();
+    loop {
+        for (exchange, _, symbol) in &markets {
+            let info = rig.reader.info(exchange, symbol).expect("book");
+            assert_eq!(
+                (info.status, info.resyncs),
+                (BookStatus::Synced, 0),
+                "{exchange} {symbol} left sync during the serverShutdown handover"
+            );
+        }
+        let now = get_json(&rig.sim.address, "/sim/stats");
+        let replaced = fstream(&now, "connections_opened") > fstream(&before, "connections_opened")
+            && fstream(&now, "connections_open") == fstream(&before, "connections_open");
+        if replaced {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no handover: {}",
+            now["websocket"]["fstream"]
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let after = get_json(&rig.sim.address, "/sim/stats");
+    for family in ["spot", "futures"] {
+        assert_eq!(
+            after["rest"][family]["requests"], before["rest"][family]["requests"],
+            "{family}: a snapshot was spent on the serverShutdown"
+        );
+    }
+    for book in [("binance.com-futures", "futures", "SIM0USDT"), FUTURES] {
+        rig.assert_correct_after(book, 0);
+    }
+    rig.alive();
+}
+
+/// Waits until `done` holds for `symbol` of `exchange`; panics with the last info after 60 s.
+fn wait_book(
+    reader: &mut ClusterReader,
+    (exchange, symbol): (&str, &str),
+    what: &str,
+    done: impl Fn(&BookInfo) -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        let info = reader.info(exchange, symbol).ok();
+        if info.as_ref().is_some_and(&done) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{exchange} {symbol} {what}: still {info:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A DCN keeping `good` markets and one `odd` spot market beside them: once the good ones are
+/// synced, they stay synced for a few seconds without a resync, on the spot connection opened
+/// first (none reopened). Returns the simulator's stats then.
+fn odd_market_among_good_ones(
+    tag: &str,
+    fault: Option<Value>,
+    odd: &str,
+    odd_state: impl Fn(&BookInfo) -> bool,
+) -> Value {
+    let cluster = format!("e2efault{tag}{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", "20"]);
+    if let Some(fault) = fault {
+        let reply = post_json(&sim.address, "/sim/control", &fault);
+        assert!(reply.get("fault").is_some(), "fault refused: {reply}");
+    }
+    let good: Vec<Market> = vec![
+        ("binance.com", "spot", "SIM0USDT".into()),
+        ("binance.com-futures", "futures", "SIM0USDT".into()),
+    ];
+    let mut all = good.clone();
+    all.push(("binance.com", "spot", odd.into()));
+    let dcn = start_dcn(&cluster, &sim.address, &all, &[]);
+    let mut reader = ClusterReader::open(&cluster).expect("cluster");
+    wait_synced(&mut reader, &good, Duration::from_secs(60));
+    wait_book(&mut reader, ("binance.com", odd), "as expected", &odd_state);
+
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(3) {
+        for (exchange, _, symbol) in &good {
+            let info = reader.info(exchange, symbol).expect("book");
+            assert_eq!(
+                (info.status, info.resyncs),
+                (BookStatus::Synced, 0),
+                "{exchange} {symbol} was harmed by {odd}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = get_json(&sim.address, "/sim/stats");
+    assert_eq!(
+        stats["websocket"]["spot"]["connections_opened"].as_u64(),
+        Some(1),
+        "the spot connection was dropped: {}",
+        stats["websocket"]["spot"]
+    );
+    assert_eq!(get_json(&dcn.address, "/test")["result"], "OK");
+    stats
+}
+
+/// Issue 11: a refused `SUBSCRIBE` takes out the books it names, not the connection.
+#[test]
+fn a_refused_subscription_among_good_ones_puts_only_its_book_out_of_sync() {
+    let stats = odd_market_among_good_ones(
+        "refused",
+        Some(json!({"fault": "refuse_subscribe", "symbol": "SIM1USDT"})),
+        "SIM1USDT",
+        |info| info.status == BookStatus::OutOfSync(OutOfSyncReason::SubscriptionRefused),
+    );
+    // A SUBSCRIBE naming SIM1USDT beside SIM0USDT is refused whole; the DCN asked again in
+    // halves, so SIM0USDT's half was accepted and only SIM1USDT's refused.
+    let refused = stats["websocket"]["spot"]["error_replies"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(refused >= 1, "{}", stats["websocket"]["spot"]);
+}
+
+/// Issue 11: Binance accepts a stream of a symbol it does not list and sends nothing; that book
+/// never syncs, and no other book notices.
+#[test]
+fn an_unlisted_market_is_accepted_silently_and_harms_no_other_book() {
+    let stats = odd_market_among_good_ones("unlisted", None, "NOSUCHUSDT", |info| {
+        info.status != BookStatus::Synced
+    });
+    assert_eq!(
+        stats["websocket"]["spot"]["error_replies"].as_u64(),
+        Some(0),
+        "{}",
+        stats["websocket"]["spot"]
+    );
 }
 
 #[test]

@@ -60,7 +60,7 @@ impl Rig {
         ]);
         let data_dir = std::env::temp_dir().join(format!("ubdcc-{cluster}"));
         std::fs::remove_dir_all(&data_dir).ok();
-        let mgmt = start_mgmt("0", &data_dir, &pod_args);
+        let mgmt = start_mgmt("0", &data_dir, &sim.address, &pod_args);
         let mgmt_port = mgmt.address.rsplit(':').next().unwrap().to_owned();
         let mut rig = Self {
             local: start_restapi(&cluster, &mgmt.address, false, &pod_args),
@@ -159,11 +159,20 @@ impl Rig {
         if !keep_file {
             std::fs::remove_dir_all(&self.data_dir).ok();
         }
-        self.mgmt = start_mgmt(&port, &self.data_dir, &self.pod_args);
+        self.mgmt = start_mgmt(&port, &self.data_dir, &self.sim.address, &self.pod_args);
     }
 }
 
-fn start_mgmt(port: &str, data_dir: &std::path::Path, pod_args: &[String]) -> Process {
+/// mgmt, checking creates against the simulator's listings.
+fn start_mgmt(port: &str, data_dir: &std::path::Path, sim: &str, pod_args: &[String]) -> Process {
+    let endpoints: Vec<String> = [
+        "binance.com",
+        "binance.com-futures",
+        "binance.com-vanilla-options",
+    ]
+    .iter()
+    .map(|exchange| format!("{exchange}=http://{sim}"))
+    .collect();
     let mut args = vec![
         "mgmt",
         "--port",
@@ -175,6 +184,9 @@ fn start_mgmt(port: &str, data_dir: &std::path::Path, pod_args: &[String]) -> Pr
         "--recovery-window-ms",
         "1500",
     ];
+    for endpoint in &endpoints {
+        args.extend(["--exchange-endpoint", endpoint.as_str()]);
+    }
     args.extend(pod_args.iter().map(String::as_str));
     Process::start(&args)
 }

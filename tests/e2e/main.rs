@@ -8,5 +8,6 @@ mod faults;
 mod gateway;
 mod http;
 mod pypi_client;
+mod snapshots;
 mod start;
 mod sync;

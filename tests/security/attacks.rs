@@ -1,6 +1,6 @@
 //! Forged internal calls, DNS rebinding, file modes, argv, bodies and timestamps (issue 10)
-//! against a cluster started the way a new user starts one: `ubdcc start --demo --dcn 1`, no
-//! secret given, in a private HOME. Every attack is refused, nothing leaks (every answer, log
+//! against a cluster started the way a user starts one: `ubdcc start --dcn 1 --markets …`
+//! against the simulator, no secret given, in a private HOME. Every attack is refused, nothing leaks (every answer, log
 //! and command line is searched for the cluster secret and a user's API secret), and the
 //! cluster still serves.
 
@@ -23,6 +23,8 @@ const API_SECRET: &str = "APISECRET-never-leaves-mgmt-0123456789";
 
 /// A `ubdcc start --demo` cluster in a private HOME, stopped when dropped.
 struct StartedCluster {
+    /// The exchange (dropped after the cluster).
+    _sim: Process,
     home: PathBuf,
     cluster: String,
     child: Child,
@@ -40,8 +42,16 @@ impl StartedCluster {
         std::fs::remove_dir_all(&home).ok();
         std::fs::create_dir_all(&home).unwrap();
         let (mgmt_port, restapi_port) = (free_port(), free_port());
+        let sim = Process::start(&["sim", "--port", "0", "--markets", "2"]);
+        let endpoint = format!("binance.com=http://{}", sim.address);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
-            .args(["start", "--demo", "--dcn", "1", "--cluster", &cluster])
+            .args(["start", "--dcn", "1", "--cluster", &cluster])
+            .args([
+                "--exchange-endpoint",
+                &endpoint,
+                "--markets",
+                "binance.com:SIM0USDT",
+            ])
             .args(["--port", &mgmt_port.to_string()])
             .args(["--restapi-port", &restapi_port.to_string()])
             .env("HOME", &home)
@@ -72,6 +82,7 @@ impl StartedCluster {
             .map(|pod| format!("127.0.0.1:{}", pod["API_PORT_REST"]))
             .unwrap_or_else(|| panic!("no DCN in {info}"));
         Self {
+            _sim: sim,
             home,
             cluster,
             child,

@@ -1,4 +1,4 @@
-//! Binance's depth messages as they arrive (`reference/binance-protocol.md` §3), deserialized
+//! Binance's depth messages as they arrive (`docs/binance-protocol.md` §3), deserialized
 //! with simd-json without copying strings, and turned into domain values once, here at the edge.
 //!
 //! One-letter field names keep their meaning under readable names (`U` is

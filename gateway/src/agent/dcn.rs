@@ -3,17 +3,18 @@
 //! each replica's status as the DCN's own shared-memory segment shows it.
 //!
 //! Statuses come from shared memory, not from the engine's internals: it is what readers see,
-//! so `running` means exactly "a reader gets data".
+//! so `running` means exactly "a reader gets data". A waiting replica's place in the snapshot
+//! queue comes from the engine's scheduler ([`SnapshotStats::waiting`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use ubdcc_engine::{BookSpec, Exchange, NodeError, NodeHandle};
+use ubdcc_engine::{BookSpec, Exchange, NodeError, NodeHandle, SnapshotStats, WaitingBook};
 use ubdcc_shm::{BookStatus, ClusterReader};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
-use crate::mgmt::state::{ClusterState, ReplicaStatus, account_group};
+use crate::mgmt::state::{ClusterState, ReplicaStatus, SnapshotWait, account_group};
 
 /// A failed add or remove is tried again after this long, even if the state does not change.
 const RETRY: Duration = Duration::from_secs(5);
@@ -137,6 +138,8 @@ pub struct ShmReplicaSource {
     reader: Mutex<ClusterReader>,
     /// Per book: resyncs seen and when the count last went up.
     restarts: Mutex<HashMap<(String, String), (u64, f64)>>,
+    /// The engine's snapshot scheduler, for the places of waiting books.
+    snapshots: Option<Arc<SnapshotStats>>,
 }
 
 impl ShmReplicaSource {
@@ -145,7 +148,45 @@ impl ShmReplicaSource {
         Self {
             reader: Mutex::new(reader),
             restarts: Mutex::new(HashMap::new()),
+            snapshots: None,
         }
+    }
+
+    /// Also reports each waiting book's place in `snapshots`' queue.
+    #[must_use]
+    pub fn with_snapshots(mut self, snapshots: Arc<SnapshotStats>) -> Self {
+        self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// The waiting books by exchange and market.
+    fn waiting(&self) -> HashMap<(String, String), SnapshotWait> {
+        let Some(snapshots) = &self.snapshots else {
+            return HashMap::new();
+        };
+        snapshots
+            .waiting
+            .books()
+            .into_iter()
+            .map(|book| {
+                let key = (book.exchange.as_str().to_owned(), book.symbol.clone());
+                (key, snapshot_wait(&book))
+            })
+            .collect()
+    }
+}
+
+/// A waiting book as the cluster's views show it.
+fn snapshot_wait(book: &WaitingBook) -> SnapshotWait {
+    let unix = |at: SystemTime| {
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64())
+    };
+    SnapshotWait {
+        kind: book.kind.as_str().to_owned(),
+        place: book.place,
+        since: unix(book.since),
+        eta: unix(book.eta),
     }
 }
 
@@ -160,6 +201,7 @@ impl ReplicaSource for ShmReplicaSource {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = crate::mgmt::now();
+        let mut waiting = self.waiting();
         let listings = reader.list();
         restarts.retain(|(exchange, market), _| {
             listings
@@ -168,15 +210,19 @@ impl ReplicaSource for ShmReplicaSource {
         });
         let mut reports = Vec::with_capacity(listings.len());
         for listing in listings {
-            let status = match &listing.status {
-                Ok(BookStatus::Synced) => ReplicaStatus::Running,
-                Ok(BookStatus::Starting) => ReplicaStatus::Starting,
-                Ok(BookStatus::OutOfSync(_)) | Err(_) => ReplicaStatus::OutOfSync,
+            let (status, reason) = match &listing.status {
+                Ok(BookStatus::Synced) => (ReplicaStatus::Running, None),
+                Ok(BookStatus::Starting) => (ReplicaStatus::Starting, None),
+                Ok(BookStatus::OutOfSync(reason)) => {
+                    (ReplicaStatus::OutOfSync, Some(reason.as_str().to_owned()))
+                }
+                Err(error) => (ReplicaStatus::OutOfSync, Some(error.to_string())),
             };
             let resyncs = reader
                 .info(&listing.exchange, &listing.market)
                 .map_or(0, |info| u64::from(info.resyncs));
             let key = (listing.exchange.clone(), listing.market.clone());
+            let snapshot_queue = waiting.remove(&key);
             let seen = restarts.entry(key).or_insert((resyncs, 0.0));
             if resyncs > seen.0 {
                 *seen = (resyncs, now);
@@ -187,6 +233,8 @@ impl ReplicaSource for ShmReplicaSource {
                 status,
                 restarts: seen.0,
                 last_restart_time: seen.1,
+                reason,
+                snapshot_queue,
             });
         }
         reports

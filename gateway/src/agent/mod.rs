@@ -34,7 +34,7 @@ use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
 use crate::identity::{PodIdentity, Role, VERSION};
 use crate::lifecycle::ShutdownSignal;
 use crate::metrics::Metrics;
-use crate::mgmt::state::{ClusterState, ReplicaStatus};
+use crate::mgmt::state::{ClusterState, ReplicaStatus, SnapshotWait};
 
 /// How often the agent looks at its replicas' statuses.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -136,6 +136,23 @@ pub struct ReplicaReport {
     pub restarts: u64,
     /// When the last resync was seen (0: none).
     pub last_restart_time: f64,
+    /// Why it is out of sync (e.g. `gap in update ids`), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its place in the DCN's snapshot queue, while it waits for a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_queue: Option<SnapshotWait>,
+}
+
+/// `true` when `a` and `b` differ in more than snapshot queue places: only such a change is
+/// worth a sync at once (places move with every snapshot; they ride on the heartbeat).
+fn statuses_differ(a: &[ReplicaReport], b: &[ReplicaReport]) -> bool {
+    a.len() != b.len()
+        || a.iter().zip(b).any(|(a, b)| {
+            (&a.exchange, &a.market, a.status, a.restarts, &a.reason)
+                != (&b.exchange, &b.market, b.status, b.restarts, &b.reason)
+                || a.snapshot_queue.is_some() != b.snapshot_queue.is_some()
+        })
 }
 
 /// Where a pod's replica statuses come from (a DCN's own shared-memory segment).
@@ -215,9 +232,11 @@ impl Agent {
                 continue;
             }
             let replicas = self.source.as_ref().map(|source| source.replicas());
-            let changed = replicas
-                .as_ref()
-                .is_some_and(|r| last_reported.as_ref() != Some(r));
+            let changed = replicas.as_ref().is_some_and(|r| {
+                last_reported
+                    .as_ref()
+                    .is_none_or(|last| statuses_differ(last, r))
+            });
             let due = last_sync.is_none_or(|at| at.elapsed() >= self.config.heartbeat);
             if !changed && !due {
                 continue;

@@ -30,6 +30,8 @@ use axum::routing::{MethodRouter, get};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use ubdcc_engine::{Exchange, Listing, MarketDirectory};
+
 use crate::auth::{Auth, Authenticated};
 use crate::client::InternalClient;
 use crate::envelope::{ApiError, ErrorId, ok};
@@ -61,6 +63,9 @@ pub struct MgmtConfig {
     pub state_file: Option<StateFile>,
     /// Most replicas one DepthCache may ask for.
     pub max_desired_quantity: u32,
+    /// The exchanges' listings creates are checked against (`None`: markets are checked only
+    /// for their form).
+    pub markets: Option<Arc<MarketDirectory>>,
 }
 
 impl Default for MgmtConfig {
@@ -71,6 +76,7 @@ impl Default for MgmtConfig {
             recovery_window: Duration::from_secs(3),
             state_file: None,
             max_desired_quantity: 64,
+            markets: None,
         }
     }
 }
@@ -143,6 +149,24 @@ impl Mgmt {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes sure the listing of a create's exchange is at hand (fetched or cached; a failure is
+    /// logged and the create goes on unchecked), so the create can check its markets without
+    /// waiting under mgmt's lock.
+    async fn fetch_listing(&self, params: &Params) {
+        let (Some(directory), Ok(Some(exchange))) = (&self.config.markets, params.text("exchange"))
+        else {
+            return;
+        };
+        if let Ok(exchange) = exchange.parse::<Exchange>() {
+            directory.listing(exchange).await.ok();
+        }
+    }
+
+    /// The fresh listing of `exchange`, if one is at hand.
+    pub(crate) fn listing(&self, exchange: Exchange) -> Option<Arc<Listing>> {
+        self.config.markets.as_ref()?.fresh(exchange)
     }
 
     /// `true` once recovery is over.
@@ -283,6 +307,9 @@ async fn handle(
         Ok(params) => params,
         Err(error) => return error.into_response(),
     };
+    if public::is_create(event) {
+        mgmt.fetch_listing(&params).await;
+    }
     if gate == Gate::Gated && !mgmt.is_ready() {
         return ApiError::new(
             ErrorId::NOT_READY,

@@ -1,4 +1,4 @@
-//! The endpoints pods call on mgmt (`reference/upstream-api.md` §9.2), behind the cluster
+//! The endpoints pods call on mgmt (`docs/upstream-api.md` §9.2), behind the cluster
 //! secret when one is set.
 //!
 //! Differences from the original: a sync carries the pod's replica statuses (so `STATUS` means
@@ -239,6 +239,10 @@ fn apply_reports(
         if let Some(report) = report {
             entry.restarts = report.restarts;
             entry.last_restart_time = report.last_restart_time;
+            entry.reason.clone_from(&report.reason);
+            entry.snapshot_queue.clone_from(&report.snapshot_queue);
+        } else {
+            (entry.reason, entry.snapshot_queue) = (None, None);
         }
     }
     changed

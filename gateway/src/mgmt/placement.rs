@@ -1,7 +1,7 @@
 //! Placing each DepthCache's replicas on DCNs.
 //!
 //! The original picked the DCN picked least recently (round-robin), added one replica per book per
-//! 9 s revise and delayed the n-th replica by 300 s × n (`reference/upstream-api.md` §9.6). ubdcc:
+//! 9 s revise and delayed the n-th replica by 300 s × n (`docs/upstream-api.md` §9.6). ubdcc:
 //! - places every missing replica of every book in one pass;
 //! - puts a replica on the DCN holding the fewest replicas (load), preferring a host that holds
 //!   no replica of the same book yet, so one machine's failure takes at most one replica;
@@ -154,6 +154,8 @@ pub fn place(state: &mut ClusterState, now: Seconds) -> Vec<PlacementChange> {
                     restarts: 0,
                     scheduled_start_time: now,
                     status: ReplicaStatus::Starting,
+                    reason: None,
+                    snapshot_queue: None,
                 },
             );
             changes.push(PlacementChange::Added {
@@ -280,6 +282,8 @@ mod tests {
                     restarts: 0,
                     scheduled_start_time: 0.0,
                     status: ReplicaStatus::Running,
+                    reason: None,
+                    snapshot_queue: None,
                 },
             );
         place(&mut state, 1.0);

@@ -1,4 +1,4 @@
-//! mgmt's public endpoints (`reference/upstream-api.md` §5): create and stop DepthCaches, the
+//! mgmt's public endpoints (`docs/upstream-api.md` §5): create and stop DepthCaches, the
 //! cluster and DepthCache views, and credentials. restapi forwards these calls here.
 //!
 //! Beyond the original: unknown exchanges (#1104), impossible symbols and update intervals
@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
-use ubdcc_engine::{Exchange, is_valid_symbol};
+use ubdcc_engine::{Exchange, MarketStatus, is_valid_symbol};
 
 use super::state::{ClusterState, CredentialRecord, DepthCacheRecord};
 use super::{Caller, Gate, Mgmt, Route, now};
@@ -201,6 +201,63 @@ fn check_room(state: &ClusterState, params: &Params) -> Result<(), ApiError> {
     }
 }
 
+/// `true` for the events that create books (their exchange's listing is fetched first).
+pub(super) fn is_create(event: &str) -> bool {
+    matches!(event, "CREATE_DEPTHCACHE" | "CREATE_DEPTHCACHES")
+}
+
+/// Refuses markets the exchange's listing does not have, or has but does not trade (#1114),
+/// naming all of them; with no listing at hand (exchange unreachable, or not checked) every
+/// market passes.
+fn check_listed(
+    mgmt: &Mgmt,
+    params: &Params,
+    exchange: Exchange,
+    markets: &[&str],
+) -> Result<(), ApiError> {
+    let Some(listing) = mgmt.listing(exchange) else {
+        return Ok(());
+    };
+    let (mut unknown, mut halted) = (Vec::new(), Vec::new());
+    for market in markets {
+        match listing.status(market) {
+            MarketStatus::Trading => {}
+            MarketStatus::Unknown => unknown.push(clip(market).into_owned()),
+            MarketStatus::NotTrading(status) => {
+                halted.push(format!("{} ({})", clip(market), clip(&status)));
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if !unknown.is_empty() {
+        problems.push(format!("not listed: {}", summary(&unknown)));
+    }
+    if !halted.is_empty() {
+        problems.push(format!("not trading: {}", summary(&halted)));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(params.invalid(
+        ErrorId::UNKNOWN_MARKETS,
+        format!(
+            "Unknown market(s) on '{}' (its exchangeInfo) — {}",
+            exchange.as_str(),
+            problems.join("; ")
+        ),
+    ))
+}
+
+/// The first few of `items`, and how many more.
+fn summary(items: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let shown = items[..items.len().min(SHOWN)].join(", ");
+    match items.len().saturating_sub(SHOWN) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}
+
 /// Most markets one create_depthcaches may name.
 const MAX_MARKETS_PER_REQUEST: usize = 10_000;
 
@@ -242,6 +299,7 @@ fn create_depthcache(
     let [exchange, market] = params.required(ErrorId::CREATE_MISSING, ["exchange", "market"])?;
     let settings = CreateSettings::parse(mgmt, params, exchange)?;
     settings.check_market(params, market)?;
+    check_listed(mgmt, params, settings.exchange, &[market])?;
     mgmt.mutate(params.event(), true, |state| {
         if state.depthcache(exchange, market).is_some() {
             return Err(params.invalid(
@@ -282,6 +340,8 @@ fn create_depthcaches(
     for market in &markets {
         settings.check_market(params, market)?;
     }
+    let names: Vec<&str> = markets.iter().map(String::as_str).collect();
+    check_listed(mgmt, params, settings.exchange, &names)?;
     mgmt.mutate(params.event(), true, |state| {
         // Existing markets are skipped, as in the original; the answer says which.
         let (mut created, mut existing) = (Vec::new(), Vec::new());

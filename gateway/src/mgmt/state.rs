@@ -1,5 +1,5 @@
 //! The cluster state mgmt keeps, with the original's records and key order
-//! (`reference/upstream-api.md` §7), so backups and the public `db` views stay compatible.
+//! (`docs/upstream-api.md` §7), so backups and the public `db` views stay compatible.
 //!
 //! `depthcaches` keep insertion order (exchange, then market), because placement walks them in
 //! that order, as the original's dicts did.
@@ -54,6 +54,36 @@ pub struct DistributionEntry {
     /// The replica's status.
     #[serde(rename = "STATUS")]
     pub status: ReplicaStatus,
+    /// Why it is out of sync, as its DCN reports it (a key the original did not have; absent
+    /// while synced).
+    #[serde(rename = "REASON", default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its place in its DCN's snapshot queue while it waits for one (a key the original did not
+    /// have; absent otherwise).
+    #[serde(
+        rename = "SNAPSHOT_QUEUE",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub snapshot_queue: Option<SnapshotWait>,
+}
+
+/// A replica waiting for a REST snapshot on its DCN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotWait {
+    /// Its queue, most urgent first: `resync` (was synced), `new`, or `verify` (a quiet book's
+    /// check, or a delisted market's recheck, from spare weight only).
+    #[serde(rename = "KIND")]
+    pub kind: String,
+    /// 1 for the next snapshot its REST endpoint serves, 2 for the one after, and so on.
+    #[serde(rename = "PLACE")]
+    pub place: u32,
+    /// When it has waited since.
+    #[serde(rename = "SINCE")]
+    pub since: Seconds,
+    /// When its download is expected to start (if nothing more urgent arrives).
+    #[serde(rename = "ETA")]
+    pub eta: Seconds,
 }
 
 /// A DepthCache and its replicas (the original's DC record, keys in its served order).
@@ -213,7 +243,7 @@ pub fn mask_api_key(key: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 6))
 }
 
-/// The account group whose credentials serve an exchange (`reference/upstream-api.md` §8).
+/// The account group whose credentials serve an exchange (`docs/upstream-api.md` §8).
 pub fn account_group(exchange: &str) -> Option<&'static str> {
     Some(match exchange {
         "binance.com"
@@ -376,7 +406,7 @@ impl ReplicaStatus {
 
 impl ClusterState {
     /// Spreads each account group's credentials over every DCN: the DCN uids, sorted, are dealt
-    /// round-robin over the group's keys in the order they were added (`reference/upstream-api.md`
+    /// round-robin over the group's keys in the order they were added (`docs/upstream-api.md`
     /// §8), so the REST weight of keyed requests is shared between keys. Returns `true` when an
     /// assignment changed. A group without keys leaves its DCNs on public limits.
     pub fn rebalance_credentials(&mut self) -> bool {
@@ -460,6 +490,8 @@ mod tests {
                 restarts: 0,
                 scheduled_start_time: 1.0,
                 status: ReplicaStatus::Running,
+                reason: None,
+                snapshot_queue: None,
             },
         );
         let text = serde_json::to_string(&record).unwrap();
@@ -544,6 +576,8 @@ mod tests {
                     restarts: 0,
                     scheduled_start_time: 0.0,
                     status: ReplicaStatus::Running,
+                    reason: None,
+                    snapshot_queue: None,
                 },
             );
         }

@@ -1,4 +1,4 @@
-//! restapi: the public API (`reference/upstream-api.md` §5).
+//! restapi: the public API (`docs/upstream-api.md` §5).
 //!
 //! - [`endpoints`]: the public API as data; the router and `/openapi.json` are built from it.
 //! - [`routing`]: which replica answers a read, round-robin, failover text.

@@ -1,10 +1,10 @@
 //! Which replica answers a read, in which order the others are tried, and how a failover is
-//! reported (`reference/upstream-api.md` §6.3, §6.4).
+//! reported (`docs/upstream-api.md` §6.3, §6.4).
 //!
 //! - Candidates are the replicas whose status is `running`, which in ubdcc means synced and
 //!   serving (the original also routed to replicas that had merely been accepted).
 //! - No candidate: #4000 when the DepthCache has no replica placed, #6000 when its replicas are
-//!   all starting or out of sync, #7000 when it does not exist (`reference/upstream-api.md` §14).
+//!   all starting or out of sync, #7000 when it does not exist (`docs/upstream-api.md` §14).
 //! - Round-robin: the replica picked longest ago goes first, ties in the order the replicas were
 //!   placed; the rest keep that order as fallbacks.
 //! - When an earlier candidate failed and a later one served, the answer carries #5001 with the
@@ -158,6 +158,8 @@ mod tests {
                     restarts: 0,
                     scheduled_start_time: 0.0,
                     status: *status,
+                    reason: None,
+                    snapshot_queue: None,
                 },
             );
         }

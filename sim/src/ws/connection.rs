@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -16,12 +17,12 @@ use tracing::{Instrument as _, debug, info_span, warn};
 
 use super::message_rate::MessageRate;
 use super::request::{IdentifiedRequest, Request, RequestError, parse_request, result_reply};
-use super::stream_name::{StreamKey, parse_stream_name};
+use super::stream_name::{Resolved, StreamKey, resolve_stream_name};
 use super::{ConnectionCommand, ConnectionPlan};
 use crate::clock::now_ms;
 use crate::config::VenueLimits;
 use crate::family::Venue;
-use crate::server::{SimState, Tick};
+use crate::server::{SimState, Tick, lock};
 use crate::stats::{CloseReason, VenueStats};
 use crate::wire::{envelope, server_shutdown_event};
 
@@ -31,7 +32,7 @@ const POLICY_VIOLATION: u16 = 1008;
 /// Close code for a server going away (shutdown, `serverShutdown`, lifetime).
 const GOING_AWAY: u16 = 1001;
 
-/// The stream name `serverShutdown` carries on combined connections (reference §3.3).
+/// The stream name `serverShutdown` carries on combined connections (`docs/binance-protocol.md` §3.3).
 const SERVER_SHUTDOWN_STREAM: &str = "!serverShutdown";
 
 /// The channels a connection listens to, subscribed before its handshake completes.
@@ -79,6 +80,11 @@ struct Connection<'a> {
     /// Held streams, in subscription order (the order of LIST_SUBSCRIPTIONS and of events
     /// within one step).
     streams: Vec<StreamKey>,
+    /// Held streams of symbols the exchange does not list, in subscription order: accepted as
+    /// Binance accepts them, never carrying an event (listed after `streams`).
+    unlisted: Vec<String>,
+    /// After `serverShutdown`: when the connection closes.
+    closing_at: Option<Instant>,
     rate: MessageRate,
     /// Unanswered pings: payload and send time, oldest first.
     pending_pings: VecDeque<(Bytes, Instant)>,
@@ -122,6 +128,8 @@ async fn run(
         stats,
         combined: plan.combined,
         streams: plan.streams,
+        unlisted: Vec::new(),
+        closing_at: None,
         rate: MessageRate::default(),
         pending_pings: VecDeque::new(),
         pings_sent: 0,
@@ -133,6 +141,7 @@ async fn run(
     );
     loop {
         let pong_deadline = connection.pong_deadline();
+        let closing_at = connection.closing_at;
         let next = tokio::select! {
             _ = receivers.shutdown.wait_for(|stopping| *stopping) => Next::Close {
                 frames: Vec::new(),
@@ -150,6 +159,11 @@ async fn run(
                     reason: Some(CloseReason::PongTimeout),
                 }
             }
+            () = sleep_until(closing_at.unwrap_or(opened)), if closing_at.is_some() => Next::Close {
+                frames: Vec::new(),
+                close: Some((GOING_AWAY, "Server shutdown")),
+                reason: Some(CloseReason::ServerShutdown),
+            },
             () = &mut lifetime_end => Next::Close {
                 frames: Vec::new(),
                 close: Some((GOING_AWAY, "Connection lifetime reached")),
@@ -255,15 +269,18 @@ impl Connection<'_> {
                 Value::Null
             }
             Request::Unsubscribe(names) => {
-                let keys = self.resolve(&names, id)?;
-                self.streams
-                    .retain(|held| !keys.iter().any(|key| key.name == held.name));
+                let gone = self.resolve(&names, id)?;
+                let is_gone = |name: &str| gone.iter().any(|stream| stream.name() == name);
+                self.streams.retain(|held| !is_gone(&held.name));
+                self.unlisted.retain(|held| !is_gone(held));
                 Value::Null
             }
             Request::ListSubscriptions => Value::Array(
                 self.streams
                     .iter()
-                    .map(|stream| Value::String(stream.name.clone()))
+                    .map(|stream| &stream.name)
+                    .chain(&self.unlisted)
+                    .map(|name| Value::String(name.clone()))
                     .collect(),
             ),
             Request::SetCombined(combined) => {
@@ -275,17 +292,39 @@ impl Connection<'_> {
         Ok(result_reply(&result, id))
     }
 
-    /// Adds the streams, all or none: an invalid name or exceeding the venue's stream cap
-    /// refuses the whole request.
+    /// Adds the streams, all or none: an invalid name, a stream the `refuse_subscribe` fault
+    /// names, or exceeding the venue's stream cap refuses the whole request. Streams of unlisted
+    /// symbols are accepted and never carry an event, as on Binance.
     fn subscribe(&mut self, names: &[String], id: &Value) -> Result<(), RequestError> {
+        let resolved = self.resolve(names, id)?;
+        let refused = {
+            let refusals = lock(&self.state.shared().refusals);
+            resolved.iter().any(|stream| {
+                refusals.refuses(stream.symbol(), matches!(stream, Resolved::Listed(_)))
+            })
+        };
+        if refused {
+            return Err(RequestError::invalid("invalid stream", id));
+        }
         let mut added: Vec<StreamKey> = Vec::new();
-        for key in self.resolve(names, id)? {
-            let known = |held: &StreamKey| held.name == key.name;
-            if !self.streams.iter().any(known) && !added.iter().any(known) {
-                added.push(key);
+        let mut added_unlisted: Vec<String> = Vec::new();
+        for stream in resolved {
+            match stream {
+                Resolved::Listed(key) => {
+                    let known = |held: &StreamKey| held.name == key.name;
+                    if !self.streams.iter().any(known) && !added.iter().any(known) {
+                        added.push(key);
+                    }
+                }
+                Resolved::Unlisted(name) => {
+                    if !self.unlisted.contains(&name) && !added_unlisted.contains(&name) {
+                        added_unlisted.push(name);
+                    }
+                }
             }
         }
-        if self.streams.len() + added.len() > self.limits.max_streams {
+        let held = self.streams.len() + self.unlisted.len();
+        if held + added.len() + added_unlisted.len() > self.limits.max_streams {
             return Err(RequestError::invalid(
                 &format!(
                     "too many streams: at most {} per connection",
@@ -295,14 +334,15 @@ impl Connection<'_> {
             ));
         }
         self.streams.extend(added);
+        self.unlisted.extend(added_unlisted);
         Ok(())
     }
 
-    fn resolve(&self, names: &[String], id: &Value) -> Result<Vec<StreamKey>, RequestError> {
+    fn resolve(&self, names: &[String], id: &Value) -> Result<Vec<Resolved>, RequestError> {
         names
             .iter()
             .map(|name| {
-                parse_stream_name(&self.state.shared().exchange, self.venue, name)
+                resolve_stream_name(&self.state.shared().exchange, self.venue, name)
                     .ok_or_else(|| RequestError::invalid("invalid stream", id))
             })
             .collect()
@@ -349,22 +389,12 @@ impl Connection<'_> {
                     reason: Some(CloseReason::Fault),
                 }
             }
-            Ok(ConnectionCommand::ServerShutdown(filter))
-                if filter.matches(self.venue, &self.streams) =>
+            Ok(ConnectionCommand::ServerShutdown(filter, close_after))
+                if self.closing_at.is_none() && filter.matches(self.venue, &self.streams) =>
             {
-                let event = server_shutdown_event(now_ms());
-                let text = if self.combined {
-                    envelope(SERVER_SHUTDOWN_STREAM, &event)
-                } else {
-                    event
-                };
-                Next::Close {
-                    frames: vec![Message::Text(text.into())],
-                    close: Some((GOING_AWAY, "Server shutdown")),
-                    reason: Some(CloseReason::ServerShutdown),
-                }
+                self.announce_shutdown(close_after)
             }
-            Ok(ConnectionCommand::Disconnect(_) | ConnectionCommand::ServerShutdown(_)) => {
+            Ok(ConnectionCommand::Disconnect(_) | ConnectionCommand::ServerShutdown(..)) => {
                 Next::Send(Vec::new())
             }
             // Commands are rare; one lost to a lagging receiver is logged, not fatal.
@@ -374,6 +404,27 @@ impl Connection<'_> {
             }
             Err(RecvError::Closed) => Next::End,
         }
+    }
+
+    /// Sends `serverShutdown`; the connection keeps serving for `close_after`, then closes.
+    fn announce_shutdown(&mut self, close_after: Duration) -> Next {
+        let event = server_shutdown_event(now_ms());
+        let text = if self.combined {
+            envelope(SERVER_SHUTDOWN_STREAM, &event)
+        } else {
+            event
+        };
+        let frames = vec![Message::Text(text.into())];
+        if close_after.is_zero() {
+            return Next::Close {
+                frames,
+                close: Some((GOING_AWAY, "Server shutdown")),
+                reason: Some(CloseReason::ServerShutdown),
+            };
+        }
+        debug!(?close_after, "serverShutdown sent; closing later");
+        self.closing_at = Some(Instant::now() + close_after);
+        Next::Send(frames)
     }
 
     /// Sends a ping whose payload is unique on this connection.

@@ -7,6 +7,8 @@ mod message_rate;
 mod request;
 mod stream_name;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
@@ -47,8 +49,8 @@ impl ConnectionFilter {
 pub(crate) enum ConnectionCommand {
     /// Drop the connection without a close frame, as a network cut would.
     Disconnect(ConnectionFilter),
-    /// Send `serverShutdown`, then close.
-    ServerShutdown(ConnectionFilter),
+    /// Send `serverShutdown`, keep serving for the given time, then close.
+    ServerShutdown(ConnectionFilter, Duration),
 }
 
 /// How a new connection starts.

@@ -35,6 +35,56 @@ pub(crate) fn parse_stream_name(
     })
 }
 
+/// A stream name a `SUBSCRIBE` may hold: a listed market's stream, or a well-formed name of a
+/// symbol the exchange does not list. Binance accepts the latter (`{"result":null}`) and then
+/// sends nothing on it; so does the simulator, unless the `refuse_subscribe` fault is armed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// A listed market's stream.
+    Listed(StreamKey),
+    /// A well-formed stream of an unlisted symbol: held, never carries an event.
+    Unlisted(String),
+}
+
+impl Resolved {
+    /// The stream name as the client wrote it.
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Resolved::Listed(key) => &key.name,
+            Resolved::Unlisted(name) => name,
+        }
+    }
+
+    /// The symbol part of the name (lowercase, as written).
+    pub(crate) fn symbol(&self) -> &str {
+        let name = self.name();
+        name.split_once('@').map_or(name, |(symbol, _)| symbol)
+    }
+}
+
+/// Resolves `name` for a `SUBSCRIBE` on `venue`; `None` for a name that is not a stream at all
+/// (no `@`, an unknown suffix, a speed no family of the venue serves, characters no symbol has).
+pub(crate) fn resolve_stream_name(
+    exchange: &Exchange,
+    venue: Venue,
+    name: &str,
+) -> Option<Resolved> {
+    if let Some(key) = parse_stream_name(exchange, venue, name) {
+        return Some(Resolved::Listed(key));
+    }
+    let (symbol, suffix) = name.split_once('@')?;
+    let speed = Speed::from_suffix(suffix)?;
+    let symbol_like = !symbol.is_empty()
+        && symbol
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    let served = venue
+        .families()
+        .iter()
+        .any(|family| family.accepts_speed(speed));
+    (symbol_like && served).then(|| Resolved::Unlisted(name.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +134,34 @@ mod tests {
             parse_stream_name(&exchange, Venue::FStream, "sim0usdt@depth@250ms"),
             None
         );
+    }
+
+    #[test]
+    fn well_formed_names_of_unlisted_symbols_resolve_as_unlisted() {
+        let exchange = exchange();
+        let unlisted = resolve_stream_name(&exchange, Venue::Spot, "nosuchusdt@depth");
+        assert_eq!(
+            unlisted,
+            Some(Resolved::Unlisted("nosuchusdt@depth".into()))
+        );
+        assert_eq!(
+            unlisted.map(|r| r.symbol().to_owned()),
+            Some("nosuchusdt".into())
+        );
+        let listed = resolve_stream_name(&exchange, Venue::Spot, "sim1usdt@depth");
+        assert!(matches!(listed, Some(Resolved::Listed(_))));
+        for name in [
+            "NOSUCHUSDT@depth",
+            "nosuchusdt@trade",
+            "nosuchusdt",
+            "@depth",
+            "x@depth@500ms",
+        ] {
+            assert_eq!(
+                resolve_stream_name(&exchange, Venue::Spot, name),
+                None,
+                "{name}"
+            );
+        }
     }
 }

@@ -148,7 +148,7 @@ async fn server_shutdown_announces_itself_then_closes() {
     let mut combined = sim.ws("/stream?streams=sim0usdt@depth").await;
     let mut raw = sim.ws("/ws/sim1usdt@depth").await;
     let mut futures = sim.ws("/public/ws/sim1usdt@depth").await;
-    sim.fault(json!({"fault": "server_shutdown", "family": "spot"}))
+    sim.fault(json!({"fault": "server_shutdown", "family": "spot", "close_after_ms": 0}))
         .await;
 
     let frame = combined.next_json().await;
@@ -172,6 +172,30 @@ async fn server_shutdown_announces_itself_then_closes() {
         futures.next_json().await["e"],
         "depthUpdate",
         "other venues are untouched"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_server_shutdown_a_connection_keeps_serving_until_it_closes() {
+    let sim = TestSim::start(config()).await;
+    let mut ws = sim.ws("/stream?streams=sim0usdt@depth").await;
+    sim.fault(json!({"fault": "server_shutdown", "family": "spot", "close_after_ms": 500}))
+        .await;
+    let frame = ws.next_json().await;
+    assert_eq!(unwrap_envelope(&frame).0, "!serverShutdown");
+    sim.advance(1).await;
+    let event = ws.next_json().await;
+    assert_eq!(
+        unwrap_envelope(&event).1["e"],
+        "depthUpdate",
+        "still serving: {event}"
+    );
+    assert!(matches!(ws.ending().await, Ending::Closed(Some(f)) if u16::from(f.code) == 1001));
+    let stats = sim.stats().await;
+    assert_eq!(
+        stats["websocket"]["spot"]["server_shutdowns_sent"], 1,
+        "{stats}"
     );
     sim.stop().await;
 }

@@ -382,9 +382,9 @@ pub struct ReferenceBook {
 /// Which sync rules apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncRules {
-    /// Reference §4.1.
+    /// `docs/binance-protocol.md` §4.1.
     Spot,
-    /// Reference §4.3 (futures and options).
+    /// `docs/binance-protocol.md` §4.3 (futures and options).
     Futures,
 }
 

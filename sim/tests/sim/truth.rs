@@ -67,7 +67,7 @@ async fn applying_stream_events_to_a_snapshot_reproduces_the_truth() {
             .collect();
         let mut book = ReferenceBook::from_snapshot(&snapshot);
         // The snapshot's worst prices bound what a client can know: beyond them, levels that
-        // never change are never learned (reference §4.1 step 7).
+        // never change are never learned (`docs/binance-protocol.md` §4.1 step 7).
         let bid_boundary = book.bids.keys().next().copied().expect("bids");
         let ask_boundary = book.asks.keys().next_back().copied().expect("asks");
         book.sync_and_apply(&events, case.rules);
@@ -238,7 +238,7 @@ async fn market_zero_crosses_the_hundred_digit_boundary_on_both_sides() {
                 .iter()
                 .map(|(p, _)| mantissa(p))
                 .collect();
-            // Both digit counts on one side: the lexicographic-prune trap of reference §7.
+            // Both digit counts on one side: the lexicographic-prune trap of `docs/binance-protocol.md` §7.
             bid_sides_mixed |=
                 bids.iter().any(|&p| p >= hundred) && bids.iter().any(|&p| p < hundred);
             ask_sides_mixed |=

@@ -203,7 +203,7 @@ async fn bad_requests_get_binances_error_replies() {
 
     let invalid_stream = spot
         .request(
-            json!({"method": "SUBSCRIBE", "params": ["sim0usdt@depth", "nope@depth"], "id": 7}),
+            json!({"method": "SUBSCRIBE", "params": ["sim0usdt@depth", "nope@trade"], "id": 7}),
         )
         .await;
     assert_eq!(
@@ -350,4 +350,69 @@ async fn events_flow_at_the_configured_rate_without_stepping() {
         matches!(&ending, Ending::Closed(Some(frame)) if u16::from(frame.code) == 1001),
         "{ending:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlisted_symbols_are_accepted_silently_as_binance_does() {
+    let sim = TestSim::start(config()).await;
+    let mut ws = sim.ws("/stream").await;
+    let reply = ws
+        .request(json!({"method": "SUBSCRIBE", "params": ["nosuchusdt@depth", "sim0usdt@depth"], "id": 1}))
+        .await;
+    assert_eq!(reply, json!({"result": null, "id": 1}));
+    let list = ws
+        .request(json!({"method": "LIST_SUBSCRIPTIONS", "id": 2}))
+        .await;
+    assert_eq!(
+        list["result"],
+        json!(["sim0usdt@depth", "nosuchusdt@depth"])
+    );
+    sim.advance(2).await;
+    for _ in 0..2 {
+        let frame = ws.next_json().await;
+        assert_eq!(
+            unwrap_envelope(&frame).0,
+            "sim0usdt@depth",
+            "nothing on the unlisted stream"
+        );
+    }
+    let gone = ws
+        .request(json!({"method": "UNSUBSCRIBE", "params": ["nosuchusdt@depth"], "id": 3}))
+        .await;
+    assert_eq!(gone, json!({"result": null, "id": 3}));
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuse_subscribe_refuses_whole_requests_naming_the_symbol_until_cleared() {
+    let sim = TestSim::start(config()).await;
+    let mut ws = sim.ws("/stream").await;
+    sim.fault(json!({"fault": "refuse_subscribe", "symbol": "SIM1USDT"}))
+        .await;
+    let refused = ws
+        .request(
+            json!({"method": "SUBSCRIBE", "params": ["sim0usdt@depth", "sim1usdt@depth"], "id": 1}),
+        )
+        .await;
+    assert_eq!(
+        refused,
+        json!({"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 1})
+    );
+    let alone = ws
+        .request(json!({"method": "SUBSCRIBE", "params": ["sim0usdt@depth"], "id": 2}))
+        .await;
+    assert_eq!(alone, json!({"result": null, "id": 2}));
+
+    sim.fault(json!({"fault": "refuse_subscribe"})).await;
+    let unlisted = ws
+        .request(json!({"method": "SUBSCRIBE", "params": ["nosuchusdt@depth"], "id": 3}))
+        .await;
+    assert_eq!(unlisted["error"]["code"], 2, "{unlisted}");
+
+    sim.fault(json!({"fault": "clear"})).await;
+    let accepted = ws
+        .request(json!({"method": "SUBSCRIBE", "params": ["sim1usdt@depth", "nosuchusdt@depth"], "id": 4}))
+        .await;
+    assert_eq!(accepted, json!({"result": null, "id": 4}));
+    sim.stop().await;
 }
