@@ -81,6 +81,18 @@ pub fn markets(
     markets
 }
 
+/// `EXCHANGE=URL` for every family the simulator at `sim` serves (`--exchange-endpoint`).
+pub fn sim_endpoints(sim: &str) -> Vec<String> {
+    [
+        "binance.com",
+        "binance.com-futures",
+        "binance.com-vanilla-options",
+    ]
+    .iter()
+    .map(|exchange| format!("{exchange}=http://{sim}"))
+    .collect()
+}
+
 /// Starts a standalone DCN of `cluster` keeping `markets` from the simulator at `sim`.
 pub fn start_dcn(
     cluster: &str,
@@ -93,15 +105,7 @@ pub fn start_dcn(
         .map(|(exchange, _, symbol)| format!("{exchange}:{symbol}"))
         .collect();
     let list = list.join(",");
-    let url = format!("http://{sim}");
-    let endpoints: Vec<String> = [
-        "binance.com",
-        "binance.com-futures",
-        "binance.com-vanilla-options",
-    ]
-    .iter()
-    .map(|e| format!("{e}={url}"))
-    .collect();
+    let endpoints = sim_endpoints(sim);
     let mut args = vec![
         "dcn",
         "--standalone",

@@ -83,15 +83,7 @@ impl Rig {
 
     /// Starts one more DCN.
     pub fn add_dcn(&mut self) {
-        let url = format!("http://{}", self.sim.address);
-        let endpoints: Vec<String> = [
-            "binance.com",
-            "binance.com-futures",
-            "binance.com-vanilla-options",
-        ]
-        .iter()
-        .map(|exchange| format!("{exchange}={url}"))
-        .collect();
+        let endpoints = crate::cluster::sim_endpoints(&self.sim.address);
         let mgmt = format!("http://{}", self.mgmt.address);
         let mut args = vec![
             "dcn",
@@ -165,14 +157,7 @@ impl Rig {
 
 /// mgmt, checking creates against the simulator's listings.
 fn start_mgmt(port: &str, data_dir: &std::path::Path, sim: &str, pod_args: &[String]) -> Process {
-    let endpoints: Vec<String> = [
-        "binance.com",
-        "binance.com-futures",
-        "binance.com-vanilla-options",
-    ]
-    .iter()
-    .map(|exchange| format!("{exchange}=http://{sim}"))
-    .collect();
+    let endpoints = crate::cluster::sim_endpoints(sim);
     let mut args = vec![
         "mgmt",
         "--port",

@@ -311,25 +311,7 @@ fn ctrl_c_and_eof_shut_the_cluster_down_cleanly() {
 fn without_a_terminal_it_runs_until_ubdcc_stop_or_sigterm() {
     for stop_from_outside in [true, false] {
         let home = Home::new(if stop_from_outside { "ns" } else { "nt" });
-        let mut child = home
-            .start_command("1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut output = String::new();
-        loop {
-            let mut line = String::new();
-            let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-            assert!(read > 0, "ended early: {output}");
-            output.push_str(&line);
-            if line.contains("Running without a terminal") {
-                break;
-            }
-        }
-        assert!(output.contains("8/8 synced"), "{output}");
+        let mut child = start_detached(&home);
         if stop_from_outside {
             let stopped = home.run(&["stop"]);
             assert!(stopped.contains("Cluster shutdown complete."), "{stopped}");

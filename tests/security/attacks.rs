@@ -376,6 +376,16 @@ fn a_default_cluster_refuses_forged_internal_calls_and_leaks_no_secret() {
     assert_eq!((mode(&data), mode(&state)), (0o700, 0o600));
 }
 
+/// A standalone mgmt, ready at once, with its state in a fresh folder (returned for cleanup).
+fn start_mgmt(tag: &str, extra: &[&str]) -> (Process, PathBuf) {
+    let data = std::env::temp_dir().join(format!("ubdcc-sec-{tag}-{}", std::process::id()));
+    std::fs::remove_dir_all(&data).ok();
+    let mut args = vec!["mgmt", "--port", "0", "--recovery-window-ms", "0"];
+    args.extend(["--data-dir", data.to_str().expect("utf-8 path")]);
+    args.extend(extra);
+    (Process::start(&args), data)
+}
+
 /// Peak resident memory of a process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -413,17 +423,7 @@ fn post_raw(address: &str, path: &str, body: &[u8]) -> String {
 
 #[test]
 fn huge_and_deep_bodies_keep_memory_bounded() {
-    let data = std::env::temp_dir().join(format!("ubdcc-sec-bodies-{}", std::process::id()));
-    std::fs::remove_dir_all(&data).ok();
-    let mgmt = Process::start(&[
-        "mgmt",
-        "--port",
-        "0",
-        "--recovery-window-ms",
-        "0",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let (mgmt, data) = start_mgmt("bodies", &[]);
     let pid = mgmt.pid();
     let before = peak_rss(pid);
     // 1 MiB of `0,` parses into ~32 MiB of JSON values; 16 of them at once were 0.5 GB.
@@ -656,19 +656,7 @@ fn an_absurd_retry_after_holds_back_only_its_api_and_the_dcn_lives_on() {
 #[test]
 fn stalled_uploads_hold_no_memory_budget_and_never_delay_a_heartbeat() {
     const SECRET: &str = "stalled-upload-secret-0123456789";
-    let data = std::env::temp_dir().join(format!("ubdcc-sec-stall-{}", std::process::id()));
-    std::fs::remove_dir_all(&data).ok();
-    let mgmt = Process::start(&[
-        "mgmt",
-        "--port",
-        "0",
-        "--recovery-window-ms",
-        "0",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--cluster-secret",
-        SECRET,
-    ]);
+    let (mgmt, data) = start_mgmt("stall", &["--cluster-secret", SECRET]);
     // Sixteen uploads that announce 1 MiB and send nothing: an announced length used to reserve
     // its whole share of the body budget (four such filled it) for as long as the body deadline.
     let stalled: Vec<TcpStream> = (0..16)
