@@ -23,6 +23,12 @@
 //! A lost connection is reported (every book on it is out of sync until resynced) and reopened
 //! with exponential backoff; its streams are subscribed again.
 //!
+//! **Bounded memory.** Events go to the node over a bounded channel: while it is full the
+//! connection waits and reads nothing more from its socket, so a node that falls behind slows
+//! the exchange's sends instead of growing memory (an exchange that gives up on a slow reader
+//! closes the connection, and its books resync as disconnected). A successor holds at most
+//! [`MAX_HELD_EVENTS`] before it takes over; beyond that it is given up and tried again.
+//!
 //! # Layout
 //! [`StreamConnection`] holds what outlives a socket (the streams to carry, the request ids) and
 //! reconnects. [`Session`] is one connected period: a primary [`Link`] and, during a handover, a
@@ -75,6 +81,15 @@ const REFUSED_RETRY: Duration = Duration::from_secs(60);
 
 /// Why a successor was given up at [`SUCCESSOR_DEADLINE`].
 const NEVER_SUBSCRIBED: &str = "replacement connection never finished subscribing";
+
+/// Events a successor may hold until it takes over. Subscribing 1 024 streams takes ~2 s at
+/// spot's 5 messages a second, plus [`HANDOVER_OVERLAP`]: at 10 events/s per stream that is
+/// ~40 000 events; beyond this bound the successor is given up (and tried again) rather than
+/// let memory grow.
+const MAX_HELD_EVENTS: usize = 65_536;
+
+/// Why a successor was given up at [`MAX_HELD_EVENTS`].
+const TOO_MUCH_HELD: &str = "replacement connection held too many events before taking over";
 
 /// First wait before reconnecting; doubles up to the configured maximum.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -202,7 +217,7 @@ impl StreamConnection {
     pub async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<ConnectionCommand>,
-        events: mpsc::UnboundedSender<StreamEvent>,
+        events: mpsc::Sender<StreamEvent>,
     ) {
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -221,6 +236,7 @@ impl StreamConnection {
             if !books.is_empty()
                 && events
                     .send(StreamEvent::Interrupted { books, reason })
+                    .await
                     .is_err()
             {
                 return;
@@ -240,7 +256,7 @@ impl StreamConnection {
     async fn session(
         &mut self,
         commands: &mut mpsc::UnboundedReceiver<ConnectionCommand>,
-        events: &mpsc::UnboundedSender<StreamEvent>,
+        events: &mpsc::Sender<StreamEvent>,
     ) -> SessionEnd {
         let socket = match self.connect().await {
             Ok(socket) => socket,
@@ -393,7 +409,7 @@ impl StreamConnection {
 /// before the primary closes (make-before-break).
 struct Session<'a> {
     connection: &'a mut StreamConnection,
-    events: &'a mpsc::UnboundedSender<StreamEvent>,
+    events: &'a mpsc::Sender<StreamEvent>,
     primary: Link,
     /// A successor being connected.
     connecting: Option<Connecting>,
@@ -424,7 +440,7 @@ impl<'a> Session<'a> {
     fn new(
         connection: &'a mut StreamConnection,
         primary: Link,
-        events: &'a mpsc::UnboundedSender<StreamEvent>,
+        events: &'a mpsc::Sender<StreamEvent>,
     ) -> Self {
         let now = Instant::now();
         Self {
@@ -467,7 +483,7 @@ impl<'a> Session<'a> {
                 biased;
                 frame = self.primary.stream.next() => self.on_primary_frame(frame).await,
                 frame = next_frame(&mut self.successor) => self.on_successor_frame(frame).await,
-                () = sleep_at(self.handover_at) => self.hand_over(),
+                () = sleep_at(self.handover_at) => self.hand_over().await,
                 () = sleep_at(retire_successor) => self.abandon_successor(NEVER_SUBSCRIBED),
                 () = sleep_at(rotate) => self.start_successor(),
                 connected = connecting(&mut self.connecting) => self.on_successor_connected(connected),
@@ -491,14 +507,6 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends `event` to the node; ends the session when the node is gone.
-    fn forward(&self, event: StreamEvent) -> Step {
-        match self.events.send(event) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(_) => ControlFlow::Break(SessionEnd::Shutdown),
-        }
-    }
-
     async fn on_primary_frame(&mut self, frame: Option<Frame>) -> Step {
         let received = receive(&mut self.primary, frame, &self.connection.streams).await;
         let now = Instant::now();
@@ -507,7 +515,7 @@ impl<'a> Session<'a> {
                 // Only data counts as life for the silence watchdog: a connection that still
                 // answers pings but delivers nothing is exactly the silent stream to catch.
                 (self.last_data, self.last_heard) = (now, now);
-                self.on_primary_text(inbound)
+                self.on_primary_text(inbound).await
             }
             Received::Text(Err(detail)) => {
                 ControlFlow::Break(SessionEnd::Lost(OutOfSyncReason::MalformedMessage, detail))
@@ -516,20 +524,28 @@ impl<'a> Session<'a> {
                 self.last_heard = now;
                 ControlFlow::Continue(())
             }
-            Received::Closed(detail) => self.on_primary_closed(detail),
+            Received::Closed(detail) => self.on_primary_closed(detail).await,
         }
     }
 
-    fn on_primary_text(&mut self, inbound: Inbound) -> Step {
+    async fn on_primary_text(&mut self, inbound: Inbound) -> Step {
         match inbound {
-            Inbound::Event(event) => self.forward(event),
+            Inbound::Event(event) => forward(self.events, event).await,
             Inbound::Reply(id) => match self.primary.awaiting.remove(&id) {
-                Some(done) => self.forward(StreamEvent::Subscribed {
-                    books: done.subscribes,
-                }),
+                Some(done) => {
+                    forward(
+                        self.events,
+                        StreamEvent::Subscribed {
+                            books: done.subscribes,
+                        },
+                    )
+                    .await
+                }
                 None => ControlFlow::Continue(()),
             },
-            Inbound::Refused { id, code, msg } => self.on_refused(Role::Primary, id, code, &msg),
+            Inbound::Refused { id, code, msg } => {
+                self.on_refused(Role::Primary, id, code, &msg).await
+            }
             Inbound::ServerShutdown => {
                 self.on_server_shutdown();
                 ControlFlow::Continue(())
@@ -553,7 +569,7 @@ impl<'a> Session<'a> {
 
     /// The primary is gone. A successor, if connected, takes over at once (its unconfirmed
     /// books are interrupted); otherwise the session ends.
-    fn on_primary_closed(&mut self, detail: String) -> Step {
+    async fn on_primary_closed(&mut self, detail: String) -> Step {
         let reason = if self.shutdown_announced {
             OutOfSyncReason::ServerShutdown
         } else {
@@ -570,7 +586,7 @@ impl<'a> Session<'a> {
                 "connection closed before its successor confirmed every stream; those books resync"
             );
         }
-        self.promote(next, reason)
+        self.promote(next, reason).await
     }
 
     async fn on_successor_frame(&mut self, frame: Option<Frame>) -> Step {
@@ -585,13 +601,20 @@ impl<'a> Session<'a> {
             }
         };
         match inbound {
-            Inbound::Event(event) => self.held.push(event),
+            Inbound::Event(event) => {
+                if self.held.len() >= MAX_HELD_EVENTS {
+                    return self.abandon_successor(TOO_MUCH_HELD);
+                }
+                self.held.push(event);
+            }
             // A successor's books are synced already: nobody needs to hear of its replies.
             Inbound::Reply(id) => {
                 link.awaiting.remove(&id);
             }
             Inbound::Refused { id, code, msg } => {
-                if let ControlFlow::Break(end) = self.on_refused(Role::Successor, id, code, &msg) {
+                if let ControlFlow::Break(end) =
+                    self.on_refused(Role::Successor, id, code, &msg).await
+                {
                     return ControlFlow::Break(end);
                 }
             }
@@ -615,7 +638,7 @@ impl<'a> Session<'a> {
     /// A `SUBSCRIBE` was refused. One naming several streams is asked for again in halves, so
     /// that in the end only the refused streams are refused; a refused single stream puts its
     /// book out of sync (on the primary now, on a successor when it takes over).
-    fn on_refused(&mut self, role: Role, id: Option<u64>, code: i64, msg: &str) -> Step {
+    async fn on_refused(&mut self, role: Role, id: Option<u64>, code: i64, msg: &str) -> Step {
         let link = match role {
             Role::Primary => &mut self.primary,
             Role::Successor => match self.successor.as_mut() {
@@ -662,10 +685,14 @@ impl<'a> Session<'a> {
             }
             Role::Primary => {
                 self.refuse(vec![(book, stream)]);
-                self.forward(StreamEvent::Interrupted {
-                    books: vec![book],
-                    reason: OutOfSyncReason::SubscriptionRefused,
-                })
+                forward(
+                    self.events,
+                    StreamEvent::Interrupted {
+                        books: vec![book],
+                        reason: OutOfSyncReason::SubscriptionRefused,
+                    },
+                )
+                .await
             }
         }
     }
@@ -693,20 +720,20 @@ impl<'a> Session<'a> {
     }
 
     /// The fully subscribed successor's overlap has passed: it takes over.
-    fn hand_over(&mut self) -> Step {
+    async fn hand_over(&mut self) -> Step {
         let Some(next) = self.successor.take() else {
             self.handover_at = None;
             return ControlFlow::Continue(());
         };
         tracing::info!(url = %self.connection.config.url, "connection replaced by its successor");
         // Every event the old primary delivered was read before this point; dropping it closes it.
-        self.promote(next, OutOfSyncReason::Disconnected)
+        self.promote(next, OutOfSyncReason::Disconnected).await
     }
 
     /// Makes `next` the primary: forwards the events it held, then tells the node what changed
     /// for which books (see [`handover_report`]). `reason` is given to books the old primary
     /// carried that `next` has not confirmed yet.
-    fn promote(&mut self, mut next: Link, reason: OutOfSyncReason) -> Step {
+    async fn promote(&mut self, mut next: Link, reason: OutOfSyncReason) -> Step {
         let refused_on_next: HashMap<BookId, String> = next.refused.drain(..).collect();
         let report = handover_report(
             &self.primary.pending_books(),
@@ -724,24 +751,36 @@ impl<'a> Session<'a> {
         self.refused_retry_at = None;
         self.refuse(refused_on_next.into_iter().collect());
         for event in std::mem::take(&mut self.held) {
-            self.forward(event)?;
+            forward(self.events, event).await?;
         }
         if !report.confirmed.is_empty() {
-            self.forward(StreamEvent::Subscribed {
-                books: report.confirmed,
-            })?;
+            forward(
+                self.events,
+                StreamEvent::Subscribed {
+                    books: report.confirmed,
+                },
+            )
+            .await?;
         }
         if !report.lost.is_empty() {
-            self.forward(StreamEvent::Interrupted {
-                books: report.lost,
-                reason,
-            })?;
+            forward(
+                self.events,
+                StreamEvent::Interrupted {
+                    books: report.lost,
+                    reason,
+                },
+            )
+            .await?;
         }
         if !report.refused.is_empty() {
-            self.forward(StreamEvent::Interrupted {
-                books: report.refused,
-                reason: OutOfSyncReason::SubscriptionRefused,
-            })?;
+            forward(
+                self.events,
+                StreamEvent::Interrupted {
+                    books: report.refused,
+                    reason: OutOfSyncReason::SubscriptionRefused,
+                },
+            )
+            .await?;
         }
         ControlFlow::Continue(())
     }
@@ -1046,6 +1085,16 @@ impl Link {
 }
 
 /// Sleeps until `deadline`; never, without one.
+/// Sends `event` to the node, waiting while the node's channel is full (the socket is not read
+/// meanwhile: back-pressure, see `STREAM_EVENTS_IN_FLIGHT` in the node); ends the session when
+/// the node is gone. A free function, so the wait borrows only the sender, not the session.
+async fn forward(events: &mpsc::Sender<StreamEvent>, event: StreamEvent) -> Step {
+    match events.send(event).await {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(_) => ControlFlow::Break(SessionEnd::Shutdown),
+    }
+}
+
 async fn sleep_at(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,

@@ -7,14 +7,43 @@ use ubdcc_shm::{BookHandle, BookMeta, BookStatus, OutOfSyncReason, Side, WriteEr
 
 use crate::binance::wire::{DiffUpdate, LevelUpdate};
 use crate::book::{BookError, OrderBook};
+use crate::buffer_budget::BufferBudget;
 use crate::exchange::Exchange;
 use crate::publish::Publisher;
 use crate::sync::{BookSync, EventStep, SnapshotStep, SyncError, SyncState};
 
 /// Events a book buffers while its snapshot is on the way. Options snapshots lag the stream by up
 /// to ~30 s (`docs/binance-protocol.md` §4.4), which at 10 events/s is a few hundred; 10 000 matches what the
-/// original kept and bounds memory per book to a few MB in the worst case.
+/// original kept. Bytes bound the buffer too ([`BUFFER_BYTES_PER_BOOK`], [`BufferLimits`]).
 pub const BUFFER_CAPACITY: usize = 10_000;
+
+/// Bytes one book's buffer may hold (the newest events are kept). A busy spot event of 20
+/// changed levels is about 1 KB here, so this is ~1 000 events: 30 s of options lag at 10
+/// events/s fits three times over.
+pub const BUFFER_BYTES_PER_BOOK: usize = 1 << 20;
+
+/// Bytes all books of one node may hold in their buffers together: 1 024 books waiting at once
+/// get 64 KB each (~60 busy events, several seconds), far more when fewer wait.
+pub const BUFFER_BYTES_PER_NODE: usize = 64 << 20;
+
+/// How much a book may buffer: its own window and the node's shared budget.
+#[derive(Debug, Clone)]
+pub struct BufferLimits {
+    /// Bytes of the book's own window.
+    pub per_book: usize,
+    /// The budget shared by the node's books.
+    pub budget: BufferBudget,
+}
+
+impl Default for BufferLimits {
+    /// [`BUFFER_BYTES_PER_BOOK`] and a budget of its own of [`BUFFER_BYTES_PER_NODE`].
+    fn default() -> Self {
+        Self {
+            per_book: BUFFER_BYTES_PER_BOOK,
+            budget: BufferBudget::new(BUFFER_BYTES_PER_NODE),
+        }
+    }
+}
 
 /// What the book needs from its driver next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +80,29 @@ impl DepthCache {
     /// `depth` is the snapshot depth (the `limit` asked for); the book keeps that many levels per
     /// side, and the segment shows as many of the best as it holds.
     ///
+    /// Its buffered events are bounded by [`BufferLimits::default`] (a budget of its own).
+    ///
     /// # Errors
     /// [`DepthCacheError::Segment`] when the segment is full or already holds the book.
     pub fn new(
         exchange: Exchange,
         symbol: &str,
         depth: usize,
+        publisher: &mut Publisher,
+    ) -> Result<Self, DepthCacheError> {
+        Self::with_limits(exchange, symbol, depth, BufferLimits::default(), publisher)
+    }
+
+    /// [`DepthCache::new`] with its buffered events bounded by `limits` (a node passes every
+    /// book the same budget).
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the segment is full or already holds the book.
+    pub fn with_limits(
+        exchange: Exchange,
+        symbol: &str,
+        depth: usize,
+        limits: BufferLimits,
         publisher: &mut Publisher,
     ) -> Result<Self, DepthCacheError> {
         let handle = publisher.writer().add_book(exchange.as_str(), symbol)?;
@@ -67,7 +113,8 @@ impl DepthCache {
             exchange,
             symbol: symbol.to_owned(),
             book: OrderBook::new(depth),
-            sync: BookSync::new(exchange.spec().family, BUFFER_CAPACITY),
+            sync: BookSync::new(exchange.spec().family, BUFFER_CAPACITY)
+                .with_byte_limits(limits.per_book, limits.budget),
             meta: BookMeta::starting(),
             handle,
         })
@@ -110,6 +157,7 @@ impl DepthCache {
             }
             // Events after the snapshot were missed: the served snapshot is no longer the book.
             EventStep::SnapshotTooOld => self.lose_sync(OutOfSyncReason::Gap, publisher),
+            EventStep::Overflow => self.buffer_overflowed(publisher),
             EventStep::Resync(error) => self.lose_sync(reason_of(&error), publisher),
         }
     }
@@ -188,6 +236,27 @@ impl DepthCache {
         self.meta.status = BookStatus::OutOfSync(reason);
         publisher.publish_meta(self.handle, &self.meta)?;
         Ok(())
+    }
+
+    /// Bytes of events buffered now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.sync.buffered_bytes()
+    }
+
+    /// The node's buffer budget ran out under this book: its buffer was dropped. The book was
+    /// not synced (only a book waiting for a snapshot buffers) and its snapshot is still coming,
+    /// so nothing new is asked for; the reason says why its wait may take another snapshot.
+    fn buffer_overflowed(
+        &mut self,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        let status = BookStatus::OutOfSync(OutOfSyncReason::BufferOverflow);
+        if self.meta.status != status {
+            tracing::debug!(exchange = %self.exchange, symbol = %self.symbol, "event buffer budget spent; buffering starts over");
+            self.meta.status = status;
+            publisher.publish_meta(self.handle, &self.meta)?;
+        }
+        Ok(NextStep::Continue)
     }
 
     /// Removes the book from the segment: readers get "not found" from now on.

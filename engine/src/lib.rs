@@ -12,7 +12,8 @@
 //!   cached), so mgmt refuses a create of a market that does not exist.
 //! - [`binance::wire`]: Binance's depth messages, parsed with simd-json without copying.
 //! - [`DepthCache`]: one book, its [`BookSync`] and its shared-memory slot, published through a
-//!   [`Publisher`] after every applied event.
+//!   [`Publisher`] after every applied event; what it buffers is bounded per book and per node
+//!   ([`BufferLimits`], [`BufferBudget`]).
 //! - [`WeightBudget`] and [`SnapshotScheduler`]: REST snapshots within each host's weight budget,
 //!   honouring the used-weight headers and 429/418 `Retry-After`, out-of-sync and new books
 //!   before verifications ([`SnapshotKind`]).
@@ -24,8 +25,10 @@
 //! Data flows one way: exchange → connection / scheduler → node → [`DepthCache`] → shared memory.
 #![forbid(unsafe_code)]
 
+mod ban_board;
 pub mod binance;
 mod book;
+mod buffer_budget;
 mod clock;
 mod connection;
 mod depth_cache;
@@ -39,9 +42,13 @@ mod tls;
 mod weight_budget;
 
 pub use book::{BookError, OrderBook};
+pub use buffer_budget::BufferBudget;
 pub use clock::unix_now_ns;
 pub use connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
-pub use depth_cache::{BUFFER_CAPACITY, DepthCache, DepthCacheError, NextStep};
+pub use depth_cache::{
+    BUFFER_BYTES_PER_BOOK, BUFFER_BYTES_PER_NODE, BUFFER_CAPACITY, BufferLimits, DepthCache,
+    DepthCacheError, NextStep,
+};
 pub use exchange::{
     EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec, is_valid_symbol,
 };
@@ -51,6 +58,7 @@ pub use publish::Publisher;
 pub use snapshot::{
     ApiKeys, BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotKind,
     SnapshotOutcome, SnapshotRequest, SnapshotScheduler, SnapshotStats, WaitingBoard, WaitingBook,
+    WeightShare,
 };
 pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,

@@ -23,13 +23,17 @@ use ubdcc_shm::{
     OutOfSyncReason, SegmentConfig,
 };
 
+use crate::buffer_budget::BufferBudget;
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
-use crate::depth_cache::{DepthCache, DepthCacheError, NextStep};
+use crate::depth_cache::{
+    BUFFER_BYTES_PER_BOOK, BUFFER_BYTES_PER_NODE, BufferLimits, DepthCache, DepthCacheError,
+    NextStep,
+};
 use crate::exchange::{EndpointOverrides, Exchange, ExchangeError, is_valid_symbol};
 use crate::publish::Publisher;
 use crate::snapshot::{
     ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotKind, SnapshotOutcome,
-    SnapshotRequest, SnapshotScheduler, SnapshotStats,
+    SnapshotRequest, SnapshotScheduler, SnapshotStats, WeightShare,
 };
 
 /// First wait before asking again for a snapshot that failed or was too old; doubles up to
@@ -43,6 +47,15 @@ const MAX_BOOK_SILENCE: Duration = Duration::from_secs(3600);
 /// Wait before asking again for a market the exchange answered -1121 (not listed) for: a
 /// delisting is not undone in seconds, and each ask costs weight (from spare budget only).
 const DELISTED_RETRY: Duration = Duration::from_secs(300);
+
+/// Stream events in flight from the connections to the loop. The channel is bounded: a full one
+/// makes the connections wait (they stop reading their sockets), so a loop that falls behind
+/// slows the exchange's sends instead of growing memory; a connection kept waiting too long is
+/// cut by the exchange and its books resync as disconnected. The other channels stay unbounded
+/// because their producer must never wait: the loop sends snapshot requests and connection
+/// commands (at most a few per book and event it handles; waiting on a task that waits on the
+/// loop would deadlock), and every node command's sender awaits its reply (one per caller).
+const STREAM_EVENTS_IN_FLIGHT: usize = 4096;
 
 /// Settings of a node.
 #[derive(Debug, Clone)]
@@ -75,6 +88,11 @@ pub struct NodeConfig {
     pub max_connection_lifetime: Duration,
     /// A synced book whose stream brings nothing for this long is verified with a snapshot.
     pub book_silence: Duration,
+    /// Bytes of events one book may buffer while it waits for a snapshot (the newest are kept).
+    pub buffer_bytes_per_book: usize,
+    /// Bytes of events all books of the node may buffer together; a book that finds none left
+    /// drops its buffer, out of sync with reason "event buffer overflow".
+    pub buffer_bytes_per_node: usize,
 }
 
 impl NodeConfig {
@@ -97,6 +115,8 @@ impl NodeConfig {
             max_backoff: Duration::from_secs(30),
             max_connection_lifetime: crate::connection::DEFAULT_MAX_LIFETIME,
             book_silence: Duration::from_secs(60),
+            buffer_bytes_per_book: BUFFER_BYTES_PER_BOOK,
+            buffer_bytes_per_node: BUFFER_BYTES_PER_NODE,
         }
     }
 }
@@ -203,10 +223,17 @@ pub enum NodeCommand {
 pub struct NodeHandle {
     commands: mpsc::UnboundedSender<NodeCommand>,
     api_keys: ApiKeys,
+    weight_share: WeightShare,
     snapshot_stats: Arc<SnapshotStats>,
+    buffer_budget: BufferBudget,
 }
 
 impl NodeHandle {
+    /// The budget of the books' event buffers (bytes held now, peak, overflows).
+    pub fn buffer_budget(&self) -> BufferBudget {
+        self.buffer_budget.clone()
+    }
+
     /// The snapshot scheduler's counters (downloads, weight spent, 429 / 418).
     pub fn snapshot_stats(&self) -> Arc<SnapshotStats> {
         Arc::clone(&self.snapshot_stats)
@@ -216,6 +243,17 @@ impl NodeHandle {
     /// next download on (the cluster agent applies the credentials mgmt assigns).
     pub fn set_api_key(&self, exchange: Exchange, key: Option<String>) {
         self.api_keys.set(exchange, key);
+    }
+
+    /// Sets this node's share of each REST host's weight limit, from the next dispatch on (the
+    /// cluster agent applies the share mgmt's state implies: DCNs of one host split it).
+    pub fn set_weight_share(&self, share: f64) {
+        self.weight_share.set(share);
+    }
+
+    /// This node's current share of each REST host's weight limit.
+    pub fn weight_share(&self) -> f64 {
+        self.weight_share.get()
     }
 
     /// Starts keeping `spec`.
@@ -319,8 +357,10 @@ pub struct Node {
     keys: HashMap<(Exchange, String), BookId>,
     next_book: BookId,
     connections: Vec<Connection>,
-    stream_tx: mpsc::UnboundedSender<StreamEvent>,
-    stream_rx: mpsc::UnboundedReceiver<StreamEvent>,
+    /// What every book may buffer.
+    buffer: BufferLimits,
+    stream_tx: mpsc::Sender<StreamEvent>,
+    stream_rx: mpsc::Receiver<StreamEvent>,
     snapshot_tx: mpsc::UnboundedSender<SnapshotRequest>,
     outcome_rx: mpsc::UnboundedReceiver<SnapshotOutcome>,
     /// Snapshot retries due later: `(when, book)`.
@@ -350,9 +390,10 @@ impl Node {
         }
         let writer = segment.create()?;
         let api_keys = ApiKeys::new(config.api_keys.clone());
+        let weight_share = WeightShare::new(config.weight_share);
         let scheduler = SnapshotScheduler::new(SnapshotConfig {
             endpoints: config.endpoints.clone(),
-            weight_share: config.weight_share,
+            weight_share: weight_share.clone(),
             api_keys: api_keys.clone(),
         })?;
         let snapshot_stats = scheduler.stats();
@@ -360,8 +401,13 @@ impl Node {
         let (outcome_tx, outcome_rx) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         let scheduler = tasks.spawn(scheduler.run(snapshot_rx, outcome_tx)).id();
-        let (stream_tx, stream_rx) = mpsc::unbounded_channel();
+        let (stream_tx, stream_rx) = mpsc::channel(STREAM_EVENTS_IN_FLIGHT);
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let buffer = BufferLimits {
+            per_book: config.buffer_bytes_per_book,
+            budget: BufferBudget::new(config.buffer_bytes_per_node),
+        };
+        let buffer_budget = buffer.budget.clone();
         let node = Self {
             config,
             publisher: Publisher::new(writer),
@@ -369,6 +415,7 @@ impl Node {
             keys: HashMap::new(),
             next_book: 0,
             connections: Vec::new(),
+            buffer,
             stream_tx,
             stream_rx,
             snapshot_tx,
@@ -382,7 +429,9 @@ impl Node {
             NodeHandle {
                 commands: commands_tx,
                 api_keys,
+                weight_share,
                 snapshot_stats,
+                buffer_budget,
             },
             commands_rx,
         ))
@@ -519,10 +568,11 @@ impl Node {
                 other: other.spec.symbol.clone(),
             });
         }
-        let cache = DepthCache::new(
+        let cache = DepthCache::with_limits(
             spec.exchange,
             &spec.symbol,
             SNAPSHOT_LIMIT as usize,
+            self.buffer.clone(),
             &mut self.publisher,
         )?;
         let book = self.next_book;

@@ -4,6 +4,10 @@
 //! endpoint (e.g. `https://api.binance.com/api/v3/depth`: Binance counts weight per IP and API
 //! family). Downloads run concurrently, so one slow book never holds up the others, and each
 //! response's used-weight header and any 429/418 `Retry-After` feed back into the budget.
+//! A download's weight counts as in flight until it answers (the server's figure cannot hold
+//! it yet). A 429/418 is posted on this host's ban board (`crate::ban_board`), read before every
+//! dispatch, so the other DCNs of the IP hold back instead of meeting the ban themselves. The
+//! share of each host's limit ([`WeightShare`]) can change while the scheduler runs.
 //!
 //! # Priorities (issue 11)
 //! Requests wait in three queues, served in this order ([`SnapshotKind`]):
@@ -40,6 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::ban_board::BanBoard;
 use crate::binance::wire::{ApiError, DepthSnapshot, LevelUpdate, WireError, parse_levels};
 use crate::exchange::{EndpointOverrides, Exchange};
 use crate::weight_budget::{Permit, ResponseWeight, WeightBudget};
@@ -194,8 +199,9 @@ pub struct SnapshotOutcome {
 pub struct SnapshotConfig {
     /// Where each exchange's REST host is.
     pub endpoints: EndpointOverrides,
-    /// Share of each host's per-minute weight limit this process may use.
-    pub weight_share: f64,
+    /// Share of each host's per-minute weight limit this process may use (changed while it
+    /// runs when mgmt counts the DCNs of this host anew).
+    pub weight_share: WeightShare,
     /// API keys by exchange, for hosts that need one (TR) and for keyed weight limits.
     pub api_keys: ApiKeys,
 }
@@ -256,6 +262,33 @@ impl WaitingBoard {
     }
 }
 
+/// A DCN's share (0.0..=1.0) of each REST host's weight limit, shared between the node's owner
+/// (the cluster agent sets it from the number of DCNs on the host) and the scheduler, which
+/// applies a change before its next dispatch.
+#[derive(Debug, Clone)]
+pub struct WeightShare(Arc<AtomicU64>);
+
+impl WeightShare {
+    /// A share of `share`, clamped to 0.0..=1.0.
+    pub fn new(share: f64) -> Self {
+        Self(Arc::new(AtomicU64::new(share.clamp(0.0, 1.0).to_bits())))
+    }
+
+    /// The current share.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Sets the share (clamped to 0.0..=1.0; not a number is ignored).
+    pub fn set(&self, share: f64) {
+        if share.is_nan() {
+            return;
+        }
+        self.0
+            .store(share.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+    }
+}
+
 /// API keys by exchange, shared between the node's owner (the cluster agent changes them while
 /// the node runs) and the scheduler, which reads the current key for every download.
 #[derive(Debug, Clone, Default)]
@@ -292,6 +325,8 @@ impl ApiKeys {
 /// A finished download, reported back to the scheduler for its budget.
 struct Finished {
     endpoint: Arc<str>,
+    /// The weight it was granted (in flight until now).
+    sent: u32,
     weight: Option<ResponseWeight>,
 }
 
@@ -310,6 +345,8 @@ struct Queued {
 struct Granted {
     request: SnapshotRequest,
     endpoint: Arc<str>,
+    /// Its weight, booked in the endpoint's budget.
+    weight: u32,
 }
 
 /// Downloads snapshots for the node; see the module doc.
@@ -322,6 +359,10 @@ pub struct SnapshotScheduler {
     queued: HashMap<BookId, SnapshotKind>,
     budgets: HashMap<Arc<str>, WeightBudget>,
     in_flight: HashMap<Arc<str>, usize>,
+    /// Where 429 / 418 blocks are shared with the other DCNs of this host, if anywhere.
+    bans: Option<BanBoard>,
+    /// The share the budgets were last given.
+    share: f64,
     stats: Arc<SnapshotStats>,
     /// The waiting books changed since [`SnapshotStats::waiting`] was last published.
     board_stale: bool,
@@ -349,16 +390,26 @@ impl SnapshotScheduler {
                 message: format!("building the HTTP client: {e}"),
             })?;
         Ok(Self {
+            share: config.weight_share.get(),
             config,
             client,
             queues: Default::default(),
             queued: HashMap::new(),
             budgets: HashMap::new(),
             in_flight: HashMap::new(),
+            bans: Some(BanBoard::for_this_user()),
             stats: Arc::default(),
             board_stale: false,
             board_next: Instant::now(),
         })
+    }
+
+    /// Shares 429 / 418 blocks through `board` instead of this user's board on this host
+    /// (`None`: with nobody).
+    #[cfg(test)]
+    pub(crate) fn with_ban_board(mut self, board: Option<BanBoard>) -> Self {
+        self.bans = board;
+        self
     }
 
     /// Runs until `requests` closes: queues requests, sends them out as budgets allow, and
@@ -446,7 +497,7 @@ impl SnapshotScheduler {
             return Arc::clone(key);
         }
         let key: Arc<str> = url.into();
-        let budget = WeightBudget::new(spec.weight_per_minute, self.config.weight_share);
+        let budget = WeightBudget::new(spec.weight_per_minute, self.share);
         self.budgets.insert(Arc::clone(&key), budget);
         key
     }
@@ -461,10 +512,54 @@ impl SnapshotScheduler {
             Some(418) => self.stats.responses_418.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
-        if let (Some(weight), Some(budget)) =
-            (finished.weight, self.budgets.get_mut(&finished.endpoint))
-        {
-            budget.on_response(weight, now);
+        let Some(budget) = self.budgets.get_mut(&finished.endpoint) else {
+            return;
+        };
+        budget.answered(finished.sent, finished.weight, now);
+        if !matches!(finished.weight.map(|w| w.status), Some(429 | 418)) {
+            return;
+        }
+        // The IP is blocked for every DCN of this host, not only for us.
+        if let (Some(until), Some(board)) = (budget.blocked_until(), self.bans.as_mut()) {
+            let ahead = until.saturating_duration_since(now);
+            let wall = wall_clock_at(now);
+            board.post(&finished.endpoint, wall.checked_add(ahead).unwrap_or(wall));
+        }
+    }
+
+    /// Gives every budget the current share, if it changed.
+    fn apply_share(&mut self) {
+        let share = self.config.weight_share.get();
+        if share.to_bits() == self.share.to_bits() {
+            return;
+        }
+        tracing::info!(from = self.share, to = share, "weight share changed");
+        self.share = share;
+        for budget in self.budgets.values_mut() {
+            budget.set_share(share);
+        }
+    }
+
+    /// Holds back every endpoint another DCN of this host posted a block for. Read before
+    /// each dispatch with books waiting, so no request goes out into a block already known.
+    fn learn_bans(&mut self, now: Instant) {
+        let Some(board) = self.bans.as_mut() else {
+            return;
+        };
+        if self.queued.is_empty() {
+            return;
+        }
+        let wall = wall_clock_at(now);
+        for (endpoint, until) in board.read(wall) {
+            let Some(budget) = self.budgets.get_mut(endpoint.as_str()) else {
+                continue;
+            };
+            // The board counts in milliseconds, and two clocks are read to compare it: a
+            // block ending within one is over (else the loop would wake for it again and again).
+            let ahead = until.duration_since(wall).unwrap_or_default();
+            if ahead > Duration::from_millis(1) {
+                budget.hold_until(now.checked_add(ahead).unwrap_or(now));
+            }
         }
     }
 
@@ -476,9 +571,11 @@ impl SnapshotScheduler {
         outcomes: &mpsc::UnboundedSender<SnapshotOutcome>,
         finished: &mpsc::UnboundedSender<Finished>,
     ) -> Option<Instant> {
+        self.apply_share();
+        self.learn_bans(now);
         let (granted, wake) = self.take_due(now);
-        for Granted { request, endpoint } in granted {
-            self.spawn_download(request, endpoint, outcomes.clone(), finished.clone());
+        for granted in granted {
+            self.spawn_download(granted, outcomes.clone(), finished.clone());
         }
         wake
     }
@@ -513,7 +610,7 @@ impl SnapshotScheduler {
                 }
                 let spec = exchange.spec();
                 let weight = spec.snapshot_weight(SNAPSHOT_LIMIT);
-                let share = self.config.weight_share;
+                let share = self.share;
                 let budget = self
                     .budgets
                     .entry(Arc::clone(&endpoint))
@@ -539,7 +636,11 @@ impl SnapshotScheduler {
                     .weight
                     .fetch_add(u64::from(weight), Ordering::Relaxed);
                 self.board_stale = true;
-                granted.push(Granted { request, endpoint });
+                granted.push(Granted {
+                    request,
+                    endpoint,
+                    weight,
+                });
             }
         }
         (granted, wake)
@@ -581,7 +682,7 @@ impl SnapshotScheduler {
             let budget = match self.budgets.get(endpoint) {
                 Some(budget) => budget,
                 None => {
-                    fresh = WeightBudget::new(spec.weight_per_minute, self.config.weight_share);
+                    fresh = WeightBudget::new(spec.weight_per_minute, self.share);
                     &fresh
                 }
             };
@@ -602,8 +703,11 @@ impl SnapshotScheduler {
 
     fn spawn_download(
         &self,
-        request: SnapshotRequest,
-        endpoint: Arc<str>,
+        Granted {
+            request,
+            endpoint,
+            weight: sent,
+        }: Granted,
         outcomes: mpsc::UnboundedSender<SnapshotOutcome>,
         finished: mpsc::UnboundedSender<Finished>,
     ) {
@@ -629,7 +733,13 @@ impl SnapshotScheduler {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
             }
             // Either receiver gone means the node is shutting down; nothing is left to tell.
-            finished.send(Finished { endpoint, weight }).ok();
+            finished
+                .send(Finished {
+                    endpoint,
+                    sent,
+                    weight,
+                })
+                .ok();
             outcomes
                 .send(SnapshotOutcome {
                     book: request.book,
@@ -717,6 +827,14 @@ fn parse_snapshot(body: &mut [u8]) -> Result<Snapshot, WireError> {
     })
 }
 
+/// The wall-clock time at `now` (the board is shared between processes, whose [`Instant`]s
+/// are not comparable; `now` is the current instant but in tests).
+fn wall_clock_at(now: Instant) -> SystemTime {
+    let wall = SystemTime::now();
+    let ahead = now.saturating_duration_since(Instant::now());
+    wall.checked_add(ahead).unwrap_or(wall)
+}
+
 /// The used-weight and `Retry-After` headers of a response.
 fn response_weight(response: &reqwest::Response) -> ResponseWeight {
     let headers = response.headers();
@@ -746,10 +864,12 @@ mod tests {
         let endpoints = EndpointOverrides::parse(["binance.com=http://127.0.0.1:9"]).unwrap();
         SnapshotScheduler::new(SnapshotConfig {
             endpoints,
-            weight_share: 0.5,
+            weight_share: WeightShare::new(0.5),
             api_keys: ApiKeys::default(),
         })
         .unwrap()
+        // The user's board is shared with real DCNs: tests keep their bans to themselves.
+        .with_ban_board(None)
     }
 
     fn request(book: BookId, kind: SnapshotKind) -> SnapshotRequest {
@@ -771,11 +891,17 @@ mod tests {
             if granted.is_empty() {
                 return (books, wake);
             }
-            for Granted { request, endpoint } in granted {
+            for Granted {
+                request,
+                endpoint,
+                weight,
+            } in granted
+            {
                 books.push(request.book);
                 scheduler.finish(
                     Finished {
                         endpoint,
+                        sent: weight,
                         weight: None,
                     },
                     now,
@@ -953,6 +1079,7 @@ mod tests {
         scheduler.finish(
             Finished {
                 endpoint,
+                sent: 0,
                 weight: Some(banned),
             },
             now,
@@ -966,6 +1093,52 @@ mod tests {
         assert_eq!(wake, now + MAX_RETRY_AFTER);
         assert_eq!(scheduler.dispatch(wake, &outcomes, &finished), None);
         assert!(scheduler.queued.is_empty(), "sent once the ban is over");
+    }
+
+    #[tokio::test]
+    async fn a_418_one_scheduler_meets_holds_back_another_on_the_same_board() {
+        let path = std::env::temp_dir().join(format!("ubdcc-bans-sched-{}", std::process::id()));
+        std::fs::remove_file(&path).ok();
+        let mut first = scheduler().with_ban_board(Some(BanBoard::at(&path)));
+        let mut second = scheduler().with_ban_board(Some(BanBoard::at(&path)));
+        let (outcomes, _outcomes) = mpsc::unbounded_channel();
+        let (finished, _finished) = mpsc::unbounded_channel();
+        let now = Instant::now();
+
+        first.enqueue(request(1, SnapshotKind::New), now);
+        assert_eq!(first.dispatch(now, &outcomes, &finished), None);
+        let endpoint = first.budgets.keys().next().unwrap().clone();
+        let banned = ResponseWeight {
+            status: 418,
+            used_weight: None,
+            retry_after_secs: Some(30),
+        };
+        first.finish(
+            Finished {
+                endpoint,
+                sent: 50,
+                weight: Some(banned),
+            },
+            now,
+        );
+
+        second.enqueue(request(2, SnapshotKind::New), now);
+        let wake = second
+            .dispatch(now, &outcomes, &finished)
+            .expect("the other DCN's ban holds this one back");
+        let held = wake.duration_since(now);
+        assert!(
+            held > Duration::from_secs(29) && held <= Duration::from_secs(30),
+            "{held:?}"
+        );
+        assert_eq!(second.stats.downloads.load(Ordering::Relaxed), 0);
+        assert_eq!(second.stats.responses_418.load(Ordering::Relaxed), 0);
+        assert!(
+            second.dispatch(wake, &outcomes, &finished).is_none(),
+            "sent once the ban is over"
+        );
+        assert_eq!(second.stats.downloads.load(Ordering::Relaxed), 1);
+        std::fs::remove_file(&path).ok();
     }
 
     #[test]

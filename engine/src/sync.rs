@@ -12,10 +12,16 @@
 //!   (`u <= local`: duplicates) are ignored and every other `pu` must equal the previous `u`.
 //! - Options snapshots lag the stream (§4.4), so a snapshot that is too old keeps the buffered
 //!   events a later snapshot may still align with.
+//!
+//! The buffer is bounded twice: per book (events and bytes: a window that keeps the newest) and
+//! per node (a [`BufferBudget`] shared by every book). A book the shared budget cannot serve
+//! drops its buffer and says so ([`EventStep::Overflow`]).
 
 use std::collections::VecDeque;
 
 use thiserror::Error;
+
+use crate::buffer_budget::BufferBudget;
 
 /// Which set of sync rules an exchange follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +47,11 @@ pub struct UpdateIds {
 pub trait DiffEvent {
     /// Its update ids.
     fn update_ids(&self) -> UpdateIds;
+
+    /// Bytes it holds while buffered, its own heap allocations included.
+    fn buffered_bytes(&self) -> usize {
+        std::mem::size_of_val(self)
+    }
 }
 
 /// Why a book lost sync; each is followed by a resync.
@@ -113,6 +124,10 @@ pub enum EventStep<E> {
     /// The snapshot in the book is older than the stream can bridge: fetch a new snapshot
     /// (buffering continues; the book is not synced).
     SnapshotTooOld,
+    /// The node's [`BufferBudget`] had no room: the buffer was dropped (this event with it,
+    /// unless the freed bytes made room for it) and buffering starts over. The snapshot already
+    /// asked for still comes; the book must be published out of sync with this as its reason.
+    Overflow,
 }
 
 /// What to do after a snapshot arrived.
@@ -138,6 +153,16 @@ pub struct BookSync<E> {
     state: SyncState,
     buffer: VecDeque<E>,
     capacity: usize,
+    /// Bytes the buffer holds now (reserved from `budget`) and may hold at most.
+    bytes: usize,
+    capacity_bytes: usize,
+    budget: BufferBudget,
+}
+
+impl<E> Drop for BookSync<E> {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
 }
 
 impl<E: DiffEvent> BookSync<E> {
@@ -148,7 +173,25 @@ impl<E: DiffEvent> BookSync<E> {
             state: SyncState::Buffering,
             buffer: VecDeque::new(),
             capacity: capacity.max(1),
+            bytes: 0,
+            capacity_bytes: usize::MAX,
+            budget: BufferBudget::unlimited(),
         }
+    }
+
+    /// Bounds the buffer to `per_book` bytes of its own (a window that keeps the newest events)
+    /// and reserves every buffered byte from `budget`, shared with the node's other books.
+    #[must_use]
+    pub fn with_byte_limits(mut self, per_book: usize, budget: BufferBudget) -> Self {
+        self.clear_buffer();
+        self.capacity_bytes = per_book.max(1);
+        self.budget = budget;
+        self
+    }
+
+    /// Bytes the buffer holds now.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The current state.
@@ -164,7 +207,7 @@ impl<E: DiffEvent> BookSync<E> {
     /// Starts over: buffering, with an empty buffer (after a gap, a disconnect, a refresh).
     pub fn restart(&mut self) {
         self.state = SyncState::Buffering;
-        self.buffer.clear();
+        self.clear_buffer();
     }
 
     /// Steps the machine with a live event.
@@ -187,8 +230,15 @@ impl<E: DiffEvent> BookSync<E> {
         }
         // Drop what the snapshot already contains: spot `u <= L`, futures `u < L`.
         let family = self.family;
-        self.buffer
-            .retain(|event| !is_before_snapshot(family, event.update_ids(), snapshot_id));
+        let mut dropped = 0;
+        self.buffer.retain(|event| {
+            let keep = !is_before_snapshot(family, event.update_ids(), snapshot_id);
+            if !keep {
+                dropped += event.buffered_bytes();
+            }
+            keep
+        });
+        self.give_back(dropped);
         let Some(first) = self.buffer.front().map(DiffEvent::update_ids) else {
             self.state = SyncState::AwaitingFirstEvent { snapshot_id };
             return SnapshotStep::Load(Vec::new());
@@ -200,8 +250,8 @@ impl<E: DiffEvent> BookSync<E> {
         }
         let mut last = first.last;
         let mut ready = Vec::with_capacity(self.buffer.len());
-        ready.extend(self.buffer.pop_front());
-        while let Some(event) = self.buffer.pop_front() {
+        ready.extend(self.pop_oldest());
+        while let Some(event) = self.pop_oldest() {
             match check_next(family, last, event.update_ids()) {
                 Ok(Next::Apply) => {
                     last = event.update_ids().last;
@@ -218,14 +268,49 @@ impl<E: DiffEvent> BookSync<E> {
     }
 
     fn buffer_event(&mut self, event: E) -> EventStep<E> {
-        if self.buffer.len() == self.capacity {
-            // Keep the newest: a snapshot can only align with recent events. Losing the oldest is
-            // safe: if the kept ones are inside the snapshot, so were the lost ones; if the kept
-            // ones do not reach back to the snapshot, it is reported too old and fetched again.
-            self.buffer.pop_front();
+        let size = event.buffered_bytes();
+        // Keep the newest: a snapshot can only align with recent events. Losing the oldest is
+        // safe: if the kept ones are inside the snapshot, so were the lost ones; if the kept
+        // ones do not reach back to the snapshot, it is reported too old and fetched again.
+        let mut trimmed = 0;
+        while self.buffer.len() >= self.capacity
+            || (!self.buffer.is_empty() && self.bytes + size > self.capacity_bytes)
+        {
+            self.pop_oldest();
+            trimmed += 1;
         }
+        if trimmed > 0 {
+            self.budget.count_trimmed(trimmed);
+        }
+        if self.budget.try_reserve(size) {
+            self.push_newest(event, size);
+            return EventStep::Buffered;
+        }
+        // The node's books hold all it allows. Keeping this event but not older ones would leave
+        // a hole in the buffer, so the buffer starts over: with this event if the bytes it gave
+        // back make room, else with the next one that fits.
+        self.budget.count_overflow();
+        self.clear_buffer();
+        if self.budget.try_reserve(size) {
+            self.push_newest(event, size);
+        }
+        EventStep::Overflow
+    }
+
+    fn push_newest(&mut self, event: E, size: usize) {
+        self.bytes += size;
         self.buffer.push_back(event);
-        EventStep::Buffered
+    }
+
+    fn pop_oldest(&mut self) -> Option<E> {
+        let event = self.buffer.pop_front()?;
+        self.give_back(event.buffered_bytes());
+        Some(event)
+    }
+
+    fn give_back(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        self.budget.release(bytes);
     }
 
     fn first_event(&mut self, snapshot_id: u64, event: E) -> EventStep<E> {
@@ -235,8 +320,10 @@ impl<E: DiffEvent> BookSync<E> {
         }
         if !spans_snapshot(self.family, ids, snapshot_id) {
             self.state = SyncState::Buffering;
-            self.buffer.clear();
-            self.buffer.push_back(event);
+            self.clear_buffer();
+            // A new snapshot is asked for either way; this event starts the buffer it aligns
+            // with, if the budget has room (else the next one does).
+            self.buffer_event(event);
             return EventStep::SnapshotTooOld;
         }
         self.state = SyncState::Synced {
@@ -259,6 +346,13 @@ impl<E: DiffEvent> BookSync<E> {
                 EventStep::Resync(error)
             }
         }
+    }
+
+    /// Empties the buffer and gives its bytes back.
+    fn clear_buffer(&mut self) {
+        self.buffer.clear();
+        let bytes = std::mem::take(&mut self.bytes);
+        self.budget.release(bytes);
     }
 
     fn fail(&mut self, error: SyncError) -> SnapshotStep<E> {
@@ -656,5 +750,92 @@ mod tests {
             sync.state(),
             SyncState::AwaitingFirstEvent { snapshot_id: 20 }
         );
+    }
+
+    /// Each test event weighs what it holds in the buffer.
+    fn size() -> usize {
+        std::mem::size_of::<Event>()
+    }
+
+    #[test]
+    fn the_per_book_byte_window_keeps_the_newest_events() {
+        let budget = BufferBudget::unlimited();
+        let mut sync =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(3 * size(), budget.clone());
+        for id in 1..=5 {
+            assert_eq!(sync.on_event(spot(id, id)), EventStep::Buffered);
+        }
+        assert_eq!((sync.buffered(), sync.buffered_bytes()), (3, 3 * size()));
+        assert_eq!(budget.trimmed(), 2);
+        // The window reaches back to 3: a snapshot at 2 still aligns with it.
+        let ready = loaded(sync.on_snapshot(2));
+        assert_eq!(ready, vec![spot(3, 3), spot(4, 4), spot(5, 5)]);
+        assert_eq!((sync.buffered_bytes(), budget.used()), (0, 0));
+    }
+
+    #[test]
+    fn a_spent_node_budget_drops_the_buffer_and_says_so_never_a_hole() {
+        // Room for three events on the node; another book holds two of them.
+        let budget = BufferBudget::new(3 * size());
+        let mut other =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(usize::MAX, budget.clone());
+        other.on_event(spot(1, 1));
+        other.on_event(spot(2, 2));
+        let mut sync =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(usize::MAX, budget.clone());
+        assert_eq!(sync.on_event(spot(10, 10)), EventStep::Buffered);
+        // No room for 11: the buffer (10) is dropped, and the bytes it gave back take 11.
+        assert_eq!(sync.on_event(spot(11, 11)), EventStep::Overflow);
+        assert_eq!(
+            (sync.buffered(), budget.used(), budget.overflows()),
+            (1, 3 * size(), 1)
+        );
+        // A snapshot at 9 needs event 10, which is gone: too old, never a load across a hole.
+        assert_eq!(sync.on_snapshot(9), SnapshotStep::TooOld);
+        // A snapshot at 10 aligns with what was kept.
+        assert_eq!(loaded(sync.on_snapshot(10)), vec![spot(11, 11)]);
+        assert_eq!(budget.used(), 2 * size());
+    }
+
+    #[test]
+    fn an_event_that_finds_no_room_at_all_is_not_kept_and_buffering_resumes_when_there_is() {
+        let budget = BufferBudget::new(2 * size());
+        let mut hog =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(usize::MAX, budget.clone());
+        hog.on_event(spot(1, 1));
+        hog.on_event(spot(2, 2));
+        let mut sync =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(usize::MAX, budget.clone());
+        assert_eq!(sync.on_event(spot(10, 10)), EventStep::Overflow);
+        assert_eq!(sync.buffered(), 0);
+        // The hog's snapshot arrives: its bytes go back to the node.
+        loaded(hog.on_snapshot(2));
+        assert_eq!(budget.used(), 0);
+        assert_eq!(sync.on_event(spot(11, 11)), EventStep::Buffered);
+        assert_eq!(loaded(sync.on_snapshot(10)), vec![spot(11, 11)]);
+    }
+
+    #[test]
+    fn every_way_out_of_buffering_gives_the_bytes_back() {
+        let budget = BufferBudget::unlimited();
+        let mut sync =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(usize::MAX, budget.clone());
+        sync.on_event(spot(5, 5));
+        sync.restart();
+        assert_eq!(budget.used(), 0);
+        sync.on_event(spot(6, 6));
+        sync.on_event(spot(7, 7));
+        // Discarded as inside the snapshot, then too old for what is left: 7 is kept.
+        assert_eq!(
+            sync.on_snapshot(5),
+            SnapshotStep::Load(vec![spot(6, 6), spot(7, 7)])
+        );
+        assert_eq!(budget.used(), 0);
+        let mut dropped =
+            BookSync::new(SyncFamily::Spot, 100).with_byte_limits(usize::MAX, budget.clone());
+        dropped.on_event(spot(8, 8));
+        assert_eq!(budget.used(), size());
+        drop(dropped);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -7,8 +7,12 @@
 //! - the server's `X-MBX-USED-WEIGHT-1M` header, which counts the whole IP (every DCN on this
 //!   host and anything else that shares it): nothing is sent that would take the IP past
 //!   [`IP_CEILING`] of the limit. (Comparing it with our own share instead would let all DCNs of
-//!   a host together use only one share.)
+//!   a host together use only one share.) The server's figure cannot include our requests still
+//!   in flight, so their weight is added to it: four snapshots sent at once after one reading
+//!   must all fit under the ceiling, not each of them alone.
 //! - `Retry-After` on 429 (rate limited) and 418 (banned): nothing is sent until it has passed.
+//!   Another DCN's 429 / 418 on the same IP holds this budget back too
+//!   ([`WeightBudget::hold_until`], fed by `crate::ban_board`).
 //!
 //! Requests that can wait (verifications of quiet books) spend only *spare* weight
 //! ([`WeightBudget::try_spend_spare`]): they leave [`URGENT_RESERVE`] of the budget, and as much
@@ -66,6 +70,8 @@ pub struct ResponseWeight {
 /// The budget of one REST host.
 #[derive(Debug, Clone)]
 pub struct WeightBudget {
+    /// The host's limit per minute.
+    limit: u32,
     /// Weight this client may use per minute: a share of the host's limit.
     budget: u32,
     /// Weight the whole IP may reach, by the server's count ([`IP_CEILING`] of the limit).
@@ -76,6 +82,8 @@ pub struct WeightBudget {
     server: Option<(Instant, u32)>,
     /// No request before this (429 / 418).
     blocked_until: Option<Instant>,
+    /// Weight of our requests sent and not answered yet: not in the server's figure.
+    in_flight: u32,
     /// 429 and 418 responses seen.
     rejections: u32,
 }
@@ -86,13 +94,22 @@ impl WeightBudget {
         let budget = (f64::from(limit_per_minute) * share.clamp(0.0, 1.0)).floor() as u32;
         let ceiling = (f64::from(limit_per_minute) * IP_CEILING).floor() as u32;
         Self {
+            limit: limit_per_minute,
             budget: budget.max(1),
             ceiling: ceiling.max(budget.max(1)),
             spent: VecDeque::new(),
             server: None,
             blocked_until: None,
+            in_flight: 0,
             rejections: 0,
         }
+    }
+
+    /// Changes this client's share of the limit (mgmt sets it from the number of DCNs on the
+    /// host); what was spent stays spent.
+    pub fn set_share(&mut self, share: f64) {
+        let fresh = Self::new(self.limit, share);
+        (self.budget, self.ceiling) = (fresh.budget, fresh.ceiling);
     }
 
     /// Weight per minute this client may use.
@@ -103,6 +120,25 @@ impl WeightBudget {
     /// 429 and 418 responses seen so far.
     pub fn rejections(&self) -> u32 {
         self.rejections
+    }
+
+    /// Weight of requests granted and not yet answered ([`WeightBudget::answered`]).
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// No request before this (a 429 / 418, ours or another DCN's), if still ahead.
+    pub fn blocked_until(&self) -> Option<Instant> {
+        self.blocked_until
+    }
+
+    /// Holds every request back until `until`: a block another DCN on this IP met. It extends,
+    /// never shortens, the current block, and counts as no rejection of ours.
+    pub fn hold_until(&mut self, until: Instant) {
+        self.blocked_until = Some(
+            self.blocked_until
+                .map_or(until, |current| current.max(until)),
+        );
     }
 
     /// Our own weight spent in the minute before `now`.
@@ -118,6 +154,7 @@ impl WeightBudget {
     ///
     /// A request heavier than the whole budget is let through alone, once nothing else was
     /// spent in the window, rather than never.
+    /// A granted request is in flight until [`WeightBudget::answered`] is called for it.
     pub fn try_spend(&mut self, weight: u32, now: Instant) -> Permit {
         self.try_spend_leaving(0, weight, now)
     }
@@ -160,6 +197,7 @@ impl WeightBudget {
     /// Books `weight` if it fits every limit less `reserve` at `now`.
     fn try_spend_leaving(&mut self, reserve: u32, weight: u32, now: Instant) -> Permit {
         let limit = self.budget.saturating_sub(reserve).max(1);
+        let sent = weight;
         let weight = weight.min(limit);
         self.forget_before(now);
         if let Some(until) = self.blocked_until.filter(|until| *until > now) {
@@ -172,13 +210,23 @@ impl WeightBudget {
         }
         if let Some((at, used)) = self.server
             && now.duration_since(at) < WINDOW
-            && used + weight > self.ceiling.saturating_sub(reserve)
+            && used + self.in_flight + weight > self.ceiling.saturating_sub(reserve)
         {
             // The server's count resets with its window, at most a minute after it was read.
             return Permit::WaitUntil(at + WINDOW);
         }
         self.spent.push_back((now, weight));
+        self.in_flight = self.in_flight.saturating_add(sent);
         Permit::Granted
+    }
+
+    /// A granted request of `weight` came back: with what the host said, or with nothing (a
+    /// transport failure, which may or may not have reached the host).
+    pub fn answered(&mut self, weight: u32, response: Option<ResponseWeight>, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(weight);
+        if let Some(response) = response {
+            self.on_response(response, now);
+        }
     }
 
     /// Learns from a response: the server's count, and 429 / 418 with `Retry-After`.
@@ -417,6 +465,55 @@ mod tests {
             Permit::WaitUntil(start + WINDOW)
         );
         assert_eq!(budget.try_spend(50, soon), Permit::Granted);
+    }
+
+    #[test]
+    fn requests_in_flight_count_on_top_of_the_servers_figure() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5); // 3000 of our own, the IP up to 5400
+        budget.on_response(ok(5320), start);
+        // 5320 + 50 fits; a second 50 would too by the server's figure alone, but the first is
+        // still on its way and not in that figure.
+        assert_eq!(budget.try_spend(50, start), Permit::Granted);
+        assert_eq!(budget.in_flight(), 50);
+        assert_eq!(
+            budget.try_spend(50, start),
+            Permit::WaitUntil(start + WINDOW)
+        );
+        // Answered without a fresh figure (a transport failure): no longer in flight.
+        budget.answered(50, None, start);
+        assert_eq!(budget.in_flight(), 0);
+        assert_eq!(budget.try_spend(50, start), Permit::Granted);
+        // Answered with a fresh figure, which now includes it.
+        budget.answered(50, Some(ok(5350)), start);
+        assert_eq!(budget.in_flight(), 0);
+        assert_eq!(budget.try_spend(50, start), Permit::Granted);
+    }
+
+    #[test]
+    fn a_new_share_changes_the_budget_and_keeps_what_was_spent() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5);
+        assert_eq!(budget.try_spend(1000, start), Permit::Granted);
+        budget.set_share(0.225); // four DCNs on the host
+        assert_eq!(budget.budget(), 1350);
+        assert_eq!(budget.try_spend(300, start), Permit::Granted);
+        assert_eq!(
+            budget.try_spend(100, start),
+            Permit::WaitUntil(start + WINDOW)
+        );
+    }
+
+    #[test]
+    fn another_dcns_block_holds_this_budget_back_without_counting_as_ours() {
+        let start = Instant::now();
+        let mut budget = WeightBudget::new(6000, 0.5);
+        let until = start + Duration::from_secs(20);
+        budget.hold_until(until);
+        budget.hold_until(start + Duration::from_secs(5));
+        assert_eq!(budget.try_spend(1, start), Permit::WaitUntil(until));
+        assert_eq!(budget.rejections(), 0);
+        assert_eq!(budget.try_spend(1, until), Permit::Granted);
     }
 
     #[test]

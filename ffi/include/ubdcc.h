@@ -77,6 +77,7 @@ const char *ubdcc_status_name(int status);
 #define UBDCC_REASON_WRITER_FAULT 8
 #define UBDCC_REASON_DELISTED 9
 #define UBDCC_REASON_SUBSCRIPTION_REFUSED 10
+#define UBDCC_REASON_BUFFER_OVERFLOW 11
 
 /* One level, as doubles equal to parsing the exchange's decimal strings. */
 typedef struct ubdcc_level_t {

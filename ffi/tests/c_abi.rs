@@ -258,6 +258,7 @@ fn header_layout_and_hash_match_the_rust_library() {
         ("UBDCC_REASON_WRITER_FAULT", WriterFault),
         ("UBDCC_REASON_DELISTED", Delisted),
         ("UBDCC_REASON_SUBSCRIPTION_REFUSED", SubscriptionRefused),
+        ("UBDCC_REASON_BUFFER_OVERFLOW", BufferOverflow),
     ];
     for (name, reason) in reasons {
         assert_eq!(c[name], reason as u64, "{name}");

@@ -39,6 +39,9 @@ pub enum OutOfSyncReason {
     /// The exchange refused to subscribe the book's stream; the connection and its other books
     /// carry on, and the subscription is tried again later.
     SubscriptionRefused = 10,
+    /// The book's buffered events exceeded what its DCN allows all books to hold while they wait
+    /// for snapshots; the buffer was dropped and refills until the snapshot asked for arrives.
+    BufferOverflow = 11,
 }
 
 impl OutOfSyncReason {
@@ -56,6 +59,7 @@ impl OutOfSyncReason {
             Self::WriterFault => "writer fault",
             Self::Delisted => "market not listed by the exchange",
             Self::SubscriptionRefused => "subscription refused",
+            Self::BufferOverflow => "event buffer overflow",
         }
     }
 
@@ -71,6 +75,7 @@ impl OutOfSyncReason {
             8 => Self::WriterFault,
             9 => Self::Delisted,
             10 => Self::SubscriptionRefused,
+            11 => Self::BufferOverflow,
             // Codes a newer minor version added are still "out of sync", just unnamed here.
             _ => Self::Unspecified,
         }
@@ -170,6 +175,7 @@ mod tests {
             BookStatus::OutOfSync(OutOfSyncReason::WriterFault),
             BookStatus::OutOfSync(OutOfSyncReason::Delisted),
             BookStatus::OutOfSync(OutOfSyncReason::SubscriptionRefused),
+            BookStatus::OutOfSync(OutOfSyncReason::BufferOverflow),
         ] {
             assert_eq!(BookStatus::from_word(status.to_word()), Some(status));
         }

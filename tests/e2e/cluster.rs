@@ -6,6 +6,12 @@ use std::time::{Duration, Instant};
 
 use ubdcc_shm::{BookStatus, ClusterReader};
 
+/// The ban board of this test run's DCNs: a ban provoked by a test (and kept for its
+/// `Retry-After`, up to days) must not hold back later runs, nor the user's own DCNs.
+pub fn test_ban_board() -> String {
+    format!("/dev/shm/ubdcc-bans-test-{}", std::process::id())
+}
+
 /// A child process killed when dropped.
 pub struct Process {
     child: Child,
@@ -16,8 +22,14 @@ pub struct Process {
 impl Process {
     /// Starts `ubdcc args…` and waits for the line starting with `listening on <address>`.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_ban_board(args, &test_ban_board())
+    }
+
+    /// Like [`Process::start`], with the DCN's 429/418 ban board at `board`.
+    pub fn start_with_ban_board(args: &[&str], board: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
             .args(args)
+            .env("UBDCC_BAN_BOARD", board)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -8,6 +8,7 @@ mod faults;
 mod gateway;
 mod http;
 mod pypi_client;
+mod shared_ban;
 mod snapshots;
 mod start;
 mod sync;

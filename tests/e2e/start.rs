@@ -42,6 +42,7 @@ impl Home {
         command
             .args(args)
             .env("HOME", &self.dir)
+            .env("UBDCC_BAN_BOARD", crate::cluster::test_ban_board())
             .env_remove("UBDCC_CONFIG");
         command
     }

@@ -55,6 +55,7 @@ impl StartedCluster {
             .args(["--port", &mgmt_port.to_string()])
             .args(["--restapi-port", &restapi_port.to_string()])
             .env("HOME", &home)
+            .env("UBDCC_BAN_BOARD", crate::cluster::test_ban_board())
             .env_remove("UBDCC_CLUSTER_SECRET")
             .env_remove("UBDCC_CONFIG")
             .stdin(Stdio::null())
@@ -605,7 +606,17 @@ fn an_absurd_retry_after_holds_back_only_its_api_and_the_dcn_lives_on() {
     let cluster = format!("secra{}", std::process::id());
     let _cleanup = crate::cluster::Cleanup(cluster.clone());
     let books = crate::cluster::markets(1, 1, 0);
-    let dcn = crate::cluster::start_dcn(&cluster, &sim.address, &books, &[]);
+    // A board of its own: the (clamped) 3-day ban it provokes must not hold back another test
+    // whose simulator gets the same port.
+    let board = format!("{}-absurd", crate::cluster::test_ban_board());
+    let markets = "binance.com:SIM0USDT,binance.com-futures:SIM0USDT";
+    let mut args = vec!["dcn", "--standalone", "--cluster", &cluster, "--port", "0"];
+    args.extend(["--markets", markets]);
+    let endpoints = crate::cluster::sim_endpoints(&sim.address);
+    for endpoint in &endpoints {
+        args.extend(["--exchange-endpoint", endpoint.as_str()]);
+    }
+    let dcn = Process::start_with_ban_board(&args, &board);
     let mut reader = ubdcc_shm::ClusterReader::open(&cluster).unwrap();
     crate::cluster::wait_synced(&mut reader, &books, Duration::from_secs(30));
     let control = |fault: Value| {
@@ -651,6 +662,7 @@ fn an_absurd_retry_after_holds_back_only_its_api_and_the_dcn_lives_on() {
         "the DCN honoured the ban instead of hammering the host"
     );
     assert_eq!(crate::http::get_json(&dcn.address, "/test")["result"], "OK");
+    std::fs::remove_file(&board).ok();
 }
 
 #[test]

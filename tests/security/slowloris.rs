@@ -48,6 +48,7 @@ impl Pod {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
             .args(args)
             .env("UBDCC_HTTP_HEADER_TIMEOUT_MS", timeout_ms)
+            .env("UBDCC_BAN_BOARD", crate::cluster::test_ban_board())
             .env(
                 "UBDCC_HTTP_WRITE_TIMEOUT_MS",
                 WRITE_TIMEOUT.as_millis().to_string(),

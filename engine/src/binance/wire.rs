@@ -288,6 +288,11 @@ impl DiffEvent for DiffUpdate {
     fn update_ids(&self) -> UpdateIds {
         self.ids
     }
+
+    fn buffered_bytes(&self) -> usize {
+        let levels = self.bids.capacity() + self.asks.capacity();
+        std::mem::size_of::<Self>() + levels * std::mem::size_of::<LevelUpdate>()
+    }
 }
 
 /// Parses wire levels into exact decimals.

@@ -14,21 +14,28 @@ use ubdcc_engine::{BookSpec, Exchange, NodeError, NodeHandle, SnapshotStats, Wai
 use ubdcc_shm::{BookStatus, ClusterReader};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
-use crate::mgmt::state::{ClusterState, ReplicaStatus, SnapshotWait, account_group};
+use crate::mgmt::state::{ClusterState, PodRecord, ReplicaStatus, SnapshotWait, account_group};
 
 /// A failed add or remove is tried again after this long, even if the state does not change.
 const RETRY: Duration = Duration::from_secs(5);
+
+/// Share of an IP's weight limits all DCNs of one host may use together (what `ubdcc start`
+/// gives its DCNs; the rest is headroom for requests in flight and other clients on the IP).
+const HOST_SHARE: f64 = 0.9;
 
 /// Keeps the engine's books equal to this DCN's assignments, until `copy` is dropped.
 pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHandle) {
     let mut changes = copy.subscribe();
     let mut local: HashMap<(Exchange, String), BookSpec> = HashMap::new();
     let mut keys: HashMap<Exchange, Option<String>> = HashMap::new();
+    // The share this DCN was started with is the most it takes, however few DCNs share its host.
+    let started_share = node.weight_share();
     loop {
         let mut settled = true;
         if let Some(state) = copy.get() {
             settled = apply_books(&node, &wanted_books(&state, &uid), &mut local).await;
             apply_keys(&node, &state, &uid, &local, &mut keys);
+            apply_share(&node, &state, &uid, started_share);
         }
         let retry = async {
             if settled {
@@ -109,6 +116,35 @@ async fn apply_books(
         }
     }
     settled
+}
+
+/// Gives this DCN its part of its host's weight: the DCNs mgmt's state lists on one host (its
+/// `node`: the Kubernetes node or machine id; the IP where none was told) split [`HOST_SHARE`],
+/// each taking at most `started`. Derived here from the state mgmt pushes rather than sent as
+/// a field of its own: the state already says everything the share depends on.
+fn apply_share(node: &NodeHandle, state: &ClusterState, uid: &str, started: f64) {
+    let Some(share) = host_share(state, uid, started) else {
+        return;
+    };
+    if (node.weight_share() - share).abs() < 1e-9 {
+        return;
+    }
+    tracing::info!(share, "weight share set from the DCNs on this host");
+    node.set_weight_share(share);
+}
+
+/// The share of DCN `uid` (see [`apply_share`]); `None` while the state does not list it.
+fn host_share(state: &ClusterState, uid: &str, started: f64) -> Option<f64> {
+    let host = |pod: &PodRecord| {
+        if pod.node.is_empty() {
+            pod.ip.clone()
+        } else {
+            pod.node.clone()
+        }
+    };
+    let own = host(state.dcns().find(|pod| pod.uid == uid)?);
+    let on_host = state.dcns().filter(|pod| host(pod) == own).count().max(1);
+    Some(started.min(HOST_SHARE / on_host as f64))
 }
 
 /// Gives each exchange in use the API key mgmt assigned this DCN for its account group.
@@ -238,5 +274,56 @@ impl ReplicaSource for ShmReplicaSource {
             });
         }
         reports
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mgmt::state::DCN_ROLE;
+
+    fn dcn(uid: &str, node: &str, ip: &str) -> PodRecord {
+        PodRecord {
+            name: uid.into(),
+            uid: uid.into(),
+            node: node.into(),
+            role: DCN_ROLE.into(),
+            ip: ip.into(),
+            api_port_rest: 1,
+            last_seen: 0.0,
+            status: "running".into(),
+            ubldc_version: None,
+            version: "0".into(),
+            max_books: None,
+        }
+    }
+
+    #[test]
+    fn dcns_of_one_host_split_its_share_and_none_takes_more_than_it_started_with() {
+        let mut state = ClusterState::default();
+        for (uid, node, ip) in [
+            ("a", "host-1", "10.0.0.1"),
+            ("b", "host-1", "10.0.0.1"),
+            ("c", "host-1", "10.0.0.1"),
+            ("d", "host-2", "10.0.0.2"),
+            ("e", "", "10.0.0.3"),
+            ("f", "", "10.0.0.3"),
+        ] {
+            state.pods.insert(uid.into(), dcn(uid, node, ip));
+        }
+        assert_eq!(host_share(&state, "a", 0.5), Some(0.3));
+        assert_eq!(
+            host_share(&state, "d", 0.5),
+            Some(0.5),
+            "alone: its own cap"
+        );
+        assert_eq!(host_share(&state, "d", 1.0), Some(HOST_SHARE));
+        assert_eq!(host_share(&state, "e", 0.5), Some(0.45), "no node: by IP");
+        assert_eq!(
+            host_share(&state, "a", 0.1),
+            Some(0.1),
+            "never above the start"
+        );
+        assert_eq!(host_share(&state, "z", 0.5), None, "not listed yet");
     }
 }
