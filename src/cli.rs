@@ -219,7 +219,7 @@ pub struct MgmtArgs {
     /// Port (0 picks a free one; the address is printed).
     #[arg(long, env = "UBDCC_PORT", default_value_t = 42080)]
     pub port: u16,
-    /// Directory of the durable state file (default: ~/.ubdcc/mgmt-<port>).
+    /// Directory of the durable state file (default: ~/.ubdcc/mgmt-PORT).
     #[arg(long, env = "UBDCC_DATA_DIR")]
     pub data_dir: Option<std::path::PathBuf>,
     /// Keep the state in memory and the pods' copies only.
@@ -320,7 +320,7 @@ pub struct SimArgs {
     /// Port for REST and WebSocket (0 picks a free one; the address is printed).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Markets per family (spot and futures SIM{i}USDT, options SIM{i}-260626-<strike>-C).
+    /// Markets per family (spot and futures SIM{i}USDT, options SIM{i}-260626-STRIKE-C).
     #[arg(long, default_value_t = 10)]
     pub markets: usize,
     /// Events per second per market (0: only on POST /sim/advance).
@@ -387,7 +387,7 @@ pub struct DcnArgs {
     #[arg(long, env = "UBDCC_SHM_MODE", default_value = "0600", value_parser = crate::shm::parse_segment_mode)]
     pub shm_mode: u32,
     /// Group (name or gid) to give the segment to, so its members can read it with --shm-mode
-    /// 0640 (they trust it with UBDCC_SHM_TRUST=gid:<gid>).
+    /// 0640 (they trust it with UBDCC_SHM_TRUST=gid:GID).
     #[arg(long, env = "UBDCC_SHM_GROUP", value_parser = crate::shm::parse_group)]
     pub shm_group: Option<u32>,
     /// Interval of the connections' own pings, in ms.

@@ -160,7 +160,7 @@ impl MarketDirectory {
     ///
     /// # Errors
     /// [`DirectoryError::Fetch`] when the exchange cannot be asked (remembered for
-    /// [`FAILURE_TTL`]).
+    /// `FAILURE_TTL`).
     pub async fn listing(
         &self,
         exchange: Exchange,

@@ -160,7 +160,7 @@ impl WeightBudget {
     }
 
     /// Like [`WeightBudget::try_spend`], for a request that can wait: it is granted only while
-    /// [`URGENT_RESERVE`] of the budget (and as much below the IP's ceiling) stays free.
+    /// `URGENT_RESERVE` of the budget (and as much below the IP's ceiling) stays free.
     pub fn try_spend_spare(&mut self, weight: u32, now: Instant) -> Permit {
         self.try_spend_leaving(self.reserve(), weight, now)
     }

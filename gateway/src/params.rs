@@ -270,7 +270,7 @@ pub const MAX_BODY: usize = 1 << 20;
 const DRAIN_LIMIT: usize = 64 << 20;
 
 /// A body must arrive within this time (1 MiB in 10 s is 100 KiB/s): the HTTP server's head
-/// timeout does not cover it, and a slow upload must not hold its share of [`BODY_BUDGET`] long.
+/// timeout does not cover it, and a slow upload must not hold its share of `BODY_BUDGET` long.
 const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Parsed JSON is at most this many times larger than its text (`[0,0,…]`: 2 bytes become a
@@ -286,7 +286,7 @@ const PARSED_PER_BYTE: usize = 32;
 static BODY_BUDGET: tokio::sync::Semaphore =
     tokio::sync::Semaphore::const_new(MAX_BODY * PARSED_PER_BYTE * 4);
 
-/// A request body read by [`read_body`]; it holds its share of [`BODY_BUDGET`] until dropped,
+/// A request body read by [`read_body`]; it holds its share of `BODY_BUDGET` until dropped,
 /// so keep it (and what is parsed from it) no longer than the request.
 #[derive(Debug)]
 pub struct RequestBody {
@@ -305,9 +305,9 @@ impl std::ops::Deref for RequestBody {
 /// Who sent a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender {
-    /// A pod of the cluster (the call carried the cluster secret): outside [`BODY_BUDGET`].
+    /// A pod of the cluster (the call carried the cluster secret): outside `BODY_BUDGET`.
     Pod,
-    /// Anyone else: within [`BODY_BUDGET`].
+    /// Anyone else: within `BODY_BUDGET`.
     Outside,
 }
 
@@ -326,7 +326,7 @@ impl Sender {
     }
 }
 
-/// Reads a request body of at most [`MAX_BODY`] bytes within [`BODY_DEADLINE`].
+/// Reads a request body of at most [`MAX_BODY`] bytes within `BODY_DEADLINE`.
 ///
 /// # Errors
 /// #1106 when it is larger, late, or cannot be read.
@@ -392,7 +392,7 @@ async fn collect(
     }))
 }
 
-/// One body's share of [`BODY_BUDGET`].
+/// One body's share of `BODY_BUDGET`.
 #[derive(Default)]
 struct Budget {
     permit: Option<tokio::sync::SemaphorePermit<'static>>,

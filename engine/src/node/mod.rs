@@ -6,34 +6,37 @@
 //! places. The heartbeat is stamped by this same loop, so a stuck loop is a silent heartbeat and
 //! readers stop trusting its books.
 //!
+//! Files: `config` (settings, book specs), `handle` (the [`NodeHandle`], commands, errors),
+//! `timers` (retries, silence checks, refreshes, delisted markets), this file (the loop and its
+//! event handlers, one method per `select!` arm).
+//!
 //! The loop also watches its tasks: should the scheduler or a connection that still carries books
 //! end or panic, [`Node::run`] stops with [`NodeError::TaskEnded`] (and the DCN process exits
 //! non-zero, to be restarted) rather than keep books that can never resync.
 
+mod config;
+mod handle;
+mod timers;
+
+pub use config::{BookSpec, NodeConfig};
+pub use handle::{BookReport, NodeCommand, NodeError, NodeHandle};
+
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 
-use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, interval, sleep_until};
-use ubdcc_shm::{
-    BookMeta, BookStatus, CreateSegmentError, DEFAULT_SEGMENT_MODE, HEARTBEAT_INTERVAL,
-    OutOfSyncReason, SegmentConfig,
-};
+use ubdcc_shm::{BookStatus, HEARTBEAT_INTERVAL, OutOfSyncReason, SegmentConfig};
 
 use crate::buffer_budget::BufferBudget;
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
-use crate::depth_cache::{
-    BUFFER_BYTES_PER_BOOK, BUFFER_BYTES_PER_NODE, BufferLimits, DepthCache, DepthCacheError,
-    NextStep,
-};
-use crate::exchange::{EndpointOverrides, Exchange, ExchangeError, is_valid_symbol};
+use crate::depth_cache::{BufferLimits, DepthCache, DepthCacheError, NextStep};
+use crate::exchange::{Exchange, is_valid_symbol};
 use crate::publish::Publisher;
 use crate::snapshot::{
-    ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotError, SnapshotKind, SnapshotOutcome,
-    SnapshotRequest, SnapshotScheduler, SnapshotStats, WeightShare,
+    ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotKind, SnapshotOutcome,
+    SnapshotRequest, SnapshotScheduler, WeightShare,
 };
 
 /// First wait before asking again for a snapshot that failed or was too old; doubles up to
@@ -56,247 +59,6 @@ const DELISTED_RETRY: Duration = Duration::from_secs(300);
 /// commands (at most a few per book and event it handles; waiting on a task that waits on the
 /// loop would deadlock), and every node command's sender awaits its reply (one per caller).
 const STREAM_EVENTS_IN_FLIGHT: usize = 4096;
-
-/// Settings of a node.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// Cluster name (for the segment name).
-    pub cluster: String,
-    /// This DCN's name (for the segment name).
-    pub dcn: String,
-    /// Books the segment can hold.
-    pub max_books: u32,
-    /// Levels per side in the segment.
-    pub levels_per_side: u32,
-    /// Permission bits of the segment (default `0o600`: only this user reads it).
-    pub segment_mode: u32,
-    /// Group to give the segment to, so that with mode `0o640` its members can read it.
-    pub segment_group: Option<u32>,
-    /// Endpoint overrides (the simulator).
-    pub endpoints: EndpointOverrides,
-    /// Share of each REST host's weight limit this node may use.
-    pub weight_share: f64,
-    /// API keys per exchange (TR needs one for snapshots).
-    pub api_keys: HashMap<Exchange, String>,
-    /// Interval of the connections' own pings.
-    pub ping_interval: Duration,
-    /// A connection without any data message for this long is reconnected.
-    pub silence_timeout: Duration,
-    /// Longest reconnect backoff.
-    pub max_backoff: Duration,
-    /// Replace each stream connection (make-before-break) after this long; Binance cuts at 24 h.
-    pub max_connection_lifetime: Duration,
-    /// A synced book whose stream brings nothing for this long is verified with a snapshot.
-    pub book_silence: Duration,
-    /// Bytes of events one book may buffer while it waits for a snapshot (the newest are kept).
-    pub buffer_bytes_per_book: usize,
-    /// Bytes of events all books of the node may buffer together; a book that finds none left
-    /// drops its buffer, out of sync with reason "event buffer overflow".
-    pub buffer_bytes_per_node: usize,
-}
-
-impl NodeConfig {
-    /// Defaults for `cluster` / `dcn`: 1024 books of 1000 levels in an owner-only segment, half
-    /// of each host's weight, pings every 10 s, a book verified after 60 s of silence, a
-    /// connection replaced after 5 minutes without any data.
-    pub fn new(cluster: impl Into<String>, dcn: impl Into<String>) -> Self {
-        Self {
-            cluster: cluster.into(),
-            dcn: dcn.into(),
-            max_books: 1024,
-            levels_per_side: 1000,
-            segment_mode: DEFAULT_SEGMENT_MODE,
-            segment_group: None,
-            endpoints: EndpointOverrides::default(),
-            weight_share: 0.5,
-            api_keys: HashMap::new(),
-            ping_interval: Duration::from_secs(10),
-            silence_timeout: Duration::from_secs(300),
-            max_backoff: Duration::from_secs(30),
-            max_connection_lifetime: crate::connection::DEFAULT_MAX_LIFETIME,
-            book_silence: Duration::from_secs(60),
-            buffer_bytes_per_book: BUFFER_BYTES_PER_BOOK,
-            buffer_bytes_per_node: BUFFER_BYTES_PER_NODE,
-        }
-    }
-}
-
-/// A book to keep.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BookSpec {
-    /// The exchange.
-    pub exchange: Exchange,
-    /// The market symbol, as the exchange spells it (`BTCUSDT`).
-    pub symbol: String,
-    /// The stream's update interval in ms (`None`: the original's default).
-    pub update_interval_ms: Option<u32>,
-    /// Resync a synced book after this long (`None`: never).
-    pub refresh_interval: Option<Duration>,
-}
-
-/// A book's state, as the node reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BookReport {
-    /// The book.
-    pub spec: BookSpec,
-    /// Its published metadata.
-    pub meta: BookMeta,
-}
-
-/// A node request failed.
-#[derive(Debug, Error)]
-pub enum NodeError {
-    /// The segment could not be created.
-    #[error("creating the shared-memory segment: {0}")]
-    Segment(#[from] CreateSegmentError),
-    /// The book exists already.
-    #[error("DepthCache {symbol} for {exchange} exists already")]
-    Exists {
-        /// Exchange.
-        exchange: Exchange,
-        /// Symbol.
-        symbol: String,
-    },
-    /// The symbol has characters Binance symbols never have.
-    #[error("invalid symbol {0:?}: 1 to 48 of A-Z a-z 0-9 - _")]
-    InvalidSymbol(String),
-    /// Another book already uses the same stream (symbols differing only in case).
-    #[error("DepthCache {symbol} for {exchange} would share its stream with {other}")]
-    StreamTaken {
-        /// Exchange.
-        exchange: Exchange,
-        /// Symbol asked for.
-        symbol: String,
-        /// The book already on that stream.
-        other: String,
-    },
-    /// The book does not exist.
-    #[error("DepthCache {symbol} for {exchange} not found")]
-    NotFound {
-        /// Exchange.
-        exchange: Exchange,
-        /// Symbol.
-        symbol: String,
-    },
-    /// The stream cannot be named (an interval the exchange does not offer).
-    #[error(transparent)]
-    Exchange(#[from] ExchangeError),
-    /// The segment refused the book.
-    #[error(transparent)]
-    DepthCache(#[from] DepthCacheError),
-    /// The snapshot scheduler could not start.
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    /// The node has stopped.
-    #[error("the node has stopped")]
-    Stopped,
-    /// A task the node cannot do without ended or panicked; the node stopped.
-    #[error("the node's {task} task {}; the node stopped", if *panicked { "panicked" } else { "ended" })]
-    TaskEnded {
-        /// Which task (`snapshot scheduler`, `stream connection`).
-        task: &'static str,
-        /// Whether it panicked (else it returned).
-        panicked: bool,
-    },
-}
-
-/// Requests to a running node.
-#[derive(Debug)]
-pub enum NodeCommand {
-    /// Start keeping a book.
-    Add(BookSpec, oneshot::Sender<Result<(), NodeError>>),
-    /// Stop keeping a book and remove it from shared memory.
-    Remove {
-        /// Exchange.
-        exchange: Exchange,
-        /// Symbol.
-        symbol: String,
-        /// Where the answer goes.
-        reply: oneshot::Sender<Result<(), NodeError>>,
-    },
-    /// Report every book.
-    List(oneshot::Sender<Vec<BookReport>>),
-}
-
-/// A handle to send commands to a running node.
-#[derive(Debug, Clone)]
-pub struct NodeHandle {
-    commands: mpsc::UnboundedSender<NodeCommand>,
-    api_keys: ApiKeys,
-    weight_share: WeightShare,
-    snapshot_stats: Arc<SnapshotStats>,
-    buffer_budget: BufferBudget,
-}
-
-impl NodeHandle {
-    /// The budget of the books' event buffers (bytes held now, peak, overflows).
-    pub fn buffer_budget(&self) -> BufferBudget {
-        self.buffer_budget.clone()
-    }
-
-    /// The snapshot scheduler's counters (downloads, weight spent, 429 / 418).
-    pub fn snapshot_stats(&self) -> Arc<SnapshotStats> {
-        Arc::clone(&self.snapshot_stats)
-    }
-
-    /// Sets (or with `None` clears) the API key snapshots of `exchange` are sent with, from the
-    /// next download on (the cluster agent applies the credentials mgmt assigns).
-    pub fn set_api_key(&self, exchange: Exchange, key: Option<String>) {
-        self.api_keys.set(exchange, key);
-    }
-
-    /// Sets this node's share of each REST host's weight limit, from the next dispatch on (the
-    /// cluster agent applies the share mgmt's state implies: DCNs of one host split it).
-    pub fn set_weight_share(&self, share: f64) {
-        self.weight_share.set(share);
-    }
-
-    /// This node's current share of each REST host's weight limit.
-    pub fn weight_share(&self) -> f64 {
-        self.weight_share.get()
-    }
-
-    /// Starts keeping `spec`.
-    ///
-    /// # Errors
-    /// [`NodeError::Exists`], [`NodeError::Exchange`], [`NodeError::DepthCache`] (segment full),
-    /// [`NodeError::Stopped`].
-    pub async fn add(&self, spec: BookSpec) -> Result<(), NodeError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(NodeCommand::Add(spec, reply))
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.map_err(|_| NodeError::Stopped)?
-    }
-
-    /// Stops keeping a book.
-    ///
-    /// # Errors
-    /// [`NodeError::NotFound`], [`NodeError::Stopped`].
-    pub async fn remove(&self, exchange: Exchange, symbol: &str) -> Result<(), NodeError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(NodeCommand::Remove {
-                exchange,
-                symbol: symbol.to_owned(),
-                reply,
-            })
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.map_err(|_| NodeError::Stopped)?
-    }
-
-    /// Every book and its state.
-    ///
-    /// # Errors
-    /// [`NodeError::Stopped`].
-    pub async fn list(&self) -> Result<Vec<BookReport>, NodeError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(NodeCommand::List(reply))
-            .map_err(|_| NodeError::Stopped)?;
-        answer.await.map_err(|_| NodeError::Stopped)
-    }
-}
 
 /// One book and what the loop knows about it.
 struct Entry {
@@ -802,143 +564,12 @@ impl Node {
         // The scheduler lives as long as the node.
         self.snapshot_tx.send(request).ok();
     }
-
-    /// The exchange answered -1121 for `book`'s market: out of sync as delisted, asked again
-    /// only after [`DELISTED_RETRY`] (its stream stays subscribed: a relisted market's events
-    /// are buffered for the snapshot that brings it back).
-    fn delisted(&mut self, book: BookId, error: &SnapshotError) {
-        let Some(entry) = self.books.get_mut(&book) else {
-            return;
-        };
-        if entry.cache.meta().status != BookStatus::OutOfSync(OutOfSyncReason::Delisted) {
-            tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, retry_secs = DELISTED_RETRY.as_secs(), "the exchange does not list this market");
-        }
-        if let Err(error) = entry
-            .cache
-            .snapshot_failed(OutOfSyncReason::Delisted, &mut self.publisher)
-        {
-            tracing::error!(%error, book, "publishing out of sync failed");
-        }
-        self.retries.push((Instant::now() + DELISTED_RETRY, book));
-    }
-
-    fn schedule_retry(&mut self, book: BookId) {
-        let Some(entry) = self.books.get_mut(&book) else {
-            return;
-        };
-        let delay = entry.retry_delay;
-        entry.retry_delay = (delay * 2).min(MAX_SNAPSHOT_RETRY);
-        self.retries.push((Instant::now() + delay, book));
-    }
-
-    fn retry_due(&mut self) {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.retries.drain(..).partition(|(when, _)| *when <= now);
-        self.retries = later;
-        for (_, book) in due {
-            self.request_snapshot(book);
-        }
-    }
-
-    /// Asks for a verification snapshot for every synced book whose stream has been silent for
-    /// longer than its threshold.
-    ///
-    /// A silent stream cannot be told from a quiet market by the stream alone. The snapshot can:
-    /// if its `lastUpdateId` is not beyond the book's, nothing was missed (a quiet market, checked
-    /// less often from then on); if it is, events went missing without a word (see
-    /// [`Node::verify`]).
-    fn silence_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<BookId> = self
-            .books
-            .iter_mut()
-            .filter(|(_, entry)| {
-                !entry.verifying
-                    && entry.cache.meta().status.is_synced()
-                    && now.duration_since(entry.last_event) >= entry.silence_threshold
-            })
-            .map(|(book, entry)| {
-                entry.verifying = true;
-                *book
-            })
-            .collect();
-        for book in due {
-            self.request_snapshot(book);
-        }
-    }
-
-    /// Judges a verification snapshot of a synced book.
-    fn verify(&mut self, outcome: SnapshotOutcome) {
-        let book = outcome.book;
-        let Some(entry) = self.books.get_mut(&book) else {
-            return;
-        };
-        entry.last_event = Instant::now();
-        let snapshot_id = match outcome.result {
-            Ok(snapshot) => snapshot.last_update_id,
-            Err(error) if error.is_unknown_symbol() => {
-                // The market went while its book was synced: what it shows is no market's book.
-                tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, retry_secs = DELISTED_RETRY.as_secs(), "the exchange no longer lists this market");
-                entry.begin_episode();
-                if let Err(error) = entry
-                    .cache
-                    .resync(OutOfSyncReason::Delisted, &mut self.publisher)
-                {
-                    tracing::error!(%error, book, "publishing out of sync failed");
-                }
-                self.delisted(book, &error);
-                return;
-            }
-            // No verdict; the next silence check tries again.
-            Err(_) => return,
-        };
-        if snapshot_id <= entry.cache.meta().last_update_id {
-            entry.silence_threshold = (entry.silence_threshold * 2).min(MAX_BOOK_SILENCE);
-            return;
-        }
-        tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, snapshot_id, "stream silent while the market moved; resyncing");
-        entry.silence_threshold = self.config.book_silence;
-        entry.begin_episode();
-        if let Err(error) = entry
-            .cache
-            .resync(OutOfSyncReason::StreamSilent, &mut self.publisher)
-        {
-            tracing::error!(%error, book, "publishing out of sync failed");
-        }
-        // A fresh subscription for just this stream; its confirmation brings the snapshot.
-        let connection = &self.connections[entry.connection];
-        connection.send(ConnectionCommand::Unsubscribe { book });
-        connection.send(ConnectionCommand::Subscribe {
-            book,
-            stream: entry.stream.clone(),
-        });
-    }
-
-    /// Resyncs books whose `refresh_interval` has passed (the original's forced refresh).
-    fn refresh_due(&mut self) {
-        let now = Instant::now();
-        let due: Vec<BookId> = self
-            .books
-            .iter()
-            .filter(|(_, entry)| matches!((entry.spec.refresh_interval, entry.synced_since), (Some(every), Some(since)) if now.duration_since(since) >= every))
-            .map(|(book, _)| *book)
-            .collect();
-        for book in due {
-            let Some(entry) = self.books.get_mut(&book) else {
-                continue;
-            };
-            let step = entry
-                .cache
-                .resync(OutOfSyncReason::Refresh, &mut self.publisher);
-            self.after(book, step);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::EndpointOverrides;
 
     /// A node of its own segment whose endpoints lead nowhere.
     fn node(name: &str) -> (Node, NodeHandle, mpsc::UnboundedReceiver<NodeCommand>) {
