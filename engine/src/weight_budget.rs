@@ -1,5 +1,7 @@
-//! The REST request-weight budget of one exchange host (one IP), so snapshot downloads never get
-//! the host's IP rate-limited or banned (`docs/binance-protocol.md` §1.2 and §5).
+//! The REST request-weight budget of one API endpoint (the scheduler keeps one per endpoint URL:
+//! spot, futures and options are separate weight systems even behind one host), so snapshot
+//! downloads never get this machine's IP rate-limited or banned (`docs/binance-protocol.md` §1.2
+//! and §5).
 //!
 //! Three signals, the strictest wins:
 //! - our own spending in the last minute (a sliding window), capped at a share of Binance's
