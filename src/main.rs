@@ -3,6 +3,7 @@
 //! `main` only installs logging and maps `run`'s result to an exit code; each subcommand lives in
 //! the module named for it.
 
+mod books;
 mod cli;
 mod cluster_client;
 mod credentials;
@@ -15,6 +16,7 @@ mod shm;
 mod sim;
 mod start;
 mod status;
+mod stop;
 mod top;
 
 use std::process::ExitCode;
@@ -56,9 +58,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Restapi(args) => restapi::run(args),
         Command::Start(args) => start::run(args, &cli.log_level),
         Command::Status(args) => status::status(args),
-        Command::Stop(args) => status::stop(args),
+        Command::Stop(args) => stop::stop(args),
         Command::Credentials(command) => credentials::credentials(command),
-        Command::Books(args) => status::books(args),
+        Command::Books(args) => books::books(args),
         Command::Top(args) => top::run(args),
         Command::Openapi => {
             let document = ubdcc_gateway::restapi::endpoints::openapi();

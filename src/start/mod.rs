@@ -21,9 +21,11 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use ubdcc_gateway::identity::VERSION;
 
+use crate::books::books_table;
 use crate::cli::StartArgs;
 use crate::cluster_client::{ClusterClient, remember_port};
-use crate::status::{books_table, shutdown_all, status_table};
+use crate::status::status_table;
+use crate::stop::shutdown_all;
 use settings::Settings;
 use supervisor::{Event, Role, Supervisor};
 
