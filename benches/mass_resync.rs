@@ -23,6 +23,9 @@
 //! memory (its history of every market); `--sim HOST:PORT` uses one started apart instead
 //! (`ubdcc sim --markets 1000 --rate 20`), so the figure is the engine's alone (per DCN).
 
+#[path = "support/node.rs"]
+mod node;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -30,8 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
-use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
-use ubdcc_shm::BookStatus;
+use ubdcc_engine::{EndpointOverrides, Exchange, NodeConfig, NodeHandle};
 use ubdcc_sim::SimConfig;
 
 /// How the bench is set up.
@@ -109,7 +111,7 @@ fn main() -> anyhow::Result<()> {
     let mut left_sync = false;
     let took = loop {
         most_buffered = most_buffered.max(budget.used());
-        let (synced, _) = engine_rt.block_on(census(&handle))?;
+        let (synced, _) = engine_rt.block_on(node::census(&handle))?;
         left_sync |= synced < options.books;
         eprint!("\r{synced}/{} books synced again", options.books);
         if left_sync && synced == options.books {
@@ -190,7 +192,7 @@ fn wait_all_synced(
     since: Instant,
 ) -> anyhow::Result<Duration> {
     loop {
-        let (synced, _) = runtime.block_on(census(handle))?;
+        let (synced, _) = runtime.block_on(node::census(handle))?;
         eprint!("\r{synced}/{books} books synced");
         if synced == books {
             return Ok(since.elapsed());
@@ -226,37 +228,7 @@ async fn start_node(options: &Options, sim: SocketAddr) -> anyhow::Result<NodeHa
     config.weight_share = options.weight_share;
     config.buffer_bytes_per_node = options.node_budget_mb.saturating_mul(1 << 20);
     config.buffer_bytes_per_book = options.book_budget_kb.saturating_mul(1 << 10);
-    let (node, handle, commands) = Node::start(config)?;
-    tokio::spawn(async move {
-        if let Err(error) = node.run(commands, std::future::pending()).await {
-            eprintln!("the node stopped: {error}");
-        }
-    });
-    for i in 0..options.books {
-        handle
-            .add(BookSpec {
-                exchange,
-                symbol: format!("SIM{i}USDT"),
-                update_interval_ms: None,
-                refresh_interval: None,
-            })
-            .await?;
-    }
-    Ok(handle)
-}
-
-/// Books synced now, and resyncs counted over all books.
-async fn census(handle: &NodeHandle) -> anyhow::Result<(usize, u64)> {
-    let reports = handle.list().await?;
-    let synced = reports
-        .iter()
-        .filter(|report| report.meta.status == BookStatus::Synced)
-        .count();
-    let resyncs = reports
-        .iter()
-        .map(|report| u64::from(report.meta.resyncs))
-        .sum();
-    Ok((synced, resyncs))
+    node::start_with_books(config, exchange, options.books).await
 }
 
 fn stat(

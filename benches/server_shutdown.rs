@@ -17,13 +17,16 @@
 //! DCN's share of the REST weight limit; the engine's own budget (spot: 6 000 a minute, 50 per
 //! snapshot) makes the first sync of 1 000 spot books take about nine minutes at 0.9.
 
+#[path = "support/node.rs"]
+mod node;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
+use ubdcc_engine::{EndpointOverrides, Exchange, NodeConfig, NodeHandle};
 use ubdcc_shm::BookStatus;
 use ubdcc_sim::{Family, SimConfig};
 
@@ -100,7 +103,7 @@ fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     loop {
-        let (synced, _) = runtime.block_on(census(&handle))?;
+        let (synced, _) = runtime.block_on(node::census(&handle))?;
         eprint!("\r{synced}/{} books synced", options.books);
         if synced == options.books {
             break;
@@ -115,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
 
     let before = http(sim, "GET", "/sim/stats", None)?;
-    let (_, resyncs_before) = runtime.block_on(census(&handle))?;
+    let (_, resyncs_before) = runtime.block_on(node::census(&handle))?;
     let downloads_before = downloads(&handle);
     let venue = options.venue_name();
     let connections = before["websocket"][venue]["connections_open"]
@@ -171,7 +174,7 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let after = http(sim, "GET", "/sim/stats", None)?;
-    let (synced_after, resyncs_after) = runtime.block_on(census(&handle))?;
+    let (synced_after, resyncs_after) = runtime.block_on(node::census(&handle))?;
     let family = options.family_name();
     let requests = |stats: &Value| stats["rest"][family]["requests"].as_u64().unwrap_or(0);
 
@@ -245,37 +248,7 @@ async fn start_node(options: &Options, sim: SocketAddr) -> anyhow::Result<NodeHa
     config.endpoints = EndpointOverrides::parse([endpoint.as_str()])?;
     config.max_books = u32::try_from(options.books)?.max(1);
     config.weight_share = options.weight_share;
-    let (node, handle, commands) = Node::start(config)?;
-    tokio::spawn(async move {
-        if let Err(error) = node.run(commands, std::future::pending()).await {
-            eprintln!("the node stopped: {error}");
-        }
-    });
-    for i in 0..options.books {
-        handle
-            .add(BookSpec {
-                exchange,
-                symbol: format!("SIM{i}USDT"),
-                update_interval_ms: None,
-                refresh_interval: None,
-            })
-            .await?;
-    }
-    Ok(handle)
-}
-
-/// Books synced now, and resyncs counted over all books.
-async fn census(handle: &NodeHandle) -> anyhow::Result<(usize, u64)> {
-    let reports = handle.list().await?;
-    let synced = reports
-        .iter()
-        .filter(|report| report.meta.status == BookStatus::Synced)
-        .count();
-    let resyncs = reports
-        .iter()
-        .map(|report| u64::from(report.meta.resyncs))
-        .sum();
-    Ok((synced, resyncs))
+    node::start_with_books(config, exchange, options.books).await
 }
 
 fn downloads(handle: &NodeHandle) -> u64 {

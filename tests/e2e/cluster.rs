@@ -27,9 +27,16 @@ impl Process {
 
     /// Like [`Process::start`], with the DCN's 429/418 ban board at `board`.
     pub fn start_with_ban_board(args: &[&str], board: &str) -> Self {
+        Self::start_with_env(args, &[("UBDCC_BAN_BOARD", board)])
+    }
+
+    /// Like [`Process::start`], with `env` set (the test run's ban board unless `env` names
+    /// another).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
             .args(args)
-            .env("UBDCC_BAN_BOARD", board)
+            .env("UBDCC_BAN_BOARD", test_ban_board())
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

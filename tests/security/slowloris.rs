@@ -5,14 +5,13 @@
 //! test is quick). The normal reads' latencies are printed for the record, never asserted:
 //! `benches/slowloris_wrk.sh` measures them.
 
-use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ubdcc_shm::{BookStatus, ClusterReader};
 
-use crate::cluster::{Cleanup, markets, wait_synced};
+use crate::cluster::{Cleanup, Process, markets, wait_synced};
 
 /// Half-open connections per attack: twice the usual 1 024 descriptors of a process.
 const HALF_OPEN: usize = 2_000;
@@ -35,53 +34,29 @@ const READS: usize = 200;
 /// What the attacked spot markets are called.
 const PATH: &str = "/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=10";
 
-/// A child process with the short head timeout, killed when dropped.
-struct Pod {
-    child: Child,
-    address: String,
-}
+/// A `ubdcc` process with the short head and write timeouts (killed when dropped).
+struct Pod;
 
 impl Pod {
-    /// Starts `ubdcc args…` and waits for its readiness line (`listening on <address>`).
-    fn start(args: &[&str]) -> Self {
-        let timeout_ms = HEADER_TIMEOUT.as_millis().to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
-            .args(args)
-            .env("UBDCC_HTTP_HEADER_TIMEOUT_MS", timeout_ms)
-            .env("UBDCC_BAN_BOARD", crate::cluster::test_ban_board())
-            .env(
-                "UBDCC_HTTP_WRITE_TIMEOUT_MS",
-                WRITE_TIMEOUT.as_millis().to_string(),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ubdcc starts");
-        let stdout = child.stdout.take().expect("piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let address = line
-            .strip_prefix("listening on ")
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no readiness line from {args:?}: {line:?}"))
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, address }
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
+    /// Starts `ubdcc args…` and waits for its readiness line.
+    fn start(args: &[&str]) -> Process {
+        let header = HEADER_TIMEOUT.as_millis().to_string();
+        let write = WRITE_TIMEOUT.as_millis().to_string();
+        Process::start_with_env(
+            args,
+            &[
+                ("UBDCC_HTTP_HEADER_TIMEOUT_MS", header.as_str()),
+                ("UBDCC_HTTP_WRITE_TIMEOUT_MS", write.as_str()),
+            ],
+        )
     }
 }
 
 /// A simulator and a standalone DCN of `cluster` keeping two of its spot markets, synced.
 struct Rig {
     // Field order is drop order: the DCN before the simulator, the segments last.
-    dcn: Pod,
-    _sim: Pod,
+    dcn: Process,
+    _sim: Process,
     cluster: String,
     markets: Vec<(&'static str, &'static str, String)>,
     _cleanup: Cleanup,

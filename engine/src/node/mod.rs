@@ -585,6 +585,15 @@ mod tests {
         let (mut node, _handle, commands) = node("panic");
         // Stand-in for a scheduler that panics (the real one no longer does on any input).
         node.scheduler = node.tasks.spawn(async { panic!("injected") }).id();
+        assert_scheduler_ended(node, commands, true).await;
+    }
+
+    /// Runs `node` and asserts it stops with the scheduler's end (`panicked` or returned).
+    async fn assert_scheduler_ended(
+        node: Node,
+        commands: mpsc::UnboundedReceiver<NodeCommand>,
+        panicked: bool,
+    ) {
         let ended = tokio::time::timeout(
             Duration::from_secs(10),
             node.run(commands, std::future::pending()),
@@ -593,11 +602,8 @@ mod tests {
         .expect("the node stops");
         assert!(
             matches!(
-                ended,
-                Err(NodeError::TaskEnded {
-                    task: "snapshot scheduler",
-                    panicked: true
-                })
+                &ended,
+                Err(NodeError::TaskEnded { task: "snapshot scheduler", panicked: p }) if *p == panicked
             ),
             "{ended:?}"
         );
@@ -607,22 +613,7 @@ mod tests {
     async fn a_scheduler_that_ends_stops_the_node_with_an_error() {
         let (mut node, _handle, commands) = node("ended");
         node.tasks.abort_all();
-        let ended = tokio::time::timeout(
-            Duration::from_secs(10),
-            node.run(commands, std::future::pending()),
-        )
-        .await
-        .expect("the node stops");
-        assert!(
-            matches!(
-                ended,
-                Err(NodeError::TaskEnded {
-                    task: "snapshot scheduler",
-                    panicked: false
-                })
-            ),
-            "{ended:?}"
-        );
+        assert_scheduler_ended(node, commands, false).await;
     }
 
     #[tokio::test]
