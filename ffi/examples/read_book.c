@@ -38,8 +38,8 @@ int main(int argc, char **argv) {
         ubdcc_reader_close(reader);
         return report("get_asks", status);
     }
-    printf("%s %s  last_update_id=%llu  bids=%u asks=%u\n", exchange, market,
-           (unsigned long long)info.last_update_id, info.bid_count, info.ask_count);
+    printf("%s %s  last_update_id=%llu  bids=%u asks=%u  depth=%u\n", exchange, market,
+           (unsigned long long)info.last_update_id, info.bid_count, info.ask_count, info.depth);
     for (size_t i = count; i-- > 0;) printf("  ask %16.8f  %16.8f\n", levels[i].price, levels[i].quantity);
 
     status = ubdcc_get_bids(reader, exchange, market, &limit, NULL, levels, 1000, &count, NULL);

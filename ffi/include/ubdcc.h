@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 /* Fingerprint of the shared-memory layout below (see shm-layout/src/layout.rs). */
-#define UBDCC_LAYOUT_HASH 0xe6772ee4a5f06ad6ULL
+#define UBDCC_LAYOUT_HASH 0x99017cc7cd4cc5b7ULL
 #define UBDCC_LAYOUT_MAJOR 1
-#define UBDCC_LAYOUT_MINOR 0
+#define UBDCC_LAYOUT_MINOR 1
 
 /* ---- status codes ------------------------------------------------------------------------- */
 
@@ -89,7 +89,8 @@ typedef struct ubdcc_level_t {
 typedef struct ubdcc_book_info_t {
     uint8_t status;            /* UBDCC_BOOK_* */
     uint8_t reason;            /* UBDCC_REASON_* when out of sync, else 0 */
-    uint8_t reserved[6];
+    uint8_t reserved[2];
+    uint32_t depth;            /* levels per side the book is complete to; 0 while unknown */
     uint64_t last_update_id;   /* last exchange update id applied */
     uint64_t event_time_ms;    /* exchange event time of the last event, Unix ms */
     uint64_t receive_time_ns;  /* when the DCN received it, Unix ns */
@@ -219,7 +220,8 @@ typedef struct ubdcc_shm_slot_header_t {
     uint64_t exponents;          /* bits 0..8 price exponent, 8..16 quantity exponent (int8) */
     uint64_t sync_counters;      /* bits 0..32 resyncs, 32..64 gaps */
     uint64_t updates;
-    uint64_t reserved[5];
+    uint64_t depth;              /* bits 0..32 levels per side the book is complete to (0: unknown) */
+    uint64_t reserved[4];
 } ubdcc_shm_slot_header_t;       /* followed by bids[levels_per_side], asks[levels_per_side] */
 
 typedef struct ubdcc_shm_level_t {

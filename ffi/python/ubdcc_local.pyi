@@ -33,6 +33,8 @@ class _BookInfo(TypedDict):
     resyncs: int
     gaps: int
     updates: int
+    depth: int
+    """Levels per side the book is complete to; 0 while unknown (starting)."""
 
 class _BookListing(TypedDict):
     exchange: str

@@ -323,7 +323,7 @@ unsafe fn get_side(
     })
 }
 
-/// Reads a book's metadata (status, ids, times, counts), synced or not.
+/// Reads a book's metadata (status, ids, times, counts, covered depth), synced or not.
 ///
 /// # Errors
 /// `UBDCC_ERR_NOT_FOUND`, `UBDCC_ERR_WRITER_GONE`, `UBDCC_ERR_WRITER_HUNG`,

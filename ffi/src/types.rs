@@ -24,7 +24,13 @@ pub struct ubdcc_book_info_t {
     /// Out-of-sync reason code (`UBDCC_REASON_*`), 0 otherwise.
     pub reason: u8,
     /// Padding; always 0.
-    pub reserved: [u8; 6],
+    pub reserved: [u8; 2],
+    /// Levels per side the book is complete to (the depth of the snapshot it was built from);
+    /// 0 while unknown (starting). Reads deeper than this see a book that is not complete there.
+    ///
+    /// It sits in what were padding bytes, so the struct keeps its size and a program built
+    /// against an older header still gets a struct of the size it allocated.
+    pub depth: u32,
     /// Last update id applied.
     pub last_update_id: u64,
     /// Exchange event time of the last event, Unix ms.
@@ -52,7 +58,8 @@ impl From<&BookInfo> for ubdcc_book_info_t {
         Self {
             status: info.status.code(),
             reason: info.status.reason_code(),
-            reserved: [0; 6],
+            reserved: [0; 2],
+            depth: info.depth,
             last_update_id: info.last_update_id,
             event_time_ms: info.event_time_ms,
             receive_time_ns: info.receive_time_ns,

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ubdcc_ffi::*;
-use ubdcc_shm::{SegmentConfig, test_pattern};
+use ubdcc_shm::{BookMeta, BookSides, BookStatus, RawLevel, SegmentConfig, test_pattern};
 
 /// `target/<profile>`, the parent of the `deps/` holding this test.
 fn profile_dir() -> PathBuf {
@@ -195,6 +195,7 @@ fn header_layout_and_hash_match_the_rust_library() {
         field!(ubdcc_level_t.quantity),
         size!(ubdcc_book_info_t),
         field!(ubdcc_book_info_t.reason),
+        field!(ubdcc_book_info_t.depth),
         field!(ubdcc_book_info_t.last_update_id),
         field!(ubdcc_book_info_t.event_time_ms),
         field!(ubdcc_book_info_t.receive_time_ns),
@@ -316,6 +317,78 @@ fn c_example_prints_the_top_of_a_book() {
     let (ok, _, stderr) = run(&program, &[&cluster, "binance.com", "NOPE", "3"]);
     assert!(!ok);
     assert!(stderr.contains("UBDCC_ERR_NOT_FOUND"), "{stderr}");
+}
+
+#[test]
+fn book_info_carries_the_covered_depth() {
+    let cluster = unique_cluster("depth");
+    let mut writer = SegmentConfig::new(cluster.as_str(), "w")
+        .books(1)
+        .levels_per_side(4)
+        .create()
+        .expect("create segment");
+    let book = writer.add_book("binance.com", "DEPTH").expect("add");
+    let asks = [RawLevel {
+        price: 101,
+        quantity: 1,
+    }];
+    let sides = BookSides {
+        price_exponent: 0,
+        quantity_exponent: 0,
+        bids: &[],
+        asks: &asks,
+    };
+    let meta = BookMeta {
+        status: BookStatus::Synced,
+        last_update_id: 9,
+        depth: 100,
+        ..BookMeta::starting()
+    };
+    writer.publish(book, &meta, &sides).expect("publish");
+    let reader = open(&cluster);
+    let (exchange, market) = (
+        CString::new("binance.com").unwrap(),
+        CString::new("DEPTH").unwrap(),
+    );
+    // Non-zero everywhere, so a field the library forgets to write shows.
+    let mut info = ubdcc_book_info_t {
+        depth: u32::MAX,
+        reserved: [0xaa; 2],
+        ..ubdcc_book_info_t::default()
+    };
+    // SAFETY: live reader, valid C strings, `info` valid for a write.
+    let status = unsafe { ubdcc_book_info(reader, exchange.as_ptr(), market.as_ptr(), &mut info) };
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+    assert_eq!(
+        (info.depth, info.reserved, info.last_update_id, info.status),
+        (100, [0; 2], 9, UBDCC_BOOK_SYNCED)
+    );
+
+    let mut levels = [ubdcc_level_t::default(); 4];
+    let (mut count, mut with_levels) = (0, ubdcc_book_info_t::default());
+    // SAFETY: live reader, valid C strings, buffers of the lengths given, `with_levels` writable.
+    let status = unsafe {
+        ubdcc_get_asks(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            levels.as_mut_ptr(),
+            levels.len(),
+            &mut count,
+            &mut with_levels,
+        )
+    };
+    assert_eq!(
+        (status, count),
+        (ubdcc_status_t::UBDCC_OK, 1),
+        "{}",
+        last_error()
+    );
+    assert_eq!(with_levels.depth, 100);
+    // SAFETY: handle from `open`, closed once.
+    unsafe { ubdcc_reader_close(reader) };
 }
 
 fn last_error() -> String {

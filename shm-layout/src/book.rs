@@ -41,10 +41,13 @@ pub struct BookMeta {
     pub resyncs: u32,
     /// Gaps detected since the book was added.
     pub gaps: u32,
+    /// Levels per side the book is complete to (the depth of the snapshot it was built from,
+    /// trimmed to it after every event); 0 while unknown (starting).
+    pub depth: u32,
 }
 
 impl BookMeta {
-    /// Meta for a book that was just added: starting, no ids, no counters.
+    /// Meta for a book that was just added: starting, no ids, no counters, depth unknown (0).
     pub const fn starting() -> Self {
         Self {
             status: BookStatus::Starting,
@@ -53,6 +56,7 @@ impl BookMeta {
             receive_time_ns: 0,
             resyncs: 0,
             gaps: 0,
+            depth: 0,
         }
     }
 }
@@ -88,8 +92,33 @@ pub struct BookInfo {
     pub resyncs: u32,
     /// Gaps detected since the book was added.
     pub gaps: u32,
+    /// Levels per side the book is complete to (the depth of the snapshot it was built from,
+    /// trimmed to it after every event); 0 while unknown (starting). A side may hold fewer
+    /// levels than this when the market has fewer; it never holds a partial view beyond it.
+    pub depth: u32,
     /// Publishes since the book was added.
     pub updates: u64,
     /// The slot generation this book lives in.
     pub generation: u64,
+}
+
+/// Both sides of one synced book from a single seqlock section, as exact mantissas.
+///
+/// What [`crate::ClusterReader::copy_book`] returns: a DCN starts a replica from it instead of
+/// from a REST snapshot, at `info.last_update_id`, with `info.depth` as the depth it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookCopy {
+    /// The book's metadata from the same section as its levels (`bid_count` and `ask_count`
+    /// equal the sides' lengths).
+    pub info: BookInfo,
+    /// Base-10 exponent of every price mantissa.
+    pub price_exponent: i8,
+    /// Base-10 exponent of every quantity mantissa.
+    pub quantity_exponent: i8,
+    /// Bids, best (highest price) first.
+    pub bids: Vec<RawLevel>,
+    /// Asks, best (lowest price) first.
+    pub asks: Vec<RawLevel>,
+    /// The DCN whose segment it came from.
+    pub dcn: String,
 }

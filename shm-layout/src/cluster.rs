@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use rustc_hash::FxBuildHasher;
 
-use crate::book::{BookInfo, Level};
+use crate::book::{BookCopy, BookInfo, Level};
 use crate::error::{InvalidName, OpenClusterError, OpenSegmentError, ReadError, UntrustedSegment};
 use crate::liveness::unix_now_ns;
 use crate::query::LevelQuery;
-use crate::reader::{SegmentReader, SlotRead};
+use crate::reader::{RawCopy, SegmentReader, SlotRead};
 use crate::segment::{SEGMENT_PREFIX, SHM_DIR, check_name_part};
 use crate::status::{BookStatus, Side};
 use crate::trust::Trust;
@@ -107,6 +107,16 @@ enum Accept {
     Any,
 }
 
+/// Which replicas of which book a read looks at.
+#[derive(Debug, Clone, Copy)]
+struct Replicas<'a> {
+    exchange: &'a str,
+    market: &'a str,
+    accept: Accept,
+    /// The DCN whose segment is not read (a DCN seeding a book from its peers).
+    skip_dcn: Option<&'a str>,
+}
+
 /// The outcome of one pass over the replicas the index knows.
 enum Attempt {
     /// A replica answered: its metadata and the index of its segment.
@@ -188,7 +198,7 @@ impl ClusterReader {
     /// last part), e.g. to tell a caller which DCN served.
     pub fn last_served_dcn(&self) -> Option<&str> {
         let segment = self.segments.get(self.last_served?)?;
-        segment.name().rsplit('.').next()
+        Some(dcn_of(segment))
     }
 
     /// Read sections retried since this reader was opened, because a writer was publishing the
@@ -204,9 +214,7 @@ impl ClusterReader {
 
     /// The DCNs whose segments are open (the names' last parts).
     pub fn dcns(&self) -> impl Iterator<Item = &str> {
-        self.segments
-            .iter()
-            .filter_map(|segment| segment.name().rsplit('.').next())
+        self.segments.iter().map(dcn_of)
     }
 
     /// Unlinks the segments of this cluster whose writer is gone (a DCN that crashed leaves its
@@ -278,7 +286,80 @@ impl ClusterReader {
         query: &LevelQuery,
         out: &mut Vec<Level>,
     ) -> Result<BookInfo, ReadError> {
-        self.read_any(exchange, market, Some(side), query, Accept::Synced, out)
+        self.read_any(
+            exchange,
+            market,
+            Accept::Synced,
+            None,
+            |segment, location| {
+                segment.read_slot(location.slot, location.generation, Some(side), query, out)
+            },
+        )
+    }
+
+    /// Copies a synced replica of the book, skipping the segment of DCN `skip_dcn` (a DCN seeding
+    /// itself never reads its own segment).
+    ///
+    /// Both sides, the exponents and the info come from one seqlock section, so the copy is one
+    /// version of the book exactly as its writer published it, at `info.last_update_id`. The
+    /// writer is checked before the copy and probed again after it, so a dead or hung writer's
+    /// book is never returned. Replicas are tried in the order [`ClusterReader::read`] tries
+    /// them; the first synced one is copied.
+    ///
+    /// # Errors
+    /// Like [`ClusterReader::read`]: [`ReadError::NotFound`] when no other segment holds the
+    /// book, [`ReadError::NotSynced`] when the replicas found are not synced,
+    /// [`ReadError::WriterGone`], [`ReadError::WriterHung`], [`ReadError::Contended`].
+    ///
+    /// # Example
+    /// ```
+    /// use ubdcc_shm::{BookMeta, BookSides, BookStatus, ClusterReader, RawLevel, ReadError, SegmentConfig};
+    ///
+    /// let cluster = format!("copydoc{}", std::process::id());
+    /// let mut peer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+    /// let book = peer.add_book("binance.com", "BTCUSDT")?;
+    /// let bids = [RawLevel { price: 9_998_000_000, quantity: 50_000_000 }];
+    /// let asks = [RawLevel { price: 9_999_000_000, quantity: 300_000_000 }];
+    /// let sides = BookSides { price_exponent: -8, quantity_exponent: -8, bids: &bids, asks: &asks };
+    /// let meta = BookMeta { status: BookStatus::Synced, last_update_id: 7, depth: 100, ..BookMeta::starting() };
+    /// peer.publish(book, &meta, &sides)?;
+    ///
+    /// // dcn-1 seeds its own replica of BTCUSDT from a peer: never from its own segment.
+    /// let mut reader = ClusterReader::open(&cluster)?;
+    /// let copy = reader.copy_book("binance.com", "BTCUSDT", Some("dcn-1"))?;
+    /// assert_eq!((copy.dcn.as_str(), copy.info.last_update_id, copy.info.depth), ("dcn-0", 7, 100));
+    /// assert_eq!((copy.bids, copy.asks, copy.price_exponent), (bids.to_vec(), asks.to_vec(), -8));
+    ///
+    /// // Skipping the only segment that holds the book leaves nothing to copy.
+    /// let only_self = reader.copy_book("binance.com", "BTCUSDT", Some("dcn-0"));
+    /// assert!(matches!(only_self, Err(ReadError::NotFound { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn copy_book(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        skip_dcn: Option<&str>,
+    ) -> Result<BookCopy, ReadError> {
+        let mut copy = RawCopy::default();
+        let info = self.read_any(
+            exchange,
+            market,
+            Accept::Synced,
+            skip_dcn,
+            |segment, location| segment.copy_slot(location.slot, location.generation, &mut copy),
+        )?;
+        let dcn = self
+            .last_served_dcn()
+            .expect("a successful read records the segment it came from");
+        Ok(BookCopy {
+            info,
+            price_exponent: copy.price_exponent,
+            quantity_exponent: copy.quantity_exponent,
+            bids: copy.bids,
+            asks: copy.asks,
+            dcn: dcn.to_owned(),
+        })
     }
 
     /// The metadata of a book (status, ids, timestamps, counts), synced or not; a synced replica
@@ -289,14 +370,15 @@ impl ClusterReader {
     /// [`ReadError::Contended`].
     pub fn info(&mut self, exchange: &str, market: &str) -> Result<BookInfo, ReadError> {
         let mut none = Vec::new();
-        self.read_any(
-            exchange,
-            market,
-            None,
-            &LevelQuery::ALL,
-            Accept::Any,
-            &mut none,
-        )
+        self.read_any(exchange, market, Accept::Any, None, |segment, location| {
+            segment.read_slot(
+                location.slot,
+                location.generation,
+                None,
+                &LevelQuery::ALL,
+                &mut none,
+            )
+        })
     }
 
     /// Every book of every segment, with the status of each replica, sorted by exchange, market
@@ -340,23 +422,31 @@ impl ClusterReader {
         listings
     }
 
+    /// Reads a replica of a book with `read`, refreshing the index once when the read failed and
+    /// the index may be out of date; replicas in the segment of DCN `skip_dcn` are not read.
+    #[inline]
     fn read_any(
         &mut self,
         exchange: &str,
         market: &str,
-        side: Option<Side>,
-        query: &LevelQuery,
         accept: Accept,
-        out: &mut Vec<Level>,
+        skip_dcn: Option<&str>,
+        mut read: impl FnMut(&SegmentReader, &Location) -> Result<SlotRead, ReadError>,
     ) -> Result<BookInfo, ReadError> {
-        let error = match self.try_replicas(exchange, market, side, query, accept, out) {
+        let replicas = Replicas {
+            exchange,
+            market,
+            accept,
+            skip_dcn,
+        };
+        let error = match self.try_replicas(&replicas, &mut read) {
             Attempt::Found(info, segment) => {
                 self.last_served = Some(segment);
                 return Ok(info);
             }
             Attempt::Failed { moved, .. } if moved || self.is_stale() => {
                 self.refresh();
-                match self.try_replicas(exchange, market, side, query, accept, out) {
+                match self.try_replicas(&replicas, &mut read) {
                     Attempt::Found(info, segment) => {
                         self.last_served = Some(segment);
                         return Ok(info);
@@ -380,13 +470,15 @@ impl ClusterReader {
     #[inline]
     fn try_replicas(
         &self,
-        exchange: &str,
-        market: &str,
-        side: Option<Side>,
-        query: &LevelQuery,
-        accept: Accept,
-        out: &mut Vec<Level>,
+        replicas: &Replicas<'_>,
+        read: &mut impl FnMut(&SegmentReader, &Location) -> Result<SlotRead, ReadError>,
     ) -> Attempt {
+        let Replicas {
+            exchange,
+            market,
+            accept,
+            skip_dcn,
+        } = *replicas;
         let Some(locations) = self.locations(exchange, market) else {
             return Attempt::Failed {
                 error: None,
@@ -398,8 +490,10 @@ impl ClusterReader {
         let mut moved = false;
         for location in locations {
             let segment = &self.segments[location.segment];
-            let read = segment.read_slot(location.slot, location.generation, side, query, out);
-            let error = match read {
+            if skip_dcn.is_some_and(|skip| dcn_of(segment) == skip) {
+                continue;
+            }
+            let error = match read(segment, location) {
                 Ok(SlotRead::Synced(info)) => return Attempt::Found(info, location.segment),
                 Ok(SlotRead::NotSynced(info)) if accept == Accept::Any => {
                     fallback.get_or_insert((info, location.segment));
@@ -603,6 +697,12 @@ fn shm_dir_mtime() -> Option<u64> {
 fn file_id_of(name: &str) -> Option<(u64, u64)> {
     let stat = rustix::fs::stat(format!("{SHM_DIR}/{name}")).ok()?;
     Some((stat.st_dev, stat.st_ino))
+}
+
+/// The DCN of a segment: its name's last part (`ubdcc.<cluster>.<dcn>`).
+fn dcn_of(segment: &SegmentReader) -> &str {
+    let name = segment.name();
+    name.rsplit('.').next().unwrap_or(name)
 }
 
 /// `true` while the shm name of `segment` still refers to the file it has open, i.e. no newer

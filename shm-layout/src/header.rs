@@ -14,7 +14,9 @@ pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"UBDCCSHM");
 pub const LAYOUT_MAJOR: u32 = 1;
 
 /// Compatible additions (new reason codes, use of reserved words) bump the minor version.
-pub const LAYOUT_MINOR: u32 = 0;
+///
+/// 1: the slot's first reserved word holds the book's covered depth (`SlotHeader::depth`).
+pub const LAYOUT_MINOR: u32 = 1;
 
 /// The lifecycle of a segment, stored in [`SegmentHeader::state`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -72,6 +72,7 @@ const LAYOUT: &[(&str, usize)] = &[
     ("slot.exponents", offset_of!(SlotHeader, exponents)),
     ("slot.sync_counters", offset_of!(SlotHeader, sync_counters)),
     ("slot.updates", offset_of!(SlotHeader, updates)),
+    ("slot.depth", offset_of!(SlotHeader, depth)),
     ("LevelWords", size_of::<LevelWords>()),
     ("level.price", offset_of!(LevelWords, price)),
     ("level.quantity", offset_of!(LevelWords, quantity)),

@@ -11,6 +11,10 @@
 //! - Prices and quantities are exact decimals ([`Decimal`]); readers get `f64` [`Level`]s equal to
 //!   parsing the exchange's decimal strings, selected by a [`LevelQuery`] with the REST API's
 //!   `limit_count` / `threshold_volume` semantics.
+//! - [`ClusterReader::copy_book`] copies a whole synced book as exact mantissas ([`BookCopy`]),
+//!   both sides from one seqlock section, so a DCN can start a replica from a peer's segment
+//!   instead of a REST snapshot. [`BookInfo::depth`] says how many levels per side a book is
+//!   complete to (a book may start from a shallow snapshot).
 //! - A dead writer (its `flock` is free) or a hung one (heartbeat older than [`HUNG_AFTER`]) turns
 //!   every read into an error, never into stale data.
 //! - Segments are created `0600` ([`DEFAULT_SEGMENT_MODE`]; [`SegmentConfig::mode`] and
@@ -67,7 +71,7 @@ pub mod test_pattern;
 mod trust;
 mod writer;
 
-pub use book::{BookInfo, BookMeta, BookSides, Level, RawLevel};
+pub use book::{BookCopy, BookInfo, BookMeta, BookSides, Level, RawLevel};
 pub use cluster::{BookListing, ClusterReader};
 pub use decimal::{Decimal, ParseDecimalError};
 pub use directory::MAX_NAME_LEN;

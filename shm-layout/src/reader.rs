@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::book::{BookInfo, Level};
+use crate::book::{BookInfo, Level, RawLevel};
 use crate::decimal::mantissa_to_f64;
 use crate::directory::{load_name, unpack_name};
 use crate::error::{OpenSegmentError, ReadError, UntrustedSegment};
@@ -411,7 +411,44 @@ impl SegmentReader {
         query: &LevelQuery,
         out: &mut Vec<Level>,
     ) -> Result<SlotRead, ReadError> {
-        out.clear();
+        let mut copy = SideCopy { side, query, out };
+        self.read_section(slot, generation, &mut copy)
+    }
+
+    /// Copies both sides of a synced slot as exact mantissas, with the exponents and the info,
+    /// all from one read section, into `out`. `out` holds the book only after
+    /// `Ok(SlotRead::Synced(_))`; its sides are empty after any other outcome.
+    ///
+    /// The writer is checked before the copy and probed again after it: a copy seeds a book that
+    /// then lives for hours, which is worth three syscalls to know its writer was alive after the
+    /// copy and not merely at the last probe.
+    pub(crate) fn copy_slot(
+        &self,
+        slot: u32,
+        generation: u64,
+        out: &mut RawCopy,
+    ) -> Result<SlotRead, ReadError> {
+        let read = self.read_section(slot, generation, out)?;
+        if matches!(read, SlotRead::Synced(_))
+            && let Err(error) = self.check_liveness(LockProbe::Now)
+        {
+            out.discard();
+            return Err(error);
+        }
+        Ok(read)
+    }
+
+    /// The seqlock read of one slot that every read shares: begin, Relaxed loads of the info and
+    /// (for a synced book of the generation asked for) of what `copy` takes, validate, retry
+    /// within one budget. Checks the writer first; when the budget runs out, probes it at once.
+    #[inline]
+    fn read_section(
+        &self,
+        slot: u32,
+        generation: u64,
+        copy: &mut impl SectionCopy,
+    ) -> Result<SlotRead, ReadError> {
+        copy.discard();
         self.check_writer()?;
         let header = self.view.slot(slot);
         let mut budget = RetryBudget::new();
@@ -430,13 +467,13 @@ impl SegmentReader {
             let info = status
                 .filter(|_| found_generation == generation)
                 .map(|status| load_info(header, status, generation));
-            if let (Some(info), Some(side)) = (&info, side)
+            if let Some(info) = &info
                 && info.status.is_synced()
             {
-                self.copy_side(slot, header, info, side, query, out);
+                copy.copy(&self.view, slot, header, info);
             }
             if !section.validate(&header.seq) {
-                out.clear();
+                copy.discard();
                 self.retries.fetch_add(1, Ordering::Relaxed);
                 if !budget.retry() {
                     break;
@@ -456,30 +493,97 @@ impl SegmentReader {
             attempts: budget.attempts(),
         })
     }
+}
 
-    /// Copies the selected levels of one side of a slot inside a read section.
+/// What a read section copies out of a synced slot besides its info.
+trait SectionCopy {
+    /// Copies with Relaxed loads inside an open read section; the caller validates afterwards
+    /// and calls [`SectionCopy::discard`] when the section did not hold. Loaded counts may be
+    /// torn, so every copy stays inside the slot's capacity.
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, info: &BookInfo);
+
+    /// Forgets whatever was copied: before a read, and after a section that did not validate.
+    fn discard(&mut self);
+}
+
+/// The selected levels of one side as `f64`s (`side: None` copies nothing: a metadata read).
+struct SideCopy<'a> {
+    side: Option<Side>,
+    query: &'a LevelQuery,
+    out: &'a mut Vec<Level>,
+}
+
+impl SectionCopy for SideCopy<'_> {
     #[inline]
-    fn copy_side(
-        &self,
-        slot: u32,
-        header: &SlotHeader,
-        info: &BookInfo,
-        side: Side,
-        query: &LevelQuery,
-        out: &mut Vec<Level>,
-    ) {
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, info: &BookInfo) {
+        let Some(side) = self.side else {
+            return;
+        };
         let count = match side {
             Side::Asks => info.ask_count,
             Side::Bids => info.bid_count,
         } as usize;
-        let levels = self.view.levels(slot, side);
+        let levels = view.levels(slot, side);
         let (price_exponent, quantity_exponent) =
             unpack_exponents(header.exponents.load(Ordering::Relaxed));
-        // A torn count may exceed the capacity; the caller's re-check discards that copy, but the
-        // copy must stay inside the slot until then.
         let levels = &levels[..count.min(levels.len())];
-        copy_levels(levels, price_exponent, quantity_exponent, query, out);
+        copy_levels(
+            levels,
+            price_exponent,
+            quantity_exponent,
+            self.query,
+            self.out,
+        );
     }
+
+    #[inline]
+    fn discard(&mut self) {
+        self.out.clear();
+    }
+}
+
+/// Both sides of a slot as exact mantissas, with their exponents: what seeds a book.
+#[derive(Debug, Default)]
+pub(crate) struct RawCopy {
+    pub(crate) price_exponent: i8,
+    pub(crate) quantity_exponent: i8,
+    pub(crate) bids: Vec<RawLevel>,
+    pub(crate) asks: Vec<RawLevel>,
+}
+
+impl SectionCopy for RawCopy {
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, info: &BookInfo) {
+        (self.price_exponent, self.quantity_exponent) =
+            unpack_exponents(header.exponents.load(Ordering::Relaxed));
+        copy_raw(
+            view.levels(slot, Side::Bids),
+            info.bid_count,
+            &mut self.bids,
+        );
+        copy_raw(
+            view.levels(slot, Side::Asks),
+            info.ask_count,
+            &mut self.asks,
+        );
+    }
+
+    fn discard(&mut self) {
+        self.price_exponent = 0;
+        self.quantity_exponent = 0;
+        self.bids.clear();
+        self.asks.clear();
+    }
+}
+
+/// Copies the first `count` levels of a side's words (capped at its capacity: a torn count may
+/// exceed it) as raw mantissas into `out`, replacing what it held.
+fn copy_raw(words: &[LevelWords], count: u32, out: &mut Vec<RawLevel>) {
+    let words = &words[..(count as usize).min(words.len())];
+    out.clear();
+    out.extend(words.iter().map(|word| RawLevel {
+        price: word.price.load(Ordering::Relaxed),
+        quantity: word.quantity.load(Ordering::Relaxed),
+    }));
 }
 
 impl std::fmt::Debug for SegmentReader {
@@ -507,6 +611,8 @@ fn load_info(header: &SlotHeader, status: BookStatus, generation: u64) -> BookIn
         ask_count,
         resyncs,
         gaps,
+        // The high half is zero by the layout; a writer that broke that only loses it.
+        depth: header.depth.load(Ordering::Relaxed) as u32,
         updates: header.updates.load(Ordering::Relaxed),
         generation,
     }

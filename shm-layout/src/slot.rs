@@ -36,10 +36,17 @@ pub struct SlotHeader {
     pub(crate) sync_counters: AtomicU64,
     /// Number of publishes since the book was added.
     pub(crate) updates: AtomicU64,
-    pub(crate) _reserved: [AtomicU64; 5],
+    /// Bits 0..32: levels per side the book is complete to ([`crate::BookMeta::depth`], 0 while
+    /// unknown); bits 32..64: zero. Layout minor 1 took it from the reserved words, so a minor-0
+    /// writer's slots read as depth 0 (unknown).
+    pub(crate) depth: AtomicU64,
+    pub(crate) _reserved: [AtomicU64; 4],
 }
 
 const _: () = assert!(size_of::<SlotHeader>() == 128);
+// The metadata readers poll stays on the first cache line; `exponents` starts the second.
+const _: () = assert!(std::mem::offset_of!(SlotHeader, exponents) == 64);
+const _: () = assert!(std::mem::offset_of!(SlotHeader, depth) == 88);
 
 /// One price level as stored: two mantissas, scaled by the slot's exponents.
 #[repr(C)]

@@ -21,6 +21,11 @@ pub const PRICE_EXPONENT: i8 = -2;
 /// Quantity exponent of pattern books.
 pub const QUANTITY_EXPONENT: i8 = -3;
 
+/// The depth every version is published with ([`crate::BookMeta::depth`]): a pattern book's market
+/// never has more than 999 levels a side, so each version is complete to 1000 levels; a segment
+/// with fewer levels per side shows the best of them, as a DCN's segment would.
+pub const DEPTH: u32 = 1000;
+
 /// Levels per side of version `k`, capped at the segment's capacity.
 pub fn level_count(k: u64, levels_per_side: u32) -> usize {
     (500 + (k % 500) as usize).min(levels_per_side as usize)
@@ -45,12 +50,13 @@ pub fn fill(k: u64, levels_per_side: u32, bids: &mut Vec<RawLevel>, asks: &mut V
     }
 }
 
-/// The meta published with version `k`: synced, `last_update_id = k`.
+/// The meta published with version `k`: synced, `last_update_id = k`, depth [`DEPTH`].
 pub fn meta(k: u64) -> BookMeta {
     BookMeta {
         status: BookStatus::Synced,
         last_update_id: k,
         event_time_ms: k,
+        depth: DEPTH,
         ..BookMeta::starting()
     }
 }

@@ -740,6 +740,7 @@ fn store_meta(header: &SlotHeader, meta: &BookMeta, updates: u64) {
         .sync_counters
         .store(pack_pair(meta.resyncs, meta.gaps), Ordering::Relaxed);
     header.updates.store(updates, Ordering::Relaxed);
+    header.depth.store(u64::from(meta.depth), Ordering::Relaxed);
 }
 
 /// Stores one side's levels (Relaxed: the caller holds the slot's write section).

@@ -52,6 +52,48 @@ fn sigkill_of_the_writer_is_reported_within_a_second() {
 }
 
 #[test]
+fn a_killed_writers_book_is_never_copied_not_even_before_the_next_probe() {
+    let cluster = unique_cluster("copykill");
+    let _cleanup = ClusterCleanup::new(&cluster);
+    let writer = PatternWriter::start(&cluster, "dcn", 1, 100, 500);
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    read_until(&mut reader, Result::is_ok);
+    reader.copy_book("binance.com", "PATTERN0", None).unwrap();
+
+    // `kill` reaps the writer, so its lock is free now. A plain read may still be served until
+    // the next lock probe is due; a copy probes the lock after copying, so the very first one
+    // already refuses.
+    writer.kill();
+    let error = reader
+        .copy_book("binance.com", "PATTERN0", None)
+        .unwrap_err();
+    assert!(matches!(error, ReadError::WriterGone { .. }), "{error}");
+}
+
+#[test]
+fn a_stopped_writers_book_is_not_copied_and_is_again_once_it_continues() {
+    let cluster = unique_cluster("copystop");
+    let _cleanup = ClusterCleanup::new(&cluster);
+    let writer = PatternWriter::start(&cluster, "dcn", 1, 100, 500);
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    read_until(&mut reader, Result::is_ok);
+
+    writer.signal(Signal::STOP);
+    read_until(&mut reader, |r| {
+        matches!(r, Err(ReadError::WriterHung { .. }))
+    });
+    let error = reader
+        .copy_book("binance.com", "PATTERN0", None)
+        .unwrap_err();
+    assert!(matches!(error, ReadError::WriterHung { .. }), "{error}");
+
+    writer.signal(Signal::CONT);
+    read_until(&mut reader, Result::is_ok);
+    let copy = reader.copy_book("binance.com", "PATTERN0", None).unwrap();
+    assert_eq!(copy.dcn, "dcn");
+}
+
+#[test]
 fn sigstop_of_the_writer_is_reported_as_hung_and_sigcont_recovers() {
     let cluster = unique_cluster("stop");
     let _cleanup = ClusterCleanup::new(&cluster);

@@ -314,6 +314,8 @@ impl Reader {
     ///   was never published)
     /// - ``bid_count``, ``ask_count``: levels held per side
     /// - ``resyncs``, ``gaps``, ``updates``: counters since the book was added
+    /// - ``depth``: levels per side the book is complete to (the depth of the snapshot it was
+    ///   built from); 0 while unknown (starting)
     ///
     /// Raises ``DepthCacheNotFound``, ``WriterGone``, ``WriterHung``, ``ReadContended``.
     fn info<'py>(
@@ -395,6 +397,7 @@ fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDic
     dict.set_item(intern!(py, "resyncs"), info.resyncs)?;
     dict.set_item(intern!(py, "gaps"), info.gaps)?;
     dict.set_item(intern!(py, "updates"), info.updates)?;
+    dict.set_item(intern!(py, "depth"), info.depth)?;
     Ok(dict)
 }
 

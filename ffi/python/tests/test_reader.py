@@ -215,7 +215,7 @@ def test_info_contents(start_writer):
     writer = start_writer(books=BOOKS, levels=LEVELS, rate=200)
     reader = ubdcc_local.Reader(writer.cluster)
     keys = {"status", "reason", "last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "age_ms",
-            "bid_count", "ask_count", "resyncs", "gaps", "updates"}
+            "bid_count", "ask_count", "resyncs", "gaps", "updates", "depth"}
     for i in range(BOOKS):
         info = retrying(reader.info, EXCHANGE, market(i))
         assert set(info) == keys
@@ -226,6 +226,7 @@ def test_info_contents(start_writer):
         assert info["receive_time_ns"] == 0
         assert info["bid_count"] == info["ask_count"] == min(500 + k % 500, LEVELS)
         assert info["resyncs"] == 0 and info["gaps"] == 0
+        assert info["depth"] == 1000  # test_pattern::DEPTH
         assert info["updates"] >= 1
         assert info["publish_time_ns"] > 1_600_000_000 * 10**9
         assert isinstance(info["age_ms"], float) and -1000.0 < info["age_ms"] < 60_000.0

@@ -45,6 +45,7 @@ int main(void) {
     OFF("slot.exponents", ubdcc_shm_slot_header_t, exponents);
     OFF("slot.sync_counters", ubdcc_shm_slot_header_t, sync_counters);
     OFF("slot.updates", ubdcc_shm_slot_header_t, updates);
+    OFF("slot.depth", ubdcc_shm_slot_header_t, depth);
     printf("LevelWords %zu\n", sizeof(ubdcc_shm_level_t));
     OFF("level.price", ubdcc_shm_level_t, price);
     OFF("level.quantity", ubdcc_shm_level_t, quantity);
@@ -66,6 +67,7 @@ int main(void) {
     OFF("ubdcc_level_t.quantity", ubdcc_level_t, quantity);
     SIZE(ubdcc_book_info_t);
     OFF("ubdcc_book_info_t.reason", ubdcc_book_info_t, reason);
+    OFF("ubdcc_book_info_t.depth", ubdcc_book_info_t, depth);
     OFF("ubdcc_book_info_t.last_update_id", ubdcc_book_info_t, last_update_id);
     OFF("ubdcc_book_info_t.event_time_ms", ubdcc_book_info_t, event_time_ms);
     OFF("ubdcc_book_info_t.receive_time_ns", ubdcc_book_info_t, receive_time_ns);
