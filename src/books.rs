@@ -41,7 +41,7 @@ pub fn books_table(client: &ClusterClient) -> Option<String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut out = format!(
-        "{:<30} {:<22} {:>8}  {:<12} {:>14} {:>14} {:>9}  {}\n{}\n",
+        "{:<30} {:<22} {:>8}  {:<12} {:>14} {:>14} {:>9} {:>6}  {}\n{}\n",
         "EXCHANGE",
         "MARKET",
         "REPLICAS",
@@ -49,8 +49,9 @@ pub fn books_table(client: &ClusterClient) -> Option<String> {
         "BEST BID",
         "BEST ASK",
         "AGE",
+        "DEPTH",
         "SNAPSHOT QUEUE",
-        "-".repeat(140)
+        "-".repeat(147)
     );
     for record in records(db) {
         let exchange = record["EXCHANGE"].as_str().unwrap_or("");
@@ -84,15 +85,29 @@ pub fn books_table(client: &ClusterClient) -> Option<String> {
             .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
         writeln!(
             out,
-            "{exchange:<30} {market:<22} {:>8}  {status:<12} {:>14} {:>14} {age:>9}  {}",
+            "{exchange:<30} {market:<22} {:>8}  {status:<12} {:>14} {:>14} {age:>9} {:>6}  {}",
             format!("{running}/{desired}"),
             level(&bids, "bids"),
             level(&asks, "asks"),
+            depth(record),
             snapshot_queue(record, now),
         )
         .ok();
     }
     Some(out.trim_end().to_owned())
+}
+
+/// The levels per side the deepest running replica covers (`-` while none reports one): a
+/// book that started shallow shows e.g. `100` until it is deepened to `1000`.
+fn depth(record: &Value) -> String {
+    record["DISTRIBUTION"]
+        .as_object()
+        .into_iter()
+        .flat_map(|entries| entries.values())
+        .filter(|entry| entry["STATUS"] == "running")
+        .filter_map(|entry| entry["DEPTH"].as_u64())
+        .max()
+        .map_or_else(|| "-".to_owned(), |depth| depth.to_string())
 }
 
 /// The replica nearest the front of its DCN's snapshot queue, as `<kind> #<place>, <eta>` (e.g.
@@ -139,6 +154,16 @@ fn within(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_depth_cell_shows_the_deepest_running_replica() {
+        let record = serde_json::json!({"DISTRIBUTION": {
+            "a": {"STATUS": "running", "DEPTH": 100},
+            "b": {"STATUS": "running", "DEPTH": 1000},
+            "c": {"STATUS": "out_of_sync", "DEPTH": 5000}}});
+        assert_eq!(depth(&record), "1000");
+        assert_eq!(depth(&serde_json::json!({"DISTRIBUTION": {}})), "-");
+    }
 
     #[test]
     fn the_snapshot_queue_cell_names_the_front_replica_its_eta_and_reason() {

@@ -382,6 +382,16 @@ pub struct DcnArgs {
     /// Levels per side kept in shared memory.
     #[arg(long, default_value_t = 1000)]
     pub levels: u32,
+    /// Levels a book's first snapshot asks for (1..=1000). Below 1000 a book starts shallow —
+    /// 100 levels weigh 5 on spot instead of 50 — is served at once within that depth (deeper
+    /// reads are refused, never silently short), and is deepened to 1000 from spare weight or a
+    /// peer without leaving sync.
+    #[arg(long, env = "UBDCC_INITIAL_DEPTH", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub initial_depth: u32,
+    /// Never start a book from a synced replica on another DCN (shared memory on this host, or
+    /// the peer over HTTP); always download the exchange's snapshot.
+    #[arg(long)]
+    pub no_peer_seeding: bool,
     /// Permission bits of the shared-memory segment, in octal: 0600 lets only this user read
     /// it, 0640 also the --shm-group (a subset of 0644; group or others may never write).
     #[arg(long, env = "UBDCC_SHM_MODE", default_value = "0600", value_parser = crate::shm::parse_segment_mode)]

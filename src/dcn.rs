@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
 use ubdcc_gateway::agent::dcn::{ShmReplicaSource, apply_assignments};
 use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
+use ubdcc_gateway::client::CLUSTER_SECRET_HEADER;
 use ubdcc_gateway::dcn_api::{self, DcnApiState};
 use ubdcc_gateway::identity::{PodIdentity, Role};
 use ubdcc_gateway::lifecycle::{ShutdownSignal, sweep_dead_segments};
@@ -81,7 +82,14 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let metrics = dcn_api::metrics(
         ClusterReader::open_dcn(&args.cluster, &identity.name)?,
         Some(handle.snapshot_stats()),
+        Some(handle.seed_stats()),
     );
+    if let Some(secret) = &secrets.cluster_secret {
+        // Peers ask each other for copies with the cluster's secret, like every internal call.
+        handle
+            .peers()
+            .set_auth(CLUSTER_SECRET_HEADER, secret.clone());
+    }
     let router = dcn_api::router(
         DcnApiState::new(reader),
         base,
@@ -147,6 +155,8 @@ fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
     config.book_silence = Duration::from_secs(args.book_silence_secs.max(1));
     config.max_connection_lifetime = Duration::from_secs(args.connection_lifetime_secs.max(1));
     config.api_keys = parse_api_keys(&args.api_key)?;
+    config.initial_depth = args.initial_depth;
+    config.peer_seeding = !args.no_peer_seeding;
     Ok(config)
 }
 

@@ -160,6 +160,12 @@ impl OrderBook {
         self.depth
     }
 
+    /// Keeps the best `depth` levels per side from the next [`OrderBook::trim`] on: a book
+    /// rebuilt from a snapshot of another depth (a shallow start, a deeper copy) follows it.
+    pub fn set_depth(&mut self, depth: usize) {
+        self.depth = depth;
+    }
+
     /// Exponent of every price mantissa.
     pub fn price_exponent(&self) -> i8 {
         self.price_exponent

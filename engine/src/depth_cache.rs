@@ -8,8 +8,10 @@ use ubdcc_shm::{BookHandle, BookMeta, BookStatus, OutOfSyncReason, Side, WriteEr
 use crate::binance::wire::{DiffUpdate, LevelUpdate};
 use crate::book::{BookError, OrderBook};
 use crate::buffer_budget::BufferBudget;
+use crate::deepening::{Shadow, ShadowStep};
 use crate::exchange::Exchange;
 use crate::publish::Publisher;
+use crate::snapshot::Snapshot;
 use crate::sync::{BookSync, EventStep, SnapshotStep, SyncError, SyncState};
 
 /// Events a book buffers while its snapshot is on the way. Options snapshots lag the stream by up
@@ -52,6 +54,9 @@ pub enum NextStep {
     Continue,
     /// A (new) REST snapshot: the book is not synced until one aligns.
     FetchSnapshot,
+    /// The book is synced but shallower than its full depth, and no deepening is under way
+    /// (none began, or the last one failed): ask for a deep snapshot, from spare weight.
+    Deepen,
 }
 
 /// A DepthCache could not be created or published.
@@ -71,6 +76,10 @@ pub struct DepthCache {
     sync: BookSync<DiffUpdate>,
     meta: BookMeta,
     handle: BookHandle,
+    /// The depth a full snapshot gives (the `depth` it was created with).
+    full_depth: usize,
+    /// A deeper copy being built beside the live book (see `crate::deepening`).
+    shadow: Option<Shadow>,
 }
 
 impl DepthCache {
@@ -117,6 +126,8 @@ impl DepthCache {
                 .with_byte_limits(limits.per_book, limits.budget),
             meta: BookMeta::starting(),
             handle,
+            full_depth: depth,
+            shadow: None,
         })
     }
 
@@ -150,6 +161,20 @@ impl DepthCache {
         receive_time_ns: u64,
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
+        let copy = self.shadow.is_some().then(|| update.clone());
+        let step = self.step_live(update, receive_time_ns, publisher)?;
+        match copy {
+            Some(copy) if step == NextStep::Continue => self.step_shadow(copy, publisher),
+            _ => Ok(step),
+        }
+    }
+
+    fn step_live(
+        &mut self,
+        update: DiffUpdate,
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
         match self.sync.on_event(update) {
             EventStep::Buffered | EventStep::Ignore => Ok(NextStep::Continue),
             EventStep::Apply(update) => {
@@ -162,7 +187,8 @@ impl DepthCache {
         }
     }
 
-    /// Steps the book with a REST snapshot (`lastUpdateId` and its levels).
+    /// Steps the book with a REST snapshot (`lastUpdateId` and its levels) of the book's full
+    /// depth.
     ///
     /// # Errors
     /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
@@ -174,14 +200,154 @@ impl DepthCache {
         receive_time_ns: u64,
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
+        let depth = (self.full_depth, Start::Exchange);
+        self.load(snapshot_id, depth, bids, asks, receive_time_ns, publisher)
+    }
+
+    /// Steps the book with a starting book complete to `snapshot.depth` levels: a REST snapshot
+    /// (perhaps shallow) or a synced peer's copy at its last update id. Both follow the same
+    /// first-event rules: a peer's book at `u` is the exchange's book after the event `u`,
+    /// exactly what a snapshot with `lastUpdateId = u` is.
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn on_starting_book(
+        &mut self,
+        snapshot: &Snapshot,
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        self.load_starting_book(snapshot, Start::Exchange, receive_time_ns, publisher)
+    }
+
+    /// Steps the book with a synced peer's copy at its last update id, like
+    /// [`DepthCache::on_starting_book`], with one difference: a copy no buffered event follows
+    /// yet is loaded but not served until the first live event proves it current. A REST
+    /// snapshot is taken after the stream was subscribed, so nothing before it can be missing;
+    /// a peer's copy may predate events that passed before the subscription took (a peer that
+    /// lags or hangs), and serving it would be serving a stale book as synced.
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn on_peer_copy(
+        &mut self,
+        snapshot: &Snapshot,
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        self.load_starting_book(snapshot, Start::Peer, receive_time_ns, publisher)
+    }
+
+    fn load_starting_book(
+        &mut self,
+        snapshot: &Snapshot,
+        start: Start,
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        let depth = (snapshot.depth as usize).min(self.full_depth);
+        let (id, bids, asks) = (snapshot.last_update_id, &snapshot.bids, &snapshot.asks);
+        self.load(id, (depth, start), bids, asks, receive_time_ns, publisher)
+    }
+
+    /// `true` when the book is synced but shallower than its full depth (it started shallow).
+    pub fn is_shallow(&self) -> bool {
+        self.meta.status.is_synced() && self.book.depth() < self.full_depth
+    }
+
+    /// Starts building a deeper copy beside the synced, shallow book (buffering copies of its
+    /// events from now on, bounded by `budget`); the deep snapshot goes to
+    /// [`DepthCache::on_deep_snapshot`]. Returns `false` when there is nothing to deepen.
+    pub fn begin_deepening(&mut self, budget: BufferBudget) -> bool {
+        if !self.is_shallow() {
+            return false;
+        }
+        let family = self.exchange.spec().family;
+        self.shadow = Some(Shadow::new(family, budget));
+        true
+    }
+
+    /// Hands a deeper snapshot (or a peer's deeper copy) to the book's shadow; the book is
+    /// replaced by the shadow's as soon as that is synced at the live update id.
+    /// [`NextStep::Deepen`] asks for another one later (the snapshot could not be used).
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn on_deep_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        let live_id = self.meta.last_update_id;
+        if !self.is_shallow() || (snapshot.depth as usize) <= self.book.depth() {
+            self.shadow = None;
+            return Ok(NextStep::Continue);
+        }
+        let Some(shadow) = self.shadow.as_mut() else {
+            return Ok(NextStep::Continue);
+        };
+        let step = shadow.on_snapshot(snapshot, live_id);
+        self.after_shadow(step, publisher)
+    }
+
+    fn step_shadow(
+        &mut self,
+        copy: DiffUpdate,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        let live_id = self.meta.last_update_id;
+        let Some(shadow) = self.shadow.as_mut() else {
+            return Ok(NextStep::Continue);
+        };
+        let step = shadow.on_event(copy, live_id);
+        self.after_shadow(step, publisher)
+    }
+
+    fn after_shadow(
+        &mut self,
+        step: ShadowStep,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        match step {
+            ShadowStep::Pending => Ok(NextStep::Continue),
+            ShadowStep::Failed => {
+                self.shadow = None;
+                Ok(NextStep::Deepen)
+            }
+            ShadowStep::Ready => {
+                let Some(shadow) = self.shadow.take() else {
+                    return Ok(NextStep::Continue);
+                };
+                tracing::info!(exchange = %self.exchange, symbol = %self.symbol, depth = shadow.depth(), "book deepened");
+                self.meta.depth = u32::try_from(shadow.depth()).unwrap_or(u32::MAX);
+                self.book = shadow.into_book();
+                // Same update id and receive time: only the depth changed.
+                publisher.publish(self.handle, &self.meta, &self.book)?;
+                Ok(NextStep::Continue)
+            }
+        }
+    }
+
+    fn load(
+        &mut self,
+        snapshot_id: u64,
+        (depth, start): (usize, Start),
+        bids: &[LevelUpdate],
+        asks: &[LevelUpdate],
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
         let events = match self.sync.on_snapshot(snapshot_id) {
             SnapshotStep::Load(events) => events,
             SnapshotStep::TooOld => return Ok(NextStep::FetchSnapshot),
             SnapshotStep::Unneeded => return Ok(NextStep::Continue),
             SnapshotStep::Resync(error) => return self.lose_sync(reason_of(&error), publisher),
         };
-        // A new snapshot never inherits old levels.
+        // A new snapshot never inherits old levels, nor a deepening begun before it.
         self.book.clear();
+        self.book.set_depth(depth);
+        self.meta.depth = u32::try_from(depth).unwrap_or(u32::MAX);
+        self.shadow = None;
         if self.apply_levels(bids, asks).is_err() {
             self.sync.restart();
             return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
@@ -191,6 +357,10 @@ impl DepthCache {
         // The book is the exchange's state as of the snapshot: until an event follows, its time
         // is when the snapshot arrived (spot snapshots carry none), never an earlier episode's.
         self.meta.event_time_ms = receive_time_ns / 1_000_000;
+        if events.is_empty() && start == Start::Peer {
+            // Loaded, not served: the first live event decides (see `on_peer_copy`).
+            return Ok(NextStep::Continue);
+        }
         if events.is_empty() {
             // The stream was live before the snapshot was asked for and has brought nothing
             // newer: the book is exactly the exchange's book at the snapshot. Serving it keeps
@@ -316,6 +486,7 @@ impl DepthCache {
         if self.meta.status == BookStatus::Synced {
             self.meta.resyncs += 1;
         }
+        self.shadow = None;
         if reason == OutOfSyncReason::Gap {
             self.meta.gaps += 1;
         }
@@ -323,6 +494,15 @@ impl DepthCache {
         publisher.publish_meta(self.handle, &self.meta)?;
         Ok(NextStep::FetchSnapshot)
     }
+}
+
+/// Where a starting book came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// The exchange's REST snapshot.
+    Exchange,
+    /// A synced peer's copy.
+    Peer,
 }
 
 fn reason_of(error: &SyncError) -> OutOfSyncReason {

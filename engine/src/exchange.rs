@@ -29,6 +29,10 @@ pub enum Exchange {
     BinanceComFutures,
     /// `binance.com-futures-testnet`
     BinanceComFuturesTestnet,
+    /// `binance.com-coin_futures` (COIN-M: coin-margined perpetual and delivery contracts)
+    BinanceComCoinFutures,
+    /// `binance.com-coin_futures-testnet`
+    BinanceComCoinFuturesTestnet,
     /// `binance.com-vanilla-options` (European options)
     BinanceComVanillaOptions,
     /// `binance.com-vanilla-options-testnet`
@@ -39,8 +43,9 @@ pub enum Exchange {
     TrBinanceCom,
 }
 
-/// Every exchange, in the order of the original's documentation.
-pub const EXCHANGES: [Exchange; 12] = [
+/// Every exchange, in the order of the original's documentation, then COIN-M (ours: the original
+/// never offered it; its strings are those UBWA and UBRA use).
+pub const EXCHANGES: [Exchange; 14] = [
     Exchange::BinanceCom,
     Exchange::BinanceComTestnet,
     Exchange::BinanceComMargin,
@@ -53,6 +58,8 @@ pub const EXCHANGES: [Exchange; 12] = [
     Exchange::BinanceComVanillaOptionsTestnet,
     Exchange::BinanceUs,
     Exchange::TrBinanceCom,
+    Exchange::BinanceComCoinFutures,
+    Exchange::BinanceComCoinFuturesTestnet,
 ];
 
 /// Problems with an exchange string, an update interval or an endpoint override.
@@ -98,7 +105,7 @@ pub struct ExchangeSpec {
     /// WebSocket base URL.
     pub ws_base: &'static str,
     /// Path of the combined-stream endpoint (`/stream`, or `/public/stream` for USD-M futures and
-    /// options since the 2026 routing change).
+    /// options since the 2026 routing change; COIN-M's `dstream` has no such routing).
     pub combined_stream_path: &'static str,
     /// Most streams one connection may carry.
     pub streams_per_connection: usize,
@@ -168,6 +175,25 @@ const FUTURES_TESTNET: ExchangeSpec = ExchangeSpec {
     ..FUTURES
 };
 
+/// COIN-M lives on hosts of its own (`dapi`, `dstream`) with USD-M's numbers: the same depth
+/// weight bands and `limit` values, 2400 weight a minute per IP, 200 streams and 10 messages a
+/// second per connection, `@depth` at 250 ms plus 500 and 100 ms, and the `pu` rule. Its streams
+/// are still at the un-routed `/stream`: the 2026 `/public` routing is USD-M's.
+const COIN_FUTURES: ExchangeSpec = ExchangeSpec {
+    rest_base: "https://dapi.binance.com",
+    snapshot_path: "/dapi/v1/depth",
+    ws_base: "wss://dstream.binance.com",
+    combined_stream_path: "/stream",
+    ..FUTURES
+};
+
+/// The futures testnet host serves COIN-M's REST too; its streams have their own host.
+const COIN_FUTURES_TESTNET: ExchangeSpec = ExchangeSpec {
+    rest_base: "https://testnet.binancefuture.com",
+    ws_base: "wss://dstream.binancefuture.com",
+    ..COIN_FUTURES
+};
+
 /// Options have no bare `@depth`: `Exchange::stream_name` always names their interval.
 const OPTIONS: ExchangeSpec = ExchangeSpec {
     rest_base: "https://eapi.binance.com",
@@ -215,6 +241,8 @@ impl Exchange {
             Self::BinanceComIsolatedMarginTestnet => "binance.com-isolated_margin-testnet",
             Self::BinanceComFutures => "binance.com-futures",
             Self::BinanceComFuturesTestnet => "binance.com-futures-testnet",
+            Self::BinanceComCoinFutures => "binance.com-coin_futures",
+            Self::BinanceComCoinFuturesTestnet => "binance.com-coin_futures-testnet",
             Self::BinanceComVanillaOptions => "binance.com-vanilla-options",
             Self::BinanceComVanillaOptionsTestnet => "binance.com-vanilla-options-testnet",
             Self::BinanceUs => "binance.us",
@@ -231,6 +259,8 @@ impl Exchange {
             | Self::BinanceComIsolatedMarginTestnet => &SPOT_TESTNET,
             Self::BinanceComFutures => &FUTURES,
             Self::BinanceComFuturesTestnet => &FUTURES_TESTNET,
+            Self::BinanceComCoinFutures => &COIN_FUTURES,
+            Self::BinanceComCoinFuturesTestnet => &COIN_FUTURES_TESTNET,
             Self::BinanceComVanillaOptions => &OPTIONS,
             Self::BinanceComVanillaOptionsTestnet => &OPTIONS_TESTNET,
             Self::BinanceUs => &US,
@@ -473,6 +503,94 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn coin_m_has_its_own_hosts_and_usd_m_numbers() {
+        let spec = Exchange::BinanceComCoinFutures.spec();
+        assert_eq!(spec.family, SyncFamily::Futures);
+        assert_eq!(
+            (spec.rest_base, spec.snapshot_path),
+            ("https://dapi.binance.com", "/dapi/v1/depth")
+        );
+        assert_eq!(
+            (spec.ws_base, spec.combined_stream_path),
+            ("wss://dstream.binance.com", "/stream")
+        );
+        assert_eq!(
+            (
+                spec.streams_per_connection,
+                spec.messages_per_second,
+                spec.weight_per_minute
+            ),
+            (200, 10, 2400)
+        );
+        assert!(!spec.requires_api_key);
+        let testnet = Exchange::BinanceComCoinFuturesTestnet.spec();
+        assert_eq!(
+            (testnet.rest_base, testnet.snapshot_path),
+            ("https://testnet.binancefuture.com", "/dapi/v1/depth")
+        );
+        assert_eq!(testnet.ws_base, "wss://dstream.binancefuture.com");
+        assert_eq!(testnet.family, SyncFamily::Futures);
+    }
+
+    #[test]
+    fn coin_m_snapshot_weights_follow_the_dapi_depth_bands() {
+        // `limit` 5, 10, 20, 50: 2; 100: 5; 500: 10; 1000: 20.
+        for exchange in [
+            Exchange::BinanceComCoinFutures,
+            Exchange::BinanceComCoinFuturesTestnet,
+        ] {
+            let weights: Vec<u32> = [5, 10, 20, 50, 100, 500, 1000]
+                .map(|limit| exchange.spec().snapshot_weight(limit))
+                .to_vec();
+            assert_eq!(weights, [2, 2, 2, 2, 5, 10, 20], "{exchange}");
+        }
+    }
+
+    #[test]
+    fn coin_m_stream_names_cover_perpetual_and_delivery_symbols() {
+        let coin_m = Exchange::BinanceComCoinFutures;
+        assert_eq!(
+            coin_m.stream_name("BTCUSD_PERP", None).unwrap(),
+            "btcusd_perp@depth"
+        );
+        assert_eq!(
+            coin_m.stream_name("BTCUSD_251226", Some(500)).unwrap(),
+            "btcusd_251226@depth@500ms"
+        );
+        assert_eq!(
+            Exchange::BinanceComCoinFuturesTestnet
+                .stream_name("ETHUSD_PERP", Some(100))
+                .unwrap(),
+            "ethusd_perp@depth@100ms"
+        );
+        assert!(matches!(
+            coin_m.stream_name("BTCUSD_PERP", Some(1000)),
+            Err(ExchangeError::UnsupportedInterval {
+                interval_ms: 1000,
+                ..
+            })
+        ));
+        assert!(is_valid_symbol("BTCUSD_PERP") && is_valid_symbol("BTCUSD_251226"));
+    }
+
+    #[test]
+    fn every_exchange_has_a_complete_spec() {
+        for exchange in EXCHANGES {
+            let spec = exchange.spec();
+            assert!(spec.rest_base.starts_with("https://"), "{exchange}");
+            assert!(spec.ws_base.starts_with("wss://"), "{exchange}");
+            assert!(spec.snapshot_path.ends_with("/depth"), "{exchange}");
+            assert!(spec.combined_stream_path.ends_with("/stream"), "{exchange}");
+            assert!(spec.snapshot_weight(1000) > 0, "{exchange}");
+            assert!(
+                spec.intervals_ms.contains(&spec.default_interval_ms),
+                "{exchange}"
+            );
+            assert!(exchange.stream_name("BTCUSDT", None).is_ok(), "{exchange}");
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@
 //!   before verifications ([`SnapshotKind`]).
 //! - [`StreamConnection`]: one WebSocket multiplexing many books' diff streams, with paced
 //!   `SUBSCRIBE`, pings, a silence watchdog and reconnect with backoff.
+//! - [`PeerDirectory`] and [`SeedPlan`]: a book starts from a synced replica's copy (this
+//!   host's shared memory, or a peer DCN over HTTP at [`BOOK_COPY_PATH`]) before it pays for a
+//!   REST snapshot; a book started shallow is deepened beside itself without leaving sync.
 //! - [`Node`]: the DCN's data plane: books, connections and the scheduler driven by one loop that
 //!   also keeps the segment's heartbeat; controlled through a [`NodeHandle`].
 //!
@@ -31,10 +34,12 @@ mod book;
 mod buffer_budget;
 mod clock;
 mod connection;
+mod deepening;
 mod depth_cache;
 mod exchange;
 mod market_directory;
 mod node;
+mod peer_seed;
 mod publish;
 mod snapshot;
 mod sync;
@@ -54,11 +59,12 @@ pub use exchange::{
 };
 pub use market_directory::{DirectoryError, Listing, MarketDirectory, MarketStatus};
 pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, NodeHandle};
+pub use peer_seed::{BOOK_COPY_PATH, DEPTH_HEADER, PeerDirectory, SeedPlan, SeedSource, SeedStats};
 pub use publish::Publisher;
 pub use snapshot::{
-    ApiKeys, BookId, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError, SnapshotKind,
-    SnapshotOutcome, SnapshotRequest, SnapshotScheduler, SnapshotStats, WaitingBoard, WaitingBook,
-    WeightShare,
+    ApiKeys, BookId, SHALLOW_LIMIT, SNAPSHOT_LIMIT, Snapshot, SnapshotConfig, SnapshotError,
+    SnapshotKind, SnapshotOutcome, SnapshotRequest, SnapshotScheduler, SnapshotStats, WaitingBoard,
+    WaitingBook, WeightShare,
 };
 pub use sync::{
     BookSync, DiffEvent, EventStep, GapRule, SnapshotStep, SyncError, SyncFamily, SyncState,

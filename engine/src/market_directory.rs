@@ -281,6 +281,15 @@ mod tests {
             exchange_info_path(Exchange::BinanceComFutures).as_deref(),
             Some("/fapi/v1/exchangeInfo")
         );
+        for coin_m in [
+            Exchange::BinanceComCoinFutures,
+            Exchange::BinanceComCoinFuturesTestnet,
+        ] {
+            assert_eq!(
+                exchange_info_path(coin_m).as_deref(),
+                Some("/dapi/v1/exchangeInfo")
+            );
+        }
         assert_eq!(exchange_info_path(Exchange::TrBinanceCom), None);
     }
 

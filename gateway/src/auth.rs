@@ -54,6 +54,8 @@ pub const INTERNAL: &[(&str, Access)] = &[
     // GET: the state copy (secrets included); POST: mgmt pushing its state.
     ("/ubdcc_mgmt_backup", Access::Read),
     ("/shutdown", Access::Post),
+    // A peer DCN copying a synced book to start its replica from (issue 12).
+    ("/ubdcc_book_copy", Access::Read),
 ];
 
 /// The configured secrets and the names internal calls may be addressed to.

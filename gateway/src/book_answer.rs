@@ -6,6 +6,10 @@
 //!
 //! The body keeps the original's alphabetical key order:
 //! `{"age_ms":..,"asks":[[p,q],..],"event":"GET_ASKS","event_time":..,"last_update_id":..,"result":"OK"}`.
+//! A book that started from a shallow snapshot (issue 12) covers fewer levels than the full
+//! 1 000 until it is deepened: a read with `limit_count` beyond its depth is #1115, and any
+//! other read of it carries `"partial_depth":N` (before `result`), so no answer is silently short.
+//!
 //! Floats use the shortest representation that parses back to the same double (ryu), which is
 //! what Python's `repr` prints up to the exponent's spelling (`1e-05` vs `1e-5`).
 
@@ -16,6 +20,21 @@ use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, InvalidQuery, Level, ReadEr
 
 use crate::envelope::{ApiError, ErrorId, not_found_error, out_of_sync_error};
 use crate::params::BookRequest;
+
+/// The depth of a full snapshot: a book covering less is partial.
+const FULL_DEPTH: u32 = ubdcc_engine::SNAPSHOT_LIMIT;
+
+/// The levels per side `info`'s book covers, when fewer than a full snapshot's (a shallow
+/// start not deepened yet); `None` for a full book.
+fn partial_depth(info: &BookInfo) -> Option<u32> {
+    (info.depth > 0 && info.depth < FULL_DEPTH).then_some(info.depth)
+}
+
+/// The depth to flag an answer to `request` with: the book's, when it is partial and the
+/// request did not stay within it (no `limit_count`; one beyond it is refused by [`read`]).
+pub fn partial_answer(info: &BookInfo, request: &BookRequest) -> Option<u32> {
+    partial_depth(info).filter(|_| request.levels.limit_count().is_none())
+}
 
 /// `GET_ASKS` / `GET_BIDS` and the levels' key.
 pub fn event_and_key(side: Side) -> (&'static str, &'static str) {
@@ -46,6 +65,16 @@ pub fn read(
             levels,
         )
         .map_err(|error| read_error(&error, request, event))?;
+    if let (Some(depth), Some(limit)) = (partial_depth(&info), request.levels.limit_count())
+        && limit > depth as usize
+    {
+        levels.clear();
+        let message = format!(
+            "DepthCache '{}' for '{}' covers the best {depth} levels per side so far (it is being deepened); ask for limit_count <= {depth}",
+            request.market, request.exchange
+        );
+        return Err(ApiError::new(ErrorId::DEPTH_NOT_COVERED, event, message).with("depth", depth));
+    }
     if let Some(max_age_ms) = request.max_age_ms {
         let age = age_ms(&info);
         if age > max_age_ms as f64 {
@@ -98,8 +127,15 @@ fn status_reason(status: &BookStatus) -> String {
     }
 }
 
-/// The OK body of a read; `debug`, when given, is sorted into its place.
-pub fn body(side: Side, info: &BookInfo, levels: &[Level], debug: Option<&Value>) -> Vec<u8> {
+/// The OK body of a read; `debug`, when given, is sorted into its place, and `partial_depth`
+/// (see [`partial_answer`]) says the levels cover only the book's best N.
+pub fn body(
+    side: Side,
+    info: &BookInfo,
+    levels: &[Level],
+    debug: Option<&Value>,
+    partial_depth: Option<u32>,
+) -> Vec<u8> {
     let (event, key) = event_and_key(side);
     // ~40 bytes per level covers prices and quantities with 8 decimals.
     let mut out = Vec::with_capacity(160 + levels.len() * 40);
@@ -128,10 +164,14 @@ pub fn body(side: Side, info: &BookInfo, levels: &[Level], debug: Option<&Value>
     // `write!` into a Vec cannot fail either.
     write!(
         out,
-        ",\"event\":\"{event}\",\"event_time\":{},\"last_update_id\":{},\"result\":\"OK\"}}",
+        ",\"event\":\"{event}\",\"event_time\":{},\"last_update_id\":{}",
         info.event_time_ms, info.last_update_id
     )
     .ok();
+    if let Some(depth) = partial_depth {
+        write!(out, ",\"partial_depth\":{depth}").ok();
+    }
+    out.extend_from_slice(b",\"result\":\"OK\"}");
     out
 }
 
@@ -150,6 +190,7 @@ mod tests {
             ask_count: 2,
             resyncs: 0,
             gaps: 0,
+            depth: 1000,
             updates: 1,
             generation: 1,
         }
@@ -169,7 +210,9 @@ mod tests {
         ];
         let debug = serde_json::json!({"cluster_execution_time": 0.5});
         for debug in [None, Some(&debug)] {
-            let text = body(Side::Asks, &info(), &levels, debug);
+            // The debug variant also carries a partial depth: both keys sorted into place.
+            let partial = debug.map(|_| 100);
+            let text = body(Side::Asks, &info(), &levels, debug, partial);
             let value: Value = serde_json::from_slice(&text).unwrap();
             assert_eq!(value["asks"][0][0].as_f64(), Some(40000.21));
             assert_eq!(value["asks"][0][1].as_f64(), Some(0.22170584));
@@ -180,6 +223,7 @@ mod tests {
             assert_eq!(value["event_time"], 1_700_000_000_123u64);
             assert!(value["age_ms"].as_f64().unwrap() > 0.0);
             assert_eq!(value.get("debug").is_some(), debug.is_some());
+            assert_eq!(value["partial_depth"].as_u64(), partial.map(u64::from));
             // Keys already in sorted order: re-serializing the parsed map gives the same order.
             let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
             let text = String::from_utf8(text.clone()).unwrap();
@@ -189,7 +233,7 @@ mod tests {
                 .collect();
             assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
         }
-        let empty = body(Side::Bids, &info(), &[], None);
+        let empty = body(Side::Bids, &info(), &[], None, None);
         let value: Value = serde_json::from_slice(&empty).unwrap();
         assert_eq!(value["bids"], serde_json::json!([]));
     }

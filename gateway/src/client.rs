@@ -23,6 +23,11 @@ pub const CLUSTER_SECRET_HEADER: &str = "x-ubdcc-cluster-secret";
 /// The original's timeout for every internal call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection to a pod that is not up in this time will not come: on a LAN a live pod answers
+/// the handshake in well under a millisecond, and a dead machine drops it silently, which
+/// without this bound holds a call (and a reader behind it) for the whole call timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Largest body exchanged between pods (a full state of many thousand books fits).
 pub const MAX_BODY: usize = 256 << 20;
 
@@ -79,6 +84,7 @@ impl InternalClient {
     pub fn new(secret: Option<&str>, bearer: Option<&str>, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -95,7 +101,18 @@ impl InternalClient {
     /// # Errors
     /// [`CallError`].
     pub async fn get(&self, url: &str) -> Result<Bytes, CallError> {
-        self.call(Method::GET, url, None).await
+        self.call(Method::GET, url, None, self.timeout).await
+    }
+
+    /// `GET url` giving up after `timeout` instead of the client's: a read of market data from
+    /// a DCN, which answers in microseconds when alive, must fail over to the next replica long
+    /// before a silent (dead or unplugged) machine's call would time out.
+    ///
+    /// # Errors
+    /// [`CallError`].
+    pub async fn get_within(&self, url: &str, timeout: Duration) -> Result<Bytes, CallError> {
+        self.call(Method::GET, url, None, timeout.min(self.timeout))
+            .await
     }
 
     /// `GET url`, the JSON object answered.
@@ -112,7 +129,9 @@ impl InternalClient {
     /// # Errors
     /// [`CallError`], also when the answer is not a JSON object.
     pub async fn post_json(&self, url: &str, body: Bytes) -> Result<Map<String, Value>, CallError> {
-        let answer = self.call(Method::POST, url, Some(body)).await?;
+        let answer = self
+            .call(Method::POST, url, Some(body), self.timeout)
+            .await?;
         json_object(url, &answer)
     }
 
@@ -121,6 +140,7 @@ impl InternalClient {
         method: Method,
         url: &str,
         body: Option<Bytes>,
+        timeout: Duration,
     ) -> Result<Bytes, CallError> {
         let client_error = |detail: String| CallError::Client {
             url: redact(url),
@@ -157,11 +177,11 @@ impl InternalClient {
             }
             Ok(body)
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| CallError::Timeout {
                 url: redact(url),
-                timeout_ms: self.timeout.as_millis(),
+                timeout_ms: timeout.as_millis(),
             })?
     }
 }

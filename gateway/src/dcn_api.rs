@@ -14,7 +14,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
-use ubdcc_engine::{SnapshotKind, SnapshotStats, WaitingBook};
+use ubdcc_engine::{SeedStats, SnapshotKind, SnapshotStats, WaitingBook};
 use ubdcc_shm::{BookStatus, ClusterReader, Side};
 
 use crate::agent::{PodBase, pod_router};
@@ -37,6 +37,15 @@ impl DcnApiState {
             reader: Arc::new(Mutex::new(reader)),
         }
     }
+
+    /// Runs `read` with the reader; the lock is held for that one read, never across an await.
+    pub(crate) fn with_reader<T>(&self, read: impl FnOnce(&mut ClusterReader) -> T) -> T {
+        let mut reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(&mut reader)
+    }
 }
 
 /// The DCN's whole router: the reads, the endpoints every pod shares (`base`), the original's
@@ -45,6 +54,7 @@ pub fn router(state: DcnApiState, base: PodBase, auth: Auth, metrics: Metrics) -
     let reads = Router::new()
         .route("/get_asks", get(get_asks))
         .route("/get_bids", get(get_bids))
+        .route("/ubdcc_book_copy", get(crate::book_copy::book_copy))
         .with_state(state);
     pod_router(reads, base, auth, metrics)
 }
@@ -52,11 +62,16 @@ pub fn router(state: DcnApiState, base: PodBase, auth: Auth, metrics: Metrics) -
 /// A DCN's metrics: HTTP, every book of its segment (status, resyncs, gaps, messages applied,
 /// age), the segment's heartbeat, the snapshot scheduler's downloads, weight and 429 / 418, and
 /// its queue (books waiting per kind, each waiting book's place and expected start).
-pub fn metrics(reader: ClusterReader, snapshots: Option<Arc<SnapshotStats>>) -> Metrics {
+pub fn metrics(
+    reader: ClusterReader,
+    snapshots: Option<Arc<SnapshotStats>>,
+    seeds: Option<Arc<SeedStats>>,
+) -> Metrics {
     let reader = Mutex::new(reader);
     let known = vec![
         "/get_asks",
         "/get_bids",
+        "/ubdcc_book_copy",
         "/test",
         "/metrics",
         "/ubdcc_mgmt_backup",
@@ -69,6 +84,9 @@ pub fn metrics(reader: ClusterReader, snapshots: Option<Arc<SnapshotStats>>) -> 
         book_metrics(&mut reader, out);
         if let Some(stats) = &snapshots {
             snapshot_metrics(stats, out);
+        }
+        if let Some(stats) = &seeds {
+            seed_metrics(stats, out);
         }
     }))
 }
@@ -147,6 +165,29 @@ fn book_metrics(reader: &mut ClusterReader, out: &mut String) {
         "gauge",
         "Seconds since the segment's writer last beat.",
         &heartbeat,
+    );
+}
+
+fn seed_metrics(stats: &SeedStats, out: &mut String) {
+    let count = |counter: &std::sync::atomic::AtomicU64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    };
+    family(
+        out,
+        "ubdcc_book_seeds_total",
+        "counter",
+        "Books started from a synced peer's copy instead of a REST snapshot, by source.",
+        &[
+            ("source=\"shm\"".to_owned(), count(&stats.shm)),
+            ("source=\"http\"".to_owned(), count(&stats.http)),
+        ],
+    );
+    family(
+        out,
+        "ubdcc_book_seed_failures_total",
+        "counter",
+        "Copies from peers that failed midway (the next source or the exchange was used).",
+        &[(String::new(), count(&stats.failures))],
     );
 }
 
@@ -264,18 +305,17 @@ fn read_side(state: &DcnApiState, query: Option<&str>, side: Side) -> Response {
         Err(error) => return error.into_response(),
     };
     let mut levels = Vec::new();
-    let result = {
-        // The lock is held for one read (tens of ns) and never across an await.
-        let mut reader = state
-            .reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        book_answer::read(&mut reader, &request, side, &mut levels)
-    };
+    let result = state.with_reader(|reader| book_answer::read(reader, &request, side, &mut levels));
     match result {
         Ok(info) => bytes_response(
             StatusCode::OK,
-            book_answer::body(side, &info, &levels, None),
+            book_answer::body(
+                side,
+                &info,
+                &levels,
+                None,
+                book_answer::partial_answer(&info, &request),
+            ),
         ),
         Err(error) => error.into_response(),
     }

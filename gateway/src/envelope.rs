@@ -116,6 +116,10 @@ impl ErrorId {
     /// `exchangeInfo`); the message names them.
     pub const UNKNOWN_MARKETS: Self = Self("#1114");
 
+    /// #1115: `limit_count` asks for more levels than the book covers yet (it started from a
+    /// shallow snapshot and is being deepened); the answer's `depth` says how many it covers.
+    pub const DEPTH_NOT_COVERED: Self = Self("#1115");
+
     /// The wire form, `#NNNN`.
     pub const fn as_str(self) -> &'static str {
         self.0

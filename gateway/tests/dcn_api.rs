@@ -85,7 +85,7 @@ fn app(cluster: &str) -> axum::Router {
         DcnApiState::new(ClusterReader::open(cluster).unwrap()),
         base,
         Auth::default(),
-        ubdcc_gateway::dcn_api::metrics(ClusterReader::open(cluster).unwrap(), None),
+        ubdcc_gateway::dcn_api::metrics(ClusterReader::open(cluster).unwrap(), None, None),
     )
 }
 

@@ -8,7 +8,7 @@ use crate::family::{Family, Venue};
 
 /// The most updates a market's history keeps, whatever the rate. An update costs about 250
 /// bytes and the checkpoints about 2 MB per market, so 100 000 updates are about 27 MB per
-/// market; the default (10 markets per family at 10 Hz) keeps 1024 and needs about 80 MB in all.
+/// market; the default (10 markets per family at 10 Hz) keeps 1024 and needs about 110 MB in all.
 const MAX_RETAINED_UPDATES: usize = 100_000;
 
 /// The fewest updates a market's history keeps (also the manual-stepping value).
@@ -32,7 +32,8 @@ pub struct VenueLimits {
 impl VenueLimits {
     /// Binance's limits for `venue`: spot pings every 20 s and wants a pong within a minute,
     /// 5 messages/s, 1024 streams; futures pings every 3 min, 10 min deadline, 10 messages/s,
-    /// 200 streams (used for options too, whose `fstream/public` values are unknown).
+    /// 200 streams (used for options too, whose `fstream/public` values are unknown); COIN-M's
+    /// `dstream` documents the same numbers as USD-M's `fstream`.
     pub fn binance(venue: Venue) -> VenueLimits {
         const DAY: Duration = Duration::from_secs(24 * 3600);
         match venue {
@@ -43,7 +44,7 @@ impl VenueLimits {
                 max_messages_per_second: 5,
                 max_lifetime: DAY,
             },
-            Venue::FStream => VenueLimits {
+            Venue::FStream | Venue::DStream => VenueLimits {
                 ping_interval: Duration::from_secs(180),
                 pong_timeout: Duration::from_secs(600),
                 max_streams: 200,
@@ -63,9 +64,9 @@ pub struct SimConfig {
     book_depth: usize,
     options_snapshot_lag: Duration,
     history: Duration,
-    weight_limits: [u32; 3],
+    weight_limits: [u32; Family::COUNT],
     ban_duration: Duration,
-    venues: [VenueLimits; 2],
+    venues: [VenueLimits; Venue::COUNT],
     unrouted_venue: Venue,
 }
 
@@ -219,9 +220,11 @@ impl SimConfigBuilder {
         self
     }
 
-    /// Which venue the un-routed `/ws` and `/stream` serve: spot (the default) or futures and
-    /// options (`fstream` accepts un-routed connections too, `docs/binance-protocol.md` §2; one port cannot give
-    /// the same path to both).
+    /// Which venue the un-routed `/ws` and `/stream` serve: spot (the default), futures and
+    /// options (`fstream` accepts un-routed connections too, `docs/binance-protocol.md` §2), or
+    /// COIN-M (whose `dstream` has only these paths); one port cannot give the same path to
+    /// more than one. Every venue but spot is also served under its
+    /// [`Venue::path_prefix`].
     pub fn unrouted_venue(mut self, venue: Venue) -> Self {
         self.config.unrouted_venue = venue;
         self
@@ -280,6 +283,17 @@ mod tests {
         assert_eq!(config.weight_limit(Family::Spot), 6000);
         assert_eq!(config.venue_limits(Venue::FStream).max_streams, 200);
         assert_eq!(config.venue_limits(Venue::Spot).max_messages_per_second, 5);
+        assert_eq!(config.weight_limit(Family::CoinFutures), 2400);
+        let dstream = config.venue_limits(Venue::DStream);
+        assert_eq!(
+            (
+                dstream.max_streams,
+                dstream.max_messages_per_second,
+                dstream.ping_interval,
+                dstream.pong_timeout
+            ),
+            (200, 10, Duration::from_secs(180), Duration::from_secs(600))
+        );
     }
 
     #[test]

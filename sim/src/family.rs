@@ -1,7 +1,7 @@
-//! The three market families the simulator serves and what Binance's protocol fixes for each:
+//! The four market families the simulator serves and what Binance's protocol fixes for each:
 //! REST prefix, snapshot limits and weights, per-minute weight limits, stream speeds, and the
 //! WebSocket venue (`stream.binance.com` style for spot, `fstream.binance.com/public` style for
-//! futures and options).
+//! USD-M futures and options, `dstream.binance.com` style for COIN-M futures).
 
 use std::fmt;
 
@@ -17,18 +17,32 @@ pub enum Family {
     Futures,
     /// European options (`/eapi/v1`, `binance.com-vanilla-options`).
     Options,
+    /// COIN-M futures (`/dapi/v1`, `binance.com-coin_futures`): coin-margined perpetual and
+    /// delivery contracts (`BTCUSD_PERP`, `BTCUSD_260626`).
+    #[serde(rename = "coin_futures")]
+    CoinFutures,
 }
 
 impl Family {
-    /// Every family, in index order.
-    pub const ALL: [Family; 3] = [Family::Spot, Family::Futures, Family::Options];
+    /// How many families there are (the length of per-family arrays).
+    pub const COUNT: usize = 4;
 
-    /// The family's name as used in the simulator's JSON (`spot`, `futures`, `options`).
+    /// Every family, in index order.
+    pub const ALL: [Family; Family::COUNT] = [
+        Family::Spot,
+        Family::Futures,
+        Family::Options,
+        Family::CoinFutures,
+    ];
+
+    /// The family's name as used in the simulator's JSON (`spot`, `futures`, `options`,
+    /// `coin_futures`).
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Spot => "spot",
             Family::Futures => "futures",
             Family::Options => "options",
+            Family::CoinFutures => "coin_futures",
         }
     }
 
@@ -38,25 +52,27 @@ impl Family {
             Family::Spot => 0,
             Family::Futures => 1,
             Family::Options => 2,
+            Family::CoinFutures => 3,
         }
     }
 
-    /// The REST path prefix (`/api/v3`, `/fapi/v1`, `/eapi/v1`).
+    /// The REST path prefix (`/api/v3`, `/fapi/v1`, `/eapi/v1`, `/dapi/v1`).
     pub fn rest_prefix(self) -> &'static str {
         match self {
             Family::Spot => "/api/v3",
             Family::Futures => "/fapi/v1",
             Family::Options => "/eapi/v1",
+            Family::CoinFutures => "/dapi/v1",
         }
     }
 
-    /// The request-weight limit per minute (`docs/binance-protocol.md` §1.2). Binance does not document the
-    /// options limit; the simulator uses the futures value, 2400, since both live on the same
-    /// derivatives platform.
+    /// The request-weight limit per minute (`docs/binance-protocol.md` §1.2). Binance does not
+    /// document the options limit; the simulator uses the futures value, 2400, since both live
+    /// on the same derivatives platform. COIN-M's is 2400 too, counted on its own host.
     pub fn default_weight_limit(self) -> u32 {
         match self {
             Family::Spot => 6000,
-            Family::Futures | Family::Options => 2400,
+            Family::Futures | Family::Options | Family::CoinFutures => 2400,
         }
     }
 
@@ -65,6 +81,20 @@ impl Family {
         match self {
             Family::Spot => Venue::Spot,
             Family::Futures | Family::Options => Venue::FStream,
+            Family::CoinFutures => Venue::DStream,
+        }
+    }
+
+    /// The path under which the simulator also serves this family's REST and stream hosts, for
+    /// a family whose stream paths are the same as another family's on Binance (COIN-M's
+    /// `dstream` has spot's un-routed `/ws` and `/stream`). One port cannot tell hosts apart, so
+    /// `/dstream` stands for COIN-M's two hosts: an exchange endpoint
+    /// `binance.com-coin_futures=http://<sim>/dstream` reaches `/dstream/dapi/v1/depth` and
+    /// `/dstream/stream`. `None`: the family's paths are unique at the root.
+    pub fn host_prefix(self) -> Option<&'static str> {
+        match self {
+            Family::Spot | Family::Futures | Family::Options => None,
+            Family::CoinFutures => Some(Venue::DStream.path_prefix()),
         }
     }
 
@@ -72,13 +102,14 @@ impl Family {
     pub(crate) fn default_depth_limit(self) -> u32 {
         match self {
             Family::Spot | Family::Options => 100,
-            Family::Futures => 500,
+            Family::Futures | Family::CoinFutures => 500,
         }
     }
 
-    /// The weight of `GET <prefix>/depth` at an accepted `limit` (`docs/binance-protocol.md` §1.2). For options
-    /// at 10–50 the two doc versions say 1 or 2; the simulator charges 2, so an engine that fits
-    /// the simulator's budget also fits Binance's.
+    /// The weight of `GET <prefix>/depth` at an accepted `limit` (`docs/binance-protocol.md`
+    /// §1.2). For options at 10–50 the two doc versions say 1 or 2; the simulator charges 2, so
+    /// an engine that fits the simulator's budget also fits Binance's. COIN-M's `/dapi/v1/depth`
+    /// has USD-M's bands.
     pub(crate) fn depth_weight(self, limit: u32) -> u32 {
         match self {
             Family::Spot => match limit {
@@ -87,7 +118,7 @@ impl Family {
                 501..=1000 => 50,
                 _ => 250,
             },
-            Family::Futures | Family::Options => match limit {
+            Family::Futures | Family::Options | Family::CoinFutures => match limit {
                 0..=50 => 2,
                 51..=100 => 5,
                 101..=500 => 10,
@@ -101,26 +132,30 @@ impl Family {
     pub(crate) fn valid_depth_limits(self) -> Option<&'static [u32]> {
         match self {
             Family::Spot => None,
-            Family::Futures => Some(&[5, 10, 20, 50, 100, 500, 1000]),
+            Family::Futures | Family::CoinFutures => Some(&[5, 10, 20, 50, 100, 500, 1000]),
             Family::Options => Some(&[10, 20, 50, 100, 500, 1000]),
         }
     }
 
-    /// The weight of `exchangeInfo` (spot 20, futures and options 1).
+    /// The weight of `exchangeInfo` (spot 20, the derivatives families 1).
     pub(crate) fn exchange_info_weight(self) -> u32 {
         match self {
             Family::Spot => 20,
-            Family::Futures | Family::Options => 1,
+            Family::Futures | Family::Options | Family::CoinFutures => 1,
         }
     }
 
-    /// Whether the family serves a diff-depth stream at `speed` (`docs/binance-protocol.md` §1.3: options have
-    /// no bare `@depth`, spot has no `@depth@500ms`).
+    /// Whether the family serves a diff-depth stream at `speed` (`docs/binance-protocol.md`
+    /// §1.3: options have no bare `@depth`, spot has no `@depth@500ms`; both futures families
+    /// have all three).
     pub(crate) fn accepts_speed(self, speed: Speed) -> bool {
         match (self, speed) {
             (Family::Spot, Speed::Ms500) | (Family::Options, Speed::Default) => false,
             (Family::Spot, Speed::Default | Speed::Ms100)
-            | (Family::Futures, Speed::Default | Speed::Ms100 | Speed::Ms500)
+            | (
+                Family::Futures | Family::CoinFutures,
+                Speed::Default | Speed::Ms100 | Speed::Ms500,
+            )
             | (Family::Options, Speed::Ms100 | Speed::Ms500) => true,
         }
     }
@@ -165,17 +200,24 @@ pub enum Venue {
     /// Futures and options streams (`/public/ws`, `/public/stream`), as on
     /// `fstream.binance.com/public`; the symbol decides the family.
     FStream,
+    /// COIN-M streams, as on `dstream.binance.com` (`/ws`, `/stream`, served under
+    /// [`Venue::path_prefix`]).
+    DStream,
 }
 
 impl Venue {
-    /// Every venue, in index order.
-    pub const ALL: [Venue; 2] = [Venue::Spot, Venue::FStream];
+    /// How many venues there are (the length of per-venue arrays).
+    pub const COUNT: usize = 3;
 
-    /// The venue's name in the simulator's JSON (`spot`, `fstream`).
+    /// Every venue, in index order.
+    pub const ALL: [Venue; Venue::COUNT] = [Venue::Spot, Venue::FStream, Venue::DStream];
+
+    /// The venue's name in the simulator's JSON (`spot`, `fstream`, `dstream`).
     pub fn as_str(self) -> &'static str {
         match self {
             Venue::Spot => "spot",
             Venue::FStream => "fstream",
+            Venue::DStream => "dstream",
         }
     }
 
@@ -184,6 +226,7 @@ impl Venue {
         match self {
             Venue::Spot => 0,
             Venue::FStream => 1,
+            Venue::DStream => 2,
         }
     }
 
@@ -192,6 +235,18 @@ impl Venue {
         match self {
             Venue::Spot => &[Family::Spot],
             Venue::FStream => &[Family::Futures, Family::Options],
+            Venue::DStream => &[Family::CoinFutures],
+        }
+    }
+
+    /// Where the venue's `/ws` and `/stream` are mounted besides the un-routed root: `/public`
+    /// (Binance's own route on `fstream`), `/dstream` (the simulator's stand-in for COIN-M's
+    /// hosts, see [`Family::host_prefix`]), nothing for spot.
+    pub fn path_prefix(self) -> &'static str {
+        match self {
+            Venue::Spot => "",
+            Venue::FStream => "/public",
+            Venue::DStream => "/dstream",
         }
     }
 }
@@ -220,5 +275,41 @@ mod tests {
         assert!(!Family::Options.accepts_speed(Speed::Default));
         assert!(!Family::Spot.accepts_speed(Speed::Ms500));
         assert!(Family::Futures.accepts_speed(Speed::Ms500));
+    }
+
+    #[test]
+    fn coin_m_has_its_own_prefix_venue_and_usd_m_numbers() {
+        let coin_m = Family::CoinFutures;
+        assert_eq!(coin_m.rest_prefix(), "/dapi/v1");
+        assert_eq!(coin_m.venue(), Venue::DStream);
+        assert_eq!(coin_m.host_prefix(), Some("/dstream"));
+        assert_eq!(Family::Futures.host_prefix(), None);
+        assert_eq!(coin_m.default_weight_limit(), 2400);
+        assert_eq!(coin_m.default_depth_limit(), 500);
+        assert_eq!(coin_m.exchange_info_weight(), 1);
+        let weights: Vec<u32> = [5, 10, 20, 50, 100, 500, 1000]
+            .map(|limit| coin_m.depth_weight(limit))
+            .to_vec();
+        assert_eq!(weights, [2, 2, 2, 2, 5, 10, 20]);
+        assert_eq!(
+            coin_m.valid_depth_limits(),
+            Some(&[5, 10, 20, 50, 100, 500, 1000][..])
+        );
+        for speed in [Speed::Default, Speed::Ms100, Speed::Ms500] {
+            assert!(coin_m.accepts_speed(speed), "{speed:?}");
+        }
+    }
+
+    #[test]
+    fn every_family_has_its_place_in_the_per_family_arrays() {
+        for (index, family) in Family::ALL.into_iter().enumerate() {
+            assert_eq!(family.index(), index, "{family}");
+            assert!(family.venue().families().contains(&family), "{family}");
+            let json = serde_json::to_string(&family).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", family.as_str()));
+        }
+        for (index, venue) in Venue::ALL.into_iter().enumerate() {
+            assert_eq!(venue.index(), index, "{venue}");
+        }
     }
 }

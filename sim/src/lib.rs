@@ -16,14 +16,17 @@
 //!
 //! # Markets
 //! Per family, `markets` markets (default 10): spot and futures `SIM{i}USDT`, options
-//! `SIM{i}-260626-{10000 + 500·i}-C`. Each book holds about `book_depth` levels per side
-//! (default 1500, so a 1000-level snapshot leaves levels outside the window and clients must
-//! prune orphans). Prices and quantities are decimal strings with fixed decimals per market, as
-//! Binance writes them: spot 8 and 8 decimals (`"100.00000000"`), futures the tick's and step's
-//! decimals (`"100.00"`, `"0.001"`), options 3 and 4 (`"100.000"`, `"0.6000"`); the tick and step
-//! sizes in `exchangeInfo` match. Market 0 of every family trades around 100.00 with a tick of
-//! 0.01, so its best prices keep crossing 99.99 ↔ 100.00 and its sides always hold levels with
-//! two and with three integer digits (the lexicographic-prune trap, `docs/binance-protocol.md` §7).
+//! `SIM{i}-260626-{10000 + 500·i}-C`, COIN-M (`coin_futures`) a perpetual and a quarterly contract
+//! per coin (`BTCUSD_PERP`, `BTCUSD_260626`, `ETHUSD_PERP`, ..., then `SIM{k}USD_...`). Each book
+//! holds about `book_depth` levels per side (default 1500, so a 1000-level snapshot leaves levels
+//! outside the window and clients must prune orphans). Prices and quantities are decimal strings
+//! with fixed decimals per market, as Binance writes them: spot 8 and 8 decimals
+//! (`"100.00000000"`), futures the tick's and step's decimals (`"100.00"`, `"0.001"`), options 3
+//! and 4 (`"100.000"`, `"0.6000"`), COIN-M the tick's decimals and whole contracts (`"100.00"`,
+//! `"431"`); the tick and step sizes in `exchangeInfo` match. Market 0 of every family trades
+//! around 100.00 with a tick of 0.01, so its best prices keep crossing 99.99 ↔ 100.00 and its sides
+//! always hold levels with two and with three integer digits (the lexicographic-prune trap,
+//! `docs/binance-protocol.md` §7).
 //!
 //! Each event applies one to six operations: moves of the price (the best level of one side is
 //! consumed and its price joins the other side, pulled back towards the market's anchor),
@@ -50,53 +53,61 @@
 //! events per speed). `rate_hz = 0` generates events only on `POST /sim/advance`, which makes
 //! tests exact.
 //!
-//! # REST (per family: spot `/api/v3`, futures `/fapi/v1`, options `/eapi/v1`)
+//! # REST (per family: spot `/api/v3`, futures `/fapi/v1`, options `/eapi/v1`, COIN-M `/dapi/v1`)
+//! COIN-M's paths are also served under `/dstream` (`/dstream/dapi/v1/depth`), beside its
+//! streams, so that one base URL (`binance.com-coin_futures=http://<sim>/dstream`) reaches both
+//! of its hosts; see [`Family::host_prefix`].
 //! - `GET <prefix>/depth?symbol=SIM0USDT&limit=1000`: the snapshot in the family's shape
 //!   (`docs/binance-protocol.md` §3.2): spot `{"lastUpdateId","bids","asks"}`, futures
-//!   `{"lastUpdateId","E","T","bids","asks"}`, options `{"bids","asks","T","lastUpdateId"}`;
-//!   levels best first. `limit`: spot 1–5000 (default 100; larger is truncated to 5000), futures
-//!   5, 10, 20, 50, 100, 500, 1000 (default 500), options 10, 20, 50, 100, 500, 1000 (default
-//!   100). Weights: spot 5/25/50/250 for up to 100/500/1000/5000; futures and options 2 up to 50,
+//!   `{"lastUpdateId","E","T","bids","asks"}`, options `{"bids","asks","T","lastUpdateId"}`,
+//!   COIN-M `{"lastUpdateId","symbol","pair","E","T","bids","asks"}`; levels best first.
+//!   `limit`: spot 1–5000 (default 100; larger is truncated to 5000), futures and COIN-M 5, 10,
+//!   20, 50, 100, 500, 1000 (default 500), options 10, 20, 50, 100, 500, 1000 (default 100).
+//!   Weights: spot 5/25/50/250 for up to 100/500/1000/5000; the derivatives families 2 up to 50,
 //!   then 5, 10, 20 (options at 10–50 are documented as 1 or 2; the simulator charges 2). Errors
 //!   (HTTP 400): missing symbol -1102, unknown symbol -1121 `Invalid symbol.`, bad limit -1100
 //!   `Illegal characters found in parameter 'limit'; legal range is '...'.`
 //! - `GET <prefix>/ping`: `{}`, weight 1.
 //! - `GET <prefix>/exchangeInfo[?symbol=]`: rate limits and symbols with `PRICE_FILTER`
-//!   (`tickSize`) and `LOT_SIZE` (`stepSize`); options list them under `optionSymbols`. Weight:
-//!   spot 20, futures and options 1.
-//! - Every response of these paths carries `X-MBX-USED-WEIGHT-1M` and `X-MBX-USED-WEIGHT`.
-//!   Limits per minute: spot 6000, futures 2400, options 2400 (undocumented by Binance; the
-//!   futures value). Windows are clock minutes. A request that would exceed the limit gets 429
-//!   (`-1003`) with `Retry-After` = seconds to the window's end; any request before that time
-//!   has passed gets 418 (`-1003`, banned) with `Retry-After` = the ban's length: 2 minutes
-//!   first, doubling per further ban up to 3 days. Refused requests add no weight; requests
-//!   with bad parameters cost the weight of their (or the default) `limit`. The options snapshot
-//!   can lag the stream by `options_snapshot_lag` (`docs/binance-protocol.md` §4.4): it is then the book as it
-//!   was that long ago.
+//!   (`tickSize`) and `LOT_SIZE` (`stepSize`); options list them under `optionSymbols`, COIN-M
+//!   gives `contractStatus` instead of `status`. Weight: spot 20, the derivatives families 1.
+//! - Every response of these paths carries `X-MBX-USED-WEIGHT-1M` and `X-MBX-USED-WEIGHT`. Limits
+//!   per minute and client IP (the TCP peer's): spot 6000, futures 2400, options 2400
+//!   (undocumented by Binance; the futures value), COIN-M 2400, each family on a host of its own.
+//!   Windows are clock minutes. A request that would exceed the limit gets 429 (`-1003`) with
+//!   `Retry-After` = seconds to the window's end; any request before that time has passed gets
+//!   418 (`-1003`, banned) with `Retry-After` = the ban's length: 2 minutes first, doubling per
+//!   further ban up to 3 days. Refused requests add no weight; requests with bad parameters cost
+//!   the weight of their (or the default) `limit`. The options snapshot can lag the stream by
+//!   `options_snapshot_lag` (`docs/binance-protocol.md` §4.4): it is then the book as it was that
+//!   long ago.
 //!
 //! # WebSocket
 //! - Spot: `/ws`, `/ws/<stream>[/<stream>...]` (raw events), `/stream?streams=a/b` (combined
 //!   `{"stream":"<name>","data":<event>}`). Futures and options: `/public/ws...` and
-//!   `/public/stream?streams=...`; the symbol decides the family. The un-routed `/ws` and
-//!   `/stream` serve spot unless [`SimConfigBuilder::unrouted_venue`] gives them to futures and
-//!   options; one port cannot give them to both, so spot streams are then not served at all.
+//!   `/public/stream?streams=...`; the symbol decides the family. COIN-M (`dstream`):
+//!   `/dstream/ws...` and `/dstream/stream?streams=...`, standing for `dstream.binance.com`'s
+//!   `/ws` and `/stream`. The un-routed `/ws` and `/stream` serve spot unless
+//!   [`SimConfigBuilder::unrouted_venue`] gives them to another venue; one port cannot give them
+//!   to two, so spot streams are then not served at all.
 //! - Streams: `<symbol lowercase>@depth`, `@depth@100ms`, `@depth@500ms`; spot accepts `@depth`
-//!   and `@depth@100ms`, futures all three, options the last two. An invalid name in the URL
-//!   refuses the handshake (HTTP 400, `{"code":-1,"msg":"Invalid stream name: ..."}`).
-//! - Events (`docs/binance-protocol.md` §3.1): spot `e,E,s,U,u,b,a`; futures and options `e,E,T,s,U,u,pu,b,a`.
+//!   and `@depth@100ms`, futures and COIN-M all three, options the last two. An invalid name in
+//!   the URL refuses the handshake (HTTP 400, `{"code":-1,"msg":"Invalid stream name: ..."}`).
+//! - Events (`docs/binance-protocol.md` §3.1): spot `e,E,s,U,u,b,a`; futures and options
+//!   `e,E,T,s,U,u,pu,b,a`; COIN-M `e,E,T,s,ps,U,u,pu,b,a` (`ps`: the pair, `BTCUSD`).
 //! - Requests: `{"method":"SUBSCRIBE"|"UNSUBSCRIBE","params":[...],"id":N}` →
-//!   `{"result":null,"id":N}`; `LIST_SUBSCRIPTIONS` → `{"result":[names],"id":N}`;
-//!   `SET_PROPERTY ["combined",bool]` / `GET_PROPERTY ["combined"]`. Errors are
-//!   `{"error":{"code":C,"msg":"..."},"id":N}` with Binance's codes and texts: 3 invalid JSON,
-//!   2 invalid request (unknown method, missing or bad id, `invalid stream`, too many streams,
-//!   too many parameters), 1 non-boolean value, 0 unknown property. Ids: spot an i64, an
-//!   alphanumeric string of at most 36 characters, or null; futures and options an unsigned
-//!   integer. A request is applied whole or not at all. As on Binance, a well-formed stream of a
-//!   symbol the exchange does not list (`nosuchusdt@depth`) is accepted (`{"result":null}`),
-//!   held and listed, and never carries an event (the `refuse_subscribe` fault refuses it
-//!   instead); in the URL it still refuses the handshake.
-//! - Limits per connection (spot / futures and options): client frames (text, ping, pong,
-//!   binary) per sliding second 5 / 10, beyond which the connection is closed (1008 `Too many
+//!   `{"result":null,"id":N}`; `LIST_SUBSCRIPTIONS` → `{"result":[names],"id":N}`; `SET_PROPERTY
+//!   ["combined",bool]` / `GET_PROPERTY ["combined"]`. Errors are
+//!   `{"error":{"code":C,"msg":"..."},"id":N}` with Binance's codes and texts: 3 invalid JSON, 2
+//!   invalid request (unknown method, missing or bad id, `invalid stream`, too many streams, too
+//!   many parameters), 1 non-boolean value, 0 unknown property. Ids: spot an i64, an alphanumeric
+//!   string of at most 36 characters, or null; futures, options and COIN-M an unsigned integer. A
+//!   request is applied whole or not at all. As on Binance, a well-formed stream of a symbol the
+//!   exchange does not list (`nosuchusdt@depth`) is accepted (`{"result":null}`), held and listed,
+//!   and never carries an event (the `refuse_subscribe` fault refuses it instead); in the URL it
+//!   still refuses the handshake.
+//! - Limits per connection (spot / futures, options and COIN-M): client frames (text, ping,
+//!   pong, binary) per sliding second 5 / 10, beyond which the connection is closed (1008 `Too many
 //!   requests`); streams 1024 / 200, beyond which SUBSCRIBE gets an error reply; a ping every
 //!   20 s / 3 min carrying a unique payload, and a close (1008 `Pong timeout`) when a ping stays
 //!   unanswered for 60 s / 10 min (only a pong echoing an outstanding payload answers it);
@@ -159,10 +170,12 @@
 //!   with `"family"` and `"symbol"` only that market (the others stay quiet).
 //! - `GET /sim/stats`: `steps`, `faults_injected`; per family under `rest`: the weight limit,
 //!   the current and up to 10 previous windows (used and requested weight), the highest used and
-//!   requested weight of any window, requests, 429s, 418s, bans, and depth requests and served
-//!   snapshots per symbol; per venue under `websocket`: connections opened and open, closes by
-//!   reason, client messages, control messages, error replies, the most client frames any
-//!   connection sent within a second, pings sent and pongs matched.
+//!   requested weight of any one IP's window, requests, 429s, 418s, bans, and depth requests and
+//!   served snapshots per symbol, summed over the client IPs, and the same per IP (current
+//!   window, highest windows, ban end, counts) under `by_ip`; per venue under `websocket`:
+//!   connections opened and open, closes by reason, client messages, control messages, error
+//!   replies, the most client frames any connection sent within a second, pings sent and pongs
+//!   matched.
 //!
 //! # Example
 //! ```no_run

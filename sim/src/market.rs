@@ -6,8 +6,16 @@ use crate::family::Family;
 use crate::rng::SplitMix64;
 
 /// The expiry every simulated option shares (`260626` in its symbol): 2026-06-26 08:00 UTC, in
-/// milliseconds since the epoch, the time Binance's European options expire.
+/// milliseconds since the epoch, the time Binance's European options expire. COIN-M's quarterly
+/// contracts deliver at the same hour of the same day (`BTCUSD_260626`).
 pub(crate) const OPTION_EXPIRY_MS: u64 = 1_782_460_800_000;
+
+/// The coins of the simulated COIN-M contracts, in market order: market `2k` is the perpetual
+/// of coin `k` (`BTCUSD_PERP`), market `2k + 1` its quarterly contract (`BTCUSD_260626`); past
+/// this list the coin is `SIM{k}`.
+const COIN_M_COINS: [&str; 10] = [
+    "BTC", "ETH", "BNB", "SOL", "XRP", "ADA", "DOGE", "LINK", "DOT", "LTC",
+];
 
 /// The static description of one market.
 #[derive(Debug, Clone)]
@@ -16,7 +24,7 @@ pub(crate) struct MarketSpec {
     pub(crate) family: Family,
     /// Position among the family's markets (`i` in `SIM{i}USDT`).
     pub(crate) index: usize,
-    /// REST symbol, uppercase (`SIM0USDT`, `SIM0-260626-10000-C`).
+    /// REST symbol, uppercase (`SIM0USDT`, `SIM0-260626-10000-C`, `BTCUSD_PERP`).
     pub(crate) symbol: String,
     /// Stream symbol, lowercase (`sim0usdt`).
     pub(crate) stream_symbol: String,
@@ -48,6 +56,7 @@ impl MarketSpec {
         let symbol = match family {
             Family::Spot | Family::Futures => format!("SIM{index}USDT"),
             Family::Options => format!("SIM{index}-260626-{strike}-C"),
+            Family::CoinFutures => coin_m_symbol(index),
         };
         let stream_symbol = symbol.to_lowercase();
         // (price decimals, tick exponent, quantity decimals, step exponent): the tick is
@@ -56,6 +65,8 @@ impl MarketSpec {
             (Family::Spot, 0) => (8, -2, 8, -3),
             (Family::Futures, 0) => (2, -2, 3, -3),
             (Family::Options, 0) => (3, -2, 4, -2),
+            // COIN-M quantities are whole contracts (`"431"`).
+            (Family::CoinFutures, 0) => (2, -2, 0, 0),
             (Family::Spot, _) => {
                 let tick_exp = -(rng.between(1, 6) as i32);
                 (8, tick_exp, 8, -(rng.between(0, 5) as i32))
@@ -71,6 +82,10 @@ impl MarketSpec {
                 )
             }
             (Family::Options, _) => (3, -(rng.between(0, 2) as i32), 4, -2),
+            (Family::CoinFutures, _) => {
+                let tick_exp = -(rng.between(1, 3) as i32);
+                (tick_exp.unsigned_abs(), tick_exp, 0, 0)
+            }
         };
         let tick = 10u64.pow((price_decimals as i32 + tick_exp) as u32);
         let step = 10u64.pow((quantity_decimals as i32 + step_exp) as u32);
@@ -106,10 +121,35 @@ impl MarketSpec {
         format_decimal(mantissa, self.quantity_decimals)
     }
 
-    /// The base asset (`SIM3`).
+    /// The base asset (`SIM3`; a COIN-M contract's coin, `BTC`).
     pub(crate) fn base_asset(&self) -> String {
-        format!("SIM{}", self.index)
+        match self.family {
+            Family::Spot | Family::Futures | Family::Options => format!("SIM{}", self.index),
+            Family::CoinFutures => self.pair().trim_end_matches("USD").to_owned(),
+        }
     }
+
+    /// The underlying pair: a COIN-M contract's symbol before its `_` (`BTCUSD`), the symbol
+    /// itself otherwise.
+    pub(crate) fn pair(&self) -> &str {
+        self.symbol
+            .split_once('_')
+            .map_or(self.symbol.as_str(), |(pair, _)| pair)
+    }
+
+    /// Whether the contract is a COIN-M perpetual (`_PERP`) rather than a delivery contract.
+    pub(crate) fn is_perpetual(&self) -> bool {
+        self.symbol.ends_with("_PERP")
+    }
+}
+
+/// The symbol of COIN-M market `index` (see [`COIN_M_COINS`]).
+fn coin_m_symbol(index: usize) -> String {
+    let coin = COIN_M_COINS
+        .get(index / 2)
+        .map_or_else(|| format!("SIM{}", index / 2), |coin| (*coin).to_owned());
+    let contract = if index % 2 == 0 { "PERP" } else { "260626" };
+    format!("{coin}USD_{contract}")
 }
 
 #[cfg(test)]
@@ -140,6 +180,29 @@ mod tests {
             MarketSpec::new(Family::Options, 2, 1).symbol,
             "SIM2-260626-11000-C"
         );
+        let coin_m: Vec<String> = (0..4)
+            .map(|index| MarketSpec::new(Family::CoinFutures, index, 1).symbol)
+            .collect();
+        assert_eq!(
+            coin_m,
+            [
+                "BTCUSD_PERP",
+                "BTCUSD_260626",
+                "ETHUSD_PERP",
+                "ETHUSD_260626"
+            ]
+        );
+        let far = MarketSpec::new(Family::CoinFutures, 25, 1);
+        assert_eq!(
+            (far.symbol.as_str(), far.stream_symbol.as_str(), far.pair()),
+            ("SIM12USD_260626", "sim12usd_260626", "SIM12USD")
+        );
+        let perpetual = MarketSpec::new(Family::CoinFutures, 0, 1);
+        assert_eq!(
+            (perpetual.base_asset().as_str(), perpetual.is_perpetual()),
+            ("BTC", true)
+        );
+        assert_eq!(perpetual.format_quantity(431), "431");
     }
 
     #[test]

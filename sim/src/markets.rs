@@ -163,7 +163,7 @@ struct FamilyMarkets {
 /// Every market of every family.
 #[derive(Debug)]
 pub(crate) struct Exchange {
-    families: [FamilyMarkets; 3],
+    families: [FamilyMarkets; Family::COUNT],
 }
 
 impl Exchange {
@@ -219,7 +219,7 @@ impl Exchange {
     }
 
     /// Advances every market by one update; returns each market's frames, per family.
-    pub(crate) fn step(&self, now_ms: u64, now: Instant) -> [Vec<Vec<Arc<str>>>; 3] {
+    pub(crate) fn step(&self, now_ms: u64, now: Instant) -> [Vec<Vec<Arc<str>>>; Family::COUNT] {
         Family::ALL.map(|family| {
             self.markets(family)
                 .iter()
@@ -235,7 +235,7 @@ impl Exchange {
         index: usize,
         now_ms: u64,
         now: Instant,
-    ) -> [Vec<Vec<Arc<str>>>; 3] {
+    ) -> [Vec<Vec<Arc<str>>>; Family::COUNT] {
         Family::ALL.map(|each| {
             self.markets(each)
                 .iter()

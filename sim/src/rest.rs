@@ -20,7 +20,7 @@ use crate::decimal::format_decimal;
 use crate::family::Family;
 use crate::market::{MarketSpec, OPTION_EXPIRY_MS};
 use crate::server::SimState;
-use crate::weight::{RejectStatus, Rejection};
+use crate::weight::{ClientIp, RejectStatus, Rejection};
 use crate::wire::{SnapshotParts, render_snapshot, to_json};
 
 /// `X-MBX-USED-WEIGHT-1M`: the used weight of the current one-minute window.
@@ -31,6 +31,9 @@ const USED_WEIGHT: HeaderName = HeaderName::from_static("x-mbx-used-weight");
 
 /// The weight of `ping` on every family.
 const PING_WEIGHT: u32 = 1;
+
+/// The `deliveryDate` Binance gives COIN-M perpetuals: 2100-12-25 08:00 UTC.
+const PERPETUAL_DELIVERY_MS: u64 = 4_133_404_800_000;
 
 /// The spot `limit` ceiling; larger values are truncated to it, as the spot docs say.
 const SPOT_MAX_DEPTH_LIMIT: u32 = 5000;
@@ -90,27 +93,38 @@ impl BinanceError {
     }
 }
 
-/// The REST routes of every family.
+/// The REST routes of every family, at the root and, for a family with a
+/// [`Family::host_prefix`] (COIN-M), under that prefix too.
 pub(crate) fn routes() -> Router<SimState> {
     let mut router = Router::new();
-    for family in Family::ALL {
-        let prefix = family.rest_prefix();
+    let hosts = Family::ALL.map(|family| (family.host_prefix(), family));
+    let mounts = Family::ALL.map(|family| ("", family)).into_iter().chain(
+        hosts
+            .into_iter()
+            .filter_map(|(host, family)| Some((host?, family))),
+    );
+    for (host, family) in mounts {
+        let prefix = format!("{host}{}", family.rest_prefix());
         router = router
             .route(
                 &format!("{prefix}/depth"),
-                get(move |state: State<SimState>, query: Query<DepthQuery>| {
-                    depth(state, query, family)
-                }),
+                get(
+                    move |state: State<SimState>, client: ClientIp, query: Query<DepthQuery>| {
+                        depth(state, client, query, family)
+                    },
+                ),
             )
             .route(
                 &format!("{prefix}/ping"),
-                get(move |state: State<SimState>| ping(state, family)),
+                get(move |state: State<SimState>, client: ClientIp| ping(state, client, family)),
             )
             .route(
                 &format!("{prefix}/exchangeInfo"),
-                get(move |state: State<SimState>, query: Query<SymbolQuery>| {
-                    exchange_info(state, query, family)
-                }),
+                get(
+                    move |state: State<SimState>, client: ClientIp, query: Query<SymbolQuery>| {
+                        exchange_info(state, client, query, family)
+                    },
+                ),
             );
     }
     router
@@ -132,6 +146,7 @@ pub(crate) struct SymbolQuery {
 /// `GET <prefix>/depth`: the snapshot in the family's shape.
 async fn depth(
     State(state): State<SimState>,
+    client: ClientIp,
     Query(query): Query<DepthQuery>,
     family: Family,
 ) -> Response {
@@ -141,7 +156,7 @@ async fn depth(
         .symbol
         .as_deref()
         .and_then(|symbol| state.shared().exchange.find(family, symbol));
-    let response = charge(&state, family, weight, || {
+    let response = charge(&state, client, family, weight, || {
         let symbol = query.symbol.as_deref().filter(|s| !s.is_empty());
         if symbol.is_none() {
             return Err(BinanceError::missing("symbol"));
@@ -165,9 +180,11 @@ async fn depth(
         ))
     });
     if let Some(market) = market {
-        state
-            .ledger(family)
-            .count_snapshot(&market.spec.symbol, response.status() == StatusCode::OK);
+        state.ledger(family).count_snapshot(
+            client.0,
+            &market.spec.symbol,
+            response.status() == StatusCode::OK,
+        );
     }
     response
 }
@@ -196,18 +213,20 @@ fn depth_limit(family: Family, raw: Option<&str>) -> Result<u32, BinanceError> {
 }
 
 /// `GET <prefix>/ping`: `{}`.
-async fn ping(State(state): State<SimState>, family: Family) -> Response {
-    charge(&state, family, PING_WEIGHT, || Ok("{}".to_owned()))
+async fn ping(State(state): State<SimState>, client: ClientIp, family: Family) -> Response {
+    charge(&state, client, family, PING_WEIGHT, || Ok("{}".to_owned()))
 }
 
 /// `GET <prefix>/exchangeInfo`: rate limits and every symbol (or the one asked for) with its
 /// `PRICE_FILTER` and `LOT_SIZE`.
 async fn exchange_info(
     State(state): State<SimState>,
+    client: ClientIp,
     Query(query): Query<SymbolQuery>,
     family: Family,
 ) -> Response {
-    charge(&state, family, family.exchange_info_weight(), || {
+    let weight = family.exchange_info_weight();
+    charge(&state, client, family, weight, || {
         let markets = state.shared().exchange.markets(family);
         let selected: Vec<&MarketSpec> = match query.symbol.as_deref() {
             None => markets.iter().map(|m| &m.spec).collect(),
@@ -251,6 +270,13 @@ fn exchange_info_body(state: &SimState, family: Family, specs: &[&MarketSpec]) -
             "optionAssets": [],
             "optionSymbols": symbols,
             "rateLimits": rate_limits,
+        }),
+        Family::CoinFutures => json!({
+            "timezone": "UTC",
+            "serverTime": now_ms(),
+            "rateLimits": rate_limits,
+            "exchangeFilters": [],
+            "symbols": symbols,
         }),
     }
 }
@@ -306,18 +332,36 @@ fn symbol_info(spec: &MarketSpec) -> Value {
             "status": "TRADING",
             "filters": filters,
         }),
+        // COIN-M says `contractStatus`, not `status`; a contract is worth 100 USD for BTC and
+        // 10 USD for every other coin; a perpetual's delivery date is Binance's far-future
+        // placeholder.
+        Family::CoinFutures => json!({
+            "symbol": spec.symbol,
+            "pair": spec.pair(),
+            "contractType": if spec.is_perpetual() { "PERPETUAL" } else { "CURRENT_QUARTER" },
+            "deliveryDate": if spec.is_perpetual() { PERPETUAL_DELIVERY_MS } else { OPTION_EXPIRY_MS },
+            "contractStatus": "TRADING",
+            "contractSize": if spec.base_asset() == "BTC" { 100 } else { 10 },
+            "baseAsset": spec.base_asset(),
+            "quoteAsset": "USD",
+            "marginAsset": spec.base_asset(),
+            "pricePrecision": spec.price_decimals,
+            "quantityPrecision": spec.quantity_decimals,
+            "filters": filters,
+        }),
     }
 }
 
-/// Charges `weight` to the family's host, then answers with `body`'s JSON or error; every
-/// response carries the used-weight headers.
+/// Charges `weight` to `client`'s IP at the family's host, then answers with `body`'s JSON or
+/// error; every response carries the used-weight headers.
 fn charge(
     state: &SimState,
+    client: ClientIp,
     family: Family,
     weight: u32,
     body: impl FnOnce() -> Result<String, BinanceError>,
 ) -> Response {
-    let admitted = state.ledger(family).admit(weight, now_ms());
+    let admitted = state.ledger(family).admit(client.0, weight, now_ms());
     let used = match admitted {
         Ok(used) => used,
         Err(rejection) => {
@@ -393,6 +437,12 @@ mod tests {
     fn depth_limits_follow_each_familys_rules() {
         assert_eq!(depth_limit(Family::Spot, None), Ok(100));
         assert_eq!(depth_limit(Family::Futures, None), Ok(500));
+        assert_eq!(depth_limit(Family::CoinFutures, None), Ok(500));
+        assert_eq!(depth_limit(Family::CoinFutures, Some("1000")), Ok(1000));
+        assert_eq!(
+            depth_limit(Family::CoinFutures, Some("5000")).map_err(|e| e.code),
+            Err(-1100)
+        );
         assert_eq!(depth_limit(Family::Spot, Some("7")), Ok(7));
         assert_eq!(depth_limit(Family::Spot, Some("9000")), Ok(5000));
         assert_eq!(depth_limit(Family::Futures, Some("1000")), Ok(1000));

@@ -33,7 +33,7 @@ const COMMAND_BUFFER: usize = 64;
 /// the frames (raw event JSON after faults) its subscribers receive.
 #[derive(Debug)]
 pub(crate) struct Tick {
-    frames: [Vec<Vec<Arc<str>>>; 3],
+    frames: [Vec<Vec<Arc<str>>>; Family::COUNT],
 }
 
 impl Tick {
@@ -53,13 +53,13 @@ pub(crate) struct Shared {
     /// Every market.
     pub(crate) exchange: Exchange,
     /// Per family (by [`Family::index`]): REST weight accounting.
-    ledgers: [Mutex<WeightLedger>; 3],
+    ledgers: [Mutex<WeightLedger>; Family::COUNT],
     /// Every step's frames, to every connection.
     pub(crate) ticks: broadcast::Sender<Arc<Tick>>,
     /// Fault commands to connections.
     pub(crate) commands: broadcast::Sender<ConnectionCommand>,
     /// Per venue (by [`Venue::index`]): WebSocket counters.
-    ws_stats: [VenueStats; 2],
+    ws_stats: [VenueStats; Venue::COUNT],
     /// `true` once the server is shutting down; connections and the ticker watch it.
     pub(crate) shutdown: watch::Sender<bool>,
     /// Serialises steps, so that every market's events reach connections in id order.
@@ -99,7 +99,7 @@ impl SimState {
                 ledgers,
                 ticks,
                 commands,
-                ws_stats: [VenueStats::default(), VenueStats::default()],
+                ws_stats: Venue::ALL.map(|_| VenueStats::default()),
                 shutdown,
                 step_lock: Mutex::new(()),
                 steps: AtomicU64::new(0),
@@ -198,7 +198,8 @@ pub async fn run(
         seed = state.config().seed(),
         "simulator serving"
     );
-    let app = router(state.clone());
+    // The peer address tells the weight ledger which IP a REST request is charged to.
+    let app = router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let stopping = state.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -44,7 +44,8 @@ struct SpotDepthEvent<'a> {
     asks: Vec<WireLevel>,
 }
 
-/// Futures and options `depthUpdate`: `e, E, T, s, U, u, pu, b, a`.
+/// Futures and options `depthUpdate`: `e, E, T, s, U, u, pu, b, a`; COIN-M adds the pair,
+/// `ps`, after `s`.
 #[derive(Serialize)]
 struct DerivativesDepthEvent<'a> {
     #[serde(rename = "e")]
@@ -55,6 +56,8 @@ struct DerivativesDepthEvent<'a> {
     transaction_time: u64,
     #[serde(rename = "s")]
     symbol: &'a str,
+    #[serde(rename = "ps", skip_serializing_if = "Option::is_none")]
+    pair: Option<&'a str>,
     #[serde(rename = "U")]
     first_update_id: u64,
     #[serde(rename = "u")]
@@ -81,17 +84,20 @@ pub(crate) fn render_event(spec: &MarketSpec, update: &Update) -> String {
             bids,
             asks,
         }),
-        Family::Futures | Family::Options => to_json(&DerivativesDepthEvent {
-            event_type: "depthUpdate",
-            event_time: update.event_time_ms,
-            transaction_time: update.transaction_time_ms,
-            symbol: &spec.symbol,
-            first_update_id: update.first_update_id,
-            last_update_id: update.last_update_id,
-            previous_update_id: update.previous_update_id,
-            bids,
-            asks,
-        }),
+        Family::Futures | Family::Options | Family::CoinFutures => {
+            to_json(&DerivativesDepthEvent {
+                event_type: "depthUpdate",
+                event_time: update.event_time_ms,
+                transaction_time: update.transaction_time_ms,
+                symbol: &spec.symbol,
+                pair: (spec.family == Family::CoinFutures).then(|| spec.pair()),
+                first_update_id: update.first_update_id,
+                last_update_id: update.last_update_id,
+                previous_update_id: update.previous_update_id,
+                bids,
+                asks,
+            })
+        }
     }
 }
 
@@ -131,7 +137,8 @@ pub(crate) struct SnapshotParts<'a> {
 }
 
 /// The REST snapshot body in its family's shape: spot `lastUpdateId, bids, asks`; futures
-/// `lastUpdateId, E, T, bids, asks`; options `bids, asks, T, lastUpdateId`.
+/// `lastUpdateId, E, T, bids, asks`; options `bids, asks, T, lastUpdateId`; COIN-M
+/// `lastUpdateId, symbol, pair, E, T, bids, asks`.
 pub(crate) fn render_snapshot(spec: &MarketSpec, parts: &SnapshotParts<'_>) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -144,6 +151,19 @@ pub(crate) fn render_snapshot(spec: &MarketSpec, parts: &SnapshotParts<'_>) -> S
     #[serde(rename_all = "camelCase")]
     struct Futures {
         last_update_id: u64,
+        #[serde(rename = "E")]
+        message_time: u64,
+        #[serde(rename = "T")]
+        transaction_time: u64,
+        bids: Vec<WireLevel>,
+        asks: Vec<WireLevel>,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct CoinFutures<'a> {
+        last_update_id: u64,
+        symbol: &'a str,
+        pair: &'a str,
         #[serde(rename = "E")]
         message_time: u64,
         #[serde(rename = "T")]
@@ -180,6 +200,15 @@ pub(crate) fn render_snapshot(spec: &MarketSpec, parts: &SnapshotParts<'_>) -> S
             asks,
             transaction_time: parts.transaction_time_ms,
             last_update_id: parts.last_update_id,
+        }),
+        Family::CoinFutures => to_json(&CoinFutures {
+            last_update_id: parts.last_update_id,
+            symbol: &spec.symbol,
+            pair: spec.pair(),
+            message_time: parts.message_time_ms,
+            transaction_time: parts.transaction_time_ms,
+            bids,
+            asks,
         }),
     }
 }
@@ -252,6 +281,16 @@ mod tests {
     }
 
     #[test]
+    fn coin_m_events_add_the_pair_after_the_symbol() {
+        // Whole contracts: quantities have no decimals.
+        let spec = MarketSpec::new(Family::CoinFutures, 0, 1);
+        assert_eq!(
+            render_event(&spec, &update()),
+            r#"{"e":"depthUpdate","E":1672515782136,"T":1672515782134,"s":"BTCUSD_PERP","ps":"BTCUSD","U":157,"u":160,"pu":156,"b":[["10000.00","1000000000"]],"a":[["10002.00","0"]]}"#
+        );
+    }
+
+    #[test]
     fn snapshots_have_each_familys_field_order() {
         let parts = SnapshotParts {
             last_update_id: 7,
@@ -272,6 +311,10 @@ mod tests {
         assert_eq!(
             render(Family::Options),
             r#"{"bids":[],"asks":[],"T":8,"lastUpdateId":7}"#
+        );
+        assert_eq!(
+            render(Family::CoinFutures),
+            r#"{"lastUpdateId":7,"symbol":"BTCUSD_PERP","pair":"BTCUSD","E":9,"T":8,"bids":[],"asks":[]}"#
         );
     }
 

@@ -100,15 +100,17 @@ pub fn markets(
     markets
 }
 
-/// `EXCHANGE=URL` for every family the simulator at `sim` serves (`--exchange-endpoint`).
+/// `EXCHANGE=URL` for every family the simulator at `sim` serves (`--exchange-endpoint`). COIN-M's
+/// hosts are under `/dstream` there: its stream paths are spot's (`/stream`).
 pub fn sim_endpoints(sim: &str) -> Vec<String> {
     [
-        "binance.com",
-        "binance.com-futures",
-        "binance.com-vanilla-options",
+        ("binance.com", ""),
+        ("binance.com-futures", ""),
+        ("binance.com-vanilla-options", ""),
+        ("binance.com-coin_futures", "/dstream"),
     ]
     .iter()
-    .map(|exchange| format!("{exchange}=http://{sim}"))
+    .map(|(exchange, host)| format!("{exchange}=http://{sim}{host}"))
     .collect()
 }
 

@@ -11,18 +11,19 @@ use crate::cluster::{Cleanup, Process, start_dcn, wait_synced};
 use crate::http::{get_json, post_json};
 use crate::sync::{assert_matches, truth};
 
-/// A simulator and a DCN keeping two spot and two futures books from it.
-struct Rig {
-    sim: Process,
+/// A simulator and a DCN keeping books from it (two spot and two futures by default; the COIN-M
+/// suite keeps its own).
+pub(crate) struct Rig {
+    pub(crate) sim: Process,
     dcn: Process,
-    reader: ClusterReader,
+    pub(crate) reader: ClusterReader,
     _cleanup: Cleanup,
 }
 
 const SPOT: (&str, &str, &str) = ("binance.com", "spot", "SIM0USDT");
 const FUTURES: (&str, &str, &str) = ("binance.com-futures", "futures", "SIM1USDT");
 
-type Market = (&'static str, &'static str, String);
+pub(crate) type Market = (&'static str, &'static str, String);
 
 impl Rig {
     /// Two spot and two futures books, with a short connection watchdog so the silence fault is
@@ -43,7 +44,7 @@ impl Rig {
     }
 
     /// A simulator at `rate` events/s and a DCN keeping `markets` with `dcn_args`, all synced.
-    fn with(tag: &str, rate: &str, markets: &[Market], dcn_args: &[&str]) -> Self {
+    pub(crate) fn with(tag: &str, rate: &str, markets: &[Market], dcn_args: &[&str]) -> Self {
         let cluster = format!("e2efault{tag}{}", std::process::id());
         let cleanup = Cleanup(cluster.clone());
         let sim = Process::start(&["sim", "--port", "0", "--markets", "2", "--rate", rate]);
@@ -58,13 +59,13 @@ impl Rig {
         }
     }
 
-    fn inject(&self, fault: Value) -> Value {
+    pub(crate) fn inject(&self, fault: Value) -> Value {
         let reply = post_json(&self.sim.address, "/sim/control", &fault);
         assert!(reply.get("fault").is_some(), "fault refused: {reply}");
         reply
     }
 
-    fn info(&mut self, (exchange, _, symbol): (&str, &str, &str)) -> Option<BookInfo> {
+    pub(crate) fn info(&mut self, (exchange, _, symbol): (&str, &str, &str)) -> Option<BookInfo> {
         self.reader.info(exchange, symbol).ok()
     }
 
@@ -85,7 +86,7 @@ impl Rig {
     }
 
     /// The book is synced past `update_id` and both sides equal the truth at their update ids.
-    fn assert_correct_after(&mut self, book: (&str, &str, &str), update_id: u64) {
+    pub(crate) fn assert_correct_after(&mut self, book: (&str, &str, &str), update_id: u64) {
         let (exchange, family, symbol) = book;
         self.wait(book, "resynced past the fault", |info| {
             info.status == BookStatus::Synced && info.last_update_id > update_id
@@ -106,7 +107,7 @@ impl Rig {
     }
 
     /// Injects a market fault on `book` and checks it costs a resync and ends correct.
-    fn fault_resyncs(&mut self, book: (&str, &str, &str), fault: Value) {
+    pub(crate) fn fault_resyncs(&mut self, book: (&str, &str, &str), fault: Value) {
         let before = self.info(book).expect("book").resyncs;
         let reply = self.inject(fault);
         let after_update_id = reply["markets"][0]["after_update_id"].as_u64().unwrap_or(0);
@@ -114,7 +115,7 @@ impl Rig {
         self.assert_correct_after(book, after_update_id);
     }
 
-    fn alive(&self) {
+    pub(crate) fn alive(&self) {
         assert_eq!(
             get_json(&self.dcn.address, "/test")["result"],
             "OK",
@@ -123,7 +124,11 @@ impl Rig {
     }
 }
 
-fn market_fault(name: &str, (_, family, symbol): (&str, &str, &str), extra: Value) -> Value {
+pub(crate) fn market_fault(
+    name: &str,
+    (_, family, symbol): (&str, &str, &str),
+    extra: Value,
+) -> Value {
     let mut fault = json!({"fault": name, "family": family, "symbol": symbol});
     if let (Some(fault), Some(extra)) = (fault.as_object_mut(), extra.as_object()) {
         fault.extend(extra.clone());
@@ -213,48 +218,66 @@ fn a_disconnect_resyncs_every_book_of_the_connection() {
 fn a_server_shutdown_hands_over_without_losing_sync_or_spending_a_snapshot() {
     let mut rig = Rig::start("shutdown");
     let markets: Vec<(&str, &str, String)> = crate::cluster::markets(2, 2, 0);
-    let before = get_json(&rig.sim.address, "/sim/stats");
-    let fstream = |stats: &Value, key: &str| stats["websocket"]["fstream"][key].as_u64();
-    // The default: the simulator keeps serving the old connection for a while after the
-    // announcement, as Binance does.
-    rig.inject(json!({"fault": "server_shutdown", "family": "futures"}));
-
-    // Done when a new connection was opened and the old one is closed (by the DCN, at the end of
-    // the handover, or by the simulator, whichever is first); every book stays synced throughout.
-    let started = Instant::now();
-    loop {
-        for (exchange, _, symbol) in &markets {
-            let info = rig.reader.info(exchange, symbol).expect("book");
-            assert_eq!(
-                (info.status, info.resyncs),
-                (BookStatus::Synced, 0),
-                "{exchange} {symbol} left sync during the serverShutdown handover"
-            );
-        }
-        let now = get_json(&rig.sim.address, "/sim/stats");
-        let replaced = fstream(&now, "connections_opened") > fstream(&before, "connections_opened")
-            && fstream(&now, "connections_open") == fstream(&before, "connections_open");
-        if replaced {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no handover: {}",
-            now["websocket"]["fstream"]
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let after = get_json(&rig.sim.address, "/sim/stats");
-    for family in ["spot", "futures"] {
-        assert_eq!(
-            after["rest"][family]["requests"], before["rest"][family]["requests"],
-            "{family}: a snapshot was spent on the serverShutdown"
-        );
-    }
+    rig.assert_server_shutdown_handed_over("futures", "fstream", &markets);
     for book in [("binance.com-futures", "futures", "SIM0USDT"), FUTURES] {
         rig.assert_correct_after(book, 0);
     }
     rig.alive();
+}
+
+impl Rig {
+    /// Announces `serverShutdown` on `family`'s connections (its `venue` in the simulator's
+    /// stats) and checks the handover: a new connection opens and the old one closes while every
+    /// one of `markets` stays synced, and no family spends a snapshot on it.
+    pub(crate) fn assert_server_shutdown_handed_over(
+        &mut self,
+        family: &str,
+        venue: &str,
+        markets: &[Market],
+    ) {
+        let before = get_json(&self.sim.address, "/sim/stats");
+        let connections = |stats: &Value, key: &str| stats["websocket"][venue][key].as_u64();
+        // The default: the simulator keeps serving the old connection for a while after the
+        // announcement, as Binance does.
+        self.inject(json!({"fault": "server_shutdown", "family": family}));
+
+        // Done when a new connection was opened and the old one is closed (by the DCN, at the end
+        // of the handover, or by the simulator, whichever is first); every book stays synced
+        // throughout.
+        let started = Instant::now();
+        loop {
+            for (exchange, _, symbol) in markets {
+                let info = self.reader.info(exchange, symbol).expect("book");
+                assert_eq!(
+                    (info.status, info.resyncs),
+                    (BookStatus::Synced, 0),
+                    "{exchange} {symbol} left sync during the serverShutdown handover"
+                );
+            }
+            let now = get_json(&self.sim.address, "/sim/stats");
+            let replaced = connections(&now, "connections_opened")
+                > connections(&before, "connections_opened")
+                && connections(&now, "connections_open")
+                    == connections(&before, "connections_open");
+            if replaced {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no handover: {}",
+                now["websocket"][venue]
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let after = get_json(&self.sim.address, "/sim/stats");
+        let families = after["rest"].as_object().cloned().unwrap_or_default();
+        for (family, rest) in families {
+            assert_eq!(
+                rest["requests"], before["rest"][&family]["requests"],
+                "{family}: a snapshot was spent on the serverShutdown"
+            );
+        }
+    }
 }
 
 /// Waits until `done` holds for `symbol` of `exchange`; panics with the last info after 60 s.

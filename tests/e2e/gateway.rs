@@ -221,7 +221,7 @@ fn hundred_books() -> Vec<(&'static str, &'static str, String)> {
 }
 
 /// Creates `books` with `desired_quantity` through restapi, one create_depthcaches per exchange.
-fn create(restapi: &str, books: &[(&str, &str, String)], desired_quantity: u32) {
+pub(crate) fn create(restapi: &str, books: &[(&str, &str, String)], desired_quantity: u32) {
     let mut exchanges: Vec<&str> = books.iter().map(|(exchange, _, _)| *exchange).collect();
     exchanges.dedup();
     for exchange in exchanges {
@@ -238,7 +238,7 @@ fn create(restapi: &str, books: &[(&str, &str, String)], desired_quantity: u32) 
 }
 
 /// Waits until every book has `replicas` running replicas, none on `excluded`; returns the list.
-fn wait_running(
+pub(crate) fn wait_running(
     rig: &Rig,
     books: &[(&str, &str, String)],
     replicas: usize,
@@ -290,7 +290,13 @@ fn levels(answer: &Value, key: &str) -> Vec<(f64, f64)> {
 }
 
 /// Reads a book through `restapi` and checks it against the truth at its update id.
-fn assert_served_correctly(rig: &Rig, restapi: &str, exchange: &str, family: &str, market: &str) {
+pub(crate) fn assert_served_correctly(
+    rig: &Rig,
+    restapi: &str,
+    exchange: &str,
+    family: &str,
+    market: &str,
+) {
     for (path, key, side) in [
         ("get_asks", "asks", Side::Asks),
         ("get_bids", "bids", Side::Bids),

@@ -4,9 +4,12 @@
 
 mod bad_input;
 mod cluster;
+mod coin_futures;
 mod faults;
 mod gateway;
 mod http;
+mod peer_seeding;
+mod progressive_depth;
 mod pypi_client;
 mod shared_ban;
 mod snapshots;

@@ -16,7 +16,7 @@ use crate::http::{exchange, get_json, post_json};
 const QUIET_BOOKS: usize = 100;
 
 /// The DCN's `/metrics` text.
-fn metrics(dcn: &str) -> String {
+pub(crate) fn metrics(dcn: &str) -> String {
     let token = machine_token();
     let raw = format!(
         "GET /metrics HTTP/1.1\r\nHost: {dcn}\r\nx-ubdcc-cluster-secret: {token}\r\nConnection: close\r\n\r\n"
@@ -27,7 +27,7 @@ fn metrics(dcn: &str) -> String {
 }
 
 /// The value of the metric line starting with `series` (name and labels), if present.
-fn metric(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }

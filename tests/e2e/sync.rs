@@ -64,25 +64,21 @@ pub fn assert_matches(held: &[(f64, f64)], truth: &[(f64, f64)], what: &str) {
     }
 }
 
-#[test]
-fn fifty_books_sync_and_equal_the_simulators_truth() {
-    let cluster = format!("e2esync{}", std::process::id());
-    let _cleanup = Cleanup(cluster.clone());
-    let sim = Process::start(&["sim", "--port", "0", "--markets", "20", "--rate", "10"]);
-    let markets = markets(20, 20, 10);
-    let dcn = start_dcn(&cluster, &sim.address, &markets, &[]);
-    let mut reader = ClusterReader::open(&cluster).expect("cluster");
-    let took = wait_synced(&mut reader, &markets, Duration::from_secs(120));
-    println!("{} books synced after {took:?}", markets.len());
-
+/// Asserts that both sides of every one of `markets` in shared memory equal the simulator's truth
+/// at the update id the book is at.
+pub fn assert_shm_books_equal_truth(
+    reader: &mut ClusterReader,
+    sim: &str,
+    markets: &[(&str, &str, String)],
+) {
     let mut levels = Vec::new();
-    for (exchange, family, symbol) in &markets {
+    for (exchange, family, symbol) in markets {
         for side in [Side::Asks, Side::Bids] {
             let info = reader
                 .read(exchange, symbol, side, &LevelQuery::ALL, &mut levels)
                 .unwrap_or_else(|e| panic!("{exchange} {symbol}: {e}"));
             let held: Vec<(f64, f64)> = levels.iter().map(|l| (l.price, l.quantity)).collect();
-            let expected = truth(&sim.address, family, symbol, info.last_update_id, side);
+            let expected = truth(sim, family, symbol, info.last_update_id, side);
             assert_matches(
                 &held,
                 &expected,
@@ -93,32 +89,39 @@ fn fifty_books_sync_and_equal_the_simulators_truth() {
             );
         }
     }
+}
 
-    // The DCN's HTTP endpoint serves the same books, with the update id they are at.
-    for (exchange, family, symbol) in markets.iter().step_by(7) {
-        let body = get_json(
-            &dcn.address,
-            &format!("/get_asks?exchange={exchange}&market={symbol}"),
-        );
-        assert_eq!(body["result"], "OK", "{body}");
-        let held: Vec<(f64, f64)> = body["asks"]
-            .as_array()
-            .expect("asks")
-            .iter()
-            .map(|l| (l[0].as_f64().expect("price"), l[1].as_f64().expect("qty")))
-            .collect();
-        let update_id = body["last_update_id"].as_u64().expect("last_update_id");
-        assert_matches(
-            &held,
-            &truth(&sim.address, family, symbol, update_id, Side::Asks),
-            &format!("http {exchange} {symbol}"),
-        );
-    }
+/// Asserts that the DCN at `dcn` serves the asks of `symbol` over HTTP equal to the truth at the
+/// update id it reports.
+pub fn assert_http_asks_equal_truth(
+    dcn: &str,
+    sim: &str,
+    (exchange, family, symbol): (&str, &str, &str),
+) {
+    let body = get_json(
+        dcn,
+        &format!("/get_asks?exchange={exchange}&market={symbol}"),
+    );
+    assert_eq!(body["result"], "OK", "{body}");
+    let held: Vec<(f64, f64)> = body["asks"]
+        .as_array()
+        .expect("asks")
+        .iter()
+        .map(|l| (l[0].as_f64().expect("price"), l[1].as_f64().expect("qty")))
+        .collect();
+    let update_id = body["last_update_id"].as_u64().expect("last_update_id");
+    assert_matches(
+        &held,
+        &truth(sim, family, symbol, update_id, Side::Asks),
+        &format!("http {exchange} {symbol}"),
+    );
+}
 
-    // Snapshots stayed within every host's weight budget: no 429, no 418, and never more than
-    // the DCN's share (half) of any host's per-minute limit.
-    let stats = get_json(&sim.address, "/sim/stats");
-    for family in ["spot", "futures", "options"] {
+/// Asserts that snapshots stayed within every host's weight budget: no 429, no 418, and never
+/// more than the DCN's share (half) of the per-minute limit of any of `families`' hosts.
+pub fn assert_within_weight_budget(sim: &str, families: &[&str]) {
+    let stats = get_json(sim, "/sim/stats");
+    for family in families {
         let rest = &stats["rest"][family];
         let (used, limit) = (
             rest["max_used_weight_1m"].as_u64().expect("counted"),
@@ -138,5 +141,24 @@ fn fifty_books_sync_and_equal_the_simulators_truth() {
             "{family}: {rest}"
         );
     }
+}
+
+#[test]
+fn fifty_books_sync_and_equal_the_simulators_truth() {
+    let cluster = format!("e2esync{}", std::process::id());
+    let _cleanup = Cleanup(cluster.clone());
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "20", "--rate", "10"]);
+    let markets = markets(20, 20, 10);
+    let dcn = start_dcn(&cluster, &sim.address, &markets, &[]);
+    let mut reader = ClusterReader::open(&cluster).expect("cluster");
+    let took = wait_synced(&mut reader, &markets, Duration::from_secs(120));
+    println!("{} books synced after {took:?}", markets.len());
+    assert_shm_books_equal_truth(&mut reader, &sim.address, &markets);
+
+    // The DCN's HTTP endpoint serves the same books, with the update id they are at.
+    for (exchange, family, symbol) in markets.iter().step_by(7) {
+        assert_http_asks_equal_truth(&dcn.address, &sim.address, (exchange, family, symbol));
+    }
+    assert_within_weight_budget(&sim.address, &["spot", "futures", "options"]);
     dcn.terminate();
 }

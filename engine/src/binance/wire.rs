@@ -380,6 +380,25 @@ mod tests {
     }
 
     #[test]
+    fn coin_m_events_and_snapshots_parse_with_their_pair_fields() {
+        // COIN-M adds `ps` (the pair) to events and `symbol` and `pair` to snapshots; neither is
+        // needed, and neither may get in the way.
+        let message = parse(
+            r#"{"stream":"btcusd_251226@depth","data":{"e":"depthUpdate","E":1591270260907,"T":1591270260891,"s":"BTCUSD_251226","ps":"BTCUSD","U":17285681,"u":17285702,"pu":17285675,"b":[["9517.6","10"]],"a":[["9518.5","45"]]}}"#,
+        );
+        let StreamMessage::Depth { stream, update } = message else {
+            panic!("{message:?}")
+        };
+        assert_eq!(
+            (stream, update.symbol, update.ids.previous_last),
+            ("btcusd_251226@depth", "BTCUSD_251226", Some(17285675))
+        );
+        let mut snapshot = br#"{"lastUpdateId":16769853,"symbol":"BTCUSD_PERP","pair":"BTCUSD","E":1591250106370,"T":1591250106368,"bids":[["9638.0","431"]],"asks":[["9638.2","12"]]}"#.to_vec();
+        let (id, snapshot) = DepthSnapshot::parse(&mut snapshot).unwrap();
+        assert_eq!((id, snapshot.bids.len()), (16769853, 1));
+    }
+
+    #[test]
     fn control_replies_errors_and_shutdowns_are_recognised() {
         assert_eq!(
             parse(r#"{"result":null,"id":7}"#),

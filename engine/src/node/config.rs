@@ -7,6 +7,8 @@ use ubdcc_shm::DEFAULT_SEGMENT_MODE;
 
 use crate::depth_cache::{BUFFER_BYTES_PER_BOOK, BUFFER_BYTES_PER_NODE};
 use crate::exchange::{EndpointOverrides, Exchange};
+use crate::peer_seed::PeerDirectory;
+use crate::snapshot::SNAPSHOT_LIMIT;
 
 /// Settings of a node.
 #[derive(Debug, Clone)]
@@ -44,6 +46,15 @@ pub struct NodeConfig {
     /// Bytes of events all books of the node may buffer together; a book that finds none left
     /// drops its buffer, out of sync with reason "event buffer overflow".
     pub buffer_bytes_per_node: usize,
+    /// Levels a book's first snapshot (and a resync's) asks for. Below [`SNAPSHOT_LIMIT`] a
+    /// book starts shallow — cheaper in weight, served at once within that depth — and is
+    /// deepened to [`SNAPSHOT_LIMIT`] later from spare weight or a peer.
+    pub initial_depth: u32,
+    /// Start books from synced replicas on other DCNs (this host's shared memory, then the
+    /// peers of [`NodeConfig::peers`]) before paying for a REST snapshot.
+    pub peer_seeding: bool,
+    /// The peers of each book and the credentials for them, kept current by the DCN's agent.
+    pub peers: PeerDirectory,
 }
 
 impl NodeConfig {
@@ -68,6 +79,9 @@ impl NodeConfig {
             book_silence: Duration::from_secs(60),
             buffer_bytes_per_book: BUFFER_BYTES_PER_BOOK,
             buffer_bytes_per_node: BUFFER_BYTES_PER_NODE,
+            initial_depth: SNAPSHOT_LIMIT,
+            peer_seeding: true,
+            peers: PeerDirectory::default(),
         }
     }
 }

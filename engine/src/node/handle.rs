@@ -12,6 +12,7 @@ use super::BookSpec;
 use crate::buffer_budget::BufferBudget;
 use crate::depth_cache::DepthCacheError;
 use crate::exchange::{Exchange, ExchangeError};
+use crate::peer_seed::{PeerDirectory, SeedStats};
 use crate::snapshot::{ApiKeys, SnapshotError, SnapshotStats, WeightShare};
 
 /// A book's state, as the node reports it.
@@ -106,12 +107,24 @@ pub struct NodeHandle {
     pub(super) weight_share: WeightShare,
     pub(super) snapshot_stats: Arc<SnapshotStats>,
     pub(super) buffer_budget: BufferBudget,
+    pub(super) seed_stats: Arc<SeedStats>,
+    pub(super) peers: PeerDirectory,
 }
 
 impl NodeHandle {
     /// The budget of the books' event buffers (bytes held now, peak, overflows).
     pub fn buffer_budget(&self) -> BufferBudget {
         self.buffer_budget.clone()
+    }
+
+    /// How many books started from a peer's copy, by source, and how many copies failed.
+    pub fn seed_stats(&self) -> Arc<SeedStats> {
+        Arc::clone(&self.seed_stats)
+    }
+
+    /// Where the node finds peers for its books (the agent fills it from mgmt's state).
+    pub fn peers(&self) -> PeerDirectory {
+        self.peers.clone()
     }
 
     /// The snapshot scheduler's counters (downloads, weight spent, 429 / 418).

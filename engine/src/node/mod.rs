@@ -16,6 +16,7 @@
 
 mod config;
 mod handle;
+mod seeding;
 mod timers;
 
 pub use config::{BookSpec, NodeConfig};
@@ -31,8 +32,10 @@ use ubdcc_shm::{BookStatus, HEARTBEAT_INTERVAL, OutOfSyncReason, SegmentConfig};
 
 use crate::buffer_budget::BufferBudget;
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
+use crate::deepening::SHADOW_BYTES_PER_NODE;
 use crate::depth_cache::{BufferLimits, DepthCache, DepthCacheError, NextStep};
 use crate::exchange::{Exchange, is_valid_symbol};
+use crate::peer_seed::Seeder;
 use crate::publish::Publisher;
 use crate::snapshot::{
     ApiKeys, BookId, SNAPSHOT_LIMIT, SnapshotConfig, SnapshotKind, SnapshotOutcome,
@@ -80,6 +83,10 @@ struct Entry {
     epoch: u64,
     /// The stream this book is carried on.
     stream: String,
+    /// A deep snapshot for its shadow is on its way (see `crate::deepening`).
+    deepening: bool,
+    /// Where seeding from peers stands in this episode.
+    seed: seeding::SeedState,
 }
 
 impl Entry {
@@ -88,6 +95,8 @@ impl Entry {
         self.epoch += 1;
         self.synced_since = None;
         self.verifying = false;
+        self.deepening = false;
+        // The seed state lives on until the book is synced (see `seeding::SeedState`).
     }
 }
 
@@ -131,6 +140,12 @@ pub struct Node {
     tasks: JoinSet<()>,
     /// The scheduler's task in `tasks`.
     scheduler: Id,
+    /// Copies from peers, when seeding is on.
+    seeder: Option<Seeder>,
+    seed_tx: mpsc::UnboundedSender<seeding::SeedOutcome>,
+    seed_rx: mpsc::UnboundedReceiver<seeding::SeedOutcome>,
+    /// What the shadows of deepening books may buffer together.
+    shadow_budget: BufferBudget,
 }
 
 impl Node {
@@ -170,6 +185,11 @@ impl Node {
             budget: BufferBudget::new(config.buffer_bytes_per_node),
         };
         let buffer_budget = buffer.budget.clone();
+        let seeder = Seeder::new(&config.cluster, &config.dcn, config.peers.clone());
+        let seed_stats = seeder.stats();
+        let peers = config.peers.clone();
+        let seeder = config.peer_seeding.then_some(seeder);
+        let (seed_tx, seed_rx) = mpsc::unbounded_channel();
         let node = Self {
             config,
             publisher: Publisher::new(writer),
@@ -185,6 +205,10 @@ impl Node {
             retries: Vec::new(),
             tasks,
             scheduler,
+            seeder,
+            seed_tx,
+            seed_rx,
+            shadow_budget: BufferBudget::new(SHADOW_BYTES_PER_NODE),
         };
         Ok((
             node,
@@ -194,6 +218,8 @@ impl Node {
                 weight_share,
                 snapshot_stats,
                 buffer_budget,
+                seed_stats,
+                peers,
             },
             commands_rx,
         ))
@@ -240,6 +266,7 @@ impl Node {
                 Some(ended) = self.tasks.join_next_with_id() => self.on_task_ended(ended)?,
                 Some(event) = self.stream_rx.recv() => self.on_stream_event(event),
                 Some(outcome) = self.outcome_rx.recv() => self.on_snapshot(outcome),
+                Some(outcome) = self.seed_rx.recv() => self.on_seed(outcome),
                 _ = heartbeat.tick() => self.publisher.writer().heartbeat(),
                 _ = housekeeping.tick() => {
                     self.refresh_due();
@@ -360,6 +387,8 @@ impl Node {
                 verifying: false,
                 epoch: 0,
                 stream,
+                deepening: false,
+                seed: seeding::SeedState::default(),
             },
         );
         Ok(())
@@ -485,14 +514,20 @@ impl Node {
             self.verify(outcome);
             return;
         }
+        if std::mem::take(&mut entry.deepening) && entry.cache.meta().status.is_synced() {
+            self.on_deep_snapshot(outcome.book, outcome.result.ok());
+            return;
+        }
         let step = match outcome.result {
-            Ok(snapshot) => entry.cache.on_snapshot(
-                snapshot.last_update_id,
-                &snapshot.bids,
-                &snapshot.asks,
-                crate::clock::unix_now_ns(),
-                &mut self.publisher,
-            ),
+            // The exchange's snapshot replaces any peer's copy loaded before.
+            Ok(snapshot) => {
+                entry.seed.clear_copy();
+                entry.cache.on_starting_book(
+                    &snapshot,
+                    crate::clock::unix_now_ns(),
+                    &mut self.publisher,
+                )
+            }
             Err(error) if error.is_unknown_symbol() => {
                 self.delisted(outcome.book, &error);
                 return;
@@ -529,8 +564,14 @@ impl Node {
                     let now = Instant::now();
                     (entry.synced_since, entry.last_event) = (Some(now), now);
                     entry.retry_delay = FIRST_SNAPSHOT_RETRY;
+                    let shallow = entry.cache.is_shallow();
+                    self.synced_after_seeding(book);
+                    if shallow {
+                        self.request_deepening(book);
+                    }
                 }
             }
+            Ok(NextStep::Deepen) => self.schedule_deepening(book),
             Ok(NextStep::FetchSnapshot) => {
                 // The book lost sync with its stream still live: a new episode, asked for now.
                 entry.begin_episode();
@@ -549,17 +590,30 @@ impl Node {
         let kind =
             if entry.verifying || meta.status == BookStatus::OutOfSync(OutOfSyncReason::Delisted) {
                 SnapshotKind::Verify
+            } else if entry.deepening {
+                SnapshotKind::Deepen
             } else if meta.resyncs == 0 {
                 SnapshotKind::New
             } else {
                 SnapshotKind::Resync
             };
+        if self.try_seed(book, kind) {
+            return;
+        }
+        let Some(entry) = self.books.get(&book) else {
+            return;
+        };
+        let limit = match kind {
+            SnapshotKind::New | SnapshotKind::Resync => self.config.initial_depth,
+            SnapshotKind::Deepen | SnapshotKind::Verify => SNAPSHOT_LIMIT,
+        };
         let request = SnapshotRequest {
             book,
             epoch: entry.epoch,
             exchange: entry.spec.exchange,
             symbol: entry.spec.symbol.clone(),
             kind,
+            limit,
         };
         // The scheduler lives as long as the node.
         self.snapshot_tx.send(request).ok();

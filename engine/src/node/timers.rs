@@ -44,7 +44,16 @@ impl Node {
             self.retries.drain(..).partition(|(when, _)| *when <= now);
         self.retries = later;
         for (_, book) in due {
-            self.request_snapshot(book);
+            let Some(entry) = self.books.get(&book) else {
+                continue;
+            };
+            if !entry.cache.meta().status.is_synced() {
+                self.request_snapshot(book);
+            } else if entry.cache.is_shallow() {
+                // A deepening that failed earlier, due again.
+                self.request_deepening(book);
+            }
+            // Else synced meanwhile (by a peer's copy or another answer): nothing is due.
         }
     }
 
@@ -62,6 +71,7 @@ impl Node {
             .iter_mut()
             .filter(|(_, entry)| {
                 !entry.verifying
+                    && !entry.deepening
                     && entry.cache.meta().status.is_synced()
                     && now.duration_since(entry.last_event) >= entry.silence_threshold
             })

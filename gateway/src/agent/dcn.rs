@@ -2,6 +2,10 @@
 //! placed on this DCN, remove the ones no longer placed, set the assigned API keys) and reports
 //! each replica's status as the DCN's own shared-memory segment shows it.
 //!
+//! Each book's peers — the other DCNs holding a replica, and whether one of them gets the book
+//! first — come from the same state ([`seed_plans`]): a replica starts from a synced peer's copy
+//! before it pays for a REST snapshot (issue 12).
+//!
 //! Statuses come from shared memory, not from the engine's internals: it is what readers see,
 //! so `running` means exactly "a reader gets data". A waiting replica's place in the snapshot
 //! queue comes from the engine's scheduler ([`SnapshotStats::waiting`]).
@@ -10,7 +14,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use ubdcc_engine::{BookSpec, Exchange, NodeError, NodeHandle, SnapshotStats, WaitingBook};
+use ubdcc_engine::{
+    BookSpec, Exchange, NodeError, NodeHandle, SeedPlan, SnapshotStats, WaitingBook,
+};
 use ubdcc_shm::{BookStatus, ClusterReader};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
@@ -33,6 +39,8 @@ pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHand
     loop {
         let mut settled = true;
         if let Some(state) = copy.get() {
+            // Plans first: a book added below asks its peers at once.
+            node.peers().set_plans(seed_plans(&state, &uid));
             settled = apply_books(&node, &wanted_books(&state, &uid), &mut local).await;
             apply_keys(&node, &state, &uid, &local, &mut keys);
             apply_share(&node, &state, &uid, started_share);
@@ -70,6 +78,42 @@ fn wanted_books(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), 
         wanted.insert((exchange, record.market.clone()), spec);
     }
     wanted
+}
+
+/// For each book placed on DCN `uid`: its peers (the other replicas' DCNs, synced ones first)
+/// and whether to wait for one — a peer that is synced, or placed before this replica (it gets
+/// the book first: the second replica of a new book must not pay for a second snapshot).
+fn seed_plans(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), SeedPlan> {
+    let mut plans = HashMap::new();
+    for record in state.depthcaches() {
+        let Some(mine) = record.distribution.get_index_of(uid) else {
+            continue;
+        };
+        let Ok(exchange) = record.exchange.parse::<Exchange>() else {
+            continue;
+        };
+        let mut peers = Vec::new();
+        let mut wait_for_peer = false;
+        for (index, (peer, entry)) in record.distribution.iter().enumerate() {
+            let Some(pod) = state.pods.get(peer).filter(|_| peer != uid) else {
+                continue;
+            };
+            let synced = entry.status == ReplicaStatus::Running;
+            wait_for_peer |= synced || index < mine;
+            peers.push((!synced, format!("http://{}:{}", pod.ip, pod.api_port_rest)));
+        }
+        // Synced peers first (a stable sort keeps placement order among equals).
+        peers.sort_by_key(|(not_synced, _)| *not_synced);
+        let peers = peers.into_iter().map(|(_, url)| url).collect();
+        plans.insert(
+            (exchange, record.market.clone()),
+            SeedPlan {
+                peers,
+                wait_for_peer,
+            },
+        );
+    }
+    plans
 }
 
 /// Adds and removes books until the engine holds `wanted`; returns `false` when something
@@ -254,9 +298,9 @@ impl ReplicaSource for ShmReplicaSource {
                 }
                 Err(error) => (ReplicaStatus::OutOfSync, Some(error.to_string())),
             };
-            let resyncs = reader
-                .info(&listing.exchange, &listing.market)
-                .map_or(0, |info| u64::from(info.resyncs));
+            let info = reader.info(&listing.exchange, &listing.market).ok();
+            let resyncs = info.map_or(0, |info| u64::from(info.resyncs));
+            let depth = info.map(|info| info.depth).filter(|depth| *depth > 0);
             let key = (listing.exchange.clone(), listing.market.clone());
             let snapshot_queue = waiting.remove(&key);
             let seen = restarts.entry(key).or_insert((resyncs, 0.0));
@@ -271,6 +315,7 @@ impl ReplicaSource for ShmReplicaSource {
                 last_restart_time: seen.1,
                 reason,
                 snapshot_queue,
+                depth,
             });
         }
         reports

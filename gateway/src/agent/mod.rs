@@ -142,6 +142,9 @@ pub struct ReplicaReport {
     /// Its place in the DCN's snapshot queue, while it waits for a snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_queue: Option<SnapshotWait>,
+    /// Levels per side its book covers (below 1 000 while a shallow start is deepened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
 }
 
 /// `true` when `a` and `b` differ in more than snapshot queue places: only such a change is
@@ -149,9 +152,21 @@ pub struct ReplicaReport {
 fn statuses_differ(a: &[ReplicaReport], b: &[ReplicaReport]) -> bool {
     a.len() != b.len()
         || a.iter().zip(b).any(|(a, b)| {
-            (&a.exchange, &a.market, a.status, a.restarts, &a.reason)
-                != (&b.exchange, &b.market, b.status, b.restarts, &b.reason)
-                || a.snapshot_queue.is_some() != b.snapshot_queue.is_some()
+            (
+                &a.exchange,
+                &a.market,
+                a.status,
+                a.restarts,
+                &a.reason,
+                a.depth,
+            ) != (
+                &b.exchange,
+                &b.market,
+                b.status,
+                b.restarts,
+                &b.reason,
+                b.depth,
+            ) || a.snapshot_queue.is_some() != b.snapshot_queue.is_some()
         })
 }
 

@@ -241,8 +241,9 @@ fn apply_reports(
             entry.last_restart_time = report.last_restart_time;
             entry.reason.clone_from(&report.reason);
             entry.snapshot_queue.clone_from(&report.snapshot_queue);
+            entry.depth = report.depth;
         } else {
-            (entry.reason, entry.snapshot_queue) = (None, None);
+            (entry.reason, entry.snapshot_queue, entry.depth) = (None, None, None);
         }
     }
     changed

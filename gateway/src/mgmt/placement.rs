@@ -156,6 +156,7 @@ pub fn place(state: &mut ClusterState, now: Seconds) -> Vec<PlacementChange> {
                     status: ReplicaStatus::Starting,
                     reason: None,
                     snapshot_queue: None,
+                    depth: None,
                 },
             );
             changes.push(PlacementChange::Added {
@@ -284,6 +285,7 @@ mod tests {
                     status: ReplicaStatus::Running,
                     reason: None,
                     snapshot_queue: None,
+                    depth: None,
                 },
             );
         place(&mut state, 1.0);

@@ -66,6 +66,10 @@ pub struct DistributionEntry {
         skip_serializing_if = "Option::is_none"
     )]
     pub snapshot_queue: Option<SnapshotWait>,
+    /// Levels per side the replica's book covers, as its DCN reports it (a key the original did
+    /// not have; below 1 000 while a book that started shallow is deepened).
+    #[serde(rename = "DEPTH", default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u32>,
 }
 
 /// A replica waiting for a REST snapshot on its DCN.
@@ -243,20 +247,23 @@ pub fn mask_api_key(key: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 6))
 }
 
-/// The account group whose credentials serve an exchange (`docs/upstream-api.md` §8).
+/// The account group whose credentials serve an exchange (`docs/upstream-api.md` §8). COIN-M
+/// is ours, not the original's: its keys are binance.com's, and its testnet is the futures
+/// testnet (`testnet.binancefuture.com` serves USD-M and COIN-M with one set of keys).
 pub fn account_group(exchange: &str) -> Option<&'static str> {
     Some(match exchange {
         "binance.com"
         | "binance.com-futures"
+        | "binance.com-coin_futures"
         | "binance.com-margin"
         | "binance.com-isolated_margin"
         | "binance.com-vanilla-options" => "binance.com",
         "binance.com-testnet"
         | "binance.com-margin-testnet"
         | "binance.com-isolated_margin-testnet" => "binance.com-testnet",
-        "binance.com-futures-testnet" | "binance.com-vanilla-options-testnet" => {
-            "binance.com-futures-testnet"
-        }
+        "binance.com-futures-testnet"
+        | "binance.com-coin_futures-testnet"
+        | "binance.com-vanilla-options-testnet" => "binance.com-futures-testnet",
         "binance.us" => "binance.us",
         "trbinance.com" => "binance.tr",
         _ => return None,
@@ -474,8 +481,23 @@ mod tests {
             account_group("binance.com-vanilla-options-testnet"),
             Some("binance.com-futures-testnet")
         );
+        assert_eq!(
+            account_group("binance.com-coin_futures"),
+            Some("binance.com")
+        );
+        assert_eq!(
+            account_group("binance.com-coin_futures-testnet"),
+            Some("binance.com-futures-testnet")
+        );
         assert_eq!(account_group("trbinance.com"), Some("binance.tr"));
         assert_eq!(account_group("kraken.com"), None);
+        for exchange in ubdcc_engine::EXCHANGES {
+            let group = account_group(exchange.as_str());
+            assert!(
+                group.is_some_and(|group| crate::mgmt::public::ACCOUNT_GROUPS.contains(&group)),
+                "{exchange}: {group:?}"
+            );
+        }
     }
 
     #[test]
@@ -492,6 +514,7 @@ mod tests {
                 status: ReplicaStatus::Running,
                 reason: None,
                 snapshot_queue: None,
+                depth: None,
             },
         );
         let text = serde_json::to_string(&record).unwrap();
@@ -578,6 +601,7 @@ mod tests {
                     status: ReplicaStatus::Running,
                     reason: None,
                     snapshot_queue: None,
+                    depth: None,
                 },
             );
         }

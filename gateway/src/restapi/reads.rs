@@ -10,6 +10,7 @@
 //! No candidate at all: #7000 unknown book, #4000 no replica placed, #6000 none synced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,6 +28,12 @@ use crate::envelope::{
     ApiError, ErrorId, bytes_response, json_response, not_found_error, out_of_sync_error,
 };
 use crate::params::{BookRequest, Params};
+
+/// How long a read waits for one DCN before it asks the next replica. A live DCN answers in
+/// well under a millisecond (tens of ms on a loaded machine); a dead or unplugged host never
+/// answers, and readers must not wait the 10 s of other internal calls for it (measured in
+/// `tests/hosts`: 10 s per read while a host was gone, before this bound).
+const REMOTE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The route of a read of `side`.
 pub fn route(side: Side) -> MethodRouter<Arc<RestApi>> {
@@ -105,7 +112,8 @@ fn read_local(
         });
         api.debug(info, &[(&dcn, uid.as_deref().unwrap_or(""))], None)
     });
-    let body = book_answer::body(side, &book_info, &levels, debug.as_ref());
+    let partial = book_answer::partial_answer(&book_info, book);
+    let body = book_answer::body(side, &book_info, &levels, debug.as_ref(), partial);
     api.reads.local.inc();
     Ok(bytes_response(StatusCode::OK, body))
 }
@@ -176,7 +184,7 @@ async fn read_remote(
             "get_bids"
         };
         let url = format!("http://{}:{}/{path}?{query}", replica.ip, replica.port);
-        match api.client.get(&url).await {
+        match api.client.get_within(&url, REMOTE_READ_TIMEOUT).await {
             Ok(body) => match served(&body) {
                 Ok(()) => return answer(api, info, debug, &replica, &failures, body),
                 Err(detail) => failures.push((replica, detail)),

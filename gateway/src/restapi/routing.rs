@@ -160,6 +160,7 @@ mod tests {
                     status: *status,
                     reason: None,
                     snapshot_queue: None,
+                    depth: None,
                 },
             );
         }

@@ -1,6 +1,7 @@
 //! The stream endpoints: spot's `/ws/<streams>` and `/stream?streams=`, futures' and options'
-//! `/public/ws/<streams>` and `/public/stream?streams=`, and the un-routed `/ws` and `/stream`
-//! for the venue the configuration gives them.
+//! `/public/ws/<streams>` and `/public/stream?streams=`, COIN-M's `/ws` and `/stream` under
+//! `/dstream` (its own host on Binance, see [`Family::host_prefix`]), and the un-routed `/ws`
+//! and `/stream` for the venue the configuration gives them.
 
 mod connection;
 mod message_rate;
@@ -64,13 +65,19 @@ pub(crate) struct ConnectionPlan {
     streams: Vec<StreamKey>,
 }
 
-/// The stream routes: `/public/...` for futures and options, and the un-routed `/ws...` and
-/// `/stream` for `unrouted`. On Binance spot and futures live on different hosts and both have
-/// un-routed paths; on one port the un-routed paths can serve only one of them, so with
-/// `unrouted` = [`Venue::FStream`] spot streams are not served at all.
+/// The stream routes: every venue under its [`Venue::path_prefix`] (`/public/...` for futures
+/// and options, `/dstream/...` for COIN-M), and the un-routed `/ws...` and `/stream` for
+/// `unrouted`. On Binance spot, USD-M and COIN-M streams live on different hosts and all have
+/// un-routed paths; on one port the un-routed paths can serve only one of them, so with another
+/// `unrouted` than [`Venue::Spot`] spot streams are not served at all.
 pub(crate) fn routes(unrouted: Venue) -> Router<SimState> {
-    let router = mount(Router::new(), Venue::FStream, "/public");
-    mount(router, unrouted, "")
+    let routed = Venue::ALL
+        .into_iter()
+        .filter(|venue| !venue.path_prefix().is_empty())
+        .fold(Router::new(), |router, venue| {
+            mount(router, venue, venue.path_prefix())
+        });
+    mount(routed, unrouted, "")
 }
 
 fn mount(router: Router<SimState>, venue: Venue, prefix: &str) -> Router<SimState> {

@@ -166,7 +166,7 @@ pub(crate) fn parse_request(text: &str, venue: Venue) -> Result<IdentifiedReques
 }
 
 /// Spot accepts a 64-bit signed integer, an alphanumeric string of at most 36 characters, or
-/// `null`; the futures and options venue an unsigned integer only.
+/// `null`; the derivatives venues (`fstream`, `dstream`) an unsigned integer only.
 fn is_valid_id(id: &Value, venue: Venue) -> bool {
     match venue {
         Venue::Spot => match id {
@@ -177,7 +177,7 @@ fn is_valid_id(id: &Value, venue: Venue) -> bool {
             }
             Value::Bool(_) | Value::Array(_) | Value::Object(_) => false,
         },
-        Venue::FStream => id.is_u64(),
+        Venue::FStream | Venue::DStream => id.is_u64(),
     }
 }
 
@@ -290,6 +290,12 @@ mod tests {
             Venue::FStream,
         );
         assert_eq!(fstream.map_err(|e| e.code), Err(2));
+        let dstream = parse_request(
+            r#"{"method":"LIST_SUBSCRIPTIONS","id":"x1"}"#,
+            Venue::DStream,
+        );
+        assert_eq!(dstream.map_err(|e| e.code), Err(2));
+        assert!(parse_request(r#"{"method":"LIST_SUBSCRIPTIONS","id":7}"#, Venue::DStream).is_ok());
         let too_long = format!(
             r#"{{"method":"LIST_SUBSCRIPTIONS","id":"{}"}}"#,
             "a".repeat(37)

@@ -111,6 +111,38 @@ mod tests {
     }
 
     #[test]
+    fn coin_m_streams_resolve_on_dstream_only() {
+        let exchange = exchange();
+        for (name, market) in [
+            ("btcusd_perp@depth", 0),
+            ("btcusd_260626@depth@500ms", 1),
+            ("btcusd_perp@depth@100ms", 0),
+        ] {
+            let key = parse_stream_name(&exchange, Venue::DStream, name);
+            assert_eq!(
+                key.map(|k| (k.family, k.market)),
+                Some((Family::CoinFutures, market)),
+                "{name}"
+            );
+        }
+        for venue in [Venue::Spot, Venue::FStream] {
+            assert_eq!(
+                parse_stream_name(&exchange, venue, "btcusd_perp@depth"),
+                None
+            );
+        }
+        // Elsewhere a COIN-M name is just a well-formed stream of a symbol that venue lacks.
+        assert_eq!(
+            resolve_stream_name(&exchange, Venue::Spot, "btcusd_perp@depth"),
+            Some(Resolved::Unlisted("btcusd_perp@depth".into()))
+        );
+        assert_eq!(
+            parse_stream_name(&exchange, Venue::DStream, "sim0usdt@depth"),
+            None
+        );
+    }
+
+    #[test]
     fn unknown_or_unserved_names_are_rejected() {
         let exchange = exchange();
         for name in [

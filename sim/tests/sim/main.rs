@@ -18,5 +18,7 @@ mod faults;
 mod truth;
 // Checks that a seed fixes the events.
 mod determinism;
+// Checks COIN-M's REST host, its dstream venue under /dstream, and its faults.
+mod coin_futures;
 // The test simulator, clients and a reference book.
 mod support;

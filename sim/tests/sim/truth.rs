@@ -12,7 +12,7 @@ struct Case {
     rules: SyncRules,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 4] = [
     Case {
         family: "spot",
         symbol: "SIM0USDT",
@@ -32,6 +32,13 @@ const CASES: [Case; 3] = [
         symbol: "SIM0-260626-10000-C",
         stream: "/public/stream?streams=sim0-260626-10000-c@depth@500ms",
         snapshot: "/eapi/v1/depth?symbol=SIM0-260626-10000-C&limit=1000",
+        rules: SyncRules::Futures,
+    },
+    Case {
+        family: "coin_futures",
+        symbol: "BTCUSD_PERP",
+        stream: "/dstream/stream?streams=btcusd_perp@depth",
+        snapshot: "/dstream/dapi/v1/depth?symbol=BTCUSD_PERP&limit=1000",
         rules: SyncRules::Futures,
     },
 ];
@@ -213,7 +220,7 @@ async fn market_zero_crosses_the_hundred_digit_boundary_on_both_sides() {
             "100.{}",
             "0".repeat(match case.family {
                 "spot" => 8,
-                "futures" => 2,
+                "futures" | "coin_futures" => 2,
                 _ => 3,
             })
         ));
