@@ -230,12 +230,15 @@ impl Cluster {
                 .start("sim", Role::Sim, args, Duration::from_secs(15))?;
         let address = address.context("the simulator did not start")?;
         println!("  sim started (PID {pid}) at http://{address} — no internet needed");
-        for exchange in [
-            "binance.com",
-            "binance.com-futures",
-            "binance.com-vanilla-options",
+        // COIN-M lives under `/dstream` on the simulator: its stream paths are spot's.
+        for (exchange, host) in [
+            ("binance.com", ""),
+            ("binance.com-futures", ""),
+            ("binance.com-vanilla-options", ""),
+            ("binance.com-coin_futures", "/dstream"),
         ] {
-            self.endpoints.push(format!("{exchange}=http://{address}"));
+            self.endpoints
+                .push(format!("{exchange}=http://{address}{host}"));
         }
         Ok(())
     }
