@@ -15,6 +15,8 @@
 //! after the request can need; a snapshot the window no longer reaches is reported too old
 //! and asked for again later.
 
+use ubdcc_shm::{Decimal, Side};
+
 use crate::binance::wire::DiffUpdate;
 use crate::book::OrderBook;
 use crate::buffer_budget::BufferBudget;
@@ -30,6 +32,58 @@ pub const SHADOW_BYTES_PER_NODE: usize = 16 << 20;
 
 /// Events one shadow may buffer.
 const SHADOW_CAPACITY: usize = 1_000;
+
+/// The prices a shallow snapshot covered: on each side, its worst level's price (`None` when
+/// the side had fewer levels than the depth asked for: it was the whole side).
+///
+/// A shallow book is exact only within these prices: a level beyond them that never changed
+/// was never seen. After a level inside vanishes, the book's last levels may lie beyond them
+/// (diff events bring levels from anywhere), so the depth it covers is the number of levels
+/// within the window — what readers are promised (`BookInfo::depth`), recounted at each
+/// publish (at most the shallow depth, e.g. 100 comparisons).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    bid_floor: Option<Decimal>,
+    ask_ceiling: Option<Decimal>,
+}
+
+impl Window {
+    /// The window of `book` just loaded from a snapshot and trimmed to its depth.
+    pub(crate) fn of(book: &OrderBook) -> Self {
+        let edge = |side: Side| -> Option<Decimal> {
+            if book.len(side) < book.depth() {
+                return None;
+            }
+            let worst = book.best_first(side).last()?;
+            Some(Decimal::new(worst.price, book.price_exponent()))
+        };
+        Self {
+            bid_floor: edge(Side::Bids),
+            ask_ceiling: edge(Side::Asks),
+        }
+    }
+
+    /// Levels per side `book` holds within the window (the smaller side).
+    pub(crate) fn covered(&self, book: &OrderBook) -> usize {
+        let count = |side: Side, edge: Option<Decimal>| -> usize {
+            let Some(edge) = edge else {
+                return book.len(side);
+            };
+            // The book's exponent only ever gets finer, so the edge stays representable.
+            let Some(edge) = edge.rescale(book.price_exponent()) else {
+                return 0;
+            };
+            let edge = edge.mantissa();
+            book.best_first(side)
+                .take_while(|level| match side {
+                    Side::Bids => level.price >= edge,
+                    Side::Asks => level.price <= edge,
+                })
+                .count()
+        };
+        count(Side::Bids, self.bid_floor).min(count(Side::Asks, self.ask_ceiling))
+    }
+}
 
 /// Where a shadow stands after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,19 +147,24 @@ impl Shadow {
         self.ready_at(live_id)
     }
 
-    /// Loads the deep `snapshot` and the buffered events after it; `live_id` as in
-    /// [`Shadow::on_event`].
-    pub(crate) fn on_snapshot(&mut self, snapshot: &Snapshot, live_id: u64) -> ShadowStep {
+    /// Loads the deep `snapshot` (kept to at most `full_depth` levels, whatever it claims) and
+    /// the buffered events after it; `live_id` as in [`Shadow::on_event`].
+    pub(crate) fn on_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        full_depth: usize,
+        live_id: u64,
+    ) -> ShadowStep {
         let events = match self.sync.on_snapshot(snapshot.last_update_id) {
             SnapshotStep::Load(events) => events,
             SnapshotStep::TooOld | SnapshotStep::Resync(_) | SnapshotStep::Unneeded => {
                 return ShadowStep::Failed;
             }
         };
-        self.book = OrderBook::new(snapshot.depth as usize);
+        self.book = OrderBook::new((snapshot.depth as usize).min(full_depth));
         self.last_update_id = snapshot.last_update_id;
-        let levels = snapshot.bids.iter().map(|l| (ubdcc_shm::Side::Bids, l));
-        let levels = levels.chain(snapshot.asks.iter().map(|l| (ubdcc_shm::Side::Asks, l)));
+        let levels = snapshot.bids.iter().map(|l| (Side::Bids, l));
+        let levels = levels.chain(snapshot.asks.iter().map(|l| (Side::Asks, l)));
         for (side, level) in levels {
             if self.book.apply(side, level.price, level.quantity).is_err() {
                 return ShadowStep::Failed;
@@ -122,8 +181,8 @@ impl Shadow {
     }
 
     fn apply(&mut self, event: &DiffUpdate) -> bool {
-        let levels = event.bids.iter().map(|l| (ubdcc_shm::Side::Bids, l));
-        let levels = levels.chain(event.asks.iter().map(|l| (ubdcc_shm::Side::Asks, l)));
+        let levels = event.bids.iter().map(|l| (Side::Bids, l));
+        let levels = levels.chain(event.asks.iter().map(|l| (Side::Asks, l)));
         for (side, level) in levels {
             if self.book.apply(side, level.price, level.quantity).is_err() {
                 return false;

@@ -8,7 +8,7 @@ use ubdcc_shm::{BookHandle, BookMeta, BookStatus, OutOfSyncReason, Side, WriteEr
 use crate::binance::wire::{DiffUpdate, LevelUpdate};
 use crate::book::{BookError, OrderBook};
 use crate::buffer_budget::BufferBudget;
-use crate::deepening::{Shadow, ShadowStep};
+use crate::deepening::{Shadow, ShadowStep, Window};
 use crate::exchange::Exchange;
 use crate::publish::Publisher;
 use crate::snapshot::Snapshot;
@@ -78,8 +78,13 @@ pub struct DepthCache {
     handle: BookHandle,
     /// The depth a full snapshot gives (the `depth` it was created with).
     full_depth: usize,
+    /// Levels per side the segment shows: a book at least this deep is as full as readers can
+    /// see (a copy from a peer whose segment shows fewer levels is not "shallow" here).
+    shown: usize,
     /// A deeper copy being built beside the live book (see `crate::deepening`).
     shadow: Option<Shadow>,
+    /// The prices a shallow start covered (`None` for a full one).
+    window: Option<Window>,
 }
 
 impl DepthCache {
@@ -127,7 +132,9 @@ impl DepthCache {
             meta: BookMeta::starting(),
             handle,
             full_depth: depth,
+            shown: publisher.levels_per_side(),
             shadow: None,
+            window: None,
         })
     }
 
@@ -250,9 +257,20 @@ impl DepthCache {
         self.load(id, (depth, start), bids, asks, receive_time_ns, publisher)
     }
 
+    /// `true` while a peer's copy is loaded but no live event has confirmed it yet.
+    fn awaits_confirmation(&self) -> bool {
+        !self.meta.status.is_synced()
+            && matches!(self.sync.state(), SyncState::AwaitingFirstEvent { .. })
+    }
+
     /// `true` when the book is synced but shallower than its full depth (it started shallow).
     pub fn is_shallow(&self) -> bool {
-        self.meta.status.is_synced() && self.book.depth() < self.full_depth
+        self.meta.status.is_synced() && self.book.depth() < self.readable_depth()
+    }
+
+    /// The depth a full book shows readers: the full snapshot's, at most the segment's levels.
+    fn readable_depth(&self) -> usize {
+        self.full_depth.min(self.shown)
     }
 
     /// Starts building a deeper copy beside the synced, shallow book (buffering copies of its
@@ -279,14 +297,19 @@ impl DepthCache {
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
         let live_id = self.meta.last_update_id;
-        if !self.is_shallow() || (snapshot.depth as usize) <= self.book.depth() {
+        if !self.is_shallow() {
             self.shadow = None;
             return Ok(NextStep::Continue);
+        }
+        if (snapshot.depth as usize) <= self.book.depth() {
+            // Not deeper (a request merged with a shallow one): ask again.
+            self.shadow = None;
+            return Ok(NextStep::Deepen);
         }
         let Some(shadow) = self.shadow.as_mut() else {
             return Ok(NextStep::Continue);
         };
-        let step = shadow.on_snapshot(snapshot, live_id);
+        let step = shadow.on_snapshot(snapshot, self.full_depth, live_id);
         self.after_shadow(step, publisher)
     }
 
@@ -319,8 +342,10 @@ impl DepthCache {
                     return Ok(NextStep::Continue);
                 };
                 tracing::info!(exchange = %self.exchange, symbol = %self.symbol, depth = shadow.depth(), "book deepened");
-                self.meta.depth = u32::try_from(shadow.depth()).unwrap_or(u32::MAX);
+                let shown = shadow.depth().min(publisher.levels_per_side());
+                self.meta.depth = u32::try_from(shown).unwrap_or(u32::MAX);
                 self.book = shadow.into_book();
+                self.window = None;
                 // Same update id and receive time: only the depth changed.
                 publisher.publish(self.handle, &self.meta, &self.book)?;
                 Ok(NextStep::Continue)
@@ -337,22 +362,30 @@ impl DepthCache {
         receive_time_ns: u64,
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
+        if start == Start::Exchange && self.awaits_confirmation() {
+            // A peer's copy waits for a live event to prove it current; the exchange's snapshot,
+            // taken after the subscription, proves its own book current (in a quiet market the
+            // event may not come for hours): it replaces the copy.
+            self.sync.restart();
+        }
         let events = match self.sync.on_snapshot(snapshot_id) {
             SnapshotStep::Load(events) => events,
             SnapshotStep::TooOld => return Ok(NextStep::FetchSnapshot),
             SnapshotStep::Unneeded => return Ok(NextStep::Continue),
             SnapshotStep::Resync(error) => return self.lose_sync(reason_of(&error), publisher),
         };
-        // A new snapshot never inherits old levels, nor a deepening begun before it.
-        self.book.clear();
-        self.book.set_depth(depth);
-        self.meta.depth = u32::try_from(depth).unwrap_or(u32::MAX);
+        // A new snapshot never inherits old levels, nor their exponents (one odd level of an
+        // earlier, bad copy must not make every later snapshot unrepresentable), nor a deepening
+        // begun before it.
+        self.book = OrderBook::new(depth);
         self.shadow = None;
         if self.apply_levels(bids, asks).is_err() {
             self.sync.restart();
             return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
         }
         self.book.trim();
+        self.window = (depth < self.readable_depth()).then(|| Window::of(&self.book));
+        self.cover(publisher);
         self.meta.last_update_id = snapshot_id;
         // The book is the exchange's state as of the snapshot: until an event follows, its time
         // is when the snapshot arrived (spot snapshots carry none), never an earlier episode's.
@@ -458,8 +491,20 @@ impl DepthCache {
         }
         self.meta.status = BookStatus::Synced;
         self.meta.receive_time_ns = receive_time_ns;
+        self.cover(publisher);
         publisher.publish(self.handle, &self.meta, &self.book)?;
         Ok(NextStep::Continue)
+    }
+
+    /// Sets the depth readers are promised: the snapshot's (at most the segment's levels), or
+    /// for a shallow start the levels still within the prices its snapshot covered.
+    fn cover(&mut self, publisher: &Publisher) {
+        let depth = match &self.window {
+            Some(window) => window.covered(&self.book),
+            None => self.book.depth(),
+        };
+        let shown = depth.min(publisher.levels_per_side());
+        self.meta.depth = u32::try_from(shown).unwrap_or(u32::MAX);
     }
 
     fn apply_levels(

@@ -307,6 +307,20 @@ impl Exchange {
 }
 
 impl ExchangeSpec {
+    /// The `limit` to ask for to get at least `wanted` levels: the next one the endpoint takes.
+    pub fn snapshot_limit(&self, wanted: u32) -> u32 {
+        // Spot takes any limit up to 5 000; the futures and options depth endpoints take only
+        // these (`docs/binance-protocol.md` §1.2), 10 being the smallest options accept.
+        const FUTURES_LIMITS: [u32; 6] = [10, 20, 50, 100, 500, 1000];
+        match self.family {
+            SyncFamily::Spot => wanted.clamp(1, 5000),
+            SyncFamily::Futures => FUTURES_LIMITS
+                .into_iter()
+                .find(|limit| *limit >= wanted)
+                .unwrap_or(1000),
+        }
+    }
+
     /// The request weight of a depth snapshot with `limit` levels (the highest band's weight for
     /// a `limit` beyond the table).
     pub fn snapshot_weight(&self, limit: u32) -> u32 {
@@ -442,6 +456,20 @@ mod tests {
             SyncFamily::Futures
         );
         assert!(Exchange::TrBinanceCom.spec().requires_api_key);
+    }
+
+    #[test]
+    fn a_limit_futures_and_options_do_not_take_is_rounded_up_to_one_they_do() {
+        let futures = Exchange::BinanceComFutures.spec();
+        assert_eq!(futures.snapshot_limit(100), 100);
+        assert_eq!(futures.snapshot_limit(200), 500);
+        assert_eq!(futures.snapshot_limit(1), 10);
+        assert_eq!(
+            Exchange::BinanceComVanillaOptions.spec().snapshot_limit(5),
+            10
+        );
+        assert_eq!(Exchange::BinanceCom.spec().snapshot_limit(200), 200);
+        assert_eq!(Exchange::BinanceCom.spec().snapshot_limit(9000), 5000);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use ubdcc_shm::{BookCopy, ClusterReader, Decimal, RawLevel, ReadError};
 
 use crate::binance::wire::LevelUpdate;
 use crate::exchange::Exchange;
-use crate::snapshot::{Snapshot, parse_snapshot};
+use crate::snapshot::{SNAPSHOT_LIMIT, Snapshot, parse_snapshot};
 
 /// The path a DCN serves copies of its synced books on.
 pub const BOOK_COPY_PATH: &str = "/ubdcc_book_copy";
@@ -36,6 +36,10 @@ pub const DEPTH_HEADER: &str = "x-ubdcc-depth";
 
 /// A copy over HTTP that has not arrived in this time has failed (a 1 000-level book is ~60 KB).
 const COPY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest copy body taken: 1 000 levels a side of long decimals are under 100 KB; anything
+/// bigger is not a copy of ours, and must not cost the node memory or time.
+const MAX_COPY_BYTES: usize = 512 << 10;
 
 /// How a book of this DCN may be seeded, as mgmt's state tells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,10 +53,24 @@ pub struct SeedPlan {
 
 /// Where seeds come from: the plans per book and the credentials for peers; shared between the
 /// DCN's agent (which fills it from mgmt's state) and the node.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PeerDirectory(Arc<RwLock<Directory>>);
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for PeerDirectory {
+    /// Never shows the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let directory = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.debug_struct("PeerDirectory")
+            .field("plans", &directory.plans.len())
+            .field("auth", &directory.auth.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Directory {
     plans: HashMap<(Exchange, String), SeedPlan>,
     /// Header name and value that authenticate this DCN to its peers.
@@ -158,8 +176,12 @@ impl Seeder {
     /// A seeder for DCN `dcn` of `cluster`.
     pub(crate) fn new(cluster: &str, dcn: &str, directory: PeerDirectory) -> Self {
         crate::tls::install_crypto_provider();
+        // The cluster secret goes to peers only: never through an environment proxy, never
+        // after a redirect to wherever an answer points.
         let client = reqwest::Client::builder()
             .timeout(COPY_TIMEOUT)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
         Self {
@@ -190,13 +212,9 @@ impl Seeder {
         symbol: &str,
         min_depth: u32,
     ) -> Result<(Snapshot, SeedSource), SeedError> {
-        let local = {
-            let seeder = self.clone();
-            let symbol = symbol.to_owned();
-            tokio::task::spawn_blocking(move || seeder.copy_from_shm(exchange, &symbol, min_depth))
-                .await
-                .unwrap_or(Err(SeedError::NoPeer))
-        };
+        // In line: a copy takes microseconds (opening the segments once, milliseconds), and a
+        // blocking task per book would start hundreds of threads when 1 000 books subscribe.
+        let local = self.copy_from_shm(exchange, symbol, min_depth);
         let mut outcome = match local {
             Ok(snapshot) => return Ok((snapshot, SeedSource::Shm)),
             Err(error) => error,
@@ -272,13 +290,31 @@ impl Seeder {
         if depth <= min_depth {
             return Err(SeedError::NoPeer);
         }
-        let mut body = response
-            .bytes()
+        if depth > SNAPSHOT_LIMIT {
+            return Err(failed(format!("a depth of {depth} levels")));
+        }
+        let mut body = bounded_body(response)
             .await
-            .map_err(|e| failed(e.to_string()))?
-            .to_vec();
-        parse_snapshot(&mut body, depth).map_err(|e| failed(e.to_string()))
+            .map_err(|e| failed(e.to_string()))?;
+        let snapshot = parse_snapshot(&mut body, depth).map_err(|e| failed(e.to_string()))?;
+        let most = snapshot.bids.len().max(snapshot.asks.len());
+        if most > depth as usize {
+            return Err(failed(format!("{most} levels for a depth of {depth}")));
+        }
+        Ok(snapshot)
     }
+}
+
+/// The body of `response`, refused beyond [`MAX_COPY_BYTES`] as it arrives.
+async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_COPY_BYTES {
+            return Err(format!("an answer beyond {MAX_COPY_BYTES} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A shared-memory copy as a snapshot at its last update id.

@@ -81,17 +81,18 @@ pub enum SnapshotKind {
     Resync,
     /// The book has not synced yet.
     New,
-    /// A synced book that started from a shallow snapshot, to be brought to full depth: only
-    /// from spare weight (its readers are served within the depth it has meanwhile).
-    Deepen,
     /// A check of a synced book whose stream has been quiet, or of a market the exchange no
     /// longer listed: only from spare weight.
     Verify,
+    /// A synced book that started from a shallow snapshot, to be brought to full depth: only
+    /// from spare weight, after the verifications (a silent stream is worse than a shallow book,
+    /// whose readers are served within the depth it has meanwhile).
+    Deepen,
 }
 
 impl SnapshotKind {
     /// Every kind, most urgent first.
-    pub const ALL: [Self; 4] = [Self::Resync, Self::New, Self::Deepen, Self::Verify];
+    pub const ALL: [Self; 4] = [Self::Resync, Self::New, Self::Verify, Self::Deepen];
 
     /// `resync`, `new` or `verify` (metrics labels, the cluster's views).
     pub const fn as_str(self) -> &'static str {
@@ -107,8 +108,8 @@ impl SnapshotKind {
         match self {
             Self::Resync => 0,
             Self::New => 1,
-            Self::Deepen => 2,
-            Self::Verify => 3,
+            Self::Verify => 2,
+            Self::Deepen => 3,
         }
     }
 
@@ -485,7 +486,11 @@ impl SnapshotScheduler {
             return;
         };
         if request.kind >= kind {
-            queue[index].request.epoch = request.epoch;
+            // Merged: the one download must be deep enough for both (a deepening merged into
+            // a shallow start must not come back shallow).
+            let queued = &mut queue[index].request;
+            queued.epoch = request.epoch;
+            queued.limit = queued.limit.max(request.limit);
             return;
         }
         let Some(mut queued) = queue.remove(index) else {

@@ -24,16 +24,27 @@ use crate::params::BookRequest;
 /// The depth of a full snapshot: a book covering less is partial.
 const FULL_DEPTH: u32 = ubdcc_engine::SNAPSHOT_LIMIT;
 
-/// The levels per side `info`'s book covers, when fewer than a full snapshot's (a shallow
-/// start not deepened yet); `None` for a full book.
-fn partial_depth(info: &BookInfo) -> Option<u32> {
-    (info.depth > 0 && info.depth < FULL_DEPTH).then_some(info.depth)
+/// The levels per side `info`'s book covers, when fewer than a full book shows in its segment
+/// of `capacity` levels per side (a shallow start not deepened yet); `None` for a full book.
+pub(crate) fn partial_depth(info: &BookInfo, capacity: u32) -> Option<u32> {
+    (info.depth > 0 && info.depth < capacity.min(FULL_DEPTH)).then_some(info.depth)
+}
+
+/// Levels per side the segment of DCN `dcn` holds (what a full book shows there); the full
+/// depth when the segment is not open.
+pub(crate) fn capacity_of(reader: &ClusterReader, dcn: &str) -> u32 {
+    reader
+        .segments()
+        .iter()
+        .zip(reader.dcns())
+        .find(|(_, name)| *name == dcn)
+        .map_or(FULL_DEPTH, |(segment, _)| segment.levels_per_side())
 }
 
 /// The depth to flag an answer to `request` with: the book's, when it is partial and the
 /// request did not stay within it (no `limit_count`; one beyond it is refused by [`read`]).
-pub fn partial_answer(info: &BookInfo, request: &BookRequest) -> Option<u32> {
-    partial_depth(info).filter(|_| request.levels.limit_count().is_none())
+pub fn partial_answer(info: &BookInfo, capacity: u32, request: &BookRequest) -> Option<u32> {
+    partial_depth(info, capacity).filter(|_| request.levels.limit_count().is_none())
 }
 
 /// `GET_ASKS` / `GET_BIDS` and the levels' key.
@@ -44,17 +55,19 @@ pub fn event_and_key(side: Side) -> (&'static str, &'static str) {
     }
 }
 
-/// Reads one side of a synced book that is fresh enough for the request.
+/// Reads one side of a synced book that is fresh enough for the request; returns its info and
+/// the capacity of the segment it came from (for [`partial_answer`]).
 ///
 /// # Errors
 /// #7000 not found, #6000 not synced (the reason in `reason`; a dead, hung or contended writer
-/// counts as not synced), #1101 / #1102 for a query shm refuses, #1103 too old.
+/// counts as not synced), #1101 / #1102 for a query shm refuses, #1103 too old, #1115 deeper
+/// than a shallow book covers.
 pub fn read(
     reader: &mut ClusterReader,
     request: &BookRequest,
     side: Side,
     levels: &mut Vec<Level>,
-) -> Result<BookInfo, ApiError> {
+) -> Result<(BookInfo, u32), ApiError> {
     let (event, _) = event_and_key(side);
     let info = reader
         .read(
@@ -65,10 +78,29 @@ pub fn read(
             levels,
         )
         .map_err(|error| read_error(&error, request, event))?;
-    if let (Some(depth), Some(limit)) = (partial_depth(&info), request.levels.limit_count())
+    let capacity = capacity_of(reader, reader.last_served_dcn().unwrap_or(""));
+    if let Err(error) = check_fresh_and_deep(&info, capacity, request, event) {
+        levels.clear();
+        return Err(error);
+    }
+    Ok((info, capacity))
+}
+
+/// #1115 when `request` asks for more levels than a shallow book covers, #1103 when the book is
+/// older than its `max_age_ms`.
+///
+/// # Errors
+/// See above.
+pub(crate) fn check_fresh_and_deep(
+    info: &BookInfo,
+    capacity: u32,
+    request: &BookRequest,
+    event: &str,
+) -> Result<(), ApiError> {
+    if let (Some(depth), Some(limit)) =
+        (partial_depth(info, capacity), request.levels.limit_count())
         && limit > depth as usize
     {
-        levels.clear();
         let message = format!(
             "DepthCache '{}' for '{}' covers the best {depth} levels per side so far (it is being deepened); ask for limit_count <= {depth}",
             request.market, request.exchange
@@ -76,7 +108,7 @@ pub fn read(
         return Err(ApiError::new(ErrorId::DEPTH_NOT_COVERED, event, message).with("depth", depth));
     }
     if let Some(max_age_ms) = request.max_age_ms {
-        let age = age_ms(&info);
+        let age = age_ms(info);
         if age > max_age_ms as f64 {
             let message = format!(
                 "DepthCache '{}' for '{}' is older than max_age_ms={max_age_ms}!",
@@ -85,7 +117,7 @@ pub fn read(
             return Err(ApiError::new(ErrorId::TOO_OLD, event, message).with("age_ms", age));
         }
     }
-    Ok(info)
+    Ok(())
 }
 
 /// Milliseconds since the book's current version was published, microsecond resolution.
@@ -96,7 +128,7 @@ pub fn age_ms(info: &BookInfo) -> f64 {
     (now.saturating_sub(u128::from(info.publish_time_ns)) as f64 / 1e3).round() / 1e3
 }
 
-fn read_error(error: &ReadError, request: &BookRequest, event: &str) -> ApiError {
+pub(crate) fn read_error(error: &ReadError, request: &BookRequest, event: &str) -> ApiError {
     let (exchange, market) = (&request.exchange, &request.market);
     match error {
         ReadError::NotFound { .. } => not_found_error(event, exchange, market),
@@ -144,18 +176,8 @@ pub fn body(
     out.extend_from_slice(floats.format(age_ms(info)).as_bytes());
     out.extend_from_slice(b",\"");
     out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":[");
-    for (i, level) in levels.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
-        out.extend_from_slice(floats.format(level.price).as_bytes());
-        out.push(b',');
-        out.extend_from_slice(floats.format(level.quantity).as_bytes());
-        out.push(b']');
-    }
-    out.push(b']');
+    out.extend_from_slice(b"\":");
+    write_levels(&mut out, levels);
     if let Some(debug) = debug {
         out.extend_from_slice(b",\"debug\":");
         // Writing into a Vec cannot fail.
@@ -173,6 +195,23 @@ pub fn body(
     }
     out.extend_from_slice(b",\"result\":\"OK\"}");
     out
+}
+
+/// `[[price,quantity],…]`, floats in their shortest form that parses back exactly.
+pub(crate) fn write_levels(out: &mut Vec<u8>, levels: &[Level]) {
+    let mut floats = ryu::Buffer::new();
+    out.push(b'[');
+    for (i, level) in levels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        out.extend_from_slice(floats.format(level.price).as_bytes());
+        out.push(b',');
+        out.extend_from_slice(floats.format(level.quantity).as_bytes());
+        out.push(b']');
+    }
+    out.push(b']');
 }
 
 #[cfg(test)]

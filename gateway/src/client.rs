@@ -17,6 +17,15 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
+/// The base URL of a pod at `ip` (IPv4 or IPv6, as mgmt's state records it) and `port`.
+pub fn pod_url(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("http://[{ip}]:{port}")
+    } else {
+        format!("http://{ip}:{port}")
+    }
+}
+
 /// The header carrying the cluster secret on internal calls.
 pub const CLUSTER_SECRET_HEADER: &str = "x-ubdcc-cluster-secret";
 

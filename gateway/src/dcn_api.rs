@@ -20,6 +20,8 @@ use ubdcc_shm::{BookStatus, ClusterReader, Side};
 use crate::agent::{PodBase, pod_router};
 use crate::auth::Auth;
 use crate::book_answer::{self, event_and_key};
+use crate::book_query::{self, QueryKind, QueryRequest};
+use crate::envelope::ErrorId;
 use crate::envelope::bytes_response;
 use crate::metrics::{Metrics, escape, family};
 use crate::params::{BookRequest, Params};
@@ -54,6 +56,10 @@ pub fn router(state: DcnApiState, base: PodBase, auth: Auth, metrics: Metrics) -
     let reads = Router::new()
         .route("/get_asks", get(get_asks))
         .route("/get_bids", get(get_bids))
+        .route("/get_book", get(get_book))
+        .route("/get_fill_price", get(get_fill_price))
+        .route("/get_depth_stats", get(get_depth_stats))
+        .route("/get_bbo", get(get_bbo))
         .route("/ubdcc_book_copy", get(crate::book_copy::book_copy))
         .with_state(state);
     pod_router(reads, base, auth, metrics)
@@ -71,6 +77,10 @@ pub fn metrics(
     let known = vec![
         "/get_asks",
         "/get_bids",
+        "/get_book",
+        "/get_fill_price",
+        "/get_depth_stats",
+        "/get_bbo",
         "/ubdcc_book_copy",
         "/test",
         "/metrics",
@@ -297,6 +307,50 @@ async fn get_bids(State(state): State<DcnApiState>, RawQuery(query): RawQuery) -
     read_side(&state, query.as_deref(), Side::Bids)
 }
 
+async fn get_book(State(state): State<DcnApiState>, RawQuery(query): RawQuery) -> Response {
+    read_query(&state, query.as_deref(), QueryKind::Book)
+}
+
+async fn get_fill_price(State(state): State<DcnApiState>, RawQuery(query): RawQuery) -> Response {
+    read_query(&state, query.as_deref(), QueryKind::FillPrice)
+}
+
+async fn get_depth_stats(State(state): State<DcnApiState>, RawQuery(query): RawQuery) -> Response {
+    read_query(&state, query.as_deref(), QueryKind::DepthStats)
+}
+
+/// The one body of the reads of [`QueryKind`].
+fn read_query(state: &DcnApiState, query: Option<&str>, kind: QueryKind) -> Response {
+    let request = match Params::from_parts(kind.event(), query, b"")
+        .and_then(|params| QueryRequest::parse(&params, kind))
+    {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    match state.with_reader(|reader| book_query::answer(reader, &request)) {
+        Ok(body) => bytes_response(StatusCode::OK, body),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `get_bbo?exchange=..[&markets=A,B]` from this DCN's own books.
+async fn get_bbo(State(state): State<DcnApiState>, RawQuery(query): RawQuery) -> Response {
+    let params = match Params::from_parts(book_query::BBO_EVENT, query.as_deref(), b"") {
+        Ok(params) => params,
+        Err(error) => return error.into_response(),
+    };
+    let request = params
+        .required(ErrorId::MISSING_BOOK_PARAMETER, ["exchange"])
+        .and_then(|[exchange]| Ok((exchange.to_owned(), params.list("markets")?)));
+    let (exchange, markets) = match request {
+        Ok(request) => request,
+        Err(error) => return error.into_response(),
+    };
+    let entries =
+        state.with_reader(|reader| book_query::bbo_entries(reader, &exchange, markets.as_deref()));
+    bytes_response(StatusCode::OK, book_query::bbo_body(entries))
+}
+
 /// The one body of `get_asks` and `get_bids`.
 fn read_side(state: &DcnApiState, query: Option<&str>, side: Side) -> Response {
     let (event, _) = event_and_key(side);
@@ -307,14 +361,14 @@ fn read_side(state: &DcnApiState, query: Option<&str>, side: Side) -> Response {
     let mut levels = Vec::new();
     let result = state.with_reader(|reader| book_answer::read(reader, &request, side, &mut levels));
     match result {
-        Ok(info) => bytes_response(
+        Ok((info, capacity)) => bytes_response(
             StatusCode::OK,
             book_answer::body(
                 side,
                 &info,
                 &levels,
                 None,
-                book_answer::partial_answer(&info, &request),
+                book_answer::partial_answer(&info, capacity, &request),
             ),
         ),
         Err(error) => error.into_response(),

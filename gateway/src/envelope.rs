@@ -120,6 +120,11 @@ impl ErrorId {
     /// shallow snapshot and is being deepened); the answer's `depth` says how many it covers.
     pub const DEPTH_NOT_COVERED: Self = Self("#1115");
 
+    /// #1116: a fill price or depth statistics request that cannot be answered as asked: no
+    /// `side=buy|sell`, not exactly one positive `quantity` / `quote_quantity`, or `bps` that
+    /// are not positive numbers.
+    pub const INVALID_FILL: Self = Self("#1116");
+
     /// The wire form, `#NNNN`.
     pub const fn as_str(self) -> &'static str {
         self.0

@@ -23,6 +23,7 @@ pub mod agent;
 pub mod auth;
 pub mod book_answer;
 mod book_copy;
+pub mod book_query;
 pub mod client;
 pub mod dcn_api;
 pub mod envelope;

@@ -87,6 +87,22 @@ impl Params {
         }
     }
 
+    /// A set parameter as the text a query would carry: a string trimmed, a number or boolean
+    /// spelled out, a list of strings comma-joined; `None` when not set (or an object).
+    pub fn raw_text(&self, key: &str) -> Option<String> {
+        match self.value(key)? {
+            Value::String(text) => Some(text.trim().to_owned()),
+            Value::Number(number) => Some(number.to_string()),
+            Value::Bool(flag) => Some(flag.to_string()),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .map(|items| items.join(",")),
+            Value::Null | Value::Object(_) => None,
+        }
+    }
+
     /// A text parameter, trimmed.
     ///
     /// # Errors

@@ -53,6 +53,7 @@
 compile_error!("ubdcc-shm needs a 64-bit target");
 
 mod book;
+mod book_math;
 mod cluster;
 mod decimal;
 mod directory;
@@ -72,6 +73,7 @@ mod trust;
 mod writer;
 
 pub use book::{BookCopy, BookInfo, BookMeta, BookSides, Level, RawLevel};
+pub use book_math::{Band, DepthStats, FillAmount, FillPrice, depth_stats, fill_price};
 pub use cluster::{BookListing, ClusterReader};
 pub use decimal::{Decimal, ParseDecimalError};
 pub use directory::MAX_NAME_LEN;

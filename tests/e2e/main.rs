@@ -3,6 +3,7 @@
 //! simulator's truth.
 
 mod bad_input;
+mod book_reads;
 mod cluster;
 mod coin_futures;
 mod faults;

@@ -80,19 +80,28 @@ fn a_read_beyond_a_shallow_books_depth_is_refused_and_a_whole_side_is_flagged() 
     let mut reader = ClusterReader::open(&cluster).expect("segment");
     wait_synced(&mut reader, &books, Duration::from_secs(30));
     let symbol = &books[0].2;
-    assert_eq!(reader.info("binance.com", symbol).expect("info").depth, 100);
+    // 100 levels from the snapshot; fewer once a level inside its prices vanished (the book is
+    // exact only within them).
+    let depth = reader.info("binance.com", symbol).expect("info").depth;
+    assert!((1..=100).contains(&depth), "{depth}");
 
     let refused = get_json(
         &dcn.address,
         &format!("/get_asks?exchange=binance.com&market={symbol}&limit_count=101"),
     );
     assert_eq!(refused["error_id"], "#1115", "{refused}");
-    assert_eq!(refused["depth"], 100, "{refused}");
+    assert!(
+        refused["depth"].as_u64().is_some_and(|d| d <= 100),
+        "{refused}"
+    );
     let whole = get_json(
         &dcn.address,
         &format!("/get_bids?exchange=binance.com&market={symbol}"),
     );
     assert_eq!(whole["result"], "OK", "{whole}");
-    assert_eq!(whole["partial_depth"], 100, "{whole}");
+    assert!(
+        whole["partial_depth"].as_u64().is_some_and(|d| d <= 100),
+        "{whole}"
+    );
     assert!(whole["bids"].as_array().expect("bids").len() <= 100);
 }

@@ -510,12 +510,21 @@ impl Node {
             );
             return;
         }
-        if std::mem::take(&mut entry.verifying) && entry.cache.meta().status.is_synced() {
-            self.verify(outcome);
-            return;
-        }
-        if std::mem::take(&mut entry.deepening) && entry.cache.meta().status.is_synced() {
-            self.on_deep_snapshot(outcome.book, outcome.result.ok());
+        let synced = entry.cache.meta().status.is_synced();
+        let (verifying, deepening) = (
+            std::mem::take(&mut entry.verifying),
+            std::mem::take(&mut entry.deepening),
+        );
+        if synced && (verifying || deepening) {
+            // One request per book: a verification asked while a deepening waited (or the other
+            // way round) was merged into one full snapshot, which serves both.
+            if deepening {
+                let snapshot = outcome.result.as_ref().ok().cloned();
+                self.on_deep_snapshot(outcome.book, snapshot);
+            }
+            if verifying {
+                self.verify(outcome);
+            }
             return;
         }
         let step = match outcome.result {
@@ -603,10 +612,12 @@ impl Node {
         let Some(entry) = self.books.get(&book) else {
             return;
         };
-        let limit = match kind {
+        let wanted = match kind {
             SnapshotKind::New | SnapshotKind::Resync => self.config.initial_depth,
             SnapshotKind::Deepen | SnapshotKind::Verify => SNAPSHOT_LIMIT,
         };
+        // Futures and options take only some `limit`s: the next one up.
+        let limit = entry.spec.exchange.spec().snapshot_limit(wanted);
         let request = SnapshotRequest {
             book,
             epoch: entry.epoch,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use ubdcc_shm::{BookStatus, OutOfSyncReason};
+
 use super::Node;
 use crate::depth_cache::NextStep;
 use crate::peer_seed::{SeedError, SeedSource};
@@ -78,13 +80,17 @@ impl Node {
         let Some(seeder) = &self.seeder else {
             return false;
         };
-        // A verification and the refresh interval ask the exchange itself, by definition.
+        // A verification and the refresh interval ask the exchange itself, by definition:
+        // replicas refreshing from each other would never go back to the source.
         if kind == SnapshotKind::Verify {
             return false;
         }
         let Some(entry) = self.books.get_mut(&book) else {
             return false;
         };
+        if entry.cache.meta().status == BookStatus::OutOfSync(OutOfSyncReason::Refresh) {
+            return false;
+        }
         let tried = match kind {
             SnapshotKind::Deepen => entry.seed.deepen_peer_tried,
             _ => entry.seed.gave_up || entry.seed.tries >= SEED_TRIES,
@@ -129,6 +135,10 @@ impl Node {
             return;
         }
         let book = outcome.book;
+        if outcome.kind != SnapshotKind::Deepen && entry.cache.meta().status.is_synced() {
+            // Synced meanwhile (the exchange's snapshot, or a confirmed earlier copy).
+            return;
+        }
         if outcome.kind == SnapshotKind::Deepen {
             match outcome.result {
                 Ok((snapshot, _)) => self.on_deep_snapshot(book, Some(snapshot)),
@@ -231,14 +241,20 @@ impl Node {
         let Some(entry) = self.books.get_mut(&book) else {
             return;
         };
-        if entry.deepening || entry.verifying {
+        if entry.deepening {
+            return;
+        }
+        if entry.verifying {
+            // One snapshot request per book: after the verification.
+            self.schedule_deepening(book);
             return;
         }
         if !entry.cache.begin_deepening(self.shadow_budget.clone()) {
             return;
         }
+        // Peers are asked once per synced stretch: a peer a little behind us would fail every
+        // deepening the same way, so a retry goes to the exchange.
         entry.deepening = true;
-        entry.seed.deepen_peer_tried = false;
         self.request_snapshot(book);
     }
 

@@ -71,7 +71,6 @@ impl Node {
             .iter_mut()
             .filter(|(_, entry)| {
                 !entry.verifying
-                    && !entry.deepening
                     && entry.cache.meta().status.is_synced()
                     && now.duration_since(entry.last_event) >= entry.silence_threshold
             })

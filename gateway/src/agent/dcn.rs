@@ -100,7 +100,7 @@ fn seed_plans(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), Se
             };
             let synced = entry.status == ReplicaStatus::Running;
             wait_for_peer |= synced || index < mine;
-            peers.push((!synced, format!("http://{}:{}", pod.ip, pod.api_port_rest)));
+            peers.push((!synced, crate::client::pod_url(&pod.ip, pod.api_port_rest)));
         }
         // Synced peers first (a stable sort keeps placement order among equals).
         peers.sort_by_key(|(not_synced, _)| *not_synced);

@@ -158,7 +158,7 @@ fn sync(mgmt: &Mgmt, params: &Params, caller: Caller) -> Result<Map<String, Valu
         if let Some(timestamp) = offered.filter(|&t| !super::state::is_from_the_future(t, now())) {
             mgmt.lock().offers.push(BackupOffer {
                 uid: uid.to_owned(),
-                url: format!("http://{ip}:{port}"),
+                url: crate::client::pod_url(&ip, port),
                 timestamp,
             });
         }

@@ -153,7 +153,10 @@ async fn push(mgmt: &Mgmt, state: &ClusterState) {
         } else {
             public.clone()
         };
-        let url = format!("http://{}:{}/ubdcc_mgmt_backup", pod.ip, pod.api_port_rest);
+        let url = format!(
+            "{}/ubdcc_mgmt_backup",
+            crate::client::pod_url(&pod.ip, pod.api_port_rest)
+        );
         let client = mgmt.client.clone();
         pushes.spawn(async move {
             // A pod that misses a push gets the state with its next sync.

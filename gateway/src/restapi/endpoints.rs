@@ -7,13 +7,19 @@ use serde_json::{Map, Value, json};
 use ubdcc_shm::Side;
 
 use super::forward::{self, CachedView};
+use super::reads::ReadKind;
+use crate::book_query::QueryKind;
 use crate::identity::VERSION;
 
 /// How an endpoint is answered.
 #[derive(Clone, Copy)]
 pub enum Handling {
-    /// A read of one side of a book (shared memory or a DCN).
-    Read(Side),
+    /// A read of one book (shared memory or a DCN).
+    Read(ReadKind),
+    /// Many books, each like `get_book`.
+    Books,
+    /// Best bid and ask of many markets.
+    Bbo,
     /// Forwarded to mgmt.
     Forward,
     /// Forwarded to mgmt; from this pod's copy (#8000) when mgmt is down.
@@ -85,28 +91,25 @@ const MARKET: Param = param(
     true,
     "Market symbol, case-sensitive, e.g. `BTCUSDT`.",
 );
-const READ: &[Param] = &[
-    EXCHANGE,
-    MARKET,
-    param(
-        "limit_count",
-        Kind::Integer,
-        false,
-        "Most levels to return (0 returns none; negative is #1101; more than a shallow book covers yet is #1115).",
-    ),
-    param(
-        "threshold_volume",
-        Kind::Number,
-        false,
-        "Levels up to this quote notional (price × quantity); the first level is always included.",
-    ),
-    param(
-        "max_age_ms",
-        Kind::Integer,
-        false,
-        "Refuse (#1103) a book older than this many milliseconds.",
-    ),
-];
+const LIMIT_COUNT: Param = param(
+    "limit_count",
+    Kind::Integer,
+    false,
+    "Most levels to return (0 returns none; negative is #1101; more than a shallow book covers yet is #1115).",
+);
+const THRESHOLD_VOLUME: Param = param(
+    "threshold_volume",
+    Kind::Number,
+    false,
+    "Levels up to this quote notional (price × quantity); the first level is always included.",
+);
+const MAX_AGE: Param = param(
+    "max_age_ms",
+    Kind::Integer,
+    false,
+    "Refuse (#1103) a book older than this many milliseconds.",
+);
+const READ: &[Param] = &[EXCHANGE, MARKET, LIMIT_COUNT, THRESHOLD_VOLUME, MAX_AGE];
 const DESIRED_QUANTITY: Param = param(
     "desired_quantity",
     Kind::Integer,
@@ -145,6 +148,65 @@ const CREATE_MANY: &[Param] = &[
     REFRESH_INTERVAL,
 ];
 const BOOK: &[Param] = &[EXCHANGE, MARKET];
+const MARKETS: Param = param(
+    "markets",
+    Kind::TextList,
+    false,
+    "Markets (a JSON array, or comma-separated in a query).",
+);
+const BOOKS: &[Param] = &[
+    EXCHANGE,
+    param(
+        "markets",
+        Kind::TextList,
+        true,
+        "Markets to read (at most 1 000; a JSON array, or comma-separated in a query).",
+    ),
+    LIMIT_COUNT,
+    THRESHOLD_VOLUME,
+    MAX_AGE,
+];
+const BBO: &[Param] = &[EXCHANGE, MARKETS];
+const FILL: &[Param] = &[
+    EXCHANGE,
+    MARKET,
+    param(
+        "side",
+        Kind::Text,
+        true,
+        "`buy` (takes the asks) or `sell` (takes the bids).",
+    ),
+    param(
+        "quantity",
+        Kind::Number,
+        false,
+        "Base quantity to fill (or `quote_quantity`).",
+    ),
+    param(
+        "quote_quantity",
+        Kind::Number,
+        false,
+        "Quote amount to fill (or `quantity`).",
+    ),
+    MAX_AGE,
+];
+const STATS: &[Param] = &[
+    EXCHANGE,
+    MARKET,
+    param(
+        "limit_count",
+        Kind::Integer,
+        false,
+        "Levels per side of the imbalance (default 10).",
+    ),
+    param(
+        "bps",
+        Kind::TextList,
+        false,
+        "Band half-widths in bps of the mid (default 10,50,100).",
+    ),
+    MAX_AGE,
+];
 
 /// Every public endpoint.
 pub const ENDPOINTS: &[Endpoint] = &[
@@ -155,7 +217,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "The asks of a synced book, best (lowest) first, as [price, quantity] floats; `partial_depth` N when the book covers only its best N levels yet (a shallow start being deepened) and no `limit_count` within N was asked.",
         params: READ,
         payload: &["asks", "last_update_id", "event_time", "age_ms"],
-        handling: Handling::Read(Side::Asks),
+        handling: Handling::Read(ReadKind::Side(Side::Asks)),
     },
     Endpoint {
         path: "/get_bids",
@@ -164,7 +226,75 @@ pub const ENDPOINTS: &[Endpoint] = &[
         summary: "The bids of a synced book, best (highest) first, as [price, quantity] floats; `partial_depth` N when the book covers only its best N levels yet (a shallow start being deepened) and no `limit_count` within N was asked.",
         params: READ,
         payload: &["bids", "last_update_id", "event_time", "age_ms"],
-        handling: Handling::Read(Side::Bids),
+        handling: Handling::Read(ReadKind::Side(Side::Bids)),
+    },
+    Endpoint {
+        path: "/get_book",
+        event: "GET_BOOK",
+        post: false,
+        summary: "Both sides of a synced book from one consistent read (one update id), best first, as [price, quantity] floats; `partial_depth` as for get_asks.",
+        params: READ,
+        payload: &["asks", "bids", "last_update_id", "event_time", "age_ms"],
+        handling: Handling::Read(ReadKind::Query(QueryKind::Book)),
+    },
+    Endpoint {
+        path: "/get_books",
+        event: "GET_BOOKS",
+        post: true,
+        summary: "Many books of one exchange in one call, read in parallel: `books` maps each market to its get_book answer (without `event`/`result`) or to its own `error_id` and `message`.",
+        params: BOOKS,
+        payload: &["books"],
+        handling: Handling::Books,
+    },
+    Endpoint {
+        path: "/get_bbo",
+        event: "GET_BBO",
+        post: false,
+        summary: "Best bid and ask of the markets asked for (every book of the exchange without `markets`): `bbo` maps each to `{bid:[p,q], ask:[p,q], last_update_id, age_ms}` from one read, or to its error (a book not synced shows its status, never a stale price).",
+        params: BBO,
+        payload: &["bbo"],
+        handling: Handling::Bbo,
+    },
+    Endpoint {
+        path: "/get_fill_price",
+        event: "GET_FILL_PRICE",
+        post: false,
+        summary: "The price of a fill against a synced book, computed on one consistent read: average and worst price, quantity and quote filled, levels used, slippage in bps against the best price; `complete` false when the book's levels run out (#1116 for a bad side or amount).",
+        params: FILL,
+        payload: &[
+            "average_price",
+            "worst_price",
+            "filled_quantity",
+            "filled_quote",
+            "complete",
+            "slippage_bps",
+            "levels_used",
+            "side",
+            "last_update_id",
+            "event_time",
+            "age_ms",
+        ],
+        handling: Handling::Read(ReadKind::Query(QueryKind::FillPrice)),
+    },
+    Endpoint {
+        path: "/get_depth_stats",
+        event: "GET_DEPTH_STATS",
+        post: false,
+        summary: "The shape of a synced book's top, on one consistent read: mid, spread (and in bps), microprice, imbalance of the top `limit_count` levels (default 10), and the quantity within ±`bps` of the mid on each side (default 10,50,100).",
+        params: STATS,
+        payload: &[
+            "mid",
+            "spread",
+            "spread_bps",
+            "microprice",
+            "imbalance",
+            "top_n",
+            "bands",
+            "last_update_id",
+            "event_time",
+            "age_ms",
+        ],
+        handling: Handling::Read(ReadKind::Query(QueryKind::DepthStats)),
     },
     Endpoint {
         path: "/create_depthcache",

@@ -13,6 +13,7 @@
 
 pub mod endpoints;
 pub mod forward;
+mod many;
 pub mod reads;
 pub mod routing;
 
@@ -92,7 +93,9 @@ impl RestApi {
         let mut routes = Router::new();
         for endpoint in endpoints::ENDPOINTS {
             let route = match endpoint.handling {
-                Handling::Read(side) => reads::route(side),
+                Handling::Read(kind) => reads::route(kind),
+                Handling::Books => many::books_route(),
+                Handling::Bbo => many::bbo_route(),
                 Handling::Forward => forward::route(endpoint, None),
                 Handling::View(view) => forward::route(endpoint, Some(view)),
             };
@@ -161,7 +164,14 @@ impl RestApi {
 
     /// An error this pod builds, with `debug` when asked for.
     fn error(&self, error: ApiError, request: &RequestInfo, debug: bool) -> Response {
-        if error.event().starts_with("GET_ASKS") || error.event().starts_with("GET_BIDS") {
+        let reads = [
+            "GET_ASKS",
+            "GET_BIDS",
+            "GET_BOOK",
+            "GET_FILL_PRICE",
+            "GET_DEPTH_STATS",
+        ];
+        if reads.iter().any(|read| error.event().starts_with(read)) {
             self.reads.failed.inc();
         }
         let status = if error.id() == crate::ErrorId::UNAUTHORIZED {

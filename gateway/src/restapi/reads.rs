@@ -1,4 +1,5 @@
-//! get_asks / get_bids at restapi.
+//! The book reads at restapi: get_asks / get_bids, and get_book, get_fill_price and
+//! get_depth_stats (issue 14, [`ReadKind::Query`]), each answered for one book.
 //!
 //! 1. Local: the cluster's segments on this host are read directly (ClusterReader prefers a
 //!    synced replica and skips dead or hung writers), and the answer is written straight from
@@ -24,6 +25,8 @@ use ubdcc_shm::Side;
 use super::routing::{NoReplica, Replica, candidates, failover_warning};
 use super::{RequestInfo, RestApi};
 use crate::book_answer::{self, event_and_key};
+use crate::book_query::{self, QueryKind, QueryRequest};
+use crate::client::pod_url;
 use crate::envelope::{
     ApiError, ErrorId, bytes_response, json_response, not_found_error, out_of_sync_error,
 };
@@ -35,42 +38,97 @@ use crate::params::{BookRequest, Params};
 /// `tests/hosts`: 10 s per read while a host was gone, before this bound).
 const REMOTE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The route of a read of `side`.
-pub fn route(side: Side) -> MethodRouter<Arc<RestApi>> {
-    match side {
-        Side::Asks => get(get_asks),
-        Side::Bids => get(get_bids),
+/// Which read of one book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// get_asks / get_bids.
+    Side(Side),
+    /// get_book, get_fill_price, get_depth_stats.
+    Query(QueryKind),
+}
+
+impl ReadKind {
+    fn event(self) -> &'static str {
+        match self {
+            Self::Side(side) => event_and_key(side).0,
+            Self::Query(kind) => kind.event(),
+        }
+    }
+
+    /// The DCN's endpoint answering the same read.
+    fn dcn_path(self) -> &'static str {
+        match self {
+            Self::Side(Side::Asks) => "/get_asks",
+            Self::Side(Side::Bids) => "/get_bids",
+            Self::Query(kind) => kind.path(),
+        }
+    }
+
+    fn forwarded(self) -> &'static [&'static str] {
+        match self {
+            Self::Side(_) => QueryKind::Book.forwarded(),
+            Self::Query(kind) => kind.forwarded(),
+        }
     }
 }
 
-async fn get_asks(State(api): State<Arc<RestApi>>, request: Parts) -> Response {
-    read(&api, &request, Side::Asks).await
+/// A validated read.
+enum ReadRequest {
+    Side(Side, BookRequest),
+    Query(QueryRequest),
 }
 
-async fn get_bids(State(api): State<Arc<RestApi>>, request: Parts) -> Response {
-    read(&api, &request, Side::Bids).await
+impl ReadRequest {
+    fn parse(params: &Params, kind: ReadKind) -> Result<Self, ApiError> {
+        Ok(match kind {
+            ReadKind::Side(side) => Self::Side(side, BookRequest::parse(params)?),
+            ReadKind::Query(kind) => Self::Query(QueryRequest::parse(params, kind)?),
+        })
+    }
+
+    fn book(&self) -> &BookRequest {
+        match self {
+            Self::Side(_, book) => book,
+            Self::Query(query) => &query.book,
+        }
+    }
 }
 
-async fn read(api: &RestApi, request: &Parts, side: Side) -> Response {
-    let info = RequestInfo::new(&request.uri, &request.headers);
-    let (event, _) = event_and_key(side);
-    let params = match Params::from_parts(event, request.uri.query(), b"") {
-        Ok(params) => params,
-        Err(error) => return api.error(error, &info, false),
-    };
+/// The route of a read of `kind`.
+pub fn route(kind: ReadKind) -> MethodRouter<Arc<RestApi>> {
+    get(
+        move |State(api): State<Arc<RestApi>>, request: Parts| async move {
+            let info = RequestInfo::new(&request.uri, &request.headers);
+            let params = match Params::from_parts(kind.event(), request.uri.query(), b"") {
+                Ok(params) => params,
+                Err(error) => return api.error(error, &info, false),
+            };
+            read(&api, &params, kind, &info).await
+        },
+    )
+}
+
+/// Answers one read of one book: locally when a synced replica is on this host, else from the
+/// DCNs (also what get_books does for each of its markets).
+pub(super) async fn read(
+    api: &RestApi,
+    params: &Params,
+    kind: ReadKind,
+    info: &RequestInfo,
+) -> Response {
     let debug = params.flag("debug");
-    let book = match BookRequest::parse(&params) {
-        Ok(book) => book,
-        Err(error) => return api.error(error, &info, debug),
+    let request = match ReadRequest::parse(params, kind) {
+        Ok(request) => request,
+        Err(error) => return api.error(error, info, debug),
     };
-    let local_error = match read_local(api, &book, side, &info, debug) {
+    let local_error = match read_local(api, &request, info, debug) {
         Ok(response) => return response,
         Err(error) => error,
     };
     if let Some(error) = local_error.as_ref().filter(|e| is_final(e)) {
-        return api.error(error.clone(), &info, debug);
+        return api.error(error.clone(), info, debug);
     }
-    read_remote(api, &params, &book, side, &info, debug, local_error).await
+    read_remote(api, params, &request, kind, info, debug, local_error).await
 }
 
 /// Errors no other replica can change: the request itself is wrong or too demanding.
@@ -79,6 +137,7 @@ fn is_final(error: &ApiError) -> bool {
         ErrorId::NEGATIVE_LIMIT,
         ErrorId::INVALID_NUMBER,
         ErrorId::TOO_OLD,
+        ErrorId::INVALID_FILL,
     ]
     .contains(&error.id())
 }
@@ -87,8 +146,7 @@ fn is_final(error: &ApiError) -> bool {
 /// no local replica could serve.
 fn read_local(
     api: &RestApi,
-    book: &BookRequest,
-    side: Side,
+    request: &ReadRequest,
     info: &RequestInfo,
     debug: bool,
 ) -> Result<Response, Option<ApiError>> {
@@ -99,35 +157,64 @@ fn read_local(
     let mut reader = reader
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let book_info = book_answer::read(&mut reader, book, side, &mut levels).map_err(Some)?;
-    let dcn = reader.last_served_dcn().unwrap_or("").to_owned();
-    drop(reader);
-    let debug = debug.then(|| {
-        let uid = api.copy.get().and_then(|state| {
-            state
-                .pods
-                .values()
-                .find(|pod| pod.name == dcn && pod.node == api.identity.node)
-                .map(|pod| pod.uid.clone())
-        });
-        api.debug(info, &[(&dcn, uid.as_deref().unwrap_or(""))], None)
-    });
-    let partial = book_answer::partial_answer(&book_info, book);
-    let body = book_answer::body(side, &book_info, &levels, debug.as_ref(), partial);
+    let body = match request {
+        ReadRequest::Side(side, book) => {
+            let (book_info, capacity) =
+                book_answer::read(&mut reader, book, *side, &mut levels).map_err(Some)?;
+            let dcn = reader.last_served_dcn().unwrap_or("").to_owned();
+            drop(reader);
+            let debug = debug.then(|| local_debug(api, info, &dcn));
+            let partial = book_answer::partial_answer(&book_info, capacity, book);
+            book_answer::body(*side, &book_info, &levels, debug.as_ref(), partial)
+        }
+        ReadRequest::Query(query) => {
+            let body = book_query::answer(&mut reader, query).map_err(Some)?;
+            let dcn = reader.last_served_dcn().unwrap_or("").to_owned();
+            drop(reader);
+            if debug {
+                with_debug(body, local_debug(api, info, &dcn))
+            } else {
+                body
+            }
+        }
+    };
     api.reads.local.inc();
     Ok(bytes_response(StatusCode::OK, body))
+}
+
+/// The `debug` block of a local read served by DCN `dcn` of this host.
+fn local_debug(api: &RestApi, info: &RequestInfo, dcn: &str) -> Value {
+    let uid = api.copy.get().and_then(|state| {
+        state
+            .pods
+            .values()
+            .find(|pod| pod.name == dcn && pod.node == api.identity.node)
+            .map(|pod| pod.uid.clone())
+    });
+    api.debug(info, &[(dcn, uid.as_deref().unwrap_or(""))], None)
+}
+
+/// `body` (a JSON object) with `debug` sorted into it.
+fn with_debug(body: Vec<u8>, debug: Value) -> Vec<u8> {
+    let Ok(mut answer) = serde_json::from_slice::<std::collections::BTreeMap<String, Value>>(&body)
+    else {
+        return body;
+    };
+    answer.insert("debug".into(), debug);
+    serde_json::to_vec(&answer).unwrap_or(body)
 }
 
 async fn read_remote(
     api: &RestApi,
     params: &Params,
-    book: &BookRequest,
-    side: Side,
+    request: &ReadRequest,
+    kind: ReadKind,
     info: &RequestInfo,
     debug: bool,
     local_error: Option<ApiError>,
 ) -> Response {
     let event = params.event();
+    let book = request.book();
     let (exchange, market) = (book.exchange.as_str(), book.market.as_str());
     let Some(state) = api.copy.get() else {
         let error = local_error.unwrap_or_else(|| not_found_error(event, exchange, market));
@@ -153,19 +240,7 @@ async fn read_remote(
             return api.error(error, info, debug);
         }
     };
-    // Replicas whose segment this pod maps were just asked through shared memory: those on this
-    // machine (a DCN elsewhere may share a name) with a segment here (the machine may not share
-    // its shared memory with this pod).
-    let mapped: Vec<String> = api.reader.as_ref().map_or_else(Vec::new, |reader| {
-        let reader = reader
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        reader.dcns().map(str::to_owned).collect()
-    });
-    let remote: Vec<Replica> = replicas
-        .into_iter()
-        .filter(|r| r.node != api.identity.node || !mapped.contains(&r.name))
-        .collect();
+    let remote = not_read_locally(api, replicas);
     if remote.is_empty() {
         let error = local_error.unwrap_or_else(|| out_of_sync_error(event, exchange, market));
         return api.error(error, info, debug);
@@ -175,15 +250,11 @@ async fn read_remote(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .order(remote);
-    let query = dcn_query(params);
+    let query = dcn_query(params, kind.forwarded());
     let mut failures: Vec<(Replica, String)> = Vec::new();
     for replica in ordered {
-        let path = if side == Side::Asks {
-            "get_asks"
-        } else {
-            "get_bids"
-        };
-        let url = format!("http://{}:{}/{path}?{query}", replica.ip, replica.port);
+        let path = kind.dcn_path();
+        let url = format!("{}{path}?{query}", pod_url(&replica.ip, replica.port));
         match api.client.get_within(&url, REMOTE_READ_TIMEOUT).await {
             Ok(body) => match served(&body) {
                 Ok(()) => return answer(api, info, debug, &replica, &failures, body),
@@ -211,18 +282,29 @@ async fn read_remote(
     api.error(error, info, debug)
 }
 
-/// The DCN query: the read's own parameters, nothing else (not `debug`).
-fn dcn_query(params: &Params) -> String {
+/// The replicas shared memory did not just answer for. Replicas whose segment this pod maps
+/// were asked through shared memory: those on this machine (a DCN elsewhere may share a name)
+/// with a segment here (the machine may not share its shared memory with this pod).
+pub(super) fn not_read_locally(api: &RestApi, replicas: Vec<Replica>) -> Vec<Replica> {
+    let mapped: Vec<String> = api.reader.as_ref().map_or_else(Vec::new, |reader| {
+        let reader = reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        reader.dcns().map(str::to_owned).collect()
+    });
+    replicas
+        .into_iter()
+        .filter(|r| r.node != api.identity.node || !mapped.contains(&r.name))
+        .collect()
+}
+
+/// The DCN query: the read's own parameters (`keys`), nothing else (not `debug`). A number
+/// given in a JSON body is forwarded as its text.
+pub(super) fn dcn_query(params: &Params, keys: &[&str]) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
-    for key in [
-        "exchange",
-        "market",
-        "limit_count",
-        "threshold_volume",
-        "max_age_ms",
-    ] {
-        if let Ok(Some(value)) = params.text(key) {
-            query.append_pair(key, value);
+    for key in keys {
+        if let Some(value) = params.raw_text(key) {
+            query.append_pair(key, &value);
         }
     }
     query.finish()

@@ -1,0 +1,499 @@
+//! The reads beyond one side (issue 14): a whole book, the price of a fill, the shape of the top
+//! and the best bid/ask — each computed on one consistent read of a synced replica, so asks and
+//! bids (and everything derived from them) always come from one update id.
+//!
+//! Used by the DCN (its own segment) and by restapi's local path (every segment of the cluster on
+//! its host), so both answer with the same bytes; restapi's remote path forwards the same
+//! parameters ([`QueryKind::forwarded`]) to a DCN's endpoint of the same name.
+//!
+//! Bodies keep the envelope's alphabetical key order, like `book_answer`'s.
+
+use serde_json::{Map, Value, json};
+use ubdcc_shm::{
+    BookCopy, BookInfo, ClusterReader, Decimal, FillAmount, Level, RawLevel, depth_stats,
+    fill_price, select_levels,
+};
+
+use crate::book_answer::{self, age_ms, partial_answer, write_levels};
+use crate::envelope::{ApiError, ErrorId};
+use crate::params::{BookRequest, Params};
+
+/// Levels per side `get_depth_stats` takes the imbalance over by default.
+const DEFAULT_TOP_N: usize = 10;
+
+/// Bands `get_depth_stats` reports by default, in basis points of the mid.
+const DEFAULT_BPS: [f64; 3] = [10.0, 50.0, 100.0];
+
+/// At most this many bands in one request.
+const MAX_BANDS: usize = 32;
+
+/// Which read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryKind {
+    /// `/get_book`: both sides.
+    Book,
+    /// `/get_fill_price`.
+    FillPrice,
+    /// `/get_depth_stats`.
+    DepthStats,
+}
+
+impl QueryKind {
+    /// The endpoint's path.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Self::Book => "/get_book",
+            Self::FillPrice => "/get_fill_price",
+            Self::DepthStats => "/get_depth_stats",
+        }
+    }
+
+    /// The envelope's `event`.
+    pub const fn event(self) -> &'static str {
+        match self {
+            Self::Book => "GET_BOOK",
+            Self::FillPrice => "GET_FILL_PRICE",
+            Self::DepthStats => "GET_DEPTH_STATS",
+        }
+    }
+
+    /// The parameters a DCN needs to answer it (restapi's remote path forwards these only).
+    pub const fn forwarded(self) -> &'static [&'static str] {
+        match self {
+            Self::Book => &[
+                "exchange",
+                "market",
+                "limit_count",
+                "threshold_volume",
+                "max_age_ms",
+            ],
+            Self::FillPrice => &[
+                "exchange",
+                "market",
+                "side",
+                "quantity",
+                "quote_quantity",
+                "max_age_ms",
+            ],
+            Self::DepthStats => &["exchange", "market", "limit_count", "bps", "max_age_ms"],
+        }
+    }
+}
+
+/// What a fill consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FillSide {
+    /// Takes the asks.
+    Buy,
+    /// Takes the bids.
+    Sell,
+}
+
+/// A validated request of one of the [`QueryKind`]s.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    /// The book and the common parameters (`limit_count`, `threshold_volume`, `max_age_ms`).
+    pub book: BookRequest,
+    kind: QueryKind,
+    fill: Option<(FillSide, FillAmount)>,
+    bps: Vec<f64>,
+}
+
+impl QueryRequest {
+    /// Validates a request of `kind`: the book's parameters as for `get_asks`, and #1116 for a
+    /// fill without `side=buy|sell` or without exactly one positive `quantity` /
+    /// `quote_quantity`, or `bps` that are not positive numbers.
+    ///
+    /// # Errors
+    /// See above.
+    pub fn parse(params: &Params, kind: QueryKind) -> Result<Self, ApiError> {
+        let book = BookRequest::parse(params)?;
+        let fill = match kind {
+            QueryKind::FillPrice => Some(fill_of(params)?),
+            _ => None,
+        };
+        let bps = match kind {
+            QueryKind::DepthStats => bands_of(params)?,
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            book,
+            kind,
+            fill,
+            bps,
+        })
+    }
+}
+
+fn fill_of(params: &Params) -> Result<(FillSide, FillAmount), ApiError> {
+    let invalid = |message: &str| params.invalid(ErrorId::INVALID_FILL, message.to_owned());
+    let side = match params.text("side")? {
+        Some(side) if side.eq_ignore_ascii_case("buy") => FillSide::Buy,
+        Some(side) if side.eq_ignore_ascii_case("sell") => FillSide::Sell,
+        _ => return Err(invalid("side must be buy or sell")),
+    };
+    let amount = match (params.number("quantity")?, params.number("quote_quantity")?) {
+        (Some(quantity), None) => FillAmount::Base(quantity),
+        (None, Some(quote)) => FillAmount::Quote(quote),
+        _ => return Err(invalid("give exactly one of quantity and quote_quantity")),
+    };
+    let (FillAmount::Base(value) | FillAmount::Quote(value)) = amount;
+    if !(value.is_finite() && value > 0.0) {
+        return Err(invalid(
+            "quantity / quote_quantity must be a positive number",
+        ));
+    }
+    Ok((side, amount))
+}
+
+fn bands_of(params: &Params) -> Result<Vec<f64>, ApiError> {
+    let Some(list) = params.list("bps")? else {
+        return Ok(DEFAULT_BPS.to_vec());
+    };
+    let invalid = |message: String| params.invalid(ErrorId::INVALID_FILL, message);
+    if list.len() > MAX_BANDS {
+        return Err(invalid(format!("at most {MAX_BANDS} bands in bps")));
+    }
+    list.iter()
+        .map(|text| match text.trim().parse::<f64>() {
+            Ok(bps) if bps.is_finite() && bps > 0.0 => Ok(bps),
+            _ => Err(invalid(format!(
+                "bps must be positive numbers, got {text:?}"
+            ))),
+        })
+        .collect()
+}
+
+/// Answers `request` from `reader` (an OK body; `debug` is added by the caller).
+///
+/// # Errors
+/// #7000 not found, #6000 not synced, #1103 too old, #1115 deeper than the book covers.
+pub fn answer(reader: &mut ClusterReader, request: &QueryRequest) -> Result<Vec<u8>, ApiError> {
+    let event = request.kind.event();
+    let (info, capacity, bids, asks) = consistent_book(reader, &request.book, event)?;
+    let partial = book_answer::partial_depth(&info, capacity);
+    Ok(match request.kind {
+        QueryKind::Book => {
+            let bids = select_levels(&bids, &request.book.levels);
+            let asks = select_levels(&asks, &request.book.levels);
+            let partial = partial_answer(&info, capacity, &request.book);
+            book_body(&info, &bids, &asks, partial)
+        }
+        QueryKind::FillPrice => {
+            let (side, amount) = request
+                .fill
+                .unwrap_or((FillSide::Buy, FillAmount::Base(0.0)));
+            fill_body(&info, partial, side, amount, &bids, &asks)
+        }
+        QueryKind::DepthStats => {
+            let top_n = request.book.levels.limit_count().unwrap_or(DEFAULT_TOP_N);
+            stats_body(&info, partial, &bids, &asks, top_n, &request.bps)
+        }
+    })
+}
+
+/// Both sides of a synced replica from one read, as floats, checked for freshness and depth;
+/// with the capacity of the segment it came from.
+fn consistent_book(
+    reader: &mut ClusterReader,
+    request: &BookRequest,
+    event: &str,
+) -> Result<(BookInfo, u32, Vec<Level>, Vec<Level>), ApiError> {
+    let copy = reader
+        .copy_book(&request.exchange, &request.market, None)
+        .map_err(|error| book_answer::read_error(&error, request, event))?;
+    let capacity = book_answer::capacity_of(reader, &copy.dcn);
+    book_answer::check_fresh_and_deep(&copy.info, capacity, request, event)?;
+    let (bids, asks) = (floats(&copy, &copy.bids), floats(&copy, &copy.asks));
+    Ok((copy.info, capacity, bids, asks))
+}
+
+fn floats(copy: &BookCopy, raw: &[RawLevel]) -> Vec<Level> {
+    raw.iter()
+        .map(|level| Level {
+            price: Decimal::new(level.price, copy.price_exponent).to_f64(),
+            quantity: Decimal::new(level.quantity, copy.quantity_exponent).to_f64(),
+        })
+        .collect()
+}
+
+/// `{"age_ms":..,"asks":[..],"bids":[..],"event":"GET_BOOK","event_time":..,"last_update_id":..,
+/// ["partial_depth":..,]"result":"OK"}`.
+pub fn book_body(info: &BookInfo, bids: &[Level], asks: &[Level], partial: Option<u32>) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(200 + (bids.len() + asks.len()) * 40);
+    let mut floats = ryu::Buffer::new();
+    out.extend_from_slice(b"{\"age_ms\":");
+    out.extend_from_slice(floats.format(age_ms(info)).as_bytes());
+    out.extend_from_slice(b",\"asks\":");
+    write_levels(&mut out, asks);
+    out.extend_from_slice(b",\"bids\":");
+    write_levels(&mut out, bids);
+    // Writing into a Vec cannot fail.
+    write!(
+        out,
+        ",\"event\":\"GET_BOOK\",\"event_time\":{},\"last_update_id\":{}",
+        info.event_time_ms, info.last_update_id
+    )
+    .ok();
+    if let Some(depth) = partial {
+        write!(out, ",\"partial_depth\":{depth}").ok();
+    }
+    out.extend_from_slice(b",\"result\":\"OK\"}");
+    out
+}
+
+fn fill_body(
+    info: &BookInfo,
+    partial: Option<u32>,
+    side: FillSide,
+    amount: FillAmount,
+    bids: &[Level],
+    asks: &[Level],
+) -> Vec<u8> {
+    let levels = match side {
+        FillSide::Buy => asks,
+        FillSide::Sell => bids,
+    };
+    let fill = fill_price(levels, amount);
+    let mut body = envelope("GET_FILL_PRICE", info, partial);
+    body.insert("average_price".into(), json!(fill.average_price));
+    // A book covering fewer levels than a full snapshot cannot tell a fill that ran out of
+    // levels from one that ran out of book: incomplete then, and says so.
+    body.insert("complete".into(), json!(fill.complete));
+    body.insert("filled_quantity".into(), json!(fill.filled_quantity));
+    body.insert("filled_quote".into(), json!(fill.filled_quote));
+    body.insert("levels_used".into(), json!(fill.levels_used));
+    let side = match side {
+        FillSide::Buy => "buy",
+        FillSide::Sell => "sell",
+    };
+    body.insert("side".into(), json!(side));
+    body.insert("slippage_bps".into(), json!(fill.slippage_bps));
+    body.insert("worst_price".into(), json!(fill.worst_price));
+    to_bytes(body)
+}
+
+fn stats_body(
+    info: &BookInfo,
+    partial: Option<u32>,
+    bids: &[Level],
+    asks: &[Level],
+    top_n: usize,
+    bps: &[f64],
+) -> Vec<u8> {
+    let mut body = envelope("GET_DEPTH_STATS", info, partial);
+    let stats = depth_stats(bids, asks, top_n, bps);
+    let field = |value: Option<f64>| json!(value);
+    let bands: Vec<Value> = stats.as_ref().map_or_else(Vec::new, |stats| {
+        stats
+            .bands
+            .iter()
+            .map(|band| {
+                json!({"ask_quantity": band.ask_quantity, "bid_quantity": band.bid_quantity,
+                       "bps": band.bps, "complete": band.complete})
+            })
+            .collect()
+    });
+    body.insert("bands".into(), Value::Array(bands));
+    body.insert(
+        "imbalance".into(),
+        field(stats.as_ref().map(|s| s.imbalance)),
+    );
+    body.insert(
+        "microprice".into(),
+        field(stats.as_ref().map(|s| s.microprice)),
+    );
+    body.insert("mid".into(), field(stats.as_ref().map(|s| s.mid)));
+    body.insert("spread".into(), field(stats.as_ref().map(|s| s.spread)));
+    body.insert(
+        "spread_bps".into(),
+        field(stats.as_ref().map(|s| s.spread_bps)),
+    );
+    body.insert("top_n".into(), json!(top_n));
+    to_bytes(body)
+}
+
+/// The `GET_BBO` event.
+pub const BBO_EVENT: &str = "GET_BBO";
+
+/// The best bid and ask of each of `markets` of `exchange` (every book of that exchange in
+/// `reader` when `None`): `{"bid":[p,q],"ask":[p,q],"last_update_id":..,"age_ms":..}` from one
+/// read per market, or the market's error (`error_id`, `message`, and `reason` when out of
+/// sync) — never a stale price.
+pub fn bbo_entries(
+    reader: &mut ClusterReader,
+    exchange: &str,
+    markets: Option<&[String]>,
+) -> Map<String, Value> {
+    let listed: Vec<String>;
+    let markets = match markets {
+        Some(markets) => markets,
+        None => {
+            listed = reader
+                .list()
+                .into_iter()
+                .filter(|listing| listing.exchange == exchange)
+                .map(|listing| listing.market)
+                .collect();
+            &listed
+        }
+    };
+    markets
+        .iter()
+        .map(|market| (market.clone(), bbo_entry(reader, exchange, market)))
+        .collect()
+}
+
+fn bbo_entry(reader: &mut ClusterReader, exchange: &str, market: &str) -> Value {
+    match reader.copy_book(exchange, market, None) {
+        Ok(copy) => {
+            let best = |raw: Option<&RawLevel>| {
+                raw.map(|level| {
+                    let level = floats(&copy, std::slice::from_ref(level))[0];
+                    json!([level.price, level.quantity])
+                })
+            };
+            json!({"age_ms": age_ms(&copy.info), "ask": best(copy.asks.first()),
+                   "bid": best(copy.bids.first()), "last_update_id": copy.info.last_update_id})
+        }
+        Err(error) => {
+            let request = BookRequest {
+                exchange: exchange.to_owned(),
+                market: market.to_owned(),
+                levels: ubdcc_shm::LevelQuery::ALL,
+                max_age_ms: None,
+            };
+            let mut body = book_answer::read_error(&error, &request, BBO_EVENT).into_body();
+            body.remove("event");
+            body.remove("result");
+            Value::Object(body)
+        }
+    }
+}
+
+/// `{"bbo":{..},"event":"GET_BBO","result":"OK"}`.
+pub fn bbo_body(entries: Map<String, Value>) -> Vec<u8> {
+    let mut body = Map::new();
+    let sorted: std::collections::BTreeMap<String, Value> = entries.into_iter().collect();
+    body.insert("bbo".into(), json!(sorted));
+    body.insert("event".into(), json!(BBO_EVENT));
+    body.insert("result".into(), json!("OK"));
+    to_bytes(body)
+}
+
+/// The keys every derived answer carries (`partial_depth`: the book covers only that many
+/// levels yet, so a fill or a band computed on it may be short).
+fn envelope(event: &str, info: &BookInfo, partial: Option<u32>) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("age_ms".into(), json!(age_ms(info)));
+    body.insert("event".into(), json!(event));
+    body.insert("event_time".into(), json!(info.event_time_ms));
+    body.insert("last_update_id".into(), json!(info.last_update_id));
+    if let Some(depth) = partial {
+        body.insert("partial_depth".into(), json!(depth));
+    }
+    body.insert("result".into(), json!("OK"));
+    body
+}
+
+fn to_bytes(body: Map<String, Value>) -> Vec<u8> {
+    // Keys sorted like every other answer (`Map` keeps insertion order only with a feature).
+    let sorted: std::collections::BTreeMap<String, Value> = body.into_iter().collect();
+    serde_json::to_vec(&sorted).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &str) -> Params {
+        Params::from_parts("T", Some(query), b"").unwrap()
+    }
+
+    #[test]
+    fn a_fill_request_needs_a_side_and_exactly_one_positive_amount() {
+        let ok = QueryRequest::parse(
+            &params("exchange=binance.com&market=X&side=SELL&quote_quantity=50"),
+            QueryKind::FillPrice,
+        )
+        .unwrap();
+        assert_eq!(ok.fill, Some((FillSide::Sell, FillAmount::Quote(50.0))));
+        for query in [
+            "exchange=binance.com&market=X&quantity=1",
+            "exchange=binance.com&market=X&side=hold&quantity=1",
+            "exchange=binance.com&market=X&side=buy",
+            "exchange=binance.com&market=X&side=buy&quantity=1&quote_quantity=1",
+            "exchange=binance.com&market=X&side=buy&quantity=-1",
+            "exchange=binance.com&market=X&side=buy&quantity=0",
+        ] {
+            let error = QueryRequest::parse(&params(query), QueryKind::FillPrice).unwrap_err();
+            assert_eq!(error.id(), ErrorId::INVALID_FILL, "{query}");
+        }
+    }
+
+    #[test]
+    fn bands_default_and_must_be_positive_numbers() {
+        let default = QueryRequest::parse(
+            &params("exchange=binance.com&market=X"),
+            QueryKind::DepthStats,
+        )
+        .unwrap();
+        assert_eq!(default.bps, DEFAULT_BPS.to_vec());
+        let given = QueryRequest::parse(
+            &params("exchange=binance.com&market=X&bps=5,25"),
+            QueryKind::DepthStats,
+        )
+        .unwrap();
+        assert_eq!(given.bps, vec![5.0, 25.0]);
+        for bad in ["bps=0", "bps=x", "bps=-3", "bps=NaN"] {
+            let query = format!("exchange=binance.com&market=X&{bad}");
+            let error = QueryRequest::parse(&params(&query), QueryKind::DepthStats).unwrap_err();
+            assert_eq!(error.id(), ErrorId::INVALID_FILL, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_book_body_has_both_sides_in_key_order() {
+        let info = BookInfo {
+            status: ubdcc_shm::BookStatus::Synced,
+            last_update_id: 7,
+            event_time_ms: 1,
+            receive_time_ns: 0,
+            publish_time_ns: 0,
+            bid_count: 1,
+            ask_count: 1,
+            resyncs: 0,
+            gaps: 0,
+            updates: 1,
+            generation: 1,
+            depth: 100,
+        };
+        let bids = [Level {
+            price: 99.5,
+            quantity: 1.0,
+        }];
+        let asks = [Level {
+            price: 100.5,
+            quantity: 2.0,
+        }];
+        let body = book_body(&info, &bids, &asks, Some(100));
+        let text = String::from_utf8(body).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["asks"], json!([[100.5, 2.0]]));
+        assert_eq!(value["bids"], json!([[99.5, 1.0]]));
+        assert_eq!(value["partial_depth"], 100);
+        let keys: Vec<usize> = [
+            "age_ms",
+            "asks",
+            "bids",
+            "event",
+            "last_update_id",
+            "result",
+        ]
+        .iter()
+        .map(|key| text.find(&format!("\"{key}\":")).unwrap())
+        .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+}
