@@ -17,31 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
 half_open="${2:-2000}"
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
-
-cargo build --release --bin ubdcc >&2
-ubdcc=target/release/ubdcc
-work=$(mktemp -d)
 cluster="slow$$"
-pids=()
-cleanup() {
-    kill "${pids[@]}" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work" /dev/shm/ubdcc."$cluster".* 2>/dev/null || true
-}
-trap cleanup EXIT
+# shellcheck source=support/cluster.sh
+source benches/support/cluster.sh
 # The attacker's sockets plus wrk's: more than the usual soft limit of 1 024.
 ulimit -n "$(ulimit -Hn)"
-
-# Starts `ubdcc <args>` with its output in $work/<name>; sets $address to where it listens.
-start() {
-    local name=$1
-    shift
-    "$ubdcc" --log-level warn "$@" >"$work/$name" 2>"$work/$name.err" &
-    pids+=($!)
-    until grep -q "listening on" "$work/$name" 2>/dev/null; do sleep 0.05; done
-    address=$(awk '/listening on/ {print $3; exit}' "$work/$name")
-}
 
 start sim sim --port 0 --markets 2 --rate 10 && sim=$address
 start dcn dcn --standalone --cluster "$cluster" --port 0 \
@@ -52,11 +32,7 @@ start restapi restapi --cluster "$cluster" --port 0 --mgmt-url http://127.0.0.1:
 
 path="/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=10"
 for target in "$api" "$dcn"; do
-    for _ in $(seq 1 300); do
-        curl -sf "http://$target$path" | grep -q '"result":"OK"' && break
-        sleep 0.1
-    done
-    curl -sf "http://$target$path" | grep -q '"result":"OK"' || { echo "book not served" >&2; exit 1; }
+    wait_served "$target" "$path"
 done
 
 # The attacker: holds argv[2] half-open connections to argv[1] until SIGTERM, replacing each one
@@ -86,18 +62,6 @@ while True:
         closed += 1
         open_one()
 EOF
-
-# Runs wrk; prints "req/s | p50 | p99 | errors".
-measure() {
-    local url=$1
-    wrk -t1 -c4 -d"${seconds}s" --latency "$url" >"$work/wrk.out"
-    local rps p50 p99 errors
-    rps=$(awk '/Requests\/sec/ {printf "%.0f", $2}' "$work/wrk.out")
-    p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.out")
-    p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.out")
-    errors=$(awk '/Non-2xx|Socket errors/ {printf "%s ", $0}' "$work/wrk.out")
-    echo "$rps | $p50 | $p99 | ${errors:-none}"
-}
 
 echo "| target | slowloris | req/s | p50 | p99 | wrk errors |"
 echo "|---|---|---|---|---|---|"
