@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
+use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 use serde_json::{Map, Value, json};
 
@@ -29,6 +30,10 @@ const BOOKS_EVENT: &str = "GET_BOOKS";
 
 /// Markets one `get_books` call may ask for: each is a whole read of its own.
 const MAX_BOOKS_PER_CALL: usize = 1_000;
+
+/// Markets of one `get_books` call read at the same time: each remote one is a call to a DCN,
+/// and one request must not turn into a thousand at once.
+const BOOKS_IN_FLIGHT: usize = 32;
 
 /// How long `get_bbo` waits for a DCN's answer.
 const BBO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -68,28 +73,38 @@ async fn get_books(api: &RestApi, request: &Parts, info: RequestInfo, body: &[u8
         &params,
         &["exchange", "limit_count", "threshold_volume", "max_age_ms"],
     );
-    let reads = markets.iter().map(|market| {
+    let info = &info;
+    let reads = markets.into_iter().map(|market| {
         let query = format!(
             "{shared}&{}",
             form_urlencoded::Serializer::new(String::new())
-                .append_pair("market", market)
+                .append_pair("market", &market)
                 .finish()
         );
-        let info = &info;
-        async move {
-            let params = Params::from_parts("GET_BOOK", Some(&query), b"");
-            let answer = match params {
-                Ok(params) => read(api, &params, ReadKind::Query(QueryKind::Book), info).await,
-                Err(error) => api.error(error, info, false),
-            };
-            (market.clone(), entry_of(answer).await)
-        }
+        read_one(api, info, market, query)
     });
-    let books: BTreeMap<String, Value> = join_all(reads).await.into_iter().collect();
+    let books: BTreeMap<String, Value> = futures_util::stream::iter(reads)
+        .buffer_unordered(BOOKS_IN_FLIGHT)
+        .collect()
+        .await;
     json_response(
         StatusCode::OK,
         &json!({"books": books, "event": BOOKS_EVENT, "result": "OK"}),
     )
+}
+
+/// One market of `get_books`, read like `get_book` with `query`.
+async fn read_one(
+    api: &RestApi,
+    info: &RequestInfo,
+    market: String,
+    query: String,
+) -> (String, Value) {
+    let answer = match Params::from_parts("GET_BOOK", Some(&query), b"") {
+        Ok(params) => read(api, &params, ReadKind::Query(QueryKind::Book), info).await,
+        Err(error) => api.error(error, info, false),
+    };
+    (market, entry_of(answer).await)
 }
 
 /// One market's answer as an entry of `books`: its keys without `event` and `result`.
