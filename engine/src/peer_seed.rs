@@ -49,6 +49,10 @@ pub struct SeedPlan {
     /// A peer is getting the book before this replica (it is placed earlier and alive): wait
     /// for it rather than download a snapshot of our own.
     pub wait_for_peer: bool,
+    /// When that peer expects its own snapshot (its place in its snapshot queue, as mgmt's state
+    /// shows it): waiting is worth it until then, however long that is — 1 000 books at full
+    /// depth take minutes of weight, and a replica that stopped waiting would pay twice.
+    pub peer_eta: Option<std::time::SystemTime>,
 }
 
 /// Where seeds come from: the plans per book and the credentials for peers; shared between the
@@ -349,6 +353,7 @@ mod tests {
         let plan = SeedPlan {
             peers: vec!["http://10.0.0.2:42081".into()],
             wait_for_peer: true,
+            peer_eta: None,
         };
         let plans = HashMap::from([((Exchange::BinanceCom, "BTCUSDT".to_owned()), plan.clone())]);
         directory.set_plans(plans);

@@ -30,9 +30,13 @@ const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 const FIRST_PEER_POLL: Duration = Duration::from_millis(100);
 const MAX_PEER_POLL: Duration = Duration::from_secs(2);
 
-/// Longest wait for that peer: past it the replica pays for its own snapshot. Long enough for
-/// the last of 1 000 books to get its first replica's snapshot within one weight window.
+/// Longest wait for that peer when it says nothing of when its snapshot is due: past it the
+/// replica pays for its own snapshot.
 const PEER_WAIT: Duration = Duration::from_secs(120);
+
+/// A peer whose snapshot is due (its queue's estimate) is waited for until this long after
+/// that estimate: estimates assume nothing more urgent arrives.
+const PEER_ETA_MARGIN: Duration = Duration::from_secs(30);
 
 /// A deepening that failed (its snapshot could not be bridged to the live book) is tried again
 /// after this long: it costs spare weight, and the book is served meanwhile.
@@ -209,15 +213,17 @@ impl Node {
         let Some(entry) = self.books.get_mut(&book) else {
             return false;
         };
-        if !seeder
-            .plan(entry.spec.exchange, &entry.spec.symbol)
-            .wait_for_peer
-        {
+        let plan = seeder.plan(entry.spec.exchange, &entry.spec.symbol);
+        if !plan.wait_for_peer {
             return false;
         }
         let now = Instant::now();
         let since = *entry.seed.waiting_since.get_or_insert(now);
-        if now.duration_since(since) >= PEER_WAIT {
+        // The peer's own snapshot is due later (it waits in its queue): keep waiting for it.
+        let peer_due = plan
+            .peer_eta
+            .is_some_and(|eta| eta + PEER_ETA_MARGIN > std::time::SystemTime::now());
+        if now.duration_since(since) >= PEER_WAIT && !peer_due {
             tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, waited_secs = PEER_WAIT.as_secs(), "the peer getting this book first is not synced yet; downloading a snapshot");
             return false;
         }

@@ -94,12 +94,18 @@ fn seed_plans(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), Se
         };
         let mut peers = Vec::new();
         let mut wait_for_peer = false;
+        let mut peer_eta: Option<f64> = None;
         for (index, (peer, entry)) in record.distribution.iter().enumerate() {
             let Some(pod) = state.pods.get(peer).filter(|_| peer != uid) else {
                 continue;
             };
             let synced = entry.status == ReplicaStatus::Running;
             wait_for_peer |= synced || index < mine;
+            if index < mine && !synced {
+                if let Some(wait) = &entry.snapshot_queue {
+                    peer_eta = Some(peer_eta.map_or(wait.eta, |eta: f64| eta.max(wait.eta)));
+                }
+            }
             peers.push((!synced, crate::client::pod_url(&pod.ip, pod.api_port_rest)));
         }
         // Synced peers first (a stable sort keeps placement order among equals).
@@ -110,6 +116,9 @@ fn seed_plans(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), Se
             SeedPlan {
                 peers,
                 wait_for_peer,
+                peer_eta: peer_eta.and_then(|eta| {
+                    std::time::UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(eta).ok()?)
+                }),
             },
         );
     }
@@ -370,5 +379,65 @@ mod tests {
             "never above the start"
         );
         assert_eq!(host_share(&state, "z", 0.5), None, "not listed yet");
+    }
+
+    #[test]
+    fn the_second_replica_waits_for_the_first_and_a_resyncing_one_asks_synced_peers_first() {
+        use crate::mgmt::state::{DepthCacheRecord, DistributionEntry, SnapshotWait};
+        let mut state = ClusterState::default();
+        for (uid, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2"), ("c", "fd00::3")] {
+            state.pods.insert(uid.into(), dcn(uid, "", ip));
+        }
+        let entry = |uid: &str, status, eta: Option<f64>| DistributionEntry {
+            created_time: 0.0,
+            last_restart_time: 0.0,
+            pod_uid: uid.into(),
+            restarts: 0,
+            scheduled_start_time: 0.0,
+            status,
+            reason: None,
+            snapshot_queue: eta.map(|eta| SnapshotWait {
+                kind: "new".into(),
+                place: 1,
+                since: 0.0,
+                eta,
+            }),
+            depth: None,
+        };
+        let mut record = DepthCacheRecord::new("binance.com", "BTCUSDT", 3, 0.0);
+        record
+            .distribution
+            .insert("a".into(), entry("a", ReplicaStatus::Starting, Some(500.0)));
+        record
+            .distribution
+            .insert("b".into(), entry("b", ReplicaStatus::Starting, None));
+        record
+            .distribution
+            .insert("c".into(), entry("c", ReplicaStatus::Running, None));
+        state
+            .depthcaches
+            .entry("binance.com".into())
+            .or_default()
+            .insert("BTCUSDT".into(), record);
+        let key = (Exchange::BinanceCom, "BTCUSDT".to_owned());
+        let plan = |uid: &str| seed_plans(&state, uid).remove(&key).expect("placed");
+        // b is placed after a, which waits for its snapshot: b waits until a's ETA.
+        let b = plan("b");
+        assert!(b.wait_for_peer);
+        assert_eq!(
+            b.peer_eta,
+            std::time::UNIX_EPOCH.checked_add(Duration::from_secs(500))
+        );
+        // The synced peer first, in brackets for IPv6.
+        assert_eq!(b.peers, ["http://[fd00::3]:1", "http://10.0.0.1:1"]);
+        // a is first: nobody before it, but c is synced, so a copies c.
+        let a = plan("a");
+        assert!(a.wait_for_peer);
+        assert_eq!(a.peer_eta, None);
+        assert_eq!(a.peers[0], "http://[fd00::3]:1");
+        assert!(
+            !seed_plans(&state, "z").contains_key(&key),
+            "not placed on z"
+        );
     }
 }
