@@ -2,10 +2,12 @@
 //! parameters and bodies: each answer is HTTP 200 with an ERROR envelope carrying the right id
 //! (never a 500, never a bare `{"error":..}`), and the cluster keeps working afterwards.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
-use crate::gateway::Rig;
-use crate::http::exchange;
+use crate::support::http::{exchange, get_json, get_json_auth};
+use crate::support::rig::ClusterRig;
 
 /// One request and the error id it must produce.
 struct Case {
@@ -328,7 +330,7 @@ fn check(address: &str, case: &Case) {
 
 #[test]
 fn every_endpoint_answers_bad_input_with_an_error_envelope_and_keeps_working() {
-    let rig = Rig::start("bad", 2, 1);
+    let rig = ClusterRig::start("bad", 2, 1);
     let dcn = rig.dcns[0].address.clone();
     let mut checked = 0;
     for restapi in [&rig.local.address, &rig.remote.address] {
@@ -358,31 +360,20 @@ fn every_endpoint_answers_bad_input_with_an_error_envelope_and_keeps_working() {
     println!("{checked} bad requests answered with the right error envelope");
 
     // Nothing was created, nothing broke: a real create still works and the book is served.
-    let list = crate::http::get_json(&rig.mgmt.address, "/get_depthcache_list");
+    let list = get_json(&rig.mgmt.address, "/get_depthcache_list");
     assert_eq!(list["depthcache_list"], serde_json::json!({}), "{list}");
-    let created = crate::http::get_json(
+    let created = get_json(
         &rig.local.address,
         "/create_depthcache?exchange=binance.com&market=SIM0USDT",
     );
     assert_eq!(created["result"], "OK", "{created}");
-    crate::gateway::wait_until(
-        std::time::Duration::from_secs(30),
-        "served after bad input",
-        || {
-            let answer = crate::http::get_json(
-                &rig.remote.address,
-                "/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=1",
-            );
-            (answer["result"] == "OK")
-                .then_some(())
-                .ok_or(answer.to_string())
-        },
-    );
+    let path = "/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=1";
+    rig.wait_served(&rig.remote.address, path, Duration::from_secs(30));
 }
 
 #[test]
 fn with_secrets_set_outsiders_are_refused_and_the_cluster_still_works() {
-    let rig = Rig::start_with(
+    let rig = ClusterRig::start_with(
         "sec",
         2,
         1,
@@ -442,24 +433,13 @@ fn with_secrets_set_outsiders_are_refused_and_the_cluster_still_works() {
     );
     assert_eq!(status, 401);
     // With the token, everything works: restapi's own calls to mgmt and the DCN carry it.
-    let created = crate::http::get_json_auth(
+    let created = get_json_auth(
         &rig.local.address,
         "/create_depthcache?exchange=binance.com&market=SIM1USDT",
         token,
     );
     assert_eq!(created["result"], "OK", "{created}");
-    crate::gateway::wait_until(
-        std::time::Duration::from_secs(30),
-        "served with secrets set",
-        || {
-            let answer = crate::http::get_json_auth(
-                &rig.remote.address,
-                "/get_asks?exchange=binance.com&market=SIM1USDT&limit_count=1",
-                token,
-            );
-            (answer["result"] == "OK")
-                .then_some(())
-                .ok_or(answer.to_string())
-        },
-    );
+    // `wait_served` reads with the rig's token, `pub-token`.
+    let path = "/get_asks?exchange=binance.com&market=SIM1USDT&limit_count=1";
+    rig.wait_served(&rig.remote.address, path, Duration::from_secs(30));
 }

@@ -8,23 +8,10 @@ use std::time::Duration;
 use serde_json::Value;
 use ubdcc_shm::Side;
 
-use crate::cluster::markets;
-use crate::gateway::{Rig, create, wait_running, wait_until};
-use crate::http::get_json;
-use crate::sync::{assert_matches, truth};
-
-/// Levels of an answer's `key` as `(price, quantity)`.
-fn levels(answer: &Value, key: &str) -> Levels {
-    answer[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {key}: {answer}"))
-        .iter()
-        .map(|l| (l[0].as_f64().unwrap(), l[1].as_f64().unwrap()))
-        .collect()
-}
-
-/// One side's levels as `(price, quantity)`.
-type Levels = Vec<(f64, f64)>;
+use crate::support::http::get_json;
+use crate::support::markets;
+use crate::support::rig::ClusterRig;
+use crate::support::truth::{Levels, assert_matches, levels, truth};
 
 /// Both sides of the truth at `update_id`: bids, asks.
 fn truth_book(sim: &str, market: &str, update_id: u64) -> (Levels, Levels) {
@@ -50,11 +37,14 @@ fn model_fill(asks: &[(f64, f64)], quantity: f64) -> (f64, f64, usize, bool) {
     (quote / (quantity - left.max(0.0)), worst, used, left <= 0.0)
 }
 
+/// Equal but for floating-point rounding.
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-fn assert_book_equals_truth(rig: &Rig, address: &str, market: &str) {
+/// Reads the top 20 of the whole book through `address` and checks both sides against the truth
+/// at the answer's one update id.
+fn assert_book_equals_truth(rig: &ClusterRig, address: &str, market: &str) {
     let answer = get_json(
         address,
         &format!("/get_book?exchange=binance.com&market={market}&limit_count=20"),
@@ -77,21 +67,14 @@ fn assert_book_equals_truth(rig: &Rig, address: &str, market: &str) {
 
 #[test]
 fn book_reads_beyond_one_side_equal_the_truth_locally_and_remotely() {
-    let rig = Rig::start("reads", 6, 2);
+    let rig = ClusterRig::start("reads", 6, 2);
     let books = markets(6, 0, 0);
-    create(&rig.local.address, &books, 1);
-    wait_running(&rig, &books, 1, None, Duration::from_secs(60));
+    rig.create(&books, 1);
+    rig.wait_running(&books, 1, None, Duration::from_secs(60));
     // The remote restapi learns of running replicas with its next heartbeat.
+    let path = format!("/get_book?exchange=binance.com&market={}", books[5].2);
     for restapi in [&rig.local.address, &rig.remote.address] {
-        wait_until(Duration::from_secs(20), "served", || {
-            let answer = get_json(
-                restapi,
-                &format!("/get_book?exchange=binance.com&market={}", books[5].2),
-            );
-            (answer["result"] == "OK")
-                .then_some(())
-                .ok_or(answer.to_string())
-        });
+        rig.wait_served(restapi, &path, Duration::from_secs(20));
     }
     for restapi in [&rig.local.address, &rig.remote.address] {
         for (_, _, market) in &books {

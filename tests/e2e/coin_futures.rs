@@ -2,20 +2,20 @@
 //! `dstream`: perpetual and quarterly books equal the truth, in shared memory and over HTTP, a gap
 //! and a disconnect cost a resync and end correct, a `serverShutdown` is handed over without one,
 //! and mgmt accepts COIN-M books only for contracts the exchange lists. The suites of the other
-//! families run the same helpers (`faults::Rig`, `sync`, `gateway`).
+//! families run the same helpers (`support::rig`, `support::truth`).
 
 use std::time::Duration;
 
 use serde_json::json;
 use ubdcc_shm::ClusterReader;
 
-use crate::cluster::{Cleanup, Process, start_dcn, wait_synced};
-use crate::faults::{Market, Rig, market_fault};
-use crate::gateway::{assert_served_correctly, create, wait_running, wait_until};
-use crate::http::get_json;
-use crate::sync::{
-    assert_http_asks_equal_truth, assert_shm_books_equal_truth, assert_within_weight_budget,
+use crate::support::http::get_json;
+use crate::support::rig::{ClusterRig, DcnRig, start_dcn};
+use crate::support::sim::{Market, assert_within_weight_budget, market_fault};
+use crate::support::truth::{
+    assert_http_asks_equal_truth, assert_served_correctly, assert_shm_books_equal_truth,
 };
+use crate::support::{Cleanup, Process, wait_synced};
 
 const EXCHANGE: &str = "binance.com-coin_futures";
 const FAMILY: &str = "coin_futures";
@@ -31,10 +31,11 @@ fn contracts(count: usize) -> Vec<Market> {
 }
 
 /// A simulator with two contracts (`BTCUSD_PERP`, `BTCUSD_260626`) and a DCN keeping both.
-fn rig(tag: &str) -> Rig {
-    Rig::with(&format!("coinm{tag}"), "20", &contracts(2), &[])
+fn rig(tag: &str) -> DcnRig {
+    DcnRig::with(&format!("coinm{tag}"), "20", &contracts(2), &[])
 }
 
+/// `market` as the borrowed triple the rig and the comparisons take.
 fn book(market: &Market) -> (&str, &str, &str) {
     (market.0, market.1, &market.2)
 }
@@ -114,7 +115,7 @@ fn a_coin_m_server_shutdown_is_handed_over_without_a_resync() {
 
 #[test]
 fn mgmt_places_listed_coin_m_contracts_and_refuses_unlisted_ones() {
-    let rig = crate::gateway::Rig::start("coinm", 2, 1);
+    let rig = ClusterRig::start("coinm", 2, 1);
     for (query, error_id) in [
         // Not in the simulator's `/dapi/v1/exchangeInfo`.
         ("market=ETHUSD_PERP", "#1114"),
@@ -128,21 +129,18 @@ fn mgmt_places_listed_coin_m_contracts_and_refuses_unlisted_ones() {
         assert_eq!(answer["error_id"], error_id, "{query}: {answer}");
     }
     let books = contracts(2);
-    create(&rig.local.address, &books, 1);
-    wait_running(&rig, &books, 1, None, Duration::from_secs(60));
-    for (exchange, family, market) in &books {
+    rig.create(&books, 1);
+    rig.wait_running(&books, 1, None, Duration::from_secs(60));
+    for market in &books {
+        let (exchange, _, symbol) = book(market);
         // The restapis learn that the replica runs from their next state push, a heartbeat
         // after mgmt does.
+        let path = format!("/get_asks?exchange={exchange}&market={symbol}&limit_count=1");
         for restapi in [&rig.local.address, &rig.remote.address] {
-            wait_until(Duration::from_secs(10), "served by restapi", || {
-                let path = format!("/get_asks?exchange={exchange}&market={market}&limit_count=1");
-                let answer = get_json(restapi, &path);
-                (answer["result"] == "OK")
-                    .then_some(())
-                    .ok_or(answer.to_string())
-            });
+            rig.wait_served(restapi, &path, Duration::from_secs(10));
         }
-        assert_served_correctly(&rig, &rig.local.address, exchange, family, market);
-        assert_served_correctly(&rig, &rig.remote.address, exchange, family, market);
+        for restapi in [&rig.local.address, &rig.remote.address] {
+            assert_served_correctly(&rig.sim.address, restapi, book(market));
+        }
     }
 }

@@ -2,13 +2,14 @@
 //! keeping books from it, mgmt and restapi around them, readers checking the books against the
 //! simulator's truth.
 
+// The processes, rigs, waits and truth comparisons every test uses; test files hold only tests.
+mod support;
+
 mod bad_input;
 mod book_reads;
-mod cluster;
 mod coin_futures;
 mod faults;
 mod gateway;
-mod http;
 mod peer_seeding;
 mod progressive_depth;
 mod pypi_client;

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::cluster::markets;
-use crate::gateway::{Rig, assert_served_correctly, create, wait_running};
-use crate::snapshots::{metric, metrics};
+use crate::support::http::get_json;
+use crate::support::markets;
+use crate::support::metrics::{metric, metrics};
+use crate::support::rig::ClusterRig;
+use crate::support::sim::Market;
+use crate::support::truth::assert_served_correctly;
 
 /// REST snapshots the DCN at `dcn` downloaded.
 fn downloads(dcn: &str) -> f64 {
@@ -29,20 +32,22 @@ fn copies(dcn: &str) -> f64 {
     seeds(dcn, "shm") + seeds(dcn, "http")
 }
 
-fn total(rig: &Rig, of: impl Fn(&str) -> f64) -> f64 {
+/// `of` summed over every DCN of the rig.
+fn total(rig: &ClusterRig, of: impl Fn(&str) -> f64) -> f64 {
     rig.dcns.iter().map(|dcn| of(&dcn.address)).sum()
 }
 
 /// Every replica on every DCN equals the truth (each DCN read through its own endpoints).
-fn assert_every_replica_correct(rig: &Rig, books: &[(&str, &str, String)]) {
+fn assert_every_replica_correct(rig: &ClusterRig, books: &[Market]) {
     for dcn in &rig.dcns {
         for (exchange, family, market) in books {
-            let answer = crate::http::get_json(
+            let answer = get_json(
                 &dcn.address,
                 &format!("/get_asks?exchange={exchange}&market={market}&limit_count=1"),
             );
             if answer["result"] == "OK" {
-                assert_served_correctly(rig, &dcn.address, exchange, family, market);
+                let book = (*exchange, *family, market.as_str());
+                assert_served_correctly(&rig.sim.address, &dcn.address, book);
             }
         }
     }
@@ -50,10 +55,10 @@ fn assert_every_replica_correct(rig: &Rig, books: &[(&str, &str, String)]) {
 
 #[test]
 fn the_second_replica_of_a_new_book_copies_the_first_instead_of_paying_twice() {
-    let rig = Rig::start("seed", 12, 2);
+    let rig = ClusterRig::start("seed", 12, 2);
     let books = markets(12, 0, 0);
-    create(&rig.local.address, &books, 2);
-    wait_running(&rig, &books, 2, None, Duration::from_secs(90));
+    rig.create(&books, 2);
+    rig.wait_running(&books, 2, None, Duration::from_secs(90));
     // From shared memory, or over HTTP when the copy raced the first replica's sync and the
     // peer's own endpoint answered first: both are copies, neither costs weight.
     let seeded = total(&rig, copies);
@@ -74,10 +79,10 @@ fn the_second_replica_of_a_new_book_copies_the_first_instead_of_paying_twice() {
 
 #[test]
 fn replicas_re_placed_after_a_dcn_kill_start_from_the_survivors_without_a_snapshot() {
-    let mut rig = Rig::start("replace", 12, 3);
+    let mut rig = ClusterRig::start("replace", 12, 3);
     let books = markets(12, 0, 0);
-    create(&rig.local.address, &books, 2);
-    wait_running(&rig, &books, 2, None, Duration::from_secs(90));
+    rig.create(&books, 2);
+    rig.wait_running(&books, 2, None, Duration::from_secs(90));
     // Kill a DCN that holds replicas; every replica it held is re-placed on the others.
     let victim = 0;
     let uid = rig.uid(&rig.dcns[victim]);
@@ -85,7 +90,7 @@ fn replicas_re_placed_after_a_dcn_kill_start_from_the_survivors_without_a_snapsh
     let survivors: Vec<String> = rig.dcns[1..].iter().map(|d| d.address.clone()).collect();
     let before: f64 = survivors.iter().map(|d| downloads(d)).sum();
     let seeded_before: f64 = survivors.iter().map(|d| copies(d)).sum();
-    wait_running(&rig, &books, 2, Some(&uid), Duration::from_secs(60));
+    rig.wait_running(&books, 2, Some(&uid), Duration::from_secs(60));
     let after: f64 = survivors.iter().map(|d| downloads(d)).sum();
     let seeded_after: f64 = survivors.iter().map(|d| copies(d)).sum();
     assert_eq!(after, before, "re-placed replicas downloaded snapshots");
@@ -99,27 +104,29 @@ fn replicas_re_placed_after_a_dcn_kill_start_from_the_survivors_without_a_snapsh
 
 #[test]
 fn a_peer_that_stops_answering_while_a_replica_starts_leaves_it_to_the_exchange() {
-    let mut rig = Rig::start("stopped", 4, 1);
+    let mut rig = ClusterRig::start("stopped", 4, 1);
     let books = markets(1, 0, 0);
-    create(&rig.local.address, &books, 2);
+    rig.create(&books, 2);
     // One DCN: one replica, synced from the exchange.
-    wait_running(&rig, &books, 1, None, Duration::from_secs(60));
+    rig.wait_running(&books, 1, None, Duration::from_secs(60));
     // The peer freezes (as a machine that hangs), then dies while the new replica starts.
     let peer = Pid::from_raw(rig.dcns[0].pid() as i32).expect("pid");
     kill_process(peer, Signal::STOP).expect("SIGSTOP");
     rig.add_dcn();
     let fresh = rig.dcns[1].address.clone();
+    // Not a wait for a state: the new DCN gets a second to be placed the replica and to try the
+    // frozen peer before the peer dies.
     std::thread::sleep(Duration::from_secs(1));
     rig.dcns[0].kill();
     let fresh_uid = rig.uid(&rig.dcns[1]);
     rig.dcns.remove(0);
-    wait_running(&rig, &books, 1, None, Duration::from_secs(60));
+    rig.wait_running(&books, 1, None, Duration::from_secs(60));
     assert!(
         downloads(&fresh) >= 1.0,
         "the replica must have used the exchange"
     );
     assert_eq!(copies(&fresh), 0.0);
-    let list = crate::http::get_json(&rig.mgmt.address, "/get_depthcache_list");
+    let list = get_json(&rig.mgmt.address, "/get_depthcache_list");
     let distribution = &list["depthcache_list"]["binance.com"][&books[0].2]["DISTRIBUTION"];
     assert!(distribution.get(&fresh_uid).is_some(), "{distribution}");
     assert_every_replica_correct(&rig, &books);

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use ubdcc_shm::ClusterReader;
 
-use crate::cluster::{Cleanup, Process, markets, start_dcn, wait_synced};
-use crate::gateway::wait_until;
-use crate::http::get_json;
-use crate::sync::{assert_matches, truth};
+use crate::support::http::get_json;
+use crate::support::rig::start_dcn;
+use crate::support::truth::{assert_matches, levels, truth};
+use crate::support::wait::wait_book;
+use crate::support::{Cleanup, Process, markets, wait_synced};
 
 /// Reads the top `limit` asks of `symbol` from the DCN and checks them against the truth.
 fn assert_top_asks_equal_truth(dcn: &str, sim: &str, symbol: &str, limit: usize) {
@@ -20,12 +21,7 @@ fn assert_top_asks_equal_truth(dcn: &str, sim: &str, symbol: &str, limit: usize)
     );
     assert_eq!(answer["result"], "OK", "{answer}");
     assert!(answer.get("partial_depth").is_none(), "{answer}");
-    let held: Vec<(f64, f64)> = answer["asks"]
-        .as_array()
-        .expect("asks")
-        .iter()
-        .map(|l| (l[0].as_f64().expect("price"), l[1].as_f64().expect("qty")))
-        .collect();
+    let held = levels(&answer, "asks");
     let update_id = answer["last_update_id"].as_u64().expect("id");
     let expected = truth(sim, "spot", symbol, update_id, ubdcc_shm::Side::Asks);
     assert_eq!(held.len(), limit.min(expected.len()), "{symbol}");
@@ -51,14 +47,14 @@ fn a_shallow_book_is_served_within_its_depth_and_deepened_without_leaving_sync()
     assert_top_asks_equal_truth(&dcn.address, &sim.address, symbol, 50);
     // Deepened beside the live book: 1 000 levels, never out of sync on the way.
     for (_, _, symbol) in &books {
-        wait_until(Duration::from_secs(60), "deepened", || {
-            let info = reader
-                .info("binance.com", symbol)
-                .map_err(|e| e.to_string())?;
-            (info.depth == 1000)
-                .then_some(info)
-                .ok_or(format!("{symbol} at depth {}", info.depth))
-        });
+        let limit = Duration::from_secs(60);
+        wait_book(
+            &mut reader,
+            ("binance.com", symbol),
+            limit,
+            "deepened",
+            |info| info.depth == 1000,
+        );
     }
     for (_, _, symbol) in &books {
         let info = reader.info("binance.com", symbol).expect("info");

@@ -5,8 +5,10 @@
 //! `scripts/test` sets it; without, it says so and passes.
 
 use std::process::Command;
+use std::time::Duration;
 
-use crate::gateway::Rig;
+use crate::support::http::get_json;
+use crate::support::rig::ClusterRig;
 
 #[test]
 fn the_original_python_client_works_unchanged() {
@@ -14,7 +16,7 @@ fn the_original_python_client_works_unchanged() {
         println!("skipped: set UBDCC_COMPAT=1 to run the PyPI client against a cluster");
         return;
     }
-    let rig = Rig::start("py", 20, 2);
+    let rig = ClusterRig::start("py", 20, 2);
     let root = env!("CARGO_MANIFEST_DIR");
     let status = Command::new(format!("{root}/tests/compat/run.sh"))
         .current_dir(root)
@@ -34,21 +36,14 @@ fn the_openapi_document_holds_under_fuzzing_and_metrics_parse() {
         println!("skipped: set UBDCC_COMPAT=1 to fuzz the API and parse /metrics (needs PyPI)");
         return;
     }
-    let rig = Rig::start("oa", 2, 1);
-    let created = crate::http::get_json(
+    let rig = ClusterRig::start("oa", 2, 1);
+    let created = get_json(
         &rig.local.address,
         "/create_depthcache?exchange=binance.com&market=SIM0USDT",
     );
     assert_eq!(created["result"], "OK", "{created}");
-    crate::gateway::wait_until(std::time::Duration::from_secs(30), "book served", || {
-        let answer = crate::http::get_json(
-            &rig.local.address,
-            "/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=1",
-        );
-        (answer["result"] == "OK")
-            .then_some(())
-            .ok_or(answer.to_string())
-    });
+    let path = "/get_asks?exchange=binance.com&market=SIM0USDT&limit_count=1";
+    rig.wait_served(&rig.local.address, path, Duration::from_secs(30));
     let root = env!("CARGO_MANIFEST_DIR");
     let status = Command::new(format!("{root}/tests/openapi/run.sh"))
         .current_dir(root)

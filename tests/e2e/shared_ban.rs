@@ -5,26 +5,23 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use ubdcc_shm::{BookStatus, ClusterReader};
 
-use crate::cluster::{Cleanup, Process, start_dcn, wait_synced};
-use crate::http::{get_json, post_json};
+use crate::support::rig::start_dcn;
+use crate::support::sim::{inject, stats};
+use crate::support::wait::{wait_book, wait_until};
+use crate::support::{Cleanup, Process, wait_synced};
 
 /// How long the simulator answers 418 (its `Retry-After` is what is left of it): long enough
 /// that the second DCN's resync falls inside it, short enough for a test.
 const BAN_MS: u64 = 5000;
 
+/// 418 answers the simulator gave to spot REST requests.
 fn spot_418s(sim: &str) -> u64 {
-    get_json(sim, "/sim/stats")["rest"]["spot"]["responses_418"]
+    stats(sim)["rest"]["spot"]["responses_418"]
         .as_u64()
         .unwrap_or(0)
-}
-
-fn inject(sim: &str, fault: &Value) -> Value {
-    let reply = post_json(sim, "/sim/control", fault);
-    assert!(reply.get("fault").is_some(), "fault refused: {reply}");
-    reply
 }
 
 /// Drops an event of `symbol`'s stream (a gap: its DCN needs a snapshot); returns the update
@@ -37,14 +34,8 @@ fn gap(sim: &str, symbol: &str) -> u64 {
     reply["markets"][0]["after_update_id"].as_u64().unwrap_or(0)
 }
 
-/// Waits until `done` holds, or panics with `what` after 30 s.
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "{what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long each step may take.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 #[test]
 fn two_dcns_on_one_ip_meet_a_forced_418_once_and_both_resync_after_it() {
@@ -67,17 +58,19 @@ fn two_dcns_on_one_ip_meet_a_forced_418_once_and_both_resync_after_it() {
     let banned_at = Instant::now();
     // The first DCN loses sync and meets the ban.
     let first_past = gap(&sim.address, "SIM0USDT");
-    wait_for("the first DCN met the ban", || spot_418s(&sim.address) >= 1);
+    wait_until(PATIENCE, "the first DCN met the ban", || {
+        let met = spot_418s(&sim.address);
+        (met >= 1).then_some(()).ok_or(format!("{met} 418s"))
+    });
     // Then the second loses sync while the ban lasts.
     let resyncs = reader
         .info("binance.com", "SIM1USDT")
         .expect("book")
         .resyncs;
     let second_past = gap(&sim.address, "SIM1USDT");
-    wait_for("the second DCN lost sync", || {
-        reader
-            .info("binance.com", "SIM1USDT")
-            .is_ok_and(|info| info.resyncs > resyncs)
+    let second = ("binance.com", "SIM1USDT");
+    wait_book(&mut reader, second, PATIENCE, "lost sync", |info| {
+        info.resyncs > resyncs
     });
     assert!(
         banned_at.elapsed() < Duration::from_millis(BAN_MS - 1000),
@@ -87,17 +80,20 @@ fn two_dcns_on_one_ip_meet_a_forced_418_once_and_both_resync_after_it() {
 
     // Both resync after the ban, past their gaps.
     for (symbol, past) in [("SIM0USDT", first_past), ("SIM1USDT", second_past)] {
-        wait_for(&format!("{symbol} resynced after the ban"), || {
-            reader
-                .info("binance.com", symbol)
-                .is_ok_and(|info| info.status == BookStatus::Synced && info.last_update_id > past)
-        });
+        let book = ("binance.com", symbol);
+        wait_book(
+            &mut reader,
+            book,
+            PATIENCE,
+            "resynced after the ban",
+            |info| info.status == BookStatus::Synced && info.last_update_id > past,
+        );
     }
     assert!(
         banned_at.elapsed() >= Duration::from_millis(BAN_MS - 1000),
         "resynced during the ban?"
     );
-    let rest = get_json(&sim.address, "/sim/stats")["rest"]["spot"].clone();
+    let rest = stats(&sim.address)["rest"]["spot"].clone();
     assert_eq!(
         rest["responses_418"].as_u64(),
         Some(1),

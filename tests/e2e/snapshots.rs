@@ -2,53 +2,26 @@
 //! wait for verification, and a market the exchange stops listing (-1121) gets its own reason
 //! and is not retried like a failed snapshot, while the other books carry on.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use ubdcc_shm::{BookStatus, ClusterReader, OutOfSyncReason};
 
-use crate::cluster::{Cleanup, Process, machine_token, markets, start_dcn, wait_synced};
-use crate::http::{exchange, get_json, post_json};
+use crate::support::http::post_json;
+use crate::support::metrics::{metric, metrics};
+use crate::support::rig::start_dcn;
+use crate::support::sim::{inject, stats};
+use crate::support::wait::{wait_book, wait_until};
+use crate::support::{Cleanup, Process, markets, wait_synced};
 
 /// Quiet spot books beside the busy one. Their first snapshots (50 weight each) must fit the
 /// DCN's first minute: at a 0.9 share of the simulator's 6 000 that is 108 snapshots, so the
 /// verifications that follow (spare weight only) wait for the minute to roll over.
 const QUIET_BOOKS: usize = 100;
 
-/// The DCN's `/metrics` text.
-pub(crate) fn metrics(dcn: &str) -> String {
-    let token = machine_token();
-    let raw = format!(
-        "GET /metrics HTTP/1.1\r\nHost: {dcn}\r\nx-ubdcc-cluster-secret: {token}\r\nConnection: close\r\n\r\n"
-    );
-    let (status, head, body) = exchange(dcn, raw.as_bytes());
-    assert_eq!(status, 200, "{head}\n{body}");
-    body
-}
-
-/// The value of the metric line starting with `series` (name and labels), if present.
-pub(crate) fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
+/// Verifications the DCN at `dcn` has queued, waiting for spare weight.
 fn waiting_verifications(dcn: &str) -> f64 {
     metric(&metrics(dcn), "ubdcc_snapshot_waiting{kind=\"verify\"}").unwrap_or(0.0)
-}
-
-/// Polls `done` every 50 ms; panics with `what` after `limit`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn inject(sim: &str, fault: Value) -> Value {
-    let reply = post_json(sim, "/sim/control", &fault);
-    assert!(reply.get("fault").is_some(), "fault refused: {reply}");
-    reply
 }
 
 #[test]
@@ -67,17 +40,18 @@ fn a_busy_books_gap_resyncs_ahead_of_quiet_books_awaiting_verification() {
     );
     let mut reader = ClusterReader::open(&cluster).expect("cluster");
     wait_synced(&mut reader, &books, Duration::from_secs(90));
-    wait_until(
-        Duration::from_secs(30),
-        "quiet books queued for verification",
-        || waiting_verifications(&dcn.address) >= 50.0,
-    );
+    wait_until(Duration::from_secs(30), "quiet books queued", || {
+        let waiting = waiting_verifications(&dcn.address);
+        (waiting >= 50.0)
+            .then_some(())
+            .ok_or(format!("{waiting} verifications waiting"))
+    });
 
     let (busy_exchange, _, busy) = &books[0];
     let before = reader.info(busy_exchange, busy).expect("busy book");
     let drop = inject(
         &sim.address,
-        json!({"fault": "drop", "family": "spot", "symbol": busy, "count": 1}),
+        &json!({"fault": "drop", "family": "spot", "symbol": busy, "count": 1}),
     );
     let after_update_id = drop["markets"][0]["after_update_id"].as_u64().unwrap_or(0);
     let advanced = post_json(
@@ -89,11 +63,14 @@ fn a_busy_books_gap_resyncs_ahead_of_quiet_books_awaiting_verification() {
 
     // Back in sync past the gap, while the verifications queued before it still wait: it went
     // ahead of them (one FIFO made it wait for the minute to roll over, behind all of them).
-    wait_until(Duration::from_secs(60), "the busy book resynced", || {
-        reader.info(busy_exchange, busy).is_ok_and(|info| {
-            info.status == BookStatus::Synced && info.last_update_id > after_update_id + 1
-        })
-    });
+    let limit = Duration::from_secs(60);
+    wait_book(
+        &mut reader,
+        (busy_exchange, busy),
+        limit,
+        "resynced",
+        |info| info.status == BookStatus::Synced && info.last_update_id > after_update_id + 1,
+    );
     let still_waiting = waiting_verifications(&dcn.address);
     let after = reader.info(busy_exchange, busy).expect("busy book");
     assert_eq!(after.resyncs, before.resyncs + 1, "{after:?}");
@@ -122,17 +99,20 @@ fn a_delisted_market_gets_its_own_reason_is_retried_rarely_and_harms_no_other_bo
     let (exchange, _, delisted) = &books[1];
     inject(
         &sim.address,
-        json!({"fault": "delist", "family": "spot", "symbol": delisted}),
+        &json!({"fault": "delist", "family": "spot", "symbol": delisted}),
     );
-    wait_until(Duration::from_secs(30), "the book marked delisted", || {
-        reader
-            .info(exchange, delisted)
-            .is_ok_and(|info| info.status == BookStatus::OutOfSync(OutOfSyncReason::Delisted))
-    });
+    let limit = Duration::from_secs(30);
+    wait_book(
+        &mut reader,
+        (exchange, delisted),
+        limit,
+        "marked delisted",
+        |info| info.status == BookStatus::OutOfSync(OutOfSyncReason::Delisted),
+    );
 
     // Not retried like a failed snapshot (1 s, 2 s, 4 s …): no new request within 4 s.
     let requests = || {
-        get_json(&sim.address, "/sim/stats")["rest"]["spot"]["snapshot_requests"][delisted.as_str()]
+        stats(&sim.address)["rest"]["spot"]["snapshot_requests"][delisted.as_str()]
             .as_u64()
             .unwrap_or(0)
     };
@@ -145,6 +125,8 @@ fn a_delisted_market_gets_its_own_reason_is_retried_rarely_and_harms_no_other_bo
                 .last_update_id
         })
         .to_vec();
+    // Not a wait for a state: the 4 s are the scenario, long enough for a failed snapshot's
+    // retries (1 s, 2 s) to have come.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         requests(),

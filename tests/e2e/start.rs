@@ -5,9 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rexpect::session::{PtySession, spawn_command};
+
+use crate::support::test_ban_board;
+use crate::support::wait::wait_until;
 
 /// A private home (state file, logs) and ports for one `ubdcc start`.
 struct Home {
@@ -42,7 +45,7 @@ impl Home {
         command
             .args(args)
             .env("HOME", &self.dir)
-            .env("UBDCC_BAN_BOARD", crate::cluster::test_ban_board())
+            .env("UBDCC_BAN_BOARD", test_ban_board())
             .env_remove("UBDCC_CONFIG");
         command
     }
@@ -77,22 +80,16 @@ impl Home {
     /// Waits until no process of this cluster runs any more; panics with the survivors.
     fn assert_nothing_left(&self) {
         let mgmt = format!("--port\0{}\0", self.mgmt_port);
-        let started = Instant::now();
-        loop {
+        wait_until(Duration::from_secs(15), "every process gone", || {
             let left: Vec<String> = processes()
                 .into_iter()
                 .filter(|(_, cmdline)| cmdline.contains(&self.cluster) || cmdline.contains(&mgmt))
                 .map(|(pid, cmdline)| format!("{pid}: {}", cmdline.replace('\0', " ")))
                 .collect();
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(15),
-                "left behind: {left:?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            left.is_empty()
+                .then_some(())
+                .ok_or(format!("left behind: {left:?}"))
+        });
         assert!(
             !self
                 .dir

@@ -12,7 +12,7 @@ mod net;
 // The cluster over the hosts: simulator, mgmt, restapis, DCNs, and what tests ask of them.
 mod rig;
 // The blocking HTTP client of the e2e suite.
-#[path = "../e2e/http.rs"]
+#[path = "../e2e/support/http.rs"]
 mod http;
 
 // Replicas of a book land on distinct machines.

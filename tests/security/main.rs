@@ -7,10 +7,10 @@
 //!   truncated under a reader.
 //! - `slowloris`: thousands of half-open connections against restapi and a DCN.
 
-#[path = "../e2e/cluster.rs"]
+#[path = "../e2e/support/mod.rs"]
 #[allow(dead_code)]
 mod cluster;
-#[path = "../e2e/http.rs"]
+#[path = "../e2e/support/http.rs"]
 #[allow(dead_code)]
 mod http;
 

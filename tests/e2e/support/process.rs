@@ -1,10 +1,9 @@
-//! Starting `ubdcc sim` and `ubdcc dcn` as child processes and waiting for their readiness lines.
+//! The processes of a test: `ubdcc` roles started as children and killed when dropped, the
+//! shared-memory segments of a cluster removed when its test ends, and what every role of a test
+//! run shares on this machine (the ban board, the machine token).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use ubdcc_shm::{BookStatus, ClusterReader};
 
 /// The ban board of this test run's DCNs: a ban provoked by a test (and kept for its
 /// `Retry-After`, up to days) must not hold back later runs, nor the user's own DCNs.
@@ -54,8 +53,7 @@ impl Process {
         Self { child, address }
     }
 
-    /// Its process id (the security tests read its memory figures).
-    #[allow(dead_code)]
+    /// Its process id (to signal it, or read its memory figures).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -79,69 +77,6 @@ impl Drop for Process {
         self.child.kill().ok();
         self.child.wait().ok();
     }
-}
-
-/// The simulator's exchange strings and families with their market symbols.
-pub fn markets(
-    spot: usize,
-    futures: usize,
-    options: usize,
-) -> Vec<(&'static str, &'static str, String)> {
-    let mut markets = Vec::new();
-    markets.extend((0..spot).map(|i| ("binance.com", "spot", format!("SIM{i}USDT"))));
-    markets.extend((0..futures).map(|i| ("binance.com-futures", "futures", format!("SIM{i}USDT"))));
-    markets.extend((0..options).map(|i| {
-        (
-            "binance.com-vanilla-options",
-            "options",
-            format!("SIM{i}-260626-{}-C", 10_000 + 500 * i),
-        )
-    }));
-    markets
-}
-
-/// `EXCHANGE=URL` for every family the simulator at `sim` serves (`--exchange-endpoint`). COIN-M's
-/// hosts are under `/dstream` there: its stream paths are spot's (`/stream`).
-pub fn sim_endpoints(sim: &str) -> Vec<String> {
-    [
-        ("binance.com", ""),
-        ("binance.com-futures", ""),
-        ("binance.com-vanilla-options", ""),
-        ("binance.com-coin_futures", "/dstream"),
-    ]
-    .iter()
-    .map(|(exchange, host)| format!("{exchange}=http://{sim}{host}"))
-    .collect()
-}
-
-/// Starts a standalone DCN of `cluster` keeping `markets` from the simulator at `sim`.
-pub fn start_dcn(
-    cluster: &str,
-    sim: &str,
-    markets: &[(&str, &str, String)],
-    extra: &[&str],
-) -> Process {
-    let list: Vec<String> = markets
-        .iter()
-        .map(|(exchange, _, symbol)| format!("{exchange}:{symbol}"))
-        .collect();
-    let list = list.join(",");
-    let endpoints = sim_endpoints(sim);
-    let mut args = vec![
-        "dcn",
-        "--standalone",
-        "--cluster",
-        cluster,
-        "--port",
-        "0",
-        "--markets",
-        &list,
-    ];
-    for endpoint in &endpoints {
-        args.extend(["--exchange-endpoint", endpoint]);
-    }
-    args.extend(extra);
-    Process::start(&args)
 }
 
 /// This machine's token file, which roles started without `--cluster-secret` share (created by
@@ -176,33 +111,5 @@ impl Drop for Cleanup {
                 std::fs::remove_file(entry.path()).ok();
             }
         }
-    }
-}
-
-/// Waits until every market is synced in shared memory; panics with the laggards after `limit`.
-pub fn wait_synced(
-    reader: &mut ClusterReader,
-    markets: &[(&str, &str, String)],
-    limit: Duration,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let pending: Vec<String> = markets
-            .iter()
-            .filter(|(exchange, _, symbol)| {
-                !reader
-                    .info(exchange, symbol)
-                    .is_ok_and(|info| info.status == BookStatus::Synced)
-            })
-            .map(|(exchange, _, symbol)| format!("{exchange}:{symbol}"))
-            .collect();
-        if pending.is_empty() {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "not synced after {limit:?}: {pending:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
