@@ -10,9 +10,9 @@
 #[path = "../e2e/support/mod.rs"]
 #[allow(dead_code)]
 mod cluster;
-#[path = "../e2e/support/http.rs"]
-#[allow(dead_code)]
-mod http;
+
+/// The e2e support's HTTP helpers, under the name the attacks use.
+use cluster::http;
 
 mod attacks;
 mod shm_trust;
