@@ -3,7 +3,7 @@
 //! each replica's status as the DCN's own shared-memory segment shows it.
 //!
 //! Each book's peers — the other DCNs holding a replica, and whether one of them gets the book
-//! first — come from the same state ([`seed_plans`]): a replica starts from a synced peer's copy
+//! first — come from the same state (`seed_plans`): a replica starts from a synced peer's copy
 //! before it pays for a REST snapshot (issue 12).
 //!
 //! Statuses come from shared memory, not from the engine's internals: it is what readers see,
