@@ -285,6 +285,11 @@ impl DepthCache {
         true
     }
 
+    /// Drops a deepening under way (its shadow and what it buffered).
+    pub fn cancel_deepening(&mut self) {
+        self.shadow = None;
+    }
+
     /// Hands a deeper snapshot (or a peer's deeper copy) to the book's shadow; the book is
     /// replaced by the shadow's as soon as that is synced at the live update id.
     /// [`NextStep::Deepen`] asks for another one later (the snapshot could not be used).

@@ -15,7 +15,8 @@
 //!
 //! The REST snapshot is the fallback when no peer holds the book synced, or a copy fails midway.
 //! A replica whose plan says a peer is getting the book first ([`SeedPlan::wait_for_peer`]: the
-//! second replica of a new book) waits for that peer instead of paying twice, up to a limit.
+//! replicas of a new book other than the one that pays, [`SeedPlan::pays_first`]) waits for that
+//! peer instead of paying twice — until the peer's own snapshot is due, or 120 s when unknown.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +54,10 @@ pub struct SeedPlan {
     /// shows it): waiting is worth it until then, however long that is — 1 000 books at full
     /// depth take minutes of weight, and a replica that stopped waiting would pay twice.
     pub peer_eta: Option<std::time::SystemTime>,
+    /// This replica is the one that downloads the exchange's snapshot first when none is synced
+    /// (and deepens from the exchange first); the others wait for it. Spread over the replicas
+    /// by market, so every DCN of a host pays for its share and spends its share of the weight.
+    pub pays_first: bool,
 }
 
 /// Where seeds come from: the plans per book and the credentials for peers; shared between the
@@ -323,8 +328,11 @@ async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, String
 
 /// A shared-memory copy as a snapshot at its last update id.
 fn snapshot_of(copy: &BookCopy) -> Snapshot {
+    // Only what the book covers (see `gateway/src/book_copy.rs`).
+    let depth = copy.info.depth as usize;
     let levels = |raw: &[RawLevel]| -> Vec<LevelUpdate> {
         raw.iter()
+            .take(depth)
             .map(|level| LevelUpdate {
                 price: Decimal::new(level.price, copy.price_exponent),
                 quantity: Decimal::new(level.quantity, copy.quantity_exponent),
@@ -354,6 +362,7 @@ mod tests {
             peers: vec!["http://10.0.0.2:42081".into()],
             wait_for_peer: true,
             peer_eta: None,
+            pays_first: false,
         };
         let plans = HashMap::from([((Exchange::BinanceCom, "BTCUSDT".to_owned()), plan.clone())]);
         directory.set_plans(plans);

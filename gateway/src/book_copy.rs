@@ -49,26 +49,23 @@ pub(crate) async fn book_copy(
 }
 
 fn answer(copy: &BookCopy) -> Response {
-    let mut body = String::with_capacity(64 + 48 * (copy.bids.len() + copy.asks.len()));
+    // Only what the book covers: a shallow book's last levels may lie beyond the prices its
+    // snapshot covered, and a copy is complete to its depth, never more.
+    let depth = copy.info.depth as usize;
+    let (bids, asks) = (
+        &copy.bids[..copy.bids.len().min(depth)],
+        &copy.asks[..copy.asks.len().min(depth)],
+    );
+    let mut body = String::with_capacity(64 + 48 * (bids.len() + asks.len()));
     write!(
         body,
         "{{\"lastUpdateId\":{},\"bids\":",
         copy.info.last_update_id
     )
     .ok();
-    levels(
-        &mut body,
-        &copy.bids,
-        copy.price_exponent,
-        copy.quantity_exponent,
-    );
+    levels(&mut body, bids, copy.price_exponent, copy.quantity_exponent);
     body.push_str(",\"asks\":");
-    levels(
-        &mut body,
-        &copy.asks,
-        copy.price_exponent,
-        copy.quantity_exponent,
-    );
+    levels(&mut body, asks, copy.price_exponent, copy.quantity_exponent);
     body.push('}');
     let mut response = bytes_response(StatusCode::OK, body.into_bytes());
     response

@@ -146,6 +146,8 @@ pub struct Node {
     seed_rx: mpsc::UnboundedReceiver<seeding::SeedOutcome>,
     /// What the shadows of deepening books may buffer together.
     shadow_budget: BufferBudget,
+    /// When a new book's snapshot was last asked for (deepening waits for a quiet moment).
+    last_new_request: Option<Instant>,
 }
 
 impl Node {
@@ -209,6 +211,7 @@ impl Node {
             seed_tx,
             seed_rx,
             shadow_budget: BufferBudget::new(SHADOW_BYTES_PER_NODE),
+            last_new_request: None,
         };
         Ok((
             node,
@@ -618,6 +621,9 @@ impl Node {
         };
         // Futures and options take only some `limit`s: the next one up.
         let limit = entry.spec.exchange.spec().snapshot_limit(wanted);
+        if kind == SnapshotKind::New {
+            self.last_new_request = Some(Instant::now());
+        }
         let request = SnapshotRequest {
             book,
             epoch: entry.epoch,
