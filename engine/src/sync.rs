@@ -199,7 +199,8 @@ impl<E: DiffEvent> BookSync<E> {
         self.state
     }
 
-    /// Events buffered while waiting for a snapshot.
+    /// Events buffered while waiting for a snapshot (the tests' view of the window).
+    #[cfg(test)]
     pub fn buffered(&self) -> usize {
         self.buffer.len()
     }

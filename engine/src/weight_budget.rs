@@ -114,17 +114,21 @@ impl WeightBudget {
         (self.budget, self.ceiling) = (fresh.budget, fresh.ceiling);
     }
 
-    /// Weight per minute this client may use.
+    /// Weight per minute this client may use (the tests' view).
+    #[cfg(test)]
     pub fn budget(&self) -> u32 {
         self.budget
     }
 
-    /// 429 and 418 responses seen so far.
+    /// 429 and 418 responses seen so far (the tests' view).
+    #[cfg(test)]
     pub fn rejections(&self) -> u32 {
         self.rejections
     }
 
-    /// Weight of requests granted and not yet answered ([`WeightBudget::answered`]).
+    /// Weight of requests granted and not yet answered ([`WeightBudget::answered`]; the
+    /// tests' view).
+    #[cfg(test)]
     pub fn in_flight(&self) -> u32 {
         self.in_flight
     }
