@@ -3,6 +3,7 @@
 //! - `shm_read/top10`, `shm_read/top1000`: one side of an unchanged 1000-level book.
 //! - `shm_read/top10_threshold`: a `threshold_volume` walk that stops after a few levels.
 //! - `shm_read/info`: metadata only.
+//! - `shm_read/bbo`: best bid and ask from the slot header alone (two cache lines).
 //! - `shm_read/missing_book`: a book that does not exist (each miss rescans the segments).
 //! - `shm_read/stat_segment`: one `fstat` of the segment, the price a size re-check before every
 //!   read would add (readers re-check at their lock probe instead).
@@ -117,6 +118,13 @@ fn unchanged_book(c: &mut Criterion) {
             reader
                 .info(black_box("binance.com"), black_box("BTCUSDT"))
                 .expect("info")
+        })
+    });
+    group.bench_function("bbo", |b| {
+        b.iter(|| {
+            reader
+                .bbo(black_box("binance.com"), black_box("BTCUSDT"))
+                .expect("bbo")
         })
     });
     // A miss rescans the cluster's segments (a new book may have appeared): the error path's cost.

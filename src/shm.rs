@@ -96,20 +96,15 @@ pub fn test_pattern(args: &TestPatternArgs) -> anyhow::Result<()> {
     for i in 0..args.books {
         handles.push(writer.add_book("binance.com", &format!("PATTERN{i}"))?);
     }
-    let (mut bids, mut asks) = (Vec::new(), Vec::new());
-    let publish =
-        |writer: &mut ubdcc_shm::SegmentWriter, k: u64, bids: &mut Vec<_>, asks: &mut Vec<_>| {
-            let book = handles[(k % handles.len() as u64) as usize];
-            test_pattern::fill(k, args.levels, bids, asks);
-            writer.publish(
-                book,
-                &test_pattern::meta(k),
-                &test_pattern::sides(bids, asks),
-            )
-        };
+    let mut scratch = test_pattern::PatternScratch::default();
+    // Most versions go out as edits (the DCN's publish path), one in 16 whole.
+    let publish = |writer: &mut ubdcc_shm::SegmentWriter, k: u64, scratch: &mut _| {
+        let book = handles[(k % handles.len() as u64) as usize];
+        test_pattern::publish(writer, book, k, scratch)
+    };
     let mut k = 1;
     while k <= handles.len() as u64 {
-        publish(&mut writer, k, &mut bids, &mut asks)?;
+        publish(&mut writer, k, &mut scratch)?;
         k += 1;
     }
     writer.heartbeat();
@@ -121,7 +116,7 @@ pub fn test_pattern(args: &TestPatternArgs) -> anyhow::Result<()> {
     let pause = (args.rate > 0).then(|| Duration::from_nanos(1_000_000_000 / args.rate));
     let mut last_beat = Instant::now();
     loop {
-        publish(&mut writer, k, &mut bids, &mut asks)?;
+        publish(&mut writer, k, &mut scratch)?;
         k += 1;
         if let Some(pause) = pause {
             sleep_beating(&writer, pause);

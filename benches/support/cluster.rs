@@ -21,8 +21,8 @@ use ubdcc_shm::{BookStatus, ClusterReader};
 /// The exchange string of Binance spot, the family every book of these benches is on.
 pub const SPOT: &str = "binance.com";
 
-/// Levels a deepened book covers (Binance's deepest snapshot, the DCNs' `--levels`).
-pub const FULL_DEPTH: u32 = 1000;
+/// Levels a deepened book covers (the engine's full snapshot depth, the DCNs' `--levels`).
+pub const FULL_DEPTH: u32 = ubdcc_engine::SNAPSHOT_LIMIT;
 
 /// An HTTP answer that has not come in this time has failed (mgmt's list of 1 000 books with two
 /// replicas each is ~1 MB; on a loaded 2-core machine it can take a while).
@@ -75,7 +75,10 @@ impl Process {
         else {
             child.kill().ok();
             child.wait().ok();
-            bail!("no readiness line from ubdcc {args:?}: {line:?} (see {})", log.display());
+            bail!(
+                "no readiness line from ubdcc {args:?}: {line:?} (see {})",
+                log.display()
+            );
         };
         let address = address.to_owned();
         // Keep draining stdout so the child never blocks on a full pipe.
@@ -119,7 +122,11 @@ impl Drop for Leftovers {
     fn drop(&mut self) {
         let prefix = format!("ubdcc.{}.", self.cluster);
         let board = self.ban_board.file_name().map(|name| name.to_owned());
-        for entry in std::fs::read_dir("/dev/shm").into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir("/dev/shm")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             // The ban board and any companion file it may have (a lock) share its name.
@@ -139,7 +146,7 @@ impl Drop for Leftovers {
 }
 
 /// Replicas as mgmt's `get_depthcache_list` shows them.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Census {
     /// Books with exactly the wanted replicas, all `running`, none on the excluded DCN.
     pub complete: usize,
@@ -151,6 +158,11 @@ pub struct Census {
     pub on_excluded: usize,
     /// Running replicas whose book covers [`FULL_DEPTH`] levels.
     pub deep: usize,
+    /// Books with at least one such replica.
+    pub deep_books: usize,
+    /// The depth of every running replica not at [`FULL_DEPTH`] (a book started shallow covers
+    /// fewer levels as the price leaves the range its snapshot held), sorted.
+    pub shallow_depths: Vec<u32>,
 }
 
 /// The DCNs' counters (`/metrics`), summed over the DCNs asked.
@@ -173,13 +185,22 @@ pub struct Counters {
 impl Counters {
     /// What was counted since `before`.
     pub fn since(self, before: Counters) -> Counters {
+        self.combine(before, |now, then| now - then)
+    }
+
+    /// Both counts together.
+    pub fn plus(self, other: Counters) -> Counters {
+        self.combine(other, |a, b| a + b)
+    }
+
+    fn combine(self, other: Counters, op: impl Fn(f64, f64) -> f64) -> Counters {
         Counters {
-            downloads: self.downloads - before.downloads,
-            weight: self.weight - before.weight,
-            seeds_shm: self.seeds_shm - before.seeds_shm,
-            seeds_http: self.seeds_http - before.seeds_http,
-            seed_failures: self.seed_failures - before.seed_failures,
-            rejections: self.rejections - before.rejections,
+            downloads: op(self.downloads, other.downloads),
+            weight: op(self.weight, other.weight),
+            seeds_shm: op(self.seeds_shm, other.seeds_shm),
+            seeds_http: op(self.seeds_http, other.seeds_http),
+            seed_failures: op(self.seed_failures, other.seed_failures),
+            rejections: op(self.rejections, other.rejections),
         }
     }
 
@@ -204,7 +225,7 @@ pub struct Cluster {
     pub dcns: Vec<Dcn>,
     secret: String,
     /// Declared last: dropped after every process is killed.
-    _leftovers: Leftovers,
+    leftovers: Leftovers,
 }
 
 impl Cluster {
@@ -231,7 +252,7 @@ impl Cluster {
             mgmt,
             dcns: Vec::new(),
             secret,
-            _leftovers: leftovers,
+            leftovers,
         };
         for index in 0..settings.dcns {
             cluster.add_dcn(settings, index)?;
@@ -251,9 +272,10 @@ impl Cluster {
         let name = format!("bench-dcn-{index}");
         let mgmt = format!("http://{}", self.mgmt.address);
         let endpoint = format!("{SPOT}=http://{}", self.sim.address);
-        let (heartbeat, depth) = (
+        let (heartbeat, depth, levels) = (
             settings.heartbeat_ms.to_string(),
             settings.initial_depth.to_string(),
+            FULL_DEPTH.to_string(),
         );
         let args = [
             "dcn",
@@ -274,12 +296,12 @@ impl Cluster {
             "--max-books",
             "1024",
             "--levels",
-            "1000",
+            &levels,
             "--cluster-secret",
             &self.secret,
         ];
-        let log = self._leftovers.work_dir.join(format!("{name}.log"));
-        let board = self._leftovers.ban_board.to_string_lossy().into_owned();
+        let log = self.leftovers.work_dir.join(format!("{name}.log"));
+        let board = self.leftovers.ban_board.to_string_lossy().into_owned();
         let process = Process::start(&args, &[("UBDCC_BAN_BOARD", &board)], &log)?;
         self.dcns.push(Dcn {
             name,
@@ -327,13 +349,20 @@ impl Cluster {
                 .as_object()
                 .cloned()
                 .unwrap_or_default();
-            let mut running = 0;
+            let (mut running, mut deep) = (0, 0);
             for replica in distribution.values() {
-                let is_running = replica["STATUS"] == "running";
+                if replica["STATUS"] != "running" {
+                    continue;
+                }
                 let depth = replica["DEPTH"].as_u64().unwrap_or(0);
-                running += usize::from(is_running);
-                census.deep += usize::from(is_running && depth >= u64::from(FULL_DEPTH));
+                running += 1;
+                match u32::try_from(depth).unwrap_or(u32::MAX) {
+                    FULL_DEPTH.. => deep += 1,
+                    shallow => census.shallow_depths.push(shallow),
+                }
             }
+            census.deep += deep;
+            census.deep_books += usize::from(deep > 0);
             let on_excluded = excluded.is_some_and(|uid| distribution.contains_key(uid));
             census.placed += distribution.len();
             census.running += running;
@@ -341,24 +370,35 @@ impl Cluster {
             census.complete +=
                 usize::from(running == desired && distribution.len() == desired && !on_excluded);
         }
+        census.shallow_depths.sort_unstable();
         Ok(census)
     }
 
     /// The counters of `dcns`, summed.
-    pub fn counters<'a>(&self, dcns: impl IntoIterator<Item = &'a Dcn>) -> anyhow::Result<Counters> {
+    pub fn counters<'a>(
+        &self,
+        dcns: impl IntoIterator<Item = &'a Dcn>,
+    ) -> anyhow::Result<Counters> {
         let mut sum = Counters::default();
         for dcn in dcns {
-            let text = self.metrics(dcn)?;
-            let read = |series: &str| metric(&text, series).unwrap_or(0.0);
-            sum.downloads += read("ubdcc_snapshot_downloads_total");
-            sum.weight += read("ubdcc_snapshot_weight_total");
-            sum.seeds_shm += read("ubdcc_book_seeds_total{source=\"shm\"}");
-            sum.seeds_http += read("ubdcc_book_seeds_total{source=\"http\"}");
-            sum.seed_failures += read("ubdcc_book_seed_failures_total");
-            sum.rejections += read("ubdcc_snapshot_rejections_total{code=\"429\"}")
-                + read("ubdcc_snapshot_rejections_total{code=\"418\"}");
+            sum = sum.plus(self.counters_of(dcn)?);
         }
         Ok(sum)
+    }
+
+    /// The counters of one DCN.
+    pub fn counters_of(&self, dcn: &Dcn) -> anyhow::Result<Counters> {
+        let text = self.metrics(dcn)?;
+        let read = |series: &str| metric(&text, series).unwrap_or(0.0);
+        Ok(Counters {
+            downloads: read("ubdcc_snapshot_downloads_total"),
+            weight: read("ubdcc_snapshot_weight_total"),
+            seeds_shm: read("ubdcc_book_seeds_total{source=\"shm\"}"),
+            seeds_http: read("ubdcc_book_seeds_total{source=\"http\"}"),
+            seed_failures: read("ubdcc_book_seed_failures_total"),
+            rejections: read("ubdcc_snapshot_rejections_total{code=\"429\"}")
+                + read("ubdcc_snapshot_rejections_total{code=\"418\"}"),
+        })
     }
 
     /// A DCN's `/metrics` (an internal endpoint: it needs the cluster secret).
@@ -412,6 +452,25 @@ pub fn shm_synced(reader: &mut ClusterReader, excluded: Option<&str>) -> (usize,
         books.insert(listing.market);
     }
     (replicas, books.len())
+}
+
+/// Progress on stderr, one line rewritten in place, at most once a second (a captured log
+/// stays readable).
+#[derive(Default)]
+pub struct Progress(Option<Instant>);
+
+impl Progress {
+    /// Shows `line` unless the last one was shown less than a second ago.
+    pub fn show(&mut self, line: std::fmt::Arguments<'_>) {
+        if self
+            .0
+            .is_some_and(|shown| shown.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.0 = Some(Instant::now());
+        eprint!("\r{line} ");
+    }
 }
 
 /// Calls `check` every `poll` until it gives a value; an error after `limit`, or at once when

@@ -352,7 +352,7 @@ impl DepthCache {
                 self.book = shadow.into_book();
                 self.window = None;
                 // Same update id and receive time: only the depth changed.
-                publisher.publish(self.handle, &self.meta, &self.book)?;
+                publisher.publish(self.handle, &self.meta, &mut self.book)?;
                 Ok(NextStep::Continue)
             }
         }
@@ -406,7 +406,7 @@ impl DepthCache {
             // one that does not fit puts the book out of sync.
             self.meta.status = BookStatus::Synced;
             self.meta.receive_time_ns = receive_time_ns;
-            publisher.publish(self.handle, &self.meta, &self.book)?;
+            publisher.publish(self.handle, &self.meta, &mut self.book)?;
             return Ok(NextStep::Continue);
         }
         self.apply_and_publish(&events, receive_time_ns, publisher)
@@ -497,7 +497,7 @@ impl DepthCache {
         self.meta.status = BookStatus::Synced;
         self.meta.receive_time_ns = receive_time_ns;
         self.cover(publisher);
-        publisher.publish(self.handle, &self.meta, &self.book)?;
+        publisher.publish(self.handle, &self.meta, &mut self.book)?;
         Ok(NextStep::Continue)
     }
 

@@ -49,6 +49,16 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < count; i++) printf("  bid %16.8f  %16.8f\n", levels[i].price, levels[i].quantity);
 
+    /* The best bid and ask alone: the slot header only, the cheapest read there is. */
+    ubdcc_bbo_t bbo;
+    status = ubdcc_bbo(reader, exchange, market, &bbo);
+    if (status != UBDCC_OK) {
+        ubdcc_reader_close(reader);
+        return report("bbo", status);
+    }
+    if (bbo.has_bid && bbo.has_ask)
+        printf("best bid %.8f  best ask %.8f  spread %.8f\n", bbo.bid.price, bbo.ask.price, bbo.ask.price - bbo.bid.price);
+
     ubdcc_reader_close(reader);
     return 0;
 }

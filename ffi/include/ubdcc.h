@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 /* Fingerprint of the shared-memory layout below (see shm-layout/src/layout.rs). */
-#define UBDCC_LAYOUT_HASH 0x99017cc7cd4cc5b7ULL
-#define UBDCC_LAYOUT_MAJOR 1
-#define UBDCC_LAYOUT_MINOR 1
+#define UBDCC_LAYOUT_HASH 0x5ed640a9b23256ebULL
+#define UBDCC_LAYOUT_MAJOR 2
+#define UBDCC_LAYOUT_MINOR 0
 
 /* ---- status codes ------------------------------------------------------------------------- */
 
@@ -103,6 +103,21 @@ typedef struct ubdcc_book_info_t {
     uint64_t generation;       /* slot generation */
 } ubdcc_book_info_t;
 
+/* A synced book's best bid and ask (ubdcc_bbo), from the same consistent read as its ids. */
+typedef struct ubdcc_bbo_t {
+    ubdcc_level_t bid;         /* best (highest) bid; zeros when has_bid is 0 */
+    ubdcc_level_t ask;         /* best (lowest) ask; zeros when has_ask is 0 */
+    uint8_t has_bid;           /* 1 when the bid side has a level */
+    uint8_t has_ask;           /* 1 when the ask side has a level */
+    uint8_t reserved[2];
+    uint32_t depth;            /* levels per side the book is complete to; 0 while unknown */
+    uint64_t last_update_id;   /* last exchange update id applied */
+    uint64_t event_time_ms;    /* exchange event time of the last event, Unix ms */
+    uint64_t receive_time_ns;  /* when the DCN received it, Unix ns */
+    uint64_t publish_time_ns;  /* when this version was published, Unix ns */
+    uint64_t generation;       /* slot generation */
+} ubdcc_bbo_t;
+
 #define UBDCC_MAX_NAME_LEN 48
 #define UBDCC_SEGMENT_NAME_CAPACITY 144
 
@@ -156,6 +171,12 @@ ubdcc_status_t ubdcc_get_bids(ubdcc_reader_t *reader, const char *exchange, cons
 ubdcc_status_t ubdcc_book_info(ubdcc_reader_t *reader, const char *exchange, const char *market,
                                ubdcc_book_info_t *out_info);
 
+/* Reads the best bid and ask of a synced book, reading only the book's slot header (two cache
+ * lines, no level): the cheapest read there is. Errors as ubdcc_get_asks; out_bbo is untouched
+ * on error. */
+ubdcc_status_t ubdcc_bbo(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                         ubdcc_bbo_t *out_bbo);
+
 /* Lists every replica of every book of the cluster, sorted by exchange, market, segment. */
 ubdcc_status_t ubdcc_list_books(ubdcc_reader_t *reader, ubdcc_book_entry_t *entries,
                                 size_t capacity, size_t *out_count);
@@ -168,7 +189,8 @@ uint64_t ubdcc_layout_hash(void);
  * is accessed atomically; payload is protected by the `seq` words (a seqlock: even = stable). */
 
 /* How words are packed, and the codes they hold (all covered by UBDCC_LAYOUT_HASH). */
-#define UBDCC_SHM_PAIR_HIGH_SHIFT 32          /* counts: asks; sync_counters: gaps */
+#define UBDCC_SHM_PAIR_HIGH_SHIFT 32          /* rings: asks; sync_counters: gaps */
+#define UBDCC_SHM_RING_HEAD_SHIFT 16          /* a ring: count bits 0..16, head bits 16..32 */
 #define UBDCC_SHM_QUANTITY_EXPONENT_SHIFT 8   /* exponents: price is the low byte */
 #define UBDCC_SHM_REASON_SHIFT 8              /* status: the book status is the low byte */
 #define UBDCC_SHM_STATE_INITIALIZING 0
@@ -216,13 +238,18 @@ typedef struct ubdcc_shm_slot_header_t {
     uint64_t event_time_ms;
     uint64_t receive_time_ns;
     uint64_t publish_time_ns;
-    uint64_t counts;             /* bits 0..32 bids, 32..64 asks */
+    uint64_t rings;              /* bits 0..32 bid ring, 32..64 ask ring; a ring is its count
+                                    (bits 0..16) and head (16..32): best-first level i of a
+                                    side is its level (head + i) % levels_per_side */
     uint64_t exponents;          /* bits 0..8 price exponent, 8..16 quantity exponent (int8) */
     uint64_t sync_counters;      /* bits 0..32 resyncs, 32..64 gaps */
     uint64_t updates;
     uint64_t depth;              /* bits 0..32 levels per side the book is complete to (0: unknown) */
-    uint64_t reserved[4];
-} ubdcc_shm_slot_header_t;       /* followed by bids[levels_per_side], asks[levels_per_side] */
+    uint64_t best_bid_price;     /* mantissas of the best bid and ask (0 when a side is empty) */
+    uint64_t best_bid_quantity;
+    uint64_t best_ask_price;
+    uint64_t best_ask_quantity;
+} ubdcc_shm_slot_header_t;       /* followed by bids[levels_per_side], asks[levels_per_side] (rings) */
 
 typedef struct ubdcc_shm_level_t {
     uint64_t price;              /* mantissa */

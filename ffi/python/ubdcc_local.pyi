@@ -36,6 +36,17 @@ class _BookInfo(TypedDict):
     depth: int
     """Levels per side the book is complete to; 0 while unknown (starting)."""
 
+class _Bbo(TypedDict):
+    bid: Optional[builtins.list[float]]
+    """[price, quantity] of the best (highest) bid; None when the bid side is empty."""
+    ask: Optional[builtins.list[float]]
+    """[price, quantity] of the best (lowest) ask; None when the ask side is empty."""
+    last_update_id: int
+    event_time_ms: int
+    receive_time_ns: int
+    publish_time_ns: int
+    depth: int
+
 class _BookListing(TypedDict):
     exchange: str
     market: str
@@ -112,6 +123,8 @@ class Reader:
         threshold_volume: Optional[float] = None,
     ) -> builtins.list[Union[_Levels, UbdccError]]:
         """The bids of many books; a failed book's item is the exception instance."""
+    def bbo(self, exchange: str, market: str) -> _Bbo:
+        """The best bid and ask of a synced book, from its slot header alone."""
     def info(self, exchange: str, market: str) -> _BookInfo:
         """The metadata of a book, synced or not."""
     def list(self) -> builtins.list[_BookListing]:

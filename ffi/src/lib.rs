@@ -20,11 +20,12 @@ mod status;
 mod types;
 
 pub use reader::{
-    ubdcc_book_info, ubdcc_get_asks, ubdcc_get_bids, ubdcc_layout_hash, ubdcc_list_books,
-    ubdcc_reader_close, ubdcc_reader_open, ubdcc_reader_open_trusting, ubdcc_reader_t,
+    ubdcc_bbo, ubdcc_book_info, ubdcc_get_asks, ubdcc_get_bids, ubdcc_layout_hash,
+    ubdcc_list_books, ubdcc_reader_close, ubdcc_reader_open, ubdcc_reader_open_trusting,
+    ubdcc_reader_t,
 };
 pub use status::{ubdcc_last_error_message, ubdcc_status_name, ubdcc_status_t};
 pub use types::{
     UBDCC_BOOK_OUT_OF_SYNC, UBDCC_BOOK_STARTING, UBDCC_BOOK_SYNCED, UBDCC_SEGMENT_NAME_CAPACITY,
-    ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t,
+    ubdcc_bbo_t, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t,
 };

@@ -9,7 +9,7 @@ use crate::status::{
     UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INTERNAL, UBDCC_ERR_INVALID_ARGUMENT,
     UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK, fail, fail_open, fail_read, ubdcc_status_t,
 };
-use crate::types::{ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t};
+use crate::types::{ubdcc_bbo_t, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t};
 
 /// An open cluster reader. Opaque to C; one handle must not be used by two threads at once
 /// (open one per thread: they are cheap and share nothing).
@@ -356,6 +356,48 @@ pub unsafe extern "C" fn ubdcc_book_info(
             Ok(info) => {
                 // SAFETY: `out_info` is non-null (checked) and valid for a write (contract).
                 unsafe { out_info.write(ubdcc_book_info_t::from(&info)) };
+                UBDCC_OK
+            }
+            Err(error) => fail_read(&error),
+        }
+    })
+}
+
+/// Reads the best bid and ask of a synced book from its slot header alone (two cache lines, no
+/// level), with its update id and times from the same consistent read.
+///
+/// # Errors
+/// `UBDCC_ERR_NOT_FOUND`, `UBDCC_ERR_OUT_OF_SYNC`, `UBDCC_ERR_WRITER_GONE`,
+/// `UBDCC_ERR_WRITER_HUNG`, `UBDCC_ERR_CONTENDED`, `UBDCC_ERR_NULL_ARGUMENT`,
+/// `UBDCC_ERR_INVALID_ARGUMENT`; `out_bbo` is left untouched then.
+///
+/// # Safety
+/// `reader` is a live handle used by no other thread during the call; `exchange` and `market` are
+/// valid C strings; `out_bbo` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ubdcc_bbo(
+    reader: *mut ubdcc_reader_t,
+    exchange: *const c_char,
+    market: *const c_char,
+    out_bbo: *mut ubdcc_bbo_t,
+) -> ubdcc_status_t {
+    guarded(|| {
+        if out_bbo.is_null() {
+            return fail(UBDCC_ERR_NULL_ARGUMENT, "out_bbo is null");
+        }
+        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
+        let Some(handle) = (unsafe { reader.as_mut() }) else {
+            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
+        };
+        // SAFETY: both are null or valid C strings (contract).
+        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+            Ok(args) => args,
+            Err(status) => return status,
+        };
+        match handle.reader.bbo(exchange, market) {
+            Ok(bbo) => {
+                // SAFETY: `out_bbo` is non-null (checked) and valid for a write (contract).
+                unsafe { out_bbo.write(ubdcc_bbo_t::from(&bbo)) };
                 UBDCC_OK
             }
             Err(error) => fail_read(&error),

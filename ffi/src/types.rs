@@ -3,7 +3,7 @@
 
 use std::ffi::c_char;
 
-use ubdcc_shm::{BookInfo, BookStatus, MAX_NAME_LEN};
+use ubdcc_shm::{Bbo, BookInfo, BookStatus, MAX_NAME_LEN};
 
 /// One level: price and quantity as doubles, best first.
 pub type ubdcc_level_t = ubdcc_shm::Level;
@@ -51,6 +51,52 @@ pub struct ubdcc_book_info_t {
     pub updates: u64,
     /// Slot generation.
     pub generation: u64,
+}
+
+/// A synced book's best bid and ask, from the slot header alone (`ubdcc_bbo`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ubdcc_bbo_t {
+    /// The best (highest) bid; all zero when `has_bid` is 0.
+    pub bid: ubdcc_level_t,
+    /// The best (lowest) ask; all zero when `has_ask` is 0.
+    pub ask: ubdcc_level_t,
+    /// 1 when the bid side has a level, else 0.
+    pub has_bid: u8,
+    /// 1 when the ask side has a level, else 0.
+    pub has_ask: u8,
+    /// Padding; always 0.
+    pub reserved: [u8; 2],
+    /// Levels per side the book is complete to; 0 while unknown.
+    pub depth: u32,
+    /// Last update id applied.
+    pub last_update_id: u64,
+    /// Exchange event time of the last event, Unix ms.
+    pub event_time_ms: u64,
+    /// When the DCN received it, Unix ns.
+    pub receive_time_ns: u64,
+    /// When this version was published, Unix ns.
+    pub publish_time_ns: u64,
+    /// Slot generation.
+    pub generation: u64,
+}
+
+impl From<&Bbo> for ubdcc_bbo_t {
+    fn from(bbo: &Bbo) -> Self {
+        Self {
+            bid: bbo.bid.unwrap_or_default(),
+            ask: bbo.ask.unwrap_or_default(),
+            has_bid: u8::from(bbo.bid.is_some()),
+            has_ask: u8::from(bbo.ask.is_some()),
+            reserved: [0; 2],
+            depth: bbo.depth,
+            last_update_id: bbo.last_update_id,
+            event_time_ms: bbo.event_time_ms,
+            receive_time_ns: bbo.receive_time_ns,
+            publish_time_ns: bbo.publish_time_ns,
+            generation: bbo.generation,
+        }
+    }
 }
 
 impl From<&BookInfo> for ubdcc_book_info_t {

@@ -111,16 +111,11 @@ impl PatternWriter {
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut k = handles.len() as u64 + 1;
+            // Most versions as edits (the DCN's publish path), one in 16 whole.
+            let mut scratch = test_pattern::PatternScratch::default();
             while !flag.load(Ordering::Relaxed) {
                 let handle = handles[(k % handles.len() as u64) as usize];
-                test_pattern::fill(k, levels, &mut bids, &mut asks);
-                writer
-                    .publish(
-                        handle,
-                        &test_pattern::meta(k),
-                        &test_pattern::sides(&bids, &asks),
-                    )
-                    .expect("publish");
+                test_pattern::publish(&mut writer, handle, k, &mut scratch).expect("publish");
                 if k % 64 == 0 {
                     writer.heartbeat();
                 }
@@ -206,6 +201,16 @@ fn header_layout_and_hash_match_the_rust_library() {
         field!(ubdcc_book_info_t.gaps),
         field!(ubdcc_book_info_t.updates),
         field!(ubdcc_book_info_t.generation),
+        size!(ubdcc_bbo_t),
+        field!(ubdcc_bbo_t.ask),
+        field!(ubdcc_bbo_t.has_bid),
+        field!(ubdcc_bbo_t.has_ask),
+        field!(ubdcc_bbo_t.depth),
+        field!(ubdcc_bbo_t.last_update_id),
+        field!(ubdcc_bbo_t.event_time_ms),
+        field!(ubdcc_bbo_t.receive_time_ns),
+        field!(ubdcc_bbo_t.publish_time_ns),
+        field!(ubdcc_bbo_t.generation),
         size!(ubdcc_book_entry_t),
         field!(ubdcc_book_entry_t.market),
         field!(ubdcc_book_entry_t.segment),
@@ -387,6 +392,79 @@ fn book_info_carries_the_covered_depth() {
         last_error()
     );
     assert_eq!(with_levels.depth, 100);
+    // SAFETY: handle from `open`, closed once.
+    unsafe { ubdcc_reader_close(reader) };
+}
+
+#[test]
+fn bbo_reads_the_best_levels_and_reports_what_is_missing() {
+    let cluster = unique_cluster("bbo");
+    let mut writer = SegmentConfig::new(cluster.as_str(), "w")
+        .books(2)
+        .levels_per_side(4)
+        .create()
+        .expect("create segment");
+    let book = writer.add_book("binance.com", "BBO").expect("add");
+    writer.add_book("binance.com", "STARTING").expect("add");
+    let bids = [
+        RawLevel {
+            price: 9_950,
+            quantity: 3,
+        },
+        RawLevel {
+            price: 9_940,
+            quantity: 1,
+        },
+    ];
+    let sides = BookSides {
+        price_exponent: -2,
+        quantity_exponent: 0,
+        bids: &bids,
+        asks: &[],
+    };
+    let meta = BookMeta {
+        status: BookStatus::Synced,
+        last_update_id: 12,
+        depth: 20,
+        ..BookMeta::starting()
+    };
+    writer.publish(book, &meta, &sides).expect("publish");
+    let reader = open(&cluster);
+    let exchange = CString::new("binance.com").unwrap();
+    let bbo_of = |market: &str| {
+        let market = CString::new(market).unwrap();
+        // Non-zero everywhere, so a field the library forgets to write shows.
+        let mut bbo = ubdcc_bbo_t {
+            has_ask: 7,
+            reserved: [0xaa; 2],
+            ..ubdcc_bbo_t::default()
+        };
+        // SAFETY: live reader, valid C strings, `bbo` valid for a write.
+        let status = unsafe { ubdcc_bbo(reader, exchange.as_ptr(), market.as_ptr(), &mut bbo) };
+        (status, bbo)
+    };
+    let (status, bbo) = bbo_of("BBO");
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+    assert_eq!(
+        (bbo.bid.price, bbo.bid.quantity, bbo.has_bid, bbo.has_ask),
+        (99.5, 3.0, 1, 0)
+    );
+    assert_eq!(
+        (bbo.last_update_id, bbo.depth, bbo.reserved, bbo.ask.price),
+        (12, 20, [0; 2], 0.0)
+    );
+    assert_eq!(bbo_of("STARTING").0, ubdcc_status_t::UBDCC_ERR_OUT_OF_SYNC);
+    assert_eq!(bbo_of("NOPE").0, ubdcc_status_t::UBDCC_ERR_NOT_FOUND);
+    // SAFETY: live reader, valid C strings; a null output is an error code, not a crash.
+    let status = unsafe {
+        ubdcc_bbo(
+            reader,
+            exchange.as_ptr(),
+            exchange.as_ptr(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
     // SAFETY: handle from `open`, closed once.
     unsafe { ubdcc_reader_close(reader) };
 }

@@ -3,15 +3,8 @@
 //! The original's clients send an unset value as a missing key (requests, aiohttp), as JSON `null`
 //! (the sync client's POST bodies) or, from the original restapi's forwarding, as the string
 //! `"None"`; an empty value counts as missing too. All of them mean **not set** here. A value of
-//! the wrong type or form is an ERROR envelope with an id of its own, never an HTTP 500.
-//!
-//! ```
-//! use ubdcc_gateway::params::Params;
-//! let params = Params::from_parts("CREATE_DEPTHCACHE", Some("exchange=binance.com&desired_quantity=None"), b"")?;
-//! assert_eq!(params.text("exchange")?, Some("binance.com"));
-//! assert_eq!(params.integer("desired_quantity")?, None);
-//! # Ok::<(), ubdcc_gateway::ApiError>(())
-//! ```
+//! the wrong type or form is an ERROR envelope with an id of its own, never an HTTP 500 (the
+//! tests below show each rule).
 
 use std::collections::HashMap;
 

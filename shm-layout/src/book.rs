@@ -26,6 +26,44 @@ pub struct BookSides<'a> {
     pub asks: &'a [RawLevel],
 }
 
+/// One change to one side of a published book, at a best-first index of the side as the segment
+/// holds it (what [`crate::SegmentWriter::publish_edits`] applies in order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelEdit {
+    /// Inserts `level` at best-first index `at` (at most the number of levels held); the levels
+    /// from `at` on move one down, and on a full side the worst falls off. An `at` at or beyond
+    /// the segment's levels per side changes nothing.
+    Insert {
+        /// Best-first index the new level takes.
+        at: u32,
+        /// The level.
+        level: RawLevel,
+    },
+    /// Removes the level at best-first index `at` (less than the number of levels held).
+    Remove {
+        /// Best-first index of the level.
+        at: u32,
+    },
+    /// Replaces the level at best-first index `at` (less than the number of levels held), e.g.
+    /// a new quantity at the same price.
+    Replace {
+        /// Best-first index of the level.
+        at: u32,
+        /// The new level.
+        level: RawLevel,
+    },
+}
+
+/// The edits that turn both sides of a published book into its next version, in order per side.
+/// Exponents stay as last published: a change of exponent needs a whole publish.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BookEdits<'a> {
+    /// Edits of the bids (best = highest price = index 0).
+    pub bids: &'a [LevelEdit],
+    /// Edits of the asks (best = lowest price = index 0).
+    pub asks: &'a [LevelEdit],
+}
+
 /// Everything about a book except its levels, as the writer publishes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BookMeta {
@@ -69,6 +107,28 @@ pub struct Level {
     pub price: f64,
     /// Quantity.
     pub quantity: f64,
+}
+
+/// The best bid and ask of a synced book with its ids and times, from one seqlock section that
+/// touches only the slot's two header cache lines ([`crate::ClusterReader::bbo`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bbo {
+    /// The best (highest) bid; `None` when the bid side is empty.
+    pub bid: Option<Level>,
+    /// The best (lowest) ask; `None` when the ask side is empty.
+    pub ask: Option<Level>,
+    /// The last update id applied.
+    pub last_update_id: u64,
+    /// Exchange event time of the last event applied, Unix milliseconds.
+    pub event_time_ms: u64,
+    /// When the DCN received that event, Unix nanoseconds.
+    pub receive_time_ns: u64,
+    /// When this version was published, Unix nanoseconds.
+    pub publish_time_ns: u64,
+    /// Levels per side the book is complete to (see [`BookInfo::depth`]).
+    pub depth: u32,
+    /// The slot generation this book lives in.
+    pub generation: u64,
 }
 
 /// A consistent snapshot of a book's metadata, read in the same seqlock section as its levels.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rustc_hash::FxBuildHasher;
 
-use crate::book::{BookCopy, BookInfo, Level};
+use crate::book::{Bbo, BookCopy, BookInfo, Level};
 use crate::error::{InvalidName, OpenClusterError, OpenSegmentError, ReadError, UntrustedSegment};
 use crate::liveness::unix_now_ns;
 use crate::query::LevelQuery;
@@ -360,6 +360,44 @@ impl ClusterReader {
             asks: copy.asks,
             dcn: dcn.to_owned(),
         })
+    }
+
+    /// The best bid and ask of a synced book, with its update id and times, from one read section
+    /// that touches only the slot's two header cache lines (no level is read). Replicas are tried
+    /// as [`ClusterReader::read`] tries them.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::read`]: [`ReadError::NotFound`], [`ReadError::NotSynced`],
+    /// [`ReadError::WriterGone`], [`ReadError::WriterHung`], [`ReadError::Contended`].
+    ///
+    /// # Example
+    /// ```
+    /// use ubdcc_shm::{BookMeta, BookSides, BookStatus, ClusterReader, Level, RawLevel, SegmentConfig};
+    ///
+    /// let cluster = format!("bbodoc{}", std::process::id());
+    /// let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+    /// let book = writer.add_book("binance.com", "BTCUSDT")?;
+    /// let bids = [RawLevel { price: 9_998_000_000, quantity: 50_000_000 }];
+    /// let sides = BookSides { price_exponent: -8, quantity_exponent: -8, bids: &bids, asks: &[] };
+    /// let meta = BookMeta { status: BookStatus::Synced, last_update_id: 9, ..BookMeta::starting() };
+    /// writer.publish(book, &meta, &sides)?;
+    ///
+    /// let bbo = ClusterReader::open(&cluster)?.bbo("binance.com", "BTCUSDT")?;
+    /// assert_eq!(bbo.bid, Some(Level { price: 99.98, quantity: 0.5 }));
+    /// assert_eq!((bbo.ask, bbo.last_update_id), (None, 9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[inline]
+    pub fn bbo(&mut self, exchange: &str, market: &str) -> Result<Bbo, ReadError> {
+        let mut out = None;
+        self.read_any(
+            exchange,
+            market,
+            Accept::Synced,
+            None,
+            |segment, location| segment.read_bbo(location.slot, location.generation, &mut out),
+        )?;
+        Ok(out.expect("a synced read fills the best bid and ask"))
     }
 
     /// The metadata of a book (status, ids, timestamps, counts), synced or not; a synced replica

@@ -222,6 +222,26 @@ pub enum WriteError {
         /// Levels per side.
         capacity: u32,
     },
+    /// An edit names an index the side does not have at that point of the edit list; the slot
+    /// is unchanged.
+    #[error("{side} edit {edit} at index {at} does not fit a side of {len} levels")]
+    InvalidEdit {
+        /// `bids` or `asks`.
+        side: &'static str,
+        /// Position of the edit in the list.
+        edit: usize,
+        /// The index it names.
+        at: u32,
+        /// Levels the side holds at that point.
+        len: u32,
+    },
+    /// Edits need a version of the book to apply to: the book was only added, or its last
+    /// publish did not finish (a panic inside the section). Publish it whole.
+    #[error("book in slot {slot} has no complete published version to edit; publish it whole")]
+    NoBaseVersion {
+        /// Slot index.
+        slot: u32,
+    },
 }
 
 /// A read failed; no data was returned.

@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"UBDCCSHM");
 
 /// Incompatible layout changes bump the major version; readers refuse any other major.
-pub const LAYOUT_MAJOR: u32 = 1;
-
-/// Compatible additions (new reason codes, use of reserved words) bump the minor version.
 ///
-/// 1: the slot's first reserved word holds the book's covered depth (`SlotHeader::depth`).
-pub const LAYOUT_MINOR: u32 = 1;
+/// 2: levels are rings (`SlotHeader::rings` holds each side's head and count) and the slot header
+/// holds the best bid and ask; a major-1 reader would read a ring as a best-first array.
+pub const LAYOUT_MAJOR: u32 = 2;
+
+/// Compatible additions (new reason codes, use of reserved words) bump the minor version; a major
+/// bump starts it at 0 again.
+pub const LAYOUT_MINOR: u32 = 0;
 
 /// The lifecycle of a segment, stored in [`SegmentHeader::state`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use std::mem::offset_of;
 
 use crate::directory::DirectoryEntry;
 use crate::header::{SegmentHeader, SegmentState};
+use crate::ring::RING_HEAD_SHIFT;
 use crate::slot::{LevelWords, PAIR_HIGH_SHIFT, QUANTITY_EXPONENT_SHIFT, SlotHeader};
 use crate::status::{
     REASON_SHIFT, STATUS_EMPTY, STATUS_OUT_OF_SYNC, STATUS_STARTING, STATUS_SYNCED,
@@ -68,11 +69,27 @@ const LAYOUT: &[(&str, usize)] = &[
         "slot.publish_time_ns",
         offset_of!(SlotHeader, publish_time_ns),
     ),
-    ("slot.counts", offset_of!(SlotHeader, counts)),
+    ("slot.rings", offset_of!(SlotHeader, rings)),
     ("slot.exponents", offset_of!(SlotHeader, exponents)),
     ("slot.sync_counters", offset_of!(SlotHeader, sync_counters)),
     ("slot.updates", offset_of!(SlotHeader, updates)),
     ("slot.depth", offset_of!(SlotHeader, depth)),
+    (
+        "slot.best_bid_price",
+        offset_of!(SlotHeader, best_bid_price),
+    ),
+    (
+        "slot.best_bid_quantity",
+        offset_of!(SlotHeader, best_bid_quantity),
+    ),
+    (
+        "slot.best_ask_price",
+        offset_of!(SlotHeader, best_ask_price),
+    ),
+    (
+        "slot.best_ask_quantity",
+        offset_of!(SlotHeader, best_ask_quantity),
+    ),
     ("LevelWords", size_of::<LevelWords>()),
     ("level.price", offset_of!(LevelWords, price)),
     ("level.quantity", offset_of!(LevelWords, quantity)),
@@ -83,6 +100,7 @@ const LAYOUT: &[(&str, usize)] = &[
         QUANTITY_EXPONENT_SHIFT as usize,
     ),
     ("pack.reason_shift", REASON_SHIFT as usize),
+    ("pack.ring_head_shift", RING_HEAD_SHIFT as usize),
     ("state.initializing", SegmentState::Initializing as usize),
     ("state.ready", SegmentState::Ready as usize),
     ("state.closed", SegmentState::Closed as usize),

@@ -4,13 +4,15 @@
 //! # Brief overview
 //! - A DCN owns one segment, `/dev/shm/ubdcc.<cluster>.<dcn>`, through a [`SegmentWriter`]: it
 //!   adds books ([`SegmentWriter::add_book`]), publishes every new version of a book in one seqlock
-//!   section ([`SegmentWriter::publish`]) and keeps a heartbeat.
+//!   section — whole ([`SegmentWriter::publish`]) or as the edits since the last version
+//!   ([`SegmentWriter::publish_edits`], cost O(levels changed)) — and keeps a heartbeat.
 //! - Readers open a [`SegmentReader`] per segment, or a [`ClusterReader`] that finds a book by
 //!   exchange and market in any segment of a cluster. Readers map segments read-only and never
 //!   write to them.
 //! - Prices and quantities are exact decimals ([`Decimal`]); readers get `f64` [`Level`]s equal to
 //!   parsing the exchange's decimal strings, selected by a [`LevelQuery`] with the REST API's
 //!   `limit_count` / `threshold_volume` semantics.
+//! - [`ClusterReader::bbo`] reads a book's best bid and ask from the slot header alone ([`Bbo`]).
 //! - [`ClusterReader::copy_book`] copies a whole synced book as exact mantissas ([`BookCopy`]),
 //!   both sides from one seqlock section, so a DCN can start a replica from a peer's segment
 //!   instead of a REST snapshot. [`BookInfo::depth`] says how many levels per side a book is
@@ -23,6 +25,7 @@
 //!
 //! # Layout
 //! `header` (segment identity, geometry, liveness), `directory` (book → slot), `slot` (one book),
+//! `ring` (a side's levels as a ring whose both ends move),
 //! `seqlock` (the read/write protocol), `mapping` (the only `unsafe`), `segment` (names, geometry),
 //! `writer`, `reader`, `cluster`, `liveness`, `trust` (whose segments readers believe), `layout`
 //! (the layout hash the C header mirrors).
@@ -64,6 +67,7 @@ mod liveness;
 mod mapping;
 mod query;
 mod reader;
+mod ring;
 mod segment;
 mod seqlock;
 mod slot;
@@ -72,7 +76,9 @@ pub mod test_pattern;
 mod trust;
 mod writer;
 
-pub use book::{BookCopy, BookInfo, BookMeta, BookSides, Level, RawLevel};
+pub use book::{
+    Bbo, BookCopy, BookEdits, BookInfo, BookMeta, BookSides, Level, LevelEdit, RawLevel,
+};
 pub use book_math::{Band, DepthStats, FillAmount, FillPrice, depth_stats, fill_price};
 pub use cluster::{BookListing, ClusterReader};
 pub use decimal::{Decimal, ParseDecimalError};

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::book::{BookInfo, Level, RawLevel};
+use crate::book::{Bbo, BookInfo, Level, RawLevel};
 use crate::decimal::mantissa_to_f64;
 use crate::directory::{load_name, unpack_name};
 use crate::error::{OpenSegmentError, ReadError, UntrustedSegment};
@@ -19,6 +19,7 @@ use crate::liveness::{
 };
 use crate::mapping::{Access, Mapping};
 use crate::query::LevelQuery;
+use crate::ring::Ring;
 use crate::segment::{Geometry, SHM_DIR, SegmentView};
 use crate::seqlock::{ReadSection, RetryBudget};
 use crate::slot::{LevelWords, SlotHeader, unpack_exponents, unpack_pair};
@@ -415,6 +416,51 @@ impl SegmentReader {
         self.read_section(slot, generation, &mut copy)
     }
 
+    /// Reads the best bid and ask of a synced slot: one read section over the slot header's two
+    /// cache lines (ids, times, rings, exponents and the best levels), no level line. `out`
+    /// holds the result only after `Ok(SlotRead::Synced(_))`.
+    #[inline]
+    pub(crate) fn read_bbo(
+        &self,
+        slot: u32,
+        generation: u64,
+        out: &mut Option<Bbo>,
+    ) -> Result<SlotRead, ReadError> {
+        let mut copy = BboCopy(out);
+        self.read_section(slot, generation, &mut copy)
+    }
+
+    /// The best bid and ask of the book `listing` names (from [`SegmentReader::books`]), from the
+    /// slot header alone.
+    ///
+    /// # Errors
+    /// [`ReadError::NotSynced`] when the book is not synced, [`ReadError::NotFound`] when the
+    /// slot no longer holds it (removed or replaced), [`ReadError::WriterGone`],
+    /// [`ReadError::WriterHung`], [`ReadError::Contended`].
+    pub fn bbo(&self, listing: &DirectoryListing) -> Result<Bbo, ReadError> {
+        let mut out = None;
+        let read = self.read_bbo(listing.slot, listing.generation, &mut out)?;
+        match (read, out) {
+            (SlotRead::Synced(_), Some(bbo)) => Ok(bbo),
+            (SlotRead::NotSynced(info), _) => Err(ReadError::NotSynced {
+                exchange: listing.exchange.clone(),
+                market: listing.market.clone(),
+                status: info.status,
+            }),
+            (SlotRead::Contended { attempts }, _) => Err(ReadError::Contended {
+                exchange: listing.exchange.clone(),
+                market: listing.market.clone(),
+                segment: self.name.clone(),
+                attempts,
+            }),
+            (SlotRead::Moved | SlotRead::Synced(_), _) => Err(ReadError::NotFound {
+                cluster: String::new(),
+                exchange: listing.exchange.clone(),
+                market: listing.market.clone(),
+            }),
+        }
+    }
+
     /// Copies both sides of a synced slot as exact mantissas, with the exponents and the info,
     /// all from one read section, into `out`. `out` holds the book only after
     /// `Ok(SlotRead::Synced(_))`; its sides are empty after any other outcome.
@@ -464,13 +510,13 @@ impl SegmentReader {
             let found_generation = header.generation.load(Ordering::Relaxed);
             // Only a synced version of the book asked for gets its levels copied; anything else
             // (removed, replaced by another book, not synced) copies nothing.
-            let info = status
+            let state = status
                 .filter(|_| found_generation == generation)
-                .map(|status| load_info(header, status, generation));
-            if let Some(info) = &info
-                && info.status.is_synced()
+                .map(|status| load_state(header, status, generation));
+            if let Some(state) = &state
+                && state.info.status.is_synced()
             {
-                copy.copy(&self.view, slot, header, info);
+                copy.copy(&self.view, slot, header, state);
             }
             if !section.validate(&header.seq) {
                 copy.discard();
@@ -480,10 +526,10 @@ impl SegmentReader {
                 }
                 continue;
             }
-            return Ok(match info {
+            return Ok(match state {
                 None => SlotRead::Moved,
-                Some(info) if info.status.is_synced() => SlotRead::Synced(info),
-                Some(info) => SlotRead::NotSynced(info),
+                Some(state) if state.info.status.is_synced() => SlotRead::Synced(state.info),
+                Some(state) => SlotRead::NotSynced(state.info),
             });
         }
         // The slot stayed busy for the whole budget. A writer stopped or killed inside a publish
@@ -500,7 +546,7 @@ trait SectionCopy {
     /// Copies with Relaxed loads inside an open read section; the caller validates afterwards
     /// and calls [`SectionCopy::discard`] when the section did not hold. Loaded counts may be
     /// torn, so every copy stays inside the slot's capacity.
-    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, info: &BookInfo);
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, state: &SlotState);
 
     /// Forgets whatever was copied: before a read, and after a section that did not validate.
     fn discard(&mut self);
@@ -515,20 +561,16 @@ struct SideCopy<'a> {
 
 impl SectionCopy for SideCopy<'_> {
     #[inline]
-    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, info: &BookInfo) {
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, state: &SlotState) {
         let Some(side) = self.side else {
             return;
         };
-        let count = match side {
-            Side::Asks => info.ask_count,
-            Side::Bids => info.bid_count,
-        } as usize;
         let levels = view.levels(slot, side);
         let (price_exponent, quantity_exponent) =
             unpack_exponents(header.exponents.load(Ordering::Relaxed));
-        let levels = &levels[..count.min(levels.len())];
         copy_levels(
             levels,
+            state.ring(side),
             price_exponent,
             quantity_exponent,
             self.query,
@@ -552,17 +594,17 @@ pub(crate) struct RawCopy {
 }
 
 impl SectionCopy for RawCopy {
-    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, info: &BookInfo) {
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, state: &SlotState) {
         (self.price_exponent, self.quantity_exponent) =
             unpack_exponents(header.exponents.load(Ordering::Relaxed));
         copy_raw(
             view.levels(slot, Side::Bids),
-            info.bid_count,
+            state.ring(Side::Bids),
             &mut self.bids,
         );
         copy_raw(
             view.levels(slot, Side::Asks),
-            info.ask_count,
+            state.ring(Side::Asks),
             &mut self.asks,
         );
     }
@@ -575,15 +617,69 @@ impl SectionCopy for RawCopy {
     }
 }
 
-/// Copies the first `count` levels of a side's words (capped at its capacity: a torn count may
-/// exceed it) as raw mantissas into `out`, replacing what it held.
-fn copy_raw(words: &[LevelWords], count: u32, out: &mut Vec<RawLevel>) {
-    let words = &words[..(count as usize).min(words.len())];
+/// The best bid and ask from the header's best-level words: what [`SegmentReader::bbo`] reads.
+struct BboCopy<'a>(&'a mut Option<Bbo>);
+
+impl SectionCopy for BboCopy<'_> {
+    #[inline]
+    fn copy(&mut self, _view: &SegmentView, _slot: u32, header: &SlotHeader, state: &SlotState) {
+        let info = &state.info;
+        let (price_exponent, quantity_exponent) =
+            unpack_exponents(header.exponents.load(Ordering::Relaxed));
+        let level = |price: &AtomicU64, quantity: &AtomicU64| Level {
+            price: mantissa_to_f64(price.load(Ordering::Relaxed), price_exponent),
+            quantity: mantissa_to_f64(quantity.load(Ordering::Relaxed), quantity_exponent),
+        };
+        *self.0 = Some(Bbo {
+            bid: (info.bid_count > 0)
+                .then(|| level(&header.best_bid_price, &header.best_bid_quantity)),
+            ask: (info.ask_count > 0)
+                .then(|| level(&header.best_ask_price, &header.best_ask_quantity)),
+            last_update_id: info.last_update_id,
+            event_time_ms: info.event_time_ms,
+            receive_time_ns: info.receive_time_ns,
+            publish_time_ns: info.publish_time_ns,
+            depth: info.depth,
+            generation: info.generation,
+        });
+    }
+
+    #[inline]
+    fn discard(&mut self) {
+        *self.0 = None;
+    }
+}
+
+/// What a read section loads from a slot header before copying anything: the info readers get,
+/// and where each side's levels are (both from one load of `rings`).
+pub(crate) struct SlotState {
+    info: BookInfo,
+    bids: Ring,
+    asks: Ring,
+}
+
+impl SlotState {
+    /// The ring of `side`.
+    #[inline]
+    fn ring(&self, side: Side) -> Ring {
+        match side {
+            Side::Bids => self.bids,
+            Side::Asks => self.asks,
+        }
+    }
+}
+
+/// Copies a side's levels best first (at most its capacity: a torn ring may claim more) as raw
+/// mantissas into `out`, replacing what it held.
+fn copy_raw(words: &[LevelWords], ring: Ring, out: &mut Vec<RawLevel>) {
+    let (first, second) = ring.runs(usize::MAX, words.len() as u32);
     out.clear();
-    out.extend(words.iter().map(|word| RawLevel {
-        price: word.price.load(Ordering::Relaxed),
-        quantity: word.quantity.load(Ordering::Relaxed),
-    }));
+    for run in [first, second] {
+        out.extend(words[run].iter().map(|word| RawLevel {
+            price: word.price.load(Ordering::Relaxed),
+            quantity: word.quantity.load(Ordering::Relaxed),
+        }));
+    }
 }
 
 impl std::fmt::Debug for SegmentReader {
@@ -596,47 +692,54 @@ impl std::fmt::Debug for SegmentReader {
     }
 }
 
-/// Loads a slot's metadata (Relaxed; the caller validates the section afterwards).
+/// Loads a slot's metadata and rings (Relaxed; the caller validates the section afterwards).
 #[inline]
-fn load_info(header: &SlotHeader, status: BookStatus, generation: u64) -> BookInfo {
-    let (bid_count, ask_count) = unpack_pair(header.counts.load(Ordering::Relaxed));
+fn load_state(header: &SlotHeader, status: BookStatus, generation: u64) -> SlotState {
+    let (bids, asks) = unpack_pair(header.rings.load(Ordering::Relaxed));
+    let (bids, asks) = (Ring::unpack(bids), Ring::unpack(asks));
     let (resyncs, gaps) = unpack_pair(header.sync_counters.load(Ordering::Relaxed));
-    BookInfo {
+    let info = BookInfo {
         status,
         last_update_id: header.last_update_id.load(Ordering::Relaxed),
         event_time_ms: header.event_time_ms.load(Ordering::Relaxed),
         receive_time_ns: header.receive_time_ns.load(Ordering::Relaxed),
         publish_time_ns: header.publish_time_ns.load(Ordering::Relaxed),
-        bid_count,
-        ask_count,
+        bid_count: bids.len,
+        ask_count: asks.len,
         resyncs,
         gaps,
         // The high half is zero by the layout; a writer that broke that only loses it.
         depth: header.depth.load(Ordering::Relaxed) as u32,
         updates: header.updates.load(Ordering::Relaxed),
         generation,
-    }
+    };
+    SlotState { info, bids, asks }
 }
 
-/// Converts and selects levels best-first; touches only the levels the query can return.
+/// Converts and selects levels best-first; touches only the levels the query can return (at
+/// most two runs of the ring, the second where the first wraps).
 #[inline]
 fn copy_levels(
     words: &[LevelWords],
+    ring: Ring,
     price_exponent: i8,
     quantity_exponent: i8,
     query: &LevelQuery,
     out: &mut Vec<Level>,
 ) {
-    let words = &words[..query.max_levels(words.len())];
-    out.reserve(words.len());
+    let (first, second) = ring.runs(query.max_levels(usize::MAX), words.len() as u32);
+    out.reserve(first.len() + second.len());
     let mut walk = query.walk();
-    for word in words {
-        let price = mantissa_to_f64(word.price.load(Ordering::Relaxed), price_exponent);
-        let quantity = mantissa_to_f64(word.quantity.load(Ordering::Relaxed), quantity_exponent);
-        if !walk.take(price, quantity) {
-            break;
+    for run in [first, second] {
+        for word in &words[run] {
+            let price = mantissa_to_f64(word.price.load(Ordering::Relaxed), price_exponent);
+            let quantity =
+                mantissa_to_f64(word.quantity.load(Ordering::Relaxed), quantity_exponent);
+            if !walk.take(price, quantity) {
+                return;
+            }
+            out.push(Level { price, quantity });
         }
-        out.push(Level { price, quantity });
     }
 }
 

@@ -1,7 +1,10 @@
-//! A book slot: one book's status, ids, timestamps and both sides of levels, best first, guarded
-//! by one sequence word so a reader always sees all of it from a single publish.
+//! A book slot: one book's status, ids, timestamps, best bid and ask, and both sides of levels as
+//! rings (see `ring`), guarded by one sequence word so a reader always sees all of it from a
+//! single publish.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ring::LevelCells;
 
 /// Default capacity of each side, matching the depth of Binance's largest snapshot.
 pub const DEFAULT_LEVELS_PER_SIDE: u32 = 1000;
@@ -27,8 +30,11 @@ pub struct SlotHeader {
     pub(crate) receive_time_ns: AtomicU64,
     /// When this version was published into the slot, Unix nanoseconds.
     pub(crate) publish_time_ns: AtomicU64,
-    /// Bits 0..32: number of bid levels; bits 32..64: number of ask levels.
-    pub(crate) counts: AtomicU64,
+    /// Bits 0..32: the bid ring; bits 32..64: the ask ring. Each ring is its number of levels
+    /// (bits 0..16) and the physical index of its best level (bits 16..32): best-first level `i`
+    /// of a side is its level word `(head + i) % levels_per_side`. Layout major 2 (before: plain
+    /// counts with the best level at index 0).
+    pub(crate) rings: AtomicU64,
     // -- cache line 1 --
     /// Bits 0..8: price exponent (`i8`); bits 8..16: quantity exponent (`i8`).
     pub(crate) exponents: AtomicU64,
@@ -37,16 +43,25 @@ pub struct SlotHeader {
     /// Number of publishes since the book was added.
     pub(crate) updates: AtomicU64,
     /// Bits 0..32: levels per side the book is complete to ([`crate::BookMeta::depth`], 0 while
-    /// unknown); bits 32..64: zero. Layout minor 1 took it from the reserved words, so a minor-0
-    /// writer's slots read as depth 0 (unknown).
+    /// unknown); bits 32..64: zero.
     pub(crate) depth: AtomicU64,
-    pub(crate) _reserved: [AtomicU64; 4],
+    /// Price mantissa of the best bid (0 when the bid ring is empty). The best levels sit in the
+    /// header, written in the same section as the rings, so a best bid/ask read touches the two
+    /// header lines only, never a level line.
+    pub(crate) best_bid_price: AtomicU64,
+    /// Quantity mantissa of the best bid (0 when there is none).
+    pub(crate) best_bid_quantity: AtomicU64,
+    /// Price mantissa of the best ask (0 when the ask ring is empty).
+    pub(crate) best_ask_price: AtomicU64,
+    /// Quantity mantissa of the best ask (0 when there is none).
+    pub(crate) best_ask_quantity: AtomicU64,
 }
 
 const _: () = assert!(size_of::<SlotHeader>() == 128);
 // The metadata readers poll stays on the first cache line; `exponents` starts the second.
 const _: () = assert!(std::mem::offset_of!(SlotHeader, exponents) == 64);
 const _: () = assert!(std::mem::offset_of!(SlotHeader, depth) == 88);
+const _: () = assert!(std::mem::offset_of!(SlotHeader, best_ask_quantity) == 120);
 
 /// One price level as stored: two mantissas, scaled by the slot's exponents.
 #[repr(C)]
@@ -59,6 +74,31 @@ pub struct LevelWords {
 
 const _: () = assert!(size_of::<LevelWords>() == 16);
 
+/// A side's level words are the cells its ring lives in (Relaxed: the writer holds the slot's
+/// write section; its own loads see its own stores).
+impl LevelCells for [LevelWords] {
+    #[inline]
+    fn capacity(&self) -> u32 {
+        self.len() as u32
+    }
+
+    #[inline]
+    fn load(&self, index: usize) -> [u64; 2] {
+        let word = &self[index];
+        [
+            word.price.load(Ordering::Relaxed),
+            word.quantity.load(Ordering::Relaxed),
+        ]
+    }
+
+    #[inline]
+    fn store(&self, index: usize, [price, quantity]: [u64; 2]) {
+        let word = &self[index];
+        word.price.store(price, Ordering::Relaxed);
+        word.quantity.store(quantity, Ordering::Relaxed);
+    }
+}
+
 /// Bytes taken by one slot with `levels_per_side` levels on each side, rounded to a cache line so
 /// every slot header starts on one.
 pub const fn slot_size(levels_per_side: u32) -> u64 {
@@ -67,13 +107,13 @@ pub const fn slot_size(levels_per_side: u32) -> u64 {
     raw.div_ceil(64) * 64
 }
 
-/// Bit position of the second count in a pair word (`counts`: asks; `sync_counters`: gaps).
+/// Bit position of the second half of a pair word (`rings`: asks; `sync_counters`: gaps).
 pub(crate) const PAIR_HIGH_SHIFT: u32 = 32;
 
 /// Bit position of the quantity exponent in `exponents` (the price exponent is the low byte).
 pub(crate) const QUANTITY_EXPONENT_SHIFT: u32 = 8;
 
-/// Packs two counts into one word (`counts`, `sync_counters`).
+/// Packs two halves into one word (`rings`, `sync_counters`).
 pub(crate) const fn pack_pair(low: u32, high: u32) -> u64 {
     low as u64 | (high as u64) << PAIR_HIGH_SHIFT
 }

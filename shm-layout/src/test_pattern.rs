@@ -12,9 +12,16 @@
 //! of one version is tied to its neighbours: a read that mixes two versions (a torn read) breaks
 //! the relation somewhere, and [`validate`] reports it. Readers in other languages implement the
 //! same check from this table (see `ffi/examples/torture_reader.c` and the Python tests).
+//!
+//! [`publish`] writes most versions as edits ([`crate::SegmentWriter::publish_edits`]) that move
+//! the rings' heads in both directions, shift levels both ways and wrap around the ring, so the
+//! torture tests exercise every write pattern a DCN uses, with a whole publish every
+//! [`WHOLE_EVERY`] versions.
 
-use crate::book::{BookMeta, BookSides, Level, RawLevel};
+use crate::book::{BookEdits, BookMeta, BookSides, Level, LevelEdit, RawLevel};
+use crate::error::WriteError;
 use crate::status::{BookStatus, Side};
+use crate::writer::{BookHandle, SegmentWriter};
 
 /// Price exponent of pattern books.
 pub const PRICE_EXPONENT: i8 = -2;
@@ -69,6 +76,110 @@ pub fn sides<'a>(bids: &'a [RawLevel], asks: &'a [RawLevel]) -> BookSides<'a> {
         bids,
         asks,
     }
+}
+
+/// One version in [`WHOLE_EVERY`] is published whole, the others as edits.
+pub const WHOLE_EVERY: u64 = 16;
+
+/// Reusable buffers for [`publish`].
+#[derive(Debug, Default)]
+pub struct PatternScratch {
+    bids: Vec<RawLevel>,
+    asks: Vec<RawLevel>,
+    bid_edits: Vec<LevelEdit>,
+    ask_edits: Vec<LevelEdit>,
+}
+
+/// Publishes version `k` of the pattern into `book`: whole when the book has no published
+/// version yet or `k` is a multiple of [`WHOLE_EVERY`], else as edits to whatever version the
+/// slot holds.
+///
+/// # Errors
+/// As [`SegmentWriter::publish`] and [`SegmentWriter::publish_edits`].
+pub fn publish(
+    writer: &mut SegmentWriter,
+    book: BookHandle,
+    k: u64,
+    scratch: &mut PatternScratch,
+) -> Result<(), WriteError> {
+    let capacity = writer.levels_per_side();
+    fill(k, capacity, &mut scratch.bids, &mut scratch.asks);
+    let held = (
+        writer.published_levels(book, Side::Bids),
+        writer.published_levels(book, Side::Asks),
+    );
+    let (Some(bids_held), Some(asks_held)) = held else {
+        return writer.publish(book, &meta(k), &sides(&scratch.bids, &scratch.asks));
+    };
+    if k % WHOLE_EVERY == 0 {
+        return writer.publish(book, &meta(k), &sides(&scratch.bids, &scratch.asks));
+    }
+    edits_to(
+        k,
+        bids_held,
+        capacity,
+        &scratch.bids,
+        &mut scratch.bid_edits,
+    );
+    edits_to(
+        k,
+        asks_held,
+        capacity,
+        &scratch.asks,
+        &mut scratch.ask_edits,
+    );
+    let edits = BookEdits {
+        bids: &scratch.bid_edits,
+        asks: &scratch.ask_edits,
+    };
+    writer.publish_edits(book, &meta(k), &edits)
+}
+
+/// Edits that turn a side of `len` levels (any content) into `target`: first moves that shift the
+/// head and levels both ways (a removal at the top, an insert a third down, a removal two thirds
+/// down, on even versions an insert at the top: the head drifts one cell every other version),
+/// then the length fixed at the worst end, then every level replaced.
+fn edits_to(k: u64, mut len: u32, capacity: u32, target: &[RawLevel], out: &mut Vec<LevelEdit>) {
+    let placeholder = RawLevel {
+        price: u64::MAX,
+        quantity: k,
+    };
+    out.clear();
+    let insert = |out: &mut Vec<LevelEdit>, len: &mut u32, at: u32, level: RawLevel| {
+        out.push(LevelEdit::Insert { at, level });
+        *len = (*len + 1).min(capacity);
+    };
+    if len > 0 {
+        out.push(LevelEdit::Remove { at: 0 });
+        len -= 1;
+    }
+    if len > 2 {
+        let at = len / 3;
+        insert(out, &mut len, at, placeholder);
+        out.push(LevelEdit::Remove { at: 2 * len / 3 });
+        len -= 1;
+    }
+    if k % 2 == 0 {
+        insert(out, &mut len, 0, placeholder);
+    }
+    let target_len = target.len() as u32;
+    while len > target_len {
+        out.push(LevelEdit::Remove { at: len - 1 });
+        len -= 1;
+    }
+    while len < target_len {
+        let at = len;
+        insert(out, &mut len, at, target[at as usize]);
+    }
+    out.extend(
+        target
+            .iter()
+            .enumerate()
+            .map(|(at, &level)| LevelEdit::Replace {
+                at: at as u32,
+                level,
+            }),
+    );
 }
 
 /// Checks that `levels` (a best-first prefix of one side) are exactly version `k`'s, and that an

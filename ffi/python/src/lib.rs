@@ -18,7 +18,9 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{IntoPyObject, intern};
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side, Trust};
+use ubdcc_shm::{
+    Bbo, BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side, Trust,
+};
 
 create_exception!(
     ubdcc_local,
@@ -304,6 +306,26 @@ impl Reader {
         self.read_many(py, books, Side::Bids, limit_count, threshold_volume)
     }
 
+    /// The best bid and ask of a synced book, as a dict read from the book's slot header alone
+    /// (no level is touched, the cheapest read there is):
+    ///
+    /// - ``bid``, ``ask``: ``[price, quantity]`` of the best bid (highest) and ask (lowest), or
+    ///   ``None`` when that side is empty
+    /// - ``last_update_id``, ``event_time_ms``, ``receive_time_ns``, ``publish_time_ns`` and
+    ///   ``depth`` as in :meth:`info`, from the same consistent read
+    ///
+    /// Raises ``DepthCacheNotFound``, ``DepthCacheOutOfSync``, ``WriterGone``, ``WriterHung``,
+    /// ``ReadContended``.
+    fn bbo<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let bbo = self.reader.bbo(exchange, market).map_err(read_error)?;
+        bbo_dict(py, &bbo)
+    }
+
     /// The metadata of a book, synced or not, as a dict:
     ///
     /// - ``status``: ``"starting"``, ``"synced"`` or ``"out_of_sync"``
@@ -375,6 +397,19 @@ impl Reader {
 }
 
 /// The dict `Reader.info` returns.
+fn bbo_dict<'py>(py: Python<'py>, bbo: &Bbo) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    let pair = |level: Option<Level>| level.map(|l| [l.price, l.quantity]);
+    dict.set_item(intern!(py, "bid"), pair(bbo.bid))?;
+    dict.set_item(intern!(py, "ask"), pair(bbo.ask))?;
+    dict.set_item(intern!(py, "last_update_id"), bbo.last_update_id)?;
+    dict.set_item(intern!(py, "event_time_ms"), bbo.event_time_ms)?;
+    dict.set_item(intern!(py, "receive_time_ns"), bbo.receive_time_ns)?;
+    dict.set_item(intern!(py, "publish_time_ns"), bbo.publish_time_ns)?;
+    dict.set_item(intern!(py, "depth"), bbo.depth)?;
+    Ok(dict)
+}
+
 fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let reason = match info.status {

@@ -38,7 +38,7 @@ def test_module_surface():
     assert issubclass(ubdcc_local.UbdccError, Exception)
     assert isinstance(ubdcc_local.__version__, str)
     assert ubdcc_local.__doc__ and "Reader" in ubdcc_local.__doc__
-    for method in ("get_asks", "get_bids", "get_asks_many", "get_bids_many", "info", "list", "refresh"):
+    for method in ("get_asks", "get_bids", "get_asks_many", "get_bids_many", "bbo", "info", "list", "refresh"):
         assert getattr(ubdcc_local.Reader, method).__doc__, method
 
 
@@ -232,6 +232,25 @@ def test_info_contents(start_writer):
         assert isinstance(info["age_ms"], float) and -1000.0 < info["age_ms"] < 60_000.0
         for key in keys - {"status", "reason", "age_ms"}:
             assert type(info[key]) is int, key
+
+
+def test_bbo_is_the_top_of_one_version(full_speed):
+    writer, reader = full_speed
+    for round_ in range(2000):
+        i = round_ % BOOKS
+        try:
+            bbo = reader.bbo(EXCHANGE, market(i))
+        except ubdcc_local.ReadContended:
+            continue
+        assert set(bbo) == {"bid", "ask", "last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "depth"}
+        k = bbo["last_update_id"]
+        a = k % 1_000_000
+        # Level 0 of pattern version k (shm-layout/src/test_pattern.rs), read at full writer speed.
+        assert bbo["ask"] == [float(100_000 + a % 1000), (a * 1000) / 1000.0], (i, k)
+        assert bbo["bid"] == [float(99_000 - a % 1000), (a * 1000) / 1000.0], (i, k)
+        assert bbo["event_time_ms"] == k and bbo["depth"] == 1000
+    with pytest.raises(ubdcc_local.DepthCacheNotFound):
+        reader.bbo(EXCHANGE, "NOPE")
 
 
 def test_list_contents(start_writer):
