@@ -122,10 +122,15 @@ pub(crate) fn check_fresh_and_deep(
 
 /// Milliseconds since the book's current version was published, microsecond resolution.
 pub fn age_ms(info: &BookInfo) -> f64 {
+    age_ms_of(info.publish_time_ns)
+}
+
+/// Milliseconds since `publish_time_ns` (Unix ns), microsecond resolution.
+pub(crate) fn age_ms_of(publish_time_ns: u64) -> f64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    (now.saturating_sub(u128::from(info.publish_time_ns)) as f64 / 1e3).round() / 1e3
+    (now.saturating_sub(u128::from(publish_time_ns)) as f64 / 1e3).round() / 1e3
 }
 
 pub(crate) fn read_error(error: &ReadError, request: &BookRequest, event: &str) -> ApiError {

@@ -346,16 +346,12 @@ pub fn bbo_entries(
 }
 
 fn bbo_entry(reader: &mut ClusterReader, exchange: &str, market: &str) -> Value {
-    match reader.copy_book(exchange, market, None) {
-        Ok(copy) => {
-            let best = |raw: Option<&RawLevel>| {
-                raw.map(|level| {
-                    let level = floats(&copy, std::slice::from_ref(level))[0];
-                    json!([level.price, level.quantity])
-                })
-            };
-            json!({"age_ms": age_ms(&copy.info), "ask": best(copy.asks.first()),
-                   "bid": best(copy.bids.first()), "last_update_id": copy.info.last_update_id})
+    // The slot header's best bid and ask: one read of two cache lines, no level touched.
+    match reader.bbo(exchange, market) {
+        Ok(bbo) => {
+            let best = |level: Option<Level>| level.map(|l| json!([l.price, l.quantity]));
+            json!({"age_ms": book_answer::age_ms_of(bbo.publish_time_ns), "ask": best(bbo.ask),
+                   "bid": best(bbo.bid), "last_update_id": bbo.last_update_id})
         }
         Err(error) => {
             let request = BookRequest {
