@@ -30,7 +30,8 @@ curl -sf -X POST "http://$api/create_depthcaches" -H 'content-type: application/
 last="SIM$((books - 1))USDT"
 echo "waiting for $books books to sync..." >&2
 for _ in $(seq 1 1800); do
-    synced=$(curl -sf "http://$api/get_bbo?exchange=binance.com" | grep -o '"last_update_id"' | wc -l)
+    synced=$({ curl -sf "http://$api/get_bbo?exchange=binance.com" || true; } \
+        | { grep -o '"last_update_id"' || true; } | wc -l)
     [ "$synced" -ge "$books" ] && break
     sleep 0.1
 done

@@ -130,6 +130,57 @@ typedef struct ubdcc_book_entry_t {
     uint8_t reason;
 } ubdcc_book_entry_t;
 
+/* One book of the cluster, from ubdcc_bbo_all: its names (NUL-terminated copies) and its best
+ * bid and ask, or why it is not served (then bbo is all zero: never a stale price). */
+typedef struct ubdcc_bbo_entry_t {
+    char exchange[UBDCC_MAX_NAME_LEN + 1];
+    char market[UBDCC_MAX_NAME_LEN + 1];
+    uint8_t book_status;       /* UBDCC_BOOK_* when read or not synced; 0 when unreadable */
+    uint8_t reason;            /* UBDCC_REASON_* when out of sync, else 0 */
+    ubdcc_status_t status;     /* UBDCC_OK, or what ubdcc_bbo would return for this book */
+    ubdcc_bbo_t bbo;           /* valid when status == UBDCC_OK */
+} ubdcc_bbo_entry_t;
+
+/* ubdcc_fill_price's side: a buy walks the asks, a sell the bids. */
+typedef enum ubdcc_fill_side_t { UBDCC_BUY = 0, UBDCC_SELL = 1 } ubdcc_fill_side_t;
+
+/* ubdcc_fill_price's amount: a base-asset quantity (BTC of BTCUSDT) or a quote amount (USDT). */
+typedef enum ubdcc_amount_kind_t { UBDCC_AMOUNT_BASE = 0, UBDCC_AMOUNT_QUOTE = 1 } ubdcc_amount_kind_t;
+
+/* The price of a fill (ubdcc_fill_price). Slippage is in basis points against the best price,
+ * positive when the average is worse. Prices are NaN when nothing could be filled. */
+typedef struct ubdcc_fill_t {
+    double average_price;      /* quote filled / base filled */
+    double worst_price;        /* price of the last level used */
+    double filled_quantity;    /* base */
+    double filled_quote;
+    double slippage_bps;
+    uint32_t levels_used;
+    uint8_t complete;          /* 1 when the whole amount was filled; 0 when the levels ran out */
+    uint8_t reserved[3];
+} ubdcc_fill_t;
+
+/* Quantity within +-bps basis points of the mid (ubdcc_depth_stats). */
+typedef struct ubdcc_band_t {
+    double bps;
+    double bid_quantity;       /* bids priced >= mid * (1 - bps / 1e4) */
+    double ask_quantity;       /* asks priced <= mid * (1 + bps / 1e4) */
+    uint8_t complete;          /* 1 when both sides hold a level beyond the band; 0: lower bounds */
+    uint8_t reserved[7];
+} ubdcc_band_t;
+
+/* The shape of the top of a book (ubdcc_depth_stats). */
+typedef struct ubdcc_depth_stats_t {
+    double mid;                /* (best bid + best ask) / 2 */
+    double spread;             /* best ask - best bid */
+    double spread_bps;         /* spread in basis points of the mid */
+    double microprice;         /* size-weighted mid of the best levels */
+    double imbalance;          /* (bid - ask qty) / (bid + ask qty) over the top top_n levels */
+    uint64_t top_n;
+    uint8_t valid;             /* 0 when a side is empty: the doubles are NaN, the bands zero */
+    uint8_t reserved[7];
+} ubdcc_depth_stats_t;
+
 /* ---- reading ------------------------------------------------------------------------------ */
 
 typedef struct ubdcc_reader_t ubdcc_reader_t;
@@ -176,6 +227,38 @@ ubdcc_status_t ubdcc_book_info(ubdcc_reader_t *reader, const char *exchange, con
  * on error. */
 ubdcc_status_t ubdcc_bbo(ubdcc_reader_t *reader, const char *exchange, const char *market,
                          ubdcc_bbo_t *out_bbo);
+
+/* Reads both sides of a synced book from ONE consistent read: bids and asks are one version of
+ * the book, the one out_info->last_update_id names. limit_count and threshold_volume as in
+ * ubdcc_get_asks, applied to each side on its own. A side with more levels selected than its
+ * capacity is truncated and UBDCC_ERR_BUFFER_TOO_SMALL returned; the counts say how many. */
+ubdcc_status_t ubdcc_get_book(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                              const int64_t *limit_count, const double *threshold_volume,
+                              ubdcc_level_t *bids, size_t bid_capacity, size_t *out_bid_count,
+                              ubdcc_level_t *asks, size_t ask_capacity, size_t *out_ask_count,
+                              ubdcc_book_info_t *out_info);
+
+/* The best bid and ask of every book of the cluster (exchange NULL) or of one exchange, one
+ * entry per book, sorted by exchange and market; each entry's status says whether it was served.
+ * With more books than capacity, the first capacity are written and UBDCC_ERR_BUFFER_TOO_SMALL
+ * is returned; out_count says how many books there are. */
+ubdcc_status_t ubdcc_bbo_all(ubdcc_reader_t *reader, const char *exchange,
+                             ubdcc_bbo_entry_t *entries, size_t capacity, size_t *out_count);
+
+/* The price of filling `amount` (base or quote, > 0) by a buy (walks the asks) or a sell (the
+ * bids), computed on one consistent read of the whole side. A bad side, kind or amount is
+ * UBDCC_ERR_INVALID_ARGUMENT. out_info: NULL, or the metadata of the version used. */
+ubdcc_status_t ubdcc_fill_price(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                                ubdcc_fill_side_t side, ubdcc_amount_kind_t amount_kind,
+                                double amount, ubdcc_fill_t *out_fill, ubdcc_book_info_t *out_info);
+
+/* Mid, spread, microprice, the imbalance of the top top_n levels and the quantity within each of
+ * band_count bands (+-bps[i] basis points of the mid, each > 0; results in out_bands[i]),
+ * computed on one consistent read of both sides. */
+ubdcc_status_t ubdcc_depth_stats(ubdcc_reader_t *reader, const char *exchange, const char *market,
+                                 size_t top_n, const double *bps, size_t band_count,
+                                 ubdcc_band_t *out_bands, ubdcc_depth_stats_t *out_stats,
+                                 ubdcc_book_info_t *out_info);
 
 /* Lists every replica of every book of the cluster, sorted by exchange, market, segment. */
 ubdcc_status_t ubdcc_list_books(ubdcc_reader_t *reader, ubdcc_book_entry_t *entries,

@@ -1,7 +1,7 @@
 """Read ubdcc's shared-memory order books from Python (type stubs of the compiled module)."""
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Optional, TypedDict, Union, final
 
 __version__: str
@@ -47,6 +47,60 @@ class _Bbo(TypedDict):
     publish_time_ns: int
     depth: int
 
+class _Book(TypedDict):
+    """Both sides from one consistent read: one version of the book, ``last_update_id``'s."""
+    bids: _Levels
+    asks: _Levels
+    last_update_id: int
+    event_time_ms: int
+    receive_time_ns: int
+    publish_time_ns: int
+    age_ms: Optional[float]
+    depth: int
+
+class _Fill(TypedDict):
+    side: str
+    """``"buy"`` (walks the asks) or ``"sell"`` (walks the bids)."""
+    average_price: Optional[float]
+    """Quote filled / base filled; None when nothing could be filled."""
+    worst_price: Optional[float]
+    filled_quantity: float
+    filled_quote: float
+    complete: bool
+    """False when the book's levels ran out before the amount was filled."""
+    slippage_bps: Optional[float]
+    """Basis points the average is worse than the best price."""
+    levels_used: int
+    last_update_id: int
+    event_time_ms: int
+    receive_time_ns: int
+    publish_time_ns: int
+    age_ms: Optional[float]
+    depth: int
+
+class _Band(TypedDict):
+    bps: float
+    bid_quantity: float
+    ask_quantity: float
+    complete: bool
+    """False when the levels end inside the band: the quantities are lower bounds."""
+
+class _DepthStats(TypedDict):
+    mid: Optional[float]
+    """None (like the other statistics) when a side is empty."""
+    spread: Optional[float]
+    spread_bps: Optional[float]
+    microprice: Optional[float]
+    imbalance: Optional[float]
+    top_n: int
+    bands: builtins.list[_Band]
+    last_update_id: int
+    event_time_ms: int
+    receive_time_ns: int
+    publish_time_ns: int
+    age_ms: Optional[float]
+    depth: int
+
 class _BookListing(TypedDict):
     exchange: str
     market: str
@@ -77,7 +131,7 @@ class ReadContended(UbdccError):
     """The book changed during every one of the bounded read attempts."""
 
 class InvalidQuery(UbdccError):
-    """A negative limit_count or a NaN threshold_volume."""
+    """A negative limit_count or a NaN threshold_volume; a bad side, amount, top_n or band."""
 
 @final
 class Reader:
@@ -125,6 +179,33 @@ class Reader:
         """The bids of many books; a failed book's item is the exception instance."""
     def bbo(self, exchange: str, market: str) -> _Bbo:
         """The best bid and ask of a synced book, from its slot header alone."""
+    def get_book(
+        self,
+        exchange: str,
+        market: str,
+        limit_count: Optional[int] = None,
+        threshold_volume: Optional[float] = None,
+    ) -> _Book:
+        """Both sides of a synced book from one consistent read, each side selected on its own."""
+    def bbo_all(self, exchange: Optional[str] = None) -> dict[str, dict[str, Union[_Bbo, UbdccError]]]:
+        """``{exchange: {market: bbo}}`` for every book; a book not served maps to the exception instance."""
+    def fill_price(
+        self,
+        exchange: str,
+        market: str,
+        side: str,
+        quantity: Optional[float] = None,
+        quote_quantity: Optional[float] = None,
+    ) -> _Fill:
+        """The price of a fill (``side`` ``"buy"`` or ``"sell"``, exactly one amount) on one consistent read."""
+    def depth_stats(
+        self,
+        exchange: str,
+        market: str,
+        top_n: int = 10,
+        bps: Sequence[float] = (10, 50, 100),
+    ) -> _DepthStats:
+        """Mid, spread, microprice, imbalance of the top ``top_n`` and quantity within ``±bps`` of the mid."""
     def info(self, exchange: str, market: str) -> _BookInfo:
         """The metadata of a book, synced or not."""
     def list(self) -> builtins.list[_BookListing]:

@@ -15,10 +15,12 @@
 //! (`ubdcc_shm::Trust` explains why).
 #![allow(non_camel_case_types)]
 
+mod book;
 mod reader;
 mod status;
 mod types;
 
+pub use book::{ubdcc_bbo_all, ubdcc_depth_stats, ubdcc_fill_price, ubdcc_get_book};
 pub use reader::{
     ubdcc_bbo, ubdcc_book_info, ubdcc_get_asks, ubdcc_get_bids, ubdcc_layout_hash,
     ubdcc_list_books, ubdcc_reader_close, ubdcc_reader_open, ubdcc_reader_open_trusting,
@@ -26,6 +28,8 @@ pub use reader::{
 };
 pub use status::{ubdcc_last_error_message, ubdcc_status_name, ubdcc_status_t};
 pub use types::{
-    UBDCC_BOOK_OUT_OF_SYNC, UBDCC_BOOK_STARTING, UBDCC_BOOK_SYNCED, UBDCC_SEGMENT_NAME_CAPACITY,
-    ubdcc_bbo_t, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_level_t,
+    UBDCC_AMOUNT_BASE, UBDCC_AMOUNT_QUOTE, UBDCC_BOOK_OUT_OF_SYNC, UBDCC_BOOK_STARTING,
+    UBDCC_BOOK_SYNCED, UBDCC_BUY, UBDCC_SEGMENT_NAME_CAPACITY, UBDCC_SELL, ubdcc_band_t,
+    ubdcc_bbo_entry_t, ubdcc_bbo_t, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_depth_stats_t,
+    ubdcc_fill_t, ubdcc_level_t,
 };

@@ -1,4 +1,5 @@
-//! The reader functions: open a cluster, read a side, read info, list books, close.
+//! The reader functions: open a cluster, read a side, read info, read the best bid and ask, list
+//! books, close. Whole-book reads and what is computed on them are in `book.rs`.
 
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,13 +15,16 @@ use crate::types::{ubdcc_bbo_t, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_lev
 /// An open cluster reader. Opaque to C; one handle must not be used by two threads at once
 /// (open one per thread: they are cheap and share nothing).
 pub struct ubdcc_reader_t {
-    reader: ClusterReader,
-    /// Reused for every read, so a read allocates nothing once warm.
-    levels: Vec<Level>,
+    pub(crate) reader: ClusterReader,
+    /// Reused for every read (the bids of a whole-book read), so a read allocates nothing once
+    /// warm.
+    pub(crate) levels: Vec<Level>,
+    /// The asks of a whole-book read, reused likewise.
+    pub(crate) asks: Vec<Level>,
 }
 
 /// Runs `body`, turning a panic into `UBDCC_ERR_INTERNAL`: unwinding must never cross into C.
-fn guarded(body: impl FnOnce() -> ubdcc_status_t) -> ubdcc_status_t {
+pub(crate) fn guarded(body: impl FnOnce() -> ubdcc_status_t) -> ubdcc_status_t {
     catch_unwind(AssertUnwindSafe(body))
         .unwrap_or_else(|_| fail(UBDCC_ERR_INTERNAL, "internal error (panic) in ubdcc"))
 }
@@ -29,7 +33,10 @@ fn guarded(body: impl FnOnce() -> ubdcc_status_t) -> ubdcc_status_t {
 ///
 /// # Safety
 /// `text` is null or points to a NUL-terminated string that stays valid during the call.
-unsafe fn str_arg<'a>(text: *const c_char, what: &str) -> Result<&'a str, ubdcc_status_t> {
+pub(crate) unsafe fn str_arg<'a>(
+    text: *const c_char,
+    what: &str,
+) -> Result<&'a str, ubdcc_status_t> {
     if text.is_null() {
         return Err(fail(UBDCC_ERR_NULL_ARGUMENT, format!("{what} is null")));
     }
@@ -46,7 +53,7 @@ unsafe fn str_arg<'a>(text: *const c_char, what: &str) -> Result<&'a str, ubdcc_
 ///
 /// # Safety
 /// Each pointer is null or points to a NUL-terminated string valid during the call.
-unsafe fn book_args<'a>(
+pub(crate) unsafe fn book_args<'a>(
     exchange: *const c_char,
     market: *const c_char,
 ) -> Result<(&'a str, &'a str), ubdcc_status_t> {
@@ -133,6 +140,7 @@ pub unsafe extern "C" fn ubdcc_reader_open_trusting(
         let handle = Box::into_raw(Box::new(ubdcc_reader_t {
             reader,
             levels: Vec::with_capacity(64),
+            asks: Vec::with_capacity(64),
         }));
         // SAFETY: `out_reader` is non-null (checked) and valid for a write (caller's contract).
         unsafe { out_reader.write(handle) };

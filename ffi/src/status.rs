@@ -51,7 +51,12 @@ pub(crate) fn fail(status: ubdcc_status_t, message: impl Into<String>) -> ubdcc_
 
 /// Records a read error and maps it to its status.
 pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
-    let status = match error {
+    fail(status_of(error), error.to_string())
+}
+
+/// The status of a read error.
+pub(crate) fn status_of(error: &ReadError) -> ubdcc_status_t {
+    match error {
         ReadError::NotFound { .. } => UBDCC_ERR_NOT_FOUND,
         ReadError::NotSynced { .. } => UBDCC_ERR_OUT_OF_SYNC,
         // A shrunk segment is as unreadable as a dead writer's, and for good; the message says
@@ -61,8 +66,7 @@ pub(crate) fn fail_read(error: &ReadError) -> ubdcc_status_t {
         ReadError::Contended { .. } => UBDCC_ERR_CONTENDED,
         ReadError::InvalidQuery(_) => UBDCC_ERR_INVALID_ARGUMENT,
         ReadError::Io { .. } => UBDCC_ERR_IO,
-    };
-    fail(status, error.to_string())
+    }
 }
 
 /// Records why a reader could not be opened: an invalid cluster name or trust setting.

@@ -1,9 +1,11 @@
 //! The plain structs the C ABI fills in. Their layout is mirrored in `include/ubdcc.h` and
 //! checked by `tests/c_abi.rs`.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 
-use ubdcc_shm::{Bbo, BookInfo, BookStatus, MAX_NAME_LEN};
+use ubdcc_shm::{Band, Bbo, BookInfo, BookStatus, DepthStats, FillPrice, MAX_NAME_LEN};
+
+use crate::status::ubdcc_status_t;
 
 /// One level: price and quantity as doubles, best first.
 pub type ubdcc_level_t = ubdcc_shm::Level;
@@ -157,6 +159,179 @@ impl ubdcc_book_entry_t {
         copy_c_string(&mut entry.market, market);
         copy_c_string(&mut entry.segment, segment);
         entry
+    }
+}
+
+/// One book of the cluster as `ubdcc_bbo_all` reports it: its names, and its best bid and ask
+/// or why it is not served. Strings are NUL-terminated copies (names are at most
+/// `UBDCC_MAX_NAME_LEN` bytes, so they always fit), so an entry stays valid on its own.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct ubdcc_bbo_entry_t {
+    /// Exchange string.
+    pub exchange: [c_char; MAX_NAME_LEN + 1],
+    /// Market symbol.
+    pub market: [c_char; MAX_NAME_LEN + 1],
+    /// The book's status code (`UBDCC_BOOK_*`) when it was read or is not synced; 0 when no
+    /// replica could be read at all (dead or hung writer, contended, gone).
+    pub book_status: u8,
+    /// Out-of-sync reason code (`UBDCC_REASON_*`) when `book_status` is out of sync, else 0.
+    pub reason: u8,
+    /// `UBDCC_OK` when `bbo` holds the book's best bid and ask; otherwise the error a
+    /// `ubdcc_bbo` of this book would have returned (`UBDCC_ERR_OUT_OF_SYNC`, ...), and `bbo`
+    /// is all zero: never a stale price.
+    pub status: ubdcc_status_t,
+    /// The best bid and ask, valid when `status` is `UBDCC_OK`.
+    pub bbo: ubdcc_bbo_t,
+}
+
+impl ubdcc_bbo_entry_t {
+    pub(crate) fn new(
+        exchange: &str,
+        market: &str,
+        book_status: Option<BookStatus>,
+        status: ubdcc_status_t,
+        bbo: ubdcc_bbo_t,
+    ) -> Self {
+        let mut entry = Self {
+            exchange: [0; MAX_NAME_LEN + 1],
+            market: [0; MAX_NAME_LEN + 1],
+            book_status: book_status.map_or(0, BookStatus::code),
+            reason: book_status.map_or(0, BookStatus::reason_code),
+            status,
+            bbo,
+        };
+        copy_c_string(&mut entry.exchange, exchange);
+        copy_c_string(&mut entry.market, market);
+        entry
+    }
+}
+
+/// `ubdcc_fill_price`'s `side`: a buy walks the asks.
+pub const UBDCC_BUY: c_int = 0;
+/// `ubdcc_fill_price`'s `side`: a sell walks the bids.
+pub const UBDCC_SELL: c_int = 1;
+/// `ubdcc_fill_price`'s `amount_kind`: the amount is a base-asset quantity (BTC of BTCUSDT).
+pub const UBDCC_AMOUNT_BASE: c_int = 0;
+/// `ubdcc_fill_price`'s `amount_kind`: the amount is in the quote asset (USDT of BTCUSDT).
+pub const UBDCC_AMOUNT_QUOTE: c_int = 1;
+
+/// The price of a fill (`ubdcc_fill_price`); see `ubdcc_shm::FillPrice`. Prices that do not
+/// exist because nothing could be filled (an empty side) are NaN.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ubdcc_fill_t {
+    /// Quote filled / base filled; NaN when nothing was filled.
+    pub average_price: f64,
+    /// Price of the last (worst) level used; NaN when nothing was filled.
+    pub worst_price: f64,
+    /// Base quantity filled.
+    pub filled_quantity: f64,
+    /// Quote amount filled.
+    pub filled_quote: f64,
+    /// Basis points the average is worse than the best price; NaN when nothing was filled.
+    pub slippage_bps: f64,
+    /// Levels touched.
+    pub levels_used: u32,
+    /// 1 when the whole amount was filled, 0 when the side ran out of levels first.
+    pub complete: u8,
+    /// Padding; always 0.
+    pub reserved: [u8; 3],
+}
+
+impl From<&FillPrice> for ubdcc_fill_t {
+    fn from(fill: &FillPrice) -> Self {
+        Self {
+            average_price: fill.average_price.unwrap_or(f64::NAN),
+            worst_price: fill.worst_price.unwrap_or(f64::NAN),
+            filled_quantity: fill.filled_quantity,
+            filled_quote: fill.filled_quote,
+            slippage_bps: fill.slippage_bps.unwrap_or(f64::NAN),
+            // A side holds at most `ubdcc_shm::MAX_LEVELS_PER_SIDE` (65 535) levels.
+            levels_used: u32::try_from(fill.levels_used).unwrap_or(u32::MAX),
+            complete: u8::from(fill.complete),
+            reserved: [0; 3],
+        }
+    }
+}
+
+/// Quantity within one band around the mid (`ubdcc_depth_stats`); see `ubdcc_shm::Band`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ubdcc_band_t {
+    /// Half-width of the band in basis points of the mid, as asked for.
+    pub bps: f64,
+    /// Bid quantity priced at or above `mid * (1 - bps / 1e4)`.
+    pub bid_quantity: f64,
+    /// Ask quantity priced at or below `mid * (1 + bps / 1e4)`.
+    pub ask_quantity: f64,
+    /// 1 when both sides hold a level beyond the band (the quantities are exact), 0 when the
+    /// levels end inside it (they are lower bounds).
+    pub complete: u8,
+    /// Padding; always 0.
+    pub reserved: [u8; 7],
+}
+
+impl From<&Band> for ubdcc_band_t {
+    fn from(band: &Band) -> Self {
+        Self {
+            bps: band.bps,
+            bid_quantity: band.bid_quantity,
+            ask_quantity: band.ask_quantity,
+            complete: u8::from(band.complete),
+            reserved: [0; 7],
+        }
+    }
+}
+
+/// The shape of the top of a book (`ubdcc_depth_stats`); see `ubdcc_shm::DepthStats`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ubdcc_depth_stats_t {
+    /// (best bid + best ask) / 2.
+    pub mid: f64,
+    /// Best ask - best bid.
+    pub spread: f64,
+    /// Spread in basis points of the mid.
+    pub spread_bps: f64,
+    /// Size-weighted mid of the best levels.
+    pub microprice: f64,
+    /// (bid - ask quantity) / (bid + ask quantity) over the top `top_n` levels of each side.
+    pub imbalance: f64,
+    /// Levels per side the imbalance was taken over, as asked for.
+    pub top_n: u64,
+    /// 1 when both sides have a level; 0 when a side is empty: no mid exists, every double
+    /// above is NaN and the bands are zero but for their `bps`.
+    pub valid: u8,
+    /// Padding; always 0.
+    pub reserved: [u8; 7],
+}
+
+impl ubdcc_depth_stats_t {
+    /// The stats of `stats` (`None`: a side was empty) over `top_n` levels.
+    pub(crate) fn new(stats: Option<&DepthStats>, top_n: u64) -> Self {
+        let Some(stats) = stats else {
+            return Self {
+                mid: f64::NAN,
+                spread: f64::NAN,
+                spread_bps: f64::NAN,
+                microprice: f64::NAN,
+                imbalance: f64::NAN,
+                top_n,
+                valid: 0,
+                reserved: [0; 7],
+            };
+        };
+        Self {
+            mid: stats.mid,
+            spread: stats.spread,
+            spread_bps: stats.spread_bps,
+            microprice: stats.microprice,
+            imbalance: stats.imbalance,
+            top_n,
+            valid: 1,
+            reserved: [0; 7],
+        }
     }
 }
 

@@ -12,7 +12,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ubdcc_ffi::*;
-use ubdcc_shm::{BookMeta, BookSides, BookStatus, RawLevel, SegmentConfig, test_pattern};
+use ubdcc_shm::{
+    BookMeta, BookSides, BookStatus, FillAmount, Level, OutOfSyncReason, RawLevel, SegmentConfig,
+    Side, depth_stats, fill_price, test_pattern,
+};
 
 /// `target/<profile>`, the parent of the `deps/` holding this test.
 fn profile_dir() -> PathBuf {
@@ -217,6 +220,37 @@ fn header_layout_and_hash_match_the_rust_library() {
         field!(ubdcc_book_entry_t.status),
         field!(ubdcc_book_entry_t.reason),
         size!(ubdcc_status_t),
+        size!(ubdcc_bbo_entry_t),
+        field!(ubdcc_bbo_entry_t.market),
+        field!(ubdcc_bbo_entry_t.book_status),
+        field!(ubdcc_bbo_entry_t.reason),
+        field!(ubdcc_bbo_entry_t.status),
+        field!(ubdcc_bbo_entry_t.bbo),
+        size!(ubdcc_fill_t),
+        field!(ubdcc_fill_t.worst_price),
+        field!(ubdcc_fill_t.filled_quantity),
+        field!(ubdcc_fill_t.filled_quote),
+        field!(ubdcc_fill_t.slippage_bps),
+        field!(ubdcc_fill_t.levels_used),
+        field!(ubdcc_fill_t.complete),
+        size!(ubdcc_band_t),
+        field!(ubdcc_band_t.bid_quantity),
+        field!(ubdcc_band_t.ask_quantity),
+        field!(ubdcc_band_t.complete),
+        size!(ubdcc_depth_stats_t),
+        field!(ubdcc_depth_stats_t.spread),
+        field!(ubdcc_depth_stats_t.spread_bps),
+        field!(ubdcc_depth_stats_t.microprice),
+        field!(ubdcc_depth_stats_t.imbalance),
+        field!(ubdcc_depth_stats_t.top_n),
+        field!(ubdcc_depth_stats_t.valid),
+        // Passed as `int` (`c_int` on the Rust side).
+        ("sizeof ubdcc_fill_side_t", size_of::<std::ffi::c_int>()),
+        ("sizeof ubdcc_amount_kind_t", size_of::<std::ffi::c_int>()),
+        ("UBDCC_BUY", UBDCC_BUY as usize),
+        ("UBDCC_SELL", UBDCC_SELL as usize),
+        ("UBDCC_AMOUNT_BASE", UBDCC_AMOUNT_BASE as usize),
+        ("UBDCC_AMOUNT_QUOTE", UBDCC_AMOUNT_QUOTE as usize),
     ];
     for (name, value) in api {
         assert_eq!(
@@ -318,6 +352,22 @@ fn c_example_prints_the_top_of_a_book() {
         3,
         "{stdout}"
     );
+
+    // The whole-book calls: one version of both sides, a fill, the stats, every book's top.
+    assert!(stdout.contains("bids=3 asks=3"), "{stdout}");
+    let fill = stdout
+        .lines()
+        .find(|l| l.starts_with("fill buy 1: average"))
+        .unwrap_or_else(|| panic!("no fill line: {stdout}"));
+    // Level 0 of a pattern version holds `a >= 1` of the base asset: a buy of 1 fills there.
+    assert!(fill.contains("levels 1 complete 1"), "{fill}");
+    assert!(stdout.contains("\nstats mid "), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("band +-")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(stdout.contains("top binance.com PATTERN0 bid "), "{stdout}");
 
     let (ok, _, stderr) = run(&program, &[&cluster, "binance.com", "NOPE", "3"]);
     assert!(!ok);
@@ -646,4 +696,577 @@ fn bad_arguments_are_error_codes_with_messages() {
     );
     // SAFETY: handle from `open`, closed once.
     unsafe { ubdcc_reader_close(reader) };
+}
+
+/// `ubdcc_get_book` of `market` of binance.com into the two arrays; `(status, bids, asks, info)`.
+fn get_book(
+    reader: *mut ubdcc_reader_t,
+    market: &str,
+    limit: Option<i64>,
+    bids: &mut [ubdcc_level_t],
+    asks: &mut [ubdcc_level_t],
+) -> (ubdcc_status_t, usize, usize, ubdcc_book_info_t) {
+    let exchange = CString::new("binance.com").unwrap();
+    let market = CString::new(market).unwrap();
+    let limit_ptr = limit.as_ref().map_or(std::ptr::null(), |l| l as *const i64);
+    let (mut bid_count, mut ask_count) = (usize::MAX, usize::MAX);
+    let mut info = ubdcc_book_info_t::default();
+    // SAFETY: every pointer is valid for the call; each array has the length passed with it.
+    let status = unsafe {
+        ubdcc_get_book(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            limit_ptr,
+            std::ptr::null(),
+            bids.as_mut_ptr(),
+            bids.len(),
+            &mut bid_count,
+            asks.as_mut_ptr(),
+            asks.len(),
+            &mut ask_count,
+            &mut info,
+        )
+    };
+    (status, bid_count, ask_count, info)
+}
+
+#[test]
+fn get_book_fills_both_arrays_from_one_version_while_the_writer_publishes() {
+    let cluster = unique_cluster("getbook");
+    const LEVELS: u32 = 1000;
+    let writer = PatternWriter::start(&cluster, 1, LEVELS, None);
+    let reader = open(&cluster);
+    let (mut bids, mut asks) = (
+        vec![ubdcc_level_t::default(); LEVELS as usize],
+        vec![ubdcc_level_t::default(); LEVELS as usize],
+    );
+    let (mut served, mut versions) = (0, std::collections::BTreeSet::new());
+    for round in 0..3_000 {
+        let limit = [None, Some(10), Some(700)][round % 3];
+        let (status, bid_count, ask_count, info) =
+            get_book(reader, "PATTERN0", limit, &mut bids, &mut asks);
+        if status == ubdcc_status_t::UBDCC_ERR_CONTENDED {
+            continue; // the writer was preempted inside a publish (a loaded machine)
+        }
+        assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+        let k = info.last_update_id;
+        let limit = limit.map(|l| l as usize);
+        test_pattern::validate(k, Side::Bids, &bids[..bid_count], limit, LEVELS).unwrap();
+        test_pattern::validate(k, Side::Asks, &asks[..ask_count], limit, LEVELS).unwrap();
+        assert_eq!(
+            (info.bid_count as usize, info.ask_count as usize),
+            (
+                test_pattern::level_count(k, LEVELS),
+                test_pattern::level_count(k, LEVELS)
+            )
+        );
+        served += 1;
+        versions.insert(k);
+    }
+    assert!(served > 1_500, "{served} of 3000 reads served");
+    assert!(versions.len() > 10, "the book changed during the reads");
+
+    // A bid array too small: truncated, counts say how many; the asks are still whole.
+    let mut few = [ubdcc_level_t::default(); 5];
+    let (status, bid_count, ask_count, info) = loop {
+        let result = get_book(reader, "PATTERN0", None, &mut few, &mut asks);
+        if result.0 != ubdcc_status_t::UBDCC_ERR_CONTENDED {
+            break result;
+        }
+    };
+    assert_eq!(status, ubdcc_status_t::UBDCC_ERR_BUFFER_TOO_SMALL);
+    assert_eq!(
+        bid_count,
+        test_pattern::level_count(info.last_update_id, LEVELS)
+    );
+    test_pattern::validate(info.last_update_id, Side::Bids, &few, Some(5), LEVELS).unwrap();
+    test_pattern::validate(
+        info.last_update_id,
+        Side::Asks,
+        &asks[..ask_count],
+        None,
+        LEVELS,
+    )
+    .unwrap();
+
+    let (status, bid_count, ask_count, _) = get_book(reader, "NOPE", Some(1), &mut bids, &mut asks);
+    assert_eq!(
+        (status, bid_count, ask_count),
+        (ubdcc_status_t::UBDCC_ERR_NOT_FOUND, 0, 0)
+    );
+    let (status, ..) = get_book(reader, "PATTERN0", Some(-1), &mut bids, &mut asks);
+    assert_eq!(status, ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT);
+    // SAFETY: null pointers are what is tested; a null array with capacity is refused unread.
+    unsafe {
+        let name = CString::new("PATTERN0").unwrap();
+        let mut count = 0;
+        let status = ubdcc_get_book(
+            reader,
+            name.as_ptr(),
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            4,
+            &mut count,
+            std::ptr::null_mut(),
+            0,
+            &mut count,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        let status = ubdcc_get_book(
+            reader,
+            name.as_ptr(),
+            name.as_ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            0,
+            &mut count,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        ubdcc_reader_close(reader);
+    }
+    writer.stop();
+}
+
+fn c_str(field: &[std::ffi::c_char]) -> String {
+    // SAFETY: the library NUL-terminates every name field it writes.
+    unsafe { CStr::from_ptr(field.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn bbo_all(
+    reader: *mut ubdcc_reader_t,
+    exchange: Option<&str>,
+    capacity: usize,
+) -> (ubdcc_status_t, usize, Vec<ubdcc_bbo_entry_t>) {
+    let exchange = exchange.map(|e| CString::new(e).unwrap());
+    // Garbage everywhere, so a field the library forgets to write shows.
+    let garbage = ubdcc_bbo_entry_t {
+        exchange: [0x41; 49],
+        market: [0x41; 49],
+        book_status: 0xee,
+        reason: 0xee,
+        status: ubdcc_status_t::UBDCC_ERR_INTERNAL,
+        bbo: ubdcc_bbo_t {
+            has_bid: 9,
+            last_update_id: u64::MAX,
+            ..ubdcc_bbo_t::default()
+        },
+    };
+    let mut entries = vec![garbage; capacity];
+    let mut count = usize::MAX;
+    // SAFETY: live reader, NULL or a valid C string, an array of `capacity` elements.
+    let status = unsafe {
+        ubdcc_bbo_all(
+            reader,
+            exchange.as_ref().map_or(std::ptr::null(), |e| e.as_ptr()),
+            entries.as_mut_ptr(),
+            capacity,
+            &mut count,
+        )
+    };
+    (status, count, entries)
+}
+
+#[test]
+fn bbo_all_lists_every_book_with_its_status_and_never_a_stale_price() {
+    let cluster = unique_cluster("bboall");
+    let mut writer = SegmentConfig::new(cluster.as_str(), "w")
+        .books(4)
+        .levels_per_side(4)
+        .create()
+        .expect("create segment");
+    let level = |price, quantity| RawLevel { price, quantity };
+    for (exchange, market, id) in [("binance.com", "BBB", 5), ("binance.com-futures", "AAA", 6)] {
+        let book = writer.add_book(exchange, market).expect("add");
+        let (bids, asks) = ([level(99, 2)], [level(101, 3)]);
+        let sides = BookSides {
+            price_exponent: 0,
+            quantity_exponent: 0,
+            bids: &bids,
+            asks: &asks,
+        };
+        let meta = BookMeta {
+            status: BookStatus::Synced,
+            last_update_id: id,
+            ..BookMeta::starting()
+        };
+        writer.publish(book, &meta, &sides).expect("publish");
+    }
+    let gap = writer.add_book("binance.com", "AAA").expect("add");
+    let meta = BookMeta {
+        status: BookStatus::OutOfSync(OutOfSyncReason::Gap),
+        ..BookMeta::starting()
+    };
+    let empty = BookSides {
+        price_exponent: 0,
+        quantity_exponent: 0,
+        bids: &[],
+        asks: &[],
+    };
+    writer.publish(gap, &meta, &empty).expect("publish");
+    let reader = open(&cluster);
+
+    let (status, count, entries) = bbo_all(reader, None, 8);
+    assert_eq!(
+        (status, count),
+        (ubdcc_status_t::UBDCC_OK, 3),
+        "{}",
+        last_error()
+    );
+    let names: Vec<(String, String)> = entries[..3]
+        .iter()
+        .map(|e| (c_str(&e.exchange), c_str(&e.market)))
+        .collect();
+    let expected = [
+        ("binance.com", "AAA"),
+        ("binance.com", "BBB"),
+        ("binance.com-futures", "AAA"),
+    ];
+    assert_eq!(
+        names,
+        expected.map(|(e, m)| (e.to_owned(), m.to_owned())).to_vec()
+    );
+    let out_of_sync = &entries[0];
+    assert_eq!(out_of_sync.status, ubdcc_status_t::UBDCC_ERR_OUT_OF_SYNC);
+    assert_eq!(
+        (out_of_sync.book_status, out_of_sync.reason),
+        (UBDCC_BOOK_OUT_OF_SYNC, OutOfSyncReason::Gap as u8)
+    );
+    assert_eq!(
+        (out_of_sync.bbo.has_bid, out_of_sync.bbo.last_update_id),
+        (0, 0),
+        "no price for a book that is not served"
+    );
+    let synced = &entries[1];
+    assert_eq!(
+        (synced.status, synced.book_status, synced.reason),
+        (ubdcc_status_t::UBDCC_OK, UBDCC_BOOK_SYNCED, 0)
+    );
+    assert_eq!(
+        (
+            synced.bbo.bid.price,
+            synced.bbo.ask.quantity,
+            synced.bbo.has_bid
+        ),
+        (99.0, 3.0, 1)
+    );
+    assert_eq!(synced.bbo.last_update_id, 5);
+    assert_eq!(entries[2].bbo.last_update_id, 6);
+
+    let (status, count, entries) = bbo_all(reader, Some("binance.com-futures"), 8);
+    assert_eq!((status, count), (ubdcc_status_t::UBDCC_OK, 1));
+    assert_eq!(c_str(&entries[0].market), "AAA");
+    let (status, count, _) = bbo_all(reader, Some("kraken"), 0);
+    assert_eq!((status, count), (ubdcc_status_t::UBDCC_OK, 0));
+    // Too small: the first entries, and how many there are.
+    let (status, count, entries) = bbo_all(reader, None, 2);
+    assert_eq!(
+        (status, count),
+        (ubdcc_status_t::UBDCC_ERR_BUFFER_TOO_SMALL, 3)
+    );
+    assert_eq!(c_str(&entries[1].market), "BBB");
+    // SAFETY: a null array with a capacity and a null count are refused without being written.
+    unsafe {
+        let mut count = 0;
+        let status = ubdcc_bbo_all(
+            reader,
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            3,
+            &mut count,
+        );
+        assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        let status = ubdcc_bbo_all(
+            reader,
+            std::ptr::null(),
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null_mut(),
+        );
+        assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        ubdcc_reader_close(reader);
+    }
+}
+
+fn fill(
+    reader: *mut ubdcc_reader_t,
+    market: &str,
+    side: std::ffi::c_int,
+    kind: std::ffi::c_int,
+    amount: f64,
+) -> (ubdcc_status_t, ubdcc_fill_t, ubdcc_book_info_t) {
+    let exchange = CString::new("binance.com").unwrap();
+    let market = CString::new(market).unwrap();
+    let mut out = ubdcc_fill_t {
+        reserved: [0xaa; 3],
+        ..ubdcc_fill_t::default()
+    };
+    let mut info = ubdcc_book_info_t::default();
+    // SAFETY: live reader, valid C strings, outputs valid for writes.
+    let status = unsafe {
+        ubdcc_fill_price(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            side,
+            kind,
+            amount,
+            &mut out,
+            &mut info,
+        )
+    };
+    (status, out, info)
+}
+
+fn stats(
+    reader: *mut ubdcc_reader_t,
+    market: &str,
+    top_n: usize,
+    bps: &[f64],
+) -> (ubdcc_status_t, ubdcc_depth_stats_t, Vec<ubdcc_band_t>) {
+    let exchange = CString::new("binance.com").unwrap();
+    let market = CString::new(market).unwrap();
+    let mut out = ubdcc_depth_stats_t {
+        reserved: [0xaa; 7],
+        ..ubdcc_depth_stats_t::default()
+    };
+    let mut bands = vec![
+        ubdcc_band_t {
+            bps: -1.0,
+            reserved: [0xaa; 7],
+            ..ubdcc_band_t::default()
+        };
+        bps.len()
+    ];
+    // SAFETY: live reader, valid C strings, `bps` and `bands` of `bps.len()` elements.
+    let status = unsafe {
+        ubdcc_depth_stats(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            top_n,
+            bps.as_ptr(),
+            bps.len(),
+            bands.as_mut_ptr(),
+            &mut out,
+            std::ptr::null_mut(),
+        )
+    };
+    (status, out, bands)
+}
+
+#[test]
+fn fill_price_and_depth_stats_equal_the_rust_functions_on_the_book() {
+    let cluster = unique_cluster("math");
+    let mut writer = SegmentConfig::new(cluster.as_str(), "w")
+        .books(2)
+        .levels_per_side(8)
+        .create()
+        .expect("create segment");
+    // Bids 99.9 × 1, 99.5 × 2, 98.0 × 4; asks 100.1 × 3, 100.4 × 1, 103.0 × 8.
+    let level = |price, quantity| RawLevel { price, quantity };
+    let bids = [level(999, 10), level(995, 20), level(980, 40)];
+    let asks = [level(1001, 30), level(1004, 10), level(1030, 80)];
+    let sides = BookSides {
+        price_exponent: -1,
+        quantity_exponent: -1,
+        bids: &bids,
+        asks: &asks,
+    };
+    let meta = BookMeta {
+        status: BookStatus::Synced,
+        last_update_id: 42,
+        depth: 8,
+        ..BookMeta::starting()
+    };
+    let book = writer.add_book("binance.com", "MATH").expect("add");
+    writer.publish(book, &meta, &sides).expect("publish");
+    let one_sided = writer.add_book("binance.com", "ONESIDED").expect("add");
+    let only_bids = BookSides { asks: &[], ..sides };
+    writer
+        .publish(one_sided, &meta, &only_bids)
+        .expect("publish");
+    let floats = |raw: &[RawLevel]| -> Vec<Level> {
+        raw.iter()
+            .map(|l| Level {
+                price: l.price as f64 / 10.0,
+                quantity: l.quantity as f64 / 10.0,
+            })
+            .collect()
+    };
+    let (bid_levels, ask_levels) = (floats(&bids), floats(&asks));
+    let reader = open(&cluster);
+
+    for (side, kind, amount) in [
+        (UBDCC_BUY, UBDCC_AMOUNT_BASE, 3.5),
+        (UBDCC_SELL, UBDCC_AMOUNT_QUOTE, 250.0),
+        (UBDCC_BUY, UBDCC_AMOUNT_BASE, 100.0),
+    ] {
+        let (status, out, info) = fill(reader, "MATH", side, kind, amount);
+        assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+        let levels = if side == UBDCC_BUY {
+            &ask_levels
+        } else {
+            &bid_levels
+        };
+        let amount = if kind == UBDCC_AMOUNT_BASE {
+            FillAmount::Base(amount)
+        } else {
+            FillAmount::Quote(amount)
+        };
+        let want = fill_price(levels, amount);
+        assert_eq!(Some(out.average_price), want.average_price);
+        assert_eq!(Some(out.worst_price), want.worst_price);
+        assert_eq!(Some(out.slippage_bps), want.slippage_bps);
+        assert_eq!(
+            (
+                out.filled_quantity,
+                out.filled_quote,
+                out.levels_used as usize
+            ),
+            (want.filled_quantity, want.filled_quote, want.levels_used)
+        );
+        assert_eq!((out.complete == 1, out.reserved), (want.complete, [0; 3]));
+        assert_eq!((info.last_update_id, info.depth), (42, 8));
+    }
+    // A buy of 3.5: 3 at 100.1 and 0.5 at 100.4; more than the side holds is incomplete.
+    assert_eq!(
+        fill(reader, "MATH", UBDCC_BUY, UBDCC_AMOUNT_BASE, 3.5)
+            .1
+            .levels_used,
+        2
+    );
+    assert_eq!(
+        fill(reader, "MATH", UBDCC_BUY, UBDCC_AMOUNT_BASE, 100.0)
+            .1
+            .complete,
+        0
+    );
+    // Nothing to fill against: NaN prices, not zeros that look like prices.
+    let (status, empty, _) = fill(reader, "ONESIDED", UBDCC_BUY, UBDCC_AMOUNT_BASE, 1.0);
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK);
+    assert!(empty.average_price.is_nan() && empty.worst_price.is_nan());
+    assert_eq!((empty.levels_used, empty.complete), (0, 0));
+    for (side, kind, amount) in [
+        (2, UBDCC_AMOUNT_BASE, 1.0),
+        (-1, UBDCC_AMOUNT_BASE, 1.0),
+        (UBDCC_BUY, 5, 1.0),
+        (UBDCC_BUY, UBDCC_AMOUNT_BASE, 0.0),
+        (UBDCC_SELL, UBDCC_AMOUNT_QUOTE, -3.0),
+        (UBDCC_SELL, UBDCC_AMOUNT_QUOTE, f64::NAN),
+        (UBDCC_SELL, UBDCC_AMOUNT_BASE, f64::INFINITY),
+    ] {
+        let (status, ..) = fill(reader, "MATH", side, kind, amount);
+        assert_eq!(
+            status,
+            ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT,
+            "{side} {kind} {amount}"
+        );
+    }
+    assert_eq!(
+        fill(reader, "NOPE", UBDCC_BUY, UBDCC_AMOUNT_BASE, 1.0).0,
+        ubdcc_status_t::UBDCC_ERR_NOT_FOUND
+    );
+
+    let bps = [50.0, 300.0];
+    let (status, out, bands) = stats(reader, "MATH", 2, &bps);
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+    let want = depth_stats(&bid_levels, &ask_levels, 2, &bps).unwrap();
+    assert_eq!(
+        (
+            out.mid,
+            out.spread,
+            out.spread_bps,
+            out.microprice,
+            out.imbalance
+        ),
+        (
+            want.mid,
+            want.spread,
+            want.spread_bps,
+            want.microprice,
+            want.imbalance
+        )
+    );
+    assert_eq!((out.top_n, out.valid, out.reserved), (2, 1, [0; 7]));
+    for (got, want) in bands.iter().zip(&want.bands) {
+        assert_eq!(
+            (
+                got.bps,
+                got.bid_quantity,
+                got.ask_quantity,
+                got.complete == 1
+            ),
+            (
+                want.bps,
+                want.bid_quantity,
+                want.ask_quantity,
+                want.complete
+            )
+        );
+        assert_eq!(got.reserved, [0; 7]);
+    }
+    // ±50 bps of 100: 3 bid and 4 ask; ±300 bps reaches beyond the levels held: a lower bound.
+    assert_eq!((bands[0].bid_quantity, bands[0].ask_quantity), (3.0, 4.0));
+    assert_eq!(bands[1].complete, 0);
+
+    let (status, out, bands) = stats(reader, "ONESIDED", 10, &[10.0]);
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK);
+    assert_eq!(out.valid, 0);
+    assert!(out.mid.is_nan() && out.microprice.is_nan());
+    assert_eq!(
+        (bands[0].bps, bands[0].bid_quantity, bands[0].complete),
+        (10.0, 0.0, 0)
+    );
+    // No bands at all is fine.
+    assert_eq!(stats(reader, "MATH", 10, &[]).0, ubdcc_status_t::UBDCC_OK);
+    for bad in [0.0, -10.0, f64::NAN, f64::INFINITY] {
+        assert_eq!(
+            stats(reader, "MATH", 10, &[10.0, bad]).0,
+            ubdcc_status_t::UBDCC_ERR_INVALID_ARGUMENT,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        stats(reader, "NOPE", 10, &[10.0]).0,
+        ubdcc_status_t::UBDCC_ERR_NOT_FOUND
+    );
+    // SAFETY: null outputs are refused without being written.
+    unsafe {
+        let name = CString::new("MATH").unwrap();
+        let status = ubdcc_depth_stats(
+            reader,
+            name.as_ptr(),
+            name.as_ptr(),
+            10,
+            std::ptr::null(),
+            2,
+            std::ptr::null_mut(),
+            &mut ubdcc_depth_stats_t::default(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        let status = ubdcc_fill_price(
+            reader,
+            name.as_ptr(),
+            name.as_ptr(),
+            UBDCC_BUY,
+            UBDCC_AMOUNT_BASE,
+            1.0,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+        ubdcc_reader_close(reader);
+    }
 }

@@ -400,6 +400,121 @@ impl ClusterReader {
         Ok(out.expect("a synced read fills the best bid and ask"))
     }
 
+    /// Both sides of a synced book as `f64` levels, best first, selected by `query` (each side on
+    /// its own: `limit_count` levels at most per side, and a `threshold_volume` walk per side),
+    /// with the info, all from **one** seqlock section: the bids and asks are one version of the
+    /// book, the one `info.last_update_id` names. Replicas are tried as [`ClusterReader::read`]
+    /// tries them. Allocates the two vectors; [`ClusterReader::read_book`] fills buffers instead.
+    ///
+    /// The fill price and the depth statistics are pure functions of what this returns, so a
+    /// caller computes them on one consistent version: read with [`LevelQuery::ALL`] (a fill or a
+    /// band may reach deep), then call [`crate::fill_price`] with the asks for a buy or the bids
+    /// for a sell, and [`crate::depth_stats`] with both. A side holds at most `info.depth` levels
+    /// that are complete; a fill the levels cannot complete says so (`complete: false`).
+    ///
+    /// # Errors
+    /// As [`ClusterReader::read`]: [`ReadError::NotFound`], [`ReadError::NotSynced`],
+    /// [`ReadError::WriterGone`], [`ReadError::WriterHung`], [`ReadError::Contended`].
+    ///
+    /// # Example
+    /// ```
+    /// use ubdcc_shm::{BookMeta, BookSides, BookStatus, ClusterReader, FillAmount, Level, LevelQuery, RawLevel, SegmentConfig};
+    /// use ubdcc_shm::{depth_stats, fill_price};
+    ///
+    /// let cluster = format!("getbookdoc{}", std::process::id());
+    /// let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+    /// let book = writer.add_book("binance.com", "BTCUSDT")?;
+    /// let bids = [RawLevel { price: 9_900, quantity: 3 }];
+    /// let asks = [RawLevel { price: 10_100, quantity: 1 }, RawLevel { price: 10_200, quantity: 2 }];
+    /// let sides = BookSides { price_exponent: -2, quantity_exponent: 0, bids: &bids, asks: &asks };
+    /// let meta = BookMeta { status: BookStatus::Synced, last_update_id: 7, depth: 10, ..BookMeta::starting() };
+    /// writer.publish(book, &meta, &sides)?;
+    ///
+    /// let mut reader = ClusterReader::open(&cluster)?;
+    /// let (info, bids, asks) = reader.get_book("binance.com", "BTCUSDT", &LevelQuery::ALL)?;
+    /// assert_eq!((info.last_update_id, bids.len(), asks.len()), (7, 1, 2));
+    ///
+    /// // A buy of 2 walks the asks of this very version: 1 at 101, 1 at 102.
+    /// let fill = fill_price(&asks, FillAmount::Base(2.0));
+    /// assert_eq!((fill.average_price, fill.complete), (Some(101.5), true));
+    /// let stats = depth_stats(&bids, &asks, 10, &[100.0]).expect("both sides have a level");
+    /// assert_eq!((stats.mid, stats.spread), (100.0, 2.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn get_book(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        query: &LevelQuery,
+    ) -> Result<(BookInfo, Vec<Level>, Vec<Level>), ReadError> {
+        let (mut bids, mut asks) = (Vec::new(), Vec::new());
+        let info = self.read_book(exchange, market, query, &mut bids, &mut asks)?;
+        Ok((info, bids, asks))
+    }
+
+    /// Like [`ClusterReader::get_book`], but into the caller's buffers, which a warm caller
+    /// reuses so that a read allocates nothing (the C ABI and the Python binding do). `bids` and
+    /// `asks` are replaced; they are empty after an error.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::get_book`].
+    #[inline]
+    pub fn read_book(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        query: &LevelQuery,
+        bids: &mut Vec<Level>,
+        asks: &mut Vec<Level>,
+    ) -> Result<BookInfo, ReadError> {
+        self.read_any(
+            exchange,
+            market,
+            Accept::Synced,
+            None,
+            |segment, location| {
+                segment.read_book(location.slot, location.generation, query, bids, asks)
+            },
+        )
+    }
+
+    /// The best bid and ask ([`ClusterReader::bbo`]) of every book of the cluster on this host,
+    /// or of every book of `exchange`, one entry per book (not per replica), sorted by exchange
+    /// and market: `(exchange, market, bbo)`.
+    ///
+    /// Each book is read on its own (one read section each, the slot header only), so two
+    /// entries may come from different moments. A book that cannot be served carries its error
+    /// instead of a price: [`ReadError::NotSynced`] with its status, [`ReadError::WriterGone`],
+    /// [`ReadError::WriterHung`], [`ReadError::Contended`], or [`ReadError::NotFound`] when it
+    /// went away while the others were read. The index is refreshed first when it may be out of
+    /// date, so books added since the last read are listed.
+    pub fn bbo_all(
+        &mut self,
+        exchange: Option<&str>,
+    ) -> Vec<(String, String, Result<Bbo, ReadError>)> {
+        if self.is_stale() {
+            self.refresh();
+        }
+        let mut books: Vec<(String, String)> = self
+            .index
+            .iter()
+            .filter(|(name, _)| exchange.is_none_or(|only| **name == *only))
+            .flat_map(|(name, markets)| {
+                markets
+                    .keys()
+                    .map(move |market| (name.to_string(), market.to_string()))
+            })
+            .collect();
+        books.sort_unstable();
+        books
+            .into_iter()
+            .map(|(exchange, market)| {
+                let bbo = self.bbo(&exchange, &market);
+                (exchange, market, bbo)
+            })
+            .collect()
+    }
+
     /// The metadata of a book (status, ids, timestamps, counts), synced or not; a synced replica
     /// is preferred.
     ///

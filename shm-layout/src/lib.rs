@@ -13,6 +13,10 @@
 //!   parsing the exchange's decimal strings, selected by a [`LevelQuery`] with the REST API's
 //!   `limit_count` / `threshold_volume` semantics.
 //! - [`ClusterReader::bbo`] reads a book's best bid and ask from the slot header alone ([`Bbo`]).
+//!   [`ClusterReader::bbo_all`] does it for every book of the cluster (or of one exchange).
+//! - [`ClusterReader::get_book`] reads both sides as `f64` levels from one seqlock section, so
+//!   bids and asks are one version of the book; [`fill_price`] and [`depth_stats`] compute the
+//!   price of a fill and the shape of the top of the book from what it returns.
 //! - [`ClusterReader::copy_book`] copies a whole synced book as exact mantissas ([`BookCopy`]),
 //!   both sides from one seqlock section, so a DCN can start a replica from a peer's segment
 //!   instead of a REST snapshot. [`BookInfo::depth`] says how many levels per side a book is

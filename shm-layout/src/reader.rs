@@ -416,6 +416,23 @@ impl SegmentReader {
         self.read_section(slot, generation, &mut copy)
     }
 
+    /// Reads the selected levels of both sides of a synced slot as `f64`s, with the info, from one
+    /// read section: `bids` and `asks` are one version of the book, the version `info` names.
+    /// Each side is selected by `query` on its own (its own threshold walk). The sides hold the
+    /// levels only after `Ok(SlotRead::Synced(_))`; they are empty after any other outcome.
+    #[inline]
+    pub(crate) fn read_book(
+        &self,
+        slot: u32,
+        generation: u64,
+        query: &LevelQuery,
+        bids: &mut Vec<Level>,
+        asks: &mut Vec<Level>,
+    ) -> Result<SlotRead, ReadError> {
+        let mut copy = BothSidesCopy { query, bids, asks };
+        self.read_section(slot, generation, &mut copy)
+    }
+
     /// Reads the best bid and ask of a synced slot: one read section over the slot header's two
     /// cache lines (ids, times, rings, exponents and the best levels), no level line. `out`
     /// holds the result only after `Ok(SlotRead::Synced(_))`.
@@ -581,6 +598,38 @@ impl SectionCopy for SideCopy<'_> {
     #[inline]
     fn discard(&mut self) {
         self.out.clear();
+    }
+}
+
+/// The selected levels of both sides as `f64`s: what [`crate::ClusterReader::read_book`] reads.
+struct BothSidesCopy<'a> {
+    query: &'a LevelQuery,
+    bids: &'a mut Vec<Level>,
+    asks: &'a mut Vec<Level>,
+}
+
+impl SectionCopy for BothSidesCopy<'_> {
+    #[inline]
+    fn copy(&mut self, view: &SegmentView, slot: u32, header: &SlotHeader, state: &SlotState) {
+        // One load of the exponents for both sides: they belong to the same version.
+        let (price_exponent, quantity_exponent) =
+            unpack_exponents(header.exponents.load(Ordering::Relaxed));
+        for (side, out) in [(Side::Bids, &mut *self.bids), (Side::Asks, &mut *self.asks)] {
+            copy_levels(
+                view.levels(slot, side),
+                state.ring(side),
+                price_exponent,
+                quantity_exponent,
+                self.query,
+                out,
+            );
+        }
+    }
+
+    #[inline]
+    fn discard(&mut self) {
+        self.bids.clear();
+        self.asks.clear();
     }
 }
 

@@ -4,6 +4,10 @@
 //! from shared memory, returning the levels in the shape the original `unicorn-binance-local-depth-cache`
 //! library returns them: `[[price, quantity], ...]`, best first, as Python floats.
 //!
+//! Beyond single sides: `get_book` (both sides from one consistent read), `bbo` and `bbo_all`
+//! (the best bid and ask from slot headers), and `fill_price` / `depth_stats`, computed on one
+//! consistent read by the same `ubdcc_shm` functions the REST API answers with.
+//!
 //! The hot path (`get_asks` / `get_bids`) holds the GIL for the whole call (a read is tens of
 //! nanoseconds, releasing the GIL would cost more), reuses one level buffer per `Reader` and builds
 //! the result lists directly. This crate has no `unsafe` of its own.
@@ -19,7 +23,8 @@ use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{IntoPyObject, intern};
 use ubdcc_shm::{
-    Bbo, BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError, Side, Trust,
+    Bbo, BookInfo, BookStatus, ClusterReader, FillAmount, Level, LevelQuery, ReadError, Side,
+    Trust, depth_stats, fill_price,
 };
 
 create_exception!(
@@ -148,8 +153,11 @@ fn book_pair(book: &Bound<'_, PyAny>) -> PyResult<(PyBackedStr, PyBackedStr)> {
 #[pyclass(module = "ubdcc_local")]
 pub struct Reader {
     reader: ClusterReader,
-    /// Reused by every read so reads do not allocate a Rust vector per call.
+    /// Reused by every read (the bids of a whole-book read) so reads do not allocate a Rust
+    /// vector per call.
     levels: Vec<Level>,
+    /// The asks of a whole-book read, reused likewise.
+    asks: Vec<Level>,
 }
 
 impl Reader {
@@ -220,6 +228,7 @@ impl Reader {
         Ok(Self {
             reader,
             levels: Vec::new(),
+            asks: Vec::new(),
         })
     }
 
@@ -326,6 +335,201 @@ impl Reader {
         bbo_dict(py, &bbo)
     }
 
+    /// Both sides of a synced book from **one** consistent read, as a dict: the bids and asks
+    /// are one version of the book, the one ``last_update_id`` names.
+    ///
+    /// - ``bids``, ``asks``: ``[[price, quantity], ...]`` best first, each side selected by
+    ///   ``limit_count`` / ``threshold_volume`` on its own (as ``get_bids`` / ``get_asks``)
+    /// - ``last_update_id``, ``event_time_ms``, ``receive_time_ns``, ``publish_time_ns``,
+    ///   ``age_ms`` and ``depth`` as in :meth:`info`, from the same read
+    ///
+    /// Raises as ``get_asks``.
+    #[pyo3(signature = (exchange, market, limit_count = None, threshold_volume = None))]
+    fn get_book<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+        limit_count: Option<i64>,
+        threshold_volume: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let query = level_query(limit_count, threshold_volume)?;
+        let info = self
+            .reader
+            .read_book(exchange, market, &query, &mut self.levels, &mut self.asks)
+            .map_err(read_error)?;
+        let dict = version_dict(py, &info)?;
+        dict.set_item(intern!(py, "bids"), levels_to_list(py, &self.levels)?)?;
+        dict.set_item(intern!(py, "asks"), levels_to_list(py, &self.asks)?)?;
+        Ok(dict)
+    }
+
+    /// The best bid and ask of every book of the cluster on this host, or of every book of
+    /// ``exchange``, as ``{exchange: {market: bbo}}`` (each ``bbo`` the dict :meth:`bbo`
+    /// returns). A book that is not served maps to the exception *instance* a ``bbo`` of it
+    /// would raise (``DepthCacheOutOfSync`` names its status), never to a stale price. Each book
+    /// is read on its own, from its slot header.
+    #[pyo3(signature = (exchange = None))]
+    fn bbo_all<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: Option<&str>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let all = PyDict::new(py);
+        for (exchange, market, bbo) in self.reader.bbo_all(exchange) {
+            let value = match bbo {
+                Ok(bbo) => bbo_dict(py, &bbo)?.into_any(),
+                Err(error) => read_error(error).into_value(py).into_bound(py).into_any(),
+            };
+            let markets = match all.get_item(&exchange)? {
+                Some(markets) => markets.cast_into::<PyDict>()?,
+                None => {
+                    let markets = PyDict::new(py);
+                    all.set_item(&exchange, &markets)?;
+                    markets
+                }
+            };
+            markets.set_item(market, value)?;
+        }
+        Ok(all)
+    }
+
+    /// The price of a fill against a synced book, computed on one consistent read of the side
+    /// it walks (the asks for ``side="buy"``, the bids for ``"sell"``). Give exactly one of
+    /// ``quantity`` (base asset) and ``quote_quantity`` (quote asset), positive. Returns a dict:
+    ///
+    /// - ``average_price``, ``worst_price``, ``slippage_bps`` (against the best price, positive
+    ///   when worse): ``None`` when nothing could be filled
+    /// - ``filled_quantity``, ``filled_quote``, ``levels_used``, ``side``
+    /// - ``complete``: ``False`` when the book's levels ran out before the amount was filled
+    /// - ``last_update_id``, ``event_time_ms``, ``receive_time_ns``, ``publish_time_ns``,
+    ///   ``age_ms``, ``depth`` of the version it was computed on
+    ///
+    /// Raises ``InvalidQuery`` for a side other than buy/sell or a missing, doubled or
+    /// non-positive amount; otherwise as ``get_asks``.
+    #[pyo3(signature = (exchange, market, side, quantity = None, quote_quantity = None))]
+    fn fill_price<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+        side: &str,
+        quantity: Option<f64>,
+        quote_quantity: Option<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let (levels_side, side) = if side.eq_ignore_ascii_case("buy") {
+            (Side::Asks, "buy")
+        } else if side.eq_ignore_ascii_case("sell") {
+            (Side::Bids, "sell")
+        } else {
+            return Err(InvalidQuery::new_err(format!(
+                "side must be \"buy\" or \"sell\", got {side:?}"
+            )));
+        };
+        let amount = match (quantity, quote_quantity) {
+            (Some(quantity), None) => FillAmount::Base(quantity),
+            (None, Some(quote)) => FillAmount::Quote(quote),
+            _ => {
+                return Err(InvalidQuery::new_err(
+                    "give exactly one of quantity and quote_quantity",
+                ));
+            }
+        };
+        let (FillAmount::Base(value) | FillAmount::Quote(value)) = amount;
+        if !(value.is_finite() && value > 0.0) {
+            return Err(InvalidQuery::new_err(format!(
+                "quantity / quote_quantity must be a positive number, got {value}"
+            )));
+        }
+        let info = self
+            .reader
+            .read(
+                exchange,
+                market,
+                levels_side,
+                &LevelQuery::ALL,
+                &mut self.levels,
+            )
+            .map_err(read_error)?;
+        let fill = fill_price(&self.levels, amount);
+        let dict = version_dict(py, &info)?;
+        dict.set_item(intern!(py, "side"), side)?;
+        dict.set_item(intern!(py, "average_price"), fill.average_price)?;
+        dict.set_item(intern!(py, "worst_price"), fill.worst_price)?;
+        dict.set_item(intern!(py, "filled_quantity"), fill.filled_quantity)?;
+        dict.set_item(intern!(py, "filled_quote"), fill.filled_quote)?;
+        dict.set_item(intern!(py, "complete"), fill.complete)?;
+        dict.set_item(intern!(py, "slippage_bps"), fill.slippage_bps)?;
+        dict.set_item(intern!(py, "levels_used"), fill.levels_used)?;
+        Ok(dict)
+    }
+
+    /// The shape of the top of a synced book, computed on one consistent read of both sides.
+    /// Returns a dict:
+    ///
+    /// - ``mid``, ``spread``, ``spread_bps``, ``microprice`` (size-weighted mid of the best
+    ///   levels), ``imbalance`` (``(bid - ask) / (bid + ask)`` quantity over the top ``top_n``
+    ///   levels of each side): ``None`` when a side is empty
+    /// - ``bands``: one dict per ``bps`` given, ``{"bps", "bid_quantity", "ask_quantity",
+    ///   "complete"}``: the quantity within ``±bps`` basis points of the mid (``complete`` is
+    ///   ``False`` when the levels end inside the band: the quantities are lower bounds); empty
+    ///   when a side is empty
+    /// - ``top_n``, and ``last_update_id``, ``event_time_ms``, ``receive_time_ns``,
+    ///   ``publish_time_ns``, ``age_ms``, ``depth`` of the version read
+    ///
+    /// Raises ``InvalidQuery`` for a negative ``top_n`` or a band that is not a positive number;
+    /// otherwise as ``get_asks``.
+    #[pyo3(signature = (exchange, market, top_n = 10, bps = vec![10.0, 50.0, 100.0]))]
+    fn depth_stats<'py>(
+        &mut self,
+        py: Python<'py>,
+        exchange: &str,
+        market: &str,
+        top_n: i64,
+        bps: Vec<f64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let Ok(top_n) = usize::try_from(top_n) else {
+            return Err(InvalidQuery::new_err(format!(
+                "top_n must not be negative, got {top_n}"
+            )));
+        };
+        if let Some(bad) = bps.iter().find(|b| !(b.is_finite() && **b > 0.0)) {
+            return Err(InvalidQuery::new_err(format!(
+                "bps must be positive numbers, got {bad}"
+            )));
+        }
+        let info = self
+            .reader
+            .read_book(
+                exchange,
+                market,
+                &LevelQuery::ALL,
+                &mut self.levels,
+                &mut self.asks,
+            )
+            .map_err(read_error)?;
+        let stats = depth_stats(&self.levels, &self.asks, top_n, &bps);
+        let dict = version_dict(py, &info)?;
+        let field = |value: fn(&ubdcc_shm::DepthStats) -> f64| stats.as_ref().map(value);
+        dict.set_item(intern!(py, "mid"), field(|s| s.mid))?;
+        dict.set_item(intern!(py, "spread"), field(|s| s.spread))?;
+        dict.set_item(intern!(py, "spread_bps"), field(|s| s.spread_bps))?;
+        dict.set_item(intern!(py, "microprice"), field(|s| s.microprice))?;
+        dict.set_item(intern!(py, "imbalance"), field(|s| s.imbalance))?;
+        dict.set_item(intern!(py, "top_n"), top_n)?;
+        let bands = PyList::empty(py);
+        for band in stats.iter().flat_map(|stats| &stats.bands) {
+            let entry = PyDict::new(py);
+            entry.set_item(intern!(py, "bps"), band.bps)?;
+            entry.set_item(intern!(py, "bid_quantity"), band.bid_quantity)?;
+            entry.set_item(intern!(py, "ask_quantity"), band.ask_quantity)?;
+            entry.set_item(intern!(py, "complete"), band.complete)?;
+            bands.append(entry)?;
+        }
+        dict.set_item(intern!(py, "bands"), bands)?;
+        Ok(dict)
+    }
+
     /// The metadata of a book, synced or not, as a dict:
     ///
     /// - ``status``: ``"starting"``, ``"synced"`` or ``"out_of_sync"``
@@ -396,7 +600,7 @@ impl Reader {
     }
 }
 
-/// The dict `Reader.info` returns.
+/// The dict `Reader.bbo` returns.
 fn bbo_dict<'py>(py: Python<'py>, bbo: &Bbo) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let pair = |level: Option<Level>| level.map(|l| [l.price, l.quantity]);
@@ -410,23 +614,39 @@ fn bbo_dict<'py>(py: Python<'py>, bbo: &Bbo) -> PyResult<Bound<'py, PyDict>> {
     Ok(dict)
 }
 
+/// The keys every answer computed on one version carries: which version it is and how old.
+fn version_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item(intern!(py, "last_update_id"), info.last_update_id)?;
+    dict.set_item(intern!(py, "event_time_ms"), info.event_time_ms)?;
+    dict.set_item(intern!(py, "receive_time_ns"), info.receive_time_ns)?;
+    dict.set_item(intern!(py, "publish_time_ns"), info.publish_time_ns)?;
+    dict.set_item(intern!(py, "age_ms"), age_ms(info))?;
+    dict.set_item(intern!(py, "depth"), info.depth)?;
+    Ok(dict)
+}
+
+/// Milliseconds since `info`'s version was published; `None` if it never was.
+fn age_ms(info: &BookInfo) -> Option<f64> {
+    (info.publish_time_ns != 0).then(|| {
+        let age_ns = unix_now_ns() as f64 - info.publish_time_ns as f64;
+        age_ns / 1e6
+    })
+}
+
 fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     let reason = match info.status {
         BookStatus::OutOfSync(reason) => Some(reason.as_str()),
         BookStatus::Starting | BookStatus::Synced => None,
     };
-    let age_ms = (info.publish_time_ns != 0).then(|| {
-        let age_ns = unix_now_ns() as f64 - info.publish_time_ns as f64;
-        age_ns / 1e6
-    });
     dict.set_item(intern!(py, "status"), info.status.as_str())?;
     dict.set_item(intern!(py, "reason"), reason)?;
     dict.set_item(intern!(py, "last_update_id"), info.last_update_id)?;
     dict.set_item(intern!(py, "event_time_ms"), info.event_time_ms)?;
     dict.set_item(intern!(py, "receive_time_ns"), info.receive_time_ns)?;
     dict.set_item(intern!(py, "publish_time_ns"), info.publish_time_ns)?;
-    dict.set_item(intern!(py, "age_ms"), age_ms)?;
+    dict.set_item(intern!(py, "age_ms"), age_ms(info))?;
     dict.set_item(intern!(py, "bid_count"), info.bid_count)?;
     dict.set_item(intern!(py, "ask_count"), info.ask_count)?;
     dict.set_item(intern!(py, "resyncs"), info.resyncs)?;
@@ -444,6 +664,8 @@ fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDic
 ///     import ubdcc_local
 ///     reader = ubdcc_local.Reader("default")
 ///     asks = reader.get_asks("binance.com", "BTCUSDT", limit_count=10)   # [[price, qty], ...]
+///     book = reader.get_book("binance.com", "BTCUSDT", limit_count=10)   # both sides, one version
+///     fill = reader.fill_price("binance.com", "BTCUSDT", "buy", quantity=2.5)
 ///
 /// Levels come back as ``[[price, quantity], ...]`` best first, like the original
 /// ``unicorn-binance-local-depth-cache`` library. Errors are exceptions derived from

@@ -99,6 +99,37 @@ int main(void) {
     OFF("ubdcc_book_entry_t.status", ubdcc_book_entry_t, status);
     OFF("ubdcc_book_entry_t.reason", ubdcc_book_entry_t, reason);
     SIZE(ubdcc_status_t);
+    SIZE(ubdcc_bbo_entry_t);
+    OFF("ubdcc_bbo_entry_t.market", ubdcc_bbo_entry_t, market);
+    OFF("ubdcc_bbo_entry_t.book_status", ubdcc_bbo_entry_t, book_status);
+    OFF("ubdcc_bbo_entry_t.reason", ubdcc_bbo_entry_t, reason);
+    OFF("ubdcc_bbo_entry_t.status", ubdcc_bbo_entry_t, status);
+    OFF("ubdcc_bbo_entry_t.bbo", ubdcc_bbo_entry_t, bbo);
+    SIZE(ubdcc_fill_t);
+    OFF("ubdcc_fill_t.worst_price", ubdcc_fill_t, worst_price);
+    OFF("ubdcc_fill_t.filled_quantity", ubdcc_fill_t, filled_quantity);
+    OFF("ubdcc_fill_t.filled_quote", ubdcc_fill_t, filled_quote);
+    OFF("ubdcc_fill_t.slippage_bps", ubdcc_fill_t, slippage_bps);
+    OFF("ubdcc_fill_t.levels_used", ubdcc_fill_t, levels_used);
+    OFF("ubdcc_fill_t.complete", ubdcc_fill_t, complete);
+    SIZE(ubdcc_band_t);
+    OFF("ubdcc_band_t.bid_quantity", ubdcc_band_t, bid_quantity);
+    OFF("ubdcc_band_t.ask_quantity", ubdcc_band_t, ask_quantity);
+    OFF("ubdcc_band_t.complete", ubdcc_band_t, complete);
+    SIZE(ubdcc_depth_stats_t);
+    OFF("ubdcc_depth_stats_t.spread", ubdcc_depth_stats_t, spread);
+    OFF("ubdcc_depth_stats_t.spread_bps", ubdcc_depth_stats_t, spread_bps);
+    OFF("ubdcc_depth_stats_t.microprice", ubdcc_depth_stats_t, microprice);
+    OFF("ubdcc_depth_stats_t.imbalance", ubdcc_depth_stats_t, imbalance);
+    OFF("ubdcc_depth_stats_t.top_n", ubdcc_depth_stats_t, top_n);
+    OFF("ubdcc_depth_stats_t.valid", ubdcc_depth_stats_t, valid);
+    /* the enums are passed as int: they must be int-sized */
+    printf("sizeof ubdcc_fill_side_t %zu\n", sizeof(ubdcc_fill_side_t));
+    printf("sizeof ubdcc_amount_kind_t %zu\n", sizeof(ubdcc_amount_kind_t));
+    printf("UBDCC_BUY %d\n", (int)UBDCC_BUY);
+    printf("UBDCC_SELL %d\n", (int)UBDCC_SELL);
+    printf("UBDCC_AMOUNT_BASE %d\n", (int)UBDCC_AMOUNT_BASE);
+    printf("UBDCC_AMOUNT_QUOTE %d\n", (int)UBDCC_AMOUNT_QUOTE);
 
     printf("UBDCC_LAYOUT_HASH %" PRIu64 "\n", (uint64_t)UBDCC_LAYOUT_HASH);
     printf("ubdcc_layout_hash() %" PRIu64 "\n", ubdcc_layout_hash());
