@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int};
 
 use ubdcc_shm::{FillAmount, Level, LevelQuery, ReadError, Side, depth_stats, fill_price};
 
-use crate::reader::{book_args, guarded, str_arg, ubdcc_reader_t};
+use crate::reader::{book_args, guarded, str_arg, ubdcc_reader_t, write_entries};
 use crate::status::{
     UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INVALID_ARGUMENT, UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK,
     fail, fail_read, status_of, ubdcc_status_t,
@@ -205,43 +205,32 @@ pub unsafe extern "C" fn ubdcc_bbo_all(
             }
         };
         let books = handle.reader.bbo_all(exchange);
-        for (i, (exchange, market, bbo)) in books.iter().take(capacity).enumerate() {
-            let entry = match bbo {
-                Ok(bbo) => ubdcc_bbo_entry_t::new(
+        let listed = books.iter().map(|(exchange, market, bbo)| match bbo {
+            Ok(bbo) => ubdcc_bbo_entry_t::new(
+                exchange,
+                market,
+                Some(ubdcc_shm::BookStatus::Synced),
+                UBDCC_OK,
+                ubdcc_bbo_t::from(bbo),
+            ),
+            Err(error) => {
+                let book_status = match error {
+                    ReadError::NotSynced { status, .. } => Some(*status),
+                    _ => None,
+                };
+                let status = status_of(error);
+                ubdcc_bbo_entry_t::new(
                     exchange,
                     market,
-                    Some(ubdcc_shm::BookStatus::Synced),
-                    UBDCC_OK,
-                    ubdcc_bbo_t::from(bbo),
-                ),
-                Err(error) => {
-                    let book_status = match error {
-                        ReadError::NotSynced { status, .. } => Some(*status),
-                        _ => None,
-                    };
-                    let status = status_of(error);
-                    ubdcc_bbo_entry_t::new(
-                        exchange,
-                        market,
-                        book_status,
-                        status,
-                        ubdcc_bbo_t::default(),
-                    )
-                }
-            };
-            // SAFETY: `i < capacity` and `entries` points to `capacity` writable elements
-            // (contract).
-            unsafe { entries.add(i).write(entry) };
-        }
-        // SAFETY: `out_count` is non-null (checked) and valid (contract).
-        unsafe { out_count.write(books.len()) };
-        if books.len() > capacity {
-            return fail(
-                UBDCC_ERR_BUFFER_TOO_SMALL,
-                format!("{} books, the buffer holds {capacity}", books.len()),
-            );
-        }
-        UBDCC_OK
+                    book_status,
+                    status,
+                    ubdcc_bbo_t::default(),
+                )
+            }
+        });
+        // SAFETY: `entries` points to `capacity` writable elements (contract; non-null unless
+        // `capacity` is 0, checked), `out_count` is non-null (checked) and valid (contract).
+        unsafe { write_entries(listed, entries, capacity, out_count) }
     })
 }
 

@@ -446,26 +446,46 @@ pub unsafe extern "C" fn ubdcc_list_books(
             return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
         };
         let books = handle.reader.list();
-        for (i, book) in books.iter().take(capacity).enumerate() {
-            let entry = ubdcc_book_entry_t::new(
+        let listed = books.iter().map(|book| {
+            ubdcc_book_entry_t::new(
                 &book.exchange,
                 &book.market,
                 &book.segment,
                 book.status.as_ref().ok().copied(),
-            );
-            // SAFETY: `i < capacity` and `entries` points to `capacity` writable elements (contract).
-            unsafe { entries.add(i).write(entry) };
-        }
-        // SAFETY: `out_count` is non-null (checked) and valid (contract).
-        unsafe { out_count.write(books.len()) };
-        if books.len() > capacity {
-            return fail(
-                UBDCC_ERR_BUFFER_TOO_SMALL,
-                format!("{} books, the buffer holds {capacity}", books.len()),
-            );
-        }
-        UBDCC_OK
+            )
+        });
+        // SAFETY: `entries` points to `capacity` writable elements (contract; non-null unless
+        // `capacity` is 0, checked), `out_count` is non-null (checked) and valid (contract).
+        unsafe { write_entries(listed, entries, capacity, out_count) }
     })
+}
+
+/// Writes `items` into the caller's `entries` (the first `capacity` of them) and how many there
+/// are into `out_count`; `UBDCC_ERR_BUFFER_TOO_SMALL` when they did not all fit (the caller
+/// learns how many to make room for).
+///
+/// # Safety
+/// `entries` points to `capacity` writable elements; `out_count` is valid for a write.
+pub(crate) unsafe fn write_entries<T>(
+    items: impl ExactSizeIterator<Item = T>,
+    entries: *mut T,
+    capacity: usize,
+    out_count: *mut usize,
+) -> ubdcc_status_t {
+    let total = items.len();
+    for (i, item) in items.take(capacity).enumerate() {
+        // SAFETY: `i < capacity` and `entries` points to `capacity` writable elements (contract).
+        unsafe { entries.add(i).write(item) };
+    }
+    // SAFETY: `out_count` is valid for a write (contract).
+    unsafe { out_count.write(total) };
+    if total > capacity {
+        return fail(
+            UBDCC_ERR_BUFFER_TOO_SMALL,
+            format!("{total} books, the buffer holds {capacity}"),
+        );
+    }
+    UBDCC_OK
 }
 
 /// The layout hash of the shared-memory format this library reads; equals `UBDCC_LAYOUT_HASH`

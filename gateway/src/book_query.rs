@@ -600,20 +600,7 @@ mod tests {
 
     #[test]
     fn a_book_body_has_both_sides_in_key_order() {
-        let info = BookInfo {
-            status: ubdcc_shm::BookStatus::Synced,
-            last_update_id: 7,
-            event_time_ms: 1,
-            receive_time_ns: 0,
-            publish_time_ns: 0,
-            bid_count: 1,
-            ask_count: 1,
-            resyncs: 0,
-            gaps: 0,
-            updates: 1,
-            generation: 1,
-            depth: 100,
-        };
+        let info = test_info();
         let bids = [Level {
             price: 99.5,
             quantity: 1.0,
