@@ -1,16 +1,18 @@
 //! The reads beyond one side (issue 14) against the simulator's truth, through both restapis
 //! (shared memory, and HTTP to the DCNs only) and a DCN: a whole book from one update id, many
 //! books in one call, the best bid/ask of every market, fill prices and depth statistics checked
-//! against a model computed from the truth at the answer's update id.
+//! against a model computed from the truth at the answer's update id; a whole book read through a
+//! gap and a DCN kill is right or refused, never wrong.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use ubdcc_shm::Side;
 
 use crate::support::http::get_json;
 use crate::support::markets;
 use crate::support::rig::ClusterRig;
+use crate::support::sim::{inject, market_fault};
 use crate::support::truth::{Levels, assert_matches, levels, truth};
 
 /// Both sides of the truth at `update_id`: bids, asks.
@@ -204,4 +206,68 @@ fn book_reads_beyond_one_side_equal_the_truth_locally_and_remotely() {
         ),
     );
     assert_eq!(answer["error_id"], "#1116", "{answer}");
+}
+
+/// One book read whole through `restapi` while faults and a failover happen: every OK answer
+/// equals the truth at its update id on both sides; everything else is an error envelope, never
+/// a wrong book. Returns (OK answers, error answers).
+fn read_through(rig: &ClusterRig, restapi: &str, market: &str, reads: usize) -> (usize, usize) {
+    let (mut served, mut refused) = (0, 0);
+    for _ in 0..reads {
+        let answer = get_json(
+            restapi,
+            &format!("/get_book?exchange=binance.com&market={market}&limit_count=10"),
+        );
+        if answer["result"] != "OK" || answer.get("asks").is_none() {
+            assert!(answer["error_id"].is_string(), "{answer}");
+            refused += 1;
+            continue;
+        }
+        let id = answer["last_update_id"].as_u64().expect("id");
+        let (bids, asks) = truth_book(&rig.sim.address, market, id);
+        assert_matches(
+            &levels(&answer, "bids"),
+            &bids[..10],
+            &format!("{market} bids at {id}"),
+        );
+        assert_matches(
+            &levels(&answer, "asks"),
+            &asks[..10],
+            &format!("{market} asks at {id}"),
+        );
+        served += 1;
+    }
+    (served, refused)
+}
+
+#[test]
+fn a_whole_book_stays_right_through_a_gap_and_a_dcn_kill() {
+    let mut rig = ClusterRig::start("readsfault", 2, 2);
+    let books = markets(1, 0, 0);
+    rig.create(&books, 2);
+    rig.wait_running(&books, 2, None, Duration::from_secs(60));
+    let market = books[0].2.clone();
+    let path = format!("/get_book?exchange=binance.com&market={market}");
+    let remote = rig.remote.address.clone();
+    rig.wait_served(&remote, &path, Duration::from_secs(20));
+    // A gap on the exchange's side: both replicas resync; reads meanwhile are refused or right.
+    inject(
+        &rig.sim.address,
+        &market_fault(
+            "drop",
+            (books[0].0, books[0].1, market.as_str()),
+            json!({"count": 2}),
+        ),
+    );
+    let (served, _) = read_through(&rig, &remote, &market, 200);
+    assert!(served > 0, "no book was served around the gap");
+    // One replica's DCN dies: the remote restapi fails over to the other, still right.
+    rig.dcns[0].kill();
+    let (served, refused) = read_through(&rig, &remote, &market, 200);
+    assert!(
+        served > refused,
+        "{served} served, {refused} refused after the kill"
+    );
+    let (served, _) = read_through(&rig, &rig.local.address.clone(), &market, 50);
+    assert!(served > 0);
 }
