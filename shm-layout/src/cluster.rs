@@ -397,7 +397,13 @@ impl ClusterReader {
             None,
             |segment, location| segment.read_bbo(location.slot, location.generation, &mut out),
         )?;
-        Ok(out.expect("a synced read fills the best bid and ask"))
+        // A synced read fills it; were that ever not so, the book is not served rather than the
+        // reader panicking in a caller's trading loop.
+        out.ok_or_else(|| ReadError::NotFound {
+            cluster: self.cluster.clone(),
+            exchange: exchange.to_owned(),
+            market: market.to_owned(),
+        })
     }
 
     /// Both sides of a synced book as `f64` levels, best first, selected by `query` (each side on
