@@ -176,7 +176,8 @@ fn start_agent(
         apply_assignments(identity.uid.clone(), copy.clone(), handle.clone()),
     );
     let statuses = ShmReplicaSource::new(ClusterReader::open_dcn(&args.cluster, &identity.name)?)
-        .with_snapshots(handle.snapshot_stats());
+        .with_snapshots(handle.snapshot_stats())
+        .with_peers(ClusterReader::open(&args.cluster)?);
     let agent = Agent::new(
         AgentConfig {
             mgmt_url: pod.mgmt_url.clone(),

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use ubdcc_engine::{
     BookSpec, Exchange, NodeError, NodeHandle, SeedPlan, SnapshotStats, WaitingBook,
 };
-use ubdcc_shm::{BookStatus, ClusterReader};
+use ubdcc_shm::{BookStatus, ClusterReader, ReadError};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
 use crate::mgmt::state::{ClusterState, PodRecord, ReplicaStatus, SnapshotWait, account_group};
@@ -245,6 +245,8 @@ pub struct ShmReplicaSource {
     restarts: Mutex<HashMap<(String, String), (u64, f64)>>,
     /// The engine's snapshot scheduler, for the places of waiting books.
     snapshots: Option<Arc<SnapshotStats>>,
+    /// Every segment of the cluster on this machine, to notice a DCN that died.
+    peers: Option<Mutex<ClusterReader>>,
 }
 
 impl ShmReplicaSource {
@@ -254,7 +256,17 @@ impl ShmReplicaSource {
             reader: Mutex::new(reader),
             restarts: Mutex::new(HashMap::new()),
             snapshots: None,
+            peers: None,
         }
+    }
+
+    /// Also watches `peers` (the cluster's segments on this machine) for DCNs that died: a
+    /// writer's lock is freed the moment its process dies, so mgmt can re-place their replicas
+    /// without waiting for the pod timeout.
+    #[must_use]
+    pub fn with_peers(mut self, peers: ClusterReader) -> Self {
+        self.peers = Some(Mutex::new(peers));
+        self
     }
 
     /// Also reports each waiting book's place in `snapshots`' queue.
@@ -296,6 +308,29 @@ fn snapshot_wait(book: &WaitingBook) -> SnapshotWait {
 }
 
 impl ReplicaSource for ShmReplicaSource {
+    fn dead_dcns(&self) -> Vec<String> {
+        let Some(peers) = &self.peers else {
+            return Vec::new();
+        };
+        let mut peers = peers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // New segments (DCNs that started) are picked up; a segment swept away since drops out.
+        peers.refresh();
+        peers
+            .segments()
+            .iter()
+            .zip(peers.dcns())
+            .filter(|(segment, _)| {
+                matches!(
+                    segment.check_writer_now(),
+                    Err(ReadError::WriterGone { .. })
+                )
+            })
+            .map(|(_, dcn)| dcn.to_owned())
+            .collect()
+    }
+
     fn replicas(&self) -> Vec<ReplicaReport> {
         let mut reader = self
             .reader

@@ -174,6 +174,12 @@ fn statuses_differ(a: &[ReplicaReport], b: &[ReplicaReport]) -> bool {
 pub trait ReplicaSource: Send + Sync {
     /// Every replica this pod holds.
     fn replicas(&self) -> Vec<ReplicaReport>;
+
+    /// DCNs of this machine whose segments' writers are gone (their processes died), to be
+    /// evicted at once instead of after the pod timeout; none by default.
+    fn dead_dcns(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Settings of an agent.
@@ -230,6 +236,7 @@ impl Agent {
         tokio::pin!(shutdown);
         let mut registered = false;
         let mut last_reported: Option<Vec<ReplicaReport>> = None;
+        let mut last_dead: Vec<String> = Vec::new();
         let mut last_sync: Option<Instant> = None;
         let mut ticker = tokio::time::interval(POLL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,12 +259,19 @@ impl Agent {
                     .as_ref()
                     .is_none_or(|last| statuses_differ(last, r))
             });
+            let dead = self
+                .source
+                .as_ref()
+                .map(|source| source.dead_dcns())
+                .unwrap_or_default();
+            let died = dead.iter().any(|name| !last_dead.contains(name));
             let due = last_sync.is_none_or(|at| at.elapsed() >= self.config.heartbeat);
-            if !changed && !due {
+            if !changed && !due && !died {
                 continue;
             }
             last_sync = Some(Instant::now());
-            match self.sync(replicas.as_deref()).await {
+            last_dead.clone_from(&dead);
+            match self.sync(replicas.as_deref(), &dead).await {
                 Ok(()) => last_reported = replicas,
                 Err(SyncError::UnknownPod) => {
                     tracing::warn!(
@@ -311,7 +325,11 @@ impl Agent {
         }
     }
 
-    async fn sync(&self, replicas: Option<&[ReplicaReport]>) -> Result<(), SyncError> {
+    async fn sync(
+        &self,
+        replicas: Option<&[ReplicaReport]>,
+        dead_dcns: &[String],
+    ) -> Result<(), SyncError> {
         let identity = &self.config.identity;
         let body = json!({
             "uid": identity.uid,
@@ -322,6 +340,7 @@ impl Agent {
             "backup_timestamp": self.copy.timestamp(),
             "offers_backup": self.copy.keeps_secrets,
             "replicas": replicas,
+            "dead_dcns": dead_dcns,
         });
         let mut answer = self
             .post("ubdcc_node_sync", &body)

@@ -189,8 +189,29 @@ fn sync(mgmt: &Mgmt, params: &Params, caller: Caller) -> Result<Map<String, Valu
         };
         state.unwrap_or_default()
     });
+    // A DCN reports the DCNs of its machine whose segments' writers are gone (dead processes);
+    // the report rides on every heartbeat until their segments are swept, so only a pod still
+    // listed is worth a change.
+    let dead = params.list("dead_dcns")?.unwrap_or_default();
+    let node = inner.state.pods.get(uid).map(|pod| pod.node.clone());
+    let dead_listed = is_dcn
+        && node.as_ref().is_some_and(|node| {
+            inner
+                .state
+                .dcns()
+                .any(|pod| pod.uid != uid && pod.node == *node && dead.contains(&pod.name))
+        });
     drop(inner);
-    if statuses_changed {
+    if let (Some(node), true) = (node, dead_listed) {
+        let evicted = mgmt.mutate(params.event(), false, |state| {
+            Ok(state.evict_dead_dcns(&node, &dead, uid))
+        })?;
+        tracing::warn!(
+            ?evicted,
+            reporter = uid,
+            "evicted DCNs whose segments' writers are gone; their replicas are re-placed"
+        );
+    } else if statuses_changed {
         // Statuses decide routing: every pod hears of them at once.
         mgmt.mutate(params.event(), false, |_| Ok(()))?;
     }

@@ -334,6 +334,22 @@ impl ClusterState {
         gone
     }
 
+    /// Removes the DCNs named `names` on machine `node` other than `reporter`: a DCN of that
+    /// machine saw their segments' writers gone (the lock a writer holds is freed the moment its
+    /// process dies), which is proof of death faster than any heartbeat timeout. Returns their
+    /// uids.
+    pub fn evict_dead_dcns(&mut self, node: &str, names: &[String], reporter: &str) -> Vec<String> {
+        let dead: Vec<String> = self
+            .dcns()
+            .filter(|pod| pod.uid != reporter && pod.node == node && names.contains(&pod.name))
+            .map(|pod| pod.uid.clone())
+            .collect();
+        for uid in &dead {
+            self.pods.shift_remove(uid);
+        }
+        dead
+    }
+
     /// Drops replicas and credential assignments of pods that are no longer known (not counted
     /// as distribution changes, as in the original).
     pub fn purge_departed(&mut self) {
@@ -565,6 +581,35 @@ mod tests {
             text.contains(r#""api_key_preview":"KEY0*******89""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn dcns_seen_dead_on_the_reporters_machine_are_evicted_and_no_other() {
+        let mut state = ClusterState::default();
+        for (uid, name, node) in [
+            ("a", "dcn-1", "n"),
+            ("b", "dcn-2", "n"),
+            ("c", "dcn-2", "m"),
+        ] {
+            let pod = PodRecord {
+                name: name.into(),
+                uid: uid.into(),
+                node: node.into(),
+                role: DCN_ROLE.into(),
+                ip: "127.0.0.1".into(),
+                api_port_rest: 1,
+                last_seen: 100.0,
+                status: "running".into(),
+                ubldc_version: None,
+                version: "0".into(),
+                max_books: None,
+            };
+            state.pods.insert(uid.into(), pod);
+        }
+        let dead = ["dcn-2".to_owned(), "dcn-1".to_owned()];
+        // dcn-2 on machine n only (c is another machine's dcn-2), never the reporter itself.
+        assert_eq!(state.evict_dead_dcns("n", &dead, "a"), ["b"]);
+        assert_eq!(state.pods.keys().collect::<Vec<_>>(), ["a", "c"]);
     }
 
     #[test]
