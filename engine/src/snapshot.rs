@@ -1161,8 +1161,12 @@ mod tests {
         );
         assert_eq!(second.stats.downloads.load(Ordering::Relaxed), 0);
         assert_eq!(second.stats.responses_418.load(Ordering::Relaxed), 0);
+        // The board counts in wall-clock milliseconds and each side converts its `Instant`s
+        // with a clock read of its own: a loaded machine can put them a few ms apart, so the
+        // ban is over a moment after `wake` (a hold for those few ms would be right too).
+        let over = wake + Duration::from_millis(100);
         assert!(
-            second.dispatch(wake, &outcomes, &finished).is_none(),
+            second.dispatch(over, &outcomes, &finished).is_none(),
             "sent once the ban is over"
         );
         assert_eq!(second.stats.downloads.load(Ordering::Relaxed), 1);
