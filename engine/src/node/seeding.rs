@@ -75,7 +75,6 @@ pub(super) struct SeedState {
     in_flight: Option<u64>,
     /// No peer can help in this episode: the exchange's snapshot it is.
     gave_up: bool,
-    /// The current deepening asked its peers already (they had no deeper copy).
     /// Deeper copies asked of peers in this synced stretch.
     deepen_peer_tries: u32,
 }
