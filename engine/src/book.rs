@@ -5,7 +5,7 @@
 //! at the top of the book, so inserting or removing near the best price moves only the few
 //! elements after it, and trimming the worst level is a pop from the front of a `VecDeque`.
 //!
-//! Why not a `BTreeMap` per side: `benches/book_apply.rs` measures both. Applying updates alone
+//! Why not a `BTreeMap` per side: `engine/benches/book_apply.rs` measures both. Applying updates alone
 //! the map is faster (about 10 ns against 28 ns per level update, because a change deep in the
 //! ladder moves up to half of it), but every applied message is published, which walks the whole
 //! top 1000 of both sides; for that real per-message work (20 updates, trim, read both sides) the

@@ -6,7 +6,7 @@
 //! ring (see `ubdcc_shm`'s `ring`). Otherwise — a new or reloaded book, widened exponents, a
 //! journal that overflowed, or edits that would cost more than a copy — the whole book is
 //! published. Measured (README "Performance", same session, loaded 2-core machine): a 20-level
-//! message 4.25 µs → 2.50 µs (`benches/engine_message.rs`), a 2-level one 2.81 µs → 0.82 µs, and a
+//! message 4.25 µs → 2.50 µs (`engine/benches/engine_message.rs`), a 2-level one 2.81 µs → 0.82 µs, and a
 //! DCN with 1000 books at 10 events/s each 15.5–16.0% → 7.4–7.7% of a core (`dcn_load.py`).
 
 use ubdcc_shm::{

@@ -13,6 +13,14 @@
 //! Readers believe only segments of their own user, or of owners named in `UBDCC_SHM_TRUST`
 //! (`uid:N,gid:N`) or passed to `ubdcc_reader_open_trusting`, that nobody else may write
 //! (`ubdcc_shm::Trust` explains why).
+//!
+//! # Example
+//! The whole of `ffi/examples/read_book.c`, which `tests/c_abi.rs` compiles against the header
+//! and runs against a live segment, so this example cannot go stale:
+//!
+//! ```c
+#![doc = include_str!("../examples/read_book.c")]
+//! ```
 #![allow(non_camel_case_types)]
 
 mod book;

@@ -542,6 +542,21 @@ impl ClusterReader {
 
     /// Every book of every segment, with the status of each replica, sorted by exchange, market
     /// and segment.
+    ///
+    /// ```
+    /// use ubdcc_shm::{BookStatus, ClusterReader, SegmentConfig};
+    ///
+    /// let cluster = format!("listdoc{}", std::process::id());
+    /// let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+    /// writer.add_book("binance.com", "ETHUSDT")?;
+    ///
+    /// let listed = ClusterReader::open(&cluster)?.list();
+    /// assert_eq!(listed.len(), 1);
+    /// assert_eq!(listed[0].market, "ETHUSDT");
+    /// // Added, not published yet: a reader is told so instead of getting levels.
+    /// assert_eq!(listed[0].status.as_ref().ok(), Some(&BookStatus::Starting));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(&mut self) -> Vec<BookListing> {
         if self.is_stale() {
             self.refresh();

@@ -84,7 +84,24 @@ const SHRUNK: u8 = 2;
 
 /// A validated, read-only mapping of one segment.
 ///
-/// `SegmentReader` is `Send + Sync`; reads take `&self` and never write to the segment.
+/// `SegmentReader` is `Send + Sync`; reads take `&self` and never write to the segment. Most
+/// readers want a [`crate::ClusterReader`] (any book of a cluster, whichever DCN holds it); one
+/// segment is opened by its name, and trusted only if its owner is:
+///
+/// ```
+/// use ubdcc_shm::{SegmentConfig, SegmentReader, Trust};
+///
+/// let cluster = format!("segdoc{}", std::process::id());
+/// let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+/// writer.add_book("binance.com", "BTCUSDT")?;
+///
+/// let reader = SegmentReader::open(writer.name(), &Trust::own_user())?;
+/// let books = reader.books();
+/// assert_eq!((books[0].exchange.as_str(), books[0].market.as_str()), ("binance.com", "BTCUSDT"));
+/// assert_eq!(reader.levels_per_side(), 10);
+/// assert!(reader.check_writer_now().is_ok(), "the writer lives");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SegmentReader {
     name: String,
     fd: OwnedFd,

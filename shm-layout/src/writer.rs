@@ -450,6 +450,28 @@ impl SegmentWriter {
     /// Costs O(levels): for an update of a few levels, [`SegmentWriter::publish_edits`] is far
     /// cheaper.
     ///
+    /// Levels are exact mantissas sharing one exponent per column, best first; readers in other
+    /// processes see the whole version or the previous one, never a mix:
+    ///
+    /// ```
+    /// use ubdcc_shm::{BookMeta, BookSides, BookStatus, ClusterReader, LevelQuery, RawLevel, SegmentConfig, Side};
+    ///
+    /// let cluster = format!("pubdoc{}", std::process::id());
+    /// let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+    /// let book = writer.add_book("binance.com", "BTCUSDT")?;
+    /// // 99.99 × 3 and 99.98 × 1 (exponent -2 for prices, 0 for quantities).
+    /// let bids = [RawLevel { price: 9_999, quantity: 3 }, RawLevel { price: 9_998, quantity: 1 }];
+    /// let sides = BookSides { price_exponent: -2, quantity_exponent: 0, bids: &bids, asks: &[] };
+    /// let meta = BookMeta { status: BookStatus::Synced, last_update_id: 42, depth: 1000, ..BookMeta::starting() };
+    /// writer.publish(book, &meta, &sides)?;
+    ///
+    /// let mut levels = Vec::new();
+    /// let info = ClusterReader::open(&cluster)?.read("binance.com", "BTCUSDT", Side::Bids, &LevelQuery::ALL, &mut levels)?;
+    /// assert_eq!((info.last_update_id, info.bid_count, info.depth), (42, 2, 1000));
+    /// assert_eq!((levels[1].price, levels[1].quantity), (99.98, 1.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`WriteError::StaleHandle`] for a removed book, [`WriteError::TooManyLevels`] when a side is
     /// longer than the segment's levels per side; the slot is unchanged then.
