@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int};
 
 use ubdcc_shm::{FillAmount, Level, LevelQuery, ReadError, Side, depth_stats, fill_price};
 
-use crate::reader::{book_args, guarded, str_arg, ubdcc_reader_t, write_entries};
+use crate::reader::{book_args, guarded, query_arg, str_arg, ubdcc_reader_t, write_entries};
 use crate::status::{
     UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INVALID_ARGUMENT, UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK,
     fail, fail_read, status_of, ubdcc_status_t,
@@ -86,15 +86,9 @@ pub unsafe extern "C" fn ubdcc_get_book(
             Err(status) => return status,
         };
         // SAFETY: each is null (not set) or points to a valid value (contract).
-        let (limit, threshold) = unsafe {
-            (
-                limit_count.as_ref().copied(),
-                threshold_volume.as_ref().copied(),
-            )
-        };
-        let query = match LevelQuery::new(limit, threshold) {
+        let query = match unsafe { query_arg(limit_count, threshold_volume) } {
             Ok(query) => query,
-            Err(error) => return fail_read(&ReadError::InvalidQuery(error)),
+            Err(status) => return status,
         };
         let info = match handle.reader.read_book(
             exchange,

@@ -64,6 +64,25 @@ pub(crate) unsafe fn book_args<'a>(
     Ok((exchange, market))
 }
 
+/// The `limit_count` / `threshold_volume` of a read (each null when not set) as a query;
+/// `UBDCC_ERR_INVALID_ARGUMENT` (with the reason) for a negative limit or a NaN threshold.
+///
+/// # Safety
+/// Each pointer is null or points to a valid value.
+pub(crate) unsafe fn query_arg(
+    limit_count: *const i64,
+    threshold_volume: *const f64,
+) -> Result<LevelQuery, ubdcc_status_t> {
+    // SAFETY: passed on from this function's contract.
+    let (limit, threshold) = unsafe {
+        (
+            limit_count.as_ref().copied(),
+            threshold_volume.as_ref().copied(),
+        )
+    };
+    LevelQuery::new(limit, threshold).map_err(|error| fail_read(&ReadError::InvalidQuery(error)))
+}
+
 /// Opens a reader for every book of `cluster` on this host.
 ///
 /// Only segments owned by this process's effective uid, or by owners named in the environment
@@ -288,15 +307,9 @@ unsafe fn get_side(
             Err(status) => return status,
         };
         // SAFETY: each is null (not set) or points to a valid value (contract).
-        let (limit, threshold) = unsafe {
-            (
-                limit_count.as_ref().copied(),
-                threshold_volume.as_ref().copied(),
-            )
-        };
-        let query = match LevelQuery::new(limit, threshold) {
+        let query = match unsafe { query_arg(limit_count, threshold_volume) } {
             Ok(query) => query,
-            Err(error) => return fail_read(&ReadError::InvalidQuery(error)),
+            Err(status) => return status,
         };
         let info = match handle
             .reader
