@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::error::SimRequestError;
 use crate::family::Family;
 use crate::faults::{MarketFaults, SubscribeRefusals};
+use crate::glitch::{DEFAULT_RESET_BEHIND, Glitch, GlitchSide};
 use crate::markets::Market;
 use crate::server::{SimState, lock};
 use crate::sim_api::find_market;
@@ -42,6 +43,28 @@ fn default_stale_behind() -> usize {
 
 fn default_shutdown_close_after_ms() -> u64 {
     DEFAULT_SHUTDOWN_CLOSE_AFTER_MS
+}
+
+/// The level a `silent_change` alters when the fault does not say: inside every snapshot window
+/// and the top N a replica hashes, but not the best (which the next events often touch anyway).
+fn default_silent_level() -> usize {
+    5
+}
+
+fn default_bid() -> GlitchSide {
+    GlitchSide::Bid
+}
+
+fn default_ask() -> GlitchSide {
+    GlitchSide::Ask
+}
+
+fn default_vanish_count() -> usize {
+    3
+}
+
+fn default_reset_behind() -> u64 {
+    DEFAULT_RESET_BEHIND
 }
 
 /// A fault, as posted to `/sim/control`.
@@ -118,6 +141,31 @@ pub(crate) enum Fault {
         duration_ms: u64,
         #[serde(default)]
         retry_after_secs: Option<u64>,
+    },
+    /// Change one level's quantity without an event (`crate::glitch`).
+    SilentChange {
+        family: Family,
+        symbol: String,
+        #[serde(default = "default_bid")]
+        side: GlitchSide,
+        #[serde(default = "default_silent_level")]
+        level: usize,
+    },
+    /// Remove the best `count` levels of a side without an event (`crate::glitch`).
+    VanishLevels {
+        family: Family,
+        symbol: String,
+        #[serde(default = "default_ask")]
+        side: GlitchSide,
+        #[serde(default = "default_vanish_count")]
+        count: usize,
+    },
+    /// Restart the update ids `behind` lower (`crate::glitch`).
+    ResetIds {
+        family: Family,
+        symbol: String,
+        #[serde(default = "default_reset_behind")]
+        behind: u64,
     },
     /// Disarm every market fault, forced status, subscription refusal, back-off and ban.
     Clear,
@@ -264,6 +312,38 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
             }
             ("rest_status", Vec::new())
         }
+        Fault::SilentChange {
+            family,
+            symbol,
+            side,
+            level,
+        } => {
+            let glitch = Glitch::SilentChange {
+                side: *side,
+                level: *level,
+            };
+            ("silent_change", glitch_one(state, *family, symbol, glitch)?)
+        }
+        Fault::VanishLevels {
+            family,
+            symbol,
+            side,
+            count,
+        } => {
+            let glitch = Glitch::Vanish {
+                side: *side,
+                count: *count,
+            };
+            ("vanish_levels", glitch_one(state, *family, symbol, glitch)?)
+        }
+        Fault::ResetIds {
+            family,
+            symbol,
+            behind,
+        } => {
+            let glitch = Glitch::ResetIds { behind: *behind };
+            ("reset_ids", glitch_one(state, *family, symbol, glitch)?)
+        }
         Fault::Clear => {
             let all = select_markets(state, None, None)?;
             arm(&all, MarketFaults::clear);
@@ -288,6 +368,23 @@ fn arm_one(
 ) -> Result<Vec<ArmedMarket>, SimRequestError> {
     let market = find_market(state, family, symbol)?;
     Ok(arm(&[market], apply))
+}
+
+/// Applies `glitch` to one market; the reply's `after_update_id` is the id its next event follows.
+fn glitch_one(
+    state: &SimState,
+    family: Family,
+    symbol: &str,
+    glitch: Glitch,
+) -> Result<Vec<ArmedMarket>, SimRequestError> {
+    let market = find_market(state, family, symbol)?;
+    let (effect, after_update_id) = market.glitch(glitch)?;
+    info!(symbol, ?effect, "glitch applied");
+    Ok(vec![ArmedMarket {
+        family: market.spec.family,
+        symbol: market.spec.symbol.clone(),
+        after_update_id,
+    }])
 }
 
 fn arm(markets: &[&Market], apply: impl Fn(&mut MarketFaults)) -> Vec<ArmedMarket> {

@@ -108,6 +108,12 @@ impl Generator {
         self.last_update_id
     }
 
+    /// Makes the next update start at `last_update_id + 1`: an exchange-side reset of the ids
+    /// (`crate::glitch`). The random stream is untouched.
+    pub(crate) fn reset_last_update_id(&mut self, last_update_id: u64) {
+        self.last_update_id = last_update_id;
+    }
+
     /// Produces the next update, applying it to `book` (which must be the book this generator
     /// produced so far).
     pub(crate) fn next_update(&mut self, book: &mut Book, event_time_ms: u64) -> Update {

@@ -103,6 +103,25 @@ impl History {
         }
     }
 
+    /// Records that the book at the newest update id is now `book` (changed without an event,
+    /// `crate::glitch`): from now on the truth at that id, and every later one, follows it.
+    /// Earlier ids keep their books.
+    pub(crate) fn rewrite_newest(&mut self, book: &Book, transaction_time_ms: u64) {
+        self.checkpoints.push_back(Checkpoint {
+            update_id: self.newest_update_id(),
+            transaction_time_ms,
+            book: book.clone(),
+        });
+        self.since_checkpoint = 0;
+        self.trim();
+    }
+
+    /// Starts over from `book` at `update_id` (the ids were reset lower, `crate::glitch`): the
+    /// past before the reset can no longer be told by id.
+    pub(crate) fn restart(&mut self, book: &Book, update_id: u64, transaction_time_ms: u64) {
+        *self = History::new(book, update_id, transaction_time_ms, self.retain);
+    }
+
     /// The oldest update id whose book can still be told.
     pub(crate) fn oldest_update_id(&self) -> u64 {
         self.checkpoints.front().map_or(0, |c| c.update_id)

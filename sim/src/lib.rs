@@ -41,8 +41,8 @@
 //! tick, step, initial book and initial update id, and the exact sequence of its updates (ids and
 //! levels, as strings). A market's sequence does not depend on the number of markets, on the rate,
 //! on timing, on connections, on REST requests or on faults: faults change delivery, never the
-//! book. Not deterministic: `E` and `T` (wall-clock milliseconds; the `E − T` offset is), which
-//! events a connection sees (it starts at the next step after it connects), and which step a
+//! book (the glitches excepted: changing it is what they are for). Not deterministic: `E` and
+//! `T` (wall-clock milliseconds; the `E − T` offset is), which events a connection sees (it starts at the next step after it connects), and which step a
 //! timed fault such as `silence` covers. The generator uses its own SplitMix64, so the sequence
 //! does not change with a crate update.
 //!
@@ -153,6 +153,18 @@
 //! - `{"fault":"rest_status","family":"futures","status":429,"duration_ms":D}`: every REST
 //!   request of the family (every family if absent) gets 429 or 418 with `Retry-After` for D ms;
 //!   a forced 429 does not escalate to a ban.
+//! - Glitches (`glitch`) change the exchange's book or ids *without* an event (ids continue as
+//!   they stand; the truth and snapshots follow the glitched book; `clear` does not undo them):
+//!   - `{"fault":"silent_change","family":..,"symbol":..,"side":"bid","level":L}`: the level L
+//!     places from the best (default 5) of the side (`bid` default, or `ask`) gets one step more
+//!     quantity;
+//!   - `{"fault":"vanish_levels",...,"side":"ask","count":N}`: the best N (default 3) levels of
+//!     the side (default `ask`) vanish, so the next events, which trade and quote into the space
+//!     they left, cross a book that still holds them;
+//!   - `{"fault":"reset_ids",...,"behind":K}`: the update ids continue K (default 1 000 000)
+//!     lower, an exchange-side reset; the truth's history restarts there.
+//!
+//!   The reply's `after_update_id` is the id the next event follows.
 //! - `{"fault":"clear"}`: disarms every market fault (an event held for a swap is still
 //!   delivered, after the next one), forced statuses, subscription refusals, back-offs and bans.
 //!
@@ -190,7 +202,7 @@
 //!
 //! # Layout
 //! `family` (per-family protocol constants), `market` (a market's static spec), `book`,
-//! `generator` (how books evolve), `update`, `history` (the past, for truth and stale
+//! `generator` (how books evolve), `glitch` (changes without events), `update`, `history` (the past, for truth and stale
 //! snapshots), `faults` (delivery faults per market), `markets` (the exchange), `weight` (REST
 //! budgets), `wire` (JSON shapes), `rest`, `ws` (stream connections), `control` (fault API),
 //! `sim_api` (truth, stats, advance), `server` (state, ticker, router, run), `config`,
@@ -207,6 +219,7 @@ mod error;
 mod family;
 mod faults;
 mod generator;
+mod glitch;
 mod history;
 mod market;
 mod markets;

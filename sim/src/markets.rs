@@ -7,10 +7,12 @@ use std::time::{Duration, Instant};
 
 use crate::book::{Book, Level, Side};
 use crate::config::SimConfig;
+use crate::error::SimRequestError;
 use crate::error::TruthError;
 use crate::family::Family;
 use crate::faults::MarketFaults;
 use crate::generator::Generator;
+use crate::glitch::{Glitch, GlitchEffect};
 use crate::history::{History, PastBook};
 use crate::market::MarketSpec;
 use crate::wire::render_event;
@@ -136,6 +138,23 @@ impl Market {
             transaction_time_ms: state.transaction_time_ms,
             book: state.book.clone(),
         }
+    }
+
+    /// Applies an exchange-side glitch (see `crate::glitch`) and records it in the truth; returns
+    /// what changed and the update id the next event follows.
+    ///
+    /// # Errors
+    /// See [`Glitch::apply`].
+    pub(crate) fn glitch(&self, glitch: Glitch) -> Result<(GlitchEffect, u64), SimRequestError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let effect = glitch.apply(&mut state.book, &mut state.generator, self.spec.step)?;
+        let (id, time) = (state.generator.last_update_id(), state.transaction_time_ms);
+        match effect {
+            GlitchEffect::Levels(_) => state.history.rewrite_newest(&state.book, time),
+            GlitchEffect::Ids(_) => state.history.restart(&state.book, id, time),
+        }
+        Ok((effect, id))
     }
 
     /// Whether a `delist` fault is armed on the market.

@@ -259,3 +259,98 @@ async fn bad_faults_are_refused_with_a_reason() {
     }
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_change_alters_the_truth_and_snapshots_but_sends_nothing() {
+    let sim = TestSim::start(config()).await;
+    sim.advance(5).await;
+    let mut ws = sim.ws("/ws/sim1usdt@depth").await;
+    let before = sim
+        .get("/api/v3/depth?symbol=SIM1USDT&limit=1000")
+        .await
+        .json();
+    let reply = sim
+        .fault(json!({"fault": "silent_change", "family": "spot", "symbol": "SIM1USDT", "side": "bid", "level": 2}))
+        .await;
+    let id = after(&reply);
+    assert_eq!(before["lastUpdateId"].as_u64(), Some(id), "no id moved");
+    let after_glitch = sim
+        .get("/api/v3/depth?symbol=SIM1USDT&limit=1000")
+        .await
+        .json();
+    assert_eq!(after_glitch["lastUpdateId"].as_u64(), Some(id));
+    assert_eq!(before["asks"], after_glitch["asks"]);
+    let bids = |v: &Value| v["bids"].as_array().cloned().unwrap_or_default();
+    let (old, new) = (bids(&before), bids(&after_glitch));
+    let differing: Vec<usize> = (0..old.len()).filter(|&i| old[i] != new[i]).collect();
+    assert_eq!(differing, [2], "exactly the level asked for changed");
+    assert_eq!(old[2][0], new[2][0], "same price");
+    let truth = sim
+        .get(&format!(
+            "/sim/truth?family=spot&symbol=SIM1USDT&update_id={id}"
+        ))
+        .await
+        .json();
+    assert_eq!(
+        truth["bids"][2], new[2],
+        "the truth follows the glitched book"
+    );
+    // The next event continues the ids; nothing was sent for the glitch itself.
+    sim.advance(1).await;
+    let event = ws.next_json().await;
+    assert_eq!(ids(&event).0, id + 1);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_levels_leave_the_snapshot_and_the_stream_says_nothing() {
+    let sim = TestSim::start(config()).await;
+    let before = sim
+        .get("/fapi/v1/depth?symbol=SIM0USDT&limit=1000")
+        .await
+        .json();
+    let reply = sim
+        .fault(json!({"fault": "vanish_levels", "family": "futures", "symbol": "SIM0USDT", "count": 2}))
+        .await;
+    let after_glitch = sim
+        .get("/fapi/v1/depth?symbol=SIM0USDT&limit=1000")
+        .await
+        .json();
+    assert_eq!(after_glitch["lastUpdateId"].as_u64(), Some(after(&reply)));
+    assert_eq!(after_glitch["asks"][0], before["asks"][2]);
+    assert_eq!(after_glitch["bids"], before["bids"]);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_ids_continue_lower_and_the_truth_restarts_there() {
+    let sim = TestSim::start(config()).await;
+    sim.advance(3).await;
+    let mut ws = sim.ws("/public/ws/sim1usdt@depth").await;
+    let latest = sim.latest_update_id("futures", "SIM1USDT").await;
+    let reply = sim
+        .fault(json!({"fault": "reset_ids", "family": "futures", "symbol": "SIM1USDT", "behind": 5000}))
+        .await;
+    let reset = after(&reply);
+    assert_eq!(reset, latest - 5000);
+    sim.advance(2).await;
+    let events = ws.next_jsons(2).await;
+    assert_eq!(ids(&events[0]).0, reset + 1);
+    assert_eq!(events[0]["pu"].as_u64(), Some(reset));
+    assert_eq!(events[1]["pu"].as_u64(), Some(ids(&events[0]).1));
+    let truth = sim
+        .get(&format!(
+            "/sim/truth?family=futures&symbol=SIM1USDT&update_id={}",
+            ids(&events[1]).1
+        ))
+        .await;
+    assert_eq!(truth.status, StatusCode::OK, "{}", truth.body);
+    let refused = sim
+        .post(
+            "/sim/control",
+            &json!({"fault": "reset_ids", "family": "futures", "symbol": "SIM1USDT", "behind": u64::MAX}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    sim.stop().await;
+}
