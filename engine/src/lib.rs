@@ -15,6 +15,9 @@
 //! - [`DepthCache`], [`OrderBook`], [`Publisher`], [`Snapshot`]: one book, exact and published,
 //!   stepped by hand (tests and benches measure them without a network).
 //! - [`binance::wire`]: Binance's depth messages, parsed with simd-json without copying.
+//! - [`Recorder`] (with [`RecordConfig`], [`Record`], [`RecordKind`]): raw frames, starting books
+//!   and sync markers appended to zstd files for `ubdcc replay` and `ubdcc export`
+//!   (`docs/recording.md`).
 //!
 //! Everything else — the sync state machine, the scheduler and its weight budgets, the stream
 //! connections, the ban board, peer copies and deepening — is how a node works, and stays inside.
@@ -36,6 +39,7 @@ mod market_directory;
 mod node;
 mod peer_seed;
 mod publish;
+mod record;
 mod snapshot;
 mod sync;
 mod tls;
@@ -55,6 +59,7 @@ pub use market_directory::{DirectoryError, Listing, MarketDirectory, MarketStatu
 pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, NodeHandle};
 pub use peer_seed::{BOOK_COPY_PATH, DEPTH_HEADER, PeerDirectory, SeedPlan, SeedStats};
 pub use publish::Publisher;
+pub use record::{FLUSH_INTERVAL, Record, RecordConfig, RecordKind, Recorder};
 pub use snapshot::{
     SHALLOW_LIMIT, SNAPSHOT_LIMIT, Snapshot, SnapshotError, SnapshotKind, SnapshotStats,
     WaitingBook,

@@ -72,11 +72,13 @@ pub(super) enum Received {
     Closed(String),
 }
 
-/// Handles the transport side of one frame of `link`: answers pings, recognises the end.
+/// Handles the transport side of one frame of `link`: answers pings, recognises the end, tees
+/// text frames to the recorder (if any).
 pub(super) async fn receive(
     link: &mut Link,
     frame: Option<Frame>,
     streams: &HashMap<String, BookId>,
+    tee: Option<&crate::record::FrameTee>,
 ) -> Received {
     let message = match frame {
         Some(Ok(message)) => message,
@@ -84,7 +86,13 @@ pub(super) async fn receive(
         None => return Received::Closed("closed by the server".into()),
     };
     match message {
-        Message::Text(text) => Received::Text(read_text(streams, text.as_bytes().to_vec())),
+        Message::Text(text) => {
+            // Recording costs a reference to the received bytes and a non-blocking queue push.
+            if let Some(tee) = tee {
+                tee.frame(&text);
+            }
+            Received::Text(read_text(streams, text.as_bytes().to_vec()))
+        }
         // Binance disconnects a client that does not echo its ping in time.
         Message::Ping(payload) => match link.sink.send(Message::Pong(payload)).await {
             Ok(()) => Received::Control,

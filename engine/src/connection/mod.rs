@@ -172,6 +172,8 @@ pub struct ConnectionConfig {
     pub max_backoff: Duration,
     /// Replace the connection after this long, opening the new one before closing the old one.
     pub max_lifetime: Duration,
+    /// Where received text frames are teed to, when the node records (`crate::record`).
+    pub(crate) tee: Option<crate::record::FrameTee>,
 }
 
 /// Why a session ended.

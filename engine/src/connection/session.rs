@@ -106,7 +106,13 @@ impl<'a> Session<'a> {
     }
 
     pub(super) async fn on_primary_frame(&mut self, frame: Option<Frame>) -> Step {
-        let received = receive(&mut self.primary, frame, &self.connection.streams).await;
+        let received = receive(
+            &mut self.primary,
+            frame,
+            &self.connection.streams,
+            self.connection.config.tee.as_ref(),
+        )
+        .await;
         let now = Instant::now();
         match received {
             Received::Text(Ok(inbound)) => {
@@ -191,7 +197,13 @@ impl<'a> Session<'a> {
         let Some(link) = self.successor.as_mut() else {
             return ControlFlow::Continue(());
         };
-        let inbound = match receive(link, frame, &self.connection.streams).await {
+        let inbound = match receive(
+            link,
+            frame,
+            &self.connection.streams,
+            self.connection.config.tee.as_ref(),
+        )
+        .await {
             Received::Text(Ok(inbound)) => inbound,
             Received::Control => return ControlFlow::Continue(()),
             Received::Text(Err(detail)) | Received::Closed(detail) => {

@@ -55,6 +55,8 @@ pub struct NodeConfig {
     pub peer_seeding: bool,
     /// The peers of each book and the credentials for them, kept current by the DCN's agent.
     pub peers: PeerDirectory,
+    /// Record raw frames, starting books and sync markers (`ubdcc dcn --record DIR`).
+    pub record: Option<crate::record::Recorder>,
 }
 
 impl NodeConfig {
@@ -82,6 +84,7 @@ impl NodeConfig {
             initial_depth: SNAPSHOT_LIMIT,
             peer_seeding: true,
             peers: PeerDirectory::default(),
+            record: None,
         }
     }
 }

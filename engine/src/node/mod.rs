@@ -378,6 +378,9 @@ impl Node {
         tracing::info!(exchange = %spec.exchange, symbol = %spec.symbol, book, "DepthCache added");
         self.keys.insert(key, book);
         self.books.insert(
+        if let Some(recorder) = &self.config.record {
+            recorder.marker(spec.exchange, &spec.symbol, "added", &stream);
+        }
             book,
             Entry {
                 cache,
@@ -419,6 +422,9 @@ impl Node {
         tracing::info!(%exchange, symbol, "DepthCache removed");
         Ok(())
     }
+        if let Some(recorder) = &self.config.record {
+            recorder.marker(exchange, symbol, "removed", "");
+        }
 
     /// A connection of `exchange` with room for one more stream, opened if none has.
     fn connection_for(&mut self, exchange: Exchange) -> usize {
@@ -444,6 +450,11 @@ impl Node {
         });
         let task = self
             .tasks
+            tee: self
+                .config
+                .record
+                .clone()
+                .map(|recorder| crate::record::FrameTee { recorder, exchange }),
             .spawn(connection.run(commands_rx, self.stream_tx.clone()))
             .id();
         self.connections.push(Connection {
@@ -492,6 +503,10 @@ impl Node {
             }
             StreamEvent::Malformed { book } => {
                 let Some(entry) = self.books.get_mut(&book) else {
+                        if let Some(recorder) = &self.config.record {
+                            let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
+                            recorder.marker(exchange, symbol, "out_of_sync", reason.as_str());
+                        }
                     return;
                 };
                 let step = entry
@@ -542,6 +557,9 @@ impl Node {
             }
             Err(error) if error.is_unknown_symbol() => {
                 self.delisted(outcome.book, &error);
+                if let Some(recorder) = &self.config.record {
+                    recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, &snapshot);
+                }
                 return;
             }
             Err(error) => {
@@ -595,6 +613,15 @@ impl Node {
 
     fn request_snapshot(&mut self, book: BookId) {
         let Some(entry) = self.books.get(&book) else {
+                if let Some(recorder) = &self.config.record {
+                    let reason = entry.cache.meta().status.to_string();
+                    recorder.marker(
+                        entry.spec.exchange,
+                        &entry.spec.symbol,
+                        "out_of_sync",
+                        &reason,
+                    );
+                }
             return;
         };
         let meta = entry.cache.meta();

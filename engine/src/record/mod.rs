@@ -1,0 +1,186 @@
+//! The recorder: raw stream frames with their receive times, the starting books (REST snapshots
+//! and peers' copies) and sync markers, appended to zstd-compressed hourly files by a thread of
+//! its own, so that any stretch of the market can be replayed (`ubdcc replay`) or exported
+//! (`ubdcc export`). The format is specified in `docs/recording.md`.
+//!
+//! **Never slows the live path.** Producers (a connection's socket reader, the node's loop) hand
+//! a [`Record`] to a bounded queue with `try_send`: a frame costs a reference-count increment of
+//! the bytes already received, a clock read and the queue's push. When the queue is full the
+//! record is dropped and counted; the writer then writes a [`RecordKind::Behind`] marker with the
+//! count, so the recording says where it is incomplete and the books never wait for the disk.
+//!
+//! **Loses at most the last second.** The writer compresses what it gathered into one complete
+//! zstd frame at least every second ([`FLUSH_INTERVAL`]) and writes it with one `write`; a reader
+//! drops a truncated last frame, so a `kill -9` costs at most the second being gathered.
+//!
+//! **Bounded.** A new file starts every UTC hour (and when one file reaches an eighth of the
+//! bound, so dropping whole files keeps the total near it); the oldest files are deleted while
+//! the directory holds more than [`RecordConfig::max_bytes`].
+//!
+//! Files: `format` (record framing, file names), `writer` (the thread), this file (the handle).
+
+mod format;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::exchange::Exchange;
+
+/// How often gathered records are compressed and written: the most a crash can lose.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Records waiting for the writer. At 1 000 books × 10 events/s this is ~6 s of frames: room
+/// for a slow disk's hiccup, bounded memory (a frame is a few hundred bytes) when it lasts.
+const QUEUE: usize = 65_536;
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// A text frame of a stream connection, exactly as received (exchange set, market empty).
+    Frame = 1,
+    /// A book's starting book: `{"lastUpdateId","depth","bids","asks"}` (levels best first).
+    Snapshot = 2,
+    /// A sync marker of a book: `{"event":"added"|"removed"|"out_of_sync", ...}`.
+    Marker = 3,
+    /// The queue was full: `{"dropped":N}` records since the previous marker are missing.
+    Behind = 4,
+}
+
+/// One record, before framing.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// What it holds.
+    pub kind: RecordKind,
+    /// When it was received (or happened), Unix ns.
+    pub received_ns: u64,
+    /// The exchange string (`binance.com`); empty for [`RecordKind::Behind`].
+    pub exchange: &'static str,
+    /// The market symbol; empty for frames (the frame names its stream).
+    pub market: String,
+    /// The payload (UTF-8 JSON, or the frame's text).
+    pub payload: Utf8Bytes,
+}
+
+/// Settings of a recorder.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// The directory (created `0700` if missing; files are `0600`).
+    pub dir: PathBuf,
+    /// The most the directory's recording files may hold; the oldest go first.
+    pub max_bytes: u64,
+    /// zstd level (1 is the cheapest; 3 is zstd's default).
+    pub level: i32,
+}
+
+impl RecordConfig {
+    /// Records into `dir`, at most 10 GB, zstd level 3.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            max_bytes: 10_000_000_000,
+            level: 3,
+        }
+    }
+}
+
+/// A recorder's handle: cheap to clone, never blocks. The writer thread ends when every handle
+/// is dropped, after writing what it holds.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    queue: SyncSender<Record>,
+    /// Records dropped because the queue was full, not yet reported by a marker.
+    dropped: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    /// Opens the directory and starts the writer thread.
+    ///
+    /// # Errors
+    /// The directory cannot be created or is not a directory.
+    pub fn start(config: RecordConfig) -> std::io::Result<Self> {
+        writer::prepare_dir(&config.dir)?;
+        let (queue, records) = sync_channel(QUEUE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = writer::Writer::new(config, records, Arc::clone(&dropped));
+        std::thread::Builder::new()
+            .name("ubdcc-recorder".into())
+            .spawn(move || writer.run())?;
+        Ok(Self { queue, dropped })
+    }
+
+    /// Queues `record`; when the queue is full it is dropped and counted (see the module doc).
+    pub fn record(&self, record: Record) {
+        match self.queue.try_send(record) {
+            Ok(()) => {}
+            // Full: the writer reports the count. Disconnected: the writer failed and said so.
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Queues a raw stream frame of `exchange` received now.
+    pub fn frame(&self, exchange: Exchange, text: Utf8Bytes) {
+        self.record(Record {
+            kind: RecordKind::Frame,
+            received_ns: crate::clock::unix_now_ns(),
+            exchange: exchange.as_str(),
+            market: String::new(),
+            payload: text,
+        });
+    }
+
+    /// Queues a book's record of `kind` (a snapshot or a marker) with a JSON payload.
+    pub fn book(&self, kind: RecordKind, exchange: Exchange, market: &str, payload: String) {
+        self.record(Record {
+            kind,
+            received_ns: crate::clock::unix_now_ns(),
+            exchange: exchange.as_str(),
+            market: market.to_owned(),
+            payload: payload.into(),
+        });
+    }
+
+    /// Queues a starting book of a market (a REST snapshot or a peer's copy).
+    pub fn snapshot(&self, exchange: Exchange, market: &str, snapshot: &crate::Snapshot) {
+        let levels = |levels: &[crate::binance::wire::LevelUpdate]| {
+            levels
+                .iter()
+                .map(|level| [level.price.to_string(), level.quantity.to_string()])
+                .collect::<Vec<_>>()
+        };
+        let payload = serde_json::json!({
+            "lastUpdateId": snapshot.last_update_id,
+            "depth": snapshot.depth,
+            "bids": levels(&snapshot.bids),
+            "asks": levels(&snapshot.asks),
+        });
+        self.book(RecordKind::Snapshot, exchange, market, payload.to_string());
+    }
+
+    /// Queues a sync marker: `event` (`added`, `removed`, `out_of_sync`) with its details.
+    pub fn marker(&self, exchange: Exchange, market: &str, event: &str, detail: &str) {
+        let payload = serde_json::json!({"event": event, "detail": detail});
+        self.book(RecordKind::Marker, exchange, market, payload.to_string());
+    }
+}
+
+/// What a connection needs to tee its frames: the recorder and the exchange it carries.
+#[derive(Debug, Clone)]
+pub(crate) struct FrameTee {
+    pub(crate) recorder: Recorder,
+    pub(crate) exchange: Exchange,
+}
+
+impl FrameTee {
+    /// Queues one received text frame (a reference to its bytes, not a copy).
+    pub(crate) fn frame(&self, text: &Utf8Bytes) {
+        self.recorder.frame(self.exchange, text.clone());
+    }
+}

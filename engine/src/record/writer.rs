@@ -1,0 +1,324 @@
+//! The recorder's thread: gathers records, compresses them into one zstd frame per flush, and
+//! appends the frame to the hour's file; rotates and prunes files.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use super::format::{self, FILE_SUFFIX};
+use super::{FLUSH_INTERVAL, Record, RecordConfig, RecordKind};
+
+/// Gathered bytes that force a flush before the second is over, so a burst does not hold an
+/// unbounded buffer (and one frame stays a small unit to decompress).
+const FLUSH_BYTES: usize = 8 << 20;
+
+/// Creates `dir` owner-only if it is missing.
+///
+/// # Errors
+/// It cannot be created, or exists and is not a directory.
+pub(super) fn prepare_dir(dir: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
+        Ok(()) if dir.is_dir() => Ok(()),
+        Ok(()) => Err(io::Error::other(format!(
+            "{} is not a directory",
+            dir.display()
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
+/// The file being appended to.
+struct OpenFile {
+    file: File,
+    path: PathBuf,
+    hour: u64,
+    bytes: u64,
+}
+
+/// The writer; see the module doc of `record`.
+pub(super) struct Writer {
+    config: RecordConfig,
+    records: Receiver<Record>,
+    dropped: Arc<AtomicU64>,
+    /// Records gathered since the last flush, framed.
+    buffer: Vec<u8>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    file: Option<OpenFile>,
+    /// A write failed and was logged; the next failures are not (until one succeeds).
+    failing: bool,
+}
+
+impl Writer {
+    pub(super) fn new(
+        config: RecordConfig,
+        records: Receiver<Record>,
+        dropped: Arc<AtomicU64>,
+    ) -> Self {
+        let compressor = zstd::bulk::Compressor::new(config.level)
+            .and_then(|mut compressor| {
+                // A checksum per frame: a torn or damaged last frame is recognised, not replayed.
+                compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                Ok(compressor)
+            })
+            .map_err(|error| tracing::error!(%error, "zstd compressor; recording nothing"))
+            .ok();
+        Self {
+            config,
+            records,
+            dropped,
+            buffer: Vec::with_capacity(1 << 20),
+            compressor,
+            file: None,
+            failing: false,
+        }
+    }
+
+    /// Runs until every [`super::Recorder`] is dropped, flushing at least every second.
+    pub(super) fn run(mut self) {
+        tracing::info!(dir = %self.config.dir.display(), "recording");
+        let mut next_flush = Instant::now() + FLUSH_INTERVAL;
+        loop {
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            match self.records.recv_timeout(wait) {
+                Ok(record) => {
+                    format::encode(&record, &mut self.buffer);
+                    if self.buffer.len() >= FLUSH_BYTES {
+                        self.flush();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush();
+                    next_flush = Instant::now() + FLUSH_INTERVAL;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.flush();
+                    tracing::info!(dir = %self.config.dir.display(), "recording ended");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes what was gathered (and a behind marker for what was dropped) as one frame.
+    fn flush(&mut self) {
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(dropped, "recording fell behind; records dropped");
+            let record = Record {
+                kind: RecordKind::Behind,
+                received_ns: crate::clock::unix_now_ns(),
+                exchange: "",
+                market: String::new(),
+                payload: format!("{{\"dropped\":{dropped}}}").into(),
+            };
+            format::encode(&record, &mut self.buffer);
+        }
+        if self.buffer.is_empty() {
+            return;
+        }
+        let result = self.write_frame();
+        self.buffer.clear();
+        match result {
+            Ok(()) => self.failing = false,
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::error!(dir = %self.config.dir.display(), %error, "recording write failed; dropping records until it works");
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn write_frame(&mut self) -> io::Result<()> {
+        let Some(compressor) = self.compressor.as_mut() else {
+            return Ok(());
+        };
+        let frame = compressor.compress(&self.buffer)?;
+        let now_ms = crate::clock::unix_now_ns() / 1_000_000;
+        let file = self.file_for(now_ms, frame.len() as u64)?;
+        // One write per frame: a kill leaves at most this frame torn.
+        file.file.write_all(&frame)?;
+        file.bytes += frame.len() as u64;
+        Ok(())
+    }
+
+    /// The file to append `len` bytes to at `now_ms`: a new one each hour and whenever the
+    /// current one reaches an eighth of the bound.
+    fn file_for(&mut self, now_ms: u64, len: u64) -> io::Result<&mut OpenFile> {
+        let part = (self.config.max_bytes / 8).max(1);
+        let rotate = match &self.file {
+            None => true,
+            Some(file) => file.hour != format::hour_of(now_ms) || file.bytes + len > part,
+        };
+        if rotate {
+            self.file = None;
+            let path = self.config.dir.join(format::file_name(now_ms));
+            // `create_new`: never follow a planted symlink or append to someone else's file.
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            tracing::debug!(path = %path.display(), "recording file opened");
+            self.file = Some(OpenFile {
+                file,
+                path,
+                hour: format::hour_of(now_ms),
+                bytes: 0,
+            });
+            self.prune(len);
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no recording file"))
+    }
+
+    /// Deletes the oldest recording files while the directory would hold more than the bound
+    /// after `incoming` more bytes; never the current file.
+    fn prune(&self, incoming: u64) {
+        let current = self.file.as_ref().map(|file| file.path.as_path());
+        let mut files = match recording_files(&self.config.dir) {
+            Ok(files) => files,
+            Err(error) => {
+                tracing::warn!(%error, "listing the recording directory failed; not pruning");
+                return;
+            }
+        };
+        files.sort();
+        let mut total: u64 = files.iter().map(|(_, len)| len).sum::<u64>() + incoming;
+        for (path, len) in files {
+            if total <= self.config.max_bytes {
+                break;
+            }
+            if Some(path.as_path()) == current {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    total -= len;
+                    tracing::info!(path = %path.display(), "oldest recording file dropped (size bound)");
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "dropping a recording file failed")
+                }
+            }
+        }
+    }
+}
+
+/// The recording files of `dir` with their sizes.
+fn recording_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().ends_with(FILE_SUFFIX) {
+            continue;
+        }
+        let metadata = entry.metadata()?;
+        if metadata.is_file() {
+            files.push((entry.path(), metadata.len()));
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{RecordConfig, Recorder};
+    use super::*;
+    use crate::exchange::Exchange;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ubdcc-record-{name}-{}", std::process::id()));
+        fs::remove_dir_all(&dir).ok();
+        dir
+    }
+
+    /// Every complete frame of every file, decompressed and concatenated.
+    fn read_all(dir: &Path) -> Vec<u8> {
+        let mut files = recording_files(dir).expect("list");
+        files.sort();
+        let mut out = Vec::new();
+        for (path, _) in files {
+            let bytes = fs::read(path).expect("read");
+            out.extend(zstd::decode_all(bytes.as_slice()).expect("complete frames"));
+        }
+        out
+    }
+
+    #[test]
+    fn records_reach_a_private_file_when_the_last_handle_goes() {
+        let dir = temp_dir("private");
+        let recorder = Recorder::start(RecordConfig::new(&dir)).expect("start");
+        recorder.frame(Exchange::BinanceCom, "{\"stream\":\"x\"}".into());
+        recorder.marker(Exchange::BinanceCom, "BTCUSDT", "added", "btcusdt@depth");
+        drop(recorder);
+        let files = crate::record::writer::tests::wait_for_files(&dir);
+        let mode = fs::metadata(&files[0]).expect("meta").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let dir_mode = fs::metadata(&dir).expect("meta").permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&dir_mode) & 0o777,
+            0o700
+        );
+        let bytes = read_all(&dir);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("{\"stream\":\"x\"}"));
+        assert!(text.contains("\"event\":\"added\""));
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_oldest_files_go_first_beyond_the_bound() {
+        let dir = temp_dir("bound");
+        prepare_dir(&dir).expect("dir");
+        for ms in [1_000u64, 2_000, 3_000] {
+            fs::write(dir.join(format::file_name(ms)), vec![0u8; 1000]).expect("write");
+        }
+        let (_tx, rx) = std::sync::mpsc::sync_channel(1);
+        let mut config = RecordConfig::new(&dir);
+        config.max_bytes = 2_500;
+        let mut writer = Writer::new(config, rx, Arc::default());
+        writer.buffer.extend_from_slice(b"some bytes");
+        writer.write_frame().expect("write");
+        let mut left: Vec<String> = recording_files(&dir)
+            .expect("list")
+            .into_iter()
+            .map(|(path, _)| {
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        left.sort();
+        // The oldest (ms 1000) went; the next one stays as the total is then within the bound.
+        assert_eq!(left.len(), 3);
+        assert_eq!(left[0], format::file_name(2_000));
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The writer thread ends asynchronously: waits (bounded) until it wrote a file.
+    pub(super) fn wait_for_files(dir: &Path) -> Vec<PathBuf> {
+        for _ in 0..500 {
+            let files = recording_files(dir).unwrap_or_default();
+            if files.iter().any(|(_, len)| *len > 0) {
+                return files.into_iter().map(|(path, _)| path).collect();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no recording file in {}", dir.display());
+    }
+}
