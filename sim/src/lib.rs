@@ -189,6 +189,11 @@
 //!   replies, the most client frames any connection sent within a second, pings sent and pongs
 //!   matched.
 //!
+//! # Replay
+//! [`replay::replay`] serves a recording made by `ubdcc dcn --record` through the same protocol
+//! (streams at the recorded pace × speed, REST depth at the recorded update ids);
+//! [`replay::recording::Recording`] reads one (`docs/recording.md`).
+//!
 //! # Example
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -223,6 +228,7 @@ mod glitch;
 mod history;
 mod market;
 mod markets;
+pub mod replay;
 mod rest;
 mod rng;
 mod server;

@@ -203,7 +203,8 @@ impl<'a> Session<'a> {
             &self.connection.streams,
             self.connection.config.tee.as_ref(),
         )
-        .await {
+        .await
+        {
             Received::Text(Ok(inbound)) => inbound,
             Received::Control => return ControlFlow::Continue(()),
             Received::Text(Err(detail)) | Received::Closed(detail) => {

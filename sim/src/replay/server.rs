@@ -1,0 +1,416 @@
+//! Serving a recording through Binance's protocol: the reader thread, the pacer that releases
+//! records at the recorded pace × speed, REST depth at the update id the replay has reached,
+//! and combined-stream WebSockets carrying the recorded frames unchanged.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use super::ReplayConfig;
+use super::market::{DepthEvent, ReplayMarket, StartingBook};
+use super::recording::{RecordKind, RecordedItem, Recording};
+use crate::family::{Family, Venue};
+use crate::server::lock;
+
+/// Frames released together: one broadcast per batch keeps the per-frame cost low at 10×.
+const BATCH: usize = 256;
+
+/// Batches buffered per connection before it counts as too slow and is closed.
+const BATCH_BUFFER: usize = 4096;
+
+/// Records read ahead of the pacer (the reader thread blocks beyond this).
+const READ_AHEAD: usize = 16_384;
+
+/// How long a snapshot request waits for the replay to know the market's book (after a
+/// recorded gap it is unknown until the next recorded starting book).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+
+/// A frame on its way to the connections subscribed to its stream.
+#[derive(Debug)]
+struct Outgoing {
+    venue: Venue,
+    stream: String,
+    text: Arc<str>,
+}
+
+/// State shared by the pacer and the handlers.
+#[derive(Debug)]
+pub(super) struct Shared {
+    markets: Mutex<HashMap<(Family, String), ReplayMarket>>,
+    /// Bumped whenever a book changes; snapshot requests that wait watch it.
+    changed: watch::Sender<u64>,
+    /// `true` once the recording (or `--to`) is done.
+    finished: watch::Sender<bool>,
+    frames: broadcast::Sender<Arc<Vec<Outgoing>>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub(super) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            markets: Mutex::default(),
+            changed: watch::channel(0).0,
+            finished: watch::channel(false).0,
+            frames: broadcast::channel(BATCH_BUFFER).0,
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    pub(super) fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// The family an exchange string's books belong to (the original's exchange strings).
+fn family_of(exchange: &str) -> Family {
+    if exchange.contains("coin_futures") {
+        Family::CoinFutures
+    } else if exchange.contains("options") {
+        Family::Options
+    } else if exchange.contains("futures") {
+        Family::Futures
+    } else {
+        Family::Spot
+    }
+}
+
+/// Reads the recording on a thread of its own (file reads and decompression block) into a
+/// bounded channel.
+pub(super) fn spawn_reader(recording: Recording) -> mpsc::Receiver<RecordedItem> {
+    let (items, receiver) = mpsc::channel(READ_AHEAD);
+    std::thread::spawn(move || {
+        for item in recording {
+            match item {
+                Ok(item) => {
+                    if items.blocking_send(item).is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "recording unreadable from here on; replay ends");
+                    return;
+                }
+            }
+        }
+    });
+    receiver
+}
+
+/// Releases the records at their recorded pace × speed: records before `from` only build the
+/// books, records after `to` end the replay.
+pub(super) async fn pace(
+    shared: Arc<Shared>,
+    config: ReplayConfig,
+    mut items: mpsc::Receiver<RecordedItem>,
+) {
+    let mut pacer = Pacer {
+        shared,
+        batch: Vec::new(),
+        frames: 0,
+        unreadable: 0,
+    };
+    let mut origin: Option<(u64, Instant)> = None;
+    while let Some(item) = items.recv().await {
+        let time = item.received_ns;
+        if config.from_ns.is_some_and(|from| time < from) {
+            pacer.on_item(item, false);
+            continue;
+        }
+        if config.to_ns.is_some_and(|to| time > to) {
+            break;
+        }
+        let (first, started) = *origin.get_or_insert((time, Instant::now()));
+        let offset =
+            Duration::from_secs_f64(time.saturating_sub(first) as f64 / 1e9 / config.speed);
+        let due = started + offset;
+        if due > Instant::now() + Duration::from_millis(1) {
+            pacer.release();
+            tokio::time::sleep_until(due).await;
+        }
+        pacer.on_item(item, true);
+        if pacer.batch.len() >= BATCH {
+            pacer.release();
+        }
+    }
+    pacer.release();
+    pacer.shared.finished.send_replace(true);
+    tracing::info!(
+        frames = pacer.frames,
+        unreadable = pacer.unreadable,
+        "replay finished"
+    );
+}
+
+/// The pacer's working state.
+struct Pacer {
+    shared: Arc<Shared>,
+    batch: Vec<Outgoing>,
+    /// Frames released.
+    frames: u64,
+    /// Frames that name no depth stream (replies, malformed frames): not replayed.
+    unreadable: u64,
+}
+
+impl Pacer {
+    fn on_item(&mut self, item: RecordedItem, send: bool) {
+        match item.kind {
+            RecordKind::Frame => self.on_frame(&item, send),
+            RecordKind::Snapshot => self.on_snapshot(&item),
+            RecordKind::Marker => {}
+            RecordKind::Behind => {
+                tracing::warn!(payload = %String::from_utf8_lossy(&item.payload), "the recording fell behind here")
+            }
+        }
+    }
+
+    fn on_frame(&mut self, item: &RecordedItem, send: bool) {
+        #[derive(Deserialize)]
+        struct Combined {
+            stream: String,
+            data: Value,
+        }
+        let Ok(combined) = serde_json::from_slice::<Combined>(&item.payload) else {
+            self.unreadable += 1;
+            return;
+        };
+        let Ok(event) = serde_json::from_value::<DepthEvent>(combined.data) else {
+            self.unreadable += 1;
+            return;
+        };
+        let family = family_of(&item.exchange);
+        if let Some(market) = lock(&self.shared.markets).get_mut(&(family, event.symbol.clone())) {
+            market.apply(&event);
+        }
+        if !send {
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&item.payload) else {
+            return;
+        };
+        self.frames += 1;
+        self.batch.push(Outgoing {
+            venue: family.venue(),
+            stream: combined.stream,
+            text: Arc::from(text),
+        });
+    }
+
+    fn on_snapshot(&mut self, item: &RecordedItem) {
+        let Ok(start) = serde_json::from_slice::<StartingBook>(&item.payload) else {
+            tracing::warn!(market = %item.market, "a recorded starting book does not parse");
+            return;
+        };
+        let key = (family_of(&item.exchange), item.market.clone());
+        lock(&self.shared.markets)
+            .entry(key)
+            .or_default()
+            .load(&start);
+        self.shared.changed.send_modify(|version| *version += 1);
+    }
+
+    /// Sends the gathered frames to the connections.
+    fn release(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = Arc::new(std::mem::take(&mut self.batch));
+        // An error only means no connection is open.
+        self.shared.frames.send(batch).ok();
+        self.shared.changed.send_modify(|version| *version += 1);
+    }
+}
+
+/// The replay's routes: per family `<prefix>/depth`, per venue `<prefix>/stream`.
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    let mut router = Router::new();
+    for family in Family::ALL {
+        let hosts = [Some(""), family.host_prefix()];
+        for host in hosts.into_iter().flatten() {
+            let path = format!("{host}{}/depth", family.rest_prefix());
+            router = router.route(
+                &path,
+                get(move |state: State<Arc<Shared>>, query: Query<DepthQuery>| {
+                    depth(state, query, family)
+                }),
+            );
+        }
+    }
+    for venue in Venue::ALL {
+        router = router.route(
+            &format!("{}/stream", venue.path_prefix()),
+            get(
+                move |state: State<Arc<Shared>>,
+                      upgrade: WebSocketUpgrade,
+                      query: Query<StreamsQuery>| async move {
+                    let streams = query.0.streams.unwrap_or_default();
+                    upgrade.on_upgrade(move |socket| serve_stream(state.0, socket, venue, streams))
+                },
+            ),
+        );
+    }
+    router.with_state(shared)
+}
+
+/// `?symbol=&limit=`.
+#[derive(Debug, Deserialize)]
+struct DepthQuery {
+    symbol: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `?streams=a/b`.
+#[derive(Debug, Deserialize)]
+struct StreamsQuery {
+    streams: Option<String>,
+}
+
+/// Binance's error answer.
+fn error(status: StatusCode, code: i64, msg: &str) -> Response {
+    let body = serde_json::json!({"code": code, "msg": msg}).to_string();
+    with_weight((status, body).into_response())
+}
+
+/// Every answer of these paths carries the used-weight headers clients read; the replay charges
+/// nothing.
+fn with_weight(mut response: Response) -> Response {
+    for name in ["x-mbx-used-weight-1m", "x-mbx-used-weight"] {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(name), HeaderValue::from_static("0"));
+    }
+    response
+}
+
+/// `GET <prefix>/depth`: the book at the update id the replay has reached; while the recording
+/// does not know it yet (before its first starting book, after a gap), waits up to
+/// [`SNAPSHOT_WAIT`] for it.
+async fn depth(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<DepthQuery>,
+    family: Family,
+) -> Response {
+    let Some(symbol) = query.symbol else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            -1102,
+            "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+        );
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 5000);
+    let derivatives = family != Family::Spot;
+    let key = (family, symbol);
+    let mut changed = shared.changed.subscribe();
+    let mut finished = shared.finished.subscribe();
+    let deadline = Instant::now() + SNAPSHOT_WAIT;
+    loop {
+        let answer = lock(&shared.markets)
+            .get(&key)
+            .and_then(|market| market.depth_json(limit, derivatives));
+        if let Some(body) = answer {
+            let response = (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            );
+            return with_weight(response.into_response());
+        }
+        if *finished.borrow_and_update() {
+            return error(StatusCode::BAD_REQUEST, -1121, "Invalid symbol.");
+        }
+        tokio::select! {
+            _ = changed.changed() => {}
+            _ = finished.changed() => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return error(StatusCode::SERVICE_UNAVAILABLE, -1007, "Timeout waiting for response from backend server. Send status unknown; execution status unknown.");
+            }
+        }
+    }
+}
+
+/// One combined-stream connection: `SUBSCRIBE`, `UNSUBSCRIBE` and `LIST_SUBSCRIPTIONS`, and
+/// the recorded frames of its subscribed streams, unchanged.
+async fn serve_stream(shared: Arc<Shared>, mut socket: WebSocket, venue: Venue, streams: String) {
+    let mut subscribed: HashSet<String> = streams
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut frames = shared.frames.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            message = socket.recv() => {
+                let Some(Ok(message)) = message else { return };
+                let Message::Text(text) = message else {
+                    // Pings are answered by axum; closes end the loop at the next recv.
+                    continue;
+                };
+                let reply = answer_request(&mut subscribed, text.as_str());
+                if socket.send(Message::text(reply)).await.is_err() {
+                    return;
+                }
+            }
+            batch = frames.recv() => {
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        tracing::warn!("replay connection too slow; closed");
+                        return;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                for frame in batch.iter().filter(|f| f.venue == venue && subscribed.contains(&f.stream)) {
+                    if socket.send(Message::text(frame.text.as_ref())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            // The guard `wait_for` returns is not `Send`: dropped inside the block.
+            _ = async { shutdown.wait_for(|stopping| *stopping).await.is_ok() } => return,
+        }
+    }
+}
+
+/// The reply to one client request (Binance's shapes and error codes).
+fn answer_request(subscribed: &mut HashSet<String>, text: &str) -> String {
+    let Ok(request) = serde_json::from_str::<Value>(text) else {
+        return serde_json::json!({"error": {"code": 3, "msg": "Invalid JSON: expected value at line 1 column 1"}, "id": null}).to_string();
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let params: Vec<String> = request
+        .get("params")
+        .and_then(Value::as_array)
+        .map(|params| {
+            params
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let result = match request.get("method").and_then(Value::as_str) {
+        Some("SUBSCRIBE") => {
+            subscribed.extend(params);
+            Value::Null
+        }
+        Some("UNSUBSCRIBE") => {
+            for stream in &params {
+                subscribed.remove(stream);
+            }
+            Value::Null
+        }
+        Some("LIST_SUBSCRIPTIONS") => subscribed.iter().cloned().collect::<Vec<_>>().into(),
+        _ => return serde_json::json!({"error": {"code": 2, "msg": "Invalid request: unknown method"}, "id": id}).to_string(),
+    };
+    serde_json::json!({"result": result, "id": id}).to_string()
+}
