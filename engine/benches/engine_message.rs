@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use ubdcc_engine::binance::wire::{DiffUpdate, StreamMessage, parse_levels};
+use ubdcc_engine::binance::wire::{DiffUpdate, StreamMessage};
 use ubdcc_engine::{DepthCache, Exchange, Publisher};
 use ubdcc_shm::{Decimal, SegmentConfig};
 
@@ -94,12 +94,7 @@ fn per_message(c: &mut Criterion) {
                     else {
                         panic!("not a depth message")
                     };
-                    let diff = DiffUpdate {
-                        event_time_ms: update.event_time_ms,
-                        ids: update.ids,
-                        bids: parse_levels(&update.bids).expect("decimals"),
-                        asks: parse_levels(&update.asks).expect("decimals"),
-                    };
+                    let diff = DiffUpdate::try_from(update).expect("decimals");
                     cache.on_update(diff, 0, &mut publisher).expect("publish")
                 },
                 BatchSize::SmallInput,

@@ -120,18 +120,47 @@ impl Ladder {
     }
 
     /// Where `price` is (`Ok`) or would go (`Err`) in worst-to-best order.
+    ///
+    /// Gallops from the best end (the back) before it bisects: Binance's changes cluster at the
+    /// top, so a change `k` levels from the best costs about `2 log2 k` probes instead of the ten
+    /// of a bisection over 1 000 levels (`cargo bench -p ubdcc-engine --bench engine_message`:
+    /// the two searches were 8 % of a 20-level message).
     #[inline]
     fn position(&self, price: u64) -> Result<usize, usize> {
-        match self.side {
+        let side = self.side;
+        // How `level` sorts against `price` in worst-to-best order.
+        let order = |level: &RawLevel| match side {
             // Bids: worst is the lowest price, so ascending prices.
-            Side::Bids => self
-                .levels
-                .binary_search_by(|level| level.price.cmp(&price)),
+            Side::Bids => level.price.cmp(&price),
             // Asks: worst is the highest price, so descending prices.
-            Side::Asks => self
-                .levels
-                .binary_search_by(|level| price.cmp(&level.price)),
+            Side::Asks => price.cmp(&level.price),
+        };
+        let (mut low, mut high) = (0, self.levels.len());
+        let mut step = 1;
+        while step <= high {
+            let probe = high - step;
+            match order(&self.levels[probe]) {
+                std::cmp::Ordering::Equal => return Ok(probe),
+                std::cmp::Ordering::Less => {
+                    low = probe + 1;
+                    break;
+                }
+                std::cmp::Ordering::Greater => {
+                    high = probe;
+                    step *= 2;
+                }
+            }
         }
+        // `price` sorts after every level below `low` and before every level from `high`.
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match order(&self.levels[middle]) {
+                std::cmp::Ordering::Equal => return Ok(middle),
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+            }
+        }
+        Err(low)
     }
 
     /// Sets the absolute quantity at `price`; zero removes the level (also one that is unknown).

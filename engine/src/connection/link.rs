@@ -39,7 +39,7 @@ pub(super) fn read_text(
             let Some(&book) = streams.get(stream) else {
                 return Ok(Inbound::Ignored);
             };
-            match DiffUpdate::try_from(&update) {
+            match DiffUpdate::try_from(update) {
                 Ok(update) => Inbound::Event(StreamEvent::Diff {
                     book,
                     update,
