@@ -116,6 +116,14 @@ pub(crate) enum Fault {
         symbol: Option<String>,
         duration_ms: u64,
     },
+    /// Deliver the events of the selected markets generated in the next `duration_ms` each
+    /// `lag_ms` late (in order, none lost, each with its own `E`): a slow path to the client.
+    Lag {
+        family: Option<Family>,
+        symbol: Option<String>,
+        lag_ms: u64,
+        duration_ms: u64,
+    },
     /// Cut the selected stream connections without a close frame.
     Disconnect {
         family: Option<Family>,
@@ -266,6 +274,17 @@ fn inject(state: &SimState, fault: &Fault) -> Result<FaultReply, SimRequestError
             let until = Instant::now() + Duration::from_millis(*duration_ms);
             let selected = select_markets(state, *family, symbol.as_deref())?;
             ("silence", arm(&selected, |f| f.silence_until(until)))
+        }
+        Fault::Lag {
+            family,
+            symbol,
+            lag_ms,
+            duration_ms,
+        } => {
+            let lag = Duration::from_millis(*lag_ms);
+            let until = Instant::now() + Duration::from_millis(*duration_ms);
+            let selected = select_markets(state, *family, symbol.as_deref())?;
+            ("lag", arm(&selected, |f| f.lag_for(lag, until)))
         }
         Fault::Disconnect { family, symbol } => {
             let filter = connection_filter(state, *family, symbol.as_deref())?;

@@ -2,10 +2,12 @@
 //! the market's subscribers receive. Faults never touch the book: a dropped event is still part
 //! of the truth, so a client sees a gap, exactly as when Binance loses a message.
 //!
-//! For one event the faults apply in this order: drop, silence, malformed, reorder, duplicate.
+//! For one event the faults apply in this order: drop, silence, lag, malformed, reorder,
+//! duplicate.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The `refuse_subscribe` fault: which `SUBSCRIBE` requests are refused (whole, with Binance's
 /// `Invalid request: invalid stream`) instead of accepted. Binance accepts a stream of a symbol
@@ -50,6 +52,13 @@ pub(crate) struct MarketFaults {
     malformed: u32,
     /// Deliver nothing until then.
     silent_until: Option<Instant>,
+    /// Events generated until then reach subscribers `lag` late (a slow path between the
+    /// exchange and the client: every event arrives, in order, with its own old `E`).
+    lag_until: Option<Instant>,
+    /// How late lagged events arrive.
+    lag: Duration,
+    /// Lagged events not yet due: when each is due, and its frame.
+    delayed: VecDeque<(Instant, Arc<str>)>,
     /// Snapshots still to serve stale.
     stale_snapshots: u32,
     /// How many updates behind a stale snapshot is.
@@ -87,6 +96,12 @@ impl MarketFaults {
         );
     }
 
+    /// Delivers the events generated during the next `duration` each `lag` late, in order.
+    pub(crate) fn lag_for(&mut self, lag: Duration, until: Instant) {
+        self.lag = lag;
+        self.lag_until = Some(until);
+    }
+
     /// Delist the market until the faults are cleared: its depth snapshots answer -1121
     /// (`Invalid symbol.`), as Binance's do for a symbol it no longer lists, and its events
     /// reach no subscriber (the subscription stays, as Binance's does).
@@ -106,11 +121,13 @@ impl MarketFaults {
     }
 
     /// Disarms every fault. An event held for a swap is still delivered after the next event,
-    /// so that clearing does not itself lose an event.
+    /// and lagged events at their due time, so that clearing does not itself lose an event.
     pub(crate) fn clear(&mut self) {
         let held = self.held.take();
+        let delayed = std::mem::take(&mut self.delayed);
         *self = MarketFaults {
             held,
+            delayed,
             ..MarketFaults::default()
         };
     }
@@ -135,6 +152,14 @@ impl MarketFaults {
         }
         self.silent_until = None;
         let mut frames = Vec::new();
+        if self.lag_until.is_some_and(|until| now < until) {
+            self.delayed.push_back((now + self.lag, data));
+            self.release_delayed(now, &mut frames);
+            return frames;
+        }
+        self.lag_until = None;
+        // Lag over: what is still delayed goes first, in order, then this event.
+        self.release_delayed(now + self.lag, &mut frames);
         for _ in 0..std::mem::take(&mut self.malformed) {
             frames.push(malformed(&data));
         }
@@ -148,6 +173,15 @@ impl MarketFaults {
             frames.extend(self.copies(&data));
         }
         frames
+    }
+
+    /// Moves the lagged events due by `now` into `frames`, oldest first.
+    fn release_delayed(&mut self, now: Instant, frames: &mut Vec<Arc<str>>) {
+        while self.delayed.front().is_some_and(|(due, _)| *due <= now) {
+            if let Some((_, frame)) = self.delayed.pop_front() {
+                frames.push(frame);
+            }
+        }
     }
 
     /// The event once, or twice if a duplicate is armed.
@@ -232,6 +266,33 @@ mod tests {
         assert!(faults.deliver(event(0), now).is_empty());
         let later = now + std::time::Duration::from_secs(61);
         assert_eq!(faults.deliver(event(1), later).len(), 1);
+    }
+
+    #[test]
+    fn lagged_events_arrive_late_in_order_and_none_is_lost() {
+        let mut faults = MarketFaults::default();
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        faults.lag_for(ms(300), start + ms(500));
+        let mut received = Vec::new();
+        for step in 0..10u32 {
+            let now = start + ms(100) * step;
+            received.extend(
+                faults
+                    .deliver(event(step), now)
+                    .iter()
+                    .map(|f| f.to_string()),
+            );
+            if step == 3 {
+                assert_eq!(
+                    received,
+                    [r#"{"u":0}"#],
+                    "event 0, 300 ms late, and no other"
+                );
+            }
+        }
+        let expected: Vec<String> = (0..10).map(|n| format!("{{\"u\":{n}}}")).collect();
+        assert_eq!(received, expected);
     }
 
     #[test]

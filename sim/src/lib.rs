@@ -136,6 +136,9 @@
 //! - `{"fault":"silence","family":..,"symbol":..,"duration_ms":D}`: for D ms the selected
 //!   markets' events reach nobody (they are lost); connections stay open and keep pinging.
 //!   `family` and `symbol` are optional (absent: every family, every market).
+//! - `{"fault":"lag","family":..,"symbol":..,"lag_ms":L,"duration_ms":D}`: the events of the
+//!   selected markets generated in the next D ms reach subscribers L ms late, in order, none
+//!   lost, each with its own (old) `E`: a client that falls behind the exchange.
 //! - `{"fault":"disconnect","family":..,"symbol":..}`: cuts the selected stream connections
 //!   without a close frame, as a network failure would: all (no fields), those of the family's
 //!   venue (`family`), or those holding a stream of the symbol (`symbol`, with or without

@@ -354,3 +354,30 @@ async fn reset_ids_continue_lower_and_the_truth_restarts_there() {
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
     sim.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagged_events_come_later_in_order_with_their_own_event_time() {
+    let sim = TestSim::start(config()).await;
+    let mut ws = sim.ws("/ws/sim1usdt@depth").await;
+    let reply = sim
+        .fault(json!({"fault": "lag", "family": "spot", "symbol": "SIM1USDT", "lag_ms": 200, "duration_ms": 60000}))
+        .await;
+    let after = after(&reply);
+    sim.advance(1).await;
+    // Not a wait for a state: the lag is the scenario. Lagged events go out at the market's
+    // next steps once due.
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    sim.advance(1).await;
+    let first = ws.next_json().await;
+    assert_eq!(ids(&first).0, after + 1, "the first event, late");
+    let generated = first["E"].as_u64().expect("E");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        now_ms >= generated + 200,
+        "E is the generation time, not the delivery time"
+    );
+    sim.stop().await;
+}
