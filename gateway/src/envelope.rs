@@ -125,6 +125,10 @@ impl ErrorId {
     /// are not positive numbers.
     pub const INVALID_FILL: Self = Self("#1116");
 
+    /// #1117: a push stream request (`/ws`, `/sse`) refused: not a WebSocket upgrade, a bad
+    /// stream name, a book not on this host, a limit reached, or push off on this restapi.
+    pub const PUSH_REFUSED: Self = Self("#1117");
+
     /// The wire form, `#NNNN`.
     pub const fn as_str(self) -> &'static str {
         self.0

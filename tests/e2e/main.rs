@@ -12,6 +12,7 @@ mod faults;
 mod gateway;
 mod peer_seeding;
 mod progressive_depth;
+mod push;
 mod pypi_client;
 mod shared_ban;
 mod snapshots;

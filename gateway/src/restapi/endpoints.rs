@@ -508,6 +508,9 @@ pub fn openapi() -> Value {
             "responses": {"200": {"description": "`TEST` envelope.",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}}}}}),
     );
+    for (path, item) in push_paths() {
+        paths.insert(path.into(), item);
+    }
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -529,6 +532,39 @@ pub fn openapi() -> Value {
             "additionalProperties": true,
         }}},
     })
+}
+
+/// `/ws` and `/sse`: push streams of the books in this host's shared memory (issue 15).
+fn push_paths() -> [(&'static str, Value); 2] {
+    const STREAMS: &str = "Stream names: `<exchange>:<MARKET>@bbo` (best bid/ask on every change of the top: `{\"b\":[p,q],\"a\":[p,q],\"u\":…,\"E\":…}`), `<exchange>:<MARKET>@book<N>` with 1 ≤ N ≤ 1000 (a snapshot `{\"snapshot\":true,\"bids\":[…],\"asks\":[…],\"u\":…}`, then diffs of the top-N view, quantity 0 removing a level, and a new snapshot after any resync, failover or gap), each optionally followed by `@<interval>ms` (10 to 60000) for a conflated stream (latest state wins). Messages are `{\"stream\":…,\"data\":…}`; `{\"status\":\"out_of_sync\",\"reason\":…}` and `{\"status\":\"synced\"}` tell when a book cannot be served and when it can again. Only books with a replica in this host's shared memory are served (others are refused with #1117). A client that reads nothing for 5 s is cut.";
+    let envelope =
+        json!({"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}});
+    let unauthorized = json!({"description": "A bearer token is configured and missing or wrong (#1109).", "content": envelope});
+    let ws = json!({"get": {
+        "operationId": "ws_get",
+        "summary": format!("WebSocket push streams, Binance-style: send `{{\"method\":\"SUBSCRIBE\",\"params\":[\"binance.com:BTCUSDT@book20\"],\"id\":1}}`, answered `{{\"result\":null,\"id\":1}}`; also `UNSUBSCRIBE` and `LIST_SUBSCRIPTIONS`; bad requests get Binance's `{{\"error\":{{\"code\":…,\"msg\":…}},\"id\":…}}`. At most 1024 streams and 10 requests a second per connection. {STREAMS}"),
+        "responses": {
+            "101": {"description": "Switched to the WebSocket protocol."},
+            "401": unauthorized,
+            "426": {"description": "Not a WebSocket upgrade request (#1117).", "content": envelope},
+            "503": {"description": "Push is off on this restapi (it runs with --no-local-reads) or it has its most clients (#1117).", "content": envelope},
+        },
+    }});
+    let sse = json!({"get": {
+        "operationId": "sse_get",
+        "summary": format!("The same push streams as Server-Sent Events: each message is one event whose data is the JSON `/ws` sends; a client cut for reading too slowly gets a last `event: cut`. {STREAMS}"),
+        "parameters": [{"name": "streams", "in": "query", "required": true,
+            "description": "Stream names, comma-separated (at most 1024).",
+            "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": "An event stream, or an ERROR envelope (#1117) for a missing or bad stream name or a book not on this host.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}},
+                                "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+            "401": unauthorized,
+            "503": {"description": "Push is off on this restapi (it runs with --no-local-reads) or it has its most clients (#1117).", "content": envelope},
+        },
+    }});
+    [("/ws", ws), ("/sse", sse)]
 }
 
 #[cfg(test)]
@@ -553,6 +589,9 @@ mod tests {
             let item = &document["paths"][endpoint.path];
             assert!(item["get"].is_object(), "{}", endpoint.path);
             assert_eq!(item["post"].is_object(), endpoint.post, "{}", endpoint.path);
+        }
+        for push in ["/ws", "/sse"] {
+            assert!(document["paths"][push]["get"].is_object(), "{push}");
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   lives on this host, else over HTTP from the DCNs, with failover (#5001 / #5000).
 //! - [`forward`]: everything else goes to mgmt; views fall back to this pod's copy (#8000) when
 //!   mgmt is down.
+//! - `push`: `/ws` and `/sse`, Binance-style push streams of the books in this host's shared
+//!   memory (issue 15).
 //!
 //! Routing uses this pod's state copy, which mgmt pushes after every change, so a new or moved
 //! replica is routable within milliseconds; reads need mgmt only for that copy and keep working
@@ -14,6 +16,7 @@
 pub mod endpoints;
 pub mod forward;
 mod many;
+mod push;
 pub mod reads;
 pub mod routing;
 
@@ -45,6 +48,8 @@ pub struct RestApi {
     mgmt_url: String,
     /// The cluster's segments on this host (`None`: local reads off).
     reader: Option<Mutex<ClusterReader>>,
+    /// The push streams (`None`: local reads off, so push is off).
+    push: Option<push::Push>,
     round_robin: Mutex<RoundRobin>,
     reads: ReadCounters,
 }
@@ -77,6 +82,7 @@ impl RestApi {
             copy,
             client,
             mgmt_url: mgmt_url.trim_end_matches('/').to_owned(),
+            push: reader.as_ref().map(push::Push::new),
             reader: reader.map(Mutex::new),
             round_robin: Mutex::new(RoundRobin::default()),
             reads: ReadCounters::default(),
@@ -101,7 +107,12 @@ impl RestApi {
             };
             routes = routes.route(endpoint.path, route);
         }
+        if let Some(push) = &self.push {
+            push.set_shutdown(base.shutdown.clone());
+        }
         let routes = routes
+            .route("/ws", push::ws_route())
+            .route("/sse", push::sse_route())
             .route("/openapi.json", get(openapi_json))
             .with_state(Arc::clone(self));
         pod_router(routes, base, auth, self.metrics())
@@ -110,7 +121,14 @@ impl RestApi {
     /// HTTP metrics plus how reads were answered.
     fn metrics(self: &Arc<Self>) -> Metrics {
         let mut known: Vec<&'static str> = endpoints::ENDPOINTS.iter().map(|e| e.path).collect();
-        known.extend(["/test", "/openapi.json", "/metrics", "/ubdcc_mgmt_backup"]);
+        known.extend([
+            "/test",
+            "/openapi.json",
+            "/metrics",
+            "/ubdcc_mgmt_backup",
+            "/ws",
+            "/sse",
+        ]);
         let api = Arc::clone(self);
         Metrics::new("restapi", known).with_source(Arc::new(move |out: &mut String| {
             let counters = [
@@ -131,6 +149,9 @@ impl RestApi {
                     .read_retries();
                 let sample = [(String::new(), retries as f64)];
                 family(out, "ubdcc_shm_read_retries_total", "counter", "Shared-memory reads retried because the DCN was publishing the same book.", &sample);
+            }
+            if let Some(push) = &api.push {
+                push.write_metrics(out);
             }
         }))
     }

@@ -1,0 +1,163 @@
+//! Where the push server learns that books changed and reads them: this host's shared memory,
+//! through one [`ClusterReader`] owned by the watcher thread. No new data path: the same slots
+//! every local reader maps.
+//!
+//! Change detection sits behind [`BookSource`] so the watcher does not care how it is done:
+//! [`ShmSource`] compares each subscribed book's cheap marker (its replica, slot generation,
+//! publish count and status, from the slot header) once per pass, and sleeps between passes.
+
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::time::Duration;
+
+use ubdcc_shm::{Bbo, BookInfo, BookStatus, ClusterReader, Level, LevelQuery, ReadError};
+
+/// How long the watcher sleeps between passes over the subscribed books: a publish reaches
+/// subscribers within about this long. One pass over 1 000 books reads 1 000 slot headers.
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Something that changes whenever the book as reads would see it changes: another replica,
+/// a new slot generation, a publish, a new status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marker {
+    dcn: u64,
+    generation: u64,
+    updates: u64,
+    status: BookStatus,
+}
+
+/// The replica a read came from and how far its book is, to tell a continuation from a
+/// jump (another replica, a resync) that needs a new snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    /// The DCN whose segment answered.
+    pub(crate) dcn: String,
+    /// The slot generation.
+    pub(crate) generation: u64,
+    /// Resyncs of that replica.
+    pub(crate) resyncs: u32,
+    /// Gaps that replica detected.
+    pub(crate) gaps: u32,
+    /// Publishes of that replica.
+    pub(crate) updates: u64,
+}
+
+impl Origin {
+    /// `true` when `next` continues this origin's book: same replica, same slot, no resync or
+    /// gap in between, not older.
+    pub(crate) fn is_continued_by(&self, next: &Self) -> bool {
+        self.dcn == next.dcn
+            && self.generation == next.generation
+            && self.resyncs == next.resyncs
+            && self.gaps == next.gaps
+            && self.updates <= next.updates
+    }
+}
+
+/// The books the watcher serves.
+pub(crate) trait BookSource: Send {
+    /// The book's current marker.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::info`].
+    fn marker(&mut self, exchange: &str, market: &str) -> Result<Marker, ReadError>;
+
+    /// Both sides' best `depth` levels of a synced book, one version, into `bids` and `asks`.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::read_book`].
+    fn read_top(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        depth: u32,
+        bids: &mut Vec<Level>,
+        asks: &mut Vec<Level>,
+    ) -> Result<(BookInfo, Origin), ReadError>;
+
+    /// The best bid and ask of a synced book.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::bbo`].
+    fn read_bbo(&mut self, exchange: &str, market: &str) -> Result<Bbo, ReadError>;
+
+    /// Returns when books may have changed, or after `timeout` at the latest.
+    fn wait(&mut self, timeout: Duration);
+}
+
+/// This host's shared memory.
+pub(crate) struct ShmSource {
+    reader: ClusterReader,
+}
+
+impl ShmSource {
+    /// Reads through `reader`.
+    pub(crate) fn new(reader: ClusterReader) -> Self {
+        Self { reader }
+    }
+
+    fn dcn_hash(&self) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        self.reader.last_served_dcn().hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+impl BookSource for ShmSource {
+    fn marker(&mut self, exchange: &str, market: &str) -> Result<Marker, ReadError> {
+        let info = self.reader.info(exchange, market)?;
+        Ok(Marker {
+            dcn: self.dcn_hash(),
+            generation: info.generation,
+            updates: info.updates,
+            status: info.status,
+        })
+    }
+
+    fn read_top(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        depth: u32,
+        bids: &mut Vec<Level>,
+        asks: &mut Vec<Level>,
+    ) -> Result<(BookInfo, Origin), ReadError> {
+        let query = LevelQuery::top(depth as usize);
+        let info = self
+            .reader
+            .read_book(exchange, market, &query, bids, asks)?;
+        let origin = Origin {
+            dcn: self.reader.last_served_dcn().unwrap_or_default().to_owned(),
+            generation: info.generation,
+            resyncs: info.resyncs,
+            gaps: info.gaps,
+            updates: info.updates,
+        };
+        Ok((info, origin))
+    }
+
+    fn read_bbo(&mut self, exchange: &str, market: &str) -> Result<Bbo, ReadError> {
+        self.reader.bbo(exchange, market)
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        std::thread::sleep(timeout.min(POLL_INTERVAL));
+    }
+}
+
+/// The reason a status message gives for a book that cannot be served, `None` for a transient
+/// failure (a read contended by its writer) that the next pass retries.
+pub(crate) fn unserved_reason(error: &ReadError) -> Option<&'static str> {
+    Some(match error {
+        ReadError::NotSynced { status, .. } => match status {
+            BookStatus::OutOfSync(reason) => reason.as_str(),
+            BookStatus::Starting | BookStatus::Synced => status.as_str(),
+        },
+        ReadError::NotFound { .. } => "not on this host",
+        ReadError::WriterGone { .. } => "writer gone",
+        ReadError::WriterHung { .. } => "writer hung",
+        ReadError::SegmentShrunk { .. } => "segment shrunk",
+        ReadError::Io { .. } => "writer check failed",
+        ReadError::InvalidQuery(_) => "invalid query",
+        ReadError::Contended { .. } => return None,
+    })
+}

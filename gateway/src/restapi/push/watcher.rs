@@ -1,0 +1,271 @@
+//! The watcher: one thread that turns book changes into messages for every subscriber.
+//!
+//! Each pass it applies the registry's joins and leaves, looks at every subscribed book's
+//! marker ([`BookSource::marker`]), reads the books that changed once — the top as deep as
+//! their deepest `@bookN` topic, or the best bid/ask — and lets each topic of the book make its
+//! message, serialised once and queued as a shared pointer in every subscriber's outbox. Then it
+//! wakes the clients whose outbox was empty, and waits for the next change. It blocks (on the
+//! source's wait) and reads shared memory, so it runs on a thread of its own, never in a task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ubdcc_shm::{Bbo, BookInfo, Level};
+
+use super::limits::CUT_AFTER;
+use super::outbox::TopicId;
+use super::registry::{Change, Registry};
+use super::source::{BookSource, Marker, Origin, unserved_reason};
+use super::topic::{FanOut, Observation, Topic};
+
+/// What the watcher shares with the handlers and `/metrics`.
+#[derive(Default)]
+pub(crate) struct WatcherShared {
+    /// Set to end the thread.
+    pub(crate) stop: AtomicBool,
+    /// Messages queued into outboxes.
+    pub(crate) queued: AtomicU64,
+    /// Clients cut for reading too slowly (counted by each client's task, once).
+    pub(crate) cut: AtomicU64,
+    /// Book reads made.
+    pub(crate) reads: AtomicU64,
+}
+
+/// A subscribed book: its topics and what the last look at it found.
+struct Book {
+    exchange: Arc<str>,
+    market: Arc<str>,
+    topics: Vec<TopicId>,
+    /// The marker last seen, or the reason it could not be read.
+    seen: Option<Result<Marker, &'static str>>,
+    /// Counts changes of `seen`; a topic that processed this version is up to date.
+    version: u64,
+}
+
+/// The watcher thread's state.
+pub(crate) struct Watcher<S> {
+    source: S,
+    registry: Arc<Registry>,
+    shared: Arc<WatcherShared>,
+    topics: HashMap<TopicId, Topic>,
+    books: HashMap<(Arc<str>, Arc<str>), Book>,
+    changes: Vec<Change>,
+    bids: Vec<Level>,
+    asks: Vec<Level>,
+}
+
+impl<S: BookSource> Watcher<S> {
+    /// A watcher of `registry`'s subscriptions, reading `source`.
+    pub(crate) fn new(source: S, registry: Arc<Registry>, shared: Arc<WatcherShared>) -> Self {
+        Self {
+            source,
+            registry,
+            shared,
+            topics: HashMap::new(),
+            books: HashMap::new(),
+            changes: Vec::new(),
+            bids: Vec::new(),
+            asks: Vec::new(),
+        }
+    }
+
+    /// Runs passes until [`WatcherShared::stop`] is set.
+    pub(crate) fn run(mut self) {
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            self.pass(Instant::now());
+            self.source.wait(Duration::from_millis(50));
+        }
+    }
+
+    /// One pass: joins and leaves, then every book.
+    pub(crate) fn pass(&mut self, now: Instant) {
+        let mut fan = FanOut::default();
+        self.apply_changes(now, &mut fan);
+        let keys: Vec<(Arc<str>, Arc<str>)> = self.books.keys().cloned().collect();
+        for key in keys {
+            self.look_at(&key, now, &mut fan);
+        }
+        for outbox in fan.wake.drain(..) {
+            outbox.wake();
+        }
+        self.shared.queued.fetch_add(fan.queued, Ordering::Relaxed);
+    }
+
+    fn apply_changes(&mut self, now: Instant, fan: &mut FanOut) {
+        self.registry.take_changes(&mut self.changes);
+        for change in std::mem::take(&mut self.changes) {
+            match change {
+                Change::Join {
+                    topic,
+                    name,
+                    outbox,
+                } => {
+                    let key = (Arc::from(name.exchange()), Arc::from(name.market()));
+                    let entry = self.topics.entry(topic).or_insert_with(|| {
+                        let book = self.books.entry(key.clone()).or_insert_with(|| Book {
+                            exchange: key.0.clone(),
+                            market: key.1.clone(),
+                            topics: Vec::new(),
+                            seen: None,
+                            version: 1,
+                        });
+                        book.topics.push(topic);
+                        Topic::new(topic, name)
+                    });
+                    entry.join(outbox, now, CUT_AFTER, fan);
+                }
+                Change::Leave { topic, outbox } => self.leave(topic, &outbox),
+            }
+        }
+    }
+
+    fn leave(&mut self, id: TopicId, outbox: &Arc<super::outbox::Outbox>) {
+        let Some(topic) = self.topics.get_mut(&id) else {
+            return;
+        };
+        topic.leave(outbox);
+        if !topic.is_unused() {
+            return;
+        }
+        let name = topic.name().clone();
+        self.topics.remove(&id);
+        let key = (Arc::from(name.exchange()), Arc::from(name.market()));
+        if let Some(book) = self.books.get_mut(&key) {
+            book.topics.retain(|t| *t != id);
+            if book.topics.is_empty() {
+                self.books.remove(&key);
+            }
+        }
+    }
+
+    /// Looks at one book: reads it when it changed (or a topic still waits for its first
+    /// message or its interval), and hands the read to each topic that is due.
+    fn look_at(&mut self, key: &(Arc<str>, Arc<str>), now: Instant, fan: &mut FanOut) {
+        let Some(book) = self.books.get_mut(key) else {
+            return;
+        };
+        let seen = match self.source.marker(&book.exchange, &book.market) {
+            Ok(marker) => Ok(marker),
+            Err(error) => match unserved_reason(&error) {
+                Some(reason) => Err(reason),
+                // Contended: the writer is busy with this very book; look again next pass.
+                None => return,
+            },
+        };
+        if book.seen.as_ref() != Some(&seen) {
+            book.seen = Some(seen);
+            book.version += 1;
+        }
+        let version = book.version;
+        let due: Vec<TopicId> = book
+            .topics
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.topics
+                    .get(id)
+                    .is_some_and(|t| t.seen_version != version && (seen.is_err() || t.is_due(now)))
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let (exchange, market) = (Arc::clone(&book.exchange), Arc::clone(&book.market));
+        let read = self.read(&exchange, &market, &due, seen.err());
+        let Some(read) = read else {
+            return;
+        };
+        for id in due {
+            let Some(topic) = self.topics.get_mut(&id) else {
+                continue;
+            };
+            let observation = match (&read, topic.depth()) {
+                (Read::Unserved(reason), _) => Observation::Unserved(reason),
+                (
+                    Read::Top {
+                        book: Err(reason), ..
+                    },
+                    Some(_),
+                )
+                | (
+                    Read::Top {
+                        bbo: Err(reason), ..
+                    },
+                    None,
+                ) => Observation::Unserved(reason),
+                (
+                    Read::Top {
+                        book: Ok((info, origin)),
+                        ..
+                    },
+                    Some(_),
+                ) => Observation::Book {
+                    info,
+                    origin,
+                    bids: &self.bids,
+                    asks: &self.asks,
+                },
+                (Read::Top { bbo: Ok(bbo), .. }, None) => Observation::Bbo(bbo),
+            };
+            topic.observe(&observation, now, CUT_AFTER, fan);
+            topic.seen_version = version;
+        }
+    }
+
+    /// Reads what the `due` topics of a book need; `None` when a read was contended.
+    fn read(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        due: &[TopicId],
+        unserved: Option<&'static str>,
+    ) -> Option<Read> {
+        if let Some(reason) = unserved {
+            return Some(Read::Unserved(reason));
+        }
+        let depth = due
+            .iter()
+            .filter_map(|id| self.topics.get(id)?.depth())
+            .max();
+        let wants_bbo = due
+            .iter()
+            .any(|id| self.topics.get(id).is_some_and(|t| t.depth().is_none()));
+        let book = match depth {
+            Some(depth) => {
+                self.shared.reads.fetch_add(1, Ordering::Relaxed);
+                match self
+                    .source
+                    .read_top(exchange, market, depth, &mut self.bids, &mut self.asks)
+                {
+                    Ok(read) => Ok(read),
+                    Err(error) => Err(unserved_reason(&error)?),
+                }
+            }
+            None => Err("not read"),
+        };
+        let bbo = if wants_bbo {
+            self.shared.reads.fetch_add(1, Ordering::Relaxed);
+            match self.source.read_bbo(exchange, market) {
+                Ok(bbo) => Ok(bbo),
+                Err(error) => Err(unserved_reason(&error)?),
+            }
+        } else {
+            Err("not read")
+        };
+        Some(Read::Top { book, bbo })
+    }
+}
+
+/// One read of a book for its due topics.
+enum Read {
+    /// The book cannot be served.
+    Unserved(&'static str),
+    /// What was read: the top for `@bookN` topics, the best bid/ask for `@bbo` ones (each an
+    /// error reason when not needed or not servable).
+    Top {
+        book: Result<(BookInfo, Origin), &'static str>,
+        bbo: Result<Bbo, &'static str>,
+    },
+}
