@@ -52,6 +52,59 @@ pub enum Command {
     Top(TopArgs),
     /// Print the OpenAPI 3 document of the public API (restapi serves it at /openapi.json).
     Openapi,
+    /// Serve a recording (`ubdcc dcn --record DIR`) through Binance's protocol, so a cluster or
+    /// any other Binance client reproduces the recorded period (docs/recording.md).
+    Replay(ReplayArgs),
+    /// Rebuild every recorded book and write its top N levels at every update id.
+    Export(ExportArgs),
+}
+
+/// Arguments of `ubdcc replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording's directory (one DCN's `--record DIR`).
+    pub dir: std::path::PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port for REST and WebSocket (0 picks a free one; the address is printed).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Pace: 1 is the recorded pace, 10 ten times faster.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Start here: Unix seconds, Unix ms, or UTC `YYYY-MM-DDTHH:MM:SS` (earlier records only
+    /// build the books).
+    #[arg(long, value_parser = crate::replay::parse_time)]
+    pub from: Option<u64>,
+    /// Stop after this time (same forms as --from).
+    #[arg(long, value_parser = crate::replay::parse_time)]
+    pub to: Option<u64>,
+}
+
+/// The formats `ubdcc export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One CSV row per book and update id.
+    Csv,
+    /// Apache Parquet (not built yet: see docs/recording.md).
+    Parquet,
+}
+
+/// Arguments of `ubdcc export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording's directory.
+    pub dir: std::path::PathBuf,
+    /// Levels per side written at every update id.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub top: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ExportFormat,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// How the client commands find the cluster.
@@ -153,6 +206,10 @@ pub struct StartArgs {
     /// Replicas of each of those books (default: 2 when there are 2 or more DCNs, else 1).
     #[arg(long)]
     pub desired_quantity: Option<u32>,
+    /// Record every DCN's frames, starting books and sync markers under this directory, one
+    /// subdirectory per DCN (`DIR/dcn-1`, ...; docs/recording.md).
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
     /// Secrets handed to every role.
     #[command(flatten)]
     pub secrets: SecretArgs,
@@ -415,6 +472,13 @@ pub struct DcnArgs {
     /// closing the old one (Binance cuts connections at 24 h; the default is 23.5 h).
     #[arg(long, default_value_t = 84_600, value_parser = clap::value_parser!(u64).range(1..=86_000))]
     pub connection_lifetime_secs: u64,
+    /// Record raw frames, starting books and sync markers into this directory (zstd, hourly
+    /// files, private; docs/recording.md), for `ubdcc replay` and `ubdcc export`.
+    #[arg(long, env = "UBDCC_RECORD")]
+    pub record: Option<std::path::PathBuf>,
+    /// The most the recording directory may hold, in MB; the oldest files go first.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub record_max_mb: u64,
 }
 
 /// A share in (0, 1].

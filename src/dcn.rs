@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use ubdcc_engine::{BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle};
+use ubdcc_engine::{
+    BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle, RecordConfig, Recorder,
+};
 use ubdcc_gateway::agent::dcn::{ShmReplicaSource, apply_assignments};
 use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
 use ubdcc_gateway::client::CLUSTER_SECRET_HEADER;
@@ -157,6 +159,13 @@ fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
     config.api_keys = parse_api_keys(&args.api_key)?;
     config.initial_depth = args.initial_depth;
     config.peer_seeding = !args.no_peer_seeding;
+    if let Some(dir) = &args.record {
+        let mut record = RecordConfig::new(dir);
+        record.max_bytes = args.record_max_mb.saturating_mul(1_000_000);
+        let recorder = Recorder::start(record)
+            .with_context(|| format!("opening the recording directory {}", dir.display()))?;
+        config.record = Some(recorder);
+    }
     Ok(config)
 }
 

@@ -8,7 +8,9 @@ mod cli;
 mod cluster_client;
 mod credentials;
 mod dcn;
+mod export;
 mod mgmt;
+mod replay;
 mod restapi;
 mod secrets;
 mod serve;
@@ -62,6 +64,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Credentials(command) => credentials::credentials(command),
         Command::Books(args) => books::books(args),
         Command::Top(args) => top::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Export(args) => export::run(args),
         Command::Openapi => {
             let document = ubdcc_gateway::restapi::endpoints::openapi();
             println!("{}", serde_json::to_string_pretty(&document)?);

@@ -44,7 +44,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<()> {
 
 /// A future that completes on SIGINT (Ctrl-C) or SIGTERM; the handlers are installed when this
 /// returns, not when the future is first polled.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

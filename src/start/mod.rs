@@ -270,6 +270,10 @@ impl Cluster {
         for endpoint in &self.endpoints {
             args.extend(["--exchange-endpoint".into(), endpoint.clone()]);
         }
+        if let Some(record) = &self.settings.record {
+            let dir = record.join(&name);
+            args.extend(["--record".into(), dir.to_string_lossy().into_owned()]);
+        }
         let pid = self.start_child(&name, Role::Dcn, args)?;
         Ok((name, pid))
     }

@@ -25,6 +25,7 @@ struct FileSettings {
     #[serde(default)]
     markets: Vec<String>,
     desired_quantity: Option<u32>,
+    record: Option<PathBuf>,
     cluster_secret: Option<String>,
     api_token: Option<String>,
 }
@@ -52,6 +53,8 @@ pub struct Settings {
     pub markets: Vec<String>,
     /// Replicas of each.
     pub desired_quantity: u32,
+    /// Where the DCNs record (one subdirectory each), if they do.
+    pub record: Option<PathBuf>,
     /// Secrets for every role.
     pub secrets: SecretArgs,
     /// The roles' log filter.
@@ -116,6 +119,7 @@ impl Settings {
                 .desired_quantity
                 .or(file.desired_quantity)
                 .unwrap_or(if dcn >= 2 { 2 } else { 1 }),
+            record: args.record.clone().or(file.record),
             secrets,
             log_level: log_level.to_owned(),
         })

@@ -14,6 +14,7 @@ mod peer_seeding;
 mod progressive_depth;
 mod push;
 mod pypi_client;
+mod record_replay;
 mod shared_ban;
 mod snapshots;
 mod start;

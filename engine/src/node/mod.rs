@@ -376,11 +376,11 @@ impl Node {
             stream: stream.clone(),
         });
         tracing::info!(exchange = %spec.exchange, symbol = %spec.symbol, book, "DepthCache added");
-        self.keys.insert(key, book);
-        self.books.insert(
         if let Some(recorder) = &self.config.record {
             recorder.marker(spec.exchange, &spec.symbol, "added", &stream);
         }
+        self.keys.insert(key, book);
+        self.books.insert(
             book,
             Entry {
                 cache,
@@ -419,12 +419,12 @@ impl Node {
         }
         self.retries.retain(|(_, b)| *b != book);
         entry.cache.remove(&mut self.publisher)?;
-        tracing::info!(%exchange, symbol, "DepthCache removed");
-        Ok(())
-    }
         if let Some(recorder) = &self.config.record {
             recorder.marker(exchange, symbol, "removed", "");
         }
+        tracing::info!(%exchange, symbol, "DepthCache removed");
+        Ok(())
+    }
 
     /// A connection of `exchange` with room for one more stream, opened if none has.
     fn connection_for(&mut self, exchange: Exchange) -> usize {
@@ -447,14 +447,14 @@ impl Node {
             silence_timeout: self.config.silence_timeout,
             max_backoff: self.config.max_backoff,
             max_lifetime: self.config.max_connection_lifetime,
-        });
-        let task = self
-            .tasks
             tee: self
                 .config
                 .record
                 .clone()
                 .map(|recorder| crate::record::FrameTee { recorder, exchange }),
+        });
+        let task = self
+            .tasks
             .spawn(connection.run(commands_rx, self.stream_tx.clone()))
             .id();
         self.connections.push(Connection {
@@ -494,6 +494,13 @@ impl Node {
                 self.retries.retain(|(_, book)| !books.contains(book));
                 for book in books {
                     if let Some(entry) = self.books.get_mut(&book) {
+                        let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
+                        crate::record::resynced(
+                            self.config.record.as_ref(),
+                            exchange,
+                            symbol,
+                            reason,
+                        );
                         entry.begin_episode();
                         if let Err(error) = entry.cache.resync(reason, &mut self.publisher) {
                             tracing::error!(%error, book, "publishing out of sync failed");
@@ -503,12 +510,14 @@ impl Node {
             }
             StreamEvent::Malformed { book } => {
                 let Some(entry) = self.books.get_mut(&book) else {
-                        if let Some(recorder) = &self.config.record {
-                            let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
-                            recorder.marker(exchange, symbol, "out_of_sync", reason.as_str());
-                        }
                     return;
                 };
+                let (exchange, symbol, reason) = (
+                    entry.spec.exchange,
+                    &entry.spec.symbol,
+                    OutOfSyncReason::MalformedMessage,
+                );
+                crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
                 let step = entry
                     .cache
                     .resync(OutOfSyncReason::MalformedMessage, &mut self.publisher);
@@ -548,6 +557,9 @@ impl Node {
         let step = match outcome.result {
             // The exchange's snapshot replaces any peer's copy loaded before.
             Ok(snapshot) => {
+                if let Some(recorder) = &self.config.record {
+                    recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, &snapshot);
+                }
                 entry.seed.clear_copy();
                 entry.cache.on_starting_book(
                     &snapshot,
@@ -557,9 +569,6 @@ impl Node {
             }
             Err(error) if error.is_unknown_symbol() => {
                 self.delisted(outcome.book, &error);
-                if let Some(recorder) = &self.config.record {
-                    recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, &snapshot);
-                }
                 return;
             }
             Err(error) => {
@@ -604,15 +613,6 @@ impl Node {
             Ok(NextStep::Deepen) => self.schedule_deepening(book),
             Ok(NextStep::FetchSnapshot) => {
                 // The book lost sync with its stream still live: a new episode, asked for now.
-                entry.begin_episode();
-                self.request_snapshot(book);
-            }
-            Err(error) => tracing::error!(%error, book, "publishing failed"),
-        }
-    }
-
-    fn request_snapshot(&mut self, book: BookId) {
-        let Some(entry) = self.books.get(&book) else {
                 if let Some(recorder) = &self.config.record {
                     let reason = entry.cache.meta().status.to_string();
                     recorder.marker(
@@ -622,6 +622,15 @@ impl Node {
                         &reason,
                     );
                 }
+                entry.begin_episode();
+                self.request_snapshot(book);
+            }
+            Err(error) => tracing::error!(%error, book, "publishing failed"),
+        }
+    }
+
+    fn request_snapshot(&mut self, book: BookId) {
+        let Some(entry) = self.books.get(&book) else {
             return;
         };
         let meta = entry.cache.meta();

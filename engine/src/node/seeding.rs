@@ -201,7 +201,7 @@ impl Node {
         entry.seed.loaded_from = Some(source);
         let now = crate::clock::unix_now_ns();
         if let Some(recorder) = &self.config.record {
-            recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, &snapshot);
+            recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, snapshot);
         }
         let step = entry.cache.on_peer_copy(snapshot, now, &mut self.publisher);
         match step {

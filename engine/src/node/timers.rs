@@ -97,6 +97,9 @@ impl Node {
                 // The market went while its book was synced: what it shows is no market's book.
                 tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, retry_secs = DELISTED_RETRY.as_secs(), "the exchange no longer lists this market");
                 entry.begin_episode();
+                let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
+                let reason = OutOfSyncReason::Delisted;
+                crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
                 if let Err(error) = entry
                     .cache
                     .resync(OutOfSyncReason::Delisted, &mut self.publisher)
@@ -116,6 +119,9 @@ impl Node {
         tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, snapshot_id, "stream silent while the market moved; resyncing");
         entry.silence_threshold = self.config.book_silence;
         entry.begin_episode();
+        let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
+        let reason = OutOfSyncReason::StreamSilent;
+        crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
         if let Err(error) = entry
             .cache
             .resync(OutOfSyncReason::StreamSilent, &mut self.publisher)
@@ -144,6 +150,9 @@ impl Node {
             let Some(entry) = self.books.get_mut(&book) else {
                 continue;
             };
+            let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
+            let reason = OutOfSyncReason::Refresh;
+            crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
             let step = entry
                 .cache
                 .resync(OutOfSyncReason::Refresh, &mut self.publisher);

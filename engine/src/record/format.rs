@@ -88,7 +88,7 @@ mod tests {
         let record = Record {
             kind: RecordKind::Marker,
             received_ns: 7,
-            exchange: "binance.com".into(),
+            exchange: "binance.com",
             market: "BTCUSDT".into(),
             payload: "{}".into(),
         };

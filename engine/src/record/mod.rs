@@ -171,6 +171,32 @@ impl Recorder {
     }
 }
 
+/// Records that the node forced `exchange`/`market` to resync for `reason` (a disconnect, a
+/// malformed frame, a silent stream, a refresh): a reader must restart the book's sync there too,
+/// as the stream itself does not show it. Nothing without a recorder.
+pub(crate) fn resynced(
+    recorder: Option<&Recorder>,
+    exchange: Exchange,
+    market: &str,
+    reason: ubdcc_shm::OutOfSyncReason,
+) {
+    if let Some(recorder) = recorder {
+        recorder.marker(exchange, market, "resync", reason.as_str());
+    }
+}
+
+/// Reads a recorded starting book (the payload of a [`RecordKind::Snapshot`]) with the parser
+/// of REST snapshots; `None` when it does not parse.
+pub fn starting_book(payload: &[u8]) -> Option<crate::Snapshot> {
+    #[derive(serde::Deserialize)]
+    struct Depth {
+        depth: u32,
+    }
+    let Depth { depth } = serde_json::from_slice(payload).ok()?;
+    let mut body = payload.to_vec();
+    crate::snapshot::parse_snapshot(&mut body, depth).ok()
+}
+
 /// What a connection needs to tee its frames: the recorder and the exchange it carries.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameTee {

@@ -4,12 +4,21 @@
 //!
 //! The recording knows the book only from a starting book on: after a gap in the recorded
 //! stream (an injected fault, a recorder that fell behind) it is unknown until the next recorded
-//! starting book, and snapshot requests wait for that.
+//! starting book, and snapshot requests wait for that. Events met while the book is unknown are
+//! kept (the newest [`PENDING_EVENTS`]) and applied after the next starting book by the same
+//! rules, as a client does with its buffer: a recorder tees a frame when it arrives, before its
+//! node has loaded the snapshot it asked for, so frames past a starting book's id can precede
+//! it in the recording.
+
+use std::collections::VecDeque;
 
 use serde::Deserialize;
 
 use crate::book::{Book, Level, Side};
 use crate::decimal::format_decimal;
+
+/// Events kept per market while its book is unknown: 100 s at Binance's fastest 10 events/s.
+const PENDING_EVENTS: usize = 1000;
 
 /// A depth event's fields the replay needs (the frame itself is forwarded unchanged).
 #[derive(Debug, Deserialize)]
@@ -52,6 +61,8 @@ pub(super) struct ReplayMarket {
     at: Option<u64>,
     /// `E` of the last applied event (futures snapshots carry it).
     event_time_ms: u64,
+    /// Events met while the book is unknown, oldest first.
+    pending: VecDeque<DepthEvent>,
 }
 
 impl ReplayMarket {
@@ -83,12 +94,16 @@ impl ReplayMarket {
         };
         self.book.apply(&bids, &asks);
         self.at = Some(start.last_update_id);
+        for event in std::mem::take(&mut self.pending) {
+            self.apply(event);
+        }
     }
 
     /// Applies `event` if it continues the book (Binance's rules, both families), marks the book
     /// unknown at a gap; an event the book already holds is ignored.
-    pub(super) fn apply(&mut self, event: &DepthEvent) {
+    pub(super) fn apply(&mut self, event: DepthEvent) {
         let Some(at) = self.at else {
+            self.keep(event);
             return;
         };
         if event.last_update_id < at {
@@ -98,11 +113,20 @@ impl ReplayMarket {
         let levels = (self.levels(&event.bids), self.levels(&event.asks));
         let (true, (Some(bids), Some(asks))) = (continues, levels) else {
             self.at = None;
+            self.keep(event);
             return;
         };
         self.book.apply(&bids, &asks);
         self.at = Some(event.last_update_id);
         self.event_time_ms = event.event_time_ms;
+    }
+
+    /// Keeps an event met while the book is unknown, dropping the oldest beyond the bound.
+    fn keep(&mut self, event: DepthEvent) {
+        if self.pending.len() == PENDING_EVENTS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(event);
     }
 
     /// The REST depth answer: the best `limit` levels per side, in the family's shape (spot's
@@ -207,17 +231,30 @@ mod tests {
             bids: vec![level("99.00", "1.0")],
             asks: vec![level("101.00", "2.0")],
         });
-        market.apply(&event(5, 9, vec![level("99.00", "0.0")]));
+        market.apply(event(5, 9, vec![level("99.00", "0.0")]));
         assert_eq!(market.update_id(), Some(10), "an old event is ignored");
-        market.apply(&event(11, 12, vec![level("98.50", "3.0")]));
+        market.apply(event(11, 12, vec![level("98.50", "3.0")]));
         let depth = market.depth_json(10, false).expect("known");
         assert!(depth.contains(r#""lastUpdateId":12"#), "{depth}");
         assert!(
             depth.contains(r#"["99.00","1.0"],["98.50","3.0"]"#),
             "{depth}"
         );
-        market.apply(&event(14, 15, vec![]));
+        market.apply(event(14, 15, vec![]));
         assert_eq!(market.update_id(), None, "a gap makes the book unknown");
         assert!(market.depth_json(10, false).is_none());
+    }
+
+    #[test]
+    fn events_met_before_a_starting_book_are_applied_after_it() {
+        let mut market = ReplayMarket::default();
+        market.apply(event(9, 10, vec![level("97.00", "1.0")]));
+        market.apply(event(11, 12, vec![level("96.00", "1.0")]));
+        market.load(&StartingBook {
+            last_update_id: 10,
+            bids: vec![level("97.00", "1.0")],
+            asks: vec![],
+        });
+        assert_eq!(market.update_id(), Some(12));
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - Streams: a combined-stream WebSocket per venue (`/stream`, `/public/stream`,
 //!   `/dstream/stream`) takes `SUBSCRIBE`/`UNSUBSCRIBE`/`LIST_SUBSCRIPTIONS` and carries every
-//!   recorded frame of its subscribed streams, unchanged, at the recorded pace × `speed`
+//!   recorded frame of its subscribed streams, unchanged, at the recorded pace × `speed` from
+//!   the first subscription on (the replay's clock starts then)
 //!   (gaps and duplicates the recorder saw are replayed too: the client meets what the recorded
 //!   node met).
 //! - REST: `<prefix>/depth?symbol=&limit=` answers the book at the update id the replay has

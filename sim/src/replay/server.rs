@@ -53,6 +53,9 @@ pub(super) struct Shared {
     /// `true` once the recording (or `--to`) is done.
     finished: watch::Sender<bool>,
     frames: broadcast::Sender<Arc<Vec<Outgoing>>>,
+    /// `true` once a client subscribed a stream: the replay's clock starts then, so the first
+    /// client meets the recording from its beginning (or `from`).
+    subscribed: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -63,6 +66,7 @@ impl Shared {
             changed: watch::channel(0).0,
             finished: watch::channel(false).0,
             frames: broadcast::channel(BATCH_BUFFER).0,
+            subscribed: watch::channel(false).0,
             shutdown: watch::channel(false).0,
         })
     }
@@ -107,8 +111,8 @@ pub(super) fn spawn_reader(recording: Recording) -> mpsc::Receiver<RecordedItem>
     receiver
 }
 
-/// Releases the records at their recorded pace × speed: records before `from` only build the
-/// books, records after `to` end the replay.
+/// Releases the records at their recorded pace × speed, from the first client's subscription
+/// on: records before `from` only build the books, records after `to` end the replay.
 pub(super) async fn pace(
     shared: Arc<Shared>,
     config: ReplayConfig,
@@ -121,6 +125,7 @@ pub(super) async fn pace(
         unreadable: 0,
     };
     let mut origin: Option<(u64, Instant)> = None;
+    let mut last = 0;
     while let Some(item) = items.recv().await {
         let time = item.received_ns;
         if config.from_ns.is_some_and(|from| time < from) {
@@ -130,7 +135,17 @@ pub(super) async fn pace(
         if config.to_ns.is_some_and(|to| time > to) {
             break;
         }
+        if origin.is_none() {
+            // Books before `from` are built; the clock waits for the first subscriber.
+            pacer.shared.changed.send_modify(|version| *version += 1);
+            let mut subscribed = pacer.shared.subscribed.subscribe();
+            if subscribed.wait_for(|subscribed| *subscribed).await.is_err() {
+                return;
+            }
+            tracing::info!("first subscription: replay clock started");
+        }
         let (first, started) = *origin.get_or_insert((time, Instant::now()));
+        last = time;
         let offset =
             Duration::from_secs_f64(time.saturating_sub(first) as f64 / 1e9 / config.speed);
         let due = started + offset;
@@ -145,9 +160,15 @@ pub(super) async fn pace(
     }
     pacer.release();
     pacer.shared.finished.send_replace(true);
+    let (recorded_secs, wall_secs) = origin.map_or((0.0, 0.0), |(first, started)| {
+        let recorded = last.saturating_sub(first) as f64 / 1e9;
+        (recorded, started.elapsed().as_secs_f64())
+    });
     tracing::info!(
         frames = pacer.frames,
         unreadable = pacer.unreadable,
+        recorded_secs,
+        wall_secs,
         "replay finished"
     );
 }
@@ -189,9 +210,11 @@ impl Pacer {
             return;
         };
         let family = family_of(&item.exchange);
-        if let Some(market) = lock(&self.shared.markets).get_mut(&(family, event.symbol.clone())) {
-            market.apply(&event);
-        }
+        let key = (family, event.symbol.clone());
+        lock(&self.shared.markets)
+            .entry(key)
+            .or_default()
+            .apply(event);
         if !send {
             return;
         }
@@ -348,6 +371,9 @@ async fn serve_stream(shared: Arc<Shared>, mut socket: WebSocket, venue: Venue, 
     let mut frames = shared.frames.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     loop {
+        if !subscribed.is_empty() && !*shared.subscribed.borrow() {
+            shared.subscribed.send_replace(true);
+        }
         tokio::select! {
             message = socket.recv() => {
                 let Some(Ok(message)) = message else { return };

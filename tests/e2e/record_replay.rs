@@ -1,0 +1,277 @@
+//! Record and replay (issue 17): a DCN records 50 books through injected gaps and a disconnect
+//! and is killed with SIGKILL; the recording, replayed through the simulator's protocol into a
+//! fresh DCN, gives that DCN the recording's own book at every update id it reaches — in shared
+//! memory as it serves it, and in its own recording of the replay, row for row.
+//!
+//! "The recording's own book" is what `ubdcc export` rebuilds from it (the engine's sync rules
+//! and order book fed the recorded starting books and frames).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use ubdcc_shm::{BookStatus, ClusterReader, LevelQuery, Side};
+
+use crate::support::rig::start_dcn;
+use crate::support::sim::{inject, market_fault};
+use crate::support::wait::{SHM_POLL, wait_until, wait_until_every};
+use crate::support::{Cleanup, Process, markets, wait_synced};
+
+const BOOKS: usize = 50;
+/// Levels per side compared (and shown by the DCNs' segments).
+const TOP: usize = 20;
+const TOP_ARG: &str = "20";
+/// Both DCNs start books at 100 levels (a fifth of the weight), so the resyncs of all 50 books
+/// fit one minute's weight and the recording is a stretch of market, not of waiting.
+const DCN_ARGS: [&str; 4] = ["--levels", TOP_ARG, "--initial-depth", "100"];
+
+/// One side, best first, as the readers see it.
+type Levels = Vec<(f64, f64)>;
+
+/// An export: per market, per update id, both sides; and the newest receive time.
+struct Export {
+    rows: HashMap<String, BTreeMap<u64, (Levels, Levels)>>,
+    first_received_ns: u64,
+    last_received_ns: u64,
+}
+
+impl Export {
+    fn len(&self) -> usize {
+        self.rows.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// Runs `ubdcc export DIR --top TOP` and reads its CSV.
+fn export(dir: &Path) -> Export {
+    let out = dir.with_extension("csv");
+    let status = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
+        .args(["export", &dir.to_string_lossy(), "--top", TOP_ARG, "--out"])
+        .arg(&out)
+        .status()
+        .expect("ubdcc export runs");
+    assert!(status.success(), "export of {} failed", dir.display());
+    let text = std::fs::read_to_string(&out).expect("export written");
+    let mut export = Export {
+        rows: HashMap::new(),
+        first_received_ns: u64::MAX,
+        last_received_ns: 0,
+    };
+    for line in text.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(
+            fields.len(),
+            4 + 4 * TOP,
+            "a row of {TOP} levels per side: {line}"
+        );
+        let update_id: u64 = fields[2].parse().expect("update id");
+        let received_ns: u64 = fields[3].parse().expect("receive time");
+        export.first_received_ns = export.first_received_ns.min(received_ns);
+        export.last_received_ns = export.last_received_ns.max(received_ns);
+        let side = |cells: &[&str]| -> Levels {
+            cells
+                .chunks(2)
+                .take_while(|pair| !pair[0].is_empty())
+                .map(|pair| {
+                    (
+                        pair[0].parse().expect("price"),
+                        pair[1].parse().expect("qty"),
+                    )
+                })
+                .collect()
+        };
+        let bids = side(&fields[4..4 + 2 * TOP]);
+        let asks = side(&fields[4 + 2 * TOP..]);
+        export
+            .rows
+            .entry(fields[1].to_owned())
+            .or_default()
+            .insert(update_id, (bids, asks));
+    }
+    export
+}
+
+fn unix_now_ns() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.expect("after 1970").as_nanos() as u64
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ubdcc-rec-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    dir
+}
+
+/// Compares every synced side of every book of `reader` with the recording's rows at the
+/// update id it is at; returns how many sides were compared. A side at an update id the
+/// recording never had a synced book at is a failure too.
+fn compare_served(
+    reader: &mut ClusterReader,
+    recorded: &Export,
+    books: &[(&str, &str, String)],
+) -> Result<usize, String> {
+    let mut compared = 0;
+    let mut levels = Vec::new();
+    for (exchange, _, symbol) in books {
+        for side in [Side::Bids, Side::Asks] {
+            let Ok(info) = reader.read(exchange, symbol, side, &LevelQuery::ALL, &mut levels)
+            else {
+                continue;
+            };
+            if info.status != BookStatus::Synced {
+                continue;
+            }
+            let held: Levels = levels.iter().map(|l| (l.price, l.quantity)).collect();
+            let row = recorded
+                .rows
+                .get(symbol.as_str())
+                .and_then(|rows| rows.get(&info.last_update_id));
+            let Some((bids, asks)) = row else {
+                return Err(format!(
+                    "{symbol} served at {} which the recording never had",
+                    info.last_update_id
+                ));
+            };
+            let expected = if side == Side::Bids { bids } else { asks };
+            if &held != expected {
+                return Err(format!(
+                    "{symbol} {side:?} at {}: served {held:?}, recorded {expected:?}",
+                    info.last_update_id
+                ));
+            }
+            compared += 1;
+        }
+    }
+    Ok(compared)
+}
+
+#[test]
+fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_every_update_id() {
+    let recording = temp_dir("a");
+    let replayed = temp_dir("b");
+    let books = markets(BOOKS, 0, 0);
+
+    // Record 50 books through gaps on five of them and a disconnect of all of them.
+    let recorded_cluster = format!("recorded{}", std::process::id());
+    let _recorded_cleanup = Cleanup(recorded_cluster.clone());
+    let sim = Process::start(&["sim", "--port", "0", "--markets", "50"]);
+    let record_arg = recording.to_string_lossy().into_owned();
+    let mut recorder = start_dcn(
+        &recorded_cluster,
+        &sim.address,
+        &books,
+        &[&["--record", record_arg.as_str()][..], &DCN_ARGS].concat(),
+    );
+    let mut reader = ClusterReader::open(&recorded_cluster).expect("cluster");
+    wait_synced(&mut reader, &books, Duration::from_secs(120));
+    for (exchange, family, symbol) in &books[..5] {
+        inject(
+            &sim.address,
+            &market_fault("drop", (exchange, family, symbol), json!({"count": 2})),
+        );
+    }
+    wait_until(Duration::from_secs(60), "the five gaps resynced", || {
+        let resynced = books[..5].iter().all(|(exchange, _, symbol)| {
+            reader
+                .info(exchange, symbol)
+                .is_ok_and(|i| i.resyncs > 0 && i.status == BookStatus::Synced)
+        });
+        resynced.then_some(()).ok_or_else(|| "not yet".to_owned())
+    });
+    inject(&sim.address, &json!({"fault": "disconnect"}));
+    wait_until(
+        Duration::from_secs(90),
+        "every book resynced after the disconnect",
+        || {
+            let resynced = books.iter().all(|(exchange, _, symbol)| {
+                reader
+                    .info(exchange, symbol)
+                    .is_ok_and(|i| i.resyncs > 0 && i.status == BookStatus::Synced)
+            });
+            resynced.then_some(()).ok_or_else(|| "not yet".to_owned())
+        },
+    );
+    // Part of the scenario: a calm stretch after the resyncs, then a crash.
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = unix_now_ns();
+    recorder.kill();
+
+    // The recording's own books; the kill cost at most its last second (the slack is for a
+    // loaded machine's scheduling of the writer thread, not for lost data).
+    let recorded = export(&recording);
+    assert_eq!(
+        recorded.rows.len(),
+        BOOKS,
+        "every book was rebuilt from the recording"
+    );
+    let lost = Duration::from_nanos(killed_at.saturating_sub(recorded.last_received_ns));
+    println!(
+        "recorded {} rows; the kill -9 cost the last {lost:?}",
+        recorded.len()
+    );
+    assert!(
+        lost < Duration::from_secs(3),
+        "the kill lost {lost:?} of recording"
+    );
+
+    // Replay at twice the pace into a fresh DCN that records what it meets.
+    let replay = Process::start(&["replay", &record_arg, "--port", "0", "--speed", "2"]);
+    let replay_cluster = format!("replayed{}", std::process::id());
+    let _replay_cleanup = Cleanup(replay_cluster.clone());
+    let replayed_arg = replayed.to_string_lossy().into_owned();
+    let fresh = start_dcn(
+        &replay_cluster,
+        &replay.address,
+        &books,
+        &[&["--record", replayed_arg.as_str()][..], &DCN_ARGS].concat(),
+    );
+    let mut fresh_reader = ClusterReader::open(&replay_cluster).expect("cluster");
+    // Every synced side the fresh DCN serves, as often as shared memory is looked at, until the
+    // replay is over (the recording's span at 2x, and a margin for the last events).
+    let span = Duration::from_nanos(recorded.last_received_ns - recorded.first_received_ns);
+    let until = Instant::now() + span / 2 + Duration::from_secs(5);
+    let mut compared = 0;
+    wait_until_every(
+        SHM_POLL,
+        span + Duration::from_secs(60),
+        "the replay is over",
+        || {
+            compared += compare_served(&mut fresh_reader, &recorded, &books)
+                .unwrap_or_else(|e| panic!("{e}"));
+            (Instant::now() > until)
+                .then_some(())
+                .ok_or_else(|| format!("{compared} sides compared"))
+        },
+    );
+    assert!(
+        compared >= 10 * BOOKS,
+        "only {compared} served sides compared"
+    );
+    fresh.terminate();
+    println!("{compared} served sides equal to the recording");
+
+    // Row for row: every update id the fresh DCN was synced at, the recording had the same book.
+    let met = export(&replayed);
+    assert_eq!(met.rows.len(), BOOKS, "every book synced from the replay");
+    let mut covered = 0;
+    for (market, rows) in &met.rows {
+        let own = &recorded.rows[market];
+        for (update_id, row) in rows {
+            assert_eq!(own.get(update_id), Some(row), "{market} at {update_id}");
+        }
+        let (first, last) = (
+            rows.keys().next().expect("a row"),
+            rows.keys().last().expect("a row"),
+        );
+        covered += own.range(first..=last).count();
+    }
+    println!(
+        "the fresh DCN met {} of the recording's {covered} rows in its span",
+        met.len()
+    );
+    assert!(
+        met.len() * 2 >= covered,
+        "the fresh DCN was synced for most of the replay"
+    );
+}
