@@ -1,0 +1,1 @@
+../../ubdcc_local.pyi
