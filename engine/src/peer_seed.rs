@@ -410,6 +410,10 @@ mod tests {
             updates: 0,
             generation: 0,
             depth: 0,
+            changes: 0,
+            freshness: ubdcc_shm::Freshness::empty(),
+            audit: ubdcc_shm::Audit::default(),
+            top_hash: ubdcc_shm::TopHash::default(),
         }
     }
 }

@@ -33,8 +33,8 @@ extern "C" {
 #endif
 
 /* Fingerprint of the shared-memory layout below (see shm-layout/src/layout.rs). */
-#define UBDCC_LAYOUT_HASH 0x5ed640a9b23256ebULL
-#define UBDCC_LAYOUT_MAJOR 2
+#define UBDCC_LAYOUT_HASH 0x4439001881aa14ddULL
+#define UBDCC_LAYOUT_MAJOR 3
 #define UBDCC_LAYOUT_MINOR 0
 
 /* ---- status codes ------------------------------------------------------------------------- */
@@ -50,7 +50,8 @@ typedef enum ubdcc_status_t {
     UBDCC_ERR_CONTENDED = 7,         /* the book changed during every bounded read attempt */
     UBDCC_ERR_BUFFER_TOO_SMALL = 8,  /* output truncated to capacity; the count says how many */
     UBDCC_ERR_IO = 9,                /* a system call failed */
-    UBDCC_ERR_INTERNAL = 10          /* a bug in the library (caught panic) */
+    UBDCC_ERR_INTERNAL = 10,         /* a bug in the library (caught panic) */
+    UBDCC_ERR_TIMEOUT = 11           /* a wait ended: nothing newer than last_seen in time */
 } ubdcc_status_t;
 
 /* Message of the calling thread's last error ("" if none); never NULL. */
@@ -78,6 +79,13 @@ const char *ubdcc_status_name(int status);
 #define UBDCC_REASON_DELISTED 9
 #define UBDCC_REASON_SUBSCRIPTION_REFUSED 10
 #define UBDCC_REASON_BUFFER_OVERFLOW 11
+#define UBDCC_REASON_CROSSED 12
+#define UBDCC_REASON_IDS_BACKWARDS 13
+
+/* ubdcc_book_info_t.freshness / ubdcc_bbo_t.freshness bits: where event_time_ms comes from
+ * (0: the exchange's time of the last event applied). */
+#define UBDCC_FRESHNESS_SNAPSHOT_TIME 1     /* the REST snapshot's own time; no event since */
+#define UBDCC_FRESHNESS_NO_EXCHANGE_TIME 2  /* no exchange time known: not an exchange time */
 
 /* One level, as doubles equal to parsing the exchange's decimal strings. */
 typedef struct ubdcc_level_t {
@@ -101,6 +109,15 @@ typedef struct ubdcc_book_info_t {
     uint32_t gaps;
     uint64_t updates;          /* publishes since the book was added */
     uint64_t generation;       /* slot generation */
+    /* layout 3: */
+    uint64_t changes;          /* change stamp of this version: last_seen for ubdcc_wait_for_update */
+    uint64_t verified_at_ms;   /* Unix ms of the last audit that proved the book; 0 = never */
+    uint32_t audits;           /* audits run since the book was added */
+    uint32_t audit_mismatches; /* audits that found the book different from the exchange's */
+    uint64_t top_hash;         /* hash of the top 20 levels per side (ubdcc_shm::top_hash) */
+    uint64_t top_hash_update_id; /* the update id top_hash was computed at; 0 = none yet */
+    uint16_t freshness;        /* UBDCC_FRESHNESS_* bits */
+    uint8_t reserved2[6];
 } ubdcc_book_info_t;
 
 /* A synced book's best bid and ask (ubdcc_bbo), from the same consistent read as its ids. */
@@ -116,6 +133,9 @@ typedef struct ubdcc_bbo_t {
     uint64_t receive_time_ns;  /* when the DCN received it, Unix ns */
     uint64_t publish_time_ns;  /* when this version was published, Unix ns */
     uint64_t generation;       /* slot generation */
+    uint64_t changes;          /* change stamp of this version (layout 3) */
+    uint16_t freshness;        /* UBDCC_FRESHNESS_* bits (layout 3) */
+    uint8_t reserved2[6];
 } ubdcc_bbo_t;
 
 #define UBDCC_MAX_NAME_LEN 48
@@ -264,6 +284,26 @@ ubdcc_status_t ubdcc_depth_stats(ubdcc_reader_t *reader, const char *exchange, c
 ubdcc_status_t ubdcc_list_books(ubdcc_reader_t *reader, ubdcc_book_entry_t *entries,
                                 size_t capacity, size_t *out_count);
 
+/* ---- waiting for changes ------------------------------------------------------------------
+ * The calling thread sleeps in the kernel (a futex in the segment, which the DCN wakes after
+ * every write): no spinning, no write missed. Every write to a book (publish, status change,
+ * removal) gives it a new change stamp, strictly increasing (`changes` in the structs above). */
+
+/* Sleeps until the book is written after `last_seen` (the `changes` of your last read of it, or
+ * 0), at most timeout_ms. UBDCC_OK: *out_changes holds the new stamp (> last_seen), at once when
+ * the book already changed. UBDCC_ERR_TIMEOUT: nothing newer in time. Other errors as
+ * ubdcc_book_info (also when the writer dies or hangs during the wait). */
+ubdcc_status_t ubdcc_wait_for_update(ubdcc_reader_t *reader, const char *exchange,
+                                     const char *market, uint64_t last_seen, uint64_t timeout_ms,
+                                     uint64_t *out_changes);
+
+/* Sleeps until any book of the cluster changed since this reader's previous call (the first
+ * call: since the segments were created), at most timeout_ms: a write, a writer found dead or
+ * hung, a segment appearing or going away. Then compare the `changes` of the books you follow
+ * with your last reads. UBDCC_OK with the highest segment stamp, or UBDCC_ERR_TIMEOUT. */
+ubdcc_status_t ubdcc_wait_for_any(ubdcc_reader_t *reader, uint64_t timeout_ms,
+                                  uint64_t *out_changes);
+
 /* The layout hash the library was built with; compare with UBDCC_LAYOUT_HASH. */
 uint64_t ubdcc_layout_hash(void);
 
@@ -276,6 +316,9 @@ uint64_t ubdcc_layout_hash(void);
 #define UBDCC_SHM_RING_HEAD_SHIFT 16          /* a ring: count bits 0..16, head bits 16..32 */
 #define UBDCC_SHM_QUANTITY_EXPONENT_SHIFT 8   /* exponents: price is the low byte */
 #define UBDCC_SHM_REASON_SHIFT 8              /* status: the book status is the low byte */
+#define UBDCC_SHM_FRESHNESS_SHIFT 16          /* status: freshness bits 16..32 */
+#define UBDCC_SHM_DEPTH_SHIFT 32              /* status: depth bits 32..64 */
+#define UBDCC_SHM_TOP_HASH_LEVELS 20          /* levels per side top_hash covers */
 #define UBDCC_SHM_STATE_INITIALIZING 0
 #define UBDCC_SHM_STATE_READY 1
 #define UBDCC_SHM_STATE_CLOSED 2
@@ -301,7 +344,10 @@ typedef struct ubdcc_shm_segment_header_t {
     uint64_t heartbeat_ns;       /* CLOCK_MONOTONIC_COARSE */
     uint64_t reserved2[7];
     uint64_t directory_version;
-    uint64_t reserved3[7];
+    uint64_t changes;            /* change stamp of the latest write to any book */
+    uint32_t wake;               /* futex word: +1 after every write, then FUTEX_WAKE (shared) */
+    uint32_t reserved3a;
+    uint64_t reserved3[5];
 } ubdcc_shm_segment_header_t;
 
 typedef struct ubdcc_shm_directory_entry_t {
@@ -316,7 +362,8 @@ typedef struct ubdcc_shm_directory_entry_t {
 typedef struct ubdcc_shm_slot_header_t {
     uint64_t seq;
     uint64_t generation;
-    uint64_t status;             /* bits 0..8 book status, 8..16 reason */
+    uint64_t status;             /* bits 0..8 book status, 8..16 reason, 16..32 freshness,
+                                    32..64 levels per side the book is complete to (0: unknown) */
     uint64_t last_update_id;
     uint64_t event_time_ms;
     uint64_t receive_time_ns;
@@ -327,11 +374,19 @@ typedef struct ubdcc_shm_slot_header_t {
     uint64_t exponents;          /* bits 0..8 price exponent, 8..16 quantity exponent (int8) */
     uint64_t sync_counters;      /* bits 0..32 resyncs, 32..64 gaps */
     uint64_t updates;
-    uint64_t depth;              /* bits 0..32 levels per side the book is complete to (0: unknown) */
+    uint64_t changes;            /* change stamp: CLOCK_MONOTONIC_COARSE ns of the publish,
+                                    strictly increasing over the segment */
     uint64_t best_bid_price;     /* mantissas of the best bid and ask (0 when a side is empty) */
     uint64_t best_bid_quantity;
     uint64_t best_ask_price;
     uint64_t best_ask_quantity;
+    uint32_t wake;               /* futex word: +1 after every write, then FUTEX_WAKE (shared) */
+    uint32_t reserved2a;
+    uint64_t verified_at_ms;
+    uint64_t audit_counters;     /* bits 0..32 audits, 32..64 audit mismatches */
+    uint64_t top_hash;
+    uint64_t top_hash_update_id;
+    uint64_t reserved2[3];
 } ubdcc_shm_slot_header_t;       /* followed by bids[levels_per_side], asks[levels_per_side] (rings) */
 
 typedef struct ubdcc_shm_level_t {

@@ -35,6 +35,17 @@ class _BookInfo(TypedDict):
     updates: int
     depth: int
     """Levels per side the book is complete to; 0 while unknown (starting)."""
+    changes: int
+    """The change stamp of this version: ``last_seen`` for :meth:`Reader.wait_for_update`."""
+    freshness: builtins.list[str]
+    """Where ``event_time_ms`` comes from: ``"snapshot_time"``, ``"no_exchange_time"``; empty: the last event's time."""
+    verified_at_ms: int
+    """Unix ms of the last audit that proved the book; 0 = never."""
+    audits: int
+    audit_mismatches: int
+    top_hash: int
+    """Hash of the top 20 levels per side (``ubdcc_shm::top_hash``) at ``top_hash_update_id``."""
+    top_hash_update_id: int
 
 class _Bbo(TypedDict):
     bid: Optional[builtins.list[float]]
@@ -46,6 +57,8 @@ class _Bbo(TypedDict):
     receive_time_ns: int
     publish_time_ns: int
     depth: int
+    changes: int
+    freshness: builtins.list[str]
 
 class _Book(TypedDict):
     """Both sides from one consistent read: one version of the book, ``last_update_id``'s."""
@@ -57,6 +70,7 @@ class _Book(TypedDict):
     publish_time_ns: int
     age_ms: Optional[float]
     depth: int
+    changes: int
 
 class _Fill(TypedDict):
     side: str
@@ -77,6 +91,7 @@ class _Fill(TypedDict):
     publish_time_ns: int
     age_ms: Optional[float]
     depth: int
+    changes: int
 
 class _Band(TypedDict):
     bps: float
@@ -100,6 +115,7 @@ class _DepthStats(TypedDict):
     publish_time_ns: int
     age_ms: Optional[float]
     depth: int
+    changes: int
 
 class _BookListing(TypedDict):
     exchange: str
@@ -214,3 +230,9 @@ class Reader:
         """Segments not read because they are not trusted, with the reason."""
     def refresh(self) -> None:
         """Rescans the cluster's segments and rebuilds the book index."""
+    def wait_for_update(self, exchange: str, market: str, last_seen: int, timeout_s: float) -> Optional[int]:
+        """Sleeps (GIL released, no spinning) until the book is written after the change stamp
+        ``last_seen`` and returns its new stamp (> ``last_seen``); ``None`` on timeout."""
+    def wait_for_any(self, timeout_s: float) -> Optional[int]:
+        """Sleeps (GIL released) until any book of the cluster changed since this reader's
+        previous call; the highest segment change stamp, or ``None`` on timeout."""

@@ -27,6 +27,7 @@ mod book;
 mod reader;
 mod status;
 mod types;
+mod wait;
 
 pub use book::{ubdcc_bbo_all, ubdcc_depth_stats, ubdcc_fill_price, ubdcc_get_book};
 pub use reader::{
@@ -37,7 +38,8 @@ pub use reader::{
 pub use status::{ubdcc_last_error_message, ubdcc_status_name, ubdcc_status_t};
 pub use types::{
     UBDCC_AMOUNT_BASE, UBDCC_AMOUNT_QUOTE, UBDCC_BOOK_OUT_OF_SYNC, UBDCC_BOOK_STARTING,
-    UBDCC_BOOK_SYNCED, UBDCC_BUY, UBDCC_SEGMENT_NAME_CAPACITY, UBDCC_SELL, ubdcc_band_t,
-    ubdcc_bbo_entry_t, ubdcc_bbo_t, ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_depth_stats_t,
-    ubdcc_fill_t, ubdcc_level_t,
+    UBDCC_BOOK_SYNCED, UBDCC_BUY, UBDCC_FRESHNESS_NO_EXCHANGE_TIME, UBDCC_FRESHNESS_SNAPSHOT_TIME,
+    UBDCC_SEGMENT_NAME_CAPACITY, UBDCC_SELL, ubdcc_band_t, ubdcc_bbo_entry_t, ubdcc_bbo_t,
+    ubdcc_book_entry_t, ubdcc_book_info_t, ubdcc_depth_stats_t, ubdcc_fill_t, ubdcc_level_t,
 };
+pub use wait::{ubdcc_wait_for_any, ubdcc_wait_for_update};

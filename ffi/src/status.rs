@@ -32,6 +32,9 @@ pub enum ubdcc_status_t {
     UBDCC_ERR_IO = 9,
     /// A bug inside the library (a Rust panic, caught at the boundary).
     UBDCC_ERR_INTERNAL = 10,
+    /// A wait ended without a change: nothing newer than `last_seen` was published within the
+    /// timeout (`ubdcc_wait_for_update`, `ubdcc_wait_for_any`).
+    UBDCC_ERR_TIMEOUT = 11,
 }
 
 pub use ubdcc_status_t::*;
@@ -101,6 +104,7 @@ pub extern "C" fn ubdcc_status_name(status: c_int) -> *const c_char {
         8 => b"UBDCC_ERR_BUFFER_TOO_SMALL\0",
         9 => b"UBDCC_ERR_IO\0",
         10 => b"UBDCC_ERR_INTERNAL\0",
+        11 => b"UBDCC_ERR_TIMEOUT\0",
         _ => b"UBDCC_UNKNOWN_STATUS\0",
     };
     name.as_ptr().cast()
@@ -123,6 +127,7 @@ mod tests {
         assert_eq!(name_of(UBDCC_OK as c_int), "UBDCC_OK");
         assert_eq!(name_of(UBDCC_ERR_INTERNAL as c_int), "UBDCC_ERR_INTERNAL");
         assert_eq!(name_of(UBDCC_ERR_CONTENDED as c_int), "UBDCC_ERR_CONTENDED");
+        assert_eq!(name_of(UBDCC_ERR_TIMEOUT as c_int), "UBDCC_ERR_TIMEOUT");
         assert_eq!(name_of(42), "UBDCC_UNKNOWN_STATUS");
         assert_eq!(name_of(-1), "UBDCC_UNKNOWN_STATUS");
     }

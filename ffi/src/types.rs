@@ -17,6 +17,11 @@ pub const UBDCC_BOOK_SYNCED: u8 = 2;
 /// The book is out of sync; `reason` says why.
 pub const UBDCC_BOOK_OUT_OF_SYNC: u8 = 3;
 
+/// `freshness` bit: `event_time_ms` is the REST snapshot's own time (no event applied since).
+pub const UBDCC_FRESHNESS_SNAPSHOT_TIME: u16 = ubdcc_shm::Freshness::SNAPSHOT_TIME.bits();
+/// `freshness` bit: no exchange time is known; `event_time_ms` is not an exchange time.
+pub const UBDCC_FRESHNESS_NO_EXCHANGE_TIME: u16 = ubdcc_shm::Freshness::NO_EXCHANGE_TIME.bits();
+
 /// A book's metadata, read in the same consistent section as its levels.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,6 +58,23 @@ pub struct ubdcc_book_info_t {
     pub updates: u64,
     /// Slot generation.
     pub generation: u64,
+    /// The change stamp of this version (pass it to `ubdcc_wait_for_update` as `last_seen`).
+    /// Layout 3: this and the fields below are new at the end of the struct.
+    pub changes: u64,
+    /// Unix ms of the last audit that proved the book; 0 = never.
+    pub verified_at_ms: u64,
+    /// Audits run since the book was added.
+    pub audits: u32,
+    /// Audits that found a mismatch.
+    pub audit_mismatches: u32,
+    /// Hash of the top levels (`ubdcc_shm::top_hash`) at `top_hash_update_id`.
+    pub top_hash: u64,
+    /// Update id `top_hash` was computed at; 0 = none yet.
+    pub top_hash_update_id: u64,
+    /// `UBDCC_FRESHNESS_*` bits: where `event_time_ms` comes from (0: the last event's time).
+    pub freshness: u16,
+    /// Padding; always 0.
+    pub reserved2: [u8; 6],
 }
 
 /// A synced book's best bid and ask, from the slot header alone (`ubdcc_bbo`).
@@ -81,6 +103,12 @@ pub struct ubdcc_bbo_t {
     pub publish_time_ns: u64,
     /// Slot generation.
     pub generation: u64,
+    /// The change stamp of this version (layout 3; new at the end of the struct).
+    pub changes: u64,
+    /// `UBDCC_FRESHNESS_*` bits.
+    pub freshness: u16,
+    /// Padding; always 0.
+    pub reserved2: [u8; 6],
 }
 
 impl From<&Bbo> for ubdcc_bbo_t {
@@ -97,6 +125,9 @@ impl From<&Bbo> for ubdcc_bbo_t {
             receive_time_ns: bbo.receive_time_ns,
             publish_time_ns: bbo.publish_time_ns,
             generation: bbo.generation,
+            changes: bbo.changes,
+            freshness: bbo.freshness.bits(),
+            reserved2: [0; 6],
         }
     }
 }
@@ -118,6 +149,14 @@ impl From<&BookInfo> for ubdcc_book_info_t {
             gaps: info.gaps,
             updates: info.updates,
             generation: info.generation,
+            changes: info.changes,
+            verified_at_ms: info.audit.verified_at_ms,
+            audits: info.audit.audits,
+            audit_mismatches: info.audit.audit_mismatches,
+            top_hash: info.top_hash.hash,
+            top_hash_update_id: info.top_hash.update_id,
+            freshness: info.freshness.bits(),
+            reserved2: [0; 6],
         }
     }
 }

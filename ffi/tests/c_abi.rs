@@ -204,6 +204,13 @@ fn header_layout_and_hash_match_the_rust_library() {
         field!(ubdcc_book_info_t.gaps),
         field!(ubdcc_book_info_t.updates),
         field!(ubdcc_book_info_t.generation),
+        field!(ubdcc_book_info_t.changes),
+        field!(ubdcc_book_info_t.verified_at_ms),
+        field!(ubdcc_book_info_t.audits),
+        field!(ubdcc_book_info_t.audit_mismatches),
+        field!(ubdcc_book_info_t.top_hash),
+        field!(ubdcc_book_info_t.top_hash_update_id),
+        field!(ubdcc_book_info_t.freshness),
         size!(ubdcc_bbo_t),
         field!(ubdcc_bbo_t.ask),
         field!(ubdcc_bbo_t.has_bid),
@@ -214,6 +221,8 @@ fn header_layout_and_hash_match_the_rust_library() {
         field!(ubdcc_bbo_t.receive_time_ns),
         field!(ubdcc_bbo_t.publish_time_ns),
         field!(ubdcc_bbo_t.generation),
+        field!(ubdcc_bbo_t.changes),
+        field!(ubdcc_bbo_t.freshness),
         size!(ubdcc_book_entry_t),
         field!(ubdcc_book_entry_t.market),
         field!(ubdcc_book_entry_t.segment),
@@ -281,6 +290,7 @@ fn header_layout_and_hash_match_the_rust_library() {
         ("UBDCC_ERR_BUFFER_TOO_SMALL", UBDCC_ERR_BUFFER_TOO_SMALL),
         ("UBDCC_ERR_IO", UBDCC_ERR_IO),
         ("UBDCC_ERR_INTERNAL", UBDCC_ERR_INTERNAL),
+        ("UBDCC_ERR_TIMEOUT", UBDCC_ERR_TIMEOUT),
     ];
     for (name, status) in statuses {
         assert_eq!(c[name], status as u64, "{name}");

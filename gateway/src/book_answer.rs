@@ -237,6 +237,10 @@ mod tests {
             depth: 1000,
             updates: 1,
             generation: 1,
+            changes: 0,
+            freshness: ubdcc_shm::Freshness::empty(),
+            audit: ubdcc_shm::Audit::default(),
+            top_hash: ubdcc_shm::TopHash::default(),
         }
     }
 

@@ -595,6 +595,10 @@ mod tests {
             updates: 1,
             generation: 1,
             depth: 100,
+            changes: 0,
+            freshness: ubdcc_shm::Freshness::empty(),
+            audit: ubdcc_shm::Audit::default(),
+            top_hash: ubdcc_shm::TopHash::default(),
         }
     }
 

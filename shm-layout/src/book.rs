@@ -1,6 +1,7 @@
 //! The values that cross the shared-memory boundary: what a writer publishes and what a reader
 //! gets back.
 
+use crate::proof::{Audit, Freshness, TopHash};
 use crate::status::BookStatus;
 
 /// One level as the writer hands it over: exact mantissas, scaled by [`BookSides`]'s exponents.
@@ -82,6 +83,8 @@ pub struct BookMeta {
     /// Levels per side the book is complete to (the depth of the snapshot it was built from,
     /// trimmed to it after every event); 0 while unknown (starting).
     pub depth: u32,
+    /// Where `event_time_ms` comes from (empty: the exchange's time of the last event applied).
+    pub freshness: Freshness,
 }
 
 impl BookMeta {
@@ -95,6 +98,7 @@ impl BookMeta {
             resyncs: 0,
             gaps: 0,
             depth: 0,
+            freshness: Freshness::empty(),
         }
     }
 }
@@ -129,6 +133,10 @@ pub struct Bbo {
     pub depth: u32,
     /// The slot generation this book lives in.
     pub generation: u64,
+    /// The change stamp of this version (see [`BookInfo::changes`]).
+    pub changes: u64,
+    /// Where `event_time_ms` comes from.
+    pub freshness: Freshness,
 }
 
 /// A consistent snapshot of a book's metadata, read in the same seqlock section as its levels.
@@ -160,6 +168,16 @@ pub struct BookInfo {
     pub updates: u64,
     /// The slot generation this book lives in.
     pub generation: u64,
+    /// The change stamp of this version: strictly increasing with every write to the book, the
+    /// value [`crate::ClusterReader::wait_for_update`] compares `last_seen` with (pass this one to
+    /// wait for the version after the one read).
+    pub changes: u64,
+    /// Where `event_time_ms` comes from (empty: the exchange's time of the last event applied).
+    pub freshness: Freshness,
+    /// The book's audit results (never audited: all zero).
+    pub audit: Audit,
+    /// The hash of the book's top levels and the update id it was computed at.
+    pub top_hash: TopHash,
 }
 
 /// Both sides of one synced book from a single seqlock section, as exact mantissas.

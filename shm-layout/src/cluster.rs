@@ -2,6 +2,7 @@
 //! host, prefers a synced replica, and follows books as DCNs add, remove and restart them.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxBuildHasher;
 
@@ -13,6 +14,7 @@ use crate::reader::{RawCopy, SegmentReader, SlotRead};
 use crate::segment::{SEGMENT_PREFIX, SHM_DIR, check_name_part};
 use crate::status::{BookStatus, Side};
 use crate::trust::Trust;
+use crate::wait::{WAIT_SLICE, WaitOutcome, sleep_any};
 
 /// Where one replica of a book lives.
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +91,17 @@ pub struct ClusterReader {
     last_served: Option<usize>,
     /// Retries of segments no longer open (see [`ClusterReader::read_retries`]).
     retired_retries: u64,
+    /// What [`ClusterReader::wait_for_any`] last reported of each segment, by name.
+    wait_seen: HashMap<String, SegmentSeen, FxBuildHasher>,
+}
+
+/// A segment as [`ClusterReader::wait_for_any`] last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SegmentSeen {
+    /// Its change stamp.
+    stamp: u64,
+    /// Whether its writer was alive and beating.
+    live: bool,
 }
 
 /// A segment that failed to open.
@@ -179,6 +192,7 @@ impl ClusterReader {
             scanned_at: 0,
             last_served: None,
             retired_retries: 0,
+            wait_seen: HashMap::default(),
         };
         reader.refresh();
         Ok(reader)
@@ -540,6 +554,122 @@ impl ClusterReader {
         })
     }
 
+    /// Sleeps until the book is written after the change stamp `last_seen` (pass
+    /// [`BookInfo::changes`] of the last read, or 0) and returns its new stamp; returns at once
+    /// when that already happened. Waits on the replica [`ClusterReader::info`] would read (a
+    /// synced one preferred). Every write counts: a publish, a status change (out of sync and
+    /// back), the book's removal. A futex wait: no spinning, no write missed, the calling thread
+    /// sleeps in the kernel.
+    ///
+    /// A stamp read from one replica and given to a wait on another (after a failover) compares
+    /// by the host's clock: the wait returns once that replica publishes after it, to within a
+    /// tick of the coarse clock.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::info`] ([`ReadError::NotFound`], [`ReadError::WriterGone`],
+    /// [`ReadError::WriterHung`], [`ReadError::Contended`]); a writer that dies or hangs during
+    /// the wait ends it with its error within 50 ms of a read seeing it.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use ubdcc_shm::{BookMeta, BookStatus, ClusterReader, SegmentConfig, WaitOutcome};
+    ///
+    /// let cluster = format!("waitdoc{}", std::process::id());
+    /// let mut writer = SegmentConfig::new(cluster.as_str(), "dcn-0").books(2).levels_per_side(10).create()?;
+    /// let book = writer.add_book("binance.com", "BTCUSDT")?;
+    /// let mut reader = ClusterReader::open(&cluster)?;
+    /// let seen = reader.info("binance.com", "BTCUSDT")?.changes;
+    ///
+    /// // Nothing new yet: the wait times out.
+    /// let idle = reader.wait_for_update("binance.com", "BTCUSDT", seen, Duration::from_millis(1))?;
+    /// assert_eq!(idle, WaitOutcome::TimedOut);
+    ///
+    /// // Another thread (or process) publishes; the waiter wakes with the new stamp.
+    /// let publisher = std::thread::spawn(move || {
+    ///     let synced = BookMeta { status: BookStatus::Synced, ..BookMeta::starting() };
+    ///     writer.publish_meta(book, &synced).expect("live book");
+    ///     writer
+    /// });
+    /// let woken = reader.wait_for_update("binance.com", "BTCUSDT", seen, Duration::from_secs(10))?;
+    /// let WaitOutcome::Changed(stamp) = woken else { panic!("published, so not a timeout") };
+    /// assert!(stamp > seen);
+    /// assert_eq!(reader.info("binance.com", "BTCUSDT")?.changes, stamp);
+    /// # drop(publisher.join());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_for_update(
+        &mut self,
+        exchange: &str,
+        market: &str,
+        last_seen: u64,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, ReadError> {
+        self.info(exchange, market)?;
+        let location = self
+            .last_served
+            .and_then(|served| {
+                self.locations(exchange, market)?
+                    .iter()
+                    .find(|location| location.segment == served)
+            })
+            .copied()
+            // `info` succeeded, so it served from a location of this book; were that ever not
+            // so, the book is reported missing rather than the reader panicking.
+            .ok_or_else(|| ReadError::NotFound {
+                cluster: self.cluster.clone(),
+                exchange: exchange.to_owned(),
+                market: market.to_owned(),
+            })?;
+        self.segments[location.segment].wait_slot(location.slot, last_seen, timeout)
+    }
+
+    /// The book's current change stamp ([`BookInfo::changes`] of [`ClusterReader::info`]): what
+    /// a caller compares with the stamp of its last read to know whether the book changed.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::info`].
+    pub fn changes(&mut self, exchange: &str, market: &str) -> Result<u64, ReadError> {
+        Ok(self.info(exchange, market)?.changes)
+    }
+
+    /// Sleeps until any book of any segment of the cluster changed since the previous call (or,
+    /// on the first call, since the segments were created): a write to a book, a writer found
+    /// gone or hung (its books now fail over), a segment appearing or disappearing. Returns the
+    /// highest segment change stamp then ([`WaitOutcome::Changed`]), or
+    /// [`WaitOutcome::TimedOut`].
+    ///
+    /// One thread waits for every segment at once (one `futex_waitv`, Linux 5.16 or later; up to
+    /// 128 segments, more are polled every 50 ms) and then compares the stamps of the books it
+    /// cares about ([`ClusterReader::changes`], or [`BookInfo::changes`] of reads) with the ones
+    /// it last read. New segments are noticed within 50 ms.
+    pub fn wait_for_any(&mut self, timeout: Duration) -> WaitOutcome {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if self.is_stale() {
+                self.refresh();
+            }
+            // The futex words before the stamps (see `wait`): a write after these loads moves
+            // a word, so the sleep below returns at once instead of missing it.
+            let words: Vec<_> = self
+                .segments
+                .iter()
+                .filter_map(SegmentReader::segment_wake)
+                .collect();
+            if let Some(stamp) = scan_segments(&self.segments, &mut self.wait_seen) {
+                return WaitOutcome::Changed(stamp);
+            }
+            let remaining = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => WAIT_SLICE,
+            };
+            if remaining.is_zero() {
+                return WaitOutcome::TimedOut;
+            }
+            sleep_any(&words, remaining.min(WAIT_SLICE));
+        }
+    }
+
     /// Every book of every segment, with the status of each replica, sorted by exchange, market
     /// and segment.
     ///
@@ -853,6 +983,32 @@ fn contended(exchange: &str, market: &str, segment: &SegmentReader, attempts: u3
         segment: segment.name().to_owned(),
         attempts,
     }
+}
+
+/// Compares every segment with what [`ClusterReader::wait_for_any`] last reported (`seen`) and
+/// records what it sees now; the highest segment stamp when anything changed (a stamp, a writer's
+/// liveness, a segment appearing or disappearing).
+fn scan_segments(
+    segments: &[SegmentReader],
+    seen: &mut HashMap<String, SegmentSeen, FxBuildHasher>,
+) -> Option<u64> {
+    let mut changed = false;
+    seen.retain(|name, _| {
+        let kept = segments.iter().any(|segment| segment.name() == name);
+        changed |= !kept;
+        kept
+    });
+    let mut highest = 0;
+    for segment in segments {
+        let now = SegmentSeen {
+            live: segment.check_writer().is_ok(),
+            stamp: segment.changes(),
+        };
+        highest = highest.max(now.stamp);
+        let before = seen.insert(segment.name().to_owned(), now);
+        changed |= before.is_none_or(|before| before != now);
+    }
+    changed.then_some(highest)
 }
 
 /// Longer than one tick of the kernel's coarse clock on any common configuration (HZ=100 gives

@@ -3,7 +3,9 @@
 //! Every field is an atomic word. The writer fills the identity and geometry lines once, before it
 //! stores `SegmentState::Ready` with Release; readers load `state` with Acquire and only then trust
 //! the rest. The heartbeat and the directory version change for the writer's whole life, so each
-//! has a cache line of its own and never shares one with data readers poll.
+//! has a cache line of its own and never shares one with data readers poll. The segment-wide
+//! change stamp and futex word (written after every publish) share the directory version's line:
+//! readers look at that line only when a lookup failed or to wait, never on a read's fast path.
 
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -14,7 +16,12 @@ pub const SEGMENT_MAGIC: u64 = u64::from_le_bytes(*b"UBDCCSHM");
 ///
 /// 2: levels are rings (`SlotHeader::rings` holds each side's head and count) and the slot header
 /// holds the best bid and ask; a major-1 reader would read a ring as a best-first array.
-pub const LAYOUT_MAJOR: u32 = 2;
+///
+/// 3: the slot header grows a third cache line (a futex word waiters sleep on, audit results,
+/// the top-levels hash), the status word also holds the freshness bits and the depth, whose old
+/// word now holds the change stamp, and the segment header holds a segment-wide change stamp and
+/// futex word; a major-2 reader would read the levels 64 bytes early.
+pub const LAYOUT_MAJOR: u32 = 3;
 
 /// Compatible additions (new reason codes, use of reserved words) bump the minor version; a major
 /// bump starts it at 0 again.
@@ -95,7 +102,14 @@ pub struct SegmentHeader {
     /// Bumped (Release) after every change to the directory; readers that cached the directory
     /// compare it (Relaxed + Acquire fence) to know when to read it again.
     pub(crate) directory_version: AtomicU64,
-    pub(crate) _reserved3: [AtomicU64; 7],
+    /// The change stamp of the segment's latest write section, of any book (Release after the
+    /// section; see `wait`). Layout major 3.
+    pub(crate) changes: AtomicU64,
+    /// The futex word waiters for any book of the segment sleep on: plus 1 (wrapping) after
+    /// every write section. Layout major 3.
+    pub(crate) wake: AtomicU32,
+    pub(crate) _pad3: AtomicU32,
+    pub(crate) _reserved3: [AtomicU64; 5],
 }
 
 /// Size of the segment header (`SegmentHeader`, mirrored in the C header) in bytes.
@@ -103,3 +117,5 @@ pub const SEGMENT_HEADER_SIZE: usize = 256;
 const _: () = assert!(size_of::<SegmentHeader>() == SEGMENT_HEADER_SIZE);
 const _: () = assert!(std::mem::offset_of!(SegmentHeader, heartbeat_ns) == 128);
 const _: () = assert!(std::mem::offset_of!(SegmentHeader, directory_version) == 192);
+const _: () = assert!(std::mem::offset_of!(SegmentHeader, changes) == 200);
+const _: () = assert!(std::mem::offset_of!(SegmentHeader, wake) == 208);

@@ -9,8 +9,11 @@ use std::mem::offset_of;
 
 use crate::directory::DirectoryEntry;
 use crate::header::{SegmentHeader, SegmentState};
+use crate::proof::{Freshness, TOP_HASH_LEVELS};
 use crate::ring::RING_HEAD_SHIFT;
-use crate::slot::{LevelWords, PAIR_HIGH_SHIFT, QUANTITY_EXPONENT_SHIFT, SlotHeader};
+use crate::slot::{
+    DEPTH_SHIFT, FRESHNESS_SHIFT, LevelWords, PAIR_HIGH_SHIFT, QUANTITY_EXPONENT_SHIFT, SlotHeader,
+};
 use crate::status::{
     REASON_SHIFT, STATUS_EMPTY, STATUS_OUT_OF_SYNC, STATUS_STARTING, STATUS_SYNCED,
 };
@@ -46,6 +49,8 @@ const LAYOUT: &[(&str, usize)] = &[
         "directory_version",
         offset_of!(SegmentHeader, directory_version),
     ),
+    ("changes", offset_of!(SegmentHeader, changes)),
+    ("wake", offset_of!(SegmentHeader, wake)),
     ("DirectoryEntry", size_of::<DirectoryEntry>()),
     ("entry.seq", offset_of!(DirectoryEntry, seq)),
     ("entry.generation", offset_of!(DirectoryEntry, generation)),
@@ -73,7 +78,7 @@ const LAYOUT: &[(&str, usize)] = &[
     ("slot.exponents", offset_of!(SlotHeader, exponents)),
     ("slot.sync_counters", offset_of!(SlotHeader, sync_counters)),
     ("slot.updates", offset_of!(SlotHeader, updates)),
-    ("slot.depth", offset_of!(SlotHeader, depth)),
+    ("slot.changes", offset_of!(SlotHeader, changes)),
     (
         "slot.best_bid_price",
         offset_of!(SlotHeader, best_bid_price),
@@ -90,6 +95,20 @@ const LAYOUT: &[(&str, usize)] = &[
         "slot.best_ask_quantity",
         offset_of!(SlotHeader, best_ask_quantity),
     ),
+    ("slot.wake", offset_of!(SlotHeader, wake)),
+    (
+        "slot.verified_at_ms",
+        offset_of!(SlotHeader, verified_at_ms),
+    ),
+    (
+        "slot.audit_counters",
+        offset_of!(SlotHeader, audit_counters),
+    ),
+    ("slot.top_hash", offset_of!(SlotHeader, top_hash)),
+    (
+        "slot.top_hash_update_id",
+        offset_of!(SlotHeader, top_hash_update_id),
+    ),
     ("LevelWords", size_of::<LevelWords>()),
     ("level.price", offset_of!(LevelWords, price)),
     ("level.quantity", offset_of!(LevelWords, quantity)),
@@ -100,6 +119,17 @@ const LAYOUT: &[(&str, usize)] = &[
         QUANTITY_EXPONENT_SHIFT as usize,
     ),
     ("pack.reason_shift", REASON_SHIFT as usize),
+    ("pack.freshness_shift", FRESHNESS_SHIFT as usize),
+    ("pack.depth_shift", DEPTH_SHIFT as usize),
+    (
+        "freshness.snapshot_time",
+        Freshness::SNAPSHOT_TIME.bits() as usize,
+    ),
+    (
+        "freshness.no_exchange_time",
+        Freshness::NO_EXCHANGE_TIME.bits() as usize,
+    ),
+    ("top_hash.levels", TOP_HASH_LEVELS),
     ("pack.ring_head_shift", RING_HEAD_SHIFT as usize),
     ("state.initializing", SegmentState::Initializing as usize),
     ("state.ready", SegmentState::Ready as usize),

@@ -69,6 +69,7 @@ mod header;
 mod layout;
 mod liveness;
 mod mapping;
+mod proof;
 mod query;
 mod reader;
 mod ring;
@@ -78,6 +79,7 @@ mod slot;
 mod status;
 pub mod test_pattern;
 mod trust;
+mod wait;
 mod writer;
 
 pub use book::{
@@ -94,10 +96,12 @@ pub use error::{
 pub use header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 pub use layout::{LAYOUT_HASH, layout_table};
 pub use liveness::{HEARTBEAT_INTERVAL, HUNG_AFTER};
+pub use proof::{Audit, Freshness, TOP_HASH_LEVELS, TopHash, top_hash};
 pub use query::{InvalidQuery, LevelQuery, select_levels};
 pub use reader::{DirectoryListing, SegmentReader, WriterInfo};
 pub use segment::{MAX_BOOKS_PER_SEGMENT, SEGMENT_PREFIX, segment_name, segment_size};
 pub use slot::{DEFAULT_LEVELS_PER_SIDE, MAX_LEVELS_PER_SIDE, slot_size};
 pub use status::{BookStatus, OutOfSyncReason, Side};
 pub use trust::{Distrust, InvalidTrust, TRUST_ENV, Trust};
+pub use wait::WaitOutcome;
 pub use writer::{BookHandle, DEFAULT_SEGMENT_MODE, Heartbeat, SegmentConfig, SegmentWriter};

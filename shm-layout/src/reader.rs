@@ -2,7 +2,8 @@
 //! seqlock reads of single slots.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering, fence};
+use std::time::Duration;
 
 use rustix::fs::{Mode, OFlags};
 
@@ -18,13 +19,15 @@ use crate::liveness::{
     HUNG_AFTER, LOCK_PROBE_INTERVAL_NS, is_writer_lock_free, monotonic_coarse_ns,
 };
 use crate::mapping::{Access, Mapping};
+use crate::proof::{Audit, Freshness, TopHash};
 use crate::query::LevelQuery;
 use crate::ring::Ring;
 use crate::segment::{Geometry, SHM_DIR, SegmentView};
 use crate::seqlock::{ReadSection, RetryBudget};
-use crate::slot::{LevelWords, SlotHeader, unpack_exponents, unpack_pair};
+use crate::slot::{LevelWords, SlotHeader, unpack_exponents, unpack_pair, unpack_status_extras};
 use crate::status::{BookStatus, Side};
 use crate::trust::{Distrust, Trust};
+use crate::wait::{FutexWord, WaitOutcome, wait_for_change};
 
 /// Who writes a segment, as recorded in its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,6 +245,82 @@ impl SegmentReader {
         // SYNC POINT (Acquire fence): pairs with the Release bump in `SegmentWriter`.
         fence(Ordering::Acquire);
         version
+    }
+
+    /// The segment's change stamp: that of its latest write to any book (0 before the first; a
+    /// shrunk segment reports 0, its header is not read again). See
+    /// [`SegmentReader::wait_for_any`].
+    pub fn changes(&self) -> u64 {
+        if self.is_shrunk() {
+            return 0;
+        }
+        load_stamp(&self.view.header().changes)
+    }
+
+    /// Sleeps until a book of this segment is written after the change stamp `last_seen`
+    /// (a publish, a status change, a book added or removed), and returns the segment's stamp
+    /// then; returns at once when that already happened (`last_seen` 0: once anything was ever
+    /// written). A futex wait: no spinning, and no write missed (see `wait` in the crate source).
+    ///
+    /// # Errors
+    /// [`ReadError::WriterGone`], [`ReadError::WriterHung`], [`ReadError::SegmentShrunk`],
+    /// [`ReadError::Io`], found before the wait and at least every 50 ms during it.
+    pub fn wait_for_any(
+        &self,
+        last_seen: u64,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, ReadError> {
+        let header = self.view.header();
+        wait_for_change(
+            &header.wake,
+            || load_stamp(&header.changes),
+            last_seen,
+            timeout,
+            || self.check_writer(),
+        )
+    }
+
+    /// Sleeps until the book `listing` names (from [`SegmentReader::books`]) is written after
+    /// the change stamp `last_seen` ([`crate::BookInfo::changes`] of a read), and returns its
+    /// stamp then; returns at once when that already happened. A removed book counts as
+    /// written: the read that follows says it is gone.
+    ///
+    /// # Errors
+    /// As [`SegmentReader::wait_for_any`].
+    pub fn wait_for_update(
+        &self,
+        listing: &DirectoryListing,
+        last_seen: u64,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, ReadError> {
+        self.wait_slot(listing.slot, last_seen, timeout)
+    }
+
+    /// [`SegmentReader::wait_for_update`] by slot index.
+    pub(crate) fn wait_slot(
+        &self,
+        slot: u32,
+        last_seen: u64,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, ReadError> {
+        let header = self.view.slot(slot);
+        wait_for_change(
+            &header.wake,
+            || load_stamp(&header.changes),
+            last_seen,
+            timeout,
+            || self.check_writer(),
+        )
+    }
+
+    /// The segment's futex word as it is now, for a wait on many segments at once; `None` for
+    /// a segment no longer served (its memory is not touched).
+    pub(crate) fn segment_wake(&self) -> Option<(&AtomicU32, u32)> {
+        if self.ended.load(Ordering::Relaxed) != SERVING {
+            return None;
+        }
+        let word = &self.view.header().wake;
+        Some((word, word.load_acquire()))
     }
 
     /// `(dev, inode)` of the open file, to tell whether the name now refers to a newer segment.
@@ -522,11 +601,11 @@ impl SegmentReader {
     /// (for a synced book of the generation asked for) of what `copy` takes, validate, retry
     /// within one budget. Checks the writer first; when the budget runs out, probes it at once.
     #[inline]
-    fn read_section(
+    fn read_section<C: SectionCopy>(
         &self,
         slot: u32,
         generation: u64,
-        copy: &mut impl SectionCopy,
+        copy: &mut C,
     ) -> Result<SlotRead, ReadError> {
         copy.discard();
         self.check_writer()?;
@@ -546,7 +625,7 @@ impl SegmentReader {
             // (removed, replaced by another book, not synced) copies nothing.
             let state = status
                 .filter(|_| found_generation == generation)
-                .map(|status| load_state(header, status, generation));
+                .map(|status| load_state(header, status, generation, C::READS_PROOF));
             if let Some(state) = &state
                 && state.info.status.is_synced()
             {
@@ -577,6 +656,10 @@ impl SegmentReader {
 
 /// What a read section copies out of a synced slot besides its info.
 trait SectionCopy {
+    /// Whether the info needs the slot's third cache line (audit results, top hash); a best
+    /// bid/ask read does without, and so touches two lines only.
+    const READS_PROOF: bool = true;
+
     /// Copies with Relaxed loads inside an open read section; the caller validates afterwards
     /// and calls [`SectionCopy::discard`] when the section did not hold. Loaded counts may be
     /// torn, so every copy stays inside the slot's capacity.
@@ -687,6 +770,8 @@ impl SectionCopy for RawCopy {
 struct BboCopy<'a>(&'a mut Option<Bbo>);
 
 impl SectionCopy for BboCopy<'_> {
+    const READS_PROOF: bool = false;
+
     #[inline]
     fn copy(&mut self, _view: &SegmentView, _slot: u32, header: &SlotHeader, state: &SlotState) {
         let info = &state.info;
@@ -707,6 +792,8 @@ impl SectionCopy for BboCopy<'_> {
             publish_time_ns: info.publish_time_ns,
             depth: info.depth,
             generation: info.generation,
+            changes: info.changes,
+            freshness: info.freshness,
         });
     }
 
@@ -758,12 +845,31 @@ impl std::fmt::Debug for SegmentReader {
     }
 }
 
-/// Loads a slot's metadata and rings (Relaxed; the caller validates the section afterwards).
+/// Loads a change stamp outside any read section: Relaxed (all a read-only mapping allows), then
+/// an Acquire fence.
 #[inline]
-fn load_state(header: &SlotHeader, status: BookStatus, generation: u64) -> SlotState {
+fn load_stamp(stamp: &AtomicU64) -> u64 {
+    let value = stamp.load(Ordering::Relaxed);
+    // SYNC POINT (Acquire fence): pairs with the Release that published the stamp (the slot's
+    // closing seqlock store, or the segment stamp's own store in `SlotSection::drop`), so a read
+    // of the book after the wait sees at least the version of this stamp.
+    fence(Ordering::Acquire);
+    value
+}
+
+/// Loads a slot's metadata and rings, and with `proof` the audit results and top hash from the
+/// third cache line (Relaxed; the caller validates the section afterwards).
+#[inline]
+fn load_state(header: &SlotHeader, status: BookStatus, generation: u64, proof: bool) -> SlotState {
     let (bids, asks) = unpack_pair(header.rings.load(Ordering::Relaxed));
     let (bids, asks) = (Ring::unpack(bids), Ring::unpack(asks));
     let (resyncs, gaps) = unpack_pair(header.sync_counters.load(Ordering::Relaxed));
+    let (freshness, depth) = unpack_status_extras(header.status.load(Ordering::Relaxed));
+    let (audit, top_hash) = if proof {
+        load_proof(header)
+    } else {
+        Default::default()
+    };
     let info = BookInfo {
         status,
         last_update_id: header.last_update_id.load(Ordering::Relaxed),
@@ -774,12 +880,31 @@ fn load_state(header: &SlotHeader, status: BookStatus, generation: u64) -> SlotS
         ask_count: asks.len,
         resyncs,
         gaps,
-        // The high half is zero by the layout; a writer that broke that only loses it.
-        depth: header.depth.load(Ordering::Relaxed) as u32,
+        depth,
         updates: header.updates.load(Ordering::Relaxed),
         generation,
+        changes: header.changes.load(Ordering::Relaxed),
+        freshness: Freshness::from_bits(freshness),
+        audit,
+        top_hash,
     };
     SlotState { info, bids, asks }
+}
+
+/// Loads the audit results and the top hash (Relaxed, inside the caller's read section).
+#[inline]
+fn load_proof(header: &SlotHeader) -> (Audit, TopHash) {
+    let (audits, audit_mismatches) = unpack_pair(header.audit_counters.load(Ordering::Relaxed));
+    let audit = Audit {
+        verified_at_ms: header.verified_at_ms.load(Ordering::Relaxed),
+        audits,
+        audit_mismatches,
+    };
+    let top_hash = TopHash {
+        hash: header.top_hash.load(Ordering::Relaxed),
+        update_id: header.top_hash_update_id.load(Ordering::Relaxed),
+    };
+    (audit, top_hash)
 }
 
 /// Converts and selects levels best-first; touches only the levels the query can return (at

@@ -37,6 +37,7 @@ fn synced(last_update_id: u64, depth: u32) -> BookMeta {
         resyncs: 2,
         gaps: 1,
         depth,
+        freshness: Default::default(),
     }
 }
 

@@ -14,7 +14,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -23,8 +23,8 @@ use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use pyo3::{IntoPyObject, intern};
 use ubdcc_shm::{
-    Bbo, BookInfo, BookStatus, ClusterReader, FillAmount, Level, LevelQuery, ReadError, Side,
-    Trust, depth_stats, fill_price,
+    Bbo, BookInfo, BookStatus, ClusterReader, FillAmount, Freshness, Level, LevelQuery, ReadError,
+    Side, Trust, WaitOutcome, depth_stats, fill_price,
 };
 
 create_exception!(
@@ -542,6 +542,14 @@ impl Reader {
     /// - ``resyncs``, ``gaps``, ``updates``: counters since the book was added
     /// - ``depth``: levels per side the book is complete to (the depth of the snapshot it was
     ///   built from); 0 while unknown (starting)
+    /// - ``changes``: the change stamp of this version (``last_seen`` for :meth:`wait_for_update`)
+    /// - ``freshness``: where ``event_time_ms`` comes from, a list of names: ``"snapshot_time"``
+    ///   (the REST snapshot's own time, no event applied since), ``"no_exchange_time"`` (no
+    ///   exchange time known); empty: the exchange's time of the last event applied
+    /// - ``verified_at_ms`` (Unix ms of the last audit that proved the book, 0 = never),
+    ///   ``audits``, ``audit_mismatches``: the DCN's audits of the book
+    /// - ``top_hash``, ``top_hash_update_id``: the hash of the top 20 levels per side and the
+    ///   update id it was computed at (replicas at equal ids have equal hashes)
     ///
     /// Raises ``DepthCacheNotFound``, ``WriterGone``, ``WriterHung``, ``ReadContended``.
     fn info<'py>(
@@ -598,6 +606,81 @@ impl Reader {
     fn refresh(&mut self) {
         self.reader.refresh();
     }
+
+    /// Sleeps until the book is written after the change stamp ``last_seen`` (the ``changes``
+    /// of your last read of it, from :meth:`info`, :meth:`bbo`, :meth:`get_book`..., or 0) and
+    /// returns the new stamp (an ``int`` greater than ``last_seen``), at once when the book
+    /// already changed; ``None`` when nothing newer was published within ``timeout_s`` seconds.
+    /// Every write counts: a publish, a status change (out of sync and back), the book's
+    /// removal.
+    ///
+    /// The thread sleeps in the kernel (a futex the DCN wakes after every publish) with the GIL
+    /// released: no spinning, no publish missed, other Python threads run meanwhile. Ctrl-C
+    /// interrupts it within 0.1 s.
+    ///
+    /// Raises ``DepthCacheNotFound``, ``WriterGone``, ``WriterHung`` (also when the writer dies
+    /// or hangs during the wait), ``ReadContended``; ``ValueError`` for a negative or NaN
+    /// timeout.
+    fn wait_for_update(
+        &mut self,
+        py: Python<'_>,
+        exchange: &str,
+        market: &str,
+        last_seen: u64,
+        timeout_s: f64,
+    ) -> PyResult<Option<u64>> {
+        let reader = &mut self.reader;
+        wait_in_slices(py, timeout_s, |slice| {
+            reader
+                .wait_for_update(exchange, market, last_seen, slice)
+                .map_err(read_error)
+        })
+    }
+
+    /// Sleeps until any book of any segment of the cluster changed since this reader's previous
+    /// ``wait_for_any`` (the first call: since the segments were created) — a publish, a writer
+    /// found dead or hung, a DCN's segment appearing or going away — and returns the highest
+    /// segment change stamp; ``None`` when nothing changed within ``timeout_s`` seconds. Then
+    /// compare the ``changes`` of the books you follow with your last reads of them.
+    ///
+    /// Sleeps in the kernel with the GIL released, like :meth:`wait_for_update`. Raises
+    /// ``ValueError`` for a negative or NaN timeout.
+    fn wait_for_any(&mut self, py: Python<'_>, timeout_s: f64) -> PyResult<Option<u64>> {
+        let reader = &mut self.reader;
+        wait_in_slices(py, timeout_s, |slice| Ok(reader.wait_for_any(slice)))
+    }
+}
+
+/// How long a wait sleeps without the GIL before it checks for Python signals (Ctrl-C).
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// Runs `wait` without the GIL in slices of at most [`SIGNAL_SLICE`] until it reports a change
+/// (its stamp) or `timeout_s` seconds pass (`None`), checking Python's signals between slices.
+fn wait_in_slices(
+    py: Python<'_>,
+    timeout_s: f64,
+    mut wait: impl FnMut(Duration) -> PyResult<WaitOutcome> + Send,
+) -> PyResult<Option<u64>> {
+    let timeout = Duration::try_from_secs_f64(timeout_s).map_err(|_| {
+        PyValueError::new_err(format!(
+            "timeout_s must be a finite number of seconds >= 0, not {timeout_s}"
+        ))
+    })?;
+    // `None`: a timeout beyond what `Instant` holds waits for good.
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let remaining = deadline.map_or(SIGNAL_SLICE, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
+        let slice = remaining.min(SIGNAL_SLICE);
+        if let WaitOutcome::Changed(stamp) = py.detach(|| wait(slice))? {
+            return Ok(Some(stamp));
+        }
+        py.check_signals()?;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Ok(None);
+        }
+    }
 }
 
 /// The dict `Reader.bbo` returns.
@@ -611,7 +694,21 @@ fn bbo_dict<'py>(py: Python<'py>, bbo: &Bbo) -> PyResult<Bound<'py, PyDict>> {
     dict.set_item(intern!(py, "receive_time_ns"), bbo.receive_time_ns)?;
     dict.set_item(intern!(py, "publish_time_ns"), bbo.publish_time_ns)?;
     dict.set_item(intern!(py, "depth"), bbo.depth)?;
+    dict.set_item(intern!(py, "changes"), bbo.changes)?;
+    dict.set_item(intern!(py, "freshness"), freshness_names(bbo.freshness))?;
     Ok(dict)
+}
+
+/// The names of the freshness bits set: ``"snapshot_time"``, ``"no_exchange_time"``.
+fn freshness_names(freshness: Freshness) -> Vec<&'static str> {
+    [
+        (Freshness::SNAPSHOT_TIME, "snapshot_time"),
+        (Freshness::NO_EXCHANGE_TIME, "no_exchange_time"),
+    ]
+    .into_iter()
+    .filter(|&(bit, _)| freshness.contains(bit))
+    .map(|(_, name)| name)
+    .collect()
 }
 
 /// The keys every answer computed on one version carries: which version it is and how old.
@@ -623,6 +720,7 @@ fn version_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, Py
     dict.set_item(intern!(py, "publish_time_ns"), info.publish_time_ns)?;
     dict.set_item(intern!(py, "age_ms"), age_ms(info))?;
     dict.set_item(intern!(py, "depth"), info.depth)?;
+    dict.set_item(intern!(py, "changes"), info.changes)?;
     Ok(dict)
 }
 
@@ -653,6 +751,13 @@ fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDic
     dict.set_item(intern!(py, "gaps"), info.gaps)?;
     dict.set_item(intern!(py, "updates"), info.updates)?;
     dict.set_item(intern!(py, "depth"), info.depth)?;
+    dict.set_item(intern!(py, "changes"), info.changes)?;
+    dict.set_item(intern!(py, "freshness"), freshness_names(info.freshness))?;
+    dict.set_item(intern!(py, "verified_at_ms"), info.audit.verified_at_ms)?;
+    dict.set_item(intern!(py, "audits"), info.audit.audits)?;
+    dict.set_item(intern!(py, "audit_mismatches"), info.audit.audit_mismatches)?;
+    dict.set_item(intern!(py, "top_hash"), info.top_hash.hash)?;
+    dict.set_item(intern!(py, "top_hash_update_id"), info.top_hash.update_id)?;
     Ok(dict)
 }
 

@@ -15,7 +15,8 @@ from pattern_support import EXCHANGE, market, pattern_side, retrying, select, un
 
 LEVELS = 1000
 BOOKS = 2
-VERSION_KEYS = {"last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "age_ms", "depth"}
+VERSION_KEYS = {"last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "age_ms", "depth",
+                "changes"}
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_bbo_all_maps_every_book_to_its_top_or_its_error(start_writer):
     assert sorted(everything[EXCHANGE]) == [market(i) for i in range(3)]
     for name, bbo in everything[EXCHANGE].items():
         assert set(bbo) == {"bid", "ask", "last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns",
-                            "depth"}, name
+                            "depth", "changes", "freshness"}, name
         a = version_of(bbo)
         assert bbo["ask"] == pattern_side(a, "asks", 100)[0] and bbo["bid"] == pattern_side(a, "bids", 100)[0]
     assert reader.bbo_all(EXCHANGE).keys() == everything.keys()

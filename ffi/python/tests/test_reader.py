@@ -215,7 +215,8 @@ def test_info_contents(start_writer):
     writer = start_writer(books=BOOKS, levels=LEVELS, rate=200)
     reader = ubdcc_local.Reader(writer.cluster)
     keys = {"status", "reason", "last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "age_ms",
-            "bid_count", "ask_count", "resyncs", "gaps", "updates", "depth"}
+            "bid_count", "ask_count", "resyncs", "gaps", "updates", "depth", "changes", "freshness",
+            "verified_at_ms", "audits", "audit_mismatches", "top_hash", "top_hash_update_id"}
     for i in range(BOOKS):
         info = retrying(reader.info, EXCHANGE, market(i))
         assert set(info) == keys
@@ -230,7 +231,7 @@ def test_info_contents(start_writer):
         assert info["updates"] >= 1
         assert info["publish_time_ns"] > 1_600_000_000 * 10**9
         assert isinstance(info["age_ms"], float) and -1000.0 < info["age_ms"] < 60_000.0
-        for key in keys - {"status", "reason", "age_ms"}:
+        for key in keys - {"status", "reason", "age_ms", "freshness"}:
             assert type(info[key]) is int, key
 
 
@@ -242,7 +243,8 @@ def test_bbo_is_the_top_of_one_version(full_speed):
             bbo = reader.bbo(EXCHANGE, market(i))
         except ubdcc_local.ReadContended:
             continue
-        assert set(bbo) == {"bid", "ask", "last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "depth"}
+        assert set(bbo) == {"bid", "ask", "last_update_id", "event_time_ms", "receive_time_ns", "publish_time_ns", "depth",
+                            "changes", "freshness"}
         k = bbo["last_update_id"]
         a = k % 1_000_000
         # Level 0 of pattern version k (shm-layout/src/test_pattern.rs), read at full writer speed.

@@ -213,6 +213,8 @@ mod tests {
             publish_time_ns: 0,
             depth: 10,
             generation: 1,
+            changes: 1,
+            freshness: ubdcc_shm::Freshness::empty(),
         };
         assert_eq!(
             parsed(&bbo(stream, &top)),
