@@ -59,6 +59,19 @@ int main(int argc, char **argv) {
     if (bbo.has_bid && bbo.has_ask)
         printf("best bid %.8f  best ask %.8f  spread %.8f\n", bbo.bid.price, bbo.ask.price, bbo.ask.price - bbo.bid.price);
 
+    /* Sleep (in the kernel, no spinning) until a version newer than the one read is published,
+     * here for at most 1 s; pass the new stamp as last_seen to wait for the one after it. */
+    uint64_t changes = 0;
+    status = ubdcc_wait_for_update(reader, exchange, market, bbo.changes, 1000, &changes);
+    if (status == UBDCC_OK)
+        printf("changed: stamp %llu after %llu\n", (unsigned long long)changes, (unsigned long long)bbo.changes);
+    else if (status == UBDCC_ERR_TIMEOUT)
+        printf("unchanged for 1 s\n");
+    else {
+        ubdcc_reader_close(reader);
+        return report("wait_for_update", status);
+    }
+
     /* Both sides from ONE consistent read: the bids and asks are one version of the book. */
     static ubdcc_level_t bids[1000];
     size_t bid_count = 0, ask_count = 0;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use ubdcc_ffi::*;
 use ubdcc_shm::{
-    BookMeta, BookSides, BookStatus, FillAmount, Level, OutOfSyncReason, RawLevel, SegmentConfig,
-    Side, depth_stats, fill_price, test_pattern,
+    Audit, BookMeta, BookSides, BookStatus, FillAmount, Freshness, Level, OutOfSyncReason,
+    RawLevel, SegmentConfig, Side, depth_stats, fill_price, test_pattern,
 };
 
 /// `target/<profile>`, the parent of the `deps/` holding this test.
@@ -378,6 +378,8 @@ fn c_example_prints_the_top_of_a_book() {
         "{stdout}"
     );
     assert!(stdout.contains("top binance.com PATTERN0 bid "), "{stdout}");
+    // The writer publishes every 100 µs, so the example's wait for a newer version is woken.
+    assert!(stdout.contains("\nchanged: stamp "), "{stdout}");
 
     let (ok, _, stderr) = run(&program, &[&cluster, "binance.com", "NOPE", "3"]);
     assert!(!ok);
@@ -1279,4 +1281,129 @@ fn fill_price_and_depth_stats_equal_the_rust_functions_on_the_book() {
         assert_eq!(status, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
         ubdcc_reader_close(reader);
     }
+}
+
+#[test]
+fn waits_and_the_trust_metadata_reach_c() {
+    let cluster = unique_cluster("wait");
+    let mut writer = SegmentConfig::new(cluster.as_str(), "w")
+        .books(1)
+        .levels_per_side(4)
+        .create()
+        .expect("create segment");
+    let book = writer.add_book("binance.com", "WAIT").expect("add");
+    let asks = [RawLevel {
+        price: 101,
+        quantity: 1,
+    }];
+    let sides = BookSides {
+        price_exponent: -1,
+        quantity_exponent: 0,
+        bids: &[],
+        asks: &asks,
+    };
+    let meta = BookMeta {
+        status: BookStatus::Synced,
+        last_update_id: 9,
+        freshness: Freshness::SNAPSHOT_TIME | Freshness::NO_EXCHANGE_TIME,
+        ..BookMeta::starting()
+    };
+    writer.publish(book, &meta, &sides).expect("publish");
+    let audit = Audit {
+        verified_at_ms: 1_700_000_000_123,
+        audits: 4,
+        audit_mismatches: 1,
+    };
+    writer.publish_audit(book, &audit).expect("audit");
+    writer.heartbeat();
+    let reader = open(&cluster);
+    let (exchange, market) = (
+        CString::new("binance.com").unwrap(),
+        CString::new("WAIT").unwrap(),
+    );
+    let mut info = ubdcc_book_info_t::default();
+    // SAFETY: live reader, valid C strings, `info` valid for a write.
+    let status = unsafe { ubdcc_book_info(reader, exchange.as_ptr(), market.as_ptr(), &mut info) };
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+    assert!(info.changes > 0);
+    assert_eq!(
+        (info.verified_at_ms, info.audits, info.audit_mismatches),
+        (1_700_000_000_123, 4, 1)
+    );
+    assert_eq!(
+        info.freshness,
+        UBDCC_FRESHNESS_SNAPSHOT_TIME | UBDCC_FRESHNESS_NO_EXCHANGE_TIME
+    );
+    assert_eq!(
+        (info.top_hash, info.top_hash_update_id),
+        (ubdcc_shm::top_hash(-1, 0, &[], &asks), 9)
+    );
+
+    // Nothing newer: a timeout, and the output is left alone.
+    let mut changes = 7;
+    // SAFETY: live reader, valid C strings, `changes` valid for a write.
+    let status = unsafe {
+        ubdcc_wait_for_update(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            info.changes,
+            10,
+            &mut changes,
+        )
+    };
+    assert_eq!((status, changes), (ubdcc_status_t::UBDCC_ERR_TIMEOUT, 7));
+
+    // A publish from another thread wakes the wait with the newer stamp.
+    let publisher = std::thread::spawn(move || {
+        writer.publish_meta(book, &meta).expect("publish");
+        writer
+    });
+    // SAFETY: as above.
+    let status = unsafe {
+        ubdcc_wait_for_update(
+            reader,
+            exchange.as_ptr(),
+            market.as_ptr(),
+            info.changes,
+            10_000,
+            &mut changes,
+        )
+    };
+    assert_eq!(status, ubdcc_status_t::UBDCC_OK, "{}", last_error());
+    assert!(changes > info.changes);
+    let writer = publisher.join().expect("publisher");
+
+    // The first wait for any book reports what was published; the next has nothing new.
+    let mut any = 0;
+    // SAFETY: live reader, `any` valid for a write.
+    let status = unsafe { ubdcc_wait_for_any(reader, 10_000, &mut any) };
+    assert_eq!((status, any), (ubdcc_status_t::UBDCC_OK, changes));
+    // SAFETY: as above.
+    let status = unsafe { ubdcc_wait_for_any(reader, 10, &mut any) };
+    assert_eq!(status, ubdcc_status_t::UBDCC_ERR_TIMEOUT);
+
+    // Bad arguments are error codes.
+    let nowhere = CString::new("NOPE").unwrap();
+    // SAFETY: live reader, valid C strings; null outputs are the point.
+    let (missing, null_out, null_reader) = unsafe {
+        (
+            ubdcc_wait_for_update(reader, exchange.as_ptr(), nowhere.as_ptr(), 0, 10, &mut any),
+            ubdcc_wait_for_update(
+                reader,
+                exchange.as_ptr(),
+                market.as_ptr(),
+                0,
+                10,
+                std::ptr::null_mut(),
+            ),
+            ubdcc_wait_for_any(std::ptr::null_mut(), 10, &mut any),
+        )
+    };
+    assert_eq!(missing, ubdcc_status_t::UBDCC_ERR_NOT_FOUND);
+    assert_eq!(null_out, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+    assert_eq!(null_reader, ubdcc_status_t::UBDCC_ERR_NULL_ARGUMENT);
+    drop(writer);
+    // SAFETY: handle from `open`, closed once.
+    unsafe { ubdcc_reader_close(reader) };
 }
