@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Recording's cost at 1000 books x 10 events/s, and replay at 10x (issue 17).
 
-    cargo build --release --bin ubdcc && pip install ./ffi/python
+    cargo build --release --bin ubdcc
     python3 benches/record_load.py [--books-per-family 334] [--rate 10] [--seconds 30] [--speed 10]
 
 Three runs against `ubdcc sim` (pinned to CPU 0), each DCN pinned to CPU 1 (`--cpu 1`: the
@@ -24,10 +24,8 @@ import tempfile
 import threading
 import time
 
-import ubdcc_local
-
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-UBDCC = str(ROOT / "target/release/ubdcc")
+UBDCC = os.environ.get("UBDCC_BIN", str(ROOT / "target/release/ubdcc"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -71,11 +69,15 @@ def dcn(cluster, address, markets, extra=()):
     return proc
 
 
+def synced_books(cluster):
+    listing = subprocess.run([UBDCC, "shm", "list", "--cluster", cluster], capture_output=True, text=True).stdout
+    return sum(1 for line in listing.splitlines() if line.rstrip().endswith(" synced"))
+
+
 def wait_synced(cluster, total, limit=600):
-    reader = ubdcc_local.Reader(cluster)
     started = time.monotonic()
     while time.monotonic() - started < limit:
-        synced = sum(1 for b in reader.list() if b["status"] == "synced")
+        synced = synced_books(cluster)
         print(f"\r  {synced}/{total} books synced after {time.monotonic() - started:.0f} s", end="", flush=True)
         if synced == total:
             print()
@@ -151,7 +153,7 @@ def main():
     elapsed = time.monotonic() - t0
     replay_share = (cpu_seconds(replay.pid) - replay_before) / elapsed
     fresh_share = (cpu_seconds(fresh.pid) - fresh_before) / elapsed
-    synced = sum(1 for b in ubdcc_local.Reader(cluster).list() if b["status"] == "synced")
+    synced = synced_books(cluster)
     stop(fresh)
     stop(replay)
     if "replay finished" in events and "replay clock started" in events:
