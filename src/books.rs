@@ -1,5 +1,6 @@
 //! `ubdcc books`: every DepthCache with its replicas, the status a reader gets, best bid and
-//! ask, age, and its place in its DCN's snapshot queue.
+//! ask, age, when an audit last proved it (and how many audits found it wrong, or that its
+//! replicas disagree), and its place in its DCN's snapshot queue.
 
 use std::fmt::Write as _;
 
@@ -41,7 +42,7 @@ pub fn books_table(client: &ClusterClient) -> Option<String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     let mut out = format!(
-        "{:<30} {:<22} {:>8}  {:<12} {:>14} {:>14} {:>9} {:>6}  {}\n{}\n",
+        "{:<30} {:<22} {:>8}  {:<12} {:>14} {:>14} {:>9} {:>6}  {:<18} {}\n{}\n",
         "EXCHANGE",
         "MARKET",
         "REPLICAS",
@@ -50,8 +51,9 @@ pub fn books_table(client: &ClusterClient) -> Option<String> {
         "BEST ASK",
         "AGE",
         "DEPTH",
+        "VERIFIED",
         "SNAPSHOT QUEUE",
-        "-".repeat(147)
+        "-".repeat(166)
     );
     for record in records(db) {
         let exchange = record["EXCHANGE"].as_str().unwrap_or("");
@@ -85,11 +87,12 @@ pub fn books_table(client: &ClusterClient) -> Option<String> {
             .map_or_else(|| "-".to_owned(), |ms| format!("{ms:.0} ms"));
         writeln!(
             out,
-            "{exchange:<30} {market:<22} {:>8}  {status:<12} {:>14} {:>14} {age:>9} {:>6}  {}",
+            "{exchange:<30} {market:<22} {:>8}  {status:<12} {:>14} {:>14} {age:>9} {:>6}  {:<18} {}",
             format!("{running}/{desired}"),
             level(&bids, "bids"),
             level(&asks, "asks"),
             depth(record),
+            verified(record, now),
             snapshot_queue(record, now),
         )
         .ok();
@@ -108,6 +111,39 @@ fn depth(record: &Value) -> String {
         .filter_map(|entry| entry["DEPTH"].as_u64())
         .max()
         .map_or_else(|| "-".to_owned(), |depth| depth.to_string())
+}
+
+/// When an audit last proved any replica (`12s ago`, `-` when none was audited), with the
+/// audits that found a replica wrong (`, 2 wrong`) and `, replicas disagree` when mgmt found two
+/// replicas with different top levels at the same update id.
+fn verified(record: &Value, now: f64) -> String {
+    let entries: Vec<&Value> = record["DISTRIBUTION"]
+        .as_object()
+        .into_iter()
+        .flat_map(|entries| entries.values())
+        .collect();
+    let last = entries
+        .iter()
+        .filter_map(|entry| entry["VERIFIED_AT"].as_f64())
+        .filter(|at| *at > 0.0)
+        .fold(None, |newest: Option<f64>, at| {
+            Some(newest.map_or(at, |n| n.max(at)))
+        });
+    let mut cell = last.map_or_else(
+        || "-".to_owned(),
+        |at| format!("{}s ago", (now - at).max(0.0).round()),
+    );
+    let wrong: u64 = entries
+        .iter()
+        .filter_map(|entry| entry["AUDIT_MISMATCHES"].as_u64())
+        .sum();
+    if wrong > 0 {
+        write!(cell, ", {wrong} wrong").ok();
+    }
+    if record["REPLICAS_DISAGREE"].is_object() {
+        cell.push_str(", replicas disagree");
+    }
+    cell
 }
 
 /// The replica nearest the front of its DCN's snapshot queue, as `<kind> #<place>, <eta>` (e.g.
@@ -163,6 +199,20 @@ mod tests {
             "c": {"STATUS": "out_of_sync", "DEPTH": 5000}}});
         assert_eq!(depth(&record), "1000");
         assert_eq!(depth(&serde_json::json!({"DISTRIBUTION": {}})), "-");
+    }
+
+    #[test]
+    fn the_verified_cell_shows_the_newest_audit_what_audits_found_and_disagreements() {
+        let record = serde_json::json!({"DISTRIBUTION": {
+            "a": {"STATUS": "running", "VERIFIED_AT": 88.0, "AUDITS": 3, "AUDIT_MISMATCHES": 1},
+            "b": {"STATUS": "running", "VERIFIED_AT": 95.0, "AUDITS": 2, "AUDIT_MISMATCHES": 1}},
+            "REPLICAS_DISAGREE": {"UPDATE_ID": 7, "PODS": ["a", "b"], "SINCE": 90.0}});
+        assert_eq!(
+            verified(&record, 100.0),
+            "5s ago, 2 wrong, replicas disagree"
+        );
+        let never = serde_json::json!({"DISTRIBUTION": {"a": {"STATUS": "running"}}});
+        assert_eq!(verified(&never, 100.0), "-");
     }
 
     #[test]

@@ -468,6 +468,10 @@ pub struct DcnArgs {
     /// seconds (doubling for quiet markets up to an hour); a book that missed events resyncs.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub book_silence_secs: u64,
+    /// Audit each synced book against a REST snapshot at most every this many seconds (0: never),
+    /// from spare request weight only; a book found wrong is replaced without leaving sync.
+    #[arg(long, default_value_t = 30)]
+    pub audit_interval_secs: u64,
     /// Replace each stream connection after this many seconds, opening the new one before
     /// closing the old one (Binance cuts connections at 24 h; the default is 23.5 h).
     #[arg(long, default_value_t = 84_600, value_parser = clap::value_parser!(u64).range(1..=86_000))]

@@ -155,6 +155,8 @@ fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
     config.ping_interval = Duration::from_millis(args.ping_interval_ms);
     config.silence_timeout = Duration::from_millis(args.silence_timeout_ms);
     config.book_silence = Duration::from_secs(args.book_silence_secs.max(1));
+    config.audit_interval =
+        (args.audit_interval_secs > 0).then(|| Duration::from_secs(args.audit_interval_secs));
     config.max_connection_lifetime = Duration::from_secs(args.connection_lifetime_secs.max(1));
     config.api_keys = parse_api_keys(&args.api_key)?;
     config.initial_depth = args.initial_depth;

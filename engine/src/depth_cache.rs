@@ -3,8 +3,11 @@
 //! as out of sync with its reason, so the book is never served stale.
 
 use thiserror::Error;
-use ubdcc_shm::{BookHandle, BookMeta, BookStatus, OutOfSyncReason, Side, WriteError};
+use ubdcc_shm::{
+    Audit, BookHandle, BookMeta, BookStatus, Freshness, OutOfSyncReason, Side, WriteError,
+};
 
+use crate::audit::{CATCH_UP_MARGIN, Coverage, LOGGED_DIFFERENCES, differences};
 use crate::binance::wire::{DiffUpdate, LevelUpdate};
 use crate::book::{BookError, OrderBook};
 use crate::buffer_budget::BufferBudget;
@@ -59,6 +62,21 @@ pub enum NextStep {
     Deepen,
 }
 
+/// How an audit of a synced book ended (see `crate::audit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditStep {
+    /// Still catching up with the live book: keep feeding events.
+    Pending,
+    /// The book agreed with the exchange's on every level both cover.
+    Verified,
+    /// The book disagreed on this many levels; the exchange's book replaced it at the same
+    /// update id, without leaving sync.
+    Repaired(usize),
+    /// The audit could not reach the live book's update id (a snapshot too old for its window,
+    /// a gap or malformed levels in its copy), or the book left sync: no verdict.
+    Failed,
+}
+
 /// A DepthCache could not be created or published.
 #[derive(Debug, Error)]
 pub enum DepthCacheError {
@@ -85,6 +103,14 @@ pub struct DepthCache {
     shadow: Option<Shadow>,
     /// The prices a shallow start covered (`None` for a full one).
     window: Option<Window>,
+    /// The exchange's book being brought to the live update id for an audit (`crate::audit`).
+    audit: Option<Shadow>,
+    /// What audits found so far, as published.
+    audits: Audit,
+    /// The prices the book is known to hold every level of (what an audit can compare).
+    coverage: Coverage,
+    /// The same for the audit's book, from its snapshot.
+    audit_coverage: Coverage,
 }
 
 impl DepthCache {
@@ -135,6 +161,10 @@ impl DepthCache {
             shown: publisher.levels_per_side(),
             shadow: None,
             window: None,
+            audit: None,
+            audits: Audit::default(),
+            coverage: Coverage::default(),
+            audit_coverage: Coverage::default(),
         })
     }
 
@@ -169,10 +199,17 @@ impl DepthCache {
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
         let copy = self.shadow.is_some().then(|| update.clone());
+        let audit_copy = self.audit.is_some().then(|| update.clone());
         let step = self.step_live(update, receive_time_ns, publisher)?;
+        if step != NextStep::Continue {
+            return Ok(step);
+        }
+        if let Some(audit_copy) = audit_copy {
+            self.step_audit(audit_copy, publisher)?;
+        }
         match copy {
-            Some(copy) if step == NextStep::Continue => self.step_shadow(copy, publisher),
-            _ => Ok(step),
+            Some(copy) => self.step_shadow(copy, publisher),
+            None => Ok(step),
         }
     }
 
@@ -208,7 +245,8 @@ impl DepthCache {
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
         let depth = (self.full_depth, Start::Exchange);
-        self.load(snapshot_id, depth, bids, asks, receive_time_ns, publisher)
+        let id = (snapshot_id, None);
+        self.load(id, depth, bids, asks, receive_time_ns, publisher)
     }
 
     /// Steps the book with a starting book complete to `snapshot.depth` levels: a REST snapshot
@@ -253,11 +291,13 @@ impl DepthCache {
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
         let depth = (snapshot.depth as usize).min(self.full_depth);
-        let (id, bids, asks) = (snapshot.last_update_id, &snapshot.bids, &snapshot.asks);
+        let id = (snapshot.last_update_id, snapshot.exchange_time_ms);
+        let (bids, asks) = (&snapshot.bids, &snapshot.asks);
         self.load(id, (depth, start), bids, asks, receive_time_ns, publisher)
     }
 
-    /// `true` while a peer's copy is loaded but no live event has confirmed it yet.
+    /// `true` while a peer's copy (or an options snapshot) is loaded but no live event has
+    /// confirmed it yet.
     fn awaits_confirmation(&self) -> bool {
         !self.meta.status.is_synced()
             && matches!(self.sync.state(), SyncState::AwaitingFirstEvent { .. })
@@ -288,6 +328,129 @@ impl DepthCache {
     /// Drops a deepening under way (its shadow and what it buffered).
     pub fn cancel_deepening(&mut self) {
         self.shadow = None;
+    }
+
+    /// Starts an audit of the synced book (buffering copies of its events from now on, bounded
+    /// by `budget`); the audit's snapshot goes to [`DepthCache::on_audit_snapshot`]. Returns
+    /// `false` when the book cannot be audited now: not synced, shallow (its deepening proves
+    /// it), or already being audited or deepened.
+    pub fn begin_audit(&mut self, budget: BufferBudget) -> bool {
+        if !self.meta.status.is_synced()
+            || self.is_shallow()
+            || self.audit.is_some()
+            || self.shadow.is_some()
+        {
+            return false;
+        }
+        self.audit = Some(Shadow::new(self.exchange.spec().family, budget));
+        true
+    }
+
+    /// Drops an audit under way (its copy and what it buffered); no verdict is recorded.
+    pub fn cancel_audit(&mut self) {
+        self.audit = None;
+    }
+
+    /// `true` while an audit is under way.
+    pub fn is_auditing(&self) -> bool {
+        self.audit.is_some()
+    }
+
+    /// What audits found so far (as published in the book's slot).
+    pub fn audits(&self) -> Audit {
+        self.audits
+    }
+
+    /// Hands the audit's REST snapshot to it; the audit ends as soon as the snapshot's book is
+    /// at the live update id (now, or with a later live event: then [`DepthCache::is_auditing`]
+    /// turns `false` and [`DepthCache::audits`] tells the verdict).
+    ///
+    /// # Errors
+    /// [`DepthCacheError::Segment`] when the book was removed from the segment under it.
+    pub fn on_audit_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        publisher: &mut Publisher,
+    ) -> Result<AuditStep, DepthCacheError> {
+        let live_id = self.meta.last_update_id;
+        let Some(audit) = self.audit.as_mut() else {
+            return Ok(AuditStep::Failed);
+        };
+        let step = audit.on_snapshot(snapshot, self.full_depth, live_id);
+        self.audit_coverage = Coverage::of_snapshot(snapshot, self.full_depth, CATCH_UP_MARGIN);
+        self.after_audit(step, publisher)
+    }
+
+    fn step_audit(
+        &mut self,
+        copy: DiffUpdate,
+        publisher: &mut Publisher,
+    ) -> Result<AuditStep, DepthCacheError> {
+        let live_id = self.meta.last_update_id;
+        let Some(audit) = self.audit.as_mut() else {
+            return Ok(AuditStep::Failed);
+        };
+        let step = audit.on_event(copy, live_id);
+        self.after_audit(step, publisher)
+    }
+
+    fn after_audit(
+        &mut self,
+        step: ShadowStep,
+        publisher: &mut Publisher,
+    ) -> Result<AuditStep, DepthCacheError> {
+        match step {
+            ShadowStep::Pending => Ok(AuditStep::Pending),
+            ShadowStep::Failed => {
+                self.audit = None;
+                Ok(AuditStep::Failed)
+            }
+            ShadowStep::Ready => {
+                let Some(audit) = self.audit.take() else {
+                    return Ok(AuditStep::Failed);
+                };
+                self.judge(audit.into_book(), publisher)
+            }
+        }
+    }
+
+    /// Compares the live book with the exchange's at the same update id; on a mismatch the
+    /// exchange's replaces it, published whole between two events (readers see it synced
+    /// throughout). Counts and publishes the audit either way.
+    fn judge(
+        &mut self,
+        exchanges: OrderBook,
+        publisher: &mut Publisher,
+    ) -> Result<AuditStep, DepthCacheError> {
+        let found = differences(
+            (&self.book, self.coverage),
+            (&exchanges, self.audit_coverage),
+        );
+        self.audits.audits = self.audits.audits.saturating_add(1);
+        self.audits.verified_at_ms = crate::clock::unix_now_ns() / 1_000_000;
+        if found.is_empty() {
+            publisher
+                .writer()
+                .publish_audit(self.handle, &self.audits)?;
+            return Ok(AuditStep::Verified);
+        }
+        self.audits.audit_mismatches = self.audits.audit_mismatches.saturating_add(1);
+        let logged: Vec<String> = found
+            .iter()
+            .take(LOGGED_DIFFERENCES)
+            .map(ToString::to_string)
+            .collect();
+        tracing::warn!(exchange = %self.exchange, symbol = %self.symbol, update_id = self.meta.last_update_id, differing = found.len(), levels = ?logged, "audit found the book wrong; replaced by the exchange's at the same update id");
+        self.book = exchanges;
+        self.book.set_depth(self.full_depth);
+        self.coverage = self.audit_coverage;
+        self.window = None;
+        self.cover(publisher);
+        publisher.publish(self.handle, &self.meta, &mut self.book)?;
+        publisher
+            .writer()
+            .publish_audit(self.handle, &self.audits)?;
+        Ok(AuditStep::Repaired(found.len()))
     }
 
     /// Hands a deeper snapshot (or a peer's deeper copy) to the book's shadow; the book is
@@ -358,9 +521,11 @@ impl DepthCache {
         }
     }
 
+    /// Loads a starting book: `snapshot_id` with the exchange's time of it (see
+    /// [`Snapshot::exchange_time_ms`]), of `depth` levels from `start`.
     fn load(
         &mut self,
-        snapshot_id: u64,
+        (snapshot_id, exchange_time_ms): (u64, Option<u64>),
         (depth, start): (usize, Start),
         bids: &[LevelUpdate],
         asks: &[LevelUpdate],
@@ -384,20 +549,33 @@ impl DepthCache {
         // begun before it.
         self.book = OrderBook::new(depth);
         self.shadow = None;
+        self.audit = None;
         if self.apply_levels(bids, asks).is_err() {
             self.sync.restart();
             return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
         }
         self.book.trim();
+        self.coverage = Coverage::of_loaded(&self.book);
         self.window = (depth < self.readable_depth()).then(|| Window::of(&self.book));
         self.cover(publisher);
         self.meta.last_update_id = snapshot_id;
         // The book is the exchange's state as of the snapshot: until an event follows, its time
-        // is when the snapshot arrived (spot snapshots carry none), never an earlier episode's.
-        self.meta.event_time_ms = receive_time_ns / 1_000_000;
-        if events.is_empty() && start == Start::Peer {
-            // Loaded, not served: the first live event decides (see `on_peer_copy`).
+        // is the snapshot's own (`T` or `E`), or none (0) when the exchange gives none (spot):
+        // never when the snapshot arrived, which would make a lagging snapshot look fresh, and
+        // never an earlier episode's.
+        self.meta.event_time_ms = exchange_time_ms.unwrap_or(0);
+        self.meta.freshness = match exchange_time_ms {
+            Some(_) => Freshness::SNAPSHOT_TIME,
+            None => Freshness::SNAPSHOT_TIME | Freshness::NO_EXCHANGE_TIME,
+        };
+        if events.is_empty() && (start == Start::Peer || self.exchange.is_options()) {
+            // Loaded, not served: the first live event decides (see `on_peer_copy`). Options
+            // snapshots lag the stream by up to ~30 s (§4.4): served alone, the book could be
+            // that old and miss updates while it claims to be synced.
             return Ok(NextStep::Continue);
+        }
+        if events.is_empty() && self.restart_if_crossed() {
+            return self.lose_sync(OutOfSyncReason::Crossed, publisher);
         }
         if events.is_empty() {
             // The stream was live before the snapshot was asked for and has brought nothing
@@ -487,18 +665,52 @@ impl DepthCache {
                 return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
             }
             // The orphan rule after every event, not only every message batch.
-            self.book.trim();
+            self.trim();
             self.meta.last_update_id = event.ids.last;
             self.meta.event_time_ms = event.event_time_ms;
+            // The event's own `E` from now on.
+            self.meta.freshness = Freshness::empty();
         }
         if matches!(self.sync.state(), SyncState::Buffering) {
             return Ok(NextStep::Continue);
+        }
+        if self.restart_if_crossed() {
+            return self.lose_sync(OutOfSyncReason::Crossed, publisher);
         }
         self.meta.status = BookStatus::Synced;
         self.meta.receive_time_ns = receive_time_ns;
         self.cover(publisher);
         publisher.publish(self.handle, &self.meta, &mut self.book)?;
         Ok(NextStep::Continue)
+    }
+
+    /// Whether the book is crossed (see [`crossed_at`]); if it is, the sync machine starts over
+    /// (a crossed book is never published as synced) and the prices are logged.
+    fn restart_if_crossed(&mut self) -> bool {
+        let Some((bid, ask)) = crossed_at(&self.book) else {
+            return false;
+        };
+        let exponent = self.book.price_exponent();
+        let (bid, ask) = (
+            ubdcc_shm::Decimal::new(bid, exponent),
+            ubdcc_shm::Decimal::new(ask, exponent),
+        );
+        tracing::warn!(exchange = %self.exchange, symbol = %self.symbol, %bid, %ask, update_id = self.meta.last_update_id, "crossed book; resyncing");
+        self.sync.restart();
+        true
+    }
+
+    /// Trims the book to its depth (the orphan rule); a side that lost levels to it is known
+    /// only down to its worst kept level from now on (see `crate::audit::Coverage`).
+    fn trim(&mut self) {
+        let depth = self.book.depth();
+        let over = [Side::Bids, Side::Asks].map(|side| self.book.len(side) > depth);
+        self.book.trim();
+        for (side, over) in [Side::Bids, Side::Asks].into_iter().zip(over) {
+            if over {
+                self.coverage.trimmed(&self.book, side);
+            }
+        }
     }
 
     /// Sets the depth readers are promised: the snapshot's (at most the segment's levels), or
@@ -537,6 +749,7 @@ impl DepthCache {
             self.meta.resyncs += 1;
         }
         self.shadow = None;
+        self.audit = None;
         if reason == OutOfSyncReason::Gap {
             self.meta.gaps += 1;
         }
@@ -559,5 +772,15 @@ fn reason_of(error: &SyncError) -> OutOfSyncReason {
     match error {
         SyncError::Gap { .. } => OutOfSyncReason::Gap,
         SyncError::MissingPreviousId { .. } => OutOfSyncReason::MalformedMessage,
+        SyncError::Backwards { .. } => OutOfSyncReason::IdsBackwards,
     }
+}
+
+/// The best bid and ask prices (mantissas at the book's one price exponent) when the bid has
+/// reached the ask: no exchange book is ever like that, so a missed update or a change the
+/// exchange never announced put it there.
+fn crossed_at(book: &OrderBook) -> Option<(u64, u64)> {
+    let bid = book.level(Side::Bids, 0)?.price;
+    let ask = book.level(Side::Asks, 0)?.price;
+    (bid >= ask).then_some((bid, ask))
 }

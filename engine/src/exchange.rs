@@ -298,7 +298,8 @@ impl Exchange {
         })
     }
 
-    fn is_options(&self) -> bool {
+    /// `true` for the options exchanges, whose snapshots lag the stream (§4.4).
+    pub(crate) fn is_options(&self) -> bool {
         matches!(
             self,
             Self::BinanceComVanillaOptions | Self::BinanceComVanillaOptionsTestnet

@@ -26,6 +26,7 @@
 //! Data flows one way: exchange → connection / scheduler → node → [`DepthCache`] → shared memory.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod ban_board;
 pub mod binance;
 mod book;
@@ -49,8 +50,8 @@ pub use book::{BookError, OrderBook};
 pub use buffer_budget::BufferBudget;
 pub use clock::unix_now_ns;
 pub use depth_cache::{
-    BUFFER_BYTES_PER_BOOK, BUFFER_BYTES_PER_NODE, BufferLimits, DepthCache, DepthCacheError,
-    NextStep,
+    AuditStep, BUFFER_BYTES_PER_BOOK, BUFFER_BYTES_PER_NODE, BufferLimits, DepthCache,
+    DepthCacheError, NextStep,
 };
 pub use exchange::{
     EXCHANGES, EndpointOverrides, Endpoints, Exchange, ExchangeError, ExchangeSpec, is_valid_symbol,

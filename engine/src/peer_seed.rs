@@ -344,6 +344,7 @@ fn snapshot_of(copy: &BookCopy) -> Snapshot {
         depth: copy.info.depth,
         bids: levels(&copy.bids),
         asks: levels(&copy.asks),
+        exchange_time_ms: (copy.info.event_time_ms > 0).then_some(copy.info.event_time_ms),
     }
 }
 

@@ -15,7 +15,8 @@
 //! 2. **new**: a book that has not synced yet;
 //! 3. **verify**: a check of a quiet synced book (or a recheck of a delisted market). It can
 //!    wait, so it spends only *spare* weight ([`WeightBudget::try_spend_spare`]): half the
-//!    budget stays reserved for the first two queues, and one download slot per endpoint too.
+//!    budget stays reserved for the first two queues, and one download slot per endpoint too;
+//! 4. **deepen** and 5. **audit** (issue 16): spare weight too, after the verifications.
 //!
 //! Within a queue books are served first come, first served, one request per book (asking again
 //! keeps the book's place; a verification whose book loses sync moves to the resync queue), so
@@ -88,19 +89,29 @@ pub enum SnapshotKind {
     /// from spare weight, after the verifications (a silent stream is worse than a shallow book,
     /// whose readers are served within the depth it has meanwhile).
     Deepen,
+    /// An audit of a synced book (issue 16, `crate::audit`): only from spare weight, after
+    /// everything else (it proves a book already served as right).
+    Audit,
 }
 
 impl SnapshotKind {
     /// Every kind, most urgent first.
-    pub const ALL: [Self; 4] = [Self::Resync, Self::New, Self::Verify, Self::Deepen];
+    pub const ALL: [Self; 5] = [
+        Self::Resync,
+        Self::New,
+        Self::Verify,
+        Self::Deepen,
+        Self::Audit,
+    ];
 
-    /// `resync`, `new` or `verify` (metrics labels, the cluster's views).
+    /// `resync`, `new`, `verify`, `deepen` or `audit` (metrics labels, the cluster's views).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Resync => "resync",
             Self::New => "new",
             Self::Deepen => "deepen",
             Self::Verify => "verify",
+            Self::Audit => "audit",
         }
     }
 
@@ -110,13 +121,14 @@ impl SnapshotKind {
             Self::New => 1,
             Self::Verify => 2,
             Self::Deepen => 3,
+            Self::Audit => 4,
         }
     }
 
     const fn is_urgent(self) -> bool {
         match self {
             Self::Resync | Self::New => true,
-            Self::Deepen | Self::Verify => false,
+            Self::Deepen | Self::Verify | Self::Audit => false,
         }
     }
 }
@@ -150,6 +162,10 @@ pub struct Snapshot {
     pub bids: Vec<LevelUpdate>,
     /// Asks.
     pub asks: Vec<LevelUpdate>,
+    /// The exchange's time of the book it shows, Unix ms: the snapshot's `T` (the last
+    /// transaction in it) or else its `E`; a peer's copy carries its book's event time. `None`
+    /// when the exchange gives none (spot snapshots carry no time).
+    pub exchange_time_ms: Option<u64>,
 }
 
 /// A snapshot download failed; the book stays out of sync and is requested again.
@@ -849,6 +865,7 @@ pub(crate) fn parse_snapshot(body: &mut [u8], depth: u32) -> Result<Snapshot, Wi
         depth,
         bids: parse_levels(&snapshot.bids)?,
         asks: parse_levels(&snapshot.asks)?,
+        exchange_time_ms: snapshot.transaction_time_ms.or(snapshot.event_time_ms),
     })
 }
 

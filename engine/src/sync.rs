@@ -13,6 +13,13 @@
 //! - Options snapshots lag the stream (§4.4), so a snapshot that is too old keeps the buffered
 //!   events a later snapshot may still align with.
 //!
+//! - Ids that move backwards (an exchange-side reset) are not a duplicate to ignore forever:
+//!   duplicates come in short runs, so [`MAX_IGNORED_IN_A_ROW`] ignored events in a row mean the
+//!   stream no longer follows the book: [`SyncError::Backwards`], a resync. (An event older than
+//!   the book's snapshot alone proves nothing: a handover's successor replays what it held, which
+//!   may predate a snapshot taken meanwhile.) The node's silence check catches a reset sooner:
+//!   ignored events do not count as a live stream, and a snapshot older than the book is one.
+//!
 //! The buffer is bounded twice: per book (events and bytes: a window that keeps the newest) and
 //! per node (a [`BufferBudget`] shared by every book). A book the shared budget cannot serve
 //! drops its buffer and says so ([`EventStep::Overflow`]).
@@ -22,6 +29,12 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 use crate::buffer_budget::BufferBudget;
+
+/// Events a synced book may ignore in a row before it takes the stream for one that went
+/// backwards. Duplicates are normal on Binance, but in short runs: a handover's successor replays
+/// what it held while subscribing, at most its 60 s deadline (600 events of a 10 events/s
+/// stream, usually a few seconds' worth); 1 000 is beyond that.
+pub const MAX_IGNORED_IN_A_ROW: u32 = 1_000;
 
 /// Which set of sync rules an exchange follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +76,16 @@ pub enum SyncError {
         /// The rule the event broke, with the id it needed.
         rule: GapRule,
         /// What the event carried (`U` for spot, `pu` for futures).
+        got: u64,
+    },
+    /// The stream's update ids went backwards (an exchange-side reset).
+    #[error(
+        "update ids went backwards: the book synced from {synced_from}, the event ends at {got}"
+    )]
+    Backwards {
+        /// The snapshot id the book synced from.
+        synced_from: u64,
+        /// The event's `u`.
         got: u64,
     },
     /// A futures or options event had no `pu`.
@@ -157,6 +180,11 @@ pub struct BookSync<E> {
     bytes: usize,
     capacity_bytes: usize,
     budget: BufferBudget,
+    /// The `lastUpdateId` of the snapshot the book was last loaded from (what a
+    /// [`SyncError::Backwards`] reports beside the event's id).
+    synced_from: u64,
+    /// Events ignored since the last one applied.
+    ignored_in_a_row: u32,
 }
 
 impl<E> Drop for BookSync<E> {
@@ -176,6 +204,8 @@ impl<E: DiffEvent> BookSync<E> {
             bytes: 0,
             capacity_bytes: usize::MAX,
             budget: BufferBudget::unlimited(),
+            synced_from: 0,
+            ignored_in_a_row: 0,
         }
     }
 
@@ -241,6 +271,7 @@ impl<E: DiffEvent> BookSync<E> {
         });
         self.give_back(dropped);
         let Some(first) = self.buffer.front().map(DiffEvent::update_ids) else {
+            self.loaded_from(snapshot_id);
             self.state = SyncState::AwaitingFirstEvent { snapshot_id };
             return SnapshotStep::Load(Vec::new());
         };
@@ -262,10 +293,35 @@ impl<E: DiffEvent> BookSync<E> {
                 Err(error) => return self.fail(error),
             }
         }
+        self.loaded_from(snapshot_id);
         self.state = SyncState::Synced {
             last_update_id: last,
         };
         SnapshotStep::Load(ready)
+    }
+
+    fn loaded_from(&mut self, snapshot_id: u64) {
+        self.synced_from = snapshot_id;
+        self.ignored_in_a_row = 0;
+    }
+
+    /// An event the rules ignore: a duplicate, unless it is one too many in a row (see the
+    /// module doc); then the book resyncs.
+    fn ignore(&mut self, ids: UpdateIds) -> EventStep<E> {
+        self.ignored_in_a_row += 1;
+        if self.ignored_in_a_row < MAX_IGNORED_IN_A_ROW {
+            return EventStep::Ignore;
+        }
+        self.went_backwards(ids)
+    }
+
+    fn went_backwards(&mut self, ids: UpdateIds) -> EventStep<E> {
+        let error = SyncError::Backwards {
+            synced_from: self.synced_from,
+            got: ids.last,
+        };
+        self.restart();
+        EventStep::Resync(error)
     }
 
     fn buffer_event(&mut self, event: E) -> EventStep<E> {
@@ -317,8 +373,15 @@ impl<E: DiffEvent> BookSync<E> {
     fn first_event(&mut self, snapshot_id: u64, event: E) -> EventStep<E> {
         let ids = event.update_ids();
         if is_before_snapshot(self.family, ids, snapshot_id) {
-            return EventStep::Ignore;
+            // Events older than the snapshot may still be in flight for a moment; a long run of
+            // them is a stream that went backwards.
+            self.ignored_in_a_row += 1;
+            if self.ignored_in_a_row < MAX_IGNORED_IN_A_ROW {
+                return EventStep::Ignore;
+            }
+            return self.went_backwards(ids);
         }
+        self.ignored_in_a_row = 0;
         if !spans_snapshot(self.family, ids, snapshot_id) {
             self.state = SyncState::Buffering;
             self.clear_buffer();
@@ -336,12 +399,13 @@ impl<E: DiffEvent> BookSync<E> {
     fn next_event(&mut self, last_update_id: u64, event: E) -> EventStep<E> {
         match check_next(self.family, last_update_id, event.update_ids()) {
             Ok(Next::Apply) => {
+                self.ignored_in_a_row = 0;
                 self.state = SyncState::Synced {
                     last_update_id: event.update_ids().last,
                 };
                 EventStep::Apply(event)
             }
-            Ok(Next::Ignore) => EventStep::Ignore,
+            Ok(Next::Ignore) => self.ignore(event.update_ids()),
             Err(error) => {
                 self.restart();
                 EventStep::Resync(error)
@@ -838,5 +902,37 @@ mod tests {
         assert_eq!(budget.used(), size());
         drop(dropped);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_long_run_of_ignored_events_is_ids_going_backwards() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(101, 200));
+        loaded(sync.on_snapshot(100));
+        // Within the book's own past (>= 100, < 200): duplicates, until too many in a row.
+        for _ in 1..MAX_IGNORED_IN_A_ROW {
+            assert_eq!(sync.on_event(spot(150, 160)), EventStep::Ignore);
+        }
+        assert!(matches!(
+            sync.on_event(spot(150, 160)),
+            EventStep::Resync(SyncError::Backwards { got: 160, .. })
+        ));
+    }
+
+    #[test]
+    fn an_applied_event_ends_a_run_of_ignored_ones() {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event(spot(101, 200));
+        loaded(sync.on_snapshot(100));
+        for round in 0..3u64 {
+            for _ in 1..MAX_IGNORED_IN_A_ROW {
+                assert_eq!(sync.on_event(spot(150, 160)), EventStep::Ignore);
+            }
+            let next = 201 + round;
+            assert_eq!(
+                sync.on_event(spot(next, next)),
+                EventStep::Apply(spot(next, next))
+            );
+        }
     }
 }

@@ -29,6 +29,7 @@ fn copy(id: u64, levels: usize) -> Snapshot {
         depth: levels as u32,
         bids: (0..levels as u64).map(|i| level(100 - i, 0)).collect(),
         asks: (0..levels as u64).map(|i| level(101 + i, 0)).collect(),
+        exchange_time_ms: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn snapshot(id: u64, depth: usize) -> Snapshot {
         depth: depth as u32,
         bids: ladder(Side::Bids, depth),
         asks: ladder(Side::Asks, depth),
+        exchange_time_ms: None,
     }
 }
 

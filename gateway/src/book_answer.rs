@@ -5,7 +5,13 @@
 //! cluster on its host), so both answer with exactly the same bytes.
 //!
 //! The body keeps the original's alphabetical key order:
-//! `{"age_ms":..,"asks":[[p,q],..],"event":"GET_ASKS","event_time":..,"last_update_id":..,"result":"OK"}`.
+//! `{"age_ms":..,"asks":[[p,q],..],"event":"GET_ASKS","event_time":..,"last_update_id":..,"receive_age_ms":..,"result":"OK"}`.
+//!
+//! Freshness (issue 16): `age_ms` counts from the exchange's time of the book (`event_time`, the
+//! last event's `E` or the snapshot's own `T`/`E`), so a DCN that falls behind serves old events
+//! and reads as old; `receive_age_ms` counts from when the DCN received it. A book with no
+//! exchange time (`event_time` 0: a spot book served from its snapshot alone, whose snapshot
+//! carries none) counts `age_ms` from its receive time. `max_age_ms` judges `age_ms`.
 //! A book that started from a shallow snapshot (issue 12) covers fewer levels than the full
 //! 1 000 until it is deepened: a read with `limit_count` beyond its depth is #1115, and any
 //! other read of it carries `"partial_depth":N` (before `result`), so no answer is silently short.
@@ -120,17 +126,26 @@ pub(crate) fn check_fresh_and_deep(
     Ok(())
 }
 
-/// Milliseconds since the book's current version was published, microsecond resolution.
+/// Milliseconds since the exchange's time of the book, microsecond resolution; from its receive
+/// time when the exchange gave none (see the module doc). 0 when the exchange's clock is ahead.
 pub fn age_ms(info: &BookInfo) -> f64 {
-    age_ms_of(info.publish_time_ns)
+    if info.event_time_ms == 0 {
+        return receive_age_ms(info);
+    }
+    age_ms_of(info.event_time_ms.saturating_mul(1_000_000))
 }
 
-/// Milliseconds since `publish_time_ns` (Unix ns), microsecond resolution.
-pub(crate) fn age_ms_of(publish_time_ns: u64) -> f64 {
+/// Milliseconds since the DCN received the book's last event (or its snapshot).
+pub fn receive_age_ms(info: &BookInfo) -> f64 {
+    age_ms_of(info.receive_time_ns)
+}
+
+/// Milliseconds since `time_ns` (Unix ns), microsecond resolution; 0 for a time ahead of ours.
+pub(crate) fn age_ms_of(time_ns: u64) -> f64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    (now.saturating_sub(u128::from(publish_time_ns)) as f64 / 1e3).round() / 1e3
+    (now.saturating_sub(u128::from(time_ns)) as f64 / 1e3).round() / 1e3
 }
 
 pub(crate) fn read_error(error: &ReadError, request: &BookRequest, event: &str) -> ApiError {
@@ -198,6 +213,8 @@ pub fn body(
     if let Some(depth) = partial_depth {
         write!(out, ",\"partial_depth\":{depth}").ok();
     }
+    out.extend_from_slice(b",\"receive_age_ms\":");
+    out.extend_from_slice(floats.format(receive_age_ms(info)).as_bytes());
     out.extend_from_slice(b",\"result\":\"OK\"}");
     out
 }
@@ -245,6 +262,34 @@ mod tests {
     }
 
     #[test]
+    fn age_counts_from_the_exchanges_time_and_receive_age_from_the_dcns() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // Received a moment ago, but the exchange's time is a minute back: a lagging DCN.
+        let lagging = BookInfo {
+            event_time_ms: now_ms - 60_000,
+            receive_time_ns: now_ms * 1_000_000,
+            ..info()
+        };
+        assert!(age_ms(&lagging) >= 60_000.0, "{}", age_ms(&lagging));
+        assert!(receive_age_ms(&lagging) < 60_000.0);
+        // No exchange time: the receive time stands in.
+        let snapshot_only = BookInfo {
+            event_time_ms: 0,
+            ..lagging
+        };
+        assert!(age_ms(&snapshot_only) < 60_000.0);
+        // An exchange clock ahead of ours is not a negative age.
+        let ahead = BookInfo {
+            event_time_ms: now_ms + 60_000,
+            ..info()
+        };
+        assert_eq!(age_ms(&ahead), 0.0);
+    }
+
+    #[test]
     fn the_body_is_valid_json_with_the_original_keys_and_exact_floats() {
         let levels = [
             Level {
@@ -270,6 +315,7 @@ mod tests {
             assert_eq!(value["last_update_id"], 42);
             assert_eq!(value["event_time"], 1_700_000_000_123u64);
             assert!(value["age_ms"].as_f64().unwrap() > 0.0);
+            assert!(value["receive_age_ms"].as_f64().is_some());
             assert_eq!(value.get("debug").is_some(), debug.is_some());
             assert_eq!(value["partial_depth"].as_u64(), partial.map(u64::from));
             // Keys already in sorted order: re-serializing the parsed map gives the same order.

@@ -105,6 +105,7 @@ fn book_metrics(reader: &mut ClusterReader, out: &mut String) {
     let listings = reader.list();
     let (mut status, mut resyncs, mut gaps, mut updates, mut ages) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut audits, mut mismatches, mut verified) = (Vec::new(), Vec::new(), Vec::new());
     for listing in &listings {
         let labels = format!(
             "exchange=\"{}\",market=\"{}\"",
@@ -121,6 +122,12 @@ fn book_metrics(reader: &mut ClusterReader, out: &mut String) {
             resyncs.push((labels.clone(), f64::from(info.resyncs)));
             gaps.push((labels.clone(), f64::from(info.gaps)));
             updates.push((labels.clone(), info.updates as f64));
+            audits.push((labels.clone(), f64::from(info.audit.audits)));
+            mismatches.push((labels.clone(), f64::from(info.audit.audit_mismatches)));
+            if info.audit.verified_at_ms > 0 {
+                let verified_ns = info.audit.verified_at_ms.saturating_mul(1_000_000);
+                verified.push((labels.clone(), book_answer::age_ms_of(verified_ns) / 1e3));
+            }
             ages.push((labels, book_answer::age_ms(&info) / 1e3));
         }
     }
@@ -156,8 +163,29 @@ fn book_metrics(reader: &mut ClusterReader, out: &mut String) {
         out,
         "ubdcc_book_age_seconds",
         "gauge",
-        "Seconds since each book was last published.",
+        "Seconds since the exchange's time of each book (its last event's, or its snapshot's).",
         &ages,
+    );
+    family(
+        out,
+        "ubdcc_book_audits_total",
+        "counter",
+        "Audits of each book against a REST snapshot at the same update id.",
+        &audits,
+    );
+    family(
+        out,
+        "ubdcc_book_audit_mismatches_total",
+        "counter",
+        "Audits that found each book wrong (it was replaced by the exchange's without a resync).",
+        &mismatches,
+    );
+    family(
+        out,
+        "ubdcc_book_verified_age_seconds",
+        "gauge",
+        "Seconds since an audit last proved each book (absent: never audited).",
+        &verified,
     );
     let heartbeat: Vec<(String, f64)> = reader
         .segments()

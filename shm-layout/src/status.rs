@@ -42,6 +42,12 @@ pub enum OutOfSyncReason {
     /// The book's buffered events exceeded what its DCN allows all books to hold while they wait
     /// for snapshots; the buffer was dropped and refills until the snapshot asked for arrives.
     BufferOverflow = 11,
+    /// The book's best bid reached its best ask (a crossed book): an update was missed or the
+    /// exchange changed the book without one. Never served; resynced at once.
+    Crossed = 12,
+    /// The diff stream's update ids went backwards (an exchange-side reset): the events no
+    /// longer follow the book, which is resynced from a new snapshot.
+    IdsBackwards = 13,
 }
 
 impl OutOfSyncReason {
@@ -60,6 +66,8 @@ impl OutOfSyncReason {
             Self::Delisted => "market not listed by the exchange",
             Self::SubscriptionRefused => "subscription refused",
             Self::BufferOverflow => "event buffer overflow",
+            Self::Crossed => "crossed",
+            Self::IdsBackwards => "update ids went backwards",
         }
     }
 
@@ -76,6 +84,8 @@ impl OutOfSyncReason {
             9 => Self::Delisted,
             10 => Self::SubscriptionRefused,
             11 => Self::BufferOverflow,
+            12 => Self::Crossed,
+            13 => Self::IdsBackwards,
             // Codes a newer minor version added are still "out of sync", just unnamed here.
             _ => Self::Unspecified,
         }
@@ -176,6 +186,8 @@ mod tests {
             BookStatus::OutOfSync(OutOfSyncReason::Delisted),
             BookStatus::OutOfSync(OutOfSyncReason::SubscriptionRefused),
             BookStatus::OutOfSync(OutOfSyncReason::BufferOverflow),
+            BookStatus::OutOfSync(OutOfSyncReason::Crossed),
+            BookStatus::OutOfSync(OutOfSyncReason::IdsBackwards),
         ] {
             assert_eq!(BookStatus::from_word(status.to_word()), Some(status));
         }

@@ -19,3 +19,7 @@ mod shared_ban;
 mod snapshots;
 mod start;
 mod sync;
+mod trust_audit;
+mod trust_freshness;
+mod trust_invariants;
+mod trust_replicas;

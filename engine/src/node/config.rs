@@ -10,6 +10,10 @@ use crate::exchange::{EndpointOverrides, Exchange};
 use crate::peer_seed::PeerDirectory;
 use crate::snapshot::SNAPSHOT_LIMIT;
 
+/// How often at most a book is audited by default: the issue's floor (50 books on one DCN each
+/// audited within a minute); with many books spare weight sets the pace, not this.
+pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Settings of a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -55,6 +59,9 @@ pub struct NodeConfig {
     pub peer_seeding: bool,
     /// The peers of each book and the credentials for them, kept current by the DCN's agent.
     pub peers: PeerDirectory,
+    /// Audit each synced book against a REST snapshot at most this often, from spare weight only
+    /// (issue 16; `None`: never). A book's first audit comes one interval after it synced.
+    pub audit_interval: Option<Duration>,
     /// Record raw frames, starting books and sync markers (`ubdcc dcn --record DIR`).
     pub record: Option<crate::record::Recorder>,
 }
@@ -84,6 +91,7 @@ impl NodeConfig {
             initial_depth: SNAPSHOT_LIMIT,
             peer_seeding: true,
             peers: PeerDirectory::default(),
+            audit_interval: Some(DEFAULT_AUDIT_INTERVAL),
             record: None,
         }
     }

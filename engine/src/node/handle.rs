@@ -97,6 +97,14 @@ pub enum NodeCommand {
     },
     /// Report every book.
     List(oneshot::Sender<Vec<BookReport>>),
+    /// Audit a book as soon as spare weight allows, whatever its audit interval (its replicas
+    /// disagree, issue 16). An unknown book is ignored.
+    Audit {
+        /// Exchange.
+        exchange: Exchange,
+        /// Symbol.
+        symbol: String,
+    },
 }
 
 /// A handle to send commands to a running node.
@@ -176,6 +184,18 @@ impl NodeHandle {
             })
             .map_err(|_| NodeError::Stopped)?;
         answer.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Asks for an audit of a book as soon as spare weight allows (see [`NodeCommand::Audit`]);
+    /// a stopped node or an unknown book makes it a no-op.
+    pub fn audit_now(&self, exchange: Exchange, symbol: &str) {
+        // A stopped node has nothing left to audit.
+        self.commands
+            .send(NodeCommand::Audit {
+                exchange,
+                symbol: symbol.to_owned(),
+            })
+            .ok();
     }
 
     /// Every book and its state.

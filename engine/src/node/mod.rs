@@ -7,13 +7,15 @@
 //! readers stop trusting its books.
 //!
 //! Files: `config` (settings, book specs), `handle` (the [`NodeHandle`], commands, errors),
-//! `timers` (retries, silence checks, refreshes, delisted markets), this file (the loop and its
+//! `timers` (retries, silence checks, refreshes, delisted markets), `audits` (when books are
+//! audited, issue 16), this file (the loop and its
 //! event handlers, one method per `select!` arm).
 //!
 //! The loop also watches its tasks: should the scheduler or a connection that still carries books
 //! end or panic, [`Node::run`] stops with [`NodeError::TaskEnded`] (and the DCN process exits
 //! non-zero, to be restarted) rather than keep books that can never resync.
 
+mod audits;
 mod config;
 mod handle;
 mod seeding;
@@ -78,6 +80,8 @@ struct Entry {
     silence_threshold: Duration,
     /// A verification snapshot is on its way.
     verifying: bool,
+    /// The book's update id when its verification was asked for.
+    verify_from: u64,
     /// The sync episode: bumped whenever the book loses sync, so snapshots asked for in an
     /// earlier episode (before a disconnect, say) are recognised and dropped.
     epoch: u64,
@@ -87,6 +91,25 @@ struct Entry {
     deepening: bool,
     /// Where seeding from peers stands in this episode.
     seed: seeding::SeedState,
+    /// Where the book's audit stands (see `audits`).
+    audit: AuditState,
+    /// When the book's last audit ended (`None`: never).
+    audited_at: Option<Instant>,
+    /// Events applied since then: the busiest books are audited first.
+    events_since_audit: u64,
+    /// An audit was asked for from outside (its replicas disagree): due at once.
+    audit_wanted: bool,
+}
+
+/// Where a book's audit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AuditState {
+    /// None under way.
+    Idle,
+    /// Its snapshot is asked for.
+    Requested,
+    /// Its snapshot arrived and is catching up with the live book's update id.
+    CatchingUp,
 }
 
 impl Entry {
@@ -96,6 +119,8 @@ impl Entry {
         self.synced_since = None;
         self.verifying = false;
         self.deepening = false;
+        // The book drops its audit itself when it loses sync.
+        self.audit = AuditState::Idle;
         // The seed state lives on until the book is synced (see `seeding::SeedState`).
     }
 }
@@ -148,6 +173,8 @@ pub struct Node {
     shadow_budget: BufferBudget,
     /// When a new book's snapshot was last asked for (deepening waits for a quiet moment).
     last_new_request: Option<Instant>,
+    /// What the audits' copies of live events may buffer together (like the shadows').
+    audit_budget: BufferBudget,
 }
 
 impl Node {
@@ -212,6 +239,7 @@ impl Node {
             seed_rx,
             shadow_budget: BufferBudget::new(SHADOW_BYTES_PER_NODE),
             last_new_request: None,
+            audit_budget: BufferBudget::new(SHADOW_BYTES_PER_NODE),
         };
         Ok((
             node,
@@ -274,6 +302,7 @@ impl Node {
                 _ = housekeeping.tick() => {
                     self.refresh_due();
                     self.silence_due();
+                    self.audit_due();
                 }
                 () = sleep_until(next_retry.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if next_retry.is_some() => self.retry_due(),
             }
@@ -319,6 +348,7 @@ impl Node {
             } => {
                 reply.send(self.remove(exchange, &symbol)).ok();
             }
+            NodeCommand::Audit { exchange, symbol } => self.want_audit(exchange, &symbol),
             NodeCommand::List(reply) => {
                 let reports = self
                     .books
@@ -391,10 +421,15 @@ impl Node {
                 last_event: Instant::now(),
                 silence_threshold: self.config.book_silence,
                 verifying: false,
+                verify_from: 0,
                 epoch: 0,
                 stream,
                 deepening: false,
                 seed: seeding::SeedState::default(),
+                audit: AuditState::Idle,
+                audited_at: None,
+                events_since_audit: 0,
+                audit_wanted: false,
             },
         );
         Ok(())
@@ -477,11 +512,19 @@ impl Node {
                 let Some(entry) = self.books.get_mut(&book) else {
                     return;
                 };
-                entry.last_event = Instant::now();
+                let before = entry.cache.meta().last_update_id;
                 let step = entry
                     .cache
                     .on_update(update, received_ns, &mut self.publisher);
+                // Only an event that moved the book proves its stream alive: a stream whose ids
+                // went backwards brings nothing but ignored events, and must meet the silence
+                // check rather than look busy.
+                if entry.cache.meta().last_update_id != before {
+                    entry.last_event = Instant::now();
+                    entry.events_since_audit += 1;
+                }
                 self.after(book, step);
+                self.audit_caught_up(book);
             }
             StreamEvent::Subscribed { books } => {
                 for book in books {
@@ -538,6 +581,11 @@ impl Node {
             return;
         }
         let synced = entry.cache.meta().status.is_synced();
+        if synced && entry.audit == AuditState::Requested {
+            // Audits are asked for only while nothing else is (see `audits`).
+            self.on_audit_snapshot(outcome);
+            return;
+        }
         let (verifying, deepening) = (
             std::mem::take(&mut entry.verifying),
             std::mem::take(&mut entry.deepening),
@@ -640,6 +688,8 @@ impl Node {
                 SnapshotKind::Verify
             } else if entry.deepening {
                 SnapshotKind::Deepen
+            } else if entry.audit == AuditState::Requested {
+                SnapshotKind::Audit
             } else if meta.resyncs == 0 {
                 SnapshotKind::New
             } else {
@@ -653,7 +703,7 @@ impl Node {
         };
         let wanted = match kind {
             SnapshotKind::New | SnapshotKind::Resync => self.config.initial_depth,
-            SnapshotKind::Deepen | SnapshotKind::Verify => SNAPSHOT_LIMIT,
+            SnapshotKind::Deepen | SnapshotKind::Verify | SnapshotKind::Audit => SNAPSHOT_LIMIT,
         };
         // Futures and options take only some `limit`s: the next one up.
         let limit = entry.spec.exchange.spec().snapshot_limit(wanted);

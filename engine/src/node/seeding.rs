@@ -103,7 +103,7 @@ impl Node {
         };
         // A verification and the refresh interval ask the exchange itself, by definition:
         // replicas refreshing from each other would never go back to the source.
-        if kind == SnapshotKind::Verify {
+        if matches!(kind, SnapshotKind::Verify | SnapshotKind::Audit) {
             return false;
         }
         let Some(entry) = self.books.get_mut(&book) else {

@@ -71,11 +71,13 @@ impl Node {
             .iter_mut()
             .filter(|(_, entry)| {
                 !entry.verifying
+                    && entry.audit == super::AuditState::Idle
                     && entry.cache.meta().status.is_synced()
                     && now.duration_since(entry.last_event) >= entry.silence_threshold
             })
             .map(|(book, entry)| {
                 entry.verifying = true;
+                entry.verify_from = entry.cache.meta().last_update_id;
                 *book
             })
             .collect();
@@ -112,20 +114,26 @@ impl Node {
             // No verdict; the next silence check tries again.
             Err(_) => return,
         };
-        if snapshot_id <= entry.cache.meta().last_update_id {
+        // The exchange's book older than the one this book had when it asked: the exchange's
+        // ids went backwards (a reset), and the stream's events, all ignored as old, will never
+        // move the book again. Options snapshots lag the stream by design (§4.4), so for them
+        // an older snapshot says nothing.
+        let backwards = snapshot_id < entry.verify_from && !entry.spec.exchange.is_options();
+        if snapshot_id <= entry.cache.meta().last_update_id && !backwards {
             entry.silence_threshold = (entry.silence_threshold * 2).min(MAX_BOOK_SILENCE);
             return;
         }
-        tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, snapshot_id, "stream silent while the market moved; resyncing");
+        let reason = if backwards {
+            OutOfSyncReason::IdsBackwards
+        } else {
+            OutOfSyncReason::StreamSilent
+        };
+        tracing::warn!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, snapshot_id, %reason, "stream silent while the market moved; resyncing");
         entry.silence_threshold = self.config.book_silence;
         entry.begin_episode();
         let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
-        let reason = OutOfSyncReason::StreamSilent;
         crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
-        if let Err(error) = entry
-            .cache
-            .resync(OutOfSyncReason::StreamSilent, &mut self.publisher)
-        {
+        if let Err(error) = entry.cache.resync(reason, &mut self.publisher) {
             tracing::error!(%error, book, "publishing out of sync failed");
         }
         // A fresh subscription for just this stream; its confirmation brings the snapshot.

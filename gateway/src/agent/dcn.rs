@@ -17,10 +17,12 @@ use std::time::{Duration, SystemTime};
 use ubdcc_engine::{
     BookSpec, Exchange, NodeError, NodeHandle, SeedPlan, SnapshotStats, WaitingBook,
 };
-use ubdcc_shm::{BookStatus, ClusterReader, ReadError};
+use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, ReadError};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
-use crate::mgmt::state::{ClusterState, PodRecord, ReplicaStatus, SnapshotWait, account_group};
+use crate::mgmt::state::{
+    ClusterState, PodRecord, ReplicaStatus, ReplicaTrust, SnapshotWait, account_group,
+};
 
 /// A failed add or remove is tried again after this long, even if the state does not change.
 const RETRY: Duration = Duration::from_secs(5);
@@ -34,6 +36,7 @@ pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHand
     let mut changes = copy.subscribe();
     let mut local: HashMap<(Exchange, String), BookSpec> = HashMap::new();
     let mut keys: HashMap<Exchange, Option<String>> = HashMap::new();
+    let mut disputes: HashSet<(String, String, u64)> = HashSet::new();
     // The share this DCN was started with is the most it takes, however few DCNs share its host.
     let started_share = node.weight_share();
     loop {
@@ -44,6 +47,7 @@ pub async fn apply_assignments(uid: String, copy: Arc<StateCopy>, node: NodeHand
             settled = apply_books(&node, &wanted_books(&state, &uid), &mut local).await;
             apply_keys(&node, &state, &uid, &local, &mut keys);
             apply_share(&node, &state, &uid, started_share);
+            audit_disputed(&node, &state, &uid, &mut disputes);
         }
         let retry = async {
             if settled {
@@ -216,6 +220,38 @@ fn host_share(state: &ClusterState, uid: &str, started: f64) -> Option<f64> {
     Some(started.min(HOST_SHARE / on_host as f64))
 }
 
+/// Asks the node to audit at once each of this DCN's replicas mgmt found disagreeing with
+/// another replica (issue 16, `crate::mgmt::cross_check`), once per disagreement.
+fn audit_disputed(
+    node: &NodeHandle,
+    state: &ClusterState,
+    uid: &str,
+    asked: &mut HashSet<(String, String, u64)>,
+) {
+    let disputed: HashSet<(String, String, u64)> = state
+        .depthcaches()
+        .filter_map(|record| {
+            let dispute = record.replicas_disagree.as_ref()?;
+            dispute.pods.iter().any(|pod| pod == uid).then(|| {
+                (
+                    record.exchange.clone(),
+                    record.market.clone(),
+                    dispute.update_id,
+                )
+            })
+        })
+        .collect();
+    for key in &disputed {
+        if asked.contains(key) {
+            continue;
+        }
+        if let Ok(exchange) = key.0.parse::<Exchange>() {
+            node.audit_now(exchange, &key.1);
+        }
+    }
+    *asked = disputed;
+}
+
 /// Gives each exchange in use the API key mgmt assigned this DCN for its account group.
 fn apply_keys(
     node: &NodeHandle,
@@ -243,6 +279,8 @@ pub struct ShmReplicaSource {
     reader: Mutex<ClusterReader>,
     /// Per book: resyncs seen and when the count last went up.
     restarts: Mutex<HashMap<(String, String), (u64, f64)>>,
+    /// Per book: its latest `(update id, top hash)` samples, newest last (issue 16).
+    hashes: Mutex<TopHashSamples>,
     /// The engine's snapshot scheduler, for the places of waiting books.
     snapshots: Option<Arc<SnapshotStats>>,
     /// Every segment of the cluster on this machine, to notice a DCN that died.
@@ -255,6 +293,7 @@ impl ShmReplicaSource {
         Self {
             reader: Mutex::new(reader),
             restarts: Mutex::new(HashMap::new()),
+            hashes: Mutex::new(HashMap::new()),
             snapshots: None,
             peers: None,
         }
@@ -340,14 +379,20 @@ impl ReplicaSource for ShmReplicaSource {
             .restarts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut hashes = self
+            .hashes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = crate::mgmt::now();
         let mut waiting = self.waiting();
         let listings = reader.list();
-        restarts.retain(|(exchange, market), _| {
+        let listed = |(exchange, market): &(String, String)| {
             listings
                 .iter()
                 .any(|l| l.exchange == *exchange && l.market == *market)
-        });
+        };
+        restarts.retain(|key, _| listed(key));
+        hashes.retain(|key, _| listed(key));
         let mut reports = Vec::with_capacity(listings.len());
         for listing in listings {
             let (status, reason) = match &listing.status {
@@ -363,6 +408,16 @@ impl ReplicaSource for ShmReplicaSource {
             let depth = info.map(|info| info.depth).filter(|depth| *depth > 0);
             let key = (listing.exchange.clone(), listing.market.clone());
             let snapshot_queue = waiting.remove(&key);
+            let top_hashes = info
+                .filter(|info| info.status.is_synced())
+                .map(|info| sample_top_hash(hashes.entry(key.clone()).or_default(), &info))
+                .unwrap_or_default();
+            let trust = info.map(|info| ReplicaTrust {
+                verified_at: info.audit.verified_at_ms as f64 / 1e3,
+                audits: info.audit.audits,
+                audit_mismatches: info.audit.audit_mismatches,
+                top_hashes: Vec::new(),
+            });
             let seen = restarts.entry(key).or_insert((resyncs, 0.0));
             if resyncs > seen.0 {
                 *seen = (resyncs, now);
@@ -376,10 +431,32 @@ impl ReplicaSource for ShmReplicaSource {
                 reason,
                 snapshot_queue,
                 depth,
+                trust,
+                top_hashes,
             });
         }
         reports
     }
+}
+
+/// Per book (exchange, market): its `(update id, top hash)` samples, newest last.
+type TopHashSamples = HashMap<(String, String), Vec<(u64, u64)>>;
+
+/// `(update id, top hash)` samples a replica keeps for mgmt's comparison: enough to span several
+/// reports, so that two replicas sampled at different moments still meet at equal ids.
+const TOP_HASH_SAMPLES: usize = 16;
+
+/// Adds the book's current top hash to its samples (unless it is the last one again) and returns
+/// them, newest last.
+fn sample_top_hash(samples: &mut Vec<(u64, u64)>, info: &BookInfo) -> Vec<(u64, u64)> {
+    let sample = (info.top_hash.update_id, info.top_hash.hash);
+    if sample.0 > 0 && samples.last() != Some(&sample) {
+        if samples.len() == TOP_HASH_SAMPLES {
+            samples.remove(0);
+        }
+        samples.push(sample);
+    }
+    samples.clone()
 }
 
 #[cfg(test)]
@@ -455,6 +532,7 @@ mod tests {
                 eta,
             }),
             depth: None,
+            trust: None,
         };
         let payer_index = payer("BTCUSDT", uids.len());
         let (paying, others) = (

@@ -34,7 +34,7 @@ use crate::envelope::{ApiError, ErrorId, method_not_allowed, not_found, ok};
 use crate::identity::{PodIdentity, Role, VERSION};
 use crate::lifecycle::ShutdownSignal;
 use crate::metrics::Metrics;
-use crate::mgmt::state::{ClusterState, ReplicaStatus, SnapshotWait};
+use crate::mgmt::state::{ClusterState, ReplicaStatus, ReplicaTrust, SnapshotWait};
 
 /// How often the agent looks at its replicas' statuses.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -145,6 +145,13 @@ pub struct ReplicaReport {
     /// Levels per side its book covers (below 1 000 while a shallow start is deepened).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<u32>,
+    /// What its audits found (issue 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<ReplicaTrust>,
+    /// `(update id, hash of its top levels)` samples, newest last, for mgmt to compare with
+    /// the other replicas' at equal ids (issue 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_hashes: Vec<(u64, u64)>,
 }
 
 /// `true` when `a` and `b` differ in more than snapshot queue places: only such a change is

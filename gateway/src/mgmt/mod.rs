@@ -12,6 +12,7 @@
 //! Every mutation goes through [`Mgmt::mutate`]: it re-places replicas, moves the timestamp, and
 //! wakes the pusher; public mutations are on disk before their OK goes out.
 
+pub mod cross_check;
 pub mod nodes;
 pub mod placement;
 pub mod public;

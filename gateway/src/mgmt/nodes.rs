@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::state::{DCN_ROLE, PodRecord, ReplicaStatus};
+use super::state::{DCN_ROLE, PodRecord, ReplicaStatus, ReplicaTrust};
 use super::{BackupOffer, Caller, Gate, Mgmt, Route, now};
 use crate::agent::ReplicaReport;
 use crate::envelope::{ApiError, ErrorId, clip};
@@ -263,6 +263,11 @@ fn apply_reports(
             entry.reason.clone_from(&report.reason);
             entry.snapshot_queue.clone_from(&report.snapshot_queue);
             entry.depth = report.depth;
+            entry.trust = report.trust.clone().map(|trust| ReplicaTrust {
+                top_hashes: report.top_hashes.clone(),
+                ..trust
+            });
+            changed |= super::cross_check::compare_replicas(record, uid, now());
         } else {
             (entry.reason, entry.snapshot_queue, entry.depth) = (None, None, None);
         }

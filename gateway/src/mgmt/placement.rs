@@ -157,6 +157,7 @@ pub fn place(state: &mut ClusterState, now: Seconds) -> Vec<PlacementChange> {
                     reason: None,
                     snapshot_queue: None,
                     depth: None,
+                    trust: None,
                 },
             );
             changes.push(PlacementChange::Added {
@@ -286,6 +287,7 @@ mod tests {
                     reason: None,
                     snapshot_queue: None,
                     depth: None,
+                    trust: None,
                 },
             );
         place(&mut state, 1.0);

@@ -70,6 +70,43 @@ pub struct DistributionEntry {
     /// not have; below 1 000 while a book that started shallow is deepened).
     #[serde(rename = "DEPTH", default, skip_serializing_if = "Option::is_none")]
     pub depth: Option<u32>,
+    /// What the replica's audits found (issue 16; keys the original did not have, absent until
+    /// its DCN reports them).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<ReplicaTrust>,
+}
+
+/// What a replica's audits found, as its DCN reports them (issue 16), and the hashes of its top
+/// levels it last reported, which mgmt compares between replicas (never sent on).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaTrust {
+    /// When an audit last proved the replica's book against the exchange's (0: never).
+    #[serde(rename = "VERIFIED_AT")]
+    pub verified_at: Seconds,
+    /// Audits run.
+    #[serde(rename = "AUDITS")]
+    pub audits: u32,
+    /// Audits that found the book wrong (it was replaced by the exchange's, without a resync).
+    #[serde(rename = "AUDIT_MISMATCHES")]
+    pub audit_mismatches: u32,
+    /// `(update id, hash of the top levels)` samples, newest last.
+    #[serde(skip)]
+    pub top_hashes: Vec<(u64, u64)>,
+}
+
+/// Two replicas of a DepthCache that hashed their top levels differently at the same update id:
+/// one of them (or both) is wrong. Cleared when they agree again at a later id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaDisagreement {
+    /// The update id both were at.
+    #[serde(rename = "UPDATE_ID")]
+    pub update_id: u64,
+    /// The two replicas' DCN uids.
+    #[serde(rename = "PODS")]
+    pub pods: [String; 2],
+    /// When mgmt noticed.
+    #[serde(rename = "SINCE")]
+    pub since: Seconds,
 }
 
 /// A replica waiting for a REST snapshot on its DCN.
@@ -120,6 +157,25 @@ pub struct DepthCacheRecord {
     /// Stream update interval in ms.
     #[serde(rename = "UPDATE_INTERVAL")]
     pub update_interval: Option<u32>,
+    /// Replicas that disagree (issue 16; a key the original did not have, absent while they
+    /// agree). Their DCNs audit them at once.
+    #[serde(
+        rename = "REPLICAS_DISAGREE",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub replicas_disagree: Option<ReplicaDisagreement>,
+    /// Disagreements between its replicas mgmt has seen (issue 16; absent while none).
+    #[serde(
+        rename = "REPLICA_DISAGREEMENTS",
+        default,
+        skip_serializing_if = "is_zero"
+    )]
+    pub replica_disagreements: u64,
+}
+
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 impl DepthCacheRecord {
@@ -135,6 +191,8 @@ impl DepthCacheRecord {
             refresh_interval: None,
             market: market.to_owned(),
             update_interval: None,
+            replicas_disagree: None,
+            replica_disagreements: 0,
         }
     }
 }
@@ -531,6 +589,7 @@ mod tests {
                 reason: None,
                 snapshot_queue: None,
                 depth: None,
+                trust: None,
             },
         );
         let text = serde_json::to_string(&record).unwrap();
@@ -647,6 +706,7 @@ mod tests {
                     reason: None,
                     snapshot_queue: None,
                     depth: None,
+                    trust: None,
                 },
             );
         }

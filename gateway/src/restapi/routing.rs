@@ -161,6 +161,7 @@ mod tests {
                     reason: None,
                     snapshot_queue: None,
                     depth: None,
+                    trust: None,
                 },
             );
         }

@@ -46,11 +46,22 @@ impl ClusterRig {
 
     /// Like [`ClusterRig::start`], with `pod_args` given to mgmt, both restapis and every DCN.
     pub fn start_with(name: &str, sim_markets: usize, dcns: usize, pod_args: &[&str]) -> Self {
+        Self::start_with_sim(name, sim_markets, &[], dcns, pod_args)
+    }
+
+    /// Like [`ClusterRig::start_with`], with `sim_args` added to the simulator's (`--rate 0`).
+    pub fn start_with_sim(
+        name: &str,
+        sim_markets: usize,
+        sim_args: &[&str],
+        dcns: usize,
+        pod_args: &[&str],
+    ) -> Self {
         let pod_args: Vec<String> = pod_args.iter().map(|a| (*a).to_owned()).collect();
         let cluster = format!("gw{name}{}", std::process::id());
         let cleanup = Cleanup(cluster.clone());
         let markets = sim_markets.to_string();
-        let sim = Process::start(&[
+        let mut args = vec![
             "sim",
             "--port",
             "0",
@@ -60,7 +71,9 @@ impl ClusterRig {
             // they would only add retries that eat the options weight the replacements need.
             "--options-snapshot-lag-ms",
             "0",
-        ]);
+        ];
+        args.extend(sim_args);
+        let sim = Process::start(&args);
         let data_dir = std::env::temp_dir().join(format!("ubdcc-{cluster}"));
         std::fs::remove_dir_all(&data_dir).ok();
         let mgmt = start_mgmt("0", &data_dir, &sim.address, &pod_args);
@@ -86,6 +99,11 @@ impl ClusterRig {
 
     /// Starts one more DCN.
     pub fn add_dcn(&mut self) {
+        self.add_dcn_with(&[]);
+    }
+
+    /// Starts one more DCN with `extra` arguments of its own.
+    pub fn add_dcn_with(&mut self, extra: &[&str]) {
         let endpoints = sim_endpoints(&self.sim.address);
         let mgmt = format!("http://{}", self.mgmt.address);
         let mut args = vec![
@@ -110,6 +128,7 @@ impl ClusterRig {
             args.extend(["--exchange-endpoint", endpoint.as_str()]);
         }
         args.extend(self.pod_args.iter().map(String::as_str));
+        args.extend(extra);
         self.dcns.push(Process::start(&args));
     }
 

@@ -1,0 +1,148 @@
+//! When the node audits its books (issue 16; what an audit does is `crate::audit`).
+//!
+//! Audits spend only spare weight: their snapshots wait in the scheduler's last queue
+//! ([`SnapshotKind::Audit`]), behind every resync, new book, verification and deepening, and
+//! take only the weight those leave. The node keeps at most [`AUDITS_IN_FLIGHT`] audits under way,
+//! so the queue never fills with them: their pace is whatever spare weight allows, and adapts
+//! to it by itself. Each book is audited at most every `NodeConfig::audit_interval` (30 s by
+//! default); among the books due, the busiest since their last audit go first (most events:
+//! most chances to have gone wrong), then the longest unaudited.
+//!
+//! At 1 000 spot books on a 50% share of Binance's 6 000 weight a minute, spare weight (half of
+//! the 3 000) buys 30 audits of 1 000 levels (weight 50) a minute: every book within ~34
+//! minutes. Options books are not audited: their snapshots lag the stream by up to ~30 s
+//! (`docs/binance-protocol.md` §4.4), older than any audit's buffered events can bridge.
+
+use tokio::time::Instant;
+
+use super::{AuditState, Node};
+use crate::depth_cache::AuditStep;
+use crate::exchange::Exchange;
+use crate::snapshot::{BookId, SnapshotOutcome};
+
+/// Audits under way at once per node: enough to keep spare weight busy while one snapshot is on
+/// its way and another catches up with the live book, few enough that an audit never waits long
+/// in the queue (its events are buffered meanwhile).
+pub(super) const AUDITS_IN_FLIGHT: usize = 2;
+
+impl Node {
+    /// Marks a book's audit as wanted at once (its replicas disagree); it goes before every
+    /// other due audit.
+    pub(super) fn want_audit(&mut self, exchange: Exchange, symbol: &str) {
+        let Some(book) = self.keys.get(&(exchange, symbol.to_owned())) else {
+            return;
+        };
+        if let Some(entry) = self.books.get_mut(book) {
+            tracing::info!(%exchange, symbol, "audit asked for");
+            entry.audit_wanted = true;
+        }
+    }
+
+    /// Starts the audits that are due, up to [`AUDITS_IN_FLIGHT`] under way: those asked for
+    /// first, then (when audits are on) those whose interval has passed.
+    pub(super) fn audit_due(&mut self) {
+        let interval = self.config.audit_interval;
+        let under_way = self
+            .books
+            .values()
+            .filter(|entry| entry.audit != AuditState::Idle)
+            .count();
+        let room = AUDITS_IN_FLIGHT.saturating_sub(under_way);
+        if room == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut due: Vec<(bool, u64, Instant, BookId)> = self
+            .books
+            .iter()
+            .filter(|(_, entry)| {
+                entry.audit == AuditState::Idle
+                    && !entry.verifying
+                    && !entry.deepening
+                    && !entry.spec.exchange.is_options()
+                    && entry.cache.meta().status.is_synced()
+                    && (entry.audit_wanted
+                        || interval.is_some_and(|interval| {
+                            entry
+                                .audited_at
+                                .or(entry.synced_since)
+                                .is_some_and(|at| now.duration_since(at) >= interval)
+                        }))
+            })
+            .map(|(book, entry)| {
+                let since = entry.audited_at.or(entry.synced_since).unwrap_or(now);
+                (entry.audit_wanted, entry.events_since_audit, since, *book)
+            })
+            .collect();
+        // Asked for first, then the busiest, then the longest unaudited.
+        due.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+        for (_, _, _, book) in due.into_iter().take(room) {
+            self.begin_audit(book);
+        }
+    }
+
+    fn begin_audit(&mut self, book: BookId) {
+        let budget = self.audit_budget.clone();
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        if !entry.cache.begin_audit(budget) {
+            // Not auditable now (shallow, or being deepened): its turn comes again later.
+            entry.audited_at = Some(Instant::now());
+            return;
+        }
+        entry.audit = AuditState::Requested;
+        entry.audit_wanted = false;
+        self.request_snapshot(book);
+    }
+
+    /// The audit's snapshot arrived (or failed).
+    pub(super) fn on_audit_snapshot(&mut self, outcome: SnapshotOutcome) {
+        let book = outcome.book;
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        let step = match outcome.result {
+            Ok(snapshot) => entry
+                .cache
+                .on_audit_snapshot(&snapshot, &mut self.publisher),
+            Err(error) => {
+                tracing::debug!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, %error, "audit snapshot failed");
+                entry.cache.cancel_audit();
+                Ok(AuditStep::Failed)
+            }
+        };
+        match step {
+            Ok(AuditStep::Pending) => entry.audit = AuditState::CatchingUp,
+            Ok(step) => self.audit_ended(book, step),
+            Err(error) => {
+                tracing::error!(%error, book, "publishing failed");
+                self.audit_ended(book, AuditStep::Failed);
+            }
+        }
+    }
+
+    /// After a live event: an audit that was catching up and is no longer under way has ended
+    /// (its verdict is in the book's audit record).
+    pub(super) fn audit_caught_up(&mut self, book: BookId) {
+        let Some(entry) = self.books.get(&book) else {
+            return;
+        };
+        if entry.audit == AuditState::CatchingUp && !entry.cache.is_auditing() {
+            self.audit_ended(book, AuditStep::Pending);
+        }
+    }
+
+    /// Ends the book's audit; `step` is its verdict when known here (`Pending` when it ended
+    /// with a live event: the book's audit record has it).
+    fn audit_ended(&mut self, book: BookId, step: AuditStep) {
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        entry.audit = AuditState::Idle;
+        entry.audited_at = Some(Instant::now());
+        entry.events_since_audit = 0;
+        let audits = entry.cache.audits();
+        tracing::debug!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, ?step, audits = audits.audits, mismatches = audits.audit_mismatches, "audit ended");
+    }
+}
