@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use ubdcc_shm::{BookStatus, ClusterReader, LevelQuery, Side};
+use ubdcc_sim::replay::recording::Recording;
 
 use crate::support::rig::start_dcn;
 use crate::support::sim::{inject, market_fault};
@@ -26,6 +27,9 @@ const TOP_ARG: &str = "20";
 /// Both DCNs start books at 100 levels (a fifth of the weight), so the resyncs of all 50 books
 /// fit one minute's weight and the recording is a stretch of market, not of waiting.
 const DCN_ARGS: [&str; 4] = ["--levels", TOP_ARG, "--initial-depth", "100"];
+/// Secrets the recording DCN holds; neither may reach the recording.
+const CLUSTER_SECRET: &str = "recording-must-never-hold-this-secret";
+const API_KEY: &str = "RecordingMustNeverHoldThisApiKey";
 
 /// One side, best first, as the readers see it.
 type Levels = Vec<(f64, f64)>;
@@ -146,6 +150,55 @@ fn compare_served(
     Ok(compared)
 }
 
+/// Appends the first bytes of a frame (the file's first) to the newest file.
+fn tear_last_frame(dir: &Path) {
+    use std::io::Write as _;
+    let newest = Recording::open(dir)
+        .expect("a recording")
+        .files()
+        .last()
+        .expect("a file")
+        .to_owned();
+    let bytes = std::fs::read(&newest).expect("readable");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .expect("writable");
+    file.write_all(&bytes[..bytes.len().min(64)])
+        .expect("appended");
+}
+
+/// The recording's directory and files are the owner's alone, and no record holds a secret of
+/// the DCN that wrote it.
+fn assert_private_and_secret_free(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    let recording = Recording::open(dir).expect("a recording");
+    for file in recording.files() {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    let mut records = 0;
+    for item in recording {
+        let item = item.expect("readable");
+        let text = String::from_utf8_lossy(&item.payload);
+        for secret in [CLUSTER_SECRET, API_KEY] {
+            assert!(
+                !text.contains(secret) && !item.market.contains(secret),
+                "a record holds a secret"
+            );
+        }
+        records += 1;
+    }
+    assert!(records > 0);
+}
+
 #[test]
 fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_every_update_id() {
     let recording = temp_dir("a");
@@ -161,7 +214,13 @@ fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_
         &recorded_cluster,
         &sim.address,
         &books,
-        &[&["--record", record_arg.as_str()][..], &DCN_ARGS].concat(),
+        &[
+            &["--record", record_arg.as_str()][..],
+            &DCN_ARGS,
+            &["--cluster-secret", CLUSTER_SECRET],
+            &["--api-key", &format!("binance.com={API_KEY}")],
+        ]
+        .concat(),
     );
     let mut reader = ClusterReader::open(&recorded_cluster).expect("cluster");
     wait_synced(&mut reader, &books, Duration::from_secs(120));
@@ -197,6 +256,10 @@ fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_
     let killed_at = unix_now_ns();
     recorder.kill();
 
+    // Whether or not the kill tore the last frame, make sure one is torn: the start of a frame
+    // with the rest missing, as a kill in the middle of a write leaves it.
+    tear_last_frame(&recording);
+
     // The recording's own books; the kill cost at most its last second (the slack is for a
     // loaded machine's scheduling of the writer thread, not for lost data).
     let recorded = export(&recording);
@@ -214,6 +277,8 @@ fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_
         lost < Duration::from_secs(3),
         "the kill lost {lost:?} of recording"
     );
+
+    assert_private_and_secret_free(&recording);
 
     // Replay at twice the pace into a fresh DCN that records what it meets.
     let replay = Process::start(&["replay", &record_arg, "--port", "0", "--speed", "2"]);
