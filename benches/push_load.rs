@@ -5,8 +5,10 @@
 //!
 //! - latency publish → received (p50 / p99 / p99.9 / max): from the moment this tool published a
 //!   version into shared memory to the moment a client task parsed its message. It includes the
-//!   watcher's poll interval, the server's fan-out and write, the kernel, and the client side's
-//!   own scheduling on the same cores, so it is an upper bound of publish → sent;
+//!   watcher's wake-up, the server's fan-out and write, the kernel, and the client side's own
+//!   scheduling on the same cores;
+//! - latency publish → sent as the server measures it (`ubdcc_push_publish_to_sent_seconds`,
+//!   p50 and p99 as the bounds of the histogram buckets they fall in);
 //! - messages received per second against the ideal (clients × streams × rate): below it,
 //!   clients were given conflated state (latest `@bbo` wins) instead of every version;
 //! - restapi's CPU (user + system, in cores) and its resident memory per connected client;
@@ -325,22 +327,29 @@ async fn stalled_client(
     Ok(drained.is_ok())
 }
 
-/// `ubdcc_push_clients_cut_total` from restapi's `/metrics`.
-async fn cut_count(address: &str, secret: &str) -> f64 {
+/// restapi's `/metrics` text (empty when it cannot be read).
+async fn metrics_text(address: &str, secret: &str) -> String {
     let request = format!(
         "GET /metrics HTTP/1.1\r\nHost: {address}\r\nx-ubdcc-cluster-secret: {secret}\r\nConnection: close\r\n\r\n"
     );
     let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
-        return f64::NAN;
+        return String::new();
     };
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut body = String::new();
     if stream.write_all(request.as_bytes()).await.is_err()
         || stream.read_to_string(&mut body).await.is_err()
     {
-        return f64::NAN;
+        return String::new();
     }
-    body.lines()
+    body
+}
+
+/// `ubdcc_push_clients_cut_total` from restapi's `/metrics`.
+async fn cut_count(address: &str, secret: &str) -> f64 {
+    metrics_text(address, secret)
+        .await
+        .lines()
         .find_map(|l| {
             l.strip_prefix("ubdcc_push_clients_cut_total ")?
                 .trim()
@@ -348,6 +357,41 @@ async fn cut_count(address: &str, secret: &str) -> f64 {
                 .ok()
         })
         .unwrap_or(f64::NAN)
+}
+
+/// The server's own publish → sent histogram: `(upper bound in s, cumulative count)` per bucket.
+async fn sent_histogram(address: &str, secret: &str) -> Vec<(f64, f64)> {
+    metrics_text(address, secret)
+        .await
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("ubdcc_push_publish_to_sent_seconds_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().ok()?
+            };
+            Some((bound, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The bucket bounds (ms) holding p50 and p99 of what was counted between `before` and `after`.
+fn sent_quantiles(before: &[(f64, f64)], after: &[(f64, f64)]) -> (f64, f64, f64) {
+    let delta: Vec<(f64, f64)> = after
+        .iter()
+        .zip(before.iter().map(|b| b.1).chain(std::iter::repeat(0.0)))
+        .map(|(&(bound, count), was)| (bound, count - was))
+        .collect();
+    let total = delta.last().map_or(0.0, |d| d.1);
+    let at = |q: f64| {
+        delta
+            .iter()
+            .find(|(_, count)| *count >= q * total)
+            .map_or(f64::NAN, |(bound, _)| bound * 1000.0)
+    };
+    (total, at(0.5), at(0.99))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -423,12 +467,15 @@ fn run(
             });
             record.take();
             record.received.store(0, Ordering::Relaxed);
+            let sent_before = sent_histogram(address, secret).await;
             let (cpu_before, _) = usage(pid);
             let started = Instant::now();
             tokio::time::sleep(window).await;
             let elapsed = started.elapsed().as_secs_f64();
             let (cpu_after, rss) = usage(pid);
             let (count, p50, p99, p999, max) = record.take();
+            let (sent, sent_p50, sent_p99) =
+                sent_quantiles(&sent_before, &sent_histogram(address, secret).await);
             let received = record.received.load(Ordering::Relaxed) as f64 / elapsed;
             let ideal = (settings.clients * settings.streams * settings.rate as usize) as f64;
             println!(
@@ -437,6 +484,10 @@ fn run(
                 (cpu_after - cpu_before) / elapsed,
                 rss as f64 / 1048576.0,
                 rss.saturating_sub(rss_idle) as f64 / 1024.0 / settings.clients as f64,
+            );
+            println!(
+                "{:>24}: server side, {sent:.0} messages: publish->sent p50 <= {sent_p50} ms, p99 <= {sent_p99} ms (histogram bucket bounds)",
+                ""
             );
             if let Some(stalled) = stalled {
                 // Its socket buffers (the kernel's, both ends) fill first; then it is cut

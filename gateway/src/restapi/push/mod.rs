@@ -26,6 +26,7 @@
 //! See [`limits`]: clients, streams per client (1 024, as Binance), subscriptions and distinct
 //! streams server-wide, request size and rate, and how long a client may read nothing.
 
+mod latency;
 mod limits;
 mod message;
 mod outbox;
@@ -68,6 +69,8 @@ pub(crate) struct Push {
     clients: AtomicUsize,
     /// The pod's shutdown signal, which closes every client.
     shutdown: OnceLock<ShutdownSignal>,
+    /// Publish → sent, for `/metrics`.
+    latency: latency::Latency,
 }
 
 impl Push {
@@ -82,6 +85,7 @@ impl Push {
             watcher: Mutex::new(None),
             clients: AtomicUsize::new(0),
             shutdown: OnceLock::new(),
+            latency: latency::Latency::default(),
         }
     }
 
@@ -179,6 +183,7 @@ impl Push {
             "Clients cut for reading too slowly.",
             &counter(&self.shared.cut),
         );
+        self.latency.write(out);
     }
 }
 

@@ -25,6 +25,16 @@ use tokio::sync::Notify;
 /// One serialised message (`{"stream":…,"data":…}`), shared by every subscriber it goes to.
 pub(crate) type Payload = Utf8Bytes;
 
+/// A message on its way to one client: the shared payload and when the DCN published the
+/// version it carries (Unix ns; 0 for a status message), for the publish → sent histogram.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    /// The serialised message.
+    pub(crate) payload: Payload,
+    /// The version's publish time, Unix ns; 0 when the message carries no version.
+    pub(crate) published_ns: u64,
+}
+
 /// A subscription's identity inside the push server: one per distinct stream name subscribed
 /// by anyone, never reused.
 pub(crate) type TopicId = u64;
@@ -73,7 +83,7 @@ pub(crate) struct Outbox {
 
 #[derive(Debug, Default)]
 struct State {
-    pending: HashMap<TopicId, VecDeque<(Entry, Payload)>>,
+    pending: HashMap<TopicId, VecDeque<(Entry, Outgoing)>>,
     /// Topics with something pending, in the order they became so.
     order: VecDeque<TopicId>,
     /// Since when the oldest unsent message has waited.
@@ -105,7 +115,7 @@ impl Outbox {
         &self,
         topic: TopicId,
         entry: Entry,
-        payload: &Payload,
+        message: &Outgoing,
         snapshot: &mut dyn FnMut() -> Payload,
         now: Instant,
         cut_after: std::time::Duration,
@@ -126,7 +136,7 @@ impl Outbox {
         let was_empty = state.order.is_empty();
         let queue = state.pending.entry(topic).or_default();
         let newly_pending = queue.is_empty();
-        conflate(queue, entry, payload, snapshot);
+        conflate(queue, entry, message, snapshot);
         if newly_pending {
             state.order.push_back(topic);
         }
@@ -150,7 +160,7 @@ impl Outbox {
 
     /// Takes everything pending into `out` (in order per stream, streams in the order they became
     /// pending); `Err` with the reason once the client is cut.
-    pub(crate) fn take(&self, out: &mut Vec<Payload>) -> Result<(), CutReason> {
+    pub(crate) fn take(&self, out: &mut Vec<Outgoing>) -> Result<(), CutReason> {
         let mut state = self.lock();
         if let Some(reason) = &state.cut {
             return Err(reason.clone());
@@ -158,7 +168,7 @@ impl Outbox {
         let State { pending, order, .. } = &mut *state;
         for topic in order.drain(..) {
             if let Some(queue) = pending.get_mut(&topic) {
-                out.extend(queue.drain(..).map(|(_, payload)| payload));
+                out.extend(queue.drain(..).map(|(_, message)| message));
             }
         }
         pending.retain(|_, queue| queue.capacity() <= 2 * MAX_PENDING_PER_STREAM);
@@ -185,9 +195,9 @@ impl Outbox {
 
 /// Queues one message into a subscription's FIFO by the module doc's rules.
 fn conflate(
-    queue: &mut VecDeque<(Entry, Payload)>,
+    queue: &mut VecDeque<(Entry, Outgoing)>,
     entry: Entry,
-    payload: &Payload,
+    message: &Outgoing,
     snapshot: &mut dyn FnMut() -> Payload,
 ) {
     let behind_data = queue
@@ -196,13 +206,22 @@ fn conflate(
     match entry {
         Entry::State if behind_data => {
             queue.pop_back();
-            queue.push_back((Entry::State, payload.clone()));
+            queue.push_back((Entry::State, message.clone()));
         }
         Entry::Diff if behind_data => {
+            // The snapshot is of the view this very diff leads to: the same version.
             queue.pop_back();
-            queue.push_back((Entry::State, snapshot()));
+            let payload = snapshot();
+            let published_ns = message.published_ns;
+            queue.push_back((
+                Entry::State,
+                Outgoing {
+                    payload,
+                    published_ns,
+                },
+            ));
         }
-        Entry::State | Entry::Diff | Entry::Status => queue.push_back((entry, payload.clone())),
+        Entry::State | Entry::Diff | Entry::Status => queue.push_back((entry, message.clone())),
     }
     // Data entries never sit next to each other, so past the bound there is a later status to
     // start from.
@@ -229,11 +248,18 @@ mod tests {
         Payload::from(s)
     }
 
+    fn message(s: &str) -> Outgoing {
+        Outgoing {
+            payload: text(s),
+            published_ns: 0,
+        }
+    }
+
     fn push(outbox: &Outbox, topic: TopicId, entry: Entry, s: &str) -> Pushed {
         outbox.push(
             topic,
             entry,
-            &text(s),
+            &message(s),
             &mut || text("snap"),
             Instant::now(),
             LONG,
@@ -243,7 +269,7 @@ mod tests {
     fn taken(outbox: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         outbox.take(&mut out).unwrap();
-        out.iter().map(|p| p.as_str().to_owned()).collect()
+        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
     }
 
     #[test]
@@ -296,7 +322,7 @@ mod tests {
             outbox.push(
                 1,
                 Entry::State,
-                &text("a"),
+                &message("a"),
                 &mut || text("s"),
                 at(0),
                 cut_after
@@ -307,7 +333,7 @@ mod tests {
             outbox.push(
                 1,
                 Entry::State,
-                &text("b"),
+                &message("b"),
                 &mut || text("s"),
                 at(5),
                 cut_after
@@ -318,7 +344,7 @@ mod tests {
             outbox.push(
                 1,
                 Entry::State,
-                &text("c"),
+                &message("c"),
                 &mut || text("s"),
                 at(6),
                 cut_after

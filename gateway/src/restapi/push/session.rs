@@ -9,7 +9,7 @@ use ubdcc_shm::ReadError;
 
 use super::Push;
 use super::limits::MAX_STREAMS_PER_CLIENT;
-use super::outbox::{Outbox, TopicId};
+use super::outbox::{Outbox, Outgoing, TopicId};
 use super::protocol::RequestError;
 use super::stream::StreamName;
 use crate::restapi::RestApi;
@@ -93,6 +93,13 @@ impl Session {
             .filter_map(|name| self.streams.shift_remove_entry(name.as_str()))
             .collect();
         self.push().registry.unsubscribe(&self.outbox, &gone);
+    }
+
+    /// Records `messages` as sent now, in the publish → sent histogram.
+    pub(crate) fn sent(&self, messages: &[Outgoing]) {
+        self.push()
+            .latency
+            .record(messages.iter().map(|m| m.published_ns));
     }
 
     /// Counts this client as cut for reading too slowly; its task calls it once, as it ends.

@@ -16,7 +16,7 @@ use axum::routing::{MethodRouter, get};
 use bytes::{BufMut as _, Bytes, BytesMut};
 
 use super::limits::MAX_CLIENTS;
-use super::outbox::{CutReason, Payload};
+use super::outbox::{CutReason, Outgoing};
 use super::session::Session;
 use super::ws::refuse;
 use crate::lifecycle::ShutdownSignal;
@@ -84,7 +84,7 @@ fn streams_param(query: Option<&str>) -> Vec<String> {
 struct Events {
     session: Session,
     shutdown: ShutdownSignal,
-    batch: Vec<Payload>,
+    batch: Vec<Outgoing>,
 }
 
 /// The next chunk of events: everything pending, or the last event; `None` ends the stream.
@@ -104,13 +104,14 @@ async fn next_chunk(events: Option<Events>) -> Option<(Result<Bytes, Infallible>
         if events.batch.is_empty() {
             continue;
         }
-        let size: usize = events.batch.iter().map(|p| p.len() + 8).sum();
+        let size: usize = events.batch.iter().map(|m| m.payload.len() + 8).sum();
         let mut chunk = BytesMut::with_capacity(size);
-        for payload in &events.batch {
+        for message in &events.batch {
             chunk.put_slice(b"data: ");
-            chunk.put_slice(payload.as_bytes());
+            chunk.put_slice(message.payload.as_bytes());
             chunk.put_slice(b"\n\n");
         }
+        events.session.sent(&events.batch);
         return Some((Ok(chunk.freeze()), Some(events)));
     }
 }

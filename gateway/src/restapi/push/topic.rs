@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ubdcc_shm::{Bbo, BookInfo, Level, Side};
 
 use super::message::{self, BookMessage, diff_side};
-use super::outbox::{Entry, Outbox, Payload, Pushed, TopicId};
+use super::outbox::{Entry, Outbox, Outgoing, Payload, Pushed, TopicId};
 use super::source::Origin;
 use super::stream::{StreamKind, StreamName};
 
@@ -71,6 +71,8 @@ struct View {
     asks: Vec<Level>,
     last_update_id: u64,
     event_time_ms: u64,
+    /// When the DCN published the version held (Unix ns).
+    published_ns: u64,
     /// The best bid and ask last sent (`@bbo`).
     top: Option<(Option<Level>, Option<Level>)>,
     /// The last `@bbo` message, or the snapshot of the current view once made.
@@ -127,19 +129,22 @@ impl Topic {
     ) {
         let current = match &self.sent {
             Sent::Nothing => None,
-            Sent::Unserved(reason) => Some((
-                Entry::Status,
-                message::status(self.name.text(), Some(reason)),
+            Sent::Unserved(reason) => Some((Entry::Status, status(&self.name, Some(reason)))),
+            Sent::Data => Some((
+                Entry::State,
+                Outgoing {
+                    payload: self.view.state(&self.name),
+                    published_ns: self.view.published_ns,
+                },
             )),
-            Sent::Data => Some((Entry::State, self.view.state(&self.name))),
         };
-        if let Some((entry, payload)) = current {
-            let mut snapshot = || payload.clone();
+        if let Some((entry, message)) = current {
+            let mut snapshot = || message.payload.clone();
             queue_one(
                 &outbox,
                 self.id,
                 entry,
-                &payload,
+                &message,
                 &mut snapshot,
                 now,
                 cut_after,
@@ -163,14 +168,11 @@ impl Topic {
         cut_after: Duration,
         fan: &mut FanOut,
     ) {
-        let mut out: Vec<(Entry, Payload)> = Vec::new();
+        let mut out: Vec<(Entry, Outgoing)> = Vec::new();
         match observation {
             Observation::Unserved(reason) => {
                 if self.sent != Sent::Unserved(reason) {
-                    out.push((
-                        Entry::Status,
-                        message::status(self.name.text(), Some(reason)),
-                    ));
+                    out.push((Entry::Status, status(&self.name, Some(reason))));
                     self.sent = Sent::Unserved(reason);
                     self.view = View::default();
                 }
@@ -180,7 +182,7 @@ impl Topic {
                     return;
                 }
                 if matches!(self.sent, Sent::Unserved(_)) {
-                    out.push((Entry::Status, message::status(self.name.text(), None)));
+                    out.push((Entry::Status, status(&self.name, None)));
                 }
                 let data = match (observation, self.name.kind()) {
                     (
@@ -210,23 +212,30 @@ impl Topic {
                     _ => None,
                 };
                 self.sent = Sent::Data;
-                if let Some(data) = data {
-                    out.push(data);
+                if let Some((entry, payload)) = data {
+                    let published_ns = self.view.published_ns;
+                    out.push((
+                        entry,
+                        Outgoing {
+                            payload,
+                            published_ns,
+                        },
+                    ));
                     if let Some(interval) = self.name.interval() {
                         self.next_due = Some(now + interval);
                     }
                 }
             }
         }
-        for (entry, payload) in out {
-            self.publish(entry, &payload, now, cut_after, fan);
+        for (entry, message) in out {
+            self.publish(entry, &message, now, cut_after, fan);
         }
     }
 
     fn publish(
         &mut self,
         entry: Entry,
-        payload: &Payload,
+        message: &Outgoing,
         now: Instant,
         cut_after: Duration,
         fan: &mut FanOut,
@@ -238,13 +247,21 @@ impl Topic {
                 outbox,
                 id,
                 entry,
-                payload,
+                message,
                 &mut snapshot,
                 now,
                 cut_after,
                 fan,
             )
         });
+    }
+}
+
+/// A status message of `name` (it carries no version).
+fn status(name: &StreamName, reason: Option<&str>) -> Outgoing {
+    Outgoing {
+        payload: message::status(name.text(), reason),
+        published_ns: 0,
     }
 }
 
@@ -257,13 +274,13 @@ fn queue_one(
     outbox: &Arc<Outbox>,
     topic: TopicId,
     entry: Entry,
-    payload: &Payload,
+    message: &Outgoing,
     snapshot: &mut dyn FnMut() -> Payload,
     now: Instant,
     cut_after: Duration,
     fan: &mut FanOut,
 ) -> bool {
-    match outbox.push(topic, entry, payload, snapshot, now, cut_after) {
+    match outbox.push(topic, entry, message, snapshot, now, cut_after) {
         Pushed::First => {
             fan.queued += 1;
             fan.wake.push(Arc::clone(outbox));
@@ -302,6 +319,7 @@ impl View {
         self.origin = Some(origin.clone());
         self.last_update_id = info.last_update_id;
         self.event_time_ms = info.event_time_ms;
+        self.published_ns = info.publish_time_ns;
         if !continued {
             self.bids.clear();
             self.bids.extend_from_slice(bids);
@@ -337,6 +355,7 @@ impl View {
             return None;
         }
         self.top = Some(top);
+        self.published_ns = bbo.publish_time_ns;
         let payload = message::bbo(name.text(), bbo);
         self.state = Some(payload.clone());
         Some((Entry::State, payload))

@@ -18,7 +18,12 @@ use super::limits::CUT_AFTER;
 use super::outbox::TopicId;
 use super::registry::{Change, Registry};
 use super::source::{BookSource, Marker, Origin, unserved_reason};
+use super::stream::MIN_INTERVAL;
 use super::topic::{FanOut, Observation, Topic};
+
+/// The longest sleep without a change: a new subscriber waits at most this long for its first
+/// message, and a stopping restapi for its watcher.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 /// What the watcher shares with the handlers and `/metrics`.
 #[derive(Default)]
@@ -75,7 +80,18 @@ impl<S: BookSource> Watcher<S> {
     pub(crate) fn run(mut self) {
         while !self.shared.stop.load(Ordering::Relaxed) {
             self.pass(Instant::now());
-            self.source.wait(Duration::from_millis(50));
+            self.source.wait(self.longest_wait());
+        }
+    }
+
+    /// How long to sleep when no book changes: joins, leaves and stop wait this long at most,
+    /// and a conflated stream whose book changed sends when its interval ends, so then no longer
+    /// than the shortest interval.
+    fn longest_wait(&self) -> Duration {
+        if self.topics.values().any(|t| t.name().interval().is_some()) {
+            MIN_INTERVAL
+        } else {
+            IDLE_WAIT
         }
     }
 
@@ -259,6 +275,10 @@ impl<S: BookSource> Watcher<S> {
 }
 
 /// One read of a book for its due topics.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per book read, on the stack; boxing would allocate per read"
+)]
 enum Read {
     /// The book cannot be served.
     Unserved(&'static str),

@@ -17,7 +17,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
 
 use super::limits::{MAX_CLIENTS, MAX_REQUEST_BYTES, MAX_REQUESTS_PER_SECOND, SEND_TIMEOUT};
-use super::outbox::{CutReason, Payload};
+use super::outbox::{CutReason, Outgoing};
 use super::protocol::{self, Method};
 use super::session::Session;
 use crate::envelope::{ApiError, ErrorId, json_response};
@@ -104,7 +104,7 @@ enum Step {
 struct Connection {
     session: Session,
     sink: SplitSink<WebSocket, Message>,
-    batch: Vec<Payload>,
+    batch: Vec<Outgoing>,
     /// The current second's start and the requests in it.
     requests: (Instant, u32),
 }
@@ -156,17 +156,20 @@ impl Connection {
             return Step::Close(close_code::POLICY, reason.as_str().to_owned());
         }
         let messages = std::mem::take(&mut self.batch);
-        for payload in &messages {
-            let fed =
-                tokio::time::timeout(SEND_TIMEOUT, self.sink.feed(Message::Text(payload.clone())))
-                    .await;
+        for message in &messages {
+            let text = Message::Text(message.payload.clone());
+            let fed = tokio::time::timeout(SEND_TIMEOUT, self.sink.feed(text)).await;
             if let Some(step) = self.after_send(fed) {
                 return step;
             }
         }
-        self.batch = messages;
         let flushed = tokio::time::timeout(SEND_TIMEOUT, self.sink.flush()).await;
-        self.after_send(flushed).unwrap_or(Step::Continue)
+        let step = self.after_send(flushed);
+        if step.is_none() {
+            self.session.sent(&messages);
+        }
+        self.batch = messages;
+        step.unwrap_or(Step::Continue)
     }
 
     /// `None` when a send went out; else how the loop ends.
