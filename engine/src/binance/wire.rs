@@ -3,7 +3,7 @@
 //!
 //! A diff's levels become exact decimals while the message is deserialized ([`DiffLevels`]): one
 //! pass and one allocation per side instead of a vector of strings and then a vector of levels,
-//! and simd-json's working buffers are reused from message to message ([`PARSE_BUFFERS`]). Both
+//! and simd-json's working buffers are reused from message to message (`PARSE_BUFFERS`). Both
 //! came out of the profile of one message (`cargo bench -p ubdcc-engine --bench engine_message`):
 //! of 2.58 µs for a 20-level diff, about a quarter was allocation and the second pass.
 //!
