@@ -61,15 +61,15 @@ impl Coverage {
     }
 
     /// The coverage of a book built from `snapshot` kept to `depth` levels, leaving out the last
-    /// `margin` levels of a full side (see [`CATCH_UP_MARGIN`]).
+    /// `margin` levels of a full side (see [`CATCH_UP_MARGIN`]; at most a tenth of the depth).
     pub(crate) fn of_snapshot(snapshot: &Snapshot, depth: usize, margin: usize) -> Self {
         let depth = depth.min(snapshot.depth as usize);
         let edge = |levels: &[LevelUpdate]| -> Option<Decimal> {
             if levels.len() < depth {
                 return None;
             }
-            // At least the best level, so a tiny depth still compares something.
-            let index = depth.saturating_sub(1 + margin);
+            // A tenth of the depth at most, so a shallow audit still compares most of its window.
+            let index = depth.saturating_sub(1 + margin.min(depth / 10));
             levels.get(index).map(|level| level.price)
         };
         Self {

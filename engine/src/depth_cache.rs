@@ -7,7 +7,7 @@ use ubdcc_shm::{
     Audit, BookHandle, BookMeta, BookStatus, Freshness, OutOfSyncReason, Side, WriteError,
 };
 
-use crate::audit::{CATCH_UP_MARGIN, Coverage, LOGGED_DIFFERENCES, differences};
+use crate::audit::{CATCH_UP_MARGIN, Coverage, LOGGED_DIFFERENCES, LevelDifference, differences};
 use crate::binance::wire::{DiffUpdate, LevelUpdate};
 use crate::book::{BookError, OrderBook};
 use crate::buffer_budget::BufferBudget;
@@ -415,8 +415,10 @@ impl DepthCache {
     }
 
     /// Compares the live book with the exchange's at the same update id; on a mismatch the
-    /// exchange's replaces it, published whole between two events (readers see it synced
-    /// throughout). Counts and publishes the audit either way.
+    /// differing levels are set to the exchange's and published between two events (readers see
+    /// the book synced throughout), keeping whatever the live book holds beyond the audit's
+    /// window (an audit may look shallower than the book). Counts and publishes the audit
+    /// either way.
     fn judge(
         &mut self,
         exchanges: OrderBook,
@@ -441,10 +443,14 @@ impl DepthCache {
             .map(ToString::to_string)
             .collect();
         tracing::warn!(exchange = %self.exchange, symbol = %self.symbol, update_id = self.meta.last_update_id, differing = found.len(), levels = ?logged, "audit found the book wrong; replaced by the exchange's at the same update id");
-        self.book = exchanges;
-        self.book.set_depth(self.full_depth);
-        self.coverage = self.audit_coverage;
-        self.window = None;
+        if self.correct(&found).is_err() {
+            // A level the live book cannot hold at its precision (the exchange's book has finer
+            // decimals than any event brought): the exchange's book replaces it whole.
+            self.book = exchanges;
+            self.book.set_depth(self.full_depth);
+            self.coverage = self.audit_coverage;
+            self.window = None;
+        }
         self.cover(publisher);
         publisher.publish(self.handle, &self.meta, &mut self.book)?;
         publisher
@@ -698,6 +704,18 @@ impl DepthCache {
         tracing::warn!(exchange = %self.exchange, symbol = %self.symbol, %bid, %ask, update_id = self.meta.last_update_id, "crossed book; resyncing");
         self.sync.restart();
         true
+    }
+
+    /// Sets each differing level to the exchange's quantity (none: removed), then trims.
+    fn correct(&mut self, found: &[LevelDifference]) -> Result<(), BookError> {
+        let zero = ubdcc_shm::Decimal::new(0, 0);
+        for difference in found {
+            let quantity = difference.exchange.unwrap_or(zero);
+            self.book
+                .apply(difference.side, difference.price, quantity)?;
+        }
+        self.trim();
+        Ok(())
     }
 
     /// Trims the book to its depth (the orphan rule); a side that lost levels to it is known

@@ -343,3 +343,29 @@ fn a_book_that_loses_sync_drops_its_audit() {
     assert!(!cache.is_auditing());
     assert_eq!(reader.info("binance.com", "X").unwrap().audit.audits, 0);
 }
+
+#[test]
+fn a_shallower_audit_repairs_its_window_and_keeps_the_levels_beyond_it() {
+    let cluster = cluster("auditshallow");
+    let mut publisher = publisher(&cluster);
+    let mut cache = DepthCache::new(Exchange::BinanceCom, "X", 1000, &mut publisher).unwrap();
+    let mut reader = ClusterReader::open(&cluster).unwrap();
+    let bids = levels(&[("99", "1"), ("98", "1"), ("97", "1"), ("96", "1")]);
+    cache
+        .on_snapshot(10, &bids, &levels(&[("101", "1")]), 0, &mut publisher)
+        .unwrap();
+    assert!(cache.begin_audit(BufferBudget::new(1 << 20)));
+    // A 2-level audit (what a node affords with many books): 98 was changed to 5.
+    let snapshot = Snapshot {
+        depth: 2,
+        ..spot_snapshot(10, &[("99", "1"), ("98", "5")], &[("101", "1")])
+    };
+    let step = cache.on_audit_snapshot(&snapshot, &mut publisher).unwrap();
+    assert_eq!(step, AuditStep::Repaired(1));
+    let mut read = Vec::new();
+    reader
+        .read("binance.com", "X", Side::Bids, &LevelQuery::ALL, &mut read)
+        .unwrap();
+    let bids: Vec<(f64, f64)> = read.iter().map(|l| (l.price, l.quantity)).collect();
+    assert_eq!(bids, [(99.0, 1.0), (98.0, 5.0), (97.0, 1.0), (96.0, 1.0)]);
+}

@@ -8,9 +8,12 @@
 //! default); among the books due, the busiest since their last audit go first (most events:
 //! most chances to have gone wrong), then the longest unaudited.
 //!
-//! At 1 000 spot books on a 50% share of Binance's 6 000 weight a minute, spare weight (half of
-//! the 3 000) buys 30 audits of 1 000 levels (weight 50) a minute: every book within ~34
-//! minutes. Options books are not audited: their snapshots lag the stream by up to ~30 s
+//! How deep an audit looks adapts too ([`Node::audit_depth`]): the deepest snapshot (1 000, 500
+//! or 100 levels) whose cost lets every book of the exchange be audited once per interval from
+//! the spare weight; when even 100 levels cannot, 1 000 (at scale depth is worth more than
+//! pace). On spot at a 50% share (spare weight: half of 3 000 a minute): 50 books are audited
+//! 500 levels deep (weight 25), each within ~50 s; 1 000 books 1 000 levels deep (weight 50), 30
+//! a minute, every book within ~34 minutes. Options books are not audited: their snapshots lag the stream by up to ~30 s
 //! (`docs/binance-protocol.md` §4.4), older than any audit's buffered events can bridge.
 
 use tokio::time::Instant;
@@ -18,7 +21,11 @@ use tokio::time::Instant;
 use super::{AuditState, Node};
 use crate::depth_cache::AuditStep;
 use crate::exchange::Exchange;
-use crate::snapshot::{BookId, SnapshotOutcome};
+use crate::snapshot::{BookId, SHALLOW_LIMIT, SNAPSHOT_LIMIT, SnapshotOutcome};
+use crate::weight_budget::URGENT_RESERVE;
+
+/// The snapshot depths an audit may ask for, deepest first (spot weighs them 50, 25 and 5).
+const AUDIT_DEPTHS: [u32; 3] = [SNAPSHOT_LIMIT, 500, SHALLOW_LIMIT];
 
 /// Audits under way at once per node: enough to keep spare weight busy while one snapshot is on
 /// its way and another catches up with the live book, few enough that an audit never waits long
@@ -26,6 +33,33 @@ use crate::snapshot::{BookId, SnapshotOutcome};
 pub(super) const AUDITS_IN_FLIGHT: usize = 2;
 
 impl Node {
+    /// The `limit` an audit of a book of `exchange` asks for (see the module doc).
+    pub(super) fn audit_depth(&self, exchange: Exchange) -> u32 {
+        let spec = exchange.spec();
+        let deepest = spec.snapshot_limit(SNAPSHOT_LIMIT);
+        let Some(interval) = self.config.audit_interval else {
+            return deepest;
+        };
+        let books = self
+            .books
+            .values()
+            .filter(|entry| {
+                entry.spec.exchange == exchange && entry.cache.meta().status.is_synced()
+            })
+            .count()
+            .max(1);
+        let spare_per_minute =
+            f64::from(spec.weight_per_minute) * self.weight_share.get() * (1.0 - URGENT_RESERVE);
+        let audits_per_minute = books as f64 * 60.0 / interval.as_secs_f64().max(1.0);
+        AUDIT_DEPTHS
+            .into_iter()
+            .map(|wanted| spec.snapshot_limit(wanted))
+            .find(|&limit| {
+                f64::from(spec.snapshot_weight(limit)) * audits_per_minute <= spare_per_minute
+            })
+            .unwrap_or(deepest)
+    }
+
     /// Marks a book's audit as wanted at once (its replicas disagree); it goes before every
     /// other due audit.
     pub(super) fn want_audit(&mut self, exchange: Exchange, symbol: &str) {

@@ -175,6 +175,9 @@ pub struct Node {
     last_new_request: Option<Instant>,
     /// What the audits' copies of live events may buffer together (like the shadows').
     audit_budget: BufferBudget,
+    /// This node's share of each REST host's weight (the agent may change it), which sets how
+    /// deep audits can afford to look (see `audits`).
+    weight_share: WeightShare,
 }
 
 impl Node {
@@ -240,6 +243,7 @@ impl Node {
             shadow_budget: BufferBudget::new(SHADOW_BYTES_PER_NODE),
             last_new_request: None,
             audit_budget: BufferBudget::new(SHADOW_BYTES_PER_NODE),
+            weight_share: weight_share.clone(),
         };
         Ok((
             node,
@@ -703,7 +707,8 @@ impl Node {
         };
         let wanted = match kind {
             SnapshotKind::New | SnapshotKind::Resync => self.config.initial_depth,
-            SnapshotKind::Deepen | SnapshotKind::Verify | SnapshotKind::Audit => SNAPSHOT_LIMIT,
+            SnapshotKind::Deepen | SnapshotKind::Verify => SNAPSHOT_LIMIT,
+            SnapshotKind::Audit => self.audit_depth(entry.spec.exchange),
         };
         // Futures and options take only some `limit`s: the next one up.
         let limit = entry.spec.exchange.spec().snapshot_limit(wanted);
