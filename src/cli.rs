@@ -87,7 +87,7 @@ pub struct ReplayArgs {
 pub enum ExportFormat {
     /// One CSV row per book and update id.
     Csv,
-    /// Apache Parquet (not built yet: see docs/recording.md).
+    /// Apache Parquet, the same columns (needs --out).
     Parquet,
 }
 
@@ -102,7 +102,7 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: ExportFormat,
-    /// Output file (default: standard output).
+    /// Output file (default for CSV: standard output).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
 }

@@ -7,13 +7,17 @@
 //! that resynced it). The caches publish into a private scratch segment of this process (removed
 //! when it ends), as a node's do; nothing reads it.
 //!
-//! CSV, one row per book and update id: `exchange,market,update_id,received_ns`, then
-//! `bid_price_1,bid_qty_1,…,bid_price_N,bid_qty_N,ask_price_1,…` (best first; empty cells where
-//! a side has fewer levels), in the exchange's decimal strings.
+//! One row per book and update id: `exchange,market,update_id,received_ns`, then
+//! `bid_price_1,bid_qty_1,…,bid_price_N,bid_qty_N,ask_price_1,…` (best first; empty where a side
+//! has fewer levels), in the exchange's decimal strings — as CSV (`csv`) or as a Parquet file with
+//! the same columns (`parquet`).
+//!
+//! Files: this one (rebuilding the books), `csv` and `parquet` (the two [`Rows`] sinks).
+
+mod csv;
+mod parquet;
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -32,18 +36,14 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the export.
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
-    if args.format == ExportFormat::Parquet {
-        bail!("parquet export is not built yet (docs/recording.md says why); use --format csv");
-    }
     let recording = Recording::open(&args.dir)?;
-    let out: Box<dyn Write> = match &args.out {
-        Some(path) => {
-            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => Box::new(io::stdout().lock()),
+    let top = args.top as usize;
+    let rows: Box<dyn Rows> = match (args.format, &args.out) {
+        (ExportFormat::Csv, out) => Box::new(csv::CsvRows::create(out.as_deref(), top)?),
+        (ExportFormat::Parquet, Some(out)) => Box::new(parquet::ParquetRows::create(out, top)?),
+        (ExportFormat::Parquet, None) => bail!("--format parquet needs --out FILE"),
     };
-    let mut exporter = Exporter::new(args.top as usize, BufWriter::new(out))?;
-    exporter.write_header()?;
+    let mut exporter = Exporter::new(top, rows)?;
     let mut progress = Instant::now();
     let mut records = 0u64;
     for item in recording {
@@ -60,7 +60,7 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
             );
         }
     }
-    exporter.out.flush().context("writing the export")?;
+    exporter.out.finish().context("writing the export")?;
     tracing::info!(
         records,
         rows = exporter.rows,
@@ -78,10 +78,38 @@ struct Rebuilt {
     written: u64,
 }
 
+/// Where the rows go.
+trait Rows {
+    /// Writes one row: `row`, then the best levels of each side (at most the export's `top`).
+    ///
+    /// # Errors
+    /// The output cannot be written.
+    fn write(
+        &mut self,
+        row: &Row<'_>,
+        bids: &mut dyn Iterator<Item = (Decimal, Decimal)>,
+        asks: &mut dyn Iterator<Item = (Decimal, Decimal)>,
+    ) -> anyhow::Result<()>;
+
+    /// Writes what is buffered and completes the output.
+    ///
+    /// # Errors
+    /// The output cannot be written.
+    fn finish(&mut self) -> anyhow::Result<()>;
+}
+
+/// What starts a row.
+struct Row<'a> {
+    exchange: Exchange,
+    market: &'a str,
+    update_id: u64,
+    received_ns: u64,
+}
+
 /// The export's state.
-struct Exporter<W: Write> {
+struct Exporter {
     top: usize,
-    out: W,
+    out: Box<dyn Rows>,
     publisher: Publisher,
     books: HashMap<(Exchange, String), Rebuilt>,
     rows: u64,
@@ -89,11 +117,10 @@ struct Exporter<W: Write> {
     unreadable: u64,
     /// Reused per frame (the wire parser works in place).
     buffer: Vec<u8>,
-    line: String,
 }
 
-impl<W: Write> Exporter<W> {
-    fn new(top: usize, out: W) -> anyhow::Result<Self> {
+impl Exporter {
+    fn new(top: usize, out: Box<dyn Rows>) -> anyhow::Result<Self> {
         let cluster = format!("export{}", std::process::id());
         let writer = SegmentConfig::new(&cluster, "books")
             .books(MAX_BOOKS)
@@ -108,18 +135,7 @@ impl<W: Write> Exporter<W> {
             rows: 0,
             unreadable: 0,
             buffer: Vec::new(),
-            line: String::new(),
         })
-    }
-
-    fn write_header(&mut self) -> anyhow::Result<()> {
-        let mut header = String::from("exchange,market,update_id,received_ns");
-        for side in ["bid", "ask"] {
-            for level in 1..=self.top {
-                header.push_str(&format!(",{side}_price_{level},{side}_qty_{level}"));
-            }
-        }
-        writeln!(self.out, "{header}").context("writing the export")
     }
 
     fn on_item(&mut self, item: &RecordedItem) -> anyhow::Result<()> {
@@ -225,14 +241,11 @@ impl<W: Write> Exporter<W> {
             update_id: meta.last_update_id,
             received_ns,
         };
-        write_row(
-            &mut self.out,
-            &mut self.line,
-            self.top,
-            &row,
-            side(Side::Bids),
-            side(Side::Asks),
-        )?;
+        let (mut bids, mut asks) = (
+            side(Side::Bids).take(self.top),
+            side(Side::Asks).take(self.top),
+        );
+        self.out.write(&row, &mut bids, &mut asks)?;
         self.rows += 1;
         Ok(())
     }
@@ -268,61 +281,10 @@ impl<W: Write> Exporter<W> {
             received_ns,
         };
         let (bids, asks) = (levels(&snapshot.bids), levels(&snapshot.asks));
-        write_row(
-            &mut self.out,
-            &mut self.line,
-            self.top,
-            &row,
-            bids.into_iter(),
-            asks.into_iter(),
-        )?;
+        self.out
+            .write(&row, &mut bids.into_iter(), &mut asks.into_iter())?;
         self.rows += 1;
         Ok(())
-    }
-}
-
-/// What starts a row.
-struct Row<'a> {
-    exchange: Exchange,
-    market: &'a str,
-    update_id: u64,
-    received_ns: u64,
-}
-
-/// Writes one CSV row: the best `top` levels of each side, empty cells where a side has fewer.
-fn write_row(
-    out: &mut impl Write,
-    line: &mut String,
-    top: usize,
-    row: &Row<'_>,
-    bids: impl Iterator<Item = (Decimal, Decimal)>,
-    asks: impl Iterator<Item = (Decimal, Decimal)>,
-) -> anyhow::Result<()> {
-    use std::fmt::Write as _;
-    line.clear();
-    let Row {
-        exchange,
-        market,
-        update_id,
-        received_ns,
-    } = row;
-    // Writing into a String cannot fail.
-    write!(line, "{exchange},{market},{update_id},{received_ns}").ok();
-    push_side(line, top, bids);
-    push_side(line, top, asks);
-    writeln!(out, "{line}").context("writing the export")
-}
-
-/// Appends a side's best `top` levels to a row, `,,` for each missing one.
-fn push_side(line: &mut String, top: usize, levels: impl Iterator<Item = (Decimal, Decimal)>) {
-    use std::fmt::Write as _;
-    let mut levels = levels.take(top);
-    for _ in 0..top {
-        // Writing into a String cannot fail.
-        match levels.next() {
-            Some((price, quantity)) => write!(line, ",{price},{quantity}").ok(),
-            None => write!(line, ",,").ok(),
-        };
     }
 }
 

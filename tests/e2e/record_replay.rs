@@ -150,6 +150,33 @@ fn compare_served(
     Ok(compared)
 }
 
+/// Runs `ubdcc export DIR --format parquet` and counts its rows.
+fn parquet_rows(dir: &Path) -> i64 {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    let out = dir.with_extension("parquet");
+    let status = Command::new(env!("CARGO_BIN_EXE_ubdcc"))
+        .args([
+            "export",
+            &dir.to_string_lossy(),
+            "--top",
+            TOP_ARG,
+            "--format",
+            "parquet",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .expect("ubdcc export runs");
+    assert!(
+        status.success(),
+        "parquet export of {} failed",
+        dir.display()
+    );
+    let file = std::fs::File::open(&out).expect("written");
+    let reader = SerializedFileReader::new(file).expect("a parquet file");
+    reader.metadata().file_metadata().num_rows()
+}
+
 /// Appends the first bytes of a frame (the file's first) to the newest file.
 fn tear_last_frame(dir: &Path) {
     use std::io::Write as _;
@@ -279,6 +306,11 @@ fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_
     );
 
     assert_private_and_secret_free(&recording);
+    assert_eq!(
+        parquet_rows(&recording),
+        recorded.len() as i64,
+        "parquet holds the CSV's rows"
+    );
 
     // Replay at twice the pace into a fresh DCN that records what it meets.
     let replay = Process::start(&["replay", &record_arg, "--port", "0", "--speed", "2"]);
