@@ -24,7 +24,8 @@
 //!
 //! # Limits
 //! See [`limits`]: clients, streams per client (1 024, as Binance), subscriptions and distinct
-//! streams server-wide, request size and rate, and how long a client may read nothing.
+//! streams server-wide, request size and rate, and how long a client may read nothing; a
+//! WebSocket that holds no stream and sends nothing for 60 s is closed (`ws`).
 
 mod latency;
 mod limits;

@@ -45,6 +45,11 @@ impl Session {
         &self.outbox
     }
 
+    /// `true` while the client holds no stream.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.streams.is_empty()
+    }
+
     /// The stream names held, in the order subscribed.
     pub(crate) fn list(&self) -> Vec<String> {
         self.streams.keys().map(|name| name.to_string()).collect()

@@ -39,6 +39,11 @@ const WRITE_BUFFER: usize = 32 * 1024;
 /// cut ([`SEND_TIMEOUT`]) rather than buffered.
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
+/// A connection that holds no stream and sends no request for this long is closed: otherwise
+/// idle connections (an upgraded connection has no HTTP idle timeout) could take every push
+/// client slot. As the HTTP servers' idle timeout.
+const IDLE_WITHOUT_STREAMS: Duration = Duration::from_secs(60);
+
 /// How long a close frame may take to go out before the connection is dropped anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -89,6 +94,8 @@ enum Event {
     Request(Option<Result<Message, axum::Error>>),
     Ready,
     Shutdown,
+    /// No stream held and no request for [`IDLE_WITHOUT_STREAMS`].
+    Idle,
 }
 
 /// How the loop goes on.
@@ -124,15 +131,24 @@ async fn run(api: Arc<RestApi>, session: Session, socket: WebSocket) {
         requests: (Instant::now(), 0),
     };
     loop {
+        let idle = connection.session.is_idle();
         let event = tokio::select! {
             () = shutdown.wait() => Event::Shutdown,
             () = outbox.ready() => Event::Ready,
             frame = stream.next() => Event::Request(frame),
+            () = tokio::time::sleep(IDLE_WITHOUT_STREAMS), if idle => Event::Idle,
         };
         let step = match event {
             Event::Shutdown => {
                 Step::Close(close_code::AWAY, CutReason::Shutdown.as_str().to_owned())
             }
+            Event::Idle => Step::Close(
+                close_code::POLICY,
+                format!(
+                    "idle: no stream subscribed for {} s",
+                    IDLE_WITHOUT_STREAMS.as_secs()
+                ),
+            ),
             Event::Ready => connection.send_ready().await,
             Event::Request(frame) => connection.on_frame(frame).await,
         };
