@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use ubdcc_engine::{
     BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle, RecordConfig, Recorder,
+    RecorderThread,
 };
 use ubdcc_gateway::agent::dcn::{ShmReplicaSource, apply_assignments};
 use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
@@ -34,7 +35,17 @@ pub fn run(args: &DcnArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the runtime")?;
-    runtime.block_on(serve(args))
+    let mut recording = None;
+    let served = runtime.block_on(serve(args, &mut recording));
+    // Every recorder handle lives in the node and its tasks: with the runtime gone, the writer
+    // writes what it holds and ends, so a graceful stop loses nothing of the recording.
+    drop(runtime);
+    if let Some(thread) = recording
+        && !thread.wait(Duration::from_secs(5))
+    {
+        tracing::warn!("the recorder did not finish writing within 5 s");
+    }
+    served
 }
 
 fn pin_to_core(cpu: usize) -> anyhow::Result<()> {
@@ -50,7 +61,8 @@ fn pin_to_core(cpu: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
+/// Runs the DCN; `recording` receives the recorder's thread when it records.
+async fn serve(args: &DcnArgs, recording: &mut Option<RecorderThread>) -> anyhow::Result<()> {
     let books = parse_markets(
         &args.markets,
         args.update_interval_ms,
@@ -69,7 +81,7 @@ async fn serve(args: &DcnArgs) -> anyhow::Result<()> {
     let shutdown = ShutdownSignal::new();
     shutdown.on_os_signals();
     let (mut node, handle, commands) =
-        Node::start(node_config(args, &identity.name)?).context("starting the node")?;
+        Node::start(node_config(args, &identity.name, recording)?).context("starting the node")?;
     let segment = node.segment_name();
     sweep_dead_segments(&args.cluster, &shutdown);
 
@@ -143,7 +155,11 @@ pub(crate) fn endpoint_overrides(flags: &[String]) -> anyhow::Result<EndpointOve
         .context("--exchange-endpoint")
 }
 
-fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
+fn node_config(
+    args: &DcnArgs,
+    name: &str,
+    recording: &mut Option<RecorderThread>,
+) -> anyhow::Result<NodeConfig> {
     let endpoints = endpoint_overrides(&args.exchange_endpoint)?;
     let mut config = NodeConfig::new(args.cluster.as_str(), name);
     config.endpoints = endpoints;
@@ -164,9 +180,10 @@ fn node_config(args: &DcnArgs, name: &str) -> anyhow::Result<NodeConfig> {
     if let Some(dir) = &args.record {
         let mut record = RecordConfig::new(dir);
         record.max_bytes = args.record_max_mb.saturating_mul(1_000_000);
-        let recorder = Recorder::start(record)
+        let (recorder, thread) = Recorder::start(record)
             .with_context(|| format!("opening the recording directory {}", dir.display()))?;
         config.record = Some(recorder);
+        *recording = Some(thread);
     }
     Ok(config)
 }

@@ -60,7 +60,9 @@ pub use market_directory::{DirectoryError, Listing, MarketDirectory, MarketStatu
 pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, NodeHandle};
 pub use peer_seed::{BOOK_COPY_PATH, DEPTH_HEADER, PeerDirectory, SeedPlan, SeedStats};
 pub use publish::Publisher;
-pub use record::{FLUSH_INTERVAL, Record, RecordConfig, RecordKind, Recorder, starting_book};
+pub use record::{
+    FLUSH_INTERVAL, Record, RecordConfig, RecordKind, Recorder, RecorderThread, starting_book,
+};
 pub use snapshot::{
     SHALLOW_LIMIT, SNAPSHOT_LIMIT, Snapshot, SnapshotError, SnapshotKind, SnapshotStats,
     WaitingBook,

@@ -90,7 +90,7 @@ impl RecordConfig {
 }
 
 /// A recorder's handle: cheap to clone, never blocks. The writer thread ends when every handle
-/// is dropped, after writing what it holds.
+/// is dropped, after writing what it holds ([`RecorderThread::wait`] waits for that).
 #[derive(Debug, Clone)]
 pub struct Recorder {
     queue: SyncSender<Record>,
@@ -99,19 +99,25 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Opens the directory and starts the writer thread.
+    /// Opens the directory and starts the writer thread; the [`RecorderThread`] tells when it
+    /// has written everything and ended.
     ///
     /// # Errors
     /// The directory cannot be created or is not a directory.
-    pub fn start(config: RecordConfig) -> std::io::Result<Self> {
+    pub fn start(config: RecordConfig) -> std::io::Result<(Self, RecorderThread)> {
         writer::prepare_dir(&config.dir)?;
         let (queue, records) = sync_channel(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = writer::Writer::new(config, records, Arc::clone(&dropped));
+        // Dropped by the thread when it ends: the waiting side sees it disconnect.
+        let (ended, done) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("ubdcc-recorder".into())
-            .spawn(move || writer.run())?;
-        Ok(Self { queue, dropped })
+            .spawn(move || {
+                let _ended = ended;
+                writer.run();
+            })?;
+        Ok((Self { queue, dropped }, RecorderThread { done }))
     }
 
     /// Queues `record`; when the queue is full it is dropped and counted (see the module doc).
@@ -195,6 +201,23 @@ pub fn starting_book(payload: &[u8]) -> Option<crate::Snapshot> {
     let Depth { depth } = serde_json::from_slice(payload).ok()?;
     let mut body = payload.to_vec();
     crate::snapshot::parse_snapshot(&mut body, depth).ok()
+}
+
+/// The writer thread of a [`Recorder`], for a graceful shutdown to wait for its last frame.
+#[derive(Debug)]
+pub struct RecorderThread {
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl RecorderThread {
+    /// Waits up to `limit` for the thread to end (it ends once every [`Recorder`] handle is
+    /// dropped, after writing what it held); `true` if it did.
+    pub fn wait(self, limit: std::time::Duration) -> bool {
+        matches!(
+            self.done.recv_timeout(limit),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        )
+    }
 }
 
 /// What a connection needs to tee its frames: the recorder and the exchange it carries.

@@ -258,11 +258,19 @@ mod tests {
     #[test]
     fn records_reach_a_private_file_when_the_last_handle_goes() {
         let dir = temp_dir("private");
-        let recorder = Recorder::start(RecordConfig::new(&dir)).expect("start");
+        let (recorder, thread) = Recorder::start(RecordConfig::new(&dir)).expect("start");
         recorder.frame(Exchange::BinanceCom, "{\"stream\":\"x\"}".into());
         recorder.marker(Exchange::BinanceCom, "BTCUSDT", "added", "btcusdt@depth");
         drop(recorder);
-        let files = crate::record::writer::tests::wait_for_files(&dir);
+        assert!(
+            thread.wait(std::time::Duration::from_secs(30)),
+            "the writer ends"
+        );
+        let files: Vec<PathBuf> = recording_files(&dir)
+            .expect("list")
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
         let mode = fs::metadata(&files[0]).expect("meta").permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
@@ -308,17 +316,5 @@ mod tests {
         assert_eq!(left.len(), 3);
         assert_eq!(left[0], format::file_name(2_000));
         fs::remove_dir_all(&dir).ok();
-    }
-
-    /// The writer thread ends asynchronously: waits (bounded) until it wrote a file.
-    pub(super) fn wait_for_files(dir: &Path) -> Vec<PathBuf> {
-        for _ in 0..500 {
-            let files = recording_files(dir).unwrap_or_default();
-            if files.iter().any(|(_, len)| *len > 0) {
-                return files.into_iter().map(|(path, _)| path).collect();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("no recording file in {}", dir.display());
     }
 }
