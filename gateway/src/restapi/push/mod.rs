@@ -193,3 +193,76 @@ impl Drop for Push {
         self.shared.stop.store(true, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::agent::StateCopy;
+    use crate::auth::Auth;
+    use crate::client::{DEFAULT_TIMEOUT, InternalClient};
+    use crate::identity::{PodIdentity, Role};
+    use crate::restapi::RestApi;
+
+    /// restapi's whole router, with local reads of an empty cluster (`local`) or none.
+    fn router(token: Option<&str>, local: bool) -> axum::Router {
+        let cluster = format!("pushrouter{}", std::process::id());
+        let reader = local.then(|| ClusterReader::open(&cluster).expect("a valid name"));
+        let api = RestApi::new(
+            PodIdentity::new(Role::Restapi, None, None),
+            StateCopy::new(false),
+            InternalClient::new(None, None, DEFAULT_TIMEOUT),
+            "http://127.0.0.1:9",
+            reader,
+        );
+        api.router(Auth::new(None, token), ShutdownSignal::new())
+    }
+
+    /// Status and body of a GET of `path`.
+    async fn get(router: &axum::Router, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut request = Request::get(path).header(header::HOST, "127.0.0.1");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::empty()).expect("a request"))
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn push_endpoints_need_the_bearer_token_like_the_rest_of_the_api() {
+        let router = router(Some("push-test-token"), true);
+        for path in ["/ws", "/sse?streams=binance.com:BTCUSDT@bbo"] {
+            let (status, body) = get(&router, path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+            assert!(body.contains("#1109"), "{path}: {body}");
+        }
+        let token = Some("push-test-token");
+        let (status, body) = get(&router, "/ws", token).await;
+        assert_eq!(status, StatusCode::UPGRADE_REQUIRED, "{body}");
+        assert!(body.contains("#1117"), "{body}");
+        let (status, body) = get(&router, "/sse?streams=binance.com:BTCUSDT@bbo", token).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains("not in this host's shared memory"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn without_local_reads_push_is_refused_with_the_reason() {
+        let router = router(None, false);
+        for path in ["/ws", "/sse?streams=binance.com:BTCUSDT@bbo"] {
+            let (status, body) = get(&router, path, None).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+            assert!(body.contains("--no-local-reads"), "{path}: {body}");
+        }
+    }
+}
