@@ -1,10 +1,7 @@
 //! `ubdcc replay DIR`: serve a recording through Binance's protocol on one port until Ctrl-C or
 //! SIGTERM (`ubdcc_sim::replay`; the format is in docs/recording.md).
 
-use std::io::Write as _;
-
 use anyhow::Context as _;
-use tokio::net::TcpListener;
 use ubdcc_sim::replay::ReplayConfig;
 
 use crate::cli::ReplayArgs;
@@ -18,20 +15,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         from_ns: args.from,
         to_ns: args.to,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    runtime.block_on(async {
-        let listener = TcpListener::bind((args.host, args.port))
-            .await
-            .with_context(|| format!("binding {}:{}", args.host, args.port))?;
-        let address = listener.local_addr().context("reading the bound address")?;
-        let shutdown = crate::sim::shutdown_signal()?;
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {address}")?;
-        out.flush()?;
-        drop(out);
+    crate::sim::serve_announced(args.host, args.port, |listener, shutdown| async move {
         ubdcc_sim::replay::replay(listener, config, shutdown)
             .await
             .with_context(|| format!("replaying {}", args.dir.display()))
