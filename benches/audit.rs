@@ -214,7 +214,7 @@ fn live(options: &Options) -> anyhow::Result<()> {
     let audits = |reader: &mut ClusterReader| -> u64 {
         symbols
             .iter()
-            .filter_map(|s| reader.info("binance.com", s).ok())
+            .filter_map(|s| reader.proof("binance.com", s).ok())
             .map(|info| u64::from(info.audit.audits))
             .sum()
     };
@@ -242,7 +242,7 @@ fn live(options: &Options) -> anyhow::Result<()> {
         let symbol = &symbols[(round * 7919) % symbols.len()];
         let wrong = |reader: &mut ClusterReader| {
             reader
-                .info("binance.com", symbol)
+                .proof("binance.com", symbol)
                 .map_or(0, |info| info.audit.audit_mismatches)
         };
         let before = wrong(&mut reader);

@@ -413,8 +413,6 @@ mod tests {
             depth: 0,
             changes: 0,
             freshness: ubdcc_shm::Freshness::empty(),
-            audit: ubdcc_shm::Audit::default(),
-            top_hash: ubdcc_shm::TopHash::default(),
         }
     }
 }

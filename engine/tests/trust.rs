@@ -275,7 +275,7 @@ fn an_audit_that_agrees_is_counted_and_leaves_the_book_alone() {
     );
     let step = cache.on_audit_snapshot(&snapshot, &mut publisher).unwrap();
     assert_eq!(step, AuditStep::Verified);
-    let info = reader.info("binance.com", "X").unwrap();
+    let info = reader.proof("binance.com", "X").unwrap();
     assert_eq!((info.audit.audits, info.audit.audit_mismatches), (1, 0));
     assert!(info.audit.verified_at_ms > 0);
     assert!(!cache.is_auditing());
@@ -292,7 +292,7 @@ fn an_audit_that_finds_a_silently_changed_level_replaces_the_book_without_leavin
     let before = reader.info("binance.com", "X").unwrap();
     let step = cache.on_audit_snapshot(&snapshot, &mut publisher).unwrap();
     assert_eq!(step, AuditStep::Repaired(1));
-    let info = reader.info("binance.com", "X").unwrap();
+    let info = reader.proof("binance.com", "X").unwrap();
     assert_eq!(info.status, BookStatus::Synced, "never out of sync");
     assert_eq!(
         (info.last_update_id, info.resyncs),
@@ -325,7 +325,7 @@ fn an_audit_catches_up_with_live_events_before_it_judges() {
         )
         .unwrap();
     assert!(!cache.is_auditing());
-    let info = reader.info("binance.com", "X").unwrap();
+    let info = reader.proof("binance.com", "X").unwrap();
     assert_eq!(
         (info.audit.audits, info.audit.audit_mismatches, info.status),
         (1, 0, BookStatus::Synced)
@@ -341,7 +341,7 @@ fn a_book_that_loses_sync_drops_its_audit() {
         .on_update(event((20, 20, None), &[], &[]), 0, &mut publisher)
         .unwrap();
     assert!(!cache.is_auditing());
-    assert_eq!(reader.info("binance.com", "X").unwrap().audit.audits, 0);
+    assert_eq!(reader.proof("binance.com", "X").unwrap().audit.audits, 0);
 }
 
 #[test]

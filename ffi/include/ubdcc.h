@@ -111,6 +111,7 @@ typedef struct ubdcc_book_info_t {
     uint64_t generation;       /* slot generation */
     /* layout 3: */
     uint64_t changes;          /* change stamp of this version: last_seen for ubdcc_wait_for_update */
+    /* these five are filled by ubdcc_book_info; the level reads leave them 0: */
     uint64_t verified_at_ms;   /* Unix ms of the last audit that proved the book; 0 = never */
     uint32_t audits;           /* audits run since the book was added */
     uint32_t audit_mismatches; /* audits that found the book different from the exchange's */

@@ -344,7 +344,8 @@ unsafe fn get_side(
     })
 }
 
-/// Reads a book's metadata (status, ids, times, counts, covered depth), synced or not.
+/// Reads a book's metadata (status, ids, times, counts, covered depth, change stamp, freshness,
+/// audit results, top hash), synced or not.
 ///
 /// # Errors
 /// `UBDCC_ERR_NOT_FOUND`, `UBDCC_ERR_WRITER_GONE`, `UBDCC_ERR_WRITER_HUNG`,
@@ -373,10 +374,10 @@ pub unsafe extern "C" fn ubdcc_book_info(
             Ok(args) => args,
             Err(status) => return status,
         };
-        match handle.reader.info(exchange, market) {
-            Ok(info) => {
+        match handle.reader.proof(exchange, market) {
+            Ok(proof) => {
                 // SAFETY: `out_info` is non-null (checked) and valid for a write (contract).
-                unsafe { out_info.write(ubdcc_book_info_t::from(&info)) };
+                unsafe { out_info.write(ubdcc_book_info_t::from(&proof)) };
                 UBDCC_OK
             }
             Err(error) => fail_read(&error),

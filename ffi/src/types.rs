@@ -3,7 +3,7 @@
 
 use std::ffi::{c_char, c_int};
 
-use ubdcc_shm::{Band, Bbo, BookInfo, BookStatus, DepthStats, FillPrice, MAX_NAME_LEN};
+use ubdcc_shm::{Band, Bbo, BookInfo, BookProof, BookStatus, DepthStats, FillPrice, MAX_NAME_LEN};
 
 use crate::status::ubdcc_status_t;
 
@@ -61,7 +61,9 @@ pub struct ubdcc_book_info_t {
     /// The change stamp of this version (pass it to `ubdcc_wait_for_update` as `last_seen`).
     /// Layout 3: this and the fields below are new at the end of the struct.
     pub changes: u64,
-    /// Unix ms of the last audit that proved the book; 0 = never.
+    /// Unix ms of the last audit that proved the book; 0 = never. This and the next four are
+    /// filled by `ubdcc_book_info`; the level reads leave them 0 (they read the metadata that
+    /// travels with the levels only).
     pub verified_at_ms: u64,
     /// Audits run since the book was added.
     pub audits: u32,
@@ -150,13 +152,26 @@ impl From<&BookInfo> for ubdcc_book_info_t {
             updates: info.updates,
             generation: info.generation,
             changes: info.changes,
-            verified_at_ms: info.audit.verified_at_ms,
-            audits: info.audit.audits,
-            audit_mismatches: info.audit.audit_mismatches,
-            top_hash: info.top_hash.hash,
-            top_hash_update_id: info.top_hash.update_id,
+            verified_at_ms: 0,
+            audits: 0,
+            audit_mismatches: 0,
+            top_hash: 0,
+            top_hash_update_id: 0,
             freshness: info.freshness.bits(),
             reserved2: [0; 6],
+        }
+    }
+}
+
+impl From<&BookProof> for ubdcc_book_info_t {
+    fn from(proof: &BookProof) -> Self {
+        Self {
+            verified_at_ms: proof.audit.verified_at_ms,
+            audits: proof.audit.audits,
+            audit_mismatches: proof.audit.audit_mismatches,
+            top_hash: proof.top_hash.hash,
+            top_hash_update_id: proof.top_hash.update_id,
+            ..Self::from(&proof.info)
         }
     }
 }

@@ -256,8 +256,6 @@ mod tests {
             generation: 1,
             changes: 0,
             freshness: ubdcc_shm::Freshness::empty(),
-            audit: ubdcc_shm::Audit::default(),
-            top_hash: ubdcc_shm::TopHash::default(),
         }
     }
 

@@ -597,8 +597,6 @@ mod tests {
             depth: 100,
             changes: 0,
             freshness: ubdcc_shm::Freshness::empty(),
-            audit: ubdcc_shm::Audit::default(),
-            top_hash: ubdcc_shm::TopHash::default(),
         }
     }
 

@@ -118,14 +118,15 @@ fn book_metrics(reader: &mut ClusterReader, out: &mut String) {
             Ok(BookStatus::OutOfSync(_)) | Err(_) => "out_of_sync",
         };
         status.push((format!("{labels},status=\"{state}\""), 1.0));
-        if let Ok(info) = reader.info(&listing.exchange, &listing.market) {
+        if let Ok(proof) = reader.proof(&listing.exchange, &listing.market) {
+            let info = proof.info;
             resyncs.push((labels.clone(), f64::from(info.resyncs)));
             gaps.push((labels.clone(), f64::from(info.gaps)));
             updates.push((labels.clone(), info.updates as f64));
-            audits.push((labels.clone(), f64::from(info.audit.audits)));
-            mismatches.push((labels.clone(), f64::from(info.audit.audit_mismatches)));
-            if info.audit.verified_at_ms > 0 {
-                let verified_ns = info.audit.verified_at_ms.saturating_mul(1_000_000);
+            audits.push((labels.clone(), f64::from(proof.audit.audits)));
+            mismatches.push((labels.clone(), f64::from(proof.audit.audit_mismatches)));
+            if proof.audit.verified_at_ms > 0 {
+                let verified_ns = proof.audit.verified_at_ms.saturating_mul(1_000_000);
                 verified.push((labels.clone(), book_answer::age_ms_of(verified_ns) / 1e3));
             }
             ages.push((labels, book_answer::age_ms(&info) / 1e3));

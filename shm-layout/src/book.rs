@@ -174,10 +174,31 @@ pub struct BookInfo {
     pub changes: u64,
     /// Where `event_time_ms` comes from (empty: the exchange's time of the last event applied).
     pub freshness: Freshness,
+}
+
+/// A book's metadata with how far it is proven: its audit results and the hash of its top
+/// levels, all from one seqlock section ([`crate::ClusterReader::proof`]).
+///
+/// Kept out of [`BookInfo`], which every read returns: carrying these 32 bytes through every
+/// read made `ClusterReader::info` about 20% slower (an A/B of the same bench on both builds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BookProof {
+    /// The book's metadata.
+    pub info: BookInfo,
     /// The book's audit results (never audited: all zero).
     pub audit: Audit,
     /// The hash of the book's top levels and the update id it was computed at.
     pub top_hash: TopHash,
+}
+
+/// A proof reads as the info it extends (`proof.status`, `proof.last_update_id`), so code that
+/// read a [`BookInfo`] reads a [`BookProof`] unchanged.
+impl std::ops::Deref for BookProof {
+    type Target = BookInfo;
+
+    fn deref(&self) -> &BookInfo {
+        &self.info
+    }
 }
 
 /// Both sides of one synced book from a single seqlock section, as exact mantissas.

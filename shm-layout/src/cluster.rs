@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::FxBuildHasher;
 
-use crate::book::{Bbo, BookCopy, BookInfo, Level};
+use crate::book::{Bbo, BookCopy, BookInfo, BookProof, Level};
 use crate::error::{InvalidName, OpenClusterError, OpenSegmentError, ReadError, UntrustedSegment};
 use crate::liveness::unix_now_ns;
 use crate::query::LevelQuery;
@@ -551,6 +551,46 @@ impl ClusterReader {
                 &LevelQuery::ALL,
                 &mut none,
             )
+        })
+    }
+
+    /// The metadata of a book (as [`ClusterReader::info`]) with its audit results and the hash
+    /// of its top levels, from one read section: what issue 16's trust layer publishes. A synced
+    /// replica is preferred.
+    ///
+    /// # Errors
+    /// As [`ClusterReader::info`].
+    pub fn proof(&mut self, exchange: &str, market: &str) -> Result<BookProof, ReadError> {
+        // Kept the way `try_replicas` picks: the first synced replica, else the first readable.
+        let (mut synced, mut fallback) = (None, None);
+        let info = self.read_any(exchange, market, Accept::Any, None, |segment, location| {
+            let mut out = None;
+            let read = segment.read_proof(location.slot, location.generation, &mut out)?;
+            match read {
+                SlotRead::Synced(_) => synced = out,
+                SlotRead::NotSynced(_) => {
+                    fallback = fallback.or(out);
+                }
+                SlotRead::Moved | SlotRead::Contended { .. } => {}
+            }
+            Ok(read)
+        })?;
+        let proof = if info.status.is_synced() {
+            synced
+        } else {
+            fallback
+        };
+        // A read that found the book fills it; were that ever not so, the book is reported
+        // missing rather than the reader panicking.
+        let (audit, top_hash) = proof.ok_or_else(|| ReadError::NotFound {
+            cluster: self.cluster.clone(),
+            exchange: exchange.to_owned(),
+            market: market.to_owned(),
+        })?;
+        Ok(BookProof {
+            info,
+            audit,
+            top_hash,
         })
     }
 

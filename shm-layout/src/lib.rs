@@ -83,7 +83,7 @@ mod wait;
 mod writer;
 
 pub use book::{
-    Bbo, BookCopy, BookEdits, BookInfo, BookMeta, BookSides, Level, LevelEdit, RawLevel,
+    Bbo, BookCopy, BookEdits, BookInfo, BookMeta, BookProof, BookSides, Level, LevelEdit, RawLevel,
 };
 pub use book_math::{Band, DepthStats, FillAmount, FillPrice, depth_stats, fill_price};
 pub use cluster::{BookListing, ClusterReader};

@@ -574,6 +574,18 @@ impl SegmentReader {
         }
     }
 
+    /// Reads a slot's info (synced or not) with its audit results and top hash, from one read
+    /// section. `out` holds them after `Ok(SlotRead::Synced(_) | SlotRead::NotSynced(_))`.
+    pub(crate) fn read_proof(
+        &self,
+        slot: u32,
+        generation: u64,
+        out: &mut Option<(Audit, TopHash)>,
+    ) -> Result<SlotRead, ReadError> {
+        let mut copy = ProofCopy(out);
+        self.read_section(slot, generation, &mut copy)
+    }
+
     /// Copies both sides of a synced slot as exact mantissas, with the exponents and the info,
     /// all from one read section, into `out`. `out` holds the book only after
     /// `Ok(SlotRead::Synced(_))`; its sides are empty after any other outcome.
@@ -625,7 +637,10 @@ impl SegmentReader {
             // (removed, replaced by another book, not synced) copies nothing.
             let state = status
                 .filter(|_| found_generation == generation)
-                .map(|status| load_state(header, status, generation, C::READS_PROOF));
+                .map(|status| load_state(header, status, generation));
+            if state.is_some() {
+                copy.copy_meta(header);
+            }
             if let Some(state) = &state
                 && state.info.status.is_synced()
             {
@@ -656,9 +671,9 @@ impl SegmentReader {
 
 /// What a read section copies out of a synced slot besides its info.
 trait SectionCopy {
-    /// Whether the info needs the slot's third cache line (audit results, top hash); a best
-    /// bid/ask read does without, and so touches two lines only.
-    const READS_PROOF: bool = true;
+    /// Copies what it takes of the slot header for a book found in the slot, synced or not
+    /// (inside the section, like [`SectionCopy::copy`]); most copies take nothing here.
+    fn copy_meta(&mut self, _header: &SlotHeader) {}
 
     /// Copies with Relaxed loads inside an open read section; the caller validates afterwards
     /// and calls [`SectionCopy::discard`] when the section did not hold. Loaded counts may be
@@ -770,8 +785,6 @@ impl SectionCopy for RawCopy {
 struct BboCopy<'a>(&'a mut Option<Bbo>);
 
 impl SectionCopy for BboCopy<'_> {
-    const READS_PROOF: bool = false;
-
     #[inline]
     fn copy(&mut self, _view: &SegmentView, _slot: u32, header: &SlotHeader, state: &SlotState) {
         let info = &state.info;
@@ -857,19 +870,13 @@ fn load_stamp(stamp: &AtomicU64) -> u64 {
     value
 }
 
-/// Loads a slot's metadata and rings, and with `proof` the audit results and top hash from the
-/// third cache line (Relaxed; the caller validates the section afterwards).
+/// Loads a slot's metadata and rings (Relaxed; the caller validates the section afterwards).
 #[inline]
-fn load_state(header: &SlotHeader, status: BookStatus, generation: u64, proof: bool) -> SlotState {
+fn load_state(header: &SlotHeader, status: BookStatus, generation: u64) -> SlotState {
     let (bids, asks) = unpack_pair(header.rings.load(Ordering::Relaxed));
     let (bids, asks) = (Ring::unpack(bids), Ring::unpack(asks));
     let (resyncs, gaps) = unpack_pair(header.sync_counters.load(Ordering::Relaxed));
     let (freshness, depth) = unpack_status_extras(header.status.load(Ordering::Relaxed));
-    let (audit, top_hash) = if proof {
-        load_proof(header)
-    } else {
-        Default::default()
-    };
     let info = BookInfo {
         status,
         last_update_id: header.last_update_id.load(Ordering::Relaxed),
@@ -885,10 +892,24 @@ fn load_state(header: &SlotHeader, status: BookStatus, generation: u64, proof: b
         generation,
         changes: header.changes.load(Ordering::Relaxed),
         freshness: Freshness::from_bits(freshness),
-        audit,
-        top_hash,
     };
     SlotState { info, bids, asks }
+}
+
+/// The audit results and top hash of a book found in the slot, synced or not, from the slot
+/// header's third cache line: what [`crate::ClusterReader::proof`] adds to the info.
+pub(crate) struct ProofCopy<'a>(pub(crate) &'a mut Option<(Audit, TopHash)>);
+
+impl SectionCopy for ProofCopy<'_> {
+    fn copy_meta(&mut self, header: &SlotHeader) {
+        *self.0 = Some(load_proof(header));
+    }
+
+    fn copy(&mut self, _view: &SegmentView, _slot: u32, _header: &SlotHeader, _state: &SlotState) {}
+
+    fn discard(&mut self) {
+        *self.0 = None;
+    }
 }
 
 /// Loads the audit results and the top hash (Relaxed, inside the caller's read section).

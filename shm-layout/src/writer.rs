@@ -607,7 +607,8 @@ impl SegmentWriter {
 
     /// Publishes a book's audit results (issue 16's trust layer counts them): they stay with
     /// the book through every later publish until the next call, and are zero for a new book.
-    /// Readers get them in [`crate::BookInfo::audit`]; waiters are woken like for any publish.
+    /// Readers get them in [`crate::BookProof::audit`] ([`crate::ClusterReader::proof`]); waiters
+    /// are woken like for any publish.
     ///
     /// # Errors
     /// [`WriteError::StaleHandle`] for a removed book.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use ubdcc_shm::{BookInfo, BookStatus};
+use ubdcc_shm::{BookProof, BookStatus};
 
 use crate::support::metrics::{metric, metrics};
 use crate::support::rig::{DcnRig, untouched};
@@ -26,13 +26,13 @@ fn audited(
     rig: &mut DcnRig,
     markets: &[Market],
     book: (&str, &str, &str),
-    done: impl Fn(&BookInfo) -> bool,
+    done: impl Fn(&BookProof) -> bool,
     what: &str,
-) -> BookInfo {
+) -> BookProof {
     wait_until_every(SHM_POLL, Duration::from_secs(60), what, || {
         untouched(&mut rig.reader, markets)
             .unwrap_or_else(|e| panic!("left sync around an audit: {e}"));
-        let info = rig.info(book).expect("book");
+        let info = rig.proof(book).expect("book");
         done(&info)
             .then_some(info)
             .ok_or(format!("{:?}", info.audit))

@@ -558,8 +558,17 @@ impl Reader {
         exchange: &str,
         market: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let info = self.reader.info(exchange, market).map_err(read_error)?;
-        info_dict(py, &info)
+        let proof = self.reader.proof(exchange, market).map_err(read_error)?;
+        let dict = info_dict(py, &proof.info)?;
+        dict.set_item(intern!(py, "verified_at_ms"), proof.audit.verified_at_ms)?;
+        dict.set_item(intern!(py, "audits"), proof.audit.audits)?;
+        dict.set_item(
+            intern!(py, "audit_mismatches"),
+            proof.audit.audit_mismatches,
+        )?;
+        dict.set_item(intern!(py, "top_hash"), proof.top_hash.hash)?;
+        dict.set_item(intern!(py, "top_hash_update_id"), proof.top_hash.update_id)?;
+        Ok(dict)
     }
 
     /// Every book of every segment of the cluster, one dict per replica, sorted:
@@ -753,11 +762,6 @@ fn info_dict<'py>(py: Python<'py>, info: &BookInfo) -> PyResult<Bound<'py, PyDic
     dict.set_item(intern!(py, "depth"), info.depth)?;
     dict.set_item(intern!(py, "changes"), info.changes)?;
     dict.set_item(intern!(py, "freshness"), freshness_names(info.freshness))?;
-    dict.set_item(intern!(py, "verified_at_ms"), info.audit.verified_at_ms)?;
-    dict.set_item(intern!(py, "audits"), info.audit.audits)?;
-    dict.set_item(intern!(py, "audit_mismatches"), info.audit.audit_mismatches)?;
-    dict.set_item(intern!(py, "top_hash"), info.top_hash.hash)?;
-    dict.set_item(intern!(py, "top_hash_update_id"), info.top_hash.update_id)?;
     Ok(dict)
 }
 

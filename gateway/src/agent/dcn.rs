@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use ubdcc_engine::{
     BookSpec, Exchange, NodeError, NodeHandle, SeedPlan, SnapshotStats, WaitingBook,
 };
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, ReadError};
+use ubdcc_shm::{BookProof, BookStatus, ClusterReader, ReadError};
 
 use super::{ReplicaReport, ReplicaSource, StateCopy};
 use crate::mgmt::state::{
@@ -403,19 +403,20 @@ impl ReplicaSource for ShmReplicaSource {
                 }
                 Err(error) => (ReplicaStatus::OutOfSync, Some(error.to_string())),
             };
-            let info = reader.info(&listing.exchange, &listing.market).ok();
+            let proof = reader.proof(&listing.exchange, &listing.market).ok();
+            let info = proof.map(|proof| proof.info);
             let resyncs = info.map_or(0, |info| u64::from(info.resyncs));
             let depth = info.map(|info| info.depth).filter(|depth| *depth > 0);
             let key = (listing.exchange.clone(), listing.market.clone());
             let snapshot_queue = waiting.remove(&key);
-            let top_hashes = info
-                .filter(|info| info.status.is_synced())
-                .map(|info| sample_top_hash(hashes.entry(key.clone()).or_default(), &info))
+            let top_hashes = proof
+                .filter(|proof| proof.info.status.is_synced())
+                .map(|proof| sample_top_hash(hashes.entry(key.clone()).or_default(), &proof))
                 .unwrap_or_default();
-            let trust = info.map(|info| ReplicaTrust {
-                verified_at: info.audit.verified_at_ms as f64 / 1e3,
-                audits: info.audit.audits,
-                audit_mismatches: info.audit.audit_mismatches,
+            let trust = proof.map(|proof| ReplicaTrust {
+                verified_at: proof.audit.verified_at_ms as f64 / 1e3,
+                audits: proof.audit.audits,
+                audit_mismatches: proof.audit.audit_mismatches,
                 top_hashes: Vec::new(),
             });
             let seen = restarts.entry(key).or_insert((resyncs, 0.0));
@@ -448,8 +449,8 @@ const TOP_HASH_SAMPLES: usize = 16;
 
 /// Adds the book's current top hash to its samples (unless it is the last one again) and returns
 /// them, newest last.
-fn sample_top_hash(samples: &mut Vec<(u64, u64)>, info: &BookInfo) -> Vec<(u64, u64)> {
-    let sample = (info.top_hash.update_id, info.top_hash.hash);
+fn sample_top_hash(samples: &mut Vec<(u64, u64)>, proof: &BookProof) -> Vec<(u64, u64)> {
+    let sample = (proof.top_hash.update_id, proof.top_hash.hash);
     if sample.0 > 0 && samples.last() != Some(&sample) {
         if samples.len() == TOP_HASH_SAMPLES {
             samples.remove(0);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, Side};
+use ubdcc_shm::{BookInfo, BookProof, BookStatus, ClusterReader, Side};
 
 use super::http::{get_json, get_json_auth, post_json};
 use super::process::machine_token;
@@ -361,6 +361,11 @@ impl DcnRig {
     /// The book's info in shared memory, if it is there.
     pub fn info(&mut self, (exchange, _, symbol): (&str, &str, &str)) -> Option<BookInfo> {
         self.reader.info(exchange, symbol).ok()
+    }
+
+    /// The book's info with its audit results and top hash in shared memory, if it is there.
+    pub fn proof(&mut self, (exchange, _, symbol): (&str, &str, &str)) -> Option<BookProof> {
+        self.reader.proof(exchange, symbol).ok()
     }
 
     /// Waits until `done` holds for the book's info; panics with the last info after 30 s.
