@@ -4,17 +4,26 @@
 //! This reader is the second implementation of the format (the engine's recorder writes it), so
 //! a misreading in one shows up as a failing replay or export, not as silently wrong data.
 //!
-//! A frame that is cut short (a writer killed mid-write) or fails its checksum ends its file:
-//! what came before it is every complete second; the next file is read as usual.
+//! A file is read a chunk at a time, frame by frame (memory holds one frame, not the file). A
+//! frame that is cut short (a writer killed mid-write) or fails its checksum ends its file: what
+//! came before it is every complete second; the next file is read as usual.
 
 use std::collections::VecDeque;
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
 /// Suffix of a recording file.
 pub const FILE_SUFFIX: &str = ".ubdcc-rec.zst";
+
+/// Bytes read from a file at a time: a file is read frame by frame, never whole (an hour of
+/// 1 000 books is gigabytes).
+const READ_CHUNK: usize = 1 << 20;
+
+/// A frame this large is damage, not a second of records (the writer flushes at 8 MB raw).
+const MAX_FRAME: usize = 256 << 20;
 
 /// What a record holds (the byte after its length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,8 +95,8 @@ pub enum RecordingError {
 #[derive(Debug)]
 pub struct Recording {
     files: VecDeque<PathBuf>,
-    /// The current file's bytes and the offset of its next frame.
-    current: Option<(PathBuf, Vec<u8>, usize)>,
+    /// The file being read.
+    current: Option<FrameFile>,
     items: VecDeque<RecordedItem>,
     /// Frames dropped as torn or damaged (one per file at most).
     torn_frames: u64,
@@ -130,7 +139,7 @@ impl Recording {
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.current
             .iter()
-            .map(|(path, ..)| path.as_path())
+            .map(|file| file.path.as_path())
             .chain(self.files.iter().map(PathBuf::as_path))
     }
 
@@ -146,36 +155,103 @@ impl Recording {
                 let Some(path) = self.files.pop_front() else {
                     return Ok(false);
                 };
-                let bytes = fs::read(&path).map_err(|source| RecordingError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                self.current = Some((path, bytes, 0));
+                self.current = Some(FrameFile::open(path)?);
             }
-            let Some((path, bytes, offset)) = self.current.as_mut() else {
+            let Some(file) = self.current.as_mut() else {
                 continue;
             };
-            let rest = &bytes[*offset..];
-            if rest.is_empty() {
-                self.current = None;
-                continue;
+            let next = file.next().map_err(|source| RecordingError::Io {
+                path: file.path.clone(),
+                source,
+            })?;
+            match next {
+                Next::Frame(frame) => {
+                    let path = file.path.clone();
+                    parse_records(&frame, &mut self.items)
+                        .map_err(|offset| RecordingError::Malformed { path, offset })?;
+                    return Ok(true);
+                }
+                Next::End => self.current = None,
+                Next::Torn(bytes) => {
+                    // Torn by a kill, or damaged: everything before it stands.
+                    tracing::warn!(path = %file.path.display(), offset = file.offset, bytes, "dropping a torn recording frame");
+                    self.torn_frames += 1;
+                    self.current = None;
+                }
             }
-            let decoded = zstd::zstd_safe::find_frame_compressed_size(rest)
+        }
+    }
+}
+
+/// What a file gives next.
+enum Next {
+    /// A complete frame, decompressed.
+    Frame(Vec<u8>),
+    /// The file ends after its last complete frame.
+    End,
+    /// The rest of the file (this many bytes) is no complete frame.
+    Torn(usize),
+}
+
+/// One recording file, read a chunk at a time.
+#[derive(Debug)]
+struct FrameFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes read and not yet taken, from `start`.
+    buffer: Vec<u8>,
+    start: usize,
+    /// File offset of `buffer[start]` (for the log).
+    offset: u64,
+    eof: bool,
+}
+
+impl FrameFile {
+    fn open(path: PathBuf) -> Result<Self, RecordingError> {
+        let file = File::open(&path).map_err(|source| RecordingError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path,
+            file,
+            buffer: Vec::new(),
+            start: 0,
+            offset: 0,
+            eof: false,
+        })
+    }
+
+    fn next(&mut self) -> io::Result<Next> {
+        loop {
+            let rest = &self.buffer[self.start..];
+            // An incomplete frame is an error or a size beyond what is read: read more.
+            let complete = zstd::zstd_safe::find_frame_compressed_size(rest)
                 .ok()
-                .filter(|&len| len <= rest.len())
-                .and_then(|len| Some((len, zstd::decode_all(&rest[..len]).ok()?)));
-            let Some((len, frame)) = decoded else {
-                // Torn by a kill, or damaged: everything before it stands.
-                tracing::warn!(path = %path.display(), offset = *offset, bytes = rest.len(), "dropping a torn recording frame");
-                self.torn_frames += 1;
-                self.current = None;
-                continue;
-            };
-            *offset += len;
-            let path = path.clone();
-            parse_records(&frame, &mut self.items)
-                .map_err(|offset| RecordingError::Malformed { path, offset })?;
-            return Ok(true);
+                .filter(|&len| len > 0 && len <= rest.len());
+            if let Some(len) = complete {
+                let decoded = zstd::decode_all(&rest[..len]);
+                self.start += len;
+                self.offset += len as u64;
+                return Ok(match decoded {
+                    Ok(frame) => Next::Frame(frame),
+                    // A complete frame that fails its checksum: damage.
+                    Err(_) => Next::Torn(len),
+                });
+            }
+            if self.eof || rest.len() > MAX_FRAME {
+                return Ok(match rest.len() {
+                    0 => Next::End,
+                    bytes => Next::Torn(bytes),
+                });
+            }
+            self.buffer.drain(..self.start);
+            self.start = 0;
+            let read = self.buffer.len();
+            self.buffer.resize(read + READ_CHUNK, 0);
+            let got = self.file.read(&mut self.buffer[read..])?;
+            self.buffer.truncate(read + got);
+            self.eof = got == 0;
         }
     }
 }
@@ -273,6 +349,36 @@ mod tests {
         assert_eq!(items[1].market, "BTCUSDT");
         assert_eq!(items[2].kind, RecordKind::Behind);
         assert_eq!(recording.torn_frames(), 1);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn frames_larger_than_a_read_are_read_whole() {
+        let dir = std::env::temp_dir().join(format!("ubdcc-sim-rec-big-{}", std::process::id()));
+        fs::remove_dir_all(&dir).ok();
+        fs::create_dir_all(&dir).expect("dir");
+        // Incompressible payloads, so the frames span several reads.
+        let mut state = 1u64;
+        let mut noise = || {
+            (0..3 * READ_CHUNK)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    char::from(b'a' + (state >> 59) as u8)
+                })
+                .collect::<String>()
+        };
+        let (first, second) = (noise(), noise());
+        let mut file = zstd::encode_all(record(1, 1, "x", "", &first).as_slice(), 1).expect("zstd");
+        file.extend(zstd::encode_all(record(1, 2, "x", "", &second).as_slice(), 1).expect("zstd"));
+        fs::write(dir.join(format!("a{FILE_SUFFIX}")), file).expect("write");
+        let items: Vec<RecordedItem> = Recording::open(&dir)
+            .expect("open")
+            .map(|item| item.expect("item"))
+            .collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[1].payload, second.as_bytes());
         fs::remove_dir_all(&dir).ok();
     }
 
