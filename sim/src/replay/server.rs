@@ -440,3 +440,67 @@ fn answer_request(subscribed: &mut HashSet<String>, text: &str) -> String {
     };
     serde_json::json!({"result": result, "id": id}).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn frame(second: u64, first_id: u64) -> RecordedItem {
+        let event = serde_json::json!({"stream": "sim0usdt@depth", "data": {
+            "e": "depthUpdate", "E": second * 1000, "s": "SIM0USDT",
+            "U": first_id, "u": first_id, "b": [["1.00", "1.0"]], "a": []}});
+        RecordedItem {
+            kind: RecordKind::Frame,
+            received_ns: second * 1_000_000_000,
+            exchange: "binance.com".into(),
+            market: String::new(),
+            payload: event.to_string().into_bytes(),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_records_between_from_and_to_are_sent_and_earlier_ones_build_the_book() {
+        let shared = Shared::new();
+        let mut frames = shared.frames.subscribe();
+        shared.subscribed.send_replace(true);
+        let (items, receiver) = mpsc::channel(16);
+        let start = RecordedItem {
+            kind: RecordKind::Snapshot,
+            received_ns: 0,
+            exchange: "binance.com".into(),
+            market: "SIM0USDT".into(),
+            payload: br#"{"lastUpdateId":10,"depth":100,"bids":[["1.00","2.0"]],"asks":[]}"#
+                .to_vec(),
+        };
+        for item in [
+            start,
+            frame(1, 11),
+            frame(2, 12),
+            frame(3, 13),
+            frame(4, 14),
+        ] {
+            items.send(item).await.expect("queued");
+        }
+        drop(items);
+        let config = ReplayConfig {
+            dir: PathBuf::new(),
+            speed: 1000.0,
+            from_ns: Some(2_000_000_000),
+            to_ns: Some(3_000_000_000),
+        };
+        pace(shared.clone(), config, receiver).await;
+        let mut sent = Vec::new();
+        while let Ok(batch) = frames.try_recv() {
+            sent.extend(batch.iter().map(|frame| frame.text.to_string()));
+        }
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(sent[0].contains(r#""U":12"#) && sent[1].contains(r#""U":13"#));
+        let book = lock(&shared.markets)
+            .get(&(Family::Spot, "SIM0USDT".to_owned()))
+            .and_then(|market| market.depth_json(5, false))
+            .expect("known");
+        assert!(book.contains(r#""lastUpdateId":13"#), "{book}");
+    }
+}
