@@ -535,6 +535,22 @@ fn bad_requests_get_errors(rig: &ClusterRig, good: &str) {
     );
     assert_eq!(reply, json!({"result": [], "id": 9}));
 
+    // More than 10 requests in a second: closed with the reason (code 1008).
+    let mut flood = connect(&rig.local.address, None);
+    for id in 0..11 {
+        let request = json!({"method": "LIST_SUBSCRIPTIONS", "id": id}).to_string();
+        flood.send(Message::text(request)).expect("send");
+    }
+    let closed = loop {
+        match flood.read() {
+            Ok(Message::Close(frame)) => break frame.expect("a close frame with a reason"),
+            Ok(_) => {}
+            Err(error) => panic!("no close frame: {error}"),
+        }
+    };
+    assert_eq!(u16::from(closed.code), 1008, "{closed:?}");
+    assert!(closed.reason.contains("too many requests"), "{closed:?}");
+
     // Not a WebSocket: 426 with an envelope; the restapi without local reads refuses (503).
     let plain = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let (status, _, body) = exchange(&rig.local.address, plain.as_bytes());
