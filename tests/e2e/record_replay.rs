@@ -1,7 +1,8 @@
-//! Record and replay (issue 17): a DCN records 50 books through injected gaps and a disconnect
-//! and is killed with SIGKILL; the recording, replayed through the simulator's protocol into a
-//! fresh DCN, gives that DCN the recording's own book at every update id it reaches — in shared
-//! memory as it serves it, and in its own recording of the replay, row for row.
+//! Record and replay (issue 17): a DCN records 50 books (45 spot, 5 futures) through injected
+//! gaps (on two futures and three spot books) and a disconnect, and is killed with SIGKILL; the
+//! recording, replayed through the simulator's protocol into a fresh DCN, gives that DCN the
+//! recording's own book at every update id it reaches — in shared memory as it serves it, and in
+//! its own recording of the replay, row for row.
 //!
 //! "The recording's own book" is what `ubdcc export` rebuilds from it (the engine's sync rules
 //! and order book fed the recorded starting books and frames).
@@ -16,7 +17,7 @@ use ubdcc_shm::{BookStatus, ClusterReader, LevelQuery, Side};
 use ubdcc_sim::replay::recording::Recording;
 
 use crate::support::rig::start_dcn;
-use crate::support::sim::{inject, market_fault};
+use crate::support::sim::{Market, inject, market_fault};
 use crate::support::wait::{SHM_POLL, wait_until, wait_until_every};
 use crate::support::{Cleanup, Process, markets, wait_synced};
 
@@ -150,6 +151,15 @@ fn compare_served(
     Ok(compared)
 }
 
+/// 45 spot books and 5 futures books (`pu`-chained), symbols distinct across both (the
+/// comparisons key rows by symbol); the futures books come first, so the gaps hit them and the
+/// first spot books.
+fn books() -> Vec<Market> {
+    let futures =
+        (BOOKS - 5..BOOKS).map(|i| ("binance.com-futures", "futures", format!("SIM{i}USDT")));
+    futures.chain(markets(BOOKS - 5, 0, 0)).collect()
+}
+
 /// Runs `ubdcc export DIR --format parquet` and counts its rows.
 fn parquet_rows(dir: &Path) -> i64 {
     use parquet::file::reader::{FileReader as _, SerializedFileReader};
@@ -230,7 +240,7 @@ fn assert_private_and_secret_free(dir: &Path) {
 fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_every_update_id() {
     let recording = temp_dir("a");
     let replayed = temp_dir("b");
-    let books = markets(BOOKS, 0, 0);
+    let books = books();
 
     // Record 50 books through gaps on five of them and a disconnect of all of them.
     let recorded_cluster = format!("recorded{}", std::process::id());
@@ -251,14 +261,14 @@ fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_
     );
     let mut reader = ClusterReader::open(&recorded_cluster).expect("cluster");
     wait_synced(&mut reader, &books, Duration::from_secs(120));
-    for (exchange, family, symbol) in &books[..5] {
+    for (exchange, family, symbol) in &books[3..8] {
         inject(
             &sim.address,
             &market_fault("drop", (exchange, family, symbol), json!({"count": 2})),
         );
     }
     wait_until(Duration::from_secs(60), "the five gaps resynced", || {
-        let resynced = books[..5].iter().all(|(exchange, _, symbol)| {
+        let resynced = books[3..8].iter().all(|(exchange, _, symbol)| {
             reader
                 .info(exchange, symbol)
                 .is_ok_and(|i| i.resyncs > 0 && i.status == BookStatus::Synced)
