@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Upper bounds of the buckets, in seconds: 100 µs to 5 s in 1-2-5 steps (the poll interval is
-/// 1 ms; a loaded machine adds tens of ms).
+/// Upper bounds of the buckets, in seconds: 100 µs to 5 s in 1-2-5 steps (the watcher runs a
+/// pass at most every 1 ms; a loaded machine adds tens of ms).
 const BOUNDS: [f64; 15] = [
     0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
