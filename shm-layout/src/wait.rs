@@ -31,13 +31,13 @@
 //! Waking only when someone waits would need waiters to say so in a word the writer reads, and
 //! readers may not write to a segment (and a neighbour able to write such a word could clear it
 //! and starve every waiter). So every section ends with two `FUTEX_WAKE` calls (the slot's word
-//! and the segment's), whether anyone waits or not. Measured with `benches/wait_wake.rs` and
-//! `benches/shm_publish.rs` on the shared 2-core machine (load average 2-5, so ±30%):
-//! `shm_publish/meta_only` went from 26 ns (layout 2, no wake) to about 270 ns, i.e. about
-//! 120 ns per shared `FUTEX_WAKE` with no waiter; a one-level `publish_edits` below the top costs
-//! about 300 ns. A DCN publishing 20 000 versions a second spends about 0.5% of a core on the
-//! wakes, next to the microseconds each message costs to parse and apply; a waiter runs about
-//! 1.5-3 µs after the publish (`wait_wake/publish_to_wake`), which is what readers feel.
+//! and the segment's), whether anyone waits or not. Measured on the shared 2-core machine (load
+//! average 2-3) with one bench run on layout 2 and this build in turns: a one-level
+//! `publish_edits` below the top went from 31-38 ns to 280-315 ns, so the two shared
+//! `FUTEX_WAKE`s with no waiter cost about 125 ns each (`wait_wake/publish_meta` shows the same).
+//! A DCN publishing 20 000 versions a second spends about 0.5% of a core on them, next to the
+//! microseconds each message costs to parse and apply. A waiter runs 1.5-3 µs after the publish
+//! (`wait_wake/publish_to_wake`), which is what readers feel.
 //!
 //! # Liveness while waiting
 //! A wait sleeps in slices of at most [`WAIT_SLICE`] and checks its writer between them, so a
