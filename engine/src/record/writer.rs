@@ -17,23 +17,32 @@ use super::{FLUSH_INTERVAL, Record, RecordConfig, RecordKind};
 /// unbounded buffer (and one frame stays a small unit to decompress).
 const FLUSH_BYTES: usize = 8 << 20;
 
-/// Creates `dir` owner-only if it is missing.
+/// Creates `dir` owner-only if it is missing; an existing one must be a directory of this user
+/// that nobody else may write to (anyone who can write there could plant files the pruning
+/// would count, or swap ours).
 ///
 /// # Errors
-/// It cannot be created, or exists and is not a directory.
+/// It cannot be created; it is not a directory; it belongs to another user or is writable by
+/// others.
 pub(super) fn prepare_dir(dir: &Path) -> io::Result<()> {
-    match fs::DirBuilder::new()
+    use std::os::unix::fs::MetadataExt as _;
+    fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
-    {
-        Ok(()) if dir.is_dir() => Ok(()),
-        Ok(()) => Err(io::Error::other(format!(
-            "{} is not a directory",
-            dir.display()
-        ))),
-        Err(error) => Err(error),
+        .create(dir)?;
+    // `symlink_metadata`: a planted symlink is not a directory of ours.
+    let metadata = fs::symlink_metadata(dir)?;
+    let refuse = |why: &str| Err(io::Error::other(format!("{}: {why}", dir.display())));
+    if !metadata.is_dir() {
+        return refuse("not a directory");
     }
+    if metadata.uid() != rustix::process::geteuid().as_raw() {
+        return refuse("belongs to another user");
+    }
+    if metadata.mode() & 0o022 != 0 {
+        return refuse("others may write to it (chmod go-w, or let the recorder create it)");
+    }
+    Ok(())
 }
 
 /// The file being appended to.
@@ -285,6 +294,20 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("{\"stream\":\"x\"}"));
         assert!(text.contains("\"event\":\"added\""));
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_directory_others_may_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("shared");
+        prepare_dir(&dir).expect("created");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).expect("chmod");
+        let error = prepare_dir(&dir).expect_err("refused");
+        assert!(error.to_string().contains("others may write"), "{error}");
+        let file = dir.join("plain");
+        fs::write(&file, b"x").expect("file");
+        assert!(prepare_dir(&file).is_err(), "a file is no directory");
         fs::remove_dir_all(&dir).ok();
     }
 
