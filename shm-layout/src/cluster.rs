@@ -607,8 +607,10 @@ impl ClusterReader {
     ///
     /// # Errors
     /// As [`ClusterReader::info`] ([`ReadError::NotFound`], [`ReadError::WriterGone`],
-    /// [`ReadError::WriterHung`], [`ReadError::Contended`]); a writer that dies or hangs during
-    /// the wait ends it with its error within 50 ms of a read seeing it.
+    /// [`ReadError::WriterHung`], [`ReadError::Contended`]). When the writer of the replica
+    /// waited on dies or hangs during the wait (seen within 50 ms, like a read), the wait
+    /// follows the book to the replica a read would now use and goes on there; with no other
+    /// replica readable it ends with that writer's error.
     ///
     /// # Example
     /// ```
@@ -645,9 +647,28 @@ impl ClusterReader {
         last_seen: u64,
         timeout: Duration,
     ) -> Result<WaitOutcome, ReadError> {
+        // `None`: a timeout beyond what `Instant` holds waits for good.
+        let deadline = Instant::now().checked_add(timeout);
+        let location = self.serving_location(exchange, market)?;
+        match self.segments[location.segment].wait_slot(location.slot, last_seen, timeout) {
+            // The replica waited on died or hung: follow the book to the replica a read now
+            // uses (the lookup reports the error when there is none) and wait there for the
+            // rest of the time.
+            Err(ReadError::WriterGone { .. } | ReadError::WriterHung { .. }) => {
+                let location = self.serving_location(exchange, market)?;
+                let remaining = deadline.map_or(timeout, |deadline| {
+                    deadline.saturating_duration_since(Instant::now())
+                });
+                self.segments[location.segment].wait_slot(location.slot, last_seen, remaining)
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// Where the replica [`ClusterReader::info`] reads lives (a synced one preferred).
+    fn serving_location(&mut self, exchange: &str, market: &str) -> Result<Location, ReadError> {
         self.info(exchange, market)?;
-        let location = self
-            .last_served
+        self.last_served
             .and_then(|served| {
                 self.locations(exchange, market)?
                     .iter()
@@ -660,8 +681,7 @@ impl ClusterReader {
                 cluster: self.cluster.clone(),
                 exchange: exchange.to_owned(),
                 market: market.to_owned(),
-            })?;
-        self.segments[location.segment].wait_slot(location.slot, last_seen, timeout)
+            })
     }
 
     /// The book's current change stamp ([`BookInfo::changes`] of [`ClusterReader::info`]): what

@@ -26,7 +26,7 @@ use crate::slot::{
     unpack_exponents,
 };
 use crate::status::{BookStatus, OutOfSyncReason, STATUS_EMPTY, Side};
-use crate::wait::signal;
+use crate::wait::{FutexWord, signal};
 
 /// Permission bits of a new segment unless [`SegmentConfig::mode`] says otherwise: only its owner
 /// may read it. Readers of other users need a wider mode, a group, and to trust the owner.
@@ -670,6 +670,17 @@ impl Drop for SegmentWriter {
             .header()
             .state
             .store(SegmentState::Closed as u32, Ordering::Release);
+        // Waiters learn it now rather than at their next liveness check: woken, they check the
+        // writer first and find the segment closed.
+        for (slot, _) in self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.book.is_some())
+        {
+            self.view.slot(slot as u32).wake.wake_all();
+        }
+        self.view.header().wake.wake_all();
         if names_our_segment(&self.name, &self.fd) {
             // Best effort in a destructor: if it fails the name stays, marked Closed, and the next
             // writer of this name replaces it.
