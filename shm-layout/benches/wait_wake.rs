@@ -13,6 +13,9 @@
 //!   publishes PONG. Half a round trip is the latency from a publish to its waiter running.
 //! - `wait_wake/wait_already_changed`: `wait_for_update` when the book already changed (the
 //!   lookup, one liveness check and two loads; no syscall).
+//! - `wait_wake/scan_1000_books`: after a `wait_for_any`, what a push server does next: the
+//!   change stamp of each of 1 000 books of a segment (`ClusterReader::changes`), to find the
+//!   ones that changed.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -148,12 +151,14 @@ fn publish_to_wake(c: &mut Criterion) {
             }
         })
     };
+    // The ponger's first stamp is read before the first ping: read after it, the ponger would
+    // take that ping for the version it already saw and wait for the next forever.
+    let mut ponger_reader = ClusterReader::open(&cluster).expect("open");
+    let ponger_seen = ponger_reader.changes("binance.com", "PING").expect("ping");
     let ponger = {
         let stop = Arc::clone(&stop);
-        let cluster = cluster.clone();
         std::thread::spawn(move || {
-            let mut reader = ClusterReader::open(&cluster).expect("open");
-            let mut seen = reader.changes("binance.com", "PING").expect("ping");
+            let (mut reader, mut seen) = (ponger_reader, ponger_seen);
             let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
                 seen = wait(&mut reader, "PING", seen);
@@ -183,5 +188,31 @@ fn publish_to_wake(c: &mut Criterion) {
     beater.join().expect("beater");
 }
 
-criterion_group!(benches, publish_costs, publish_to_wake);
+fn scan_1000_books(c: &mut Criterion) {
+    const BOOKS: u32 = 1000;
+    let cluster = format!("benchscan{}", std::process::id());
+    let mut writer = SegmentConfig::new(cluster.as_str(), "dcn")
+        .books(BOOKS)
+        .levels_per_side(20)
+        .create()
+        .expect("create");
+    let markets: Vec<String> = (0..BOOKS).map(|i| format!("BOOK{i}")).collect();
+    for (k, market) in markets.iter().enumerate() {
+        let book = writer.add_book("binance.com", market).expect("add");
+        ping(&mut writer, book, k as u64);
+    }
+    let beat = writer.heartbeat_handle();
+    let mut reader = ClusterReader::open(&cluster).expect("open");
+    c.bench_function("wait_wake/scan_1000_books", |b| {
+        b.iter(|| {
+            beat.beat();
+            markets
+                .iter()
+                .map(|market| reader.changes("binance.com", market).expect("changes"))
+                .max()
+        })
+    });
+}
+
+criterion_group!(benches, publish_costs, publish_to_wake, scan_1000_books);
 criterion_main!(benches);

@@ -129,3 +129,44 @@ fn a_wait_follows_the_book_to_another_replica_when_its_writer_dies() {
     assert!(stamp > seen);
     assert_eq!(reader.last_served_dcn(), Some("dcn-b"));
 }
+
+#[test]
+fn two_threads_ping_pong_through_waits_on_two_segments() {
+    let cluster = cluster("pingpong");
+    let mut ping_writer = writer(&cluster, "a");
+    let mut pong_writer = writer(&cluster, "b");
+    let ping = ping_writer.add_book("binance.com", "PING").expect("add");
+    let pong = pong_writer.add_book("binance.com", "PONG").expect("add");
+    // Each side's first stamp is read before the first ping: read after it, the ponger would
+    // take that ping for the version it already saw and wait for the next forever.
+    let mut ponger_reader = ClusterReader::open(&cluster).expect("open");
+    let ponger_seen = ponger_reader.changes("binance.com", "PING").expect("ping");
+    let ponger = {
+        std::thread::spawn(move || {
+            let (mut reader, mut seen) = (ponger_reader, ponger_seen);
+            for round in 1..=200 {
+                match reader.wait_for_update("binance.com", "PING", seen, PATIENCE) {
+                    Ok(WaitOutcome::Changed(stamp)) => seen = stamp,
+                    other => panic!("ponger round {round}: {other:?} after {seen}"),
+                }
+                pong_writer
+                    .publish_meta(pong, &synced(round))
+                    .expect("publish");
+                pong_writer.heartbeat();
+            }
+        })
+    };
+    let mut reader = ClusterReader::open(&cluster).expect("open");
+    let mut seen = reader.changes("binance.com", "PONG").expect("pong");
+    for round in 1..=200 {
+        ping_writer
+            .publish_meta(ping, &synced(round))
+            .expect("publish");
+        ping_writer.heartbeat();
+        match reader.wait_for_update("binance.com", "PONG", seen, PATIENCE) {
+            Ok(WaitOutcome::Changed(stamp)) => seen = stamp,
+            other => panic!("pinger round {round}: {other:?} after {seen}"),
+        }
+    }
+    ponger.join().expect("ponger");
+}
