@@ -8,13 +8,17 @@
 //! default); among the books due, the busiest since their last audit go first (most events:
 //! most chances to have gone wrong), then the longest unaudited.
 //!
-//! How deep an audit looks adapts too ([`Node::audit_depth`]): the deepest snapshot (1 000, 500
-//! or 100 levels) whose cost lets every book of the exchange be audited once per interval from
-//! the spare weight; when even 100 levels cannot, 1 000 (at scale depth is worth more than
-//! pace). On spot at a 50% share (spare weight: half of 3 000 a minute): 50 books are audited
-//! 500 levels deep (weight 25), each within ~50 s; 1 000 books 1 000 levels deep (weight 50), 30
-//! a minute, every book within ~34 minutes. Options books are not audited: their snapshots lag the stream by up to ~30 s
+//! How deep an audit looks adapts too ([`Node::audit_depth`]): a book whose last full-depth
+//! (1 000-level) audit is older than [`DEEP_AUDIT_EVERY`] gets one; otherwise the deepest
+//! snapshot (1 000, 500 or 100 levels) whose cost lets every book of the exchange be audited
+//! once per [`MIN_AUDIT_CYCLE`] (or per interval, if longer) from the spare weight; when even
+//! 100 levels cannot, 1 000 (at scale depth is worth more than pace). On spot at a 50% share
+//! (spare weight: half of 3 000 a minute), 50 books are audited 500 levels deep (weight 25), each
+//! within a minute, and 1 000 books 1 000 levels deep (weight 50), 30 a minute, every book within
+//! ~34 minutes. Options books are not audited: their snapshots lag the stream by up to ~30 s
 //! (`docs/binance-protocol.md` §4.4), older than any audit's buffered events can bridge.
+
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -27,19 +31,35 @@ use crate::weight_budget::URGENT_RESERVE;
 /// The snapshot depths an audit may ask for, deepest first (spot weighs them 50, 25 and 5).
 const AUDIT_DEPTHS: [u32; 3] = [SNAPSHOT_LIMIT, 500, SHALLOW_LIMIT];
 
+/// Each book gets a full-depth audit at least this often (spare weight allowing): shallower
+/// audits cannot see a level gone wrong deep in the book.
+pub(super) const DEEP_AUDIT_EVERY: Duration = Duration::from_secs(3600);
+
+/// The audit cycle the depth is chosen for when the interval is shorter: the issue's "50 books
+/// on one DCN, each audited within a minute", 500 levels deep rather than 100 every 30 s.
+const MIN_AUDIT_CYCLE: Duration = Duration::from_secs(60);
+
 /// Audits under way at once per node: enough to keep spare weight busy while one snapshot is on
 /// its way and another catches up with the live book, few enough that an audit never waits long
 /// in the queue (its events are buffered meanwhile).
 pub(super) const AUDITS_IN_FLIGHT: usize = 2;
 
 impl Node {
-    /// The `limit` an audit of a book of `exchange` asks for (see the module doc).
-    pub(super) fn audit_depth(&self, exchange: Exchange) -> u32 {
+    /// The `limit` an audit of `book` asks for (see the module doc).
+    pub(super) fn audit_depth(&self, book: BookId) -> u32 {
+        let Some(entry) = self.books.get(&book) else {
+            return SNAPSHOT_LIMIT;
+        };
+        let exchange = entry.spec.exchange;
         let spec = exchange.spec();
         let deepest = spec.snapshot_limit(SNAPSHOT_LIMIT);
-        let Some(interval) = self.config.audit_interval else {
+        let deep_due = entry
+            .deep_audited_at
+            .is_none_or(|at| at.elapsed() >= DEEP_AUDIT_EVERY);
+        let Some(interval) = self.config.audit_interval.filter(|_| !deep_due) else {
             return deepest;
         };
+        let cycle = interval.max(MIN_AUDIT_CYCLE);
         let books = self
             .books
             .values()
@@ -50,7 +70,7 @@ impl Node {
             .max(1);
         let spare_per_minute =
             f64::from(spec.weight_per_minute) * self.weight_share.get() * (1.0 - URGENT_RESERVE);
-        let audits_per_minute = books as f64 * 60.0 / interval.as_secs_f64().max(1.0);
+        let audits_per_minute = books as f64 * 60.0 / cycle.as_secs_f64();
         AUDIT_DEPTHS
             .into_iter()
             .map(|wanted| spec.snapshot_limit(wanted))
@@ -127,6 +147,10 @@ impl Node {
         }
         entry.audit = AuditState::Requested;
         entry.audit_wanted = false;
+        let limit = self.audit_depth(book);
+        if let Some(entry) = self.books.get_mut(&book) {
+            entry.audit_limit = limit;
+        }
         self.request_snapshot(book);
     }
 
@@ -176,6 +200,9 @@ impl Node {
         entry.audit = AuditState::Idle;
         entry.audited_at = Some(Instant::now());
         entry.events_since_audit = 0;
+        if step != AuditStep::Failed && entry.audit_limit >= SNAPSHOT_LIMIT {
+            entry.deep_audited_at = entry.audited_at;
+        }
         let audits = entry.cache.audits();
         tracing::debug!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, ?step, audits = audits.audits, mismatches = audits.audit_mismatches, "audit ended");
     }

@@ -99,6 +99,10 @@ struct Entry {
     events_since_audit: u64,
     /// An audit was asked for from outside (its replicas disagree): due at once.
     audit_wanted: bool,
+    /// The `limit` the audit under way asked for (see `audits`).
+    audit_limit: u32,
+    /// When the book's last full-depth audit ended (`None`: never).
+    deep_audited_at: Option<Instant>,
 }
 
 /// Where a book's audit stands.
@@ -434,6 +438,8 @@ impl Node {
                 audited_at: None,
                 events_since_audit: 0,
                 audit_wanted: false,
+                audit_limit: SNAPSHOT_LIMIT,
+                deep_audited_at: None,
             },
         );
         Ok(())
@@ -708,7 +714,7 @@ impl Node {
         let wanted = match kind {
             SnapshotKind::New | SnapshotKind::Resync => self.config.initial_depth,
             SnapshotKind::Deepen | SnapshotKind::Verify => SNAPSHOT_LIMIT,
-            SnapshotKind::Audit => self.audit_depth(entry.spec.exchange),
+            SnapshotKind::Audit => entry.audit_limit,
         };
         // Futures and options take only some `limit`s: the next one up.
         let limit = entry.spec.exchange.spec().snapshot_limit(wanted);
