@@ -25,7 +25,10 @@
 //! The futexes are shared (no `FUTEX_PRIVATE_FLAG`): waiters are other processes, which map the
 //! segment read-only. The kernel keys a shared futex by the file and offset, so the writer's
 //! read-write mapping and every reader's read-only one meet at the same futex; `FUTEX_WAIT` only
-//! reads the word. Readers never write to the segment.
+//! reads the word. Readers never write to the segment. A hostile process able to map a segment
+//! can only `FUTEX_WAKE` its words, which wakes waiters early: they re-check their stamp and
+//! sleep again, so that costs them a syscall, never a missed or invented change. The writer never
+//! waits on anything in the segment.
 //!
 //! # Why the writer wakes unconditionally
 //! Waking only when someone waits would need waiters to say so in a word the writer reads, and
