@@ -21,6 +21,13 @@
 //!   both sides from one seqlock section, so a DCN can start a replica from a peer's segment
 //!   instead of a REST snapshot. [`BookInfo::depth`] says how many levels per side a book is
 //!   complete to (a book may start from a shallow snapshot).
+//! - Every write to a book gives it a new change stamp ([`BookInfo::changes`]);
+//!   [`ClusterReader::wait_for_update`] sleeps on a futex in the segment until the book has a
+//!   newer one, and [`ClusterReader::wait_for_any`] until any book of the cluster changed: no
+//!   spinning, no missed wake-up ([`WaitOutcome`]).
+//! - [`ClusterReader::proof`] adds to a book's info what issue 16's trust layer publishes: its
+//!   audit results ([`Audit`], written with [`SegmentWriter::publish_audit`]) and a hash of its
+//!   top levels ([`top_hash`], computed by the writer at every publish that reaches the top).
 //! - A dead writer (its `flock` is free) or a hung one (heartbeat older than [`HUNG_AFTER`]) turns
 //!   every read into an error, never into stale data.
 //! - Segments are created `0600` ([`DEFAULT_SEGMENT_MODE`]; [`SegmentConfig::mode`] and
@@ -30,7 +37,8 @@
 //! # Layout
 //! `header` (segment identity, geometry, liveness), `directory` (book → slot), `slot` (one book),
 //! `ring` (a side's levels as a ring whose both ends move),
-//! `seqlock` (the read/write protocol), `mapping` (the only `unsafe`), `segment` (names, geometry),
+//! `seqlock` (the read/write protocol), `wait` (change stamps and futex waits), `proof` (audit
+//! results, freshness, the top hash), `mapping` (the only `unsafe`), `segment` (names, geometry),
 //! `writer`, `reader`, `cluster`, `liveness`, `trust` (whose segments readers believe), `layout`
 //! (the layout hash the C header mirrors).
 //!
