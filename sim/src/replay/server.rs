@@ -43,7 +43,7 @@ pub const MAX_MESSAGE: usize = 64 << 10;
 /// Streams one connection may subscribe (Binance's own limit).
 pub const MAX_STREAMS: usize = 1024;
 
-/// Depth requests that may wait for a book at a time ([`SNAPSHOT_WAIT`] each); beyond, a
+/// Depth requests that may wait for a book at a time (up to 30 s each); beyond, a
 /// request that would wait is answered -1003 at once.
 pub const MAX_DEPTH_WAITS: usize = 256;
 
