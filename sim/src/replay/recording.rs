@@ -449,6 +449,25 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_of_a_frame_asks_for_more_not_damage() {
+        // A read may end anywhere in a frame, even inside its magic: that must read on.
+        let mut encoder = zstd::bulk::Compressor::new(3).expect("zstd");
+        encoder
+            .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .expect("checksum");
+        let frame = encoder
+            .compress(&record(1, 1, "binance.com", "", "{\"a\":1}"))
+            .expect("zstd");
+        assert_eq!(frame[..4], FRAME_MAGIC);
+        for cut in 0..frame.len() {
+            let found = zstd::zstd_safe::find_frame_compressed_size(&frame[..cut]);
+            assert_eq!(found, Err(NEEDS_MORE), "cut at {cut}");
+        }
+        let found = zstd::zstd_safe::find_frame_compressed_size(&frame);
+        assert_eq!(found, Ok(frame.len()));
+    }
+
+    #[test]
     fn frames_larger_than_a_read_are_read_whole() {
         let dir = std::env::temp_dir().join(format!("ubdcc-sim-rec-big-{}", std::process::id()));
         fs::remove_dir_all(&dir).ok();
