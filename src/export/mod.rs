@@ -12,15 +12,9 @@
 //! has fewer levels), in the exchange's decimal strings — as CSV (`csv`) or as a Parquet file with
 //! the same columns (`parquet`).
 //!
-//! The output file (`--out`) is created `0600` under a temporary name and renamed into place
-//! once complete (`output`): never world-readable, never written through a planted symlink, and
-//! a failed export leaves what was there.
-//!
-//! Files: this one (rebuilding the books), `csv` and `parquet` (the two [`Rows`] sinks),
-//! `output` (the output file).
+//! Files: this one (rebuilding the books), `csv` and `parquet` (the two [`Rows`] sinks).
 
 mod csv;
-mod output;
 mod parquet;
 
 use std::collections::HashMap;
@@ -44,19 +38,10 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let recording = Recording::open(&args.dir)?;
     let top = args.top as usize;
-    if args.format == ExportFormat::Parquet && args.out.is_none() {
-        bail!("--format parquet needs --out FILE");
-    }
-    let (output, file) = match &args.out {
-        Some(path) => {
-            let (output, file) = output::OutputFile::create(path)?;
-            (Some(output), Some(file))
-        }
-        None => (None, None),
-    };
-    let rows: Box<dyn Rows> = match (args.format, file) {
-        (ExportFormat::Parquet, Some(file)) => Box::new(parquet::ParquetRows::create(file, top)?),
-        (_, file) => Box::new(csv::CsvRows::create(file, top)?),
+    let rows: Box<dyn Rows> = match (args.format, &args.out) {
+        (ExportFormat::Csv, out) => Box::new(csv::CsvRows::create(out.as_deref(), top)?),
+        (ExportFormat::Parquet, Some(out)) => Box::new(parquet::ParquetRows::create(out, top)?),
+        (ExportFormat::Parquet, None) => bail!("--format parquet needs --out FILE"),
     };
     let mut exporter = Exporter::new(top, rows)?;
     let mut progress = Instant::now();
@@ -76,9 +61,6 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         }
     }
     exporter.out.finish().context("writing the export")?;
-    if let Some(output) = output {
-        output.commit()?;
-    }
     tracing::info!(
         records,
         rows = exporter.rows,
