@@ -37,8 +37,15 @@ type Socket = WebSocket<TcpStream>;
 /// Connects to `/ws` of `address`; `recv_buffer` shrinks the socket's receive buffer first (a
 /// client that will stop reading fills it, and then the server's, quickly).
 fn connect(address: &str, recv_buffer: Option<usize>) -> Socket {
+    let stream = tcp_connect(address, recv_buffer);
+    let (socket, _) = tungstenite::client(format!("ws://{address}/ws"), stream).expect("handshake");
+    socket
+}
+
+/// A TCP connection to `address`, its receive buffer shrunk to `recv_buffer` first.
+fn tcp_connect(address: &str, recv_buffer: Option<usize>) -> TcpStream {
     let target: SocketAddr = address.parse().expect("address");
-    let stream = match recv_buffer {
+    match recv_buffer {
         None => TcpStream::connect(target).expect("connect"),
         Some(size) => {
             use rustix::net::{AddressFamily, SocketType, connect, socket, sockopt};
@@ -48,9 +55,7 @@ fn connect(address: &str, recv_buffer: Option<usize>) -> Socket {
             connect(&fd, &target).expect("connect");
             TcpStream::from(fd)
         }
-    };
-    let (socket, _) = tungstenite::client(format!("ws://{address}/ws"), stream).expect("handshake");
-    socket
+    }
 }
 
 /// Sends a request and returns the reply carrying `id` (stream messages before it are skipped:
@@ -122,6 +127,8 @@ impl Rebuilder {
             .as_u64()
             .unwrap_or_else(|| panic!("no u: {message}"));
         if stream.contains("@book") {
+            // How deep the book is complete (below the view's 20 the view is partial).
+            assert!(data["depth"].is_u64(), "no depth: {message}");
             if data["snapshot"] == true {
                 log.snapshots += 1;
                 self.views.insert(stream.clone(), View::default());
@@ -158,6 +165,43 @@ impl Rebuilder {
             }
         }
     }
+}
+
+/// Decodes an HTTP/1.1 response with a chunked body as it arrives: skips the head, then
+/// passes each chunk's data on.
+#[derive(Default)]
+struct Dechunker {
+    raw: Vec<u8>,
+    head_done: bool,
+}
+
+impl Dechunker {
+    /// Takes `bytes` off the socket; appends the body data they complete to `out`.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        self.raw.extend_from_slice(bytes);
+        if !self.head_done {
+            let Some(end) = find(&self.raw, b"\r\n\r\n") else {
+                return;
+            };
+            self.raw.drain(..end + 4);
+            self.head_done = true;
+        }
+        while let Some(line_end) = find(&self.raw, b"\r\n") {
+            let size = std::str::from_utf8(&self.raw[..line_end]).expect("a chunk size");
+            let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+            let total = line_end + 2 + size + 2;
+            if self.raw.len() < total {
+                return;
+            }
+            out.extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+            self.raw.drain(..total);
+        }
+    }
+}
+
+/// Where `needle` starts in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Applies `[[price, quantity], …]` to a view side (quantity 0 removes), best first, top 20.
@@ -234,16 +278,18 @@ impl Subscriber {
         let logs = Arc::clone(&rebuilder.logs);
         let stop = Arc::clone(stop);
         let thread = std::thread::spawn(move || {
+            let mut body = Dechunker::default();
             let mut buffer = Vec::new();
             let mut chunk = [0u8; 16 * 1024];
             while !stop.load(Ordering::Relaxed) {
                 match stream.read(&mut chunk) {
                     Ok(0) => panic!("sse stream ended"),
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                    Ok(n) => body.feed(&chunk[..n], &mut buffer),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                     Err(e) => panic!("sse: {e}"),
                 }
-                // Chunked transfer: event lines are found whole between the chunk sizes.
+                // An event may span chunks (the server sends shared buffers as they are):
+                // events are whole up to the last blank line of the de-chunked body.
                 let text = String::from_utf8_lossy(&buffer).into_owned();
                 let Some(end) = text.rfind("\n\n") else {
                     continue;
@@ -304,20 +350,35 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
     ];
     let ws = Subscriber::ws(&rig, &ws_streams, &stop);
     let sse = Subscriber::sse(&rig, &[name(0, "book20"), name(2, "book20")], &stop);
-    // A client that subscribes to every view of every book (600 streams: their messages fill
-    // the socket buffers in seconds) and then reads nothing.
+    // A client that subscribes to every stream of every book (each depth and interval served:
+    // 120 streams, whose messages fill the socket buffers in seconds) and then reads nothing.
     let mut stalled = connect(&rig.local.address, Some(4096));
+    let kinds = [
+        "bbo", "book5", "book10", "book20", "book50", "book100", "book500", "book1000",
+    ];
     let heavy: Vec<String> = (0..3)
-        .flat_map(|i| (1..=200).map(move |n| (i, n)))
-        .map(|(i, n)| name(i, &format!("book{n}")))
+        .flat_map(|i| kinds.iter().map(move |kind| name(i, kind)))
+        .flat_map(|stream| {
+            ["", "@100ms", "@200ms", "@500ms", "@1000ms"].map(|every| format!("{stream}{every}"))
+        })
         .collect();
     assert_eq!(
         request(
             &mut stalled,
             json!({"method": "SUBSCRIBE", "params": heavy, "id": 1})
-        )["result"],
-        Value::Null
+        ),
+        json!({"result": null, "id": 1})
     );
+    // The same streams over `/sse`, never read: the server stops polling its body, and the
+    // watchdog must cut it all the same.
+    let mut stalled_sse = tcp_connect(&rig.local.address, Some(4096));
+    write!(
+        stalled_sse,
+        "GET /sse?streams={} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        heavy.join(","),
+        rig.local.address
+    )
+    .expect("send");
     let started = Instant::now();
 
     let progress = |subscriber: &Subscriber, stream: &str, checked: u64| {
@@ -399,12 +460,14 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
         },
     );
 
-    // The stalled client was cut; the others kept receiving (and checking) throughout.
-    wait_until(Duration::from_secs(60), "the stalled client cut", || {
+    // The stalled clients (WebSocket and SSE) were cut; the others kept receiving (and
+    // checking) throughout.
+    wait_until(Duration::from_secs(60), "the stalled clients cut", || {
         let text = metrics(&rig.local.address);
         let cut = metric(&text, "ubdcc_push_clients_cut_total").unwrap_or(0.0);
-        (cut >= 1.0).then_some(()).ok_or(format!("cut {cut}"))
+        (cut >= 2.0).then_some(()).ok_or(format!("cut {cut}"))
     });
+    drop(stalled_sse);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     let (plain_log, fast_log, slow_log) = (ws.log(&plain), ws.log(&fast), ws.log(&slow));
@@ -499,7 +562,7 @@ fn bad_requests_get_errors(rig: &ClusterRig, good: &str) {
         "{reply}"
     );
     let many: Vec<String> = (1..=1025)
-        .map(|n| format!("binance.com:X@book{}", n.min(1000)))
+        .map(|n| format!("binance.com:X{n}@bbo"))
         .collect();
     let (c, reply) = code(
         &mut socket,
@@ -543,6 +606,21 @@ fn bad_requests_get_errors(rig: &ClusterRig, good: &str) {
     }
     let closed = loop {
         match flood.read() {
+            Ok(Message::Close(frame)) => break frame.expect("a close frame with a reason"),
+            Ok(_) => {}
+            Err(error) => panic!("no close frame: {error}"),
+        }
+    };
+    assert_eq!(u16::from(closed.code), 1008, "{closed:?}");
+    assert!(closed.reason.contains("too many requests"), "{closed:?}");
+
+    // Binary frames count as requests too (each would be answered with an error).
+    let mut binary = connect(&rig.local.address, None);
+    for _ in 0..11 {
+        binary.send(Message::binary(vec![0u8; 8])).expect("send");
+    }
+    let closed = loop {
+        match binary.read() {
             Ok(Message::Close(frame)) => break frame.expect("a close frame with a reason"),
             Ok(_) => {}
             Err(error) => panic!("no close frame: {error}"),

@@ -536,7 +536,7 @@ pub fn openapi() -> Value {
 
 /// `/ws` and `/sse`: push streams of the books in this host's shared memory (issue 15).
 fn push_paths() -> [(&'static str, Value); 2] {
-    const STREAMS: &str = "Stream names: `<exchange>:<MARKET>@bbo` (best bid/ask on every change of the top: `{\"b\":[p,q],\"a\":[p,q],\"u\":…,\"E\":…}`), `<exchange>:<MARKET>@book<N>` with 1 ≤ N ≤ 1000 (a snapshot `{\"snapshot\":true,\"bids\":[…],\"asks\":[…],\"u\":…}`, then diffs of the top-N view, quantity 0 removing a level, and a new snapshot after any resync, failover or gap), each optionally followed by `@<interval>ms` (10 to 60000) for a conflated stream (latest state wins). Messages are `{\"stream\":…,\"data\":…}`; `{\"status\":\"out_of_sync\",\"reason\":…}` and `{\"status\":\"synced\"}` tell when a book cannot be served and when it can again. Only books with a replica in this host's shared memory are served (others are refused with #1117). A client that reads nothing for 5 s is cut.";
+    const STREAMS: &str = "Stream names: `<exchange>:<MARKET>@bbo` (best bid/ask on every change of the top: `{\"b\":[p,q],\"a\":[p,q],\"u\":…,\"E\":…}`), `<exchange>:<MARKET>@book<N>` with N one of 5, 10, 20, 50, 100, 500, 1000 (a snapshot `{\"snapshot\":true,\"bids\":[…],\"asks\":[…],\"u\":…,\"E\":…,\"depth\":…}`, then diffs of the top-N view, quantity 0 removing a level, and a new snapshot after any resync, failover or gap, and when the book's `depth` (levels it is complete to; below N the view is partial) changes below N), each optionally followed by `@<interval>ms` (10 to 60000, served at the nearest of 100, 200, 500 and 1000 ms, which the stream's name in messages and LIST_SUBSCRIPTIONS then says) for a conflated stream (latest state wins). Messages are `{\"stream\":…,\"data\":…}`; `{\"status\":\"out_of_sync\",\"reason\":…}` and `{\"status\":\"synced\"}` tell when a book cannot be served and when it can again. Only books with a replica in this host's shared memory are served (others are refused with #1117). A client that reads nothing for 5 s is cut. At most 64 `@book500`/`@book1000` streams per connection, 1024 push clients per peer address; a web page may connect only from an IP address or localhost (its `Origin`) unless a bearer token is sent.";
     let envelope =
         json!({"application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}});
     let unauthorized = json!({"description": "A bearer token is configured and missing or wrong (#1109).", "content": envelope});
@@ -546,22 +546,25 @@ fn push_paths() -> [(&'static str, Value); 2] {
         "responses": {
             "101": {"description": "Switched to the WebSocket protocol."},
             "401": unauthorized,
+            "403": {"description": "A web page whose `Origin` is not an IP address or localhost, without a bearer token (#1117).", "content": envelope},
             "426": {"description": "Not a WebSocket upgrade request (#1117).", "content": envelope},
-            "503": {"description": "Push is off on this restapi (it runs with --no-local-reads) or it has its most clients (#1117).", "content": envelope},
+            "503": {"description": "Push is off on this restapi (it runs with --no-local-reads), or it has its most clients in all or from this address (#1117).", "content": envelope},
         },
     }});
     let sse = json!({"get": {
         "operationId": "sse_get",
         "summary": format!("The same push streams as Server-Sent Events: each message is one event whose data is the JSON `/ws` sends; a client cut for reading too slowly gets a last `event: cut`. {STREAMS}"),
         "parameters": [{"name": "streams", "in": "query", "required": true,
-            "description": "Stream names, comma-separated (at most 1024).",
+            "description": "Stream names, comma-separated (at most 1024; more are refused before any is parsed).",
             "schema": {"type": "string"}}],
         "responses": {
             "200": {"description": "An event stream, or an ERROR envelope (#1117) for a missing or bad stream name or a book not on this host.",
                     "content": {"text/event-stream": {"schema": {"type": "string"}},
                                 "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
             "401": unauthorized,
-            "503": {"description": "Push is off on this restapi (it runs with --no-local-reads) or it has its most clients (#1117).", "content": envelope},
+            "403": {"description": "A web page whose `Origin` is not an IP address or localhost, without a bearer token (#1117).", "content": envelope},
+            "429": {"description": "More than 20 `/sse` requests a second from this address (#1117).", "content": envelope},
+            "503": {"description": "Push is off on this restapi (it runs with --no-local-reads), or it has its most clients in all or from this address (#1117).", "content": envelope},
         },
     }});
     [("/ws", ws), ("/sse", sse)]

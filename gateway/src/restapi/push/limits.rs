@@ -8,16 +8,34 @@ use std::time::Duration;
 /// refused with HTTP 503.
 pub(crate) const MAX_CLIENTS: usize = 8192;
 
-/// Streams one client may hold, as Binance allows one connection (1 024).
+/// Push clients one peer IP address may hold at once, so one host cannot take every slot of
+/// [`MAX_CLIENTS`] (the bench runs 1 000 clients from one host). Over it, HTTP 503.
+pub(crate) const MAX_CLIENTS_PER_IP: usize = 1024;
+
+/// Streams one client may hold, as Binance allows one connection (1 024). `/sse` refuses a
+/// query naming more before it parses any name.
 pub(crate) const MAX_STREAMS_PER_CLIENT: usize = 1024;
 
-/// Subscriptions across all clients: 1 000 clients × 1 000 streams. Each is a topic entry and
-/// up to [`super::outbox::MAX_PENDING_PER_STREAM`] pointers (~200 B), so ~200 MiB at most.
+/// Deep streams (`@book500`, `@book1000`) one client may hold: each pins a message of up to
+/// ~60 KiB per update in its outbox while unsent, and a client needs one per book it trades.
+pub(crate) const MAX_DEEP_STREAMS_PER_CLIENT: usize = 64;
+
+/// Subscriptions across all clients: 1 000 clients × 1 000 streams. Each costs a subscriber
+/// entry in its topic, an outbox entry and up to [`super::outbox::MAX_PENDING_PER_STREAM`]
+/// queued messages (~300 B of pointers and bookkeeping, ~300 MiB at the limit). The messages
+/// are shared with every other subscriber; what a slow client pins of them is bounded by
+/// [`MAX_DEEP_STREAMS_PER_CLIENT`] and [`CUT_AFTER`].
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 1_000_000;
 
 /// Distinct streams across all clients. Every topic costs the watcher a look per pass; books
-/// must be on this host, so real use is a few per book.
+/// must be on this host, and each book has at most 40 streams (see `stream`).
 pub(crate) const MAX_TOPICS: usize = 65_536;
+
+/// View levels across all topics: a `@bookN` topic holds N levels per side in its view, its
+/// diff buffers and its snapshot (~130 B per N, so ~130 KiB for `@book1000`), a `@bbo` topic
+/// counts as 1. This bounds the watcher's memory (~128 MiB) and the levels it diffs per pass,
+/// which [`MAX_TOPICS`] alone does not.
+pub(crate) const MAX_VIEW_LEVELS: u64 = 1 << 20;
 
 /// A client whose oldest unsent message has waited this long is cut (close code 1008 with the
 /// reason, or a last SSE event). A client that reads at all drains its outbox far sooner; one
@@ -28,9 +46,27 @@ pub(crate) const CUT_AFTER: Duration = Duration::from_secs(5);
 /// stall seen from the writer's side).
 pub(crate) const SEND_TIMEOUT: Duration = CUT_AFTER;
 
-/// Requests (SUBSCRIBE, …) one WebSocket client may send per second; Binance allows 5 and
-/// disconnects beyond. Past it the connection is closed with code 1008.
+/// The most bytes of messages a client's task takes from its outbox at a time; the rest stays
+/// there, where conflation and the cut still apply to it (a slow client never has every
+/// pending snapshot copied out at once).
+pub(crate) const MAX_CHUNK_BYTES: usize = 256 * 1024;
+
+/// How often the server pings a WebSocket client (SSE: sends a comment), so a vanished peer is
+/// noticed and an idle connection keeps its NATs open.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(30);
+
+/// A WebSocket client that sends nothing (not even a pong) for this long is closed: three pings
+/// unanswered.
+pub(crate) const SILENT_CUT: Duration = Duration::from_secs(90);
+
+/// Requests (SUBSCRIBE, …, and any binary frame) one WebSocket client may send per second;
+/// Binance allows 5 and disconnects beyond. Past it the connection is closed with code 1008.
 pub(crate) const MAX_REQUESTS_PER_SECOND: u32 = 10;
 
-/// The largest request a client may send: 1 024 stream names of up to 128 bytes, quoted.
-pub(crate) const MAX_REQUEST_BYTES: usize = 160 * 1024;
+/// `/sse` requests one peer IP address may make per second: each parses up to
+/// [`MAX_STREAMS_PER_CLIENT`] names and checks each book. Past it, HTTP 429.
+pub(crate) const MAX_SSE_PER_IP_PER_SECOND: u32 = 20;
+
+/// The largest request a client may send: 1 024 stream names of ~60 bytes, quoted (a longer
+/// SUBSCRIBE can be split). It bounds what each connection may park unfinished.
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;

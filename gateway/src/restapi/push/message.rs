@@ -3,9 +3,14 @@
 //! shortest exact form, like the REST reads):
 //!
 //! - `@bbo`: `{"b":[p,q],"a":[p,q],"u":last_update_id,"E":event_time}`; an empty side is `null`.
-//! - `@bookN`: `{"snapshot":true,"bids":[[p,q],…],"asks":[…],"u":…,"E":…}`, then
+//!   Each message is whole state, so no snapshot marks a switch to another replica (failover):
+//!   `u` may then go backwards by the updates the new replica had not applied yet; a client
+//!   that orders by `u` should accept the latest message anyway (it is the book now served).
+//! - `@bookN`: `{"snapshot":true,"bids":[[p,q],…],"asks":[…],"u":…,"E":…,"depth":D}`, then
 //!   `{"snapshot":false,…}` with the levels of the top-N view that changed; quantity 0 removes a
-//!   level from the view (it left the book or fell below the N-th).
+//!   level from the view (it left the book or fell below the N-th). `depth` is how many levels
+//!   per side the book is complete to: below N the view is partial (REST's `partial_depth`),
+//!   and a change of it across N comes as a new snapshot.
 //! - status: `{"status":"out_of_sync","reason":"<why>"}` when a book can no longer be served,
 //!   `{"status":"synced"}` when it can again (full state follows at once).
 
@@ -113,6 +118,8 @@ pub(crate) struct BookMessage<'a> {
     pub(crate) last_update_id: u64,
     /// The exchange's event time of that update, ms.
     pub(crate) event_time_ms: u64,
+    /// Levels per side the book is complete to ([`ubdcc_shm::BookInfo::depth`]).
+    pub(crate) depth: u32,
 }
 
 /// A `@bookN` message.
@@ -125,8 +132,8 @@ pub(crate) fn book(stream: &str, message: &BookMessage<'_>) -> Payload {
     write_levels(&mut out, message.asks);
     write!(
         out,
-        ",\"u\":{},\"E\":{}}}",
-        message.last_update_id, message.event_time_ms
+        ",\"u\":{},\"E\":{},\"depth\":{}}}",
+        message.last_update_id, message.event_time_ms, message.depth
     )
     .ok();
     close(out)
@@ -226,10 +233,11 @@ mod tests {
             asks: &[],
             last_update_id: 7,
             event_time_ms: 3,
+            depth: 4,
         };
         assert_eq!(
             parsed(&book("x:Y@book5", &message)),
-            json!({"stream": "x:Y@book5", "data": {"snapshot": false, "bids": [[0.1, 0.0]], "asks": [], "u": 7, "E": 3}})
+            json!({"stream": "x:Y@book5", "data": {"snapshot": false, "bids": [[0.1, 0.0]], "asks": [], "u": 7, "E": 3, "depth": 4}})
         );
         assert_eq!(
             parsed(&status("x:Y@bbo", Some("gap"))),

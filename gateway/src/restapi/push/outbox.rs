@@ -13,7 +13,9 @@
 //!
 //! So a client's memory is at most its subscriptions × [`MAX_PENDING_PER_STREAM`] pointers to
 //! messages shared with every other subscriber. A client whose oldest unsent message waited
-//! longer than [`super::limits::CUT_AFTER`] is cut with a reason ([`CutReason`]).
+//! longer than [`super::limits::CUT_AFTER`] is cut with a reason ([`CutReason`]). Its task
+//! takes at most [`super::limits::MAX_CHUNK_BYTES`] at a time ([`Outbox::take`]): the rest
+//! stays here, where it is still conflated and the cut still applies.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -158,22 +160,58 @@ impl Outbox {
         self.ready.notified().await;
     }
 
-    /// Takes everything pending into `out` (in order per stream, streams in the order they became
-    /// pending); `Err` with the reason once the client is cut.
-    pub(crate) fn take(&self, out: &mut Vec<Outgoing>) -> Result<(), CutReason> {
+    /// Takes what is pending into `out` (in order per stream, streams in the order they became
+    /// pending), whole messages until they hold `max_bytes` (at least one message). What is left
+    /// stays queued, counts as waiting since `now` (the client took something), and wakes the
+    /// task again. `Err` with the reason once the client is cut.
+    pub(crate) fn take(
+        &self,
+        out: &mut Vec<Outgoing>,
+        max_bytes: usize,
+        now: Instant,
+    ) -> Result<(), CutReason> {
         let mut state = self.lock();
         if let Some(reason) = &state.cut {
             return Err(reason.clone());
         }
         let State { pending, order, .. } = &mut *state;
-        for topic in order.drain(..) {
-            if let Some(queue) = pending.get_mut(&topic) {
-                out.extend(queue.drain(..).map(|(_, message)| message));
+        let mut bytes = 0;
+        while let Some(&topic) = order.front() {
+            if bytes >= max_bytes {
+                break;
             }
+            if let Some(queue) = pending.get_mut(&topic) {
+                while bytes < max_bytes
+                    && let Some((_, message)) = queue.pop_front()
+                {
+                    bytes += message.payload.len();
+                    out.push(message);
+                }
+                if !queue.is_empty() {
+                    break;
+                }
+            }
+            order.pop_front();
         }
         pending.retain(|_, queue| queue.capacity() <= 2 * MAX_PENDING_PER_STREAM);
-        state.waiting_since = None;
+        let more = !state.order.is_empty();
+        state.waiting_since = more.then_some(now);
+        drop(state);
+        if more {
+            self.ready.notify_one();
+        }
         Ok(())
+    }
+
+    /// Cuts the client for `reason` (its task ends when it next takes), drops what is pending
+    /// and wakes the task.
+    pub(crate) fn cut(&self, reason: CutReason) {
+        let mut state = self.lock();
+        state.cut.get_or_insert(reason);
+        state.pending.clear();
+        state.order.clear();
+        drop(state);
+        self.ready.notify_one();
     }
 
     /// Drops what is pending for `topic` (the client unsubscribed).
@@ -184,6 +222,11 @@ impl Outbox {
         if state.order.is_empty() {
             state.waiting_since = None;
         }
+    }
+
+    /// Why the client was cut, `None` while it is not.
+    pub(crate) fn cut_reason(&self) -> Option<CutReason> {
+        self.lock().cut.clone()
     }
 
     /// `true` once the client is cut.
@@ -268,7 +311,7 @@ mod tests {
 
     fn taken(outbox: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
-        outbox.take(&mut out).unwrap();
+        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
         out.iter().map(|m| m.payload.as_str().to_owned()).collect()
     }
 
@@ -353,8 +396,74 @@ mod tests {
         );
         assert!(outbox.is_cut());
         let mut out = Vec::new();
-        assert_eq!(outbox.take(&mut out), Err(CutReason::TooSlow));
+        assert_eq!(
+            outbox.take(&mut out, usize::MAX, at(6)),
+            Err(CutReason::TooSlow)
+        );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_take_stops_at_the_byte_budget_and_leaves_the_rest_conflating() {
+        let outbox = Outbox::default();
+        let big = "x".repeat(100);
+        for topic in 1..=3 {
+            push(&outbox, topic, Entry::State, &big);
+        }
+        let mut out = Vec::new();
+        let start = Instant::now();
+        outbox.take(&mut out, 150, start).unwrap();
+        assert_eq!(out.len(), 2, "whole messages until the budget is reached");
+        // The rest is still in the outbox, so a newer state of it replaces it there.
+        push(&outbox, 3, Entry::State, "newer");
+        assert_eq!(taken(&outbox), ["newer"]);
+    }
+
+    #[test]
+    fn a_client_that_took_part_of_a_backlog_is_not_cut_for_its_age() {
+        let outbox = Outbox::default();
+        let start = Instant::now();
+        let at = |s| start + Duration::from_secs(s);
+        let cut_after = Duration::from_secs(5);
+        for topic in 1..=2 {
+            outbox.push(
+                topic,
+                Entry::State,
+                &message("m"),
+                &mut || text("s"),
+                at(0),
+                cut_after,
+            );
+        }
+        let mut out = Vec::new();
+        outbox.take(&mut out, 1, at(4)).unwrap();
+        let pushed = outbox.push(
+            1,
+            Entry::State,
+            &message("n"),
+            &mut || text("s"),
+            at(8),
+            cut_after,
+        );
+        assert_eq!(
+            pushed,
+            Pushed::More,
+            "waiting since the take at 4 s, not 0 s"
+        );
+    }
+
+    #[test]
+    fn a_cut_drops_what_is_pending_and_ends_the_next_take() {
+        let outbox = Outbox::default();
+        push(&outbox, 1, Entry::State, "a");
+        outbox.cut(CutReason::TooSlow);
+        let mut out = Vec::new();
+        assert_eq!(
+            outbox.take(&mut out, usize::MAX, Instant::now()),
+            Err(CutReason::TooSlow)
+        );
+        assert!(out.is_empty());
+        assert_eq!(push(&outbox, 1, Entry::State, "b"), Pushed::Cut);
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! stream names (all or none), keeps the client within its limits, registers and unregisters
 //! with the watcher, and gives the client's slot back when it goes.
 
+use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 use ubdcc_shm::ReadError;
 
 use super::Push;
-use super::limits::MAX_STREAMS_PER_CLIENT;
+use super::limits::{MAX_DEEP_STREAMS_PER_CLIENT, MAX_STREAMS_PER_CLIENT};
 use super::outbox::{Outbox, Outgoing, TopicId};
 use super::protocol::RequestError;
 use super::stream::StreamName;
@@ -17,19 +19,26 @@ use crate::restapi::RestApi;
 /// A connected client.
 pub(crate) struct Session {
     api: Arc<RestApi>,
+    /// The peer address whose client slot this session holds.
+    peer: IpAddr,
     outbox: Arc<Outbox>,
-    /// Stream name → topic, in the order subscribed (LIST_SUBSCRIPTIONS answers in that order).
-    streams: IndexMap<Arc<str>, TopicId>,
+    /// Canonical stream name → the parsed name and its topic, in the order subscribed
+    /// (LIST_SUBSCRIPTIONS answers in that order).
+    streams: IndexMap<Arc<str>, (StreamName, TopicId)>,
+    /// How many of `streams` are deep ([`StreamName::is_deep`]).
+    deep: usize,
 }
 
 impl Session {
-    /// A session of `api`'s push server; the caller holds one of its client slots
+    /// A session of `api`'s push server; the caller holds one of its client slots for `peer`
     /// ([`Push::admit`]), which the session gives back when dropped.
-    pub(crate) fn new(api: Arc<RestApi>) -> Self {
+    pub(crate) fn new(api: Arc<RestApi>, peer: IpAddr) -> Self {
         Self {
             api,
+            peer,
             outbox: Arc::new(Outbox::default()),
             streams: IndexMap::new(),
+            deep: 0,
         }
     }
 
@@ -60,20 +69,15 @@ impl Session {
     ///
     /// # Errors
     /// A bad stream name, a book not in this host's shared memory, more than
-    /// [`MAX_STREAMS_PER_CLIENT`] streams, or a server-wide limit.
+    /// [`MAX_STREAMS_PER_CLIENT`] streams or [`MAX_DEEP_STREAMS_PER_CLIENT`] deep ones, the
+    /// watcher stopped, or a server-wide limit.
     pub(crate) fn subscribe(&mut self, names: &[String]) -> Result<(), RequestError> {
-        let mut new: Vec<StreamName> = Vec::new();
-        for name in names {
-            let name = StreamName::parse(name).map_err(RequestError::invalid)?;
-            if !self.streams.contains_key(name.text()) && !new.contains(&name) {
-                new.push(name);
-            }
-        }
-        if self.streams.len() + new.len() > MAX_STREAMS_PER_CLIENT {
+        let new = self.new_streams(names)?;
+        let deep = new.iter().filter(|name| name.is_deep()).count();
+        if self.deep + deep > MAX_DEEP_STREAMS_PER_CLIENT {
             return Err(RequestError::invalid(format!(
-                "too many streams: a connection holds at most {MAX_STREAMS_PER_CLIENT}, this one {} and asked for {} more",
-                self.streams.len(),
-                new.len()
+                "too many deep streams (@book500, @book1000): a connection holds at most {MAX_DEEP_STREAMS_PER_CLIENT}, this one {} and asked for {deep} more",
+                self.deep
             )));
         }
         for name in &new {
@@ -85,18 +89,49 @@ impl Session {
             .registry
             .subscribe(&self.outbox, &new)
             .map_err(RequestError::invalid)?;
-        for (name, topic) in new.iter().zip(topics) {
-            self.streams.insert(Arc::clone(name.text()), topic);
+        self.deep += deep;
+        for (name, topic) in new.into_iter().zip(topics) {
+            self.streams.insert(Arc::clone(name.text()), (name, topic));
         }
         Ok(())
     }
 
-    /// Unsubscribes from `names`; names not held are ignored, as Binance does.
+    /// The streams of `names` this session does not hold yet, parsed, each once.
+    ///
+    /// # Errors
+    /// A bad stream name, or more than [`MAX_STREAMS_PER_CLIENT`] in all (checked as the names
+    /// come, so a long request costs no more than the limit allows).
+    fn new_streams(&self, names: &[String]) -> Result<Vec<StreamName>, RequestError> {
+        let too_many = |more: usize| {
+            RequestError::invalid(format!(
+                "too many streams: a connection holds at most {MAX_STREAMS_PER_CLIENT}, this one {} and asked for {more} more",
+                self.streams.len(),
+            ))
+        };
+        let mut seen: HashSet<Arc<str>> = HashSet::new();
+        let mut new: Vec<StreamName> = Vec::new();
+        for name in names {
+            let name = StreamName::parse(name).map_err(RequestError::invalid)?;
+            if self.streams.contains_key(name.text()) || !seen.insert(Arc::clone(name.text())) {
+                continue;
+            }
+            new.push(name);
+            if self.streams.len() + new.len() > MAX_STREAMS_PER_CLIENT {
+                return Err(too_many(names.len()));
+            }
+        }
+        Ok(new)
+    }
+
+    /// Unsubscribes from `names` (as sent, or canonical); names not held are ignored, as
+    /// Binance does.
     pub(crate) fn unsubscribe(&mut self, names: &[String]) {
-        let gone: Vec<(Arc<str>, TopicId)> = names
+        let gone: Vec<(StreamName, TopicId)> = names
             .iter()
-            .filter_map(|name| self.streams.shift_remove_entry(name.as_str()))
+            .filter_map(|name| StreamName::parse(name).ok())
+            .filter_map(|name| self.streams.shift_remove(name.text()))
             .collect();
+        self.deep -= gone.iter().filter(|(name, _)| name.is_deep()).count();
         self.push().registry.unsubscribe(&self.outbox, &gone);
     }
 
@@ -137,9 +172,10 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        let all: Vec<(Arc<str>, TopicId)> = self.streams.drain(..).collect();
+        let all: Vec<(StreamName, TopicId)> =
+            self.streams.drain(..).map(|(_, held)| held).collect();
         let push = self.push();
         push.registry.unsubscribe(&self.outbox, &all);
-        push.release();
+        push.release(self.peer);
     }
 }

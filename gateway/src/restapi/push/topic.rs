@@ -3,6 +3,11 @@
 //! the book into messages: a snapshot first and after any jump (another replica, a resync, a
 //! gap), diffs of the view in between, a status when the book cannot be served and when it can
 //! again, and at most one data message per interval for a conflated stream.
+//!
+//! A book may be shallower than a `@bookN` view (progressive depth: it is complete to
+//! [`BookInfo::depth`] levels only, which REST reports as `partial_depth`). Every `@bookN`
+//! message carries the book's `depth`, and the view starts over with a snapshot whenever
+//! `min(depth, N)` changes, so a deepening book never shows as ordinary changes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,10 +68,24 @@ pub(crate) struct Topic {
     view: View,
 }
 
+/// A read of a book's top for one `@bookN` view.
+struct Top<'a> {
+    info: &'a BookInfo,
+    origin: &'a Origin,
+    bids: &'a [Level],
+    asks: &'a [Level],
+    /// `min(book depth, N)`: how deep the view is complete.
+    served: u32,
+}
+
 /// The state subscribers hold: the top-N view and its origin, or the best bid/ask.
 #[derive(Default)]
 struct View {
     origin: Option<Origin>,
+    /// The book's depth (levels it is complete to) as last sent.
+    book_depth: u32,
+    /// `min(book_depth, N)` of the view held.
+    served: u32,
     bids: Vec<Level>,
     asks: Vec<Level>,
     last_update_id: u64,
@@ -154,6 +173,25 @@ impl Topic {
         self.subscribers.push(outbox);
     }
 
+    /// Starts over after the watcher failed mid-pass: tells every subscriber the stream is out
+    /// of sync for `reason`, and forgets what was sent, so the next read sends full state.
+    pub(crate) fn restart(
+        &mut self,
+        reason: &'static str,
+        now: Instant,
+        cut_after: Duration,
+        fan: &mut FanOut,
+    ) {
+        self.view = View::default();
+        self.next_due = None;
+        self.seen_version = 0;
+        if self.sent != Sent::Unserved(reason) {
+            self.sent = Sent::Unserved(reason);
+            let message = status(&self.name, Some(reason));
+            self.publish(Entry::Status, &message, now, cut_after, fan);
+        }
+    }
+
     /// Removes a subscriber.
     pub(crate) fn leave(&mut self, outbox: &Arc<Outbox>) {
         self.subscribers.retain(|o| !Arc::ptr_eq(o, outbox));
@@ -194,19 +232,19 @@ impl Topic {
                         },
                         StreamKind::Book(depth),
                     ) => {
-                        let depth = depth as usize;
+                        let levels = depth as usize;
                         let (bids, asks) = (
-                            &bids[..bids.len().min(depth)],
-                            &asks[..asks.len().min(depth)],
+                            &bids[..bids.len().min(levels)],
+                            &asks[..asks.len().min(levels)],
                         );
-                        self.view.book(
-                            &self.name,
+                        let read = Top {
                             info,
                             origin,
                             bids,
                             asks,
-                            self.sent == Sent::Data,
-                        )
+                            served: info.depth.min(depth),
+                        };
+                        self.view.book(&self.name, &read, self.sent == Sent::Data)
                     }
                     (Observation::Bbo(bbo), StreamKind::Bbo) => self.view.bbo(&self.name, bbo),
                     _ => None,
@@ -301,22 +339,31 @@ fn queue_one(
 impl View {
     /// The message a new read of the top gives: a snapshot when the subscribers hold nothing
     /// continuous with it, else the diff (`None` when the view did not change).
+    /// A view that deepened or got shallower (`served` changed) starts over too: its new
+    /// levels are not changes of the market.
     fn book(
         &mut self,
         name: &StreamName,
-        info: &BookInfo,
-        origin: &Origin,
-        bids: &[Level],
-        asks: &[Level],
+        read: &Top<'_>,
         holding: bool,
     ) -> Option<(Entry, Payload)> {
+        let Top {
+            info,
+            origin,
+            bids,
+            asks,
+            served,
+        } = *read;
         let continued = holding
             && self
                 .origin
                 .as_ref()
                 .is_some_and(|held| held.is_continued_by(origin))
-            && info.last_update_id >= self.last_update_id;
+            && info.last_update_id >= self.last_update_id
+            && self.served == served;
         self.origin = Some(origin.clone());
+        self.served = served;
+        self.book_depth = info.depth;
         self.last_update_id = info.last_update_id;
         self.event_time_ms = info.event_time_ms;
         self.published_ns = info.publish_time_ns;
@@ -344,6 +391,7 @@ impl View {
             asks: &self.ask_changes,
             last_update_id: self.last_update_id,
             event_time_ms: self.event_time_ms,
+            depth: self.book_depth,
         };
         Some((Entry::Diff, message::book(name.text(), &diff)))
     }
@@ -373,9 +421,132 @@ impl View {
             asks: &self.asks,
             last_update_id: self.last_update_id,
             event_time_ms: self.event_time_ms,
+            depth: self.book_depth,
         };
         let payload = message::book(name.text(), &snapshot);
         self.state = Some(payload.clone());
         payload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ubdcc_shm::{BookStatus, Freshness};
+
+    use super::*;
+
+    fn info(update: u64, depth: u32) -> BookInfo {
+        BookInfo {
+            status: BookStatus::Synced,
+            last_update_id: update,
+            event_time_ms: 1,
+            receive_time_ns: 0,
+            publish_time_ns: 0,
+            bid_count: 0,
+            ask_count: 0,
+            resyncs: 0,
+            gaps: 0,
+            depth,
+            updates: update,
+            generation: 1,
+            changes: update,
+            freshness: Freshness::empty(),
+        }
+    }
+
+    fn origin(updates: u64) -> Origin {
+        Origin {
+            dcn: "dcn-1".into(),
+            generation: 1,
+            resyncs: 0,
+            gaps: 0,
+            updates,
+        }
+    }
+
+    /// Bids 10 000, 9 999, … of `count` levels.
+    fn bids(count: u32) -> Vec<Level> {
+        (0..count)
+            .map(|i| Level {
+                price: 10_000.0 - f64::from(i),
+                quantity: 1.0,
+            })
+            .collect()
+    }
+
+    /// Observes a book of `depth` (holding `depth` bids) at `update`; the message it gave.
+    fn observe(topic: &mut Topic, outbox: &Arc<Outbox>, update: u64, depth: u32) -> String {
+        let (info, origin, bids) = (info(update, depth), origin(update), bids(depth));
+        let observation = Observation::Book {
+            info: &info,
+            origin: &origin,
+            bids: &bids,
+            asks: &[],
+        };
+        let mut fan = FanOut::default();
+        topic.observe(
+            &observation,
+            Instant::now(),
+            Duration::from_secs(3600),
+            &mut fan,
+        );
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
+        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
+    }
+
+    fn subscribed(name: &str) -> (Topic, Arc<Outbox>) {
+        let mut topic = Topic::new(1, StreamName::parse(name).unwrap());
+        let outbox = Arc::new(Outbox::default());
+        let mut fan = FanOut::default();
+        topic.join(
+            Arc::clone(&outbox),
+            Instant::now(),
+            Duration::from_secs(3600),
+            &mut fan,
+        );
+        (topic, outbox)
+    }
+
+    #[test]
+    fn a_book_shallower_than_the_view_says_so_and_deepening_starts_a_new_snapshot() {
+        let (mut topic, outbox) = subscribed("binance.com:BTCUSDT@book20");
+        let first = observe(&mut topic, &outbox, 1, 5);
+        assert!(first.contains(r#""snapshot":true"#), "{first}");
+        assert!(first.contains(r#""depth":5"#), "{first}");
+        // Deeper levels appearing are not market changes: a new snapshot, not a diff.
+        let deeper = observe(&mut topic, &outbox, 2, 10);
+        assert!(deeper.contains(r#""snapshot":true"#), "{deeper}");
+        assert!(deeper.contains(r#""depth":10"#), "{deeper}");
+        let full = observe(&mut topic, &outbox, 3, 20);
+        assert!(full.contains(r#""snapshot":true"#), "{full}");
+        // Beyond the view's N the view is complete either way: no new snapshot, and with the
+        // top 20 unchanged, no message at all.
+        let deeper_still = observe(&mut topic, &outbox, 4, 1000);
+        assert_eq!(deeper_still, "", "{deeper_still}");
+    }
+
+    #[test]
+    fn a_restart_tells_subscribers_and_the_next_read_sends_full_state() {
+        let (mut topic, outbox) = subscribed("binance.com:BTCUSDT@book5");
+        observe(&mut topic, &outbox, 1, 5);
+        let mut fan = FanOut::default();
+        topic.restart(
+            "push watcher stopped",
+            Instant::now(),
+            Duration::from_secs(3600),
+            &mut fan,
+        );
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].payload.contains("push watcher stopped"),
+            "{:?}",
+            out[0]
+        );
+        let again = observe(&mut topic, &outbox, 2, 5);
+        assert!(again.contains(r#""status":"synced""#), "{again}");
+        assert!(again.contains(r#""snapshot":true"#), "{again}");
     }
 }

@@ -6,8 +6,14 @@
 //! message, serialised once and queued as a shared pointer in every subscriber's outbox. Then it
 //! wakes the clients whose outbox was empty, and waits for the next change. It blocks (on the
 //! source's wait) and reads shared memory, so it runs on a thread of its own, never in a task.
+//!
+//! A pass that panics (a bug) must not leave clients connected to streams nobody feeds: it is
+//! caught, every stream says "out_of_sync: push watcher stopped" and starts over with full
+//! state at the next pass. [`MAX_PANICS`] panics in a row stop the watcher for good: the
+//! streams have said so, the registry refuses new subscriptions and queues nothing more.
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -25,17 +31,33 @@ use super::topic::{FanOut, Observation, Topic};
 /// message, and a stopping restapi for its watcher.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 
+/// The reason streams give while the watcher is down.
+pub(crate) const STOPPED: &str = "push watcher stopped";
+
+/// Panicking passes in a row after which the watcher gives up: a bug that hits every pass
+/// would otherwise spin a core and flood the log.
+pub(crate) const MAX_PANICS: u32 = 3;
+
 /// What the watcher shares with the handlers and `/metrics`.
 #[derive(Default)]
 pub(crate) struct WatcherShared {
     /// Set to end the thread.
     pub(crate) stop: AtomicBool,
+    /// Set when the watcher stopped for good ([`MAX_PANICS`]).
+    down: AtomicBool,
     /// Messages queued into outboxes.
     pub(crate) queued: AtomicU64,
     /// Clients cut for reading too slowly (counted by each client's task, once).
     pub(crate) cut: AtomicU64,
     /// Book reads made.
     pub(crate) reads: AtomicU64,
+}
+
+impl WatcherShared {
+    /// `true` once the watcher stopped for good.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
 }
 
 /// A subscribed book: its topics and what the last look at it found.
@@ -76,12 +98,56 @@ impl<S: BookSource> Watcher<S> {
         }
     }
 
-    /// Runs passes until [`WatcherShared::stop`] is set.
+    /// Runs passes until [`WatcherShared::stop`] is set, or [`MAX_PANICS`] in a row panicked.
     pub(crate) fn run(mut self) {
+        let mut panics = 0;
         while !self.shared.stop.load(Ordering::Relaxed) {
-            self.pass(Instant::now());
+            if self.supervised_pass(Instant::now()) {
+                panics = 0;
+            } else {
+                panics += 1;
+                if panics >= MAX_PANICS {
+                    tracing::error!(panics, "push watcher stopped: its passes keep panicking");
+                    // Release: pairs with the Acquire in `is_down`; the registry refuses too.
+                    self.shared.down.store(true, Ordering::Release);
+                    self.registry.close();
+                    return;
+                }
+            }
             self.source.wait(self.longest_wait());
         }
+    }
+
+    /// One pass, with a panic caught; `false` when it panicked (the streams then start over).
+    pub(crate) fn supervised_pass(&mut self, now: Instant) -> bool {
+        // The state a panic may leave half-updated is each topic's view and the books' markers;
+        // `restart` resets both, so nothing inconsistent is observed after this.
+        if catch_unwind(AssertUnwindSafe(|| self.pass(now))).is_ok() {
+            return true;
+        }
+        tracing::error!("push watcher pass panicked; its streams start over");
+        let restarted = catch_unwind(AssertUnwindSafe(|| self.restart(now)));
+        if restarted.is_err() {
+            tracing::error!("push watcher restart panicked");
+        }
+        false
+    }
+
+    /// Tells every stream's subscribers it is out of sync ([`STOPPED`]) and forgets what every
+    /// topic and book held, so the next pass reads and sends full state.
+    fn restart(&mut self, now: Instant) {
+        let mut fan = FanOut::default();
+        for topic in self.topics.values_mut() {
+            topic.restart(STOPPED, now, CUT_AFTER, &mut fan);
+        }
+        for book in self.books.values_mut() {
+            book.seen = None;
+            book.version += 1;
+        }
+        for outbox in fan.wake.drain(..) {
+            outbox.wake();
+        }
+        self.shared.queued.fetch_add(fan.queued, Ordering::Relaxed);
     }
 
     /// How long to sleep when no book changes: joins, leaves and stop wait this long at most,
@@ -288,4 +354,91 @@ enum Read {
         book: Result<(BookInfo, Origin), &'static str>,
         bbo: Result<Bbo, &'static str>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use ubdcc_shm::ReadError;
+
+    use super::*;
+    use crate::restapi::push::outbox::Outbox;
+    use crate::restapi::push::stream::StreamName;
+
+    /// A source whose book is never on this host, and whose marker look panics `panics` times.
+    struct Panicky {
+        panics: u32,
+    }
+
+    impl BookSource for Panicky {
+        fn marker(&mut self, exchange: &str, market: &str) -> Result<Marker, ReadError> {
+            if self.panics > 0 {
+                self.panics -= 1;
+                panic!("a bug in the watcher (test)");
+            }
+            Err(ReadError::NotFound {
+                cluster: "test".into(),
+                exchange: exchange.into(),
+                market: market.into(),
+            })
+        }
+
+        fn read_top(
+            &mut self,
+            _: &str,
+            _: &str,
+            _: u32,
+            _: &mut Vec<Level>,
+            _: &mut Vec<Level>,
+        ) -> Result<(BookInfo, Origin), ReadError> {
+            unreachable!("the book is never found")
+        }
+
+        fn read_bbo(&mut self, _: &str, _: &str) -> Result<Bbo, ReadError> {
+            unreachable!("the book is never found")
+        }
+
+        fn wait(&mut self, _: Duration) {}
+    }
+
+    fn subscribed(panics: u32) -> (Watcher<Panicky>, Arc<Registry>, Arc<Outbox>) {
+        let registry = Arc::new(Registry::default());
+        let outbox = Arc::new(Outbox::default());
+        let name = StreamName::parse("binance.com:BTCUSDT@bbo").unwrap();
+        registry.subscribe(&outbox, &[name]).unwrap();
+        let shared = Arc::new(WatcherShared::default());
+        let watcher = Watcher::new(Panicky { panics }, Arc::clone(&registry), shared);
+        (watcher, registry, outbox)
+    }
+
+    fn messages(outbox: &Outbox) -> Vec<String> {
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
+        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_panicking_pass_tells_the_streams_and_the_next_pass_serves_again() {
+        let (mut watcher, _registry, outbox) = subscribed(1);
+        assert!(!watcher.supervised_pass(Instant::now()));
+        let got = messages(&outbox);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains(STOPPED), "{got:?}");
+        assert!(watcher.supervised_pass(Instant::now()));
+        let got = messages(&outbox);
+        assert!(
+            got.len() == 1 && got[0].contains("not on this host"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_watcher_that_keeps_panicking_stops_and_refuses_new_subscriptions() {
+        let (watcher, registry, outbox) = subscribed(u32::MAX);
+        let shared = Arc::clone(&watcher.shared);
+        watcher.run();
+        assert!(shared.is_down());
+        assert!(messages(&outbox).iter().any(|m| m.contains(STOPPED)));
+        let name = StreamName::parse("binance.com:ETHUSDT@bbo").unwrap();
+        assert!(registry.subscribe(&outbox, &[name]).is_err());
+    }
 }
