@@ -7,7 +7,9 @@ use ubdcc_sim::replay::ReplayConfig;
 use crate::cli::ReplayArgs;
 
 /// Binds the port, prints `listening on <addr>` once bound (the line scripts and tests wait
-/// for), and serves the recording until Ctrl-C or SIGTERM.
+/// for), and serves the recording until Ctrl-C or SIGTERM. A bad `--speed`, an unreadable
+/// recording and one of two exchanges of one family are refused before anything is bound; a `--host` beyond loopback is served with a warning (the replay has no
+/// authentication, only small limits).
 pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     let config = ReplayConfig {
         dir: args.dir.clone(),
@@ -15,6 +17,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
         from_ns: args.from,
         to_ns: args.to,
     };
+    config.validate().context("--speed")?;
+    // Before binding: a script waiting for `listening on` gets the refusal instead.
+    ubdcc_sim::replay::check_recording(&args.dir)
+        .with_context(|| format!("replaying {}", args.dir.display()))?;
+    if !args.host.is_loopback() {
+        tracing::warn!(host = %args.host, "the replay listens beyond loopback: anyone who can reach it may use it (it has no authentication)");
+    }
     crate::sim::serve_announced(args.host, args.port, |listener, shutdown| async move {
         ubdcc_sim::replay::replay(listener, config, shutdown)
             .await
@@ -23,7 +32,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<()> {
 }
 
 /// A time given as Unix seconds (up to 11 digits), Unix ms (more digits) or UTC
-/// `YYYY-MM-DDTHH:MM:SS` (a trailing `Z` allowed), as Unix ns.
+/// `YYYY-MM-DDTHH:MM:SS` (a trailing `Z` allowed), as Unix ns. Times past what Unix ns hold in
+/// a `u64` (the year 2554) are refused, not wrapped.
 pub fn parse_time(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not Unix seconds, Unix ms or YYYY-MM-DDTHH:MM:SS");
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -51,12 +61,16 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         || hour > 23
         || minute > 59
         || second > 60
-        || year < 1970
+        || !(1970..=9999).contains(&year)
     {
         return Err(bad());
     }
+    // The year bound keeps the day count small; the seconds may still pass u64 ns (2554).
     let days = days_from_civil(year, month, day);
-    Ok((days * 86_400 + hour * 3600 + minute * 60 + second) * 1_000_000_000)
+    days.checked_mul(86_400)
+        .and_then(|s| s.checked_add(hour * 3600 + minute * 60 + second))
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(bad)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -85,5 +99,33 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:00"), Ok(0));
         assert!(parse_time("yesterday").is_err());
         assert!(parse_time("2026-13-01T00:00:00").is_err());
+    }
+
+    #[test]
+    fn times_beyond_unix_ns_are_errors_not_a_panic() {
+        for text in [
+            "2555-01-01T00:00:00",
+            "9999-12-31T23:59:59",
+            "18446744073709551615-01-01T00:00:00",
+            "99999999999999999999",
+            "18446744073709551615",
+        ] {
+            assert!(parse_time(text).is_err(), "{text}");
+        }
+        assert!(parse_time("2554-01-01T00:00:00").is_ok());
+    }
+
+    #[test]
+    fn a_bad_speed_is_refused_before_serving() {
+        let args = ReplayArgs {
+            dir: std::path::PathBuf::from("/nonexistent"),
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+            port: 0,
+            speed: 1e-300,
+            from: None,
+            to: None,
+        };
+        let error = run(&args).expect_err("refused");
+        assert!(format!("{error:#}").contains("speed must be"), "{error:#}");
     }
 }

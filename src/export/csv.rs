@@ -3,9 +3,7 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
 
-use anyhow::Context as _;
 use ubdcc_shm::Decimal;
 
 use super::{Row, Rows};
@@ -19,15 +17,13 @@ pub(super) struct CsvRows {
 }
 
 impl CsvRows {
-    /// Writes to `path` (stdout without one), starting with the header.
+    /// Writes to `file` (stdout without one), starting with the header.
     ///
     /// # Errors
-    /// The file cannot be created or written.
-    pub(super) fn create(path: Option<&Path>, top: usize) -> anyhow::Result<Self> {
-        let out: Box<dyn Write> = match path {
-            Some(path) => Box::new(
-                File::create(path).with_context(|| format!("creating {}", path.display()))?,
-            ),
+    /// The header cannot be written.
+    pub(super) fn create(file: Option<File>, top: usize) -> anyhow::Result<Self> {
+        let out: Box<dyn Write> = match file {
+            Some(file) => Box::new(file),
             None => Box::new(io::stdout().lock()),
         };
         let mut rows = Self {

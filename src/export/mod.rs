@@ -12,9 +12,16 @@
 //! has fewer levels), in the exchange's decimal strings — as CSV (`csv`) or as a Parquet file with
 //! the same columns (`parquet`).
 //!
-//! Files: this one (rebuilding the books), `csv` and `parquet` (the two [`Rows`] sinks).
+//! The output file (`--out`) is created `0600` under a temporary name and renamed into place
+//! once complete (`output`): never world-readable, never written through a symlink or over a
+//! device (an existing name that is no regular file is refused), and a failed export leaves what
+//! was there.
+//!
+//! Files: this one (rebuilding the books), `csv` and `parquet` (the two [`Rows`] sinks),
+//! `output` (the output file).
 
 mod csv;
+mod output;
 mod parquet;
 
 use std::collections::HashMap;
@@ -38,10 +45,19 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
     let recording = Recording::open(&args.dir)?;
     let top = args.top as usize;
-    let rows: Box<dyn Rows> = match (args.format, &args.out) {
-        (ExportFormat::Csv, out) => Box::new(csv::CsvRows::create(out.as_deref(), top)?),
-        (ExportFormat::Parquet, Some(out)) => Box::new(parquet::ParquetRows::create(out, top)?),
-        (ExportFormat::Parquet, None) => bail!("--format parquet needs --out FILE"),
+    if args.format == ExportFormat::Parquet && args.out.is_none() {
+        bail!("--format parquet needs --out FILE");
+    }
+    let (output, file) = match &args.out {
+        Some(path) => {
+            let (output, file) = output::OutputFile::create(path)?;
+            (Some(output), Some(file))
+        }
+        None => (None, None),
+    };
+    let rows: Box<dyn Rows> = match (args.format, file) {
+        (ExportFormat::Parquet, Some(file)) => Box::new(parquet::ParquetRows::create(file, top)?),
+        (_, file) => Box::new(csv::CsvRows::create(file, top)?),
     };
     let mut exporter = Exporter::new(top, rows)?;
     let mut progress = Instant::now();
@@ -61,6 +77,9 @@ pub fn run(args: &ExportArgs) -> anyhow::Result<()> {
         }
     }
     exporter.out.finish().context("writing the export")?;
+    if let Some(output) = output {
+        output.commit()?;
+    }
     tracing::info!(
         records,
         rows = exporter.rows,

@@ -7,7 +7,6 @@
 //! crates, ~37 s of CPU in a release build.
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -55,11 +54,11 @@ pub(super) struct ParquetRows {
 }
 
 impl ParquetRows {
-    /// Creates `path` with the schema for `top` levels per side.
+    /// Writes to `file` with the schema for `top` levels per side.
     ///
     /// # Errors
-    /// The file cannot be created.
-    pub(super) fn create(path: &Path, top: usize) -> anyhow::Result<Self> {
+    /// The file cannot be written.
+    pub(super) fn create(file: File, top: usize) -> anyhow::Result<Self> {
         let mut schema = String::from(
             "message book { required binary exchange (UTF8); required binary market (UTF8); \
              required int64 update_id; required int64 received_ns;",
@@ -76,7 +75,6 @@ impl ParquetRows {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
             .build();
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let writer = SerializedFileWriter::new(file, schema, Arc::new(properties))?;
         Ok(Self {
             writer: Some(writer),
@@ -192,7 +190,8 @@ mod tests {
     fn rows_read_back_with_missing_levels_as_null() {
         let path =
             std::env::temp_dir().join(format!("ubdcc-export-{}.parquet", std::process::id()));
-        let mut rows = ParquetRows::create(&path, 2).expect("create");
+        let file = File::create(&path).expect("file");
+        let mut rows = ParquetRows::create(file, 2).expect("create");
         let level = |p, q| (Decimal::new(p, -2), Decimal::new(q, -1));
         for update_id in [7, 9] {
             let row = Row {

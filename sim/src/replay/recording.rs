@@ -5,8 +5,12 @@
 //! a misreading in one shows up as a failing replay or export, not as silently wrong data.
 //!
 //! A file is read a chunk at a time, frame by frame (memory holds one frame, not the file). A
-//! frame that is cut short (a writer killed mid-write) or fails its checksum ends its file: what
-//! came before it is every complete second; the next file is read as usual.
+//! frame that is cut short (a writer killed mid-write, a failed write of an older recorder) or
+//! damaged (fails its checksum, garbage) is skipped: the reader looks for the next zstd frame
+//! start ([`FRAME_MAGIC`]) after the bad frame's first byte and reads on from there, so one bad
+//! frame in the middle of an hour's file costs that frame, not the rest of the file. (Searching
+//! from the first byte rather than past the frame's claimed size: a damaged header's size may
+//! reach into the good frames after it.)
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -24,6 +28,14 @@ const READ_CHUNK: usize = 1 << 20;
 
 /// A frame this large is damage, not a second of records (the writer flushes at 8 MB raw).
 const MAX_FRAME: usize = 256 << 20;
+
+/// The first four bytes of every zstd frame (0xFD2FB528, little-endian).
+pub const FRAME_MAGIC: [u8; 4] = 0xFD2F_B528_u32.to_le_bytes();
+
+/// zstd's `ZSTD_error_srcSize_wrong` as its functions return it (`-72` as a `size_t`): the
+/// frame goes on past the bytes given. Any other error of `find_frame_compressed_size` means
+/// the bytes are no frame at all, and reading more would not help.
+const NEEDS_MORE: usize = 0usize.wrapping_sub(72);
 
 /// What a record holds (the byte after its length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +110,7 @@ pub struct Recording {
     /// The file being read.
     current: Option<FrameFile>,
     items: VecDeque<RecordedItem>,
-    /// Frames dropped as torn or damaged (one per file at most).
+    /// Frames (or runs of damaged bytes) skipped as torn or damaged.
     torn_frames: u64,
 }
 
@@ -172,11 +184,11 @@ impl Recording {
                     return Ok(true);
                 }
                 Next::End => self.current = None,
-                Next::Torn(bytes) => {
-                    // Torn by a kill, or damaged: everything before it stands.
-                    tracing::warn!(path = %file.path.display(), offset = file.offset, bytes, "dropping a torn recording frame");
+                Next::Torn { offset, bytes } => {
+                    // Torn by a kill or a failed write, or damaged: what is before and after
+                    // it stands.
+                    tracing::warn!(path = %file.path.display(), offset, bytes, "skipping a torn or damaged recording frame");
                     self.torn_frames += 1;
-                    self.current = None;
                 }
             }
         }
@@ -189,8 +201,14 @@ enum Next {
     Frame(Vec<u8>),
     /// The file ends after its last complete frame.
     End,
-    /// The rest of the file (this many bytes) is no complete frame.
-    Torn(usize),
+    /// These bytes from this file offset are no complete frame; they were skipped to the next
+    /// frame start (or the end of the file).
+    Torn {
+        /// Where they start.
+        offset: u64,
+        /// How many.
+        bytes: usize,
+    },
 }
 
 /// One recording file, read a chunk at a time.
@@ -225,34 +243,74 @@ impl FrameFile {
     fn next(&mut self) -> io::Result<Next> {
         loop {
             let rest = &self.buffer[self.start..];
-            // An incomplete frame is an error or a size beyond what is read: read more.
-            let complete = zstd::zstd_safe::find_frame_compressed_size(rest)
-                .ok()
-                .filter(|&len| len > 0 && len <= rest.len());
-            if let Some(len) = complete {
-                let decoded = zstd::decode_all(&rest[..len]);
-                self.start += len;
-                self.offset += len as u64;
-                return Ok(match decoded {
-                    Ok(frame) => Next::Frame(frame),
-                    // A complete frame that fails its checksum: damage.
-                    Err(_) => Next::Torn(len),
-                });
+            if rest.is_empty() && self.eof {
+                return Ok(Next::End);
             }
-            if self.eof || rest.len() > MAX_FRAME {
-                return Ok(match rest.len() {
-                    0 => Next::End,
-                    bytes => Next::Torn(bytes),
-                });
+            match zstd::zstd_safe::find_frame_compressed_size(rest) {
+                Ok(len) if len > 0 && len <= rest.len() => {
+                    if let Ok(frame) = zstd::decode_all(&rest[..len]) {
+                        self.take(len);
+                        return Ok(Next::Frame(frame));
+                    }
+                    // A complete frame that fails its checksum or does not decode: damage.
+                    return self.skip_damage();
+                }
+                Err(NEEDS_MORE) if !self.eof && rest.len() <= MAX_FRAME => self.read_more()?,
+                // No frame starts here, a frame is cut short by the end of the file, or it is
+                // too large to be one: damage.
+                _ => return self.skip_damage(),
             }
-            self.buffer.drain(..self.start);
-            self.start = 0;
-            let read = self.buffer.len();
-            self.buffer.resize(read + READ_CHUNK, 0);
-            let got = self.file.read(&mut self.buffer[read..])?;
-            self.buffer.truncate(read + got);
-            self.eof = got == 0;
         }
+    }
+
+    /// Skips from the bad frame at `start` to the next frame start after its first byte (or to
+    /// the end of the file).
+    fn skip_damage(&mut self) -> io::Result<Next> {
+        let offset = self.offset;
+        let mut skipped = 1;
+        self.take(1);
+        loop {
+            let rest = &self.buffer[self.start..];
+            let found = rest
+                .windows(FRAME_MAGIC.len())
+                .position(|w| w == FRAME_MAGIC);
+            if let Some(at) = found {
+                self.take(at);
+                return Ok(Next::Torn {
+                    offset,
+                    bytes: skipped + at,
+                });
+            }
+            // A magic may straddle the end of what is read: keep its first bytes.
+            let keep = rest.len().min(FRAME_MAGIC.len() - 1);
+            let gone = rest.len() - keep;
+            self.take(gone);
+            skipped += gone;
+            if self.eof {
+                let bytes = skipped + keep;
+                self.take(keep);
+                return Ok(Next::Torn { offset, bytes });
+            }
+            self.read_more()?;
+        }
+    }
+
+    /// Moves past `len` bytes of the buffer.
+    fn take(&mut self, len: usize) {
+        self.start += len;
+        self.offset += len as u64;
+    }
+
+    /// Reads the next chunk of the file behind what is not yet taken.
+    fn read_more(&mut self) -> io::Result<()> {
+        self.buffer.drain(..self.start);
+        self.start = 0;
+        let read = self.buffer.len();
+        self.buffer.resize(read + READ_CHUNK, 0);
+        let got = self.file.read(&mut self.buffer[read..])?;
+        self.buffer.truncate(read + got);
+        self.eof = got == 0;
+        Ok(())
     }
 }
 
@@ -350,6 +408,63 @@ mod tests {
         assert_eq!(items[2].kind, RecordKind::Behind);
         assert_eq!(recording.torn_frames(), 1);
         fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn frames_after_a_torn_or_damaged_frame_in_the_middle_are_still_read() {
+        let dir = std::env::temp_dir().join(format!("ubdcc-sim-rec-mid-{}", std::process::id()));
+        fs::remove_dir_all(&dir).ok();
+        fs::create_dir_all(&dir).expect("dir");
+        let frame = |n: u64| {
+            let records = record(1, n, "binance.com", "", &format!("{{\"n\":{n}}}"));
+            let mut encoder = zstd::bulk::Compressor::new(3).expect("zstd");
+            encoder
+                .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+                .expect("checksum");
+            encoder.compress(&records).expect("zstd")
+        };
+        let mut file = frame(1);
+        // A torn frame (a failed write of an older recorder), then a good one.
+        let torn = frame(2);
+        file.extend(&torn[..torn.len() / 2]);
+        file.extend(frame(3));
+        // Garbage, then a good one.
+        file.extend(b"not a zstd frame at all, nor its magic");
+        file.extend(frame(4));
+        // A complete frame whose checksum fails, then a good one.
+        let mut damaged = frame(5);
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        file.extend(damaged);
+        file.extend(frame(6));
+        fs::write(dir.join(format!("a{FILE_SUFFIX}")), file).expect("write");
+        let mut recording = Recording::open(&dir).expect("open");
+        let times: Vec<u64> = recording
+            .by_ref()
+            .map(|item| item.expect("item").received_ns)
+            .collect();
+        assert_eq!(times, [1, 3, 4, 6]);
+        assert_eq!(recording.torn_frames(), 3);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn every_cut_of_a_frame_asks_for_more_not_damage() {
+        // A read may end anywhere in a frame, even inside its magic: that must read on.
+        let mut encoder = zstd::bulk::Compressor::new(3).expect("zstd");
+        encoder
+            .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .expect("checksum");
+        let frame = encoder
+            .compress(&record(1, 1, "binance.com", "", "{\"a\":1}"))
+            .expect("zstd");
+        assert_eq!(frame[..4], FRAME_MAGIC);
+        for cut in 0..frame.len() {
+            let found = zstd::zstd_safe::find_frame_compressed_size(&frame[..cut]);
+            assert_eq!(found, Err(NEEDS_MORE), "cut at {cut}");
+        }
+        let found = zstd::zstd_safe::find_frame_compressed_size(&frame);
+        assert_eq!(found, Ok(frame.len()));
     }
 
     #[test]

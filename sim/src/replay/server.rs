@@ -30,11 +30,22 @@ const BATCH: usize = 256;
 const BATCH_BUFFER: usize = 4096;
 
 /// Records read ahead of the pacer (the reader thread blocks beyond this).
-const READ_AHEAD: usize = 16_384;
+pub(super) const READ_AHEAD: usize = 16_384;
 
 /// How long a snapshot request waits for the replay to know the market's book (after a
 /// recorded gap it is unknown until the next recorded starting book).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(30);
+
+/// The largest WebSocket message (and frame) a client may send: requests are a few hundred
+/// bytes; the default (64 MiB) would let one client make the replay hold that much.
+pub const MAX_MESSAGE: usize = 64 << 10;
+
+/// Streams one connection may subscribe (Binance's own limit).
+pub const MAX_STREAMS: usize = 1024;
+
+/// Depth requests that may wait for a book at a time (up to 30 s each); beyond, a
+/// request that would wait is answered -1003 at once.
+pub const MAX_DEPTH_WAITS: usize = 256;
 
 /// A frame on its way to the connections subscribed to its stream.
 #[derive(Debug)]
@@ -57,6 +68,8 @@ pub(super) struct Shared {
     /// client meets the recording from its beginning (or `from`).
     subscribed: watch::Sender<bool>,
     shutdown: watch::Sender<bool>,
+    /// Permits of depth requests waiting for a book ([`MAX_DEPTH_WAITS`]).
+    depth_waits: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -68,6 +81,7 @@ impl Shared {
             frames: broadcast::channel(BATCH_BUFFER).0,
             subscribed: watch::channel(false).0,
             shutdown: watch::channel(false).0,
+            depth_waits: Arc::new(tokio::sync::Semaphore::new(MAX_DEPTH_WAITS)),
         })
     }
 
@@ -89,26 +103,84 @@ fn family_of(exchange: &str) -> Family {
     }
 }
 
+/// Two exchanges of one family in a recording: the replay serves each family's protocol once
+/// (a client of binance.us asks the same paths as one of binance.com), so their books would
+/// merge into one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MixedExchanges {
+    pub(super) family: Family,
+    pub(super) first: String,
+    pub(super) second: String,
+}
+
+/// The exchange each family's records came from so far, to refuse a second one.
+#[derive(Debug, Default)]
+pub(super) struct ExchangesSeen(HashMap<Family, String>);
+
+impl ExchangesSeen {
+    /// Notes `exchange` (empty for records of no exchange); the conflict if its family already
+    /// came from another one.
+    pub(super) fn check(&mut self, exchange: &str) -> Result<(), MixedExchanges> {
+        if exchange.is_empty() {
+            return Ok(());
+        }
+        let family = family_of(exchange);
+        let first = self.0.entry(family).or_insert_with(|| exchange.to_owned());
+        if first == exchange {
+            return Ok(());
+        }
+        Err(MixedExchanges {
+            family,
+            first: first.clone(),
+            second: exchange.to_owned(),
+        })
+    }
+}
+
 /// Reads the recording on a thread of its own (file reads and decompression block) into a
-/// bounded channel.
-pub(super) fn spawn_reader(recording: Recording) -> mpsc::Receiver<RecordedItem> {
+/// bounded channel. It reads ahead of the pacer ([`READ_AHEAD`] records, at once at start), so
+/// a recording of two exchanges of one family is usually refused as soon as the replay starts;
+/// the refusal is sent on the second channel and the items end.
+pub(super) fn spawn_reader(
+    recording: Recording,
+) -> (
+    mpsc::Receiver<RecordedItem>,
+    tokio::sync::oneshot::Receiver<MixedExchanges>,
+) {
     let (items, receiver) = mpsc::channel(READ_AHEAD);
+    let (refuse, refused) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
+        let mut seen = ExchangesSeen::default();
         for item in recording {
-            match item {
-                Ok(item) => {
-                    if items.blocking_send(item).is_err() {
-                        return;
-                    }
-                }
+            let item = match item {
+                Ok(item) => item,
                 Err(error) => {
                     tracing::error!(%error, "recording unreadable from here on; replay ends");
                     return;
                 }
+            };
+            if let Err(mixed) = seen.check(&item.exchange) {
+                // The receiver is gone only when the replay is already over.
+                refuse.send(mixed).ok();
+                return;
+            }
+            if items.blocking_send(item).is_err() {
+                return;
             }
         }
     });
-    receiver
+    (receiver, refused)
+}
+
+/// When a record `elapsed_ns` after the first is due, at `speed`, from `started`. Checked: a
+/// speed outside the validated range or a recording spanning centuries gives "far away", not
+/// an overflow panic.
+fn due_at(started: Instant, elapsed_ns: u64, speed: f64) -> Instant {
+    let far = || started + Duration::from_secs(100 * 365 * 86_400);
+    Duration::try_from_secs_f64(elapsed_ns as f64 / 1e9 / speed)
+        .ok()
+        .and_then(|offset| started.checked_add(offset))
+        .unwrap_or_else(far)
 }
 
 /// Releases the records at their recorded pace × speed, from the first client's subscription
@@ -146,9 +218,7 @@ pub(super) async fn pace(
         }
         let (first, started) = *origin.get_or_insert((time, Instant::now()));
         last = time;
-        let offset =
-            Duration::from_secs_f64(time.saturating_sub(first) as f64 / 1e9 / config.speed);
-        let due = started + offset;
+        let due = due_at(started, time.saturating_sub(first), config.speed);
         if due > Instant::now() + Duration::from_millis(1) {
             pacer.release();
             tokio::time::sleep_until(due).await;
@@ -277,7 +347,13 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
                       upgrade: WebSocketUpgrade,
                       query: Query<StreamsQuery>| async move {
                     let streams = query.0.streams.unwrap_or_default();
-                    upgrade.on_upgrade(move |socket| serve_stream(state.0, socket, venue, streams))
+                    if streams.split('/').filter(|s| !s.is_empty()).count() > MAX_STREAMS {
+                        return error(StatusCode::BAD_REQUEST, -1102, "Too many streams.");
+                    }
+                    upgrade
+                        .max_message_size(MAX_MESSAGE)
+                        .max_frame_size(MAX_MESSAGE)
+                        .on_upgrade(move |socket| serve_stream(state.0, socket, venue, streams))
                 },
             ),
         );
@@ -336,6 +412,8 @@ async fn depth(
     let mut changed = shared.changed.subscribe();
     let mut finished = shared.finished.subscribe();
     let deadline = Instant::now() + SNAPSHOT_WAIT;
+    // Taken when the request first has to wait; held until it is answered.
+    let mut _waiting = None;
     loop {
         let answer = lock(&shared.markets)
             .get(&key)
@@ -349,6 +427,16 @@ async fn depth(
         }
         if *finished.borrow_and_update() {
             return error(StatusCode::BAD_REQUEST, -1121, "Invalid symbol.");
+        }
+        if _waiting.is_none() {
+            let Ok(permit) = Arc::clone(&shared.depth_waits).try_acquire_owned() else {
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    -1003,
+                    "Too many requests waiting for a book; try again later.",
+                );
+            };
+            _waiting = Some(permit);
         }
         tokio::select! {
             _ = changed.changed() => {}
@@ -426,6 +514,10 @@ fn answer_request(subscribed: &mut HashSet<String>, text: &str) -> String {
         .unwrap_or_default();
     let result = match request.get("method").and_then(Value::as_str) {
         Some("SUBSCRIBE") => {
+            let new = params.iter().filter(|s| !subscribed.contains(*s)).count();
+            if subscribed.len() + new > MAX_STREAMS {
+                return serde_json::json!({"error": {"code": 2, "msg": format!("Invalid request: at most {MAX_STREAMS} streams per connection")}, "id": id}).to_string();
+            }
             subscribed.extend(params);
             Value::Null
         }
@@ -458,6 +550,68 @@ mod tests {
             market: String::new(),
             payload: event.to_string().into_bytes(),
         }
+    }
+
+    #[test]
+    fn exchanges_of_different_families_mix_two_of_one_family_do_not() {
+        let mut seen = ExchangesSeen::default();
+        for exchange in ["binance.com", "", "binance.com-futures", "binance.com"] {
+            assert_eq!(seen.check(exchange), Ok(()), "{exchange}");
+        }
+        for other in ["binance.us", "trbinance.com", "binance.com-margin"] {
+            let mixed = seen.check(other).expect_err("a second spot exchange");
+            assert_eq!(mixed.family, Family::Spot);
+            assert_eq!(mixed.first, "binance.com");
+        }
+        let mixed = seen
+            .check("binance.com-futures-testnet")
+            .expect_err("a second futures exchange");
+        assert_eq!(mixed.family, Family::Futures);
+    }
+
+    #[test]
+    fn a_due_time_never_overflows() {
+        let now = Instant::now();
+        assert_eq!(
+            due_at(now, 2_000_000_000, 2.0),
+            now + Duration::from_secs(1)
+        );
+        // A speed no validation let through, a recording of centuries: far away, no panic.
+        assert!(due_at(now, u64::MAX, 1e-300) > now + Duration::from_secs(86_400));
+        assert!(due_at(now, u64::MAX, 0.01) > now + Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn a_connection_subscribes_at_most_the_stream_limit() {
+        let mut subscribed = HashSet::new();
+        let streams: Vec<String> = (0..MAX_STREAMS).map(|n| format!("s{n}@depth")).collect();
+        let request = serde_json::json!({"method": "SUBSCRIBE", "params": streams, "id": 1});
+        let reply = answer_request(&mut subscribed, &request.to_string());
+        assert!(reply.contains(r#""result":null"#), "{reply}");
+        // Subscribing one already held is no new stream.
+        let again = serde_json::json!({"method": "SUBSCRIBE", "params": ["s0@depth"], "id": 2});
+        let reply = answer_request(&mut subscribed, &again.to_string());
+        assert!(reply.contains(r#""result":null"#), "{reply}");
+        let more = serde_json::json!({"method": "SUBSCRIBE", "params": ["x@depth"], "id": 3});
+        let reply = answer_request(&mut subscribed, &more.to_string());
+        assert!(reply.contains("at most"), "{reply}");
+        assert_eq!(subscribed.len(), MAX_STREAMS);
+    }
+
+    #[tokio::test]
+    async fn depth_requests_beyond_the_waiting_limit_are_answered_at_once() {
+        let shared = Shared::new();
+        // Every waiting place is taken.
+        let _held = Arc::clone(&shared.depth_waits)
+            .acquire_many_owned(MAX_DEPTH_WAITS as u32)
+            .await
+            .expect("permits");
+        let query = DepthQuery {
+            symbol: Some("SIM0USDT".into()),
+            limit: None,
+        };
+        let response = depth(State(shared), Query(query), Family::Spot).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     }
 
     #[tokio::test]
