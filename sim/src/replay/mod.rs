@@ -68,7 +68,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Recording(#[from] RecordingError),
     /// `speed` is not within [`SPEEDS`].
-    #[error("speed must be a number from 0.01 to 10000, got {0}")]
+    #[error("speed must be a number from 0.01 to 10000, got {0:?}")]
     Speed(f64),
     /// The recording holds two exchanges of one family, which the replay would serve as one.
     #[error(
