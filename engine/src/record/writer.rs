@@ -1,12 +1,16 @@
 //! The recorder's thread: gathers records, compresses them into one zstd frame per flush, and
 //! appends the frame to the hour's file; rotates and prunes files.
+//!
+//! A failed write (disk full, EIO) may have left part of its frame in the file: the file is cut
+//! back to its last complete frame (or, if even that fails, left for a new file), so a reader
+//! never meets a torn frame followed by good ones; the frame's records count as dropped.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
@@ -53,17 +57,27 @@ struct OpenFile {
     bytes: u64,
 }
 
+/// Appends a compressed frame to the file (a seam: tests make it fail half-way).
+type Sink = fn(&mut File, &[u8]) -> io::Result<()>;
+
 /// The writer; see the module doc of `record`.
 pub(super) struct Writer {
     config: RecordConfig,
     records: Receiver<Record>,
     dropped: Arc<AtomicU64>,
+    /// The producers' byte count of the queue; released as records are taken.
+    queued_bytes: Arc<AtomicUsize>,
     /// Records gathered since the last flush, framed.
     buffer: Vec<u8>,
+    /// How many records `buffer` holds (counted as dropped if its write fails).
+    buffered: u64,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     file: Option<OpenFile>,
     /// A write failed and was logged; the next failures are not (until one succeeds).
     failing: bool,
+    /// The clock flushes are timed by (a seam: tests drive it).
+    now: Box<dyn FnMut() -> Instant + Send>,
+    sink: Sink,
 }
 
 impl Writer {
@@ -71,6 +85,7 @@ impl Writer {
         config: RecordConfig,
         records: Receiver<Record>,
         dropped: Arc<AtomicU64>,
+        queued_bytes: Arc<AtomicUsize>,
     ) -> Self {
         let compressor = zstd::bulk::Compressor::new(config.level)
             .and_then(|mut compressor| {
@@ -84,29 +99,39 @@ impl Writer {
             config,
             records,
             dropped,
+            queued_bytes,
             buffer: Vec::with_capacity(1 << 20),
+            buffered: 0,
             compressor,
             file: None,
             failing: false,
+            now: Box::new(Instant::now),
+            sink: |file, frame| file.write_all(frame),
         }
     }
 
     /// Runs until every [`super::Recorder`] is dropped, flushing at least every second.
     pub(super) fn run(mut self) {
         tracing::info!(dir = %self.config.dir.display(), "recording");
-        let mut next_flush = Instant::now() + FLUSH_INTERVAL;
+        let mut next_flush = (self.now)() + FLUSH_INTERVAL;
         loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
+            let wait = next_flush.saturating_duration_since((self.now)());
             match self.records.recv_timeout(wait) {
                 Ok(record) => {
-                    format::encode(&record, &mut self.buffer);
-                    if self.buffer.len() >= FLUSH_BYTES {
+                    self.take(&record);
+                    // Checked after every record too: a feed that never pauses never lets
+                    // `recv_timeout` time out, and must still be flushed each second.
+                    let now = (self.now)();
+                    if now >= next_flush {
+                        self.flush();
+                        next_flush = now + FLUSH_INTERVAL;
+                    } else if self.buffer.len() >= FLUSH_BYTES {
                         self.flush();
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.flush();
-                    next_flush = Instant::now() + FLUSH_INTERVAL;
+                    next_flush = (self.now)() + FLUSH_INTERVAL;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.flush();
@@ -115,6 +140,14 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Gathers one record taken from the queue, releasing its share of the byte bound.
+    fn take(&mut self, record: &Record) {
+        let charge = super::charge(record.payload.len());
+        self.queued_bytes.fetch_sub(charge, Ordering::Relaxed);
+        format::encode(record, &mut self.buffer);
+        self.buffered += 1;
     }
 
     /// Writes what was gathered (and a behind marker for what was dropped) as one frame.
@@ -136,13 +169,18 @@ impl Writer {
         }
         let result = self.write_frame();
         self.buffer.clear();
+        let lost = std::mem::take(&mut self.buffered) + dropped;
         match result {
             Ok(()) => self.failing = false,
-            Err(error) if !self.failing => {
-                self.failing = true;
-                tracing::error!(dir = %self.config.dir.display(), %error, "recording write failed; dropping records until it works");
+            Err(error) => {
+                // The frame's records and the count its marker carried: the next behind marker
+                // tells of them, so the recording shows the hole.
+                self.dropped.fetch_add(lost, Ordering::Relaxed);
+                if !self.failing {
+                    self.failing = true;
+                    tracing::error!(dir = %self.config.dir.display(), %error, "recording write failed; dropping records until it works");
+                }
             }
-            Err(_) => {}
         }
     }
 
@@ -152,11 +190,23 @@ impl Writer {
         };
         let frame = compressor.compress(&self.buffer)?;
         let now_ms = crate::clock::unix_now_ns() / 1_000_000;
+        let sink = self.sink;
         let file = self.file_for(now_ms, frame.len() as u64)?;
         // One write per frame: a kill leaves at most this frame torn.
-        file.file.write_all(&frame)?;
-        file.bytes += frame.len() as u64;
-        Ok(())
+        match sink(&mut file.file, &frame) {
+            Ok(()) => {
+                file.bytes += frame.len() as u64;
+                Ok(())
+            }
+            Err(error) => {
+                if let Err(cut) = cut_back(file) {
+                    // The file may end torn: never append after that, start a new one.
+                    tracing::warn!(path = %file.path.display(), error = %cut, "cutting a failed write off the recording failed; starting a new file");
+                    self.file = None;
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The file to append `len` bytes to at `now_ms`: a new one each hour and whenever the
@@ -223,6 +273,15 @@ impl Writer {
     }
 }
 
+/// Cuts what a failed write left off the end of `file`, back to its last complete frame, and
+/// puts the write position there (`set_len` alone would leave it past the end: the next write
+/// would leave a hole of zeros).
+fn cut_back(file: &mut OpenFile) -> io::Result<()> {
+    file.file.set_len(file.bytes)?;
+    file.file.seek(SeekFrom::Start(file.bytes))?;
+    Ok(())
+}
+
 /// The recording files of `dir` with their sizes.
 fn recording_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
     let mut files = Vec::new();
@@ -242,7 +301,7 @@ fn recording_files(dir: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{RecordConfig, Recorder};
+    use super::super::{RecordConfig, RecordKind, Recorder};
     use super::*;
     use crate::exchange::Exchange;
 
@@ -311,6 +370,95 @@ mod tests {
         fs::remove_dir_all(&dir).ok();
     }
 
+    fn marker(market: &str) -> Record {
+        Record {
+            kind: RecordKind::Marker,
+            received_ns: 1,
+            exchange: "binance.com",
+            market: market.into(),
+            payload: "{}".into(),
+        }
+    }
+
+    /// The complete zstd frames of the recording's files, counted.
+    fn frames(dir: &Path) -> usize {
+        let mut count = 0;
+        for (path, _) in recording_files(dir).expect("list") {
+            let bytes = fs::read(path).expect("read");
+            let mut rest = bytes.as_slice();
+            while !rest.is_empty() {
+                let len = zstd::zstd_safe::find_frame_compressed_size(rest).expect("a frame");
+                rest = &rest[len..];
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Writes half of the frame, then fails as a full disk does.
+    fn torn_write(file: &mut File, frame: &[u8]) -> io::Result<()> {
+        file.write_all(&frame[..frame.len() / 2])?;
+        Err(io::Error::from_raw_os_error(28))
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_off_the_file_and_told_by_a_behind_marker() {
+        let dir = temp_dir("torn");
+        prepare_dir(&dir).expect("dir");
+        let (_tx, rx) = std::sync::mpsc::sync_channel(1);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer::new(
+            RecordConfig::new(&dir),
+            rx,
+            Arc::clone(&dropped),
+            Arc::default(),
+        );
+        writer.take(&marker("BEFORE"));
+        writer.flush();
+        writer.sink = torn_write;
+        writer.take(&marker("LOST1"));
+        writer.take(&marker("LOST2"));
+        writer.flush();
+        assert_eq!(dropped.load(Ordering::Relaxed), 2, "the lost records count");
+        writer.sink = |file, frame| file.write_all(frame);
+        writer.take(&marker("AFTER"));
+        writer.flush();
+        // Every byte of the file is a complete frame: nothing torn is left mid-file.
+        let bytes = read_all(&dir);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("BEFORE") && text.contains("AFTER"), "{text}");
+        assert!(!text.contains("LOST"), "{text}");
+        assert!(text.contains("{\"dropped\":2}"), "a behind marker: {text}");
+        assert_eq!(frames(&dir), 2);
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_feed_that_never_pauses_is_still_flushed_every_second() {
+        let dir = temp_dir("feed");
+        prepare_dir(&dir).expect("dir");
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        for n in 0..10 {
+            tx.send(marker(&format!("M{n}"))).expect("queued");
+        }
+        // Every record is there at once: `recv_timeout` never times out.
+        drop(tx);
+        let mut writer = Writer::new(RecordConfig::new(&dir), rx, Arc::default(), Arc::default());
+        // Each clock read is 400 ms later: 10 records span several seconds.
+        let base = Instant::now();
+        let mut reads = 0;
+        writer.now = Box::new(move || {
+            reads += 1;
+            base + std::time::Duration::from_millis(400 * reads)
+        });
+        writer.run();
+        let text = String::from_utf8_lossy(&read_all(&dir)).into_owned();
+        assert!((0..10).all(|n| text.contains(&format!("M{n}"))), "{text}");
+        // 20 clock reads after the first: about 8 s, one frame per second (plus the last).
+        assert!(frames(&dir) >= 4, "frames: {}", frames(&dir));
+        fs::remove_dir_all(&dir).ok();
+    }
+
     #[test]
     fn the_oldest_files_go_first_beyond_the_bound() {
         let dir = temp_dir("bound");
@@ -321,7 +469,7 @@ mod tests {
         let (_tx, rx) = std::sync::mpsc::sync_channel(1);
         let mut config = RecordConfig::new(&dir);
         config.max_bytes = 2_500;
-        let mut writer = Writer::new(config, rx, Arc::default());
+        let mut writer = Writer::new(config, rx, Arc::default(), Arc::default());
         writer.buffer.extend_from_slice(b"some bytes");
         writer.write_frame().expect("write");
         let mut left: Vec<String> = recording_files(&dir)
