@@ -22,6 +22,15 @@ fn cluster(tag: &str) -> String {
 
 /// A segment with a synced `binance.com BTCUSDT` (asks 100.00 × 1, 100.50 × 2, 101.00 × 3) and a
 /// starting `binance.com ETHUSDT`.
+/// The exchange time of the test book: ages count from it (issue 16), so it is this process's
+/// start, not a fixed date that `max_age_ms` would refuse.
+static EVENT_TIME_MS: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
+});
+
 fn segment(cluster: &str) -> SegmentWriter {
     let mut writer = SegmentConfig::new(cluster, "dcn")
         .books(4)
@@ -50,7 +59,7 @@ fn segment(cluster: &str) -> SegmentWriter {
     let meta = BookMeta {
         status: BookStatus::Synced,
         last_update_id: 42,
-        event_time_ms: 1_700_000_000_000,
+        event_time_ms: *EVENT_TIME_MS,
         ..BookMeta::starting()
     };
     writer
@@ -148,7 +157,7 @@ async fn reads_follow_the_original_envelope_with_freshness_extras() {
         serde_json::json!([[100.0, 1.0], [100.5, 2.0]])
     );
     assert_eq!(body["last_update_id"], 42);
-    assert_eq!(body["event_time"], 1_700_000_000_000u64);
+    assert_eq!(body["event_time"], *EVENT_TIME_MS);
     assert!(body["age_ms"].as_f64().unwrap() >= 0.0);
     // Keys come in alphabetical order, as the original writes them (checked on the raw bytes).
     let text = get_raw(
