@@ -369,8 +369,8 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
         ),
         json!({"result": null, "id": 1})
     );
-    // The same streams over `/sse`, never read: the server stops polling its body, and the
-    // watchdog must cut it all the same.
+    // The same streams over `/sse`, never read: its body is not polled once the socket is full,
+    // and it must be cut (and counted) all the same.
     let mut stalled_sse = tcp_connect(&rig.local.address, Some(4096));
     write!(
         stalled_sse,
@@ -467,9 +467,9 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
         let cut = metric(&text, "ubdcc_push_clients_cut_total").unwrap_or(0.0);
         (cut >= 2.0).then_some(()).ok_or(format!("cut {cut}"))
     });
-    drop(stalled_sse);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
+    drop(stalled_sse);
     let (plain_log, fast_log, slow_log) = (ws.log(&plain), ws.log(&fast), ws.log(&slow));
     eprintln!(
         "after {elapsed:?}: {:#?}\nsse {:#?}",
@@ -597,6 +597,31 @@ fn bad_requests_get_errors(rig: &ClusterRig, good: &str) {
         json!({"method": "LIST_SUBSCRIPTIONS", "id": 9}),
     );
     assert_eq!(reply, json!({"result": [], "id": 9}));
+
+    // An interval is served at the nearest supported one, which its name then says; the name
+    // as sent still unsubscribes.
+    let mut rounded = connect(&rig.local.address, None);
+    let asked = format!("{good}@137ms");
+    let reply = request(
+        &mut rounded,
+        json!({"method": "SUBSCRIBE", "params": [asked], "id": 1}),
+    );
+    assert_eq!(reply, json!({"result": null, "id": 1}));
+    let reply = request(
+        &mut rounded,
+        json!({"method": "LIST_SUBSCRIPTIONS", "id": 2}),
+    );
+    assert_eq!(reply, json!({"result": [format!("{good}@100ms")], "id": 2}));
+    let reply = request(
+        &mut rounded,
+        json!({"method": "UNSUBSCRIBE", "params": [asked], "id": 3}),
+    );
+    assert_eq!(reply, json!({"result": null, "id": 3}));
+    let reply = request(
+        &mut rounded,
+        json!({"method": "LIST_SUBSCRIPTIONS", "id": 4}),
+    );
+    assert_eq!(reply, json!({"result": [], "id": 4}));
 
     // More than 10 requests in a second: closed with the reason (code 1008).
     let mut flood = connect(&rig.local.address, None);
