@@ -22,7 +22,9 @@
 use std::io::Write as _;
 
 use serde_json::Value;
-use ubdcc_shm::{BookInfo, BookStatus, ClusterReader, InvalidQuery, Level, ReadError, Side};
+use ubdcc_shm::{
+    Bbo, BookInfo, BookStatus, ClusterReader, Freshness, InvalidQuery, Level, ReadError, Side,
+};
 
 use crate::envelope::{ApiError, ErrorId, not_found_error, out_of_sync_error};
 use crate::params::BookRequest;
@@ -129,15 +131,28 @@ pub(crate) fn check_fresh_and_deep(
 /// Milliseconds since the exchange's time of the book, microsecond resolution; from its receive
 /// time when the exchange gave none (see the module doc). 0 when the exchange's clock is ahead.
 pub fn age_ms(info: &BookInfo) -> f64 {
-    if info.event_time_ms == 0 {
-        return receive_age_ms(info);
-    }
-    age_ms_of(info.event_time_ms.saturating_mul(1_000_000))
+    exchange_age_ms(info.event_time_ms, info.receive_time_ns, info.freshness)
 }
 
 /// Milliseconds since the DCN received the book's last event (or its snapshot).
 pub fn receive_age_ms(info: &BookInfo) -> f64 {
     age_ms_of(info.receive_time_ns)
+}
+
+/// [`age_ms`] of a best bid and ask read from the slot header (`get_bbo`).
+pub fn bbo_age_ms(bbo: &Bbo) -> f64 {
+    exchange_age_ms(bbo.event_time_ms, bbo.receive_time_ns, bbo.freshness)
+}
+
+/// The one age computation of every read: from the exchange's time `event_time_ms`, or from
+/// `receive_time_ns` when the book has no exchange time (`event_time_ms` 0, or the slot says
+/// [`Freshness::NO_EXCHANGE_TIME`]); the answer's `event_time` then reads 0 or the flag is in
+/// shared memory, so the stand-in is never passed off as the exchange's.
+fn exchange_age_ms(event_time_ms: u64, receive_time_ns: u64, freshness: Freshness) -> f64 {
+    if event_time_ms == 0 || freshness.contains(Freshness::NO_EXCHANGE_TIME) {
+        return age_ms_of(receive_time_ns);
+    }
+    age_ms_of(event_time_ms.saturating_mul(1_000_000))
 }
 
 /// Milliseconds since `time_ns` (Unix ns), microsecond resolution; 0 for a time ahead of ours.
@@ -285,6 +300,56 @@ mod tests {
             ..info()
         };
         assert_eq!(age_ms(&ahead), 0.0);
+    }
+
+    #[test]
+    fn a_book_flagged_without_exchange_time_counts_from_its_receive_time() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // Whatever `event_time_ms` holds, the flag says it is no exchange time: an hour-old value
+        // must not make a book received a moment ago read as an hour old, nor the reverse.
+        let flagged = BookInfo {
+            event_time_ms: now_ms - 3_600_000,
+            receive_time_ns: now_ms * 1_000_000,
+            freshness: Freshness::SNAPSHOT_TIME | Freshness::NO_EXCHANGE_TIME,
+            ..info()
+        };
+        assert!(age_ms(&flagged) < 60_000.0, "{}", age_ms(&flagged));
+        // The snapshot's own exchange time (SNAPSHOT_TIME alone) is an exchange time.
+        let snapshot_time = BookInfo {
+            freshness: Freshness::SNAPSHOT_TIME,
+            ..flagged
+        };
+        assert!(age_ms(&snapshot_time) >= 3_600_000.0);
+    }
+
+    #[test]
+    fn the_best_bid_and_ask_age_the_same_way_as_the_book() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        // Published and received just now, made by the exchange a minute ago.
+        let bbo = Bbo {
+            bid: None,
+            ask: None,
+            last_update_id: 1,
+            event_time_ms: now_ms - 60_000,
+            receive_time_ns: now_ms * 1_000_000,
+            publish_time_ns: now_ms * 1_000_000,
+            depth: 1000,
+            generation: 1,
+            changes: 0,
+            freshness: Freshness::empty(),
+        };
+        assert!(bbo_age_ms(&bbo) >= 60_000.0, "{}", bbo_age_ms(&bbo));
+        let without = Bbo {
+            freshness: Freshness::NO_EXCHANGE_TIME,
+            ..bbo
+        };
+        assert!(bbo_age_ms(&without) < 60_000.0);
     }
 
     #[test]

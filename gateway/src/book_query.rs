@@ -6,12 +6,16 @@
 //! its host), so both answer with the same bytes; restapi's remote path forwards the same
 //! parameters ([`QueryKind::forwarded`]) to a DCN's endpoint of the same name.
 //!
-//! Bodies keep the envelope's alphabetical key order, like `book_answer`'s.
+//! Bodies keep the envelope's alphabetical key order, like `book_answer`'s, and carry its two
+//! ages (issue 16): `age_ms` from the exchange's time of the book, so a DCN that falls behind
+//! reads as behind and `max_age_ms` refuses it (#1103), and `receive_age_ms` from when the DCN
+//! received it. A book without an exchange time (a spot book on its snapshot alone) reads
+//! `event_time` 0 and counts `age_ms` from its receive time, exactly as `get_asks` does.
 
 use serde_json::{Map, Value, json};
 use ubdcc_shm::{BookInfo, ClusterReader, FillAmount, Level, LevelQuery, depth_stats, fill_price};
 
-use crate::book_answer::{self, age_ms, partial_answer, write_levels};
+use crate::book_answer::{self, age_ms, partial_answer, receive_age_ms, write_levels};
 use crate::envelope::{ApiError, ErrorId};
 use crate::params::{BookRequest, Params};
 
@@ -249,7 +253,7 @@ fn consistent_book(
 }
 
 /// `{"age_ms":..,"asks":[..],"bids":[..],"event":"GET_BOOK","event_time":..,"last_update_id":..,
-/// ["partial_depth":..,]"result":"OK"}`.
+/// ["partial_depth":..,]"receive_age_ms":..,"result":"OK"}` (the ages as in `book_answer`).
 pub fn book_body(info: &BookInfo, bids: &[Level], asks: &[Level], partial: Option<u32>) -> Vec<u8> {
     use std::io::Write as _;
     let mut out = Vec::with_capacity(200 + (bids.len() + asks.len()) * 40);
@@ -270,6 +274,8 @@ pub fn book_body(info: &BookInfo, bids: &[Level], asks: &[Level], partial: Optio
     if let Some(depth) = partial {
         write!(out, ",\"partial_depth\":{depth}").ok();
     }
+    out.extend_from_slice(b",\"receive_age_ms\":");
+    out.extend_from_slice(floats.format(receive_age_ms(info)).as_bytes());
     out.extend_from_slice(b",\"result\":\"OK\"}");
     out
 }
@@ -306,6 +312,7 @@ fn fill_body(
     if let Some(depth) = partial {
         out.raw("partial_depth", &depth.to_string());
     }
+    out.number("receive_age_ms", Some(receive_age_ms(info)));
     out.raw("result", "\"OK\"");
     out.raw("side", &format!("\"{side}\""));
     out.number("slippage_bps", fill.slippage_bps);
@@ -394,9 +401,10 @@ fn stats_body(
 pub const BBO_EVENT: &str = "GET_BBO";
 
 /// The best bid and ask of each of `markets` of `exchange` (every book of that exchange in
-/// `reader` when `None`): `{"bid":[p,q],"ask":[p,q],"last_update_id":..,"age_ms":..}` from one
-/// read per market, or the market's error (`error_id`, `message`, and `reason` when out of
-/// sync) — never a stale price.
+/// `reader` when `None`): `{"bid":[p,q],"ask":[p,q],"last_update_id":..,"event_time":..,
+/// "age_ms":..,"receive_age_ms":..}` from one read per market (the ages as in `book_answer`:
+/// a DCN that falls behind reads as behind), or the market's error (`error_id`, `message`, and
+/// `reason` when out of sync) — never a stale price.
 pub fn bbo_entries(
     reader: &mut ClusterReader,
     exchange: &str,
@@ -426,8 +434,10 @@ fn bbo_entry(reader: &mut ClusterReader, exchange: &str, market: &str) -> Value 
     match reader.bbo(exchange, market) {
         Ok(bbo) => {
             let best = |level: Option<Level>| level.map(|l| json!([l.price, l.quantity]));
-            json!({"age_ms": book_answer::age_ms_of(bbo.publish_time_ns), "ask": best(bbo.ask),
-                   "bid": best(bbo.bid), "last_update_id": bbo.last_update_id})
+            json!({"age_ms": book_answer::bbo_age_ms(&bbo), "ask": best(bbo.ask),
+                   "bid": best(bbo.bid), "event_time": bbo.event_time_ms,
+                   "last_update_id": bbo.last_update_id,
+                   "receive_age_ms": book_answer::age_ms_of(bbo.receive_time_ns)})
         }
         Err(error) => {
             let request = BookRequest {
@@ -465,6 +475,7 @@ fn envelope(event: &str, info: &BookInfo, partial: Option<u32>) -> Map<String, V
     if let Some(depth) = partial {
         body.insert("partial_depth".into(), json!(depth));
     }
+    body.insert("receive_age_ms".into(), json!(receive_age_ms(info)));
     body.insert("result".into(), json!("OK"));
     body
 }
@@ -600,6 +611,68 @@ mod tests {
         }
     }
 
+    /// A book whose exchange time is a minute back though the DCN received it just now: what a
+    /// lagging DCN serves.
+    fn lagging_info() -> BookInfo {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        BookInfo {
+            event_time_ms: now_ms - 60_000,
+            receive_time_ns: now_ms * 1_000_000,
+            publish_time_ns: now_ms * 1_000_000,
+            ..test_info()
+        }
+    }
+
+    /// `age_ms` from the exchange's time and `receive_age_ms` from the DCN's, in `body`.
+    fn assert_lagging_ages(body: &[u8]) {
+        let value: Value = serde_json::from_slice(body).unwrap();
+        let age = value["age_ms"].as_f64().unwrap();
+        let received = value["receive_age_ms"].as_f64().unwrap();
+        assert!(age >= 60_000.0 && received < 60_000.0, "{value}");
+    }
+
+    #[test]
+    fn every_body_ages_from_the_exchanges_time_and_says_when_it_was_received() {
+        let info = lagging_info();
+        let level = [Level {
+            price: 100.0,
+            quantity: 1.0,
+        }];
+        assert_lagging_ages(&book_body(&info, &level, &level, None));
+        let fill = fill_body(
+            &info,
+            None,
+            FillSide::Buy,
+            FillAmount::Base(1.0),
+            &level,
+            &level,
+        );
+        assert_lagging_ages(&fill);
+        assert_lagging_ages(&stats_body(&info, None, &level, &level, 10, &DEFAULT_BPS));
+    }
+
+    #[test]
+    fn max_age_ms_refuses_by_the_exchanges_time_not_the_receive_time() {
+        let request = |max_age_ms| BookRequest {
+            exchange: "binance.com".into(),
+            market: "X".into(),
+            levels: LevelQuery::ALL,
+            max_age_ms: Some(max_age_ms),
+        };
+        let lagging = lagging_info();
+        let refused =
+            book_answer::check_fresh_and_deep(&lagging, 1000, &request(30_000), "GET_BOOK")
+                .unwrap_err();
+        assert_eq!(refused.id(), ErrorId::TOO_OLD);
+        assert!(
+            book_answer::check_fresh_and_deep(&lagging, 1000, &request(120_000), "GET_BOOK")
+                .is_ok()
+        );
+    }
+
     #[test]
     fn a_book_body_has_both_sides_in_key_order() {
         let info = test_info();
@@ -623,6 +696,8 @@ mod tests {
             "bids",
             "event",
             "last_update_id",
+            "partial_depth",
+            "receive_age_ms",
             "result",
         ]
         .iter()

@@ -6,7 +6,9 @@
 //!    shared memory — no DCN, no copy of the book.
 //! 2. Remote: otherwise the synced replicas of the state copy, minus those on this host (shared
 //!    memory already said they cannot serve), are asked over HTTP in round-robin order; a failure
-//!    moves on to the next (#5001 in the answer), all failing is #5000.
+//!    moves on to the next (#5001 in the answer), all failing is #5000 — unless a DCN refused the
+//!    request itself (#1103: its book is older than `max_age_ms` by the exchange's time), which
+//!    is passed on as such.
 //!
 //! No candidate at all: #7000 unknown book, #4000 no replica placed, #6000 none synced.
 
@@ -132,14 +134,16 @@ pub(super) async fn read(
 }
 
 /// Errors no other replica can change: the request itself is wrong or too demanding.
+const FINAL_ERRORS: [ErrorId; 4] = [
+    ErrorId::NEGATIVE_LIMIT,
+    ErrorId::INVALID_NUMBER,
+    ErrorId::TOO_OLD,
+    ErrorId::INVALID_FILL,
+];
+
+/// `error` is one of [`FINAL_ERRORS`].
 fn is_final(error: &ApiError) -> bool {
-    [
-        ErrorId::NEGATIVE_LIMIT,
-        ErrorId::INVALID_NUMBER,
-        ErrorId::TOO_OLD,
-        ErrorId::INVALID_FILL,
-    ]
-    .contains(&error.id())
+    FINAL_ERRORS.contains(&error.id())
 }
 
 /// Answers from shared memory; `Err(None)` when local reads are off, `Err(Some(e))` with why
@@ -252,16 +256,26 @@ async fn read_remote(
         .order(remote);
     let query = dcn_query(params, kind.forwarded());
     let mut failures: Vec<(Replica, String)> = Vec::new();
+    let mut refusal: Option<ApiError> = None;
     for replica in ordered {
         let path = kind.dcn_path();
         let url = format!("{}{path}?{query}", pod_url(&replica.ip, replica.port));
         match api.client.get_within(&url, REMOTE_READ_TIMEOUT).await {
             Ok(body) => match served(&body) {
                 Ok(()) => return answer(api, info, debug, &replica, &failures, body),
-                Err(detail) => failures.push((replica, detail)),
+                Err(detail) => {
+                    refusal = refusal.or_else(|| final_refusal(&body, event));
+                    failures.push((replica, detail));
+                }
             },
             Err(error) => failures.push((replica, error.to_string())),
         }
+    }
+    if let Some(error) = refusal {
+        // A DCN answered and refused the request itself (e.g. #1103: its book is older than
+        // `max_age_ms`, and no other replica served a fresher one): its error, not #5000, which
+        // would read as an outage and hide that the book is behind.
+        return api.error(error, info, debug);
     }
     let requests: Vec<Value> = failures
         .iter()
@@ -308,6 +322,25 @@ pub(super) fn dcn_query(params: &Params, keys: &[&str]) -> String {
         }
     }
     query.finish()
+}
+
+/// The DCN's error in `body` when it is one of [`FINAL_ERRORS`], with its other keys (#1103's
+/// `age_ms`).
+fn final_refusal(body: &[u8], event: &str) -> Option<ApiError> {
+    let answer: serde_json::Map<String, Value> = serde_json::from_slice(body).ok()?;
+    let id = answer.get("error_id").and_then(Value::as_str)?;
+    let id = FINAL_ERRORS
+        .into_iter()
+        .find(|known| known.as_str() == id)?;
+    let message = answer.get("message").and_then(Value::as_str).unwrap_or("");
+    let envelope = ["result", "event", "error_id", "message", "debug"];
+    let error = answer
+        .iter()
+        .filter(|(key, _)| !envelope.contains(&key.as_str()))
+        .fold(ApiError::new(id, event, message), |error, (key, value)| {
+            error.with(key, value.clone())
+        });
+    Some(error)
 }
 
 /// `Ok` when a DCN's answer is data; else the failure's detail (its `error`, else its
@@ -357,4 +390,24 @@ fn answer(
         answer.insert("error".into(), failover_warning(failures).into());
     }
     json_response(StatusCode::OK, &Value::Object(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dcns_too_old_refusal_is_passed_on_and_an_outage_is_not_final() {
+        let too_old = br##"{"age_ms":3012.5,"error_id":"#1103","event":"GET_BOOK","message":"older","result":"ERROR"}"##;
+        let error = final_refusal(too_old, "GET_BOOK").expect("final");
+        assert_eq!(error.id(), ErrorId::TOO_OLD);
+        let body = error.into_body();
+        assert_eq!(body["age_ms"], 3012.5);
+        assert_eq!(body["message"], "older");
+        // Not synced on that DCN: another replica may serve, so the read moves on.
+        let not_synced =
+            br##"{"error_id":"#6000","event":"GET_BOOK","message":"x","result":"ERROR"}"##;
+        assert!(final_refusal(not_synced, "GET_BOOK").is_none());
+        assert!(final_refusal(b"not json", "GET_BOOK").is_none());
+    }
 }
