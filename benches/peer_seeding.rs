@@ -24,7 +24,9 @@
 //! 1 000 books with their replicas is large), so each figure is late by up to one poll. "Synced in shm" is when this host's shared memory shows the replicas synced; `running`
 //! is when mgmt's `get_depthcache_list` shows it, one DCN heartbeat later. The DCNs' counters
 //! have no label for why a snapshot was taken; on spot a 100-level snapshot weighs 5 (a book's
-//! start) and a 1 000-level one 50 (a deepening), so the weights split them.
+//! start) and a 1 000-level one 50 (a deepening), so the weights split them. The DCNs run with
+//! `--audit-interval-secs 0` (`support/cluster.rs`): an audit's snapshot weighs 50 too and would
+//! be counted as a deepening.
 
 #[path = "support/cluster.rs"]
 mod cluster;
