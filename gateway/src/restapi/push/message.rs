@@ -3,9 +3,9 @@
 //! shortest exact form, like the REST reads):
 //!
 //! - `@bbo`: `{"b":[p,q],"a":[p,q],"u":last_update_id,"E":event_time}`; an empty side is `null`.
-//!   Each message is whole state, so no snapshot marks a switch to another replica (failover):
-//!   `u` may then go backwards by the updates the new replica had not applied yet; a client
-//!   that orders by `u` should accept the latest message anyway (it is the book now served).
+//!   The first message from another replica than the one before (failover) carries
+//!   `"replica_switched":true`: its `u` may be lower by the updates the new replica had not
+//!   applied yet, and it is the book served now.
 //! - `@bookN`: `{"snapshot":true,"bids":[[p,q],…],"asks":[…],"u":…,"E":…,"depth":D}`, then
 //!   `{"snapshot":false,…}` with the levels of the top-N view that changed; quantity 0 removes a
 //!   level from the view (it left the book or fell below the N-th). `depth` is how many levels
@@ -89,8 +89,17 @@ fn write_level(out: &mut Vec<u8>, level: Option<&Level>) {
     }
 }
 
+/// Whether a `@bbo` message is the first from another replica than the one before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BboSource {
+    /// The same replica as the message before (or no message before).
+    SameReplica,
+    /// Another replica: the message carries `"replica_switched":true`.
+    NewReplica,
+}
+
 /// A `@bbo` message.
-pub(crate) fn bbo(stream: &str, bbo: &Bbo) -> Payload {
+pub(crate) fn bbo(stream: &str, bbo: &Bbo, source: BboSource) -> Payload {
     let mut out = open(stream, 96);
     out.extend_from_slice(b"{\"b\":");
     write_level(&mut out, bbo.bid.as_ref());
@@ -99,10 +108,14 @@ pub(crate) fn bbo(stream: &str, bbo: &Bbo) -> Payload {
     // Writing into a Vec cannot fail.
     write!(
         out,
-        ",\"u\":{},\"E\":{}}}",
+        ",\"u\":{},\"E\":{}",
         bbo.last_update_id, bbo.event_time_ms
     )
     .ok();
+    if source == BboSource::NewReplica {
+        out.extend_from_slice(b",\"replica_switched\":true");
+    }
+    out.push(b'}');
     close(out)
 }
 
@@ -224,8 +237,12 @@ mod tests {
             freshness: ubdcc_shm::Freshness::empty(),
         };
         assert_eq!(
-            parsed(&bbo(stream, &top)),
+            parsed(&bbo(stream, &top, BboSource::SameReplica)),
             json!({"stream": stream, "data": {"b": [99.98, 0.5], "a": null, "u": 9, "E": 1_700_000_000_000u64}})
+        );
+        assert_eq!(
+            parsed(&bbo(stream, &top, BboSource::NewReplica)),
+            json!({"stream": stream, "data": {"b": [99.98, 0.5], "a": null, "u": 9, "E": 1_700_000_000_000u64, "replica_switched": true}})
         );
         let message = BookMessage {
             snapshot: false,

@@ -59,6 +59,16 @@ impl Origin {
     }
 }
 
+/// Which replica a `@bbo` read came from: a `@bbo` message from another one than the last may
+/// step `u` back, so it says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replica {
+    /// The DCN whose segment answered.
+    pub(crate) dcn: String,
+    /// The slot generation.
+    pub(crate) generation: u64,
+}
+
 /// The books the watcher serves.
 pub(crate) trait BookSource: Send {
     /// The book's current marker.
@@ -80,11 +90,11 @@ pub(crate) trait BookSource: Send {
         asks: &mut Vec<Level>,
     ) -> Result<(BookInfo, Origin), ReadError>;
 
-    /// The best bid and ask of a synced book.
+    /// The best bid and ask of a synced book, and the replica they came from.
     ///
     /// # Errors
     /// As [`ClusterReader::bbo`].
-    fn read_bbo(&mut self, exchange: &str, market: &str) -> Result<Bbo, ReadError>;
+    fn read_bbo(&mut self, exchange: &str, market: &str) -> Result<(Bbo, Replica), ReadError>;
 
     /// Returns when books may have changed, or after `timeout` at the latest.
     fn wait(&mut self, timeout: Duration);
@@ -147,8 +157,13 @@ impl BookSource for ShmSource {
         Ok((info, origin))
     }
 
-    fn read_bbo(&mut self, exchange: &str, market: &str) -> Result<Bbo, ReadError> {
-        self.reader.bbo(exchange, market)
+    fn read_bbo(&mut self, exchange: &str, market: &str) -> Result<(Bbo, Replica), ReadError> {
+        let bbo = self.reader.bbo(exchange, market)?;
+        let replica = Replica {
+            dcn: self.reader.last_served_dcn().unwrap_or_default().to_owned(),
+            generation: bbo.generation,
+        };
+        Ok((bbo, replica))
     }
 
     fn wait(&mut self, timeout: Duration) {

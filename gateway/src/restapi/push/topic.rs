@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use ubdcc_shm::{Bbo, BookInfo, Level, Side};
 
-use super::message::{self, BookMessage, diff_side};
+use super::message::{self, BboSource, BookMessage, diff_side};
 use super::outbox::{Entry, Outbox, Outgoing, Payload, Pushed, TopicId};
-use super::source::Origin;
+use super::source::{Origin, Replica};
 use super::stream::{StreamKind, StreamName};
 
 /// What a book read gave, for every topic of that book.
@@ -28,8 +28,8 @@ pub(crate) enum Observation<'a> {
         bids: &'a [Level],
         asks: &'a [Level],
     },
-    /// The best bid and ask of a synced book.
-    Bbo(&'a Bbo),
+    /// The best bid and ask of a synced book, and the replica they came from.
+    Bbo { bbo: &'a Bbo, replica: &'a Replica },
     /// The book cannot be served, for this reason.
     Unserved(&'static str),
 }
@@ -94,6 +94,8 @@ struct View {
     published_ns: u64,
     /// The best bid and ask last sent (`@bbo`).
     top: Option<(Option<Level>, Option<Level>)>,
+    /// The replica the last `@bbo` message came from.
+    replica: Option<Replica>,
     /// The last `@bbo` message, or the snapshot of the current view once made.
     state: Option<Payload>,
     /// Diff buffers, kept to avoid allocating per message.
@@ -215,7 +217,7 @@ impl Topic {
                     self.view = View::default();
                 }
             }
-            Observation::Book { .. } | Observation::Bbo(_) => {
+            Observation::Book { .. } | Observation::Bbo { .. } => {
                 if !self.is_due(now) {
                     return;
                 }
@@ -246,7 +248,9 @@ impl Topic {
                         };
                         self.view.book(&self.name, &read, self.sent == Sent::Data)
                     }
-                    (Observation::Bbo(bbo), StreamKind::Bbo) => self.view.bbo(&self.name, bbo),
+                    (Observation::Bbo { bbo, replica }, StreamKind::Bbo) => {
+                        self.view.bbo(&self.name, bbo, replica)
+                    }
                     _ => None,
                 };
                 self.sent = Sent::Data;
@@ -396,17 +400,27 @@ impl View {
         Some((Entry::Diff, message::book(name.text(), &diff)))
     }
 
-    /// The `@bbo` message of a new read, `None` when the best bid and ask did not change.
-    fn bbo(&mut self, name: &StreamName, bbo: &Bbo) -> Option<(Entry, Payload)> {
+    /// The `@bbo` message of a new read, `None` when the best bid and ask did not change. The
+    /// first message from another replica than the last one says so (its `u` may be lower);
+    /// a new subscriber's copy of it does not (it has no earlier `u`).
+    fn bbo(&mut self, name: &StreamName, bbo: &Bbo, replica: &Replica) -> Option<(Entry, Payload)> {
         let top = (bbo.bid, bbo.ask);
         if self.top == Some(top) {
             return None;
         }
         self.top = Some(top);
         self.published_ns = bbo.publish_time_ns;
-        let payload = message::bbo(name.text(), bbo);
-        self.state = Some(payload.clone());
-        Some((Entry::State, payload))
+        let switched = self.replica.as_ref().is_some_and(|held| held != replica);
+        self.replica = Some(replica.clone());
+        let state = message::bbo(name.text(), bbo, BboSource::SameReplica);
+        self.state = Some(state.clone());
+        if !switched {
+            return Some((Entry::State, state));
+        }
+        Some((
+            Entry::State,
+            message::bbo(name.text(), bbo, BboSource::NewReplica),
+        ))
     }
 
     /// The whole state subscribers hold: the last `@bbo` message, or a snapshot of the view
@@ -548,5 +562,74 @@ mod tests {
         let again = observe(&mut topic, &outbox, 2, 5);
         assert!(again.contains(r#""status":"synced""#), "{again}");
         assert!(again.contains(r#""snapshot":true"#), "{again}");
+    }
+
+    fn bbo_read(update: u64, bid: f64) -> Bbo {
+        Bbo {
+            bid: Some(Level {
+                price: bid,
+                quantity: 1.0,
+            }),
+            ask: None,
+            last_update_id: update,
+            event_time_ms: 1,
+            receive_time_ns: 0,
+            publish_time_ns: 0,
+            depth: 1000,
+            generation: 1,
+            changes: update,
+            freshness: Freshness::empty(),
+        }
+    }
+
+    /// Observes a `@bbo` read from `dcn`; the messages it gave.
+    fn observe_bbo(topic: &mut Topic, outbox: &Arc<Outbox>, bbo: &Bbo, dcn: &str) -> String {
+        let replica = Replica {
+            dcn: dcn.into(),
+            generation: bbo.generation,
+        };
+        let observation = Observation::Bbo {
+            bbo,
+            replica: &replica,
+        };
+        let mut fan = FanOut::default();
+        topic.observe(
+            &observation,
+            Instant::now(),
+            Duration::from_secs(3600),
+            &mut fan,
+        );
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
+        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_bbo_from_another_replica_says_so_as_its_update_id_may_go_back() {
+        let (mut topic, outbox) = subscribed("binance.com:BTCUSDT@bbo");
+        let first = observe_bbo(&mut topic, &outbox, &bbo_read(100, 1.0), "dcn-1");
+        assert!(!first.contains("replica_switched"), "{first}");
+        let same = observe_bbo(&mut topic, &outbox, &bbo_read(101, 2.0), "dcn-1");
+        assert!(!same.contains("replica_switched"), "{same}");
+        let switched = observe_bbo(&mut topic, &outbox, &bbo_read(99, 3.0), "dcn-2");
+        assert!(
+            switched.contains(r#""replica_switched":true"#),
+            "{switched}"
+        );
+        // A subscriber joining now gets the state without the flag: it has no earlier `u`.
+        let joiner = Arc::new(Outbox::default());
+        let mut fan = FanOut::default();
+        topic.join(
+            Arc::clone(&joiner),
+            Instant::now(),
+            Duration::from_secs(3600),
+            &mut fan,
+        );
+        let mut out = Vec::new();
+        joiner.take(&mut out, usize::MAX, Instant::now()).unwrap();
+        assert!(
+            out.len() == 1 && !out[0].payload.contains("replica_switched"),
+            "{out:?}"
+        );
     }
 }

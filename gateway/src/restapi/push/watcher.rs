@@ -23,7 +23,7 @@ use ubdcc_shm::{Bbo, BookInfo, Level};
 use super::limits::CUT_AFTER;
 use super::outbox::TopicId;
 use super::registry::{Change, Registry};
-use super::source::{BookSource, Marker, Origin, unserved_reason};
+use super::source::{BookSource, Marker, Origin, Replica, unserved_reason};
 use super::stream::MIN_INTERVAL;
 use super::topic::{FanOut, Observation, Topic};
 
@@ -289,7 +289,13 @@ impl<S: BookSource> Watcher<S> {
                     bids: &self.bids,
                     asks: &self.asks,
                 },
-                (Read::Top { bbo: Ok(bbo), .. }, None) => Observation::Bbo(bbo),
+                (
+                    Read::Top {
+                        bbo: Ok((bbo, replica)),
+                        ..
+                    },
+                    None,
+                ) => Observation::Bbo { bbo, replica },
             };
             topic.observe(&observation, now, CUT_AFTER, fan);
             topic.seen_version = version;
@@ -352,7 +358,7 @@ enum Read {
     /// error reason when not needed or not servable).
     Top {
         book: Result<(BookInfo, Origin), &'static str>,
-        bbo: Result<Bbo, &'static str>,
+        bbo: Result<(Bbo, Replica), &'static str>,
     },
 }
 
@@ -393,7 +399,7 @@ mod tests {
             unreachable!("the book is never found")
         }
 
-        fn read_bbo(&mut self, _: &str, _: &str) -> Result<Bbo, ReadError> {
+        fn read_bbo(&mut self, _: &str, _: &str) -> Result<(Bbo, Replica), ReadError> {
             unreachable!("the book is never found")
         }
 
