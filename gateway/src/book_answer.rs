@@ -10,8 +10,9 @@
 //! Freshness (issue 16): `age_ms` counts from the exchange's time of the book (`event_time`, the
 //! last event's `E` or the snapshot's own `T`/`E`), so a DCN that falls behind serves old events
 //! and reads as old; `receive_age_ms` counts from when the DCN received it. A book with no
-//! exchange time (`event_time` 0: a spot book served from its snapshot alone, whose snapshot
-//! carries none) counts `age_ms` from its receive time. `max_age_ms` judges `age_ms`.
+//! exchange time (`event_time` 0 and the slot's `NO_EXCHANGE_TIME` flag: a spot book served
+//! from its snapshot alone, whose snapshot carries none) counts `age_ms` from its receive time.
+//! `max_age_ms` judges `age_ms`. Every other read (`book_query`) uses the same helpers.
 //! A book that started from a shallow snapshot (issue 12) covers fewer levels than the full
 //! 1 000 until it is deepened: a read with `limit_count` beyond its depth is #1115, and any
 //! other read of it carries `"partial_depth":N` (before `result`), so no answer is silently short.
@@ -146,8 +147,8 @@ pub fn bbo_age_ms(bbo: &Bbo) -> f64 {
 
 /// The one age computation of every read: from the exchange's time `event_time_ms`, or from
 /// `receive_time_ns` when the book has no exchange time (`event_time_ms` 0, or the slot says
-/// [`Freshness::NO_EXCHANGE_TIME`]); the answer's `event_time` then reads 0 or the flag is in
-/// shared memory, so the stand-in is never passed off as the exchange's.
+/// [`Freshness::NO_EXCHANGE_TIME`], which the engine writes with `event_time_ms` 0): answers
+/// then read `event_time` 0, so the stand-in is never passed off as the exchange's time.
 fn exchange_age_ms(event_time_ms: u64, receive_time_ns: u64, freshness: Freshness) -> f64 {
     if event_time_ms == 0 || freshness.contains(Freshness::NO_EXCHANGE_TIME) {
         return age_ms_of(receive_time_ns);
