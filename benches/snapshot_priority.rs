@@ -80,6 +80,7 @@ fn main() {
             symbol: symbol.clone(),
             update_interval_ms: None,
             refresh_interval: None,
+            record: false,
         };
         engine_rt.block_on(handle.add(spec)).expect("add");
     }

@@ -28,7 +28,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Run a DepthCache node: keep books in sync with the exchange and publish them into shared
     /// memory and over HTTP; with mgmt (default) it keeps the books mgmt places on it.
-    Dcn(DcnArgs),
+    // Boxed: its many settings make it far the largest variant.
+    Dcn(Box<DcnArgs>),
     /// Run the management service: cluster state, placement of books on DCNs, heartbeats,
     /// backups and recovery.
     Mgmt(MgmtArgs),
@@ -208,8 +209,12 @@ pub struct StartArgs {
     pub desired_quantity: Option<u32>,
     /// Record every DCN's frames, starting books and sync markers under this directory, one
     /// subdirectory per DCN (`DIR/dcn-1`, ...; docs/recording.md).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "record_books")]
     pub record: Option<std::path::PathBuf>,
+    /// Like `--record`, but each DCN records only the books created with `record=true`
+    /// (`DIR/dcn-1`, ...).
+    #[arg(long)]
+    pub record_books: Option<std::path::PathBuf>,
     /// Secrets handed to every role.
     #[command(flatten)]
     pub secrets: SecretArgs,
@@ -478,8 +483,12 @@ pub struct DcnArgs {
     pub connection_lifetime_secs: u64,
     /// Record raw frames, starting books and sync markers into this directory (zstd, hourly
     /// files, private; docs/recording.md), for `ubdcc replay` and `ubdcc export`.
-    #[arg(long, env = "UBDCC_RECORD")]
+    #[arg(long, env = "UBDCC_RECORD", conflicts_with = "record_books")]
     pub record: Option<std::path::PathBuf>,
+    /// Like `--record`, but only for the books created with `record=true` through the API
+    /// (`create_depthcache(s)`); the other books' frames are left out.
+    #[arg(long, env = "UBDCC_RECORD_BOOKS")]
+    pub record_books: Option<std::path::PathBuf>,
     /// The most the recording directory may hold, in MB; the oldest files go first.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub record_max_mb: u64,

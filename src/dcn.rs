@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use ubdcc_engine::{
-    BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle, RecordConfig, Recorder,
-    RecorderThread,
+    BookSpec, EndpointOverrides, Exchange, Node, NodeConfig, NodeHandle, RecordConfig, RecordScope,
+    Recorder, RecorderThread,
 };
 use ubdcc_gateway::agent::dcn::{ShmReplicaSource, apply_assignments};
 use ubdcc_gateway::agent::{Agent, AgentConfig, PodBase, StateCopy};
@@ -177,7 +177,9 @@ fn node_config(
     config.api_keys = parse_api_keys(&args.api_key)?;
     config.initial_depth = args.initial_depth;
     config.peer_seeding = !args.no_peer_seeding;
-    if let Some(dir) = &args.record {
+    let (dir, scope) = recording_dir(args);
+    if let Some(dir) = dir {
+        config.record_scope = scope;
         let mut record = RecordConfig::new(dir);
         record.max_bytes = args.record_max_mb.saturating_mul(1_000_000);
         let (recorder, thread) = Recorder::start(record)
@@ -186,6 +188,24 @@ fn node_config(
         *recording = Some(thread);
     }
     Ok(config)
+}
+
+/// The recording directory and which books go into it: all (`--record`), or those created
+/// with `record=true` (`--record-books`; clap refuses both at once).
+fn recording_dir(args: &DcnArgs) -> (Option<&std::path::Path>, RecordScope) {
+    match (&args.record, &args.record_books) {
+        (Some(dir), _) => (Some(dir), RecordScope::All),
+        (None, dir) => (dir.as_deref(), RecordScope::Chosen),
+    }
+}
+
+/// What this DCN tells mgmt it records (`PodRecord::recording`).
+fn recording_name(args: &DcnArgs) -> Option<String> {
+    match recording_dir(args) {
+        (None, _) => None,
+        (Some(_), RecordScope::All) => Some("all".into()),
+        (Some(_), RecordScope::Chosen) => Some("chosen".into()),
+    }
 }
 
 /// Registers with mgmt, reports statuses, and keeps the engine's books equal to the assignments.
@@ -214,6 +234,7 @@ fn start_agent(
             advertise_ip: pod.advertise_ip.clone(),
             heartbeat: Duration::from_millis(pod.heartbeat_ms),
             max_books: Some(args.max_books),
+            recording: recording_name(args),
         },
         serve::client(secrets),
         copy,
@@ -262,6 +283,8 @@ fn parse_markets(
             symbol: symbol.to_owned(),
             update_interval_ms,
             refresh_interval: refresh_interval_secs.map(Duration::from_secs),
+            // Standalone books have no API to ask; `--record` records them all.
+            record: false,
         });
     }
     Ok(books)

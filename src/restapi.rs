@@ -65,6 +65,7 @@ async fn serve_restapi(args: &RestapiArgs) -> anyhow::Result<()> {
             advertise_ip: pod.advertise_ip.clone(),
             heartbeat: Duration::from_millis(pod.heartbeat_ms),
             max_books: None,
+            recording: None,
         },
         client,
         copy,

@@ -24,6 +24,7 @@ pub async fn start_with_books(
                 symbol: format!("SIM{i}USDT"),
                 update_interval_ms: None,
                 refresh_interval: None,
+                record: false,
             })
             .await?;
     }

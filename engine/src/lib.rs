@@ -61,7 +61,8 @@ pub use node::{BookReport, BookSpec, Node, NodeCommand, NodeConfig, NodeError, N
 pub use peer_seed::{BOOK_COPY_PATH, DEPTH_HEADER, PeerDirectory, SeedPlan, SeedStats};
 pub use publish::Publisher;
 pub use record::{
-    FLUSH_INTERVAL, Record, RecordConfig, RecordKind, Recorder, RecorderThread, starting_book,
+    FLUSH_INTERVAL, Record, RecordConfig, RecordKind, RecordScope, Recorder, RecorderThread,
+    starting_book,
 };
 pub use snapshot::{
     SHALLOW_LIMIT, SNAPSHOT_LIMIT, Snapshot, SnapshotError, SnapshotKind, SnapshotStats,

@@ -8,6 +8,7 @@ fn spec(symbol: &str) -> BookSpec {
         symbol: symbol.to_owned(),
         update_interval_ms: None,
         refresh_interval: None,
+        record: false,
     }
 }
 

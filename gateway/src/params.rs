@@ -240,6 +240,32 @@ impl Params {
         Ok((!items.is_empty()).then_some(items))
     }
 
+    /// A boolean parameter: JSON `true` / `false`, or that text in any case (`record=true`, as
+    /// `debug=true` is sent); `None` when not set.
+    ///
+    /// # Errors
+    /// #1108 for any other value (`1`, `"yes"`): a typo must not silently mean `false`.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        let Some(value) = self.value(key) else {
+            return Ok(None);
+        };
+        let parsed = match value {
+            Value::Bool(flag) => Some(*flag),
+            Value::String(text) if text.trim().eq_ignore_ascii_case("true") => Some(true),
+            Value::String(text) if text.trim().eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        };
+        parsed.map(Some).ok_or_else(|| {
+            self.invalid(
+                ErrorId::INVALID_PARAMETER,
+                format!(
+                    "Invalid parameter: {key} must be true or false, got {}",
+                    shown(value)
+                ),
+            )
+        })
+    }
+
     /// A flag such as `debug`: on when the value, lowercased, is `"true"` (or JSON `true`).
     pub fn flag(&self, key: &str) -> bool {
         match self.raw(key) {
@@ -537,6 +563,29 @@ mod tests {
         assert!(params("", r#"{"debug":"true"}"#).flag("debug"));
         assert!(params("", r#"{"debug":true}"#).flag("debug"));
         assert!(!params("debug=1", "").flag("debug"));
+    }
+
+    #[test]
+    fn booleans_are_true_or_false_in_any_case_and_anything_else_is_an_error() {
+        let p = params(
+            "t=TRUE&f=false&none=None&one=1",
+            r#"{"jt":true,"jf":false,"js":"False","yes":"yes","n":0,"l":[true]}"#,
+        );
+        for (key, expected) in [
+            ("t", Some(true)),
+            ("jt", Some(true)),
+            ("f", Some(false)),
+            ("jf", Some(false)),
+            ("js", Some(false)),
+            ("none", None),
+            ("missing", None),
+        ] {
+            assert_eq!(p.boolean(key).unwrap(), expected, "{key}");
+        }
+        for key in ["one", "yes", "n", "l"] {
+            let error = p.boolean(key).unwrap_err();
+            assert_eq!(error.id(), ErrorId::INVALID_PARAMETER, "{key}");
+        }
     }
 
     #[test]

@@ -273,6 +273,9 @@ impl Cluster {
         if let Some(record) = &self.settings.record {
             let dir = record.join(&name);
             args.extend(["--record".into(), dir.to_string_lossy().into_owned()]);
+        } else if let Some(record) = &self.settings.record_books {
+            let dir = record.join(&name);
+            args.extend(["--record-books".into(), dir.to_string_lossy().into_owned()]);
         }
         let pid = self.start_child(&name, Role::Dcn, args)?;
         Ok((name, pid))

@@ -26,6 +26,7 @@ struct FileSettings {
     markets: Vec<String>,
     desired_quantity: Option<u32>,
     record: Option<PathBuf>,
+    record_books: Option<PathBuf>,
     cluster_secret: Option<String>,
     api_token: Option<String>,
 }
@@ -55,6 +56,8 @@ pub struct Settings {
     pub desired_quantity: u32,
     /// Where the DCNs record (one subdirectory each), if they do.
     pub record: Option<PathBuf>,
+    /// Where the DCNs record the books created with `record=true` (one subdirectory each).
+    pub record_books: Option<PathBuf>,
     /// Secrets for every role.
     pub secrets: SecretArgs,
     /// The roles' log filter.
@@ -96,6 +99,14 @@ impl Settings {
             cluster_secret: args.secrets.cluster_secret.clone().or(file.cluster_secret),
             api_token: args.secrets.api_token.clone().or(file.api_token),
         };
+        let record = args.record.clone().or(file.record);
+        let record_books = args.record_books.clone().or(file.record_books);
+        if record.is_some() && record_books.is_some() {
+            // From the file, or one from each: clap refuses both flags at once.
+            anyhow::bail!(
+                "record and record_books exclude each other: a DCN records all its books or the chosen ones"
+            );
+        }
         Ok(Self {
             dcn,
             mgmt_port,
@@ -119,7 +130,8 @@ impl Settings {
                 .desired_quantity
                 .or(file.desired_quantity)
                 .unwrap_or(if dcn >= 2 { 2 } else { 1 }),
-            record: args.record.clone().or(file.record),
+            record,
+            record_books,
             secrets,
             log_level: log_level.to_owned(),
         })
@@ -191,5 +203,31 @@ mod tests {
             ..demo
         };
         assert_eq!(Settings::resolve(&named, "info").unwrap().cluster, "mine");
+    }
+
+    #[test]
+    fn a_file_asking_for_both_recordings_is_refused() {
+        let dir = std::env::temp_dir().join(format!("ubdcc-rec-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ubdcc.toml");
+        std::fs::write(&path, "record_books = \"/tmp/books\"\n").unwrap();
+        let args = StartArgs {
+            config: Some(path.clone()),
+            port: Some(45200),
+            restapi_port: Some(45201),
+            ..StartArgs::default()
+        };
+        let settings = Settings::resolve(&args, "info").unwrap();
+        assert_eq!(settings.record_books, Some(PathBuf::from("/tmp/books")));
+        let both = StartArgs {
+            record: Some("/tmp/all".into()),
+            ..args
+        };
+        let error = Settings::resolve(&both, "info").unwrap_err();
+        assert!(
+            format!("{error:#}").contains("exclude each other"),
+            "{error:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

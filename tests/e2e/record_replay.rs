@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use ubdcc_shm::{BookStatus, ClusterReader, LevelQuery, Side};
-use ubdcc_sim::replay::recording::Recording;
+use ubdcc_sim::replay::recording::{RecordKind, Recording};
 
-use crate::support::rig::start_dcn;
+use crate::support::http::{get_json, post_json};
+use crate::support::rig::{ClusterRig, start_dcn};
 use crate::support::sim::{Market, inject, market_fault};
 use crate::support::wait::{SHM_POLL, wait_until, wait_until_every};
 use crate::support::{Cleanup, Process, markets, wait_synced};
@@ -380,5 +381,129 @@ fn a_recording_cut_by_kill_9_replays_into_a_fresh_dcn_equal_to_its_own_books_at_
     assert!(
         met.len() * 2 >= covered,
         "the fresh DCN was synced for most of the replay"
+    );
+}
+
+/// `record` values mgmt refuses (#1108), each with nothing created.
+fn assert_bad_record_values_refused(rig: &ClusterRig) {
+    for bad in [json!("yes"), json!(1), json!([true]), json!({"on": true})] {
+        let body = json!({"exchange": "binance.com", "market": "SIM0USDT", "record": bad});
+        let answer = post_json(&rig.local.address, "/create_depthcache", &body);
+        assert_eq!(answer["error_id"], "#1108", "{bad}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains("record must be true or false"), "{answer}");
+    }
+    let path = "/create_depthcaches?exchange=binance.com&markets=SIM0USDT,SIM1USDT&record=1";
+    let answer = get_json(&rig.local.address, path);
+    assert_eq!(answer["error_id"], "#1108", "{answer}");
+    let list = get_json(&rig.mgmt.address, "/get_depthcache_list");
+    assert_eq!(
+        list["depthcache_list"],
+        json!({}),
+        "nothing created: {list}"
+    );
+}
+
+/// Every record of the recording in `dir` belongs to `market` (its stream, `stream`); returns
+/// how many frames and starting books it holds.
+fn assert_only(dir: &Path, market: &str, stream: &str) -> (usize, usize) {
+    let (mut frames, mut snapshots) = (0, 0);
+    for item in Recording::open(dir).expect("a recording") {
+        let item = item.expect("readable");
+        match item.kind {
+            RecordKind::Frame => {
+                let frame: serde_json::Value =
+                    serde_json::from_slice(&item.payload).expect("a JSON frame");
+                assert_eq!(
+                    frame["stream"], stream,
+                    "a frame of another stream: {frame}"
+                );
+                frames += 1;
+            }
+            RecordKind::Snapshot | RecordKind::Marker => {
+                assert_eq!(item.market, market, "a record of another book");
+                snapshots += usize::from(item.kind == RecordKind::Snapshot);
+            }
+            RecordKind::Behind => {}
+        }
+    }
+    (frames, snapshots)
+}
+
+/// The per-book switch (issue 17): of two books created through the API on two DCNs, only the
+/// one created with `record=true` is recorded by the DCN started with `--record-books`, and
+/// only it is exported; the other DCN has no recording directory, keeps the book all the same,
+/// and the book's info names it. Bad values of `record` are refused.
+#[test]
+fn only_books_created_with_record_true_are_recorded_by_a_record_books_dcn() {
+    let dir = temp_dir("books");
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let mut rig = ClusterRig::start("recbooks", 2, 0);
+    rig.add_dcn_with(&["--record-books", &dir_arg]);
+    rig.add_dcn();
+    rig.wait_pods(4);
+    assert_bad_record_values_refused(&rig);
+
+    let body = json!({"exchange": "binance.com", "market": "SIM0USDT", "desired_quantity": 2,
+                      "record": true});
+    let answer = post_json(&rig.local.address, "/create_depthcache", &body);
+    assert_eq!(answer["result"], "OK", "{answer}");
+    // `record` as query text, in any case.
+    let path =
+        "/create_depthcaches?exchange=binance.com&markets=SIM1USDT&desired_quantity=2&record=FALSE";
+    let answer = get_json(&rig.local.address, path);
+    assert_eq!(answer["result"], "OK", "{answer}");
+    let books = [
+        ("binance.com", "spot", "SIM0USDT".to_owned()),
+        ("binance.com", "spot", "SIM1USDT".to_owned()),
+    ];
+    rig.wait_running(&books, 2, None, Duration::from_secs(120));
+
+    let name = |dcn: &Process| {
+        let test = get_json(&dcn.address, "/test");
+        test["pod"]["name"].as_str().expect("a name").to_owned()
+    };
+    let (recording_dcn, plain_dcn) = (name(&rig.dcns[0]), name(&rig.dcns[1]));
+    let info = |market: &str| {
+        let path = format!("/get_depthcache_info?exchange=binance.com&market={market}");
+        get_json(&rig.local.address, &path)["depthcache_info"].clone()
+    };
+    let recorded = info("SIM0USDT");
+    assert_eq!(recorded["RECORD"], true, "{recorded}");
+    let warning = recorded["RECORD_WARNING"].as_str().unwrap_or_default();
+    assert!(
+        warning.contains(&plain_dcn) && !warning.contains(&recording_dcn),
+        "the warning names the DCN without a recording directory only: {recorded}"
+    );
+    let plain = info("SIM1USDT");
+    assert!(
+        plain.get("RECORD").is_none() && plain.get("RECORD_WARNING").is_none(),
+        "{plain}"
+    );
+
+    // Both books run on the recording DCN; its recording holds the chosen one's frames.
+    wait_until(Duration::from_secs(30), "frames recorded", || {
+        if let Err(error) = Recording::open(&dir) {
+            // No file yet: the first is written with the first second's records.
+            return Err(error.to_string());
+        }
+        let (frames, snapshots) = assert_only(&dir, "SIM0USDT", "sim0usdt@depth");
+        (frames >= 20 && snapshots >= 1)
+            .then_some(())
+            .ok_or_else(|| format!("{frames} frames, {snapshots} starting books"))
+    });
+    // A graceful stop writes what the recorder holds.
+    rig.dcns.remove(0).terminate();
+    let (frames, _) = assert_only(&dir, "SIM0USDT", "sim0usdt@depth");
+    let exported = export(&dir);
+    assert_eq!(
+        exported.rows.keys().collect::<Vec<_>>(),
+        ["SIM0USDT"],
+        "only the recorded book is exported"
+    );
+    assert!(exported.len() > 1, "{} rows", exported.len());
+    println!(
+        "{frames} frames and {} rows of SIM0USDT only",
+        exported.len()
     );
 }

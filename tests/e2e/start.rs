@@ -344,8 +344,14 @@ fn a_role_that_cannot_start_is_reported_and_nothing_is_left_running() {
 
 /// Starts `ubdcc start --demo` without a terminal and waits for its books; returns the child.
 fn start_detached(home: &Home) -> std::process::Child {
+    start_detached_with(home, "1", &[])
+}
+
+/// Like [`start_detached`], with `dcns` DCNs and `extra` arguments.
+fn start_detached_with(home: &Home, dcns: &str, extra: &[&str]) -> std::process::Child {
     let mut child = home
-        .start_command("1")
+        .start_command(dcns)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -409,4 +415,27 @@ fn the_demo_never_touches_the_users_cluster_state_and_a_second_start_says_one_ru
         before,
         "the user's state is untouched"
     );
+}
+
+#[test]
+fn record_books_gives_each_dcn_a_directory_of_its_own_and_mgmt_knows_what_each_records() {
+    let home = Home::new("rb");
+    let dir = home.dir.join("recordings");
+    let mut child = start_detached_with(&home, "2", &["--record-books", &dir.to_string_lossy()]);
+    let address = format!("127.0.0.1:{}", home.mgmt_port);
+    let info = crate::support::http::get_json(&address, "/get_cluster_info");
+    let pods = info["db"]["pods"].as_object().expect("pods");
+    let recordings: Vec<&serde_json::Value> = pods
+        .values()
+        .filter(|pod| pod["ROLE"] == "ubdcc-dcn")
+        .map(|pod| &pod["RECORDING"])
+        .collect();
+    assert_eq!(recordings, ["chosen", "chosen"], "{info}");
+    for dcn in ["dcn-1", "dcn-2"] {
+        assert!(dir.join(dcn).is_dir(), "{}", dir.join(dcn).display());
+    }
+    let stopped = home.run(&["stop"]);
+    assert!(stopped.contains("Cluster shutdown complete."), "{stopped}");
+    assert!(child.wait().unwrap().success());
+    home.assert_nothing_left();
 }

@@ -156,6 +156,9 @@ pub enum ConnectionCommand {
         book: BookId,
         /// Its stream name (`btcusdt@depth@100ms`).
         stream: String,
+        /// The book is recorded: its frames pass the tee of a node that records only some
+        /// books (`crate::record::RecordScope::Chosen`).
+        record: bool,
     },
     /// Stop carrying `book`'s stream.
     Unsubscribe {
@@ -310,8 +313,15 @@ impl StreamConnection {
     /// Records a command's effect on the stream set; returns the stream it concerns.
     fn remember(&mut self, command: &ConnectionCommand) -> Option<String> {
         match command {
-            ConnectionCommand::Subscribe { book, stream } => {
+            ConnectionCommand::Subscribe {
+                book,
+                stream,
+                record,
+            } => {
                 self.streams.insert(stream.clone(), *book);
+                if let Some(tee) = &mut self.config.tee {
+                    tee.subscribed(stream, *record);
+                }
                 Some(stream.clone())
             }
             ConnectionCommand::Unsubscribe { book } => {
@@ -321,6 +331,9 @@ impl StreamConnection {
                     .find(|(_, b)| *b == book)
                     .map(|(s, _)| s.clone())?;
                 self.streams.remove(&stream);
+                if let Some(tee) = &mut self.config.tee {
+                    tee.unsubscribed(&stream);
+                }
                 Some(stream)
             }
         }

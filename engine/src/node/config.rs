@@ -64,6 +64,9 @@ pub struct NodeConfig {
     pub audit_interval: Option<Duration>,
     /// Record raw frames, starting books and sync markers (`ubdcc dcn --record DIR`).
     pub record: Option<crate::record::Recorder>,
+    /// Which books [`NodeConfig::record`] records: all (`--record`), or only those whose
+    /// [`BookSpec::record`] is set (`--record-books`, the API's `record=true`).
+    pub record_scope: crate::record::RecordScope,
 }
 
 impl NodeConfig {
@@ -93,6 +96,7 @@ impl NodeConfig {
             peers: PeerDirectory::default(),
             audit_interval: Some(DEFAULT_AUDIT_INTERVAL),
             record: None,
+            record_scope: crate::record::RecordScope::All,
         }
     }
 }
@@ -108,4 +112,7 @@ pub struct BookSpec {
     pub update_interval_ms: Option<u32>,
     /// Resync a synced book after this long (`None`: never).
     pub refresh_interval: Option<Duration>,
+    /// Record this book (the API's `record=true`): what a node whose
+    /// [`NodeConfig::record_scope`] is [`crate::record::RecordScope::Chosen`] records.
+    pub record: bool,
 }

@@ -103,6 +103,9 @@ struct Entry {
     audit_limit: u32,
     /// When the book's last full-depth audit ended (`None`: never).
     deep_audited_at: Option<Instant>,
+    /// The recorder of its starting books and markers, when the book is recorded (its frames
+    /// reach the recorder through its connection's tee).
+    recorder: Option<crate::record::Recorder>,
 }
 
 /// Where a book's audit stands.
@@ -407,14 +410,16 @@ impl Node {
         )?;
         let book = self.next_book;
         self.next_book += 1;
+        let recorder = self.recorder_for(&spec);
         let connection = self.connection_for(spec.exchange);
         self.connections[connection].books += 1;
         self.connections[connection].send(ConnectionCommand::Subscribe {
             book,
             stream: stream.clone(),
+            record: recorder.is_some(),
         });
         tracing::info!(exchange = %spec.exchange, symbol = %spec.symbol, book, "DepthCache added");
-        if let Some(recorder) = &self.config.record {
+        if let Some(recorder) = &recorder {
             recorder.marker(spec.exchange, &spec.symbol, "added", &stream);
         }
         self.keys.insert(key, book);
@@ -440,9 +445,22 @@ impl Node {
                 audit_wanted: false,
                 audit_limit: SNAPSHOT_LIMIT,
                 deep_audited_at: None,
+                recorder,
             },
         );
         Ok(())
+    }
+
+    /// The recorder of a new book `spec`: the node's, when it records every book or `spec`
+    /// asks to be recorded. A book that asks on a node without a recording directory is kept
+    /// all the same (its info says so, from the DCN's registration), and logged.
+    fn recorder_for(&self, spec: &BookSpec) -> Option<crate::record::Recorder> {
+        let recorder = self.config.record.as_ref();
+        if spec.record && recorder.is_none() {
+            tracing::warn!(exchange = %spec.exchange, symbol = %spec.symbol, "record=true, but this DCN has no recording directory (--record-books DIR): the book is not recorded");
+        }
+        let wanted = spec.record || self.config.record_scope == crate::record::RecordScope::All;
+        recorder.filter(|_| wanted).cloned()
     }
 
     fn remove(&mut self, exchange: Exchange, symbol: &str) -> Result<(), NodeError> {
@@ -464,7 +482,7 @@ impl Node {
         }
         self.retries.retain(|(_, b)| *b != book);
         entry.cache.remove(&mut self.publisher)?;
-        if let Some(recorder) = &self.config.record {
+        if let Some(recorder) = &entry.recorder {
             recorder.marker(exchange, symbol, "removed", "");
         }
         tracing::info!(%exchange, symbol, "DepthCache removed");
@@ -492,11 +510,9 @@ impl Node {
             silence_timeout: self.config.silence_timeout,
             max_backoff: self.config.max_backoff,
             max_lifetime: self.config.max_connection_lifetime,
-            tee: self
-                .config
-                .record
-                .clone()
-                .map(|recorder| crate::record::FrameTee { recorder, exchange }),
+            tee: self.config.record.clone().map(|recorder| {
+                crate::record::FrameTee::new(recorder, exchange, self.config.record_scope)
+            }),
         });
         let task = self
             .tasks
@@ -548,12 +564,7 @@ impl Node {
                 for book in books {
                     if let Some(entry) = self.books.get_mut(&book) {
                         let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
-                        crate::record::resynced(
-                            self.config.record.as_ref(),
-                            exchange,
-                            symbol,
-                            reason,
-                        );
+                        crate::record::resynced(entry.recorder.as_ref(), exchange, symbol, reason);
                         entry.begin_episode();
                         if let Err(error) = entry.cache.resync(reason, &mut self.publisher) {
                             tracing::error!(%error, book, "publishing out of sync failed");
@@ -570,7 +581,7 @@ impl Node {
                     &entry.spec.symbol,
                     OutOfSyncReason::MalformedMessage,
                 );
-                crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
+                crate::record::resynced(entry.recorder.as_ref(), exchange, symbol, reason);
                 let step = entry
                     .cache
                     .resync(OutOfSyncReason::MalformedMessage, &mut self.publisher);
@@ -615,7 +626,7 @@ impl Node {
         let step = match outcome.result {
             // The exchange's snapshot replaces any peer's copy loaded before.
             Ok(snapshot) => {
-                if let Some(recorder) = &self.config.record {
+                if let Some(recorder) = &entry.recorder {
                     recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, &snapshot);
                 }
                 entry.seed.clear_copy();
@@ -671,7 +682,7 @@ impl Node {
             Ok(NextStep::Deepen) => self.schedule_deepening(book),
             Ok(NextStep::FetchSnapshot) => {
                 // The book lost sync with its stream still live: a new episode, asked for now.
-                if let Some(recorder) = &self.config.record {
+                if let Some(recorder) = &entry.recorder {
                     let reason = entry.cache.meta().status.to_string();
                     recorder.marker(
                         entry.spec.exchange,

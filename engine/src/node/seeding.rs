@@ -200,7 +200,7 @@ impl Node {
         entry.seed.tries += 1;
         entry.seed.loaded_from = Some(source);
         let now = crate::clock::unix_now_ns();
-        if let Some(recorder) = &self.config.record {
+        if let Some(recorder) = &entry.recorder {
             recorder.snapshot(entry.spec.exchange, &entry.spec.symbol, snapshot);
         }
         let step = entry.cache.on_peer_copy(snapshot, now, &mut self.publisher);

@@ -101,7 +101,7 @@ impl Node {
                 entry.begin_episode();
                 let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
                 let reason = OutOfSyncReason::Delisted;
-                crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
+                crate::record::resynced(entry.recorder.as_ref(), exchange, symbol, reason);
                 if let Err(error) = entry
                     .cache
                     .resync(OutOfSyncReason::Delisted, &mut self.publisher)
@@ -132,7 +132,7 @@ impl Node {
         entry.silence_threshold = self.config.book_silence;
         entry.begin_episode();
         let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
-        crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
+        crate::record::resynced(entry.recorder.as_ref(), exchange, symbol, reason);
         if let Err(error) = entry.cache.resync(reason, &mut self.publisher) {
             tracing::error!(%error, book, "publishing out of sync failed");
         }
@@ -142,6 +142,7 @@ impl Node {
         connection.send(ConnectionCommand::Subscribe {
             book,
             stream: entry.stream.clone(),
+            record: entry.recorder.is_some(),
         });
     }
 
@@ -160,7 +161,7 @@ impl Node {
             };
             let (exchange, symbol) = (entry.spec.exchange, &entry.spec.symbol);
             let reason = OutOfSyncReason::Refresh;
-            crate::record::resynced(self.config.record.as_ref(), exchange, symbol, reason);
+            crate::record::resynced(entry.recorder.as_ref(), exchange, symbol, reason);
             let step = entry
                 .cache
                 .resync(OutOfSyncReason::Refresh, &mut self.publisher);

@@ -26,6 +26,7 @@
 mod format;
 mod writer;
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -97,6 +98,17 @@ pub struct Record {
     pub market: String,
     /// The payload (UTF-8 JSON, or the frame's text).
     pub payload: Utf8Bytes,
+}
+
+/// Which books of a node its recorder records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordScope {
+    /// Every book (`ubdcc dcn --record DIR`).
+    #[default]
+    All,
+    /// Only the books created with `record=true` (`ubdcc dcn --record-books DIR`): their
+    /// frames, starting books and markers; other books' frames are left out by the tee.
+    Chosen,
 }
 
 /// Settings of a recorder.
@@ -270,17 +282,61 @@ impl RecorderThread {
     }
 }
 
-/// What a connection needs to tee its frames: the recorder and the exchange it carries.
+/// What a connection needs to tee its frames: the recorder, the exchange it carries and, when
+/// only some books are recorded ([`RecordScope::Chosen`]), their streams.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameTee {
     pub(crate) recorder: Recorder,
     pub(crate) exchange: Exchange,
+    /// `None`: every frame is recorded. Else only frames of these streams: the connection adds
+    /// and removes a recorded book's stream as it subscribes and unsubscribes it.
+    pub(crate) streams: Option<HashSet<String>>,
 }
 
 impl FrameTee {
-    /// Queues one received text frame: a copy up to [`COPY_MAX`] bytes (so the queue does not
-    /// pin tungstenite's read buffer), a reference beyond.
+    /// A tee of `exchange`'s frames for a recorder of `scope`.
+    pub(crate) fn new(recorder: Recorder, exchange: Exchange, scope: RecordScope) -> Self {
+        let streams = (scope == RecordScope::Chosen).then(HashSet::new);
+        Self {
+            recorder,
+            exchange,
+            streams,
+        }
+    }
+
+    /// The connection now carries `stream`, of a book recorded or not.
+    pub(crate) fn subscribed(&mut self, stream: &str, recorded: bool) {
+        if let Some(streams) = &mut self.streams {
+            if recorded {
+                streams.insert(stream.to_owned());
+            } else {
+                streams.remove(stream);
+            }
+        }
+    }
+
+    /// The connection no longer carries `stream`.
+    pub(crate) fn unsubscribed(&mut self, stream: &str) {
+        if let Some(streams) = &mut self.streams {
+            streams.remove(stream);
+        }
+    }
+
+    /// Whether `text` is to be recorded: always when every frame is; else only a frame of a
+    /// recorded stream (replies and other messages name no book, and are left out).
+    fn wanted(&self, text: &str) -> bool {
+        match &self.streams {
+            None => true,
+            Some(streams) => stream_of(text).is_some_and(|stream| streams.contains(stream)),
+        }
+    }
+
+    /// Queues one received text frame, if wanted: a copy up to [`COPY_MAX`] bytes (so the queue
+    /// does not pin tungstenite's read buffer), a reference beyond.
     pub(crate) fn frame(&self, text: &Utf8Bytes) {
+        if !self.wanted(text) {
+            return;
+        }
         let payload = if text.len() <= COPY_MAX {
             Utf8Bytes::from(text.as_str())
         } else {
@@ -288,6 +344,15 @@ impl FrameTee {
         };
         self.recorder.frame(self.exchange, payload);
     }
+}
+
+/// The stream a combined-stream frame names, read from its first bytes without parsing it:
+/// Binance (and the simulator) write `{"stream":"<name>",` first, and stream names hold no
+/// quote or escape. `None` for any other frame (a reply, an error), which is then not
+/// recorded: the frame is parsed once, after the tee, by the connection.
+fn stream_of(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix(r#"{"stream":""#)?;
+    rest.split_once('"').map(|(stream, _)| stream)
 }
 
 #[cfg(test)]
@@ -321,10 +386,7 @@ mod tests {
     #[test]
     fn a_small_frame_is_copied_out_of_the_read_buffer_a_large_one_is_not() {
         let (recorder, records) = stalled();
-        let tee = FrameTee {
-            recorder,
-            exchange: Exchange::BinanceCom,
-        };
+        let tee = FrameTee::new(recorder, Exchange::BinanceCom, RecordScope::All);
         // As tungstenite hands frames over: slices of one larger read buffer.
         let buffer = tokio_tungstenite::tungstenite::Bytes::from("y".repeat(PINNED_CHUNK));
         let inside = |text: &Utf8Bytes| buffer.as_ptr_range().contains(&text.as_ptr());
@@ -341,5 +403,42 @@ mod tests {
             300 + PINNED_CHUNK,
             "the large one is charged the buffer it may pin"
         );
+    }
+
+    #[test]
+    fn a_tee_of_chosen_books_keeps_only_the_frames_of_their_streams() {
+        let (recorder, records) = stalled();
+        let mut tee = FrameTee::new(recorder, Exchange::BinanceCom, RecordScope::Chosen);
+        tee.subscribed("aaausdt@depth", true);
+        tee.subscribed("bbbusdt@depth", false);
+        tee.subscribed("cccusdt@depth", true);
+        tee.unsubscribed("cccusdt@depth");
+        let frame = |stream: &str| {
+            Utf8Bytes::from(format!(
+                r#"{{"stream":"{stream}","data":{{"e":"depthUpdate"}}}}"#
+            ))
+        };
+        for text in [
+            frame("aaausdt@depth"),
+            frame("bbbusdt@depth"),
+            frame("cccusdt@depth"),
+            // A stream name that only starts like a recorded one.
+            frame("aaausdt@depth@100ms"),
+            Utf8Bytes::from(r#"{"result":null,"id":1}"#),
+            Utf8Bytes::from(r#"{"stream":"aaausdt@depth"#),
+        ] {
+            tee.frame(&text);
+        }
+        let kept: Vec<String> = records
+            .try_iter()
+            .map(|record| record.payload.to_string())
+            .collect();
+        assert_eq!(kept, [frame("aaausdt@depth").to_string()]);
+        // Every frame when every book is recorded.
+        let (recorder, records) = stalled();
+        let all = FrameTee::new(recorder, Exchange::BinanceCom, RecordScope::All);
+        all.frame(&frame("bbbusdt@depth"));
+        all.frame(&Utf8Bytes::from(r#"{"result":null,"id":1}"#));
+        assert_eq!(records.try_iter().count(), 2);
     }
 }

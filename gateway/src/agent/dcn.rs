@@ -78,6 +78,7 @@ fn wanted_books(state: &ClusterState, uid: &str) -> HashMap<(Exchange, String), 
             symbol: record.market.clone(),
             update_interval_ms: record.update_interval,
             refresh_interval: record.refresh_interval.map(Duration::from_secs),
+            record: record.record,
         };
         wanted.insert((exchange, record.market.clone()), spec);
     }
@@ -478,6 +479,7 @@ mod tests {
             ubldc_version: None,
             version: "0".into(),
             max_books: None,
+            recording: None,
         }
     }
 

@@ -204,6 +204,9 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Books this pod's segment holds (DCNs): mgmt places no more on it.
     pub max_books: Option<u32>,
+    /// What this DCN records: `all` (`--record`), `chosen` (`--record-books`); `None`: nothing.
+    /// mgmt shows it, so a book created with `record=true` says where it is not recorded.
+    pub recording: Option<String>,
 }
 
 /// The agent; see the module doc.
@@ -313,6 +316,7 @@ impl Agent {
         if identity.role == Role::Dcn {
             body["ubldc_version"] = VERSION.into();
             body["max_books"] = self.config.max_books.into();
+            body["recording"] = self.config.recording.clone().into();
         }
         match self.post("ubdcc_node_registration", &body).await {
             Ok(answer)

@@ -83,6 +83,18 @@ fn address(params: &Params, caller: Caller) -> Result<String, ApiError> {
         .map_or_else(|| caller.peer.to_string(), str::to_owned))
 }
 
+/// What a registering DCN records (`all`, `chosen`; not set: nothing).
+fn recording(params: &Params) -> Result<Option<String>, ApiError> {
+    match params.text("recording")? {
+        None => Ok(None),
+        Some(scope @ ("all" | "chosen")) => Ok(Some(scope.to_owned())),
+        Some(other) => Err(params.invalid(
+            ErrorId::INVALID_PARAMETER,
+            format!("Invalid recording {:?}: all or chosen", clip(other)),
+        )),
+    }
+}
+
 fn registration(
     mgmt: &Mgmt,
     params: &Params,
@@ -124,6 +136,7 @@ fn registration(
         ubldc_version: params.text("ubldc_version")?.map(str::to_owned),
         version: params.text("version")?.unwrap_or("").to_owned(),
         max_books: params.unsigned::<u32>("max_books")?,
+        recording: recording(params)?,
     };
     mgmt.mutate(params.event(), false, |state| {
         if state.pods.contains_key(uid) {
@@ -422,4 +435,19 @@ fn backup(mgmt: &Mgmt, params: &Params, _: Caller) -> Result<Map<String, Value>,
         serde_json::to_value(&state).unwrap_or_default(),
     );
     Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dcn_registers_recording_all_chosen_or_nothing_and_nothing_else() {
+        let read = |query: &str| recording(&Params::from_parts("E", Some(query), b"").unwrap());
+        assert_eq!(read("recording=all").unwrap().as_deref(), Some("all"));
+        assert_eq!(read("recording=chosen").unwrap().as_deref(), Some("chosen"));
+        assert_eq!(read("").unwrap(), None);
+        let error = read("recording=everything").unwrap_err();
+        assert_eq!(error.id(), ErrorId::INVALID_PARAMETER);
+    }
 }

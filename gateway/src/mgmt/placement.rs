@@ -194,6 +194,7 @@ mod tests {
             ubldc_version: None,
             version: "0".into(),
             max_books: None,
+            recording: None,
         }
     }
 

@@ -108,6 +108,8 @@ struct CreateSettings {
     desired_quantity: u32,
     update_interval: Option<u32>,
     refresh_interval: Option<u64>,
+    /// Record the books (issue 17): by the DCNs started with `--record-books` (or `--record`).
+    record: bool,
 }
 
 impl CreateSettings {
@@ -147,6 +149,7 @@ impl CreateSettings {
             desired_quantity,
             update_interval: params.unsigned::<u32>("update_interval")?,
             refresh_interval,
+            record: params.boolean("record")?.unwrap_or(false),
         })
     }
 
@@ -172,6 +175,7 @@ impl CreateSettings {
             DepthCacheRecord::new(self.exchange.as_str(), market, self.desired_quantity, now());
         record.update_interval = self.update_interval;
         record.refresh_interval = self.refresh_interval;
+        record.record = self.record;
         record
     }
 }
@@ -394,10 +398,7 @@ fn get_depthcache_info(
         .depthcache(exchange, market)
         .ok_or_else(|| not_found_error(params.event(), exchange, market))?;
     let mut payload = Map::new();
-    payload.insert(
-        "depthcache_info".into(),
-        serde_json::to_value(record).unwrap_or_default(),
-    );
+    payload.insert("depthcache_info".into(), state.depthcache_info(record));
     Ok(payload)
 }
 

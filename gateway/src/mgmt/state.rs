@@ -172,10 +172,18 @@ pub struct DepthCacheRecord {
         skip_serializing_if = "is_zero"
     )]
     pub replica_disagreements: u64,
+    /// Recorded by the DCNs holding it that record chosen books (`record=true` at create,
+    /// issue 17; a key the original did not have, absent while `false`).
+    #[serde(rename = "RECORD", default, skip_serializing_if = "is_false")]
+    pub record: bool,
 }
 
 fn is_zero(count: &u64) -> bool {
     *count == 0
+}
+
+fn is_false(flag: &bool) -> bool {
+    !flag
 }
 
 impl DepthCacheRecord {
@@ -193,6 +201,7 @@ impl DepthCacheRecord {
             update_interval: None,
             replicas_disagree: None,
             replica_disagreements: 0,
+            record: false,
         }
     }
 }
@@ -237,6 +246,10 @@ pub struct PodRecord {
     /// Books its shared-memory segment holds (DCNs; absent from older pods: unknown).
     #[serde(rename = "MAX_BOOKS", skip_serializing_if = "Option::is_none", default)]
     pub max_books: Option<u32>,
+    /// What the DCN records (issue 17): `all` its books (`--record`), `chosen` ones
+    /// (`--record-books`, the books created with `record=true`); absent: nothing.
+    #[serde(rename = "RECORDING", skip_serializing_if = "Option::is_none", default)]
+    pub recording: Option<String>,
 }
 
 /// The role string of a DCN pod.
@@ -445,6 +458,29 @@ impl ClusterState {
             self.depthcaches.shift_remove(exchange);
         }
         removed
+    }
+
+    /// A DepthCache's `get_depthcache_info` view: its record and, when it was created with
+    /// `record=true` but a DCN holding it records no chosen book (no `--record-books` or
+    /// `--record` directory), a `RECORD_WARNING` naming those DCNs. The book runs all the same.
+    pub fn depthcache_info(&self, record: &DepthCacheRecord) -> serde_json::Value {
+        let mut info = serde_json::to_value(record).unwrap_or_default();
+        let unrecorded: Vec<&str> = record
+            .distribution
+            .keys()
+            .filter_map(|uid| self.pods.get(uid))
+            .filter(|pod| record.record && pod.recording.is_none())
+            .map(|pod| pod.name.as_str())
+            .collect();
+        if let (false, Some(fields)) = (unrecorded.is_empty(), info.as_object_mut()) {
+            let warning = format!(
+                "record=true, but not recorded on DCN(s) {}: started without a recording \
+                 directory (--record-books DIR)",
+                unrecorded.join(", ")
+            );
+            fields.insert("RECORD_WARNING".into(), warning.into());
+        }
+        info
     }
 
     /// The public form (`get_cluster_info.db`, `/test`): credentials as the masked list.
@@ -662,6 +698,7 @@ mod tests {
                 ubldc_version: None,
                 version: "0".into(),
                 max_books: None,
+                recording: None,
             };
             state.pods.insert(uid.into(), pod);
         }
@@ -689,6 +726,7 @@ mod tests {
                     ubldc_version: None,
                     version: "0".into(),
                     max_books: None,
+                    recording: None,
                 },
             );
         }
@@ -749,6 +787,7 @@ mod tests {
             ubldc_version: None,
             version: "0".into(),
             max_books: None,
+            recording: None,
         }
     }
 
@@ -790,5 +829,55 @@ mod tests {
         assert!(state.rebalance_credentials());
         assert_eq!(state.credentials["k1"].assigned_dcns, ["d2"]);
         assert_eq!(state.credentials["k2"].assigned_dcns, ["d3"]);
+    }
+
+    #[test]
+    fn a_recorded_books_info_names_the_dcns_holding_it_that_record_nothing() {
+        let mut state = ClusterState::default();
+        for (uid, recording) in [("a", Some("chosen")), ("b", None), ("c", Some("all"))] {
+            let mut pod = dcn(uid);
+            pod.name = format!("dcn-{uid}");
+            pod.recording = recording.map(str::to_owned);
+            state.pods.insert(uid.into(), pod);
+        }
+        let mut record = DepthCacheRecord::new("binance.com", "X", 3, 0.0);
+        for uid in ["a", "b", "c"] {
+            let mut entry = state_entry(uid);
+            entry.status = ReplicaStatus::Running;
+            record.distribution.insert(uid.into(), entry);
+        }
+        let info = state.depthcache_info(&record);
+        assert!(info.get("RECORD").is_none(), "absent while false: {info}");
+        assert!(info.get("RECORD_WARNING").is_none(), "{info}");
+        record.record = true;
+        let info = state.depthcache_info(&record);
+        assert_eq!(info["RECORD"], true);
+        let warning = info["RECORD_WARNING"].as_str().expect("a warning");
+        assert!(warning.contains("dcn-b"), "{warning}");
+        assert!(
+            !warning.contains("dcn-a") && !warning.contains("dcn-c"),
+            "{warning}"
+        );
+        // Kept through the state's own form.
+        let text = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            serde_json::from_str::<DepthCacheRecord>(&text).unwrap(),
+            record
+        );
+    }
+
+    fn state_entry(uid: &str) -> DistributionEntry {
+        DistributionEntry {
+            created_time: 0.0,
+            last_restart_time: 0.0,
+            pod_uid: uid.into(),
+            restarts: 0,
+            scheduled_start_time: 0.0,
+            status: ReplicaStatus::Starting,
+            reason: None,
+            snapshot_queue: None,
+            depth: None,
+            trust: None,
+        }
     }
 }

@@ -37,6 +37,8 @@ pub enum Kind {
     Number,
     /// A list of texts (a JSON array, or comma-separated in a query).
     TextList,
+    /// `true` or `false` (JSON, or that text in any case).
+    Boolean,
 }
 
 /// One parameter (query, or a key of the JSON body on POST).
@@ -128,12 +130,21 @@ const REFRESH_INTERVAL: Param = param(
     false,
     "Resync a synced book after this many seconds.",
 );
+const RECORD: Param = param(
+    "record",
+    Kind::Boolean,
+    false,
+    "Record the book (default false): its frames, starting books and sync markers, on the DCNs \
+     started with `--record-books DIR` (docs/recording.md). A DCN without a recording directory \
+     keeps the book unrecorded; `get_depthcache_info` then shows `RECORD_WARNING`.",
+);
 const CREATE_ONE: &[Param] = &[
     EXCHANGE,
     MARKET,
     DESIRED_QUANTITY,
     UPDATE_INTERVAL,
     REFRESH_INTERVAL,
+    RECORD,
 ];
 const CREATE_MANY: &[Param] = &[
     EXCHANGE,
@@ -146,6 +157,7 @@ const CREATE_MANY: &[Param] = &[
     DESIRED_QUANTITY,
     UPDATE_INTERVAL,
     REFRESH_INTERVAL,
+    RECORD,
 ];
 const BOOK: &[Param] = &[EXCHANGE, MARKET];
 const MARKETS: Param = param(
@@ -449,6 +461,7 @@ fn schema(kind: Kind) -> Value {
         Kind::Integer => json!({"type": "integer"}),
         Kind::Number => json!({"type": "number"}),
         Kind::TextList => json!({"type": "array", "items": {"type": "string"}}),
+        Kind::Boolean => json!({"type": "boolean"}),
     }
 }
 

@@ -138,10 +138,7 @@ pub fn depthcache_info(state: &ClusterState, params: &Params) -> Map<String, Val
     let mut payload = Map::new();
     payload.insert(
         "depthcache_info".into(),
-        record.map_or_else(
-            || Value::Object(Map::new()),
-            |r| serde_json::to_value(r).unwrap_or_default(),
-        ),
+        record.map_or_else(|| Value::Object(Map::new()), |r| state.depthcache_info(r)),
     );
     payload
 }

@@ -147,6 +147,7 @@ mod tests {
                     ubldc_version: None,
                     version: "0".into(),
                     max_books: None,
+                    recording: None,
                 },
             );
             record.distribution.insert(
