@@ -66,6 +66,8 @@ fn main() {
     // At rate 0 the one connection carries nothing for minutes; its watchdog (5 min) would
     // reconnect it and resync every book, which a real connection of 1 000 books never sees.
     node_config.silence_timeout = Duration::from_secs(7200);
+    // No audits (issue 16, on by default): the bench counts snapshots by kind.
+    node_config.audit_interval = None;
     let (node, handle, commands) = engine_rt
         .block_on(async { Node::start(node_config) })
         .expect("node");
