@@ -228,6 +228,8 @@ async fn start_node(options: &Options, sim: SocketAddr) -> anyhow::Result<NodeHa
     config.weight_share = options.weight_share;
     config.buffer_bytes_per_node = options.node_budget_mb.saturating_mul(1 << 20);
     config.buffer_bytes_per_book = options.book_budget_kb.saturating_mul(1 << 10);
+    // No audits (issue 16, on by default): their snapshots would count with the resyncs'.
+    config.audit_interval = None;
     node::start_with_books(config, exchange, options.books).await
 }
 

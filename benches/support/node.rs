@@ -7,13 +7,10 @@ use ubdcc_shm::BookStatus;
 /// Starts a node with `config` on the current runtime and adds `books` books `SIM0USDT`… of
 /// `exchange`; returns its handle.
 pub async fn start_with_books(
-    mut config: NodeConfig,
+    config: NodeConfig,
     exchange: Exchange,
     books: usize,
 ) -> anyhow::Result<NodeHandle> {
-    // No audits (issue 16, on by default): their snapshots would be counted with the resyncs'
-    // these benches measure, as `peer_seeding` avoids for its deepenings.
-    config.audit_interval = None;
     let (node, handle, commands) = Node::start(config)?;
     tokio::spawn(async move {
         if let Err(error) = node.run(commands, std::future::pending()).await {
