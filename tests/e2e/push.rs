@@ -1,11 +1,13 @@
 //! Push streams (issue 15) against the simulator's truth: clients rebuild books from `/ws`
-//! (`@book20`, `@bbo`, conflated `@book20@100ms` / `@500ms`) and from `/sse`, and what they
-//! hold equals the truth at the update id of the last message, through live updates, a gap that
-//! leaves the book unserved for a while (status messages, then a new snapshot) and the kill of
-//! the DCN whose replica was served (a new snapshot from the other replica). Bad requests get
-//! Binance-style errors; a client that stops reading is cut while the others keep receiving.
+//! (`@book20`, `@book7`, `@bbo`, conflated `@book20@100ms` / `@150ms` / `@500ms`) and from
+//! `/sse`, and what they hold equals the truth at the update id of the last message, through
+//! live updates, a gap that leaves the book unserved for a while (status messages, then a new
+//! snapshot) and the kill of the DCN whose replica was served (a new snapshot from the other
+//! replica). Every message carries a name exactly as subscribed, and a conflated stream's data
+//! messages come no more often than its interval. Bad requests get Binance-style errors; a
+//! client that stops reading is cut while the others keep receiving.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
@@ -26,8 +28,11 @@ use crate::support::sim::{inject, market_fault};
 use crate::support::truth::{Levels, assert_matches, truth};
 use crate::support::wait::wait_until;
 
-/// Levels of the `@book20` views.
-const DEPTH: usize = 20;
+/// The N of a `@bookN` stream name.
+fn book_depth(stream: &str) -> usize {
+    let after = stream.split("@book").nth(1).expect("a @bookN stream");
+    after.split('@').next().unwrap().parse().expect("N")
+}
 /// A client checks every this many messages of a stream against the truth (each check is two
 /// requests to the simulator).
 const CHECK_EVERY: u64 = 4;
@@ -85,6 +90,18 @@ struct StreamLog {
     checked: u64,
     /// Update id of the last data message.
     last_u: u64,
+    /// When each data message arrived (for a conflated stream's spacing).
+    data_at: Arrivals,
+}
+
+/// Arrival times, shown as their count.
+#[derive(Default, Clone)]
+struct Arrivals(Vec<Instant>);
+
+impl std::fmt::Debug for Arrivals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} arrivals", self.0.len())
+    }
 }
 
 /// A book view rebuilt from a `@bookN` stream.
@@ -97,14 +114,17 @@ struct View {
 /// A client rebuilding books from messages and checking them against the simulator's truth.
 struct Rebuilder {
     sim: String,
+    /// The names subscribed: every message must carry one of them, exactly.
+    names: HashSet<String>,
     views: HashMap<String, View>,
     logs: Arc<Mutex<HashMap<String, StreamLog>>>,
 }
 
 impl Rebuilder {
-    fn new(sim: &str) -> Self {
+    fn new(sim: &str, names: &[String]) -> Self {
         Self {
             sim: sim.to_owned(),
+            names: names.iter().cloned().collect(),
             views: HashMap::new(),
             logs: Arc::default(),
         }
@@ -113,6 +133,10 @@ impl Rebuilder {
     /// Applies one `{"stream","data"}` message; panics at anything a correct server never sends.
     fn apply(&mut self, message: &Value) {
         let stream = message["stream"].as_str().expect("stream").to_owned();
+        assert!(
+            self.names.contains(&stream),
+            "a message of a name not subscribed: {message}"
+        );
         let data = &message["data"];
         let market = stream.split([':', '@']).nth(1).expect("market").to_owned();
         let mut logs = self.logs.lock().unwrap();
@@ -126,6 +150,7 @@ impl Rebuilder {
         let u = data["u"]
             .as_u64()
             .unwrap_or_else(|| panic!("no u: {message}"));
+        log.data_at.0.push(Instant::now());
         if stream.contains("@book") {
             // How deep the book is complete (below the view's 20 the view is partial).
             assert!(data["depth"].is_u64(), "no depth: {message}");
@@ -143,8 +168,9 @@ impl Rebuilder {
                 .views
                 .get_mut(&stream)
                 .unwrap_or_else(|| panic!("{stream}: a diff without a snapshot: {message}"));
-            apply_side(Side::Bids, &mut view.bids, &data["bids"]);
-            apply_side(Side::Asks, &mut view.asks, &data["asks"]);
+            let depth = book_depth(&stream);
+            apply_side(Side::Bids, &mut view.bids, &data["bids"], depth);
+            apply_side(Side::Asks, &mut view.asks, &data["asks"], depth);
         }
         log.last_u = u;
         if log.messages % CHECK_EVERY != 0 {
@@ -155,8 +181,9 @@ impl Rebuilder {
         let asks = truth(&self.sim, "spot", &market, u, Side::Asks);
         match self.views.get(&stream) {
             Some(view) => {
-                assert_matches(&view.bids, &bids[..DEPTH], &format!("{stream} bids at {u}"));
-                assert_matches(&view.asks, &asks[..DEPTH], &format!("{stream} asks at {u}"));
+                let depth = book_depth(&stream);
+                assert_matches(&view.bids, &bids[..depth], &format!("{stream} bids at {u}"));
+                assert_matches(&view.asks, &asks[..depth], &format!("{stream} asks at {u}"));
             }
             None => {
                 let best = |side: &Value| (side[0].as_f64().unwrap(), side[1].as_f64().unwrap());
@@ -204,8 +231,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Applies `[[price, quantity], …]` to a view side (quantity 0 removes), best first, top 20.
-fn apply_side(side: Side, view: &mut Levels, changes: &Value) {
+/// Applies `[[price, quantity], …]` to a view side (quantity 0 removes), best first, which must
+/// then hold at most `depth` levels.
+fn apply_side(side: Side, view: &mut Levels, changes: &Value, depth: usize) {
     for change in changes.as_array().expect("levels") {
         let (price, quantity) = (change[0].as_f64().unwrap(), change[1].as_f64().unwrap());
         view.retain(|(p, _)| *p != price);
@@ -218,8 +246,8 @@ fn apply_side(side: Side, view: &mut Levels, changes: &Value) {
         Side::Asks => a.0.total_cmp(&b.0),
     });
     assert!(
-        view.len() <= DEPTH,
-        "a view of more than {DEPTH} levels: {view:?}"
+        view.len() <= depth,
+        "a view of more than {depth} levels: {view:?}"
     );
 }
 
@@ -242,7 +270,7 @@ impl Subscriber {
             .get_ref()
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut rebuilder = Rebuilder::new(&rig.sim.address);
+        let mut rebuilder = Rebuilder::new(&rig.sim.address, streams);
         let logs = Arc::clone(&rebuilder.logs);
         let stop = Arc::clone(stop);
         let thread = std::thread::spawn(move || {
@@ -274,7 +302,7 @@ impl Subscriber {
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut rebuilder = Rebuilder::new(&rig.sim.address);
+        let mut rebuilder = Rebuilder::new(&rig.sim.address, streams);
         let logs = Arc::clone(&rebuilder.logs);
         let stop = Arc::clone(stop);
         let thread = std::thread::spawn(move || {
@@ -340,6 +368,8 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
         name(1, "book20@100ms"),
         name(1, "book20@500ms"),
     );
+    // Any N and any interval, served as asked and named as subscribed.
+    let (odd_depth, odd_interval) = (name(1, "book7"), name(1, "book20@150ms"));
     let ws_streams = vec![
         name(0, "book20"),
         name(0, "bbo"),
@@ -347,6 +377,8 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
         plain.clone(),
         fast.clone(),
         slow.clone(),
+        odd_depth.clone(),
+        odd_interval.clone(),
     ];
     let ws = Subscriber::ws(&rig, &ws_streams, &stop);
     let sse = Subscriber::sse(&rig, &[name(0, "book20"), name(2, "book20")], &stop);
@@ -471,6 +503,7 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
     stop.store(true, Ordering::Relaxed);
     drop(stalled_sse);
     let (plain_log, fast_log, slow_log) = (ws.log(&plain), ws.log(&fast), ws.log(&slow));
+    let (odd_depth_log, odd_interval_log) = (ws.log(&odd_depth), ws.log(&odd_interval));
     eprintln!(
         "after {elapsed:?}: {:#?}\nsse {:#?}",
         ws.logs.lock().unwrap(),
@@ -501,7 +534,51 @@ fn push_streams_rebuild_the_truth_through_a_gap_and_a_dcn_kill() {
         slow_log.checked >= 2 && fast_log.checked >= 3,
         "{slow_log:?} {fast_log:?}"
     );
+
+    // `@book7` and `@book20@150ms` were checked against the truth like the others (at their
+    // own N), and `@150ms` data messages came at least 150 ms apart: over any run of k
+    // messages, k × 150 ms less a tolerance for one message delayed on its way (the machine is
+    // shared; the server spaces them by its own clock).
+    assert!(
+        odd_depth_log.checked >= 3 && odd_interval_log.checked >= 3,
+        "{odd_depth_log:?} {odd_interval_log:?}"
+    );
+    assert!(
+        odd_interval_log.messages < plain_log.messages,
+        "{odd_interval_log:?} vs {plain_log:?}"
+    );
+    assert_spaced(&odd_interval_log.data_at.0, Duration::from_millis(150));
 }
+
+/// Data messages at `times` came no more often than one per `interval`: any two of them k
+/// messages apart are at least k × `interval` apart, less [`ARRIVAL_JITTER`].
+fn assert_spaced(times: &[Instant], interval: Duration) {
+    let gaps: Vec<u128> = times
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]).as_millis())
+        .collect();
+    eprintln!(
+        "{} data messages at {interval:?}: smallest gap {:?} ms, gaps {gaps:?}",
+        times.len(),
+        gaps.iter().min()
+    );
+    assert!(times.len() >= 4, "too few messages: {gaps:?}");
+    for (i, early) in times.iter().enumerate() {
+        for (k, late) in times[i + 1..].iter().enumerate() {
+            let apart = *late - *early;
+            let least = interval * (k as u32 + 1);
+            assert!(
+                apart + ARRIVAL_JITTER >= least,
+                "messages {i} and {} only {apart:?} apart (at least {least:?}): {gaps:?}",
+                i + k + 1
+            );
+        }
+    }
+}
+
+/// How much later than the server sent it one message may reach the test client (gaps of
+/// 119 ms were seen on a quiet machine: the writer task and the client thread are scheduled).
+const ARRIVAL_JITTER: Duration = Duration::from_millis(100);
 
 /// Which DCN's replica of `market` a local reader (like the push watcher) reads.
 fn served_dcn(rig: &ClusterRig, market: &str) -> String {
@@ -598,8 +675,25 @@ fn bad_requests_get_errors(rig: &ClusterRig, good: &str) {
     );
     assert_eq!(reply, json!({"result": [], "id": 9}));
 
-    // An interval is served at the nearest supported one, which its name then says; the name
-    // as sent still unsubscribes.
+    // Out-of-range depths and intervals, and numbers with leading zeros, are refused clearly
+    // (on a connection of their own: requests per second are limited).
+    let mut socket = connect(&rig.local.address, None);
+    for (bad, says) in [
+        (format!("{good}@9ms"), "10ms to 60000ms"),
+        (format!("{good}@60001ms"), "10ms to 60000ms"),
+        (format!("{good}@0150ms"), "leading zeros"),
+        (good.replace("@book20", "@book0"), "1 ≤ N ≤ 1000"),
+        (good.replace("@book20", "@book1001"), "1 ≤ N ≤ 1000"),
+        (good.replace("@book20", "@book007"), "leading zeros"),
+    ] {
+        let (c, reply) = code(
+            &mut socket,
+            json!({"method": "SUBSCRIBE", "params": [bad], "id": 10}),
+        );
+        assert!(c == 2 && reply.contains(says), "{bad}: {reply}");
+    }
+
+    // Any interval is served as asked, and named as subscribed.
     let mut rounded = connect(&rig.local.address, None);
     let asked = format!("{good}@137ms");
     let reply = request(
@@ -611,7 +705,7 @@ fn bad_requests_get_errors(rig: &ClusterRig, good: &str) {
         &mut rounded,
         json!({"method": "LIST_SUBSCRIPTIONS", "id": 2}),
     );
-    assert_eq!(reply, json!({"result": [format!("{good}@100ms")], "id": 2}));
+    assert_eq!(reply, json!({"result": [asked.clone()], "id": 2}));
     let reply = request(
         &mut rounded,
         json!({"method": "UNSUBSCRIBE", "params": [asked], "id": 3}),

@@ -16,8 +16,9 @@ pub(crate) const MAX_CLIENTS_PER_IP: usize = 1024;
 /// query naming more before it parses any name.
 pub(crate) const MAX_STREAMS_PER_CLIENT: usize = 1024;
 
-/// Deep streams (`@book500`, `@book1000`) one client may hold: each pins a message of up to
-/// ~60 KiB per update in its outbox while unsent, and a client needs one per book it trades.
+/// Deep streams (`@bookN` with N > 100, `super::stream::MAX_DEEP_BOOK`) one client may hold:
+/// each pins a message of up to ~60 KiB per update in its outbox while unsent, and a client
+/// needs one per book it trades.
 pub(crate) const MAX_DEEP_STREAMS_PER_CLIENT: usize = 64;
 
 /// Subscriptions across all clients: 1 000 clients × 1 000 streams. Each costs a subscriber
@@ -27,14 +28,15 @@ pub(crate) const MAX_DEEP_STREAMS_PER_CLIENT: usize = 64;
 /// [`MAX_DEEP_STREAMS_PER_CLIENT`] and [`CUT_AFTER`].
 pub(crate) const MAX_SUBSCRIPTIONS: usize = 1_000_000;
 
-/// Distinct streams across all clients. Every topic costs the watcher a look per pass; books
-/// must be on this host, and each book has at most 40 streams (see `stream`).
+/// Distinct streams (names) across all clients. Every topic costs the watcher a look per pass;
+/// books must be on this host, and what deep topics cost is bounded by [`MAX_VIEW_LEVELS`].
 pub(crate) const MAX_TOPICS: usize = 65_536;
 
-/// View levels across all topics: a `@bookN` topic holds N levels per side in its view, its
-/// diff buffers and its snapshot (~130 B per N, so ~130 KiB for `@book1000`), a `@bbo` topic
-/// counts as 1. This bounds the watcher's memory (~128 MiB) and the levels it diffs per pass,
-/// which [`MAX_TOPICS`] alone does not.
+/// View levels across all topics: a `@bookN` topic (one per distinct name, conflated or not)
+/// holds N levels per side in its view, its diff buffers and its snapshot (~130 B per N, so
+/// ~130 KiB for `@book1000`), a `@bbo` topic counts as 1. This bounds the watcher's memory
+/// (~128 MiB) and the levels it diffs per pass (at most 2²⁰, however the names vary N and the
+/// interval), which [`MAX_TOPICS`] alone does not.
 pub(crate) const MAX_VIEW_LEVELS: u64 = 1 << 20;
 
 /// A client whose oldest unsent message has waited this long is cut (close code 1008 with the

@@ -13,7 +13,7 @@ use super::Push;
 use super::limits::{MAX_DEEP_STREAMS_PER_CLIENT, MAX_STREAMS_PER_CLIENT};
 use super::outbox::{Outbox, Outgoing, TopicId};
 use super::protocol::RequestError;
-use super::stream::StreamName;
+use super::stream::{MAX_DEEP_BOOK, StreamName};
 use crate::restapi::RestApi;
 
 /// A connected client.
@@ -22,7 +22,7 @@ pub(crate) struct Session {
     /// The peer address whose client slot this session holds.
     peer: IpAddr,
     outbox: Arc<Outbox>,
-    /// Canonical stream name → the parsed name and its topic, in the order subscribed
+    /// Stream name (as subscribed) → the parsed name and its topic, in the order subscribed
     /// (LIST_SUBSCRIPTIONS answers in that order).
     streams: IndexMap<Arc<str>, (StreamName, TopicId)>,
     /// How many of `streams` are deep ([`StreamName::is_deep`]).
@@ -76,7 +76,7 @@ impl Session {
         let deep = new.iter().filter(|name| name.is_deep()).count();
         if self.deep + deep > MAX_DEEP_STREAMS_PER_CLIENT {
             return Err(RequestError::invalid(format!(
-                "too many deep streams (@book500, @book1000): a connection holds at most {MAX_DEEP_STREAMS_PER_CLIENT}, this one {} and asked for {deep} more",
+                "too many deep streams (@bookN with N > {MAX_DEEP_BOOK}): a connection holds at most {MAX_DEEP_STREAMS_PER_CLIENT}, this one {} and asked for {deep} more",
                 self.deep
             )));
         }
@@ -123,8 +123,7 @@ impl Session {
         Ok(new)
     }
 
-    /// Unsubscribes from `names` (as sent, or canonical); names not held are ignored, as
-    /// Binance does.
+    /// Unsubscribes from `names` (as subscribed); names not held are ignored, as Binance does.
     pub(crate) fn unsubscribe(&mut self, names: &[String]) {
         let gone: Vec<(StreamName, TopicId)> = names
             .iter()

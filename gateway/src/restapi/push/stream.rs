@@ -1,41 +1,35 @@
-//! Push stream names: `<exchange>:<MARKET>@bbo`, `<exchange>:<MARKET>@book<N>` (N one of
-//! [`BOOK_DEPTHS`]), each optionally followed by `@<interval>ms` ([`MIN_INTERVAL`] ≤ interval ≤
-//! [`MAX_INTERVAL`]) for a conflated stream. A name is parsed once, at subscription, into a
-//! [`StreamName`]; everything after that works on the parsed form and its canonical text.
+//! Push stream names: `<exchange>:<MARKET>@bbo` or `<exchange>:<MARKET>@book<N>`
+//! (1 ≤ N ≤ [`MAX_BOOK_DEPTH`]), each optionally followed by `@<interval>ms` ([`MIN_INTERVAL`] ≤
+//! interval ≤ [`MAX_INTERVAL`]) for a conflated stream. A name is parsed once, at subscription,
+//! into a [`StreamName`]; everything after that works on the parsed form and its text, which is
+//! the name exactly as the client sent it (messages and `LIST_SUBSCRIPTIONS` carry it).
 //!
-//! # Why only some depths and intervals
-//! Every distinct stream is a topic the watcher keeps a view, diff buffers and a snapshot for
-//! (~130 KiB for `@book1000`) and serves on every change of its book. Were every `N` and every
-//! interval its own stream, a few clients could subscribe thousands of `@book1000@<n>ms`
-//! variants of one book and hold gigabytes and the watcher's time. So `N` is one of
-//! [`BOOK_DEPTHS`] (Binance's partial-depth levels and beyond), and an interval of
-//! [`MIN_INTERVAL`] to [`MAX_INTERVAL`] is accepted and served at the nearest of [`INTERVALS`]:
-//! a stream of a book has at most (1 + depths) × (1 + intervals) variants. The canonical name
-//! (the one messages and `LIST_SUBSCRIPTIONS` carry) names the interval served.
+//! Numbers are plain decimal without leading zeros (`@book07` and `@bbo@0100ms` are refused), so
+//! one stream (book, N, interval) has exactly one name: a client cannot multiply the streams
+//! the server keeps by spelling one stream in many ways.
+//!
+//! # Why any N and any interval are safe
+//! Every distinct name is a topic (`super::topic`) that keeps its own top-N view and serves it
+//! on every change of its book (a conflated one at most once per interval). What a neighbour
+//! could make the server hold and do with thousands of `@book1000@<n>ms` variants is bounded
+//! by the view-level budget (`super::limits::MAX_VIEW_LEVELS`: Σ N over distinct names, so at
+//! most ~1 000 `@book1000` topics in all, ~128 MiB), by [`MAX_DEEP_BOOK`]-deeper streams per
+//! client (`super::limits::MAX_DEEP_STREAMS_PER_CLIENT`) and by the distinct-stream cap; the
+//! book is still read once per change for all its topics.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The depths `@bookN` takes, shallowest first; the deepest is the REST API's default depth and
-/// what a DCN keeps by default. See the module doc for why not every `N`.
-pub(crate) const BOOK_DEPTHS: [u32; 7] = [5, 10, 20, 50, 100, 500, 1000];
-/// `@bookN` streams of at least this depth are "deep": a client may hold only
+/// The deepest `@bookN`: the REST API's default depth and what a DCN keeps by default.
+pub(crate) const MAX_BOOK_DEPTH: u32 = 1000;
+/// `@bookN` streams deeper than this are "deep": a client may hold only
 /// [`super::limits::MAX_DEEP_STREAMS_PER_CLIENT`] of them.
-pub(crate) const DEEP_BOOK: u32 = 500;
-/// The conflation intervals served, shortest first; any accepted interval is served at the
-/// nearest of them (see the module doc).
-pub(crate) const INTERVALS: [Duration; 4] = [
-    Duration::from_millis(100),
-    Duration::from_millis(200),
-    Duration::from_millis(500),
-    Duration::from_millis(1000),
-];
-/// The shortest conflation interval accepted (issue 15: "any interval ≥ 10 ms"); served at
-/// [`INTERVALS`]`[0]`.
+pub(crate) const MAX_DEEP_BOOK: u32 = 100;
+/// The shortest conflation interval accepted (issue 15: "any interval ≥ 10 ms"); the watcher
+/// looks at least this often while a conflated stream is subscribed.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(10);
-/// The longest conflation interval accepted: a minute; served at the longest of [`INTERVALS`]
-/// (more often than asked, never staler).
+/// The longest conflation interval accepted: a minute.
 pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest stream name accepted (exchange strings and market symbols are short).
 const MAX_NAME_LEN: usize = 128;
@@ -49,9 +43,8 @@ pub(crate) enum StreamKind {
     Book(u32),
 }
 
-/// A parsed stream name. Its text (`Display`, [`StreamName::text`]) is its canonical form: the
-/// name as the client sent it, except that an interval names the one served (`@137ms` is
-/// `@100ms`).
+/// A parsed stream name. Its text (`Display`, [`StreamName::text`]) is the name as the client
+/// sent it, which is also the only way to spell that stream (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct StreamName {
     exchange: Arc<str>,
@@ -67,11 +60,11 @@ pub(crate) struct StreamName {
 pub(crate) enum StreamNameError {
     /// Not `<exchange>:<MARKET>@<kind>[@<interval>ms]`.
     #[error(
-        "invalid stream name '{0}': expected <exchange>:<MARKET>@bbo or <exchange>:<MARKET>@book<N>, optionally followed by @<interval>ms"
+        "invalid stream name '{0}': expected <exchange>:<MARKET>@bbo or <exchange>:<MARKET>@book<N>, optionally followed by @<interval>ms (numbers in decimal, without leading zeros)"
     )]
     Form(String),
-    /// `@bookN` with N not one of [`BOOK_DEPTHS`].
-    #[error("invalid stream name '{0}': @bookN takes N = 5, 10, 20, 50, 100, 500 or 1000")]
+    /// `@bookN` with N out of range.
+    #[error("invalid stream name '{0}': @bookN takes 1 ≤ N ≤ {MAX_BOOK_DEPTH}")]
     Depth(String),
     /// An interval out of range.
     #[error("invalid stream name '{name}': the interval must be {min}ms to {max}ms", min = MIN_INTERVAL.as_millis(), max = MAX_INTERVAL.as_millis())]
@@ -110,14 +103,6 @@ impl StreamName {
                     .map_err(|()| StreamNameError::Interval { name: clip(text) })?,
             ),
         };
-        let text = match interval {
-            Some(interval) => format!(
-                "{exchange}:{market}@{}@{}ms",
-                kind_text(kind),
-                interval.as_millis()
-            ),
-            None => text.to_owned(),
-        };
         Ok(Self {
             exchange: exchange.into(),
             market: market.into(),
@@ -147,12 +132,12 @@ impl StreamName {
         self.interval
     }
 
-    /// `true` for a `@bookN` stream with N ≥ [`DEEP_BOOK`].
+    /// `true` for a `@bookN` stream with N > [`MAX_DEEP_BOOK`].
     pub(crate) fn is_deep(&self) -> bool {
-        matches!(self.kind, StreamKind::Book(depth) if depth >= DEEP_BOOK)
+        matches!(self.kind, StreamKind::Book(depth) if depth > MAX_DEEP_BOOK)
     }
 
-    /// The name's canonical text, shared.
+    /// The name's text (as the client sent it), shared.
     pub(crate) fn text(&self) -> &Arc<str> {
         &self.text
     }
@@ -164,14 +149,6 @@ impl fmt::Display for StreamName {
     }
 }
 
-/// The kind's part of a name (`bbo`, `book20`).
-fn kind_text(kind: StreamKind) -> String {
-    match kind {
-        StreamKind::Bbo => "bbo".to_owned(),
-        StreamKind::Book(depth) => format!("book{depth}"),
-    }
-}
-
 /// `Some(Ok)` a kind, `Some(Err)` a `bookN` with N not served, `None` not a kind at all.
 fn parse_kind(kind: &str) -> Option<Result<StreamKind, ()>> {
     if kind == "bbo" {
@@ -180,27 +157,30 @@ fn parse_kind(kind: &str) -> Option<Result<StreamKind, ()>> {
     let depth = kind.strip_prefix("book")?;
     let depth = parse_decimal(depth)?;
     Some(match u32::try_from(depth) {
-        Ok(n) if BOOK_DEPTHS.contains(&n) => Ok(StreamKind::Book(n)),
+        Ok(n) if (1..=MAX_BOOK_DEPTH).contains(&n) => Ok(StreamKind::Book(n)),
         _ => Err(()),
     })
 }
 
-/// `Some(Ok)` the interval served (the nearest of [`INTERVALS`]), `Some(Err)` one out of range,
-/// `None` not `<digits>ms`.
+/// `Some(Ok)` the interval, `Some(Err)` one out of range, `None` not `<digits>ms`.
 fn parse_interval(interval: &str) -> Option<Result<Duration, ()>> {
     let millis = parse_decimal(interval.strip_suffix("ms")?)?;
     let interval = Duration::from_millis(millis);
-    if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
-        return Some(Err(()));
-    }
-    let distance = |served: &Duration| served.abs_diff(interval);
-    // `INTERVALS` is not empty; ties go to the shorter interval (fresher, never staler).
-    Some(INTERVALS.iter().copied().min_by_key(distance).ok_or(()))
+    Some(if (MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+        Ok(interval)
+    } else {
+        Err(())
+    })
 }
 
-/// Plain decimal digits (no sign, no leading `+`), saturating beyond u64.
+/// Plain decimal digits: no sign, no leading zero (but `0` itself, refused by range later),
+/// at most 12 of them.
 fn parse_decimal(digits: &str) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty()
+        || digits.len() > 12
+        || (digits.len() > 1 && digits.starts_with('0'))
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     digits.parse().ok()
@@ -247,44 +227,47 @@ mod tests {
     }
 
     #[test]
-    fn any_interval_from_10ms_is_served_at_the_nearest_supported_one() {
-        for (asked, served) in [
-            (10, 100),
-            (137, 100),
-            (150, 100),
-            (151, 200),
-            (250, 200),
-            (350, 200),
-            (351, 500),
-            (999, 1000),
-            (60000, 1000),
-        ] {
-            let name = StreamName::parse(&format!("binance.com:BTCUSDT@book20@{asked}ms")).unwrap();
-            assert_eq!(
-                name.interval(),
-                Some(Duration::from_millis(served)),
-                "{asked}"
-            );
-            assert_eq!(
-                name.text().as_ref(),
-                format!("binance.com:BTCUSDT@book20@{served}ms")
-            );
+    fn any_interval_from_10ms_to_a_minute_is_served_as_asked_and_named_so() {
+        for asked in [10, 137, 150, 999, 60000] {
+            let text = format!("binance.com:BTCUSDT@book20@{asked}ms");
+            let name = StreamName::parse(&text).unwrap();
+            assert_eq!(name.interval(), Some(Duration::from_millis(asked)));
+            assert_eq!(name.text().as_ref(), text);
         }
     }
 
     #[test]
-    fn only_the_served_depths_parse_and_deep_ones_say_so() {
-        for depth in BOOK_DEPTHS {
-            let name = StreamName::parse(&format!("binance.com:BTCUSDT@book{depth}")).unwrap();
-            assert_eq!(name.is_deep(), depth >= DEEP_BOOK, "{depth}");
+    fn any_depth_from_1_to_1000_parses_and_only_those_beyond_100_are_deep() {
+        for depth in [1, 5, 7, 20, 100, 101, 499, 500, 999, 1000] {
+            let text = format!("binance.com:BTCUSDT@book{depth}");
+            let name = StreamName::parse(&text).unwrap();
+            assert_eq!(name.kind(), StreamKind::Book(depth));
+            assert_eq!(name.is_deep(), depth > MAX_DEEP_BOOK, "{depth}");
+            assert_eq!(name.text().as_ref(), text);
         }
-        for depth in [1, 7, 21, 999] {
+        for depth in ["0", "1001", "5000", "999999999999"] {
             assert!(
                 matches!(
                     StreamName::parse(&format!("binance.com:BTCUSDT@book{depth}")),
                     Err(StreamNameError::Depth(_))
                 ),
                 "{depth}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_stream_has_one_spelling() {
+        for aliased in [
+            "binance.com:BTCUSDT@book020",
+            "binance.com:BTCUSDT@book00",
+            "binance.com:BTCUSDT@bbo@0100ms",
+            "binance.com:BTCUSDT@book5@010ms",
+        ] {
+            let error = StreamName::parse(aliased).unwrap_err();
+            assert!(
+                matches!(&error, StreamNameError::Form(_)) && error.to_string().contains("leading"),
+                "{aliased}: {error}"
             );
         }
     }

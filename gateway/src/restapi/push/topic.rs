@@ -4,6 +4,24 @@
 //! gap), diffs of the view in between, a status when the book cannot be served and when it can
 //! again, and at most one data message per interval for a conflated stream.
 //!
+//! A topic is one distinct name, exactly as subscribed (`@book7`, `@book20@150ms`): its
+//! messages carry that name and are serialised once for all its subscribers.
+//!
+//! # The top-N cut
+//! The watcher reads a book once per change, as deep as its deepest due topic; each `@bookN`
+//! topic takes the first N levels of that read and diffs them against the N levels its
+//! subscribers hold (one merge of two sorted runs, O(N)). A level that enters the top N comes
+//! with its quantity, one pushed below the N-th comes with quantity 0, so a client that keeps
+//! the best N of what it applied holds exactly the top N.
+//!
+//! # Conflation at the interval asked
+//! A conflated topic sends no data message before `interval` has passed since its last one; the
+//! watcher then reads the book again for it (it looks at least every
+//! [`super::stream::MIN_INTERVAL`] while a conflated stream is subscribed), and the topic diffs
+//! the current top N against what its subscribers hold: latest state wins, and the diff is never
+//! larger than the view (nothing is accumulated between messages). A jump (resync, gap,
+//! failover) in between gives a snapshot, as on a plain stream.
+//!
 //! A book may be shallower than a `@bookN` view (progressive depth: it is complete to
 //! [`BookInfo::depth`] levels only, which REST reports as `partial_depth`). Every `@bookN`
 //! message carries the book's `depth`, and the view starts over with a snapshot whenever
@@ -631,5 +649,164 @@ mod tests {
             out.len() == 1 && !out[0].payload.contains("replica_switched"),
             "{out:?}"
         );
+    }
+
+    /// Bids `prices` (best first), each of quantity `quantity`.
+    fn bid_levels(prices: &[f64], quantity: f64) -> Vec<Level> {
+        prices
+            .iter()
+            .map(|&price| Level { price, quantity })
+            .collect()
+    }
+
+    /// Observes a 1000-deep book at `update` holding `bids` at `now`; the messages it gave.
+    fn observe_at(
+        topic: &mut Topic,
+        outbox: &Arc<Outbox>,
+        update: u64,
+        bids: &[Level],
+        now: Instant,
+    ) -> Vec<serde_json::Value> {
+        let (info, origin) = (info(update, 1000), origin(update));
+        let observation = Observation::Book {
+            info: &info,
+            origin: &origin,
+            bids,
+            asks: &[],
+        };
+        let mut fan = FanOut::default();
+        topic.observe(&observation, now, Duration::from_secs(3600), &mut fan);
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX, now).unwrap();
+        out.iter()
+            .map(|m| serde_json::from_str(m.payload.as_str()).unwrap())
+            .collect()
+    }
+
+    /// Applies a `@bookN` message's bids to `view` as a client does, keeping the best `n`.
+    fn apply_bids(view: &mut Vec<(f64, f64)>, data: &serde_json::Value, n: usize) {
+        if data["snapshot"] == true {
+            view.clear();
+        }
+        for change in data["bids"].as_array().unwrap() {
+            let (price, quantity) = (change[0].as_f64().unwrap(), change[1].as_f64().unwrap());
+            view.retain(|(p, _)| *p != price);
+            if quantity != 0.0 {
+                view.push((price, quantity));
+            }
+        }
+        view.sort_by(|a, b| b.0.total_cmp(&a.0));
+        assert!(view.len() <= n, "more than {n} levels: {view:?}");
+    }
+
+    fn pairs(levels: &[Level]) -> Vec<(f64, f64)> {
+        levels.iter().map(|l| (l.price, l.quantity)).collect()
+    }
+
+    #[test]
+    fn the_top_n_cut_sends_levels_entering_and_leaving_the_top_n() {
+        let name = "binance.com:BTCUSDT@book7";
+        let (mut topic, outbox) = subscribed(name);
+        let start = Instant::now();
+        let mut view = Vec::new();
+        // A read as deep as another topic's (20 levels): only the first 7 are this view.
+        let first = bid_levels(
+            &(0..20).map(|i| 100.0 - f64::from(i)).collect::<Vec<_>>(),
+            1.0,
+        );
+        let got = observe_at(&mut topic, &outbox, 1, &first, start);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["stream"], name);
+        assert_eq!(got[0]["data"]["bids"].as_array().unwrap().len(), 7);
+        apply_bids(&mut view, &got[0]["data"], 7);
+        assert_eq!(view, pairs(&first[..7]));
+
+        // Two better bids enter: 94 and 95 leave the top 7 (quantity 0), 101 and 100.5 enter.
+        let mut second = bid_levels(&[101.0, 100.5], 2.0);
+        second.extend_from_slice(&first);
+        let got = observe_at(&mut topic, &outbox, 2, &second, start);
+        let data = &got[0]["data"];
+        assert_eq!(data["snapshot"], false);
+        assert_eq!(
+            data["bids"],
+            serde_json::json!([[101.0, 2.0], [100.5, 2.0], [95.0, 0.0], [94.0, 0.0]])
+        );
+        apply_bids(&mut view, data, 7);
+        assert_eq!(view, pairs(&second[..7]));
+
+        // The best two go, a level below the cut changes: 95 and 94 come back, nothing else.
+        let mut third = first.clone();
+        third[10].quantity = 5.0;
+        let got = observe_at(&mut topic, &outbox, 3, &third, start);
+        let data = &got[0]["data"];
+        assert_eq!(
+            data["bids"],
+            serde_json::json!([[101.0, 0.0], [100.5, 0.0], [95.0, 1.0], [94.0, 1.0]])
+        );
+        apply_bids(&mut view, data, 7);
+        assert_eq!(view, pairs(&third[..7]));
+
+        // A change below the top 7 only: no message at all.
+        let mut fourth = third.clone();
+        fourth[15].quantity = 9.0;
+        assert!(observe_at(&mut topic, &outbox, 4, &fourth, start).is_empty());
+    }
+
+    #[test]
+    fn a_conflated_stream_sends_the_latest_state_once_per_its_own_interval_under_its_name() {
+        let name = "binance.com:BTCUSDT@book7@150ms";
+        let (mut topic, outbox) = subscribed(name);
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut view = Vec::new();
+        let prices = |shift: f64| {
+            bid_levels(
+                &(0..20)
+                    .map(|i| 100.0 + shift - f64::from(i))
+                    .collect::<Vec<_>>(),
+                1.0,
+            )
+        };
+        let got = observe_at(&mut topic, &outbox, 1, &prices(0.0), at(0));
+        assert_eq!(got.len(), 1);
+        apply_bids(&mut view, &got[0]["data"], 7);
+        // Changes within the interval send nothing …
+        for (update, ms) in [(2, 10), (3, 60), (4, 149)] {
+            let got = observe_at(&mut topic, &outbox, update, &prices(update as f64), at(ms));
+            assert!(got.is_empty(), "{update} at {ms} ms: {got:?}");
+        }
+        // … and once it has passed, one diff to the latest state, named as subscribed.
+        let latest = prices(4.5);
+        let got = observe_at(&mut topic, &outbox, 5, &latest, at(150));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["stream"], name);
+        assert_eq!(got[0]["data"]["snapshot"], false);
+        assert_eq!(got[0]["data"]["u"], 5);
+        apply_bids(&mut view, &got[0]["data"], 7);
+        assert_eq!(view, pairs(&latest[..7]));
+        // The next interval counts from that message, not from the first.
+        assert!(observe_at(&mut topic, &outbox, 6, &prices(6.0), at(299)).is_empty());
+        let got = observe_at(&mut topic, &outbox, 7, &prices(7.0), at(300));
+        assert_eq!(got.len(), 1);
+        apply_bids(&mut view, &got[0]["data"], 7);
+        assert_eq!(view, pairs(&prices(7.0)[..7]));
+    }
+
+    #[test]
+    fn topics_of_one_book_keep_their_names_and_intervals_apart() {
+        let (mut fast, fast_box) = subscribed("binance.com:BTCUSDT@book7@150ms");
+        let (mut slow, slow_box) = subscribed("binance.com:BTCUSDT@book7@151ms");
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let book = bid_levels(&[3.0, 2.0, 1.0], 1.0);
+        for (topic, outbox) in [(&mut fast, &fast_box), (&mut slow, &slow_box)] {
+            observe_at(topic, outbox, 1, &book, at(0));
+        }
+        let later = bid_levels(&[3.0, 2.0], 1.0);
+        let got = observe_at(&mut fast, &fast_box, 2, &later, at(150));
+        assert_eq!(got[0]["stream"], "binance.com:BTCUSDT@book7@150ms");
+        assert!(observe_at(&mut slow, &slow_box, 2, &later, at(150)).is_empty());
+        let got = observe_at(&mut slow, &slow_box, 2, &later, at(151));
+        assert_eq!(got[0]["stream"], "binance.com:BTCUSDT@book7@151ms");
     }
 }
