@@ -9,7 +9,9 @@
 //! most chances to have gone wrong), then the longest unaudited.
 //!
 //! How deep an audit looks adapts too ([`Node::audit_depth`]): a book whose last full-depth
-//! (1 000-level) audit is older than [`DEEP_AUDIT_EVERY`] gets one; otherwise the deepest
+//! (1 000-level) audit is older than [`DEEP_AUDIT_EVERY`] gets one (its first comes a staggered
+//! part of that hour after it synced, [`first_deep_audit_after`], so books added together do not
+//! all need one in the same cycle); otherwise the deepest
 //! snapshot (1 000, 500 or 100 levels) whose cost lets every book of the exchange be audited
 //! once per [`MIN_AUDIT_CYCLE`] (or per interval, if longer) from the spare weight; when even
 //! 100 levels cannot, 1 000 (at scale depth is worth more than pace). On spot at a 50% share
@@ -44,6 +46,24 @@ const MIN_AUDIT_CYCLE: Duration = Duration::from_secs(60);
 /// in the queue (its events are buffered meanwhile).
 pub(super) const AUDITS_IN_FLIGHT: usize = 2;
 
+/// How long after a book synced its first full-depth audit is due: a fixed share of
+/// [`DEEP_AUDIT_EVERY`] per book, spread evenly over it. Were every book's first audit its deep
+/// one, books added together would all ask for 1 000 levels (weight 50 on spot) in the first
+/// cycle, and at a 50% share only 30 of them fit in a minute (measured: 50 books each audited
+/// every 1.7 min); staggered, the first cycle runs at the adaptive depth and the deep audits
+/// trickle in over the hour, one book at a time. Waiting is safe: a book that just synced was
+/// built from a fresh snapshot of its full depth, which is what a deep audit would compare it
+/// with (and a resync starts the wait again for the same reason).
+///
+/// The share is the book id's Fibonacci hash (its product with 2^64 / φ, as a fraction of
+/// 2^64): consecutive ids, which books added together get, land far apart and fill the hour
+/// evenly whatever their number.
+fn first_deep_audit_after(book: BookId) -> Duration {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let share = u64::from(book).wrapping_mul(GOLDEN) as f64 / 2f64.powi(64);
+    DEEP_AUDIT_EVERY.mul_f64(share)
+}
+
 impl Node {
     /// The `limit` an audit of `book` asks for (see the module doc).
     pub(super) fn audit_depth(&self, book: BookId) -> u32 {
@@ -53,9 +73,13 @@ impl Node {
         let exchange = entry.spec.exchange;
         let spec = exchange.spec();
         let deepest = spec.snapshot_limit(SNAPSHOT_LIMIT);
-        let deep_due = entry
-            .deep_audited_at
-            .is_none_or(|at| at.elapsed() >= DEEP_AUDIT_EVERY);
+        let deep_due = match entry.deep_audited_at {
+            Some(at) => at.elapsed() >= DEEP_AUDIT_EVERY,
+            // Never audited deep: due a staggered part of the hour after the book synced.
+            None => entry
+                .synced_since
+                .is_none_or(|since| since.elapsed() >= first_deep_audit_after(book)),
+        };
         let Some(interval) = self.config.audit_interval.filter(|_| !deep_due) else {
             return deepest;
         };
@@ -205,5 +229,32 @@ impl Node {
         }
         let audits = entry.cache.audits();
         tracing::debug!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, ?step, audits = audits.audits, mismatches = audits.audit_mismatches, "audit ended");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Books added together (consecutive ids) get their first deep audits spread over the hour:
+    /// no minute holds more than about its even share, so they never crowd one audit cycle.
+    #[test]
+    fn first_deep_audits_of_books_added_together_spread_over_the_hour() {
+        for books in [2u32, 50, 1000] {
+            let mut per_minute = [0u32; 60];
+            for book in 0..books {
+                let after = first_deep_audit_after(book);
+                assert!(after < DEEP_AUDIT_EVERY, "{after:?}");
+                per_minute[(after.as_secs() / 60) as usize] += 1;
+            }
+            let even = books.div_ceil(60);
+            let most = per_minute.iter().max().copied().unwrap_or(0);
+            assert!(
+                most <= 2 * even,
+                "{books} books: {most} in one minute, even {even}"
+            );
+        }
+        // Deterministic: a node restarted with the same books staggers them the same way.
+        assert_eq!(first_deep_audit_after(7), first_deep_audit_after(7));
     }
 }
