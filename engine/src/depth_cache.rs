@@ -219,7 +219,8 @@ impl DepthCache {
         receive_time_ns: u64,
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
-        match self.sync.on_event(update) {
+        let event_time_ms = update.event_time_ms;
+        match self.sync.on_event_at(update, event_time_ms) {
             EventStep::Buffered | EventStep::Ignore => Ok(NextStep::Continue),
             EventStep::Apply(update) => {
                 self.apply_and_publish(&[update], receive_time_ns, publisher)
@@ -583,6 +584,9 @@ impl DepthCache {
         if events.is_empty() && self.restart_if_crossed() {
             return self.lose_sync(OutOfSyncReason::Crossed, publisher);
         }
+        // The buffered events' times, for the rule on ids going backwards (`crate::sync`).
+        self.sync
+            .set_last_event_time(events.last().map_or(0, |event| event.event_time_ms));
         if events.is_empty() {
             // The stream was live before the snapshot was asked for and has brought nothing
             // newer: the book is exactly the exchange's book at the snapshot. Serving it keeps

@@ -13,12 +13,18 @@
 //! - Options snapshots lag the stream (§4.4), so a snapshot that is too old keeps the buffered
 //!   events a later snapshot may still align with.
 //!
-//! - Ids that move backwards (an exchange-side reset) are not a duplicate to ignore forever:
+//! - Ids that move backwards (an exchange-side reset) are not a duplicate to ignore: once synced,
+//!   an event whose `u` is below the book's but whose exchange time `E` is strictly newer than
+//!   the last applied event's is [`SyncError::Backwards`] at once, a resync
+//!   ([`BookSync::on_event_at`]). Binance's event times per stream rise with its update ids, and
+//!   a duplicate (a handover's successor replaying what it held, a reconnect overlap) is the same
+//!   event with the same `E`, so only a stream whose ids restarted brings an older id at a newer
+//!   time. Events without a usable time (`E` unknown, or equal) fall back to a count:
 //!   duplicates come in short runs, so [`MAX_IGNORED_IN_A_ROW`] ignored events in a row mean the
-//!   stream no longer follows the book: [`SyncError::Backwards`], a resync. (An event older than
-//!   the book's snapshot alone proves nothing: a handover's successor replays what it held, which
-//!   may predate a snapshot taken meanwhile.) The node's silence check catches a reset sooner:
-//!   ignored events do not count as a live stream, and a snapshot older than the book is one.
+//!   stream no longer follows the book. (An event older than the book's snapshot alone proves
+//!   nothing: a handover's successor replays what it held, which may predate a snapshot taken
+//!   meanwhile; and a snapshot's own time is no event's, so it is never compared with one.) The
+//!   node's silence check is a last resort: ignored events do not count as a live stream.
 //!
 //! The buffer is bounded twice: per book (events and bytes: a window that keeps the newest) and
 //! per node (a [`BufferBudget`] shared by every book). A book the shared budget cannot serve
@@ -185,6 +191,9 @@ pub struct BookSync<E> {
     synced_from: u64,
     /// Events ignored since the last one applied.
     ignored_in_a_row: u32,
+    /// Exchange time (`E`, Unix ms) of the last event applied since the book was loaded; 0 while
+    /// unknown (none applied yet, or it carried none).
+    last_event_time_ms: u64,
 }
 
 impl<E> Drop for BookSync<E> {
@@ -206,6 +215,7 @@ impl<E: DiffEvent> BookSync<E> {
             budget: BufferBudget::unlimited(),
             synced_from: 0,
             ignored_in_a_row: 0,
+            last_event_time_ms: 0,
         }
     }
 
@@ -238,16 +248,36 @@ impl<E: DiffEvent> BookSync<E> {
     /// Starts over: buffering, with an empty buffer (after a gap, a disconnect, a refresh).
     pub fn restart(&mut self) {
         self.state = SyncState::Buffering;
+        self.last_event_time_ms = 0;
         self.clear_buffer();
     }
 
-    /// Steps the machine with a live event.
+    /// Steps the machine with a live event whose exchange time is unknown (see
+    /// [`BookSync::on_event_at`]).
     pub fn on_event(&mut self, event: E) -> EventStep<E> {
+        self.on_event_at(event, 0)
+    }
+
+    /// Steps the machine with a live event and its exchange time `E` (Unix ms; 0 when unknown):
+    /// once synced, an event older than the book (by id) but newer than its last applied event
+    /// (by time) is ids going backwards, a resync at once (see the module doc).
+    pub fn on_event_at(&mut self, event: E, event_time_ms: u64) -> EventStep<E> {
         match self.state {
             SyncState::Buffering => self.buffer_event(event),
-            SyncState::AwaitingFirstEvent { snapshot_id } => self.first_event(snapshot_id, event),
-            SyncState::Synced { last_update_id } => self.next_event(last_update_id, event),
+            SyncState::AwaitingFirstEvent { snapshot_id } => {
+                self.first_event(snapshot_id, event, event_time_ms)
+            }
+            SyncState::Synced { last_update_id } => {
+                self.next_event(last_update_id, event, event_time_ms)
+            }
         }
+    }
+
+    /// Records the exchange time of the last event applied when the caller applied events the
+    /// machine handed out without their times (a snapshot's buffered ones, [`SnapshotStep::Load`]);
+    /// 0 when unknown.
+    pub fn set_last_event_time(&mut self, event_time_ms: u64) {
+        self.last_event_time_ms = event_time_ms;
     }
 
     /// Steps the machine with a snapshot's `lastUpdateId`.
@@ -303,6 +333,9 @@ impl<E: DiffEvent> BookSync<E> {
     fn loaded_from(&mut self, snapshot_id: u64) {
         self.synced_from = snapshot_id;
         self.ignored_in_a_row = 0;
+        // A snapshot's own time is not an event's (a snapshot's `T` may predate the `E` of an
+        // event it contains): only events applied from now on set it.
+        self.last_event_time_ms = 0;
     }
 
     /// An event the rules ignore: a duplicate, unless it is one too many in a row (see the
@@ -370,7 +403,7 @@ impl<E: DiffEvent> BookSync<E> {
         self.budget.release(bytes);
     }
 
-    fn first_event(&mut self, snapshot_id: u64, event: E) -> EventStep<E> {
+    fn first_event(&mut self, snapshot_id: u64, event: E, event_time_ms: u64) -> EventStep<E> {
         let ids = event.update_ids();
         if is_before_snapshot(self.family, ids, snapshot_id) {
             // Events older than the snapshot may still be in flight for a moment; a long run of
@@ -393,19 +426,32 @@ impl<E: DiffEvent> BookSync<E> {
         self.state = SyncState::Synced {
             last_update_id: ids.last,
         };
+        self.last_event_time_ms = event_time_ms;
         EventStep::Apply(event)
     }
 
-    fn next_event(&mut self, last_update_id: u64, event: E) -> EventStep<E> {
-        match check_next(self.family, last_update_id, event.update_ids()) {
+    fn next_event(&mut self, last_update_id: u64, event: E, event_time_ms: u64) -> EventStep<E> {
+        let ids = event.update_ids();
+        match check_next(self.family, last_update_id, ids) {
             Ok(Next::Apply) => {
                 self.ignored_in_a_row = 0;
                 self.state = SyncState::Synced {
-                    last_update_id: event.update_ids().last,
+                    last_update_id: ids.last,
                 };
+                self.last_event_time_ms = event_time_ms;
                 EventStep::Apply(event)
             }
-            Ok(Next::Ignore) => self.ignore(event.update_ids()),
+            // Older by id, newer by time: not a duplicate (it would carry its own old `E`) but a
+            // stream whose ids restarted. A futures event at `u == local` is left to the rule
+            // below: only an id strictly below the book's proves the ids moved back.
+            Ok(Next::Ignore)
+                if ids.last < last_update_id
+                    && self.last_event_time_ms > 0
+                    && event_time_ms > self.last_event_time_ms =>
+            {
+                self.went_backwards(ids)
+            }
+            Ok(Next::Ignore) => self.ignore(ids),
             Err(error) => {
                 self.restart();
                 EventStep::Resync(error)
@@ -934,5 +980,83 @@ mod tests {
                 EventStep::Apply(spot(next, next))
             );
         }
+    }
+
+    fn synced_spot_at(last: u64, event_time_ms: u64) -> BookSync<Event> {
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        loaded(sync.on_snapshot(100));
+        assert_eq!(
+            sync.on_event_at(spot(101, last), event_time_ms),
+            EventStep::Apply(spot(101, last))
+        );
+        sync
+    }
+
+    #[test]
+    fn an_older_id_at_a_newer_time_is_ids_going_backwards_at_once() {
+        let mut sync = synced_spot_at(200, 1_000);
+        // The exchange restarted its ids: the next event is far below the book, a moment later.
+        assert!(matches!(
+            sync.on_event_at(spot(5, 6), 1_001),
+            EventStep::Resync(SyncError::Backwards { got: 6, .. })
+        ));
+        assert_eq!(sync.state(), SyncState::Buffering);
+        // Futures alike, whatever its pu.
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        loaded(sync.on_snapshot(100));
+        let first = futures(95, 105, 90);
+        assert_eq!(sync.on_event_at(first, 2_000), EventStep::Apply(first));
+        assert!(matches!(
+            sync.on_event_at(futures(7, 8, 6), 2_100),
+            EventStep::Resync(SyncError::Backwards { got: 8, .. })
+        ));
+    }
+
+    #[test]
+    fn duplicates_carry_their_own_time_and_stay_ignored() {
+        let mut sync = synced_spot_at(200, 1_000);
+        // A handover's successor replays what it held: older events at older or equal times.
+        for (event, time) in [(spot(150, 160), 900), (spot(161, 199), 1_000)] {
+            assert_eq!(sync.on_event_at(event, time), EventStep::Ignore);
+        }
+        // The last event again, with its own time: applied again (absolute quantities), no harm.
+        assert_eq!(
+            sync.on_event_at(spot(101, 200), 1_000),
+            EventStep::Apply(spot(101, 200))
+        );
+        // Futures: the event already applied (u == local) at a later time is still a duplicate;
+        // only an id strictly below the book's proves the ids moved back.
+        let mut sync = BookSync::new(SyncFamily::Futures, 100);
+        loaded(sync.on_snapshot(100));
+        let first = futures(95, 105, 90);
+        assert_eq!(sync.on_event_at(first, 2_000), EventStep::Apply(first));
+        assert_eq!(sync.on_event_at(first, 2_500), EventStep::Ignore);
+    }
+
+    #[test]
+    fn without_an_event_time_to_compare_ignored_events_fall_back_to_the_count() {
+        // The event carries no time.
+        let mut sync = synced_spot_at(200, 1_000);
+        assert_eq!(sync.on_event_at(spot(5, 6), 0), EventStep::Ignore);
+        // The book applied no timed event since its snapshot: a snapshot's own time is never
+        // compared with an event's.
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        loaded(sync.on_snapshot(100));
+        assert_eq!(sync.on_event_at(spot(5, 6), 5_000), EventStep::Ignore);
+        // Buffered events applied by the caller: it says when the last one was.
+        let mut sync = BookSync::new(SyncFamily::Spot, 100);
+        sync.on_event_at(spot(101, 200), 1_000);
+        assert_eq!(loaded(sync.on_snapshot(100)), [spot(101, 200)]);
+        assert_eq!(sync.on_event_at(spot(5, 6), 5_000), EventStep::Ignore);
+        sync.set_last_event_time(1_000);
+        assert!(matches!(
+            sync.on_event_at(spot(5, 6), 5_000),
+            EventStep::Resync(SyncError::Backwards { .. })
+        ));
+        // A restart forgets the time: the next episode compares only its own events.
+        let mut sync = synced_spot_at(200, 1_000);
+        sync.restart();
+        loaded(sync.on_snapshot(300));
+        assert_eq!(sync.on_event_at(spot(5, 6), 5_000), EventStep::Ignore);
     }
 }

@@ -68,8 +68,10 @@ fn a_book_crossed_by_vanished_levels_is_never_served_and_resyncs() {
 #[test]
 fn a_stream_whose_ids_went_backwards_resyncs_instead_of_freezing() {
     let markets: Vec<Market> = vec![("binance.com", "spot", "SIM0USDT".into())];
-    // A short silence check: ignored events do not count as a live stream.
-    let args = ["--audit-interval-secs", "0", "--book-silence-secs", "1"];
+    // A silence check too long to be what resyncs the book: the first event after the reset is
+    // older by id and newer by time than the book's last, ids going backwards at once. (At 20
+    // events a second, the fallback, 1 000 ignored events in a row, would take 50 s.)
+    let args = ["--audit-interval-secs", "0", "--book-silence-secs", "600"];
     let mut rig = DcnRig::with("backwards", "20", &markets, &args);
     let before = rig.info(SPOT).expect("book");
     let reply = rig.inject(market_fault("reset_ids", SPOT, json!({})));
@@ -78,7 +80,7 @@ fn a_stream_whose_ids_went_backwards_resyncs_instead_of_freezing() {
         .expect("after_update_id");
     wait_until_every(
         SHM_POLL,
-        Duration::from_secs(60),
+        Duration::from_secs(30),
         "resynced onto the new ids",
         || {
             let info = rig.info(SPOT).expect("book");
@@ -90,6 +92,8 @@ fn a_stream_whose_ids_went_backwards_resyncs_instead_of_freezing() {
                 .ok_or(format!("{info:?}"))
         },
     );
+    let after = rig.info(SPOT).expect("book");
+    assert_eq!(after.gaps, before.gaps, "ids going backwards are not a gap");
     for side in [ubdcc_shm::Side::Asks, ubdcc_shm::Side::Bids] {
         assert_shm_side_equals_truth(&mut rig.reader, &rig.sim.address, SPOT, side);
     }
