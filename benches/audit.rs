@@ -3,8 +3,10 @@
 //! ```text
 //! cargo bench --bench audit -- [--books 1000] [--rate 1] [--share 0.5] [--minutes 2]
 //!                              [--repairs 3] [--audit-secs 30] [--cpu-rounds 200]
-//!                              [--warmup-secs 90]
+//!                              [--warmup-secs 90] [--cross-books 20] [--cross-rate 10]
+//!                              [--cross-secs 60] [--cross-lifetime-secs 20]
 //! ```
+//! (`--books 0` or `--cross-books 0` leaves the live parts out.)
 //!
 //! 1. **CPU per audit**, without the network: a synced 1 000 x 1 000-level spot book in a
 //!    segment; each round begins an audit and hands it a 1 000-level snapshot at the live update
@@ -22,6 +24,19 @@
 //!    without an event (`silent_change`), and the time until an audit has replaced the book is
 //!    measured. With many books it is bounded by the cycle above (busy books first); with few by
 //!    `--audit-secs`.
+//!
+//! 4. **Replicas cross-check pace**: `--cross-books` markets moving `--cross-rate` events a
+//!    second, each held by two nodes (two DCN segments of one cluster, audits off, connections
+//!    handed over every `--cross-lifetime-secs`). A sampler does what each DCN's agent and mgmt
+//!    do (`gateway::agent::dcn`, `gateway::mgmt::cross_check`): every 100 ms it samples each
+//!    replica's `(update id, top hash)` into a history of the last 16 distinct samples; every
+//!    second each replica "reports", and its history is compared with the other replica's last
+//!    reported one at equal ids. Counted per book and minute: equal ids compared, and reports
+//!    that met the other replica at least once — for the published top hash (taken at the end of
+//!    each exchange second) and, for comparison, for the scheme it replaced (the writer hashed
+//!    every publish at its own id: a sample was the book's id at the moment of sampling). A
+//!    hash that differs at an equal id would be a false alarm (the replicas follow one stream)
+//!    and is counted too, as are resyncs (a handover must never look like ids going backwards).
 //!
 //! No assertion on time: the figures go to the README. The machine is shared; say so with them.
 
@@ -55,6 +70,10 @@ struct Options {
     audit_secs: u64,
     cpu_rounds: usize,
     warmup_secs: u64,
+    cross_books: usize,
+    cross_rate: u32,
+    cross_secs: u64,
+    cross_lifetime_secs: u64,
 }
 
 impl Options {
@@ -68,6 +87,10 @@ impl Options {
             audit_secs: 30,
             cpu_rounds: 200,
             warmup_secs: 90,
+            cross_books: 20,
+            cross_rate: 10,
+            cross_secs: 60,
+            cross_lifetime_secs: 20,
         };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -81,6 +104,10 @@ impl Options {
                 "--audit-secs" => options.audit_secs = value()?.parse()?,
                 "--cpu-rounds" => options.cpu_rounds = value()?.parse()?,
                 "--warmup-secs" => options.warmup_secs = value()?.parse()?,
+                "--cross-books" => options.cross_books = value()?.parse()?,
+                "--cross-rate" => options.cross_rate = value()?.parse()?,
+                "--cross-secs" => options.cross_secs = value()?.parse()?,
+                "--cross-lifetime-secs" => options.cross_lifetime_secs = value()?.parse()?,
                 // `cargo bench` passes `--bench`.
                 _ => {}
             }
@@ -92,7 +119,13 @@ impl Options {
 fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
     cpu_per_audit(options.cpu_rounds)?;
-    live(&options)
+    if options.cross_books > 0 {
+        cross_check(&options)?;
+    }
+    if options.books > 0 {
+        live(&options)?;
+    }
+    Ok(())
 }
 
 /// A 1 000-level side around 100.00, best first; `bump` adds one lot to level 300.
@@ -163,25 +196,209 @@ fn cpu_per_audit(rounds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parts 2 and 3, live against the simulator.
-fn live(options: &Options) -> anyhow::Result<()> {
-    let sim_rt = Runtime::new()?;
-    let engine_rt = Runtime::new()?;
+/// Starts the simulator with `markets` spot markets moving `rate` events a second on `runtime`;
+/// returns its address.
+fn start_sim(runtime: &Runtime, markets: usize, rate: u32) -> anyhow::Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let sim = listener.local_addr()?.to_string();
     let config = SimConfig::builder()
-        .markets(options.books)
-        .rate_hz(options.rate)
+        .markets(markets)
+        .rate_hz(rate)
         .build()
         .map_err(anyhow::Error::msg)?;
-    sim_rt.spawn(async move {
+    runtime.spawn(async move {
         if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
             ubdcc_sim::run(listener, config, std::future::pending())
                 .await
                 .ok();
         }
     });
+    Ok(sim)
+}
+
+/// Distinct `(update id, top hash)` samples a replica keeps, as the DCN's agent does.
+const SAMPLES: usize = 16;
+
+/// One replica's samples of one book under one scheme, newest last, and what it last reported.
+#[derive(Default, Clone)]
+struct History {
+    samples: Vec<(u64, u64)>,
+    reported: Vec<(u64, u64)>,
+}
+
+impl History {
+    fn sample(&mut self, sample: (u64, u64)) {
+        if sample.0 > 0 && self.samples.last() != Some(&sample) {
+            if self.samples.len() == SAMPLES {
+                self.samples.remove(0);
+            }
+            self.samples.push(sample);
+        }
+    }
+}
+
+/// What a scheme's comparisons came to.
+#[derive(Default)]
+struct Met {
+    /// Equal ids compared.
+    compared: u64,
+    /// Reports that met the other replica at one id at least.
+    reports_meeting: u64,
+    /// Reports made.
+    reports: u64,
+    /// Equal ids whose hashes differed.
+    differing: u64,
+}
+
+impl Met {
+    /// A report of `mine` compared with the other replica's last report, as mgmt compares them.
+    fn report(&mut self, mine: &[(u64, u64)], theirs: &[(u64, u64)]) {
+        self.reports += 1;
+        let mut met = false;
+        for &(id, hash) in mine {
+            if let Some(&(_, their_hash)) =
+                theirs.iter().rev().find(|(their_id, _)| *their_id == id)
+            {
+                met = true;
+                self.compared += 1;
+                self.differing += u64::from(hash != their_hash);
+            }
+        }
+        self.reports_meeting += u64::from(met);
+    }
+}
+
+/// Part 4: how often busy replicas meet at equal ids.
+fn cross_check(options: &Options) -> anyhow::Result<()> {
+    let sim_rt = Runtime::new()?;
+    let engine_rt = Runtime::new()?;
+    let books = options.cross_books;
+    let sim = start_sim(&sim_rt, books, options.cross_rate)?;
+    let cluster = format!("benchcross{}", std::process::id());
+    let dcns = ["dcn-a", "dcn-b"];
+    let mut handles = Vec::new();
+    for dcn in dcns {
+        let mut config = NodeConfig::new(cluster.as_str(), dcn);
+        config.endpoints =
+            EndpointOverrides::parse([format!("binance.com=http://{sim}").as_str()])?;
+        config.max_books = u32::try_from(books)? + 8;
+        // Each replica from its own snapshot, and only the cross-check's hash points.
+        config.peer_seeding = false;
+        config.audit_interval = None;
+        config.max_connection_lifetime = Duration::from_secs(options.cross_lifetime_secs);
+        handles.push(engine_rt.block_on(node::start_with_books(
+            config,
+            Exchange::BinanceCom,
+            books,
+        ))?);
+    }
+    let started = Instant::now();
+    loop {
+        let mut synced = 0;
+        for handle in &handles {
+            synced += engine_rt.block_on(node::census(handle))?.0;
+        }
+        if synced == 2 * books {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("only {synced} of {} replicas synced", 2 * books);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let resyncs_before: u64 = handles
+        .iter()
+        .map(|handle| {
+            engine_rt
+                .block_on(node::census(handle))
+                .map(|census| census.1)
+        })
+        .sum::<anyhow::Result<u64>>()?;
+    let mut readers = dcns
+        .iter()
+        .map(|dcn| ClusterReader::open_dcn(&cluster, dcn))
+        .collect::<Result<Vec<_>, _>>()?;
+    let symbols: Vec<String> = (0..books).map(|i| format!("SIM{i}USDT")).collect();
+    // Per scheme (0: the published top hash, 1: the book's id when sampled), replica and book.
+    let mut histories = vec![vec![vec![History::default(); books]; 2]; 2];
+    let mut met = [Met::default(), Met::default()];
+    let window = Instant::now();
+    let mut tick = 0u64;
+    while window.elapsed() < Duration::from_secs(options.cross_secs) {
+        for (replica, reader) in readers.iter_mut().enumerate() {
+            for (book, symbol) in symbols.iter().enumerate() {
+                let Ok(proof) = reader.proof("binance.com", symbol) else {
+                    continue;
+                };
+                if proof.status != BookStatus::Synced {
+                    continue;
+                }
+                histories[0][replica][book].sample((proof.top_hash.update_id, proof.top_hash.hash));
+                histories[1][replica][book].sample((proof.last_update_id, 0));
+            }
+        }
+        // Each replica reports once a second, half a second apart.
+        let reporting = match tick % 10 {
+            0 => Some(0),
+            5 => Some(1),
+            _ => None,
+        };
+        if let Some(replica) = reporting {
+            for (scheme, met) in met.iter_mut().enumerate() {
+                for book in 0..books {
+                    let other = histories[scheme][1 - replica][book].reported.clone();
+                    let mine = &mut histories[scheme][replica][book];
+                    mine.reported = mine.samples.clone();
+                    if !other.is_empty() {
+                        met.report(&mine.reported, &other);
+                    }
+                }
+            }
+        }
+        tick += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let minutes = window.elapsed().as_secs_f64() / 60.0;
+    let resyncs_after: u64 = handles
+        .iter()
+        .map(|handle| {
+            engine_rt
+                .block_on(node::census(handle))
+                .map(|census| census.1)
+        })
+        .sum::<anyhow::Result<u64>>()?;
+    for (name, met) in [
+        ("top hash at the end of each exchange second", &met[0]),
+        ("id at sampling (the scheme replaced)", &met[1]),
+    ] {
+        println!(
+            "cross-check, {books} books x 2 replicas at {} events/s, {name}: {:.1} equal ids compared a minute per book, {:.0}% of reports met the other replica ({} of {}), {} differing hashes",
+            options.cross_rate,
+            met.compared as f64 / minutes / books as f64,
+            100.0 * met.reports_meeting as f64 / met.reports.max(1) as f64,
+            met.reports_meeting,
+            met.reports,
+            met.differing
+        );
+    }
+    println!(
+        "  resyncs meanwhile (connections handed over every {} s): {}",
+        options.cross_lifetime_secs,
+        resyncs_after - resyncs_before
+    );
+    drop(handles);
+    engine_rt.shutdown_timeout(Duration::from_secs(1));
+    sim_rt.shutdown_timeout(Duration::from_secs(1));
+    remove_segments(&cluster);
+    Ok(())
+}
+
+/// Parts 2 and 3, live against the simulator.
+fn live(options: &Options) -> anyhow::Result<()> {
+    let sim_rt = Runtime::new()?;
+    let engine_rt = Runtime::new()?;
+    let sim = start_sim(&sim_rt, options.books, options.rate)?;
     let cluster = format!("benchauditlive{}", std::process::id());
     let mut config = NodeConfig::new(cluster.as_str(), "dcn-audit");
     config.endpoints = EndpointOverrides::parse([format!("binance.com=http://{sim}").as_str()])?;

@@ -1,10 +1,18 @@
 //! One DepthCache: an order book, its sync state and its shared-memory slot, stepped by diff
 //! events and snapshots. Every applied event is published; every way of losing sync is published
 //! as out of sync with its reason, so the book is never served stale.
+//!
+//! For the replicas cross-check (issue 16) the book hashes its top levels ([`ubdcc_shm::top_hash`])
+//! at points every replica of the market passes: as the first event of a new exchange second (by
+//! its `E`) arrives, the book as it stood before it — the book at the end of the last second —
+//! and when a snapshot is loaded or an audit repairs the book. The hash rides on the publish
+//! that follows ([`ubdcc_shm::SegmentWriter::set_top_hash`]). Replicas apply the same events with
+//! the same `E`, so they hash the same update ids, however busy the market; the hash costs
+//! ~150 ns once a second instead of at every publish.
 
 use thiserror::Error;
 use ubdcc_shm::{
-    Audit, BookHandle, BookMeta, BookStatus, Freshness, OutOfSyncReason, Side, WriteError,
+    Audit, BookHandle, BookMeta, BookStatus, Freshness, OutOfSyncReason, Side, TopHash, WriteError,
 };
 
 use crate::audit::{CATCH_UP_MARGIN, Coverage, LOGGED_DIFFERENCES, LevelDifference, differences};
@@ -111,6 +119,9 @@ pub struct DepthCache {
     coverage: Coverage,
     /// The same for the audit's book, from its snapshot.
     audit_coverage: Coverage,
+    /// The exchange second (`E / 1000`) of the last event applied since the book was loaded;
+    /// 0 while unknown. An event of a later second is a hash point (see the module doc).
+    hashed_second: u64,
 }
 
 impl DepthCache {
@@ -165,6 +176,7 @@ impl DepthCache {
             audits: Audit::default(),
             coverage: Coverage::default(),
             audit_coverage: Coverage::default(),
+            hashed_second: 0,
         })
     }
 
@@ -453,6 +465,8 @@ impl DepthCache {
             self.window = None;
         }
         self.cover(publisher);
+        // The corrected book at this id: a replica that disagreed here agrees again.
+        publisher.set_top_hash(self.handle, self.top_hash())?;
         publisher.publish(self.handle, &self.meta, &mut self.book)?;
         publisher
             .writer()
@@ -566,6 +580,10 @@ impl DepthCache {
         self.window = (depth < self.readable_depth()).then(|| Window::of(&self.book));
         self.cover(publisher);
         self.meta.last_update_id = snapshot_id;
+        // The exchange's book at the snapshot: a point replicas share when no event followed
+        // it (a quiet market). It rides on the next publish, whichever comes first.
+        self.hashed_second = 0;
+        publisher.set_top_hash(self.handle, self.top_hash())?;
         // The book is the exchange's state as of the snapshot: until an event follows, its time
         // is the snapshot's own (`T` or `E`), or none (0) when the exchange gives none (spot):
         // never when the snapshot arrived, which would make a lagging snapshot look fresh, and
@@ -669,7 +687,17 @@ impl DepthCache {
         receive_time_ns: u64,
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
+        let mut top_hash = None;
         for event in events {
+            let second = event.event_time_ms / 1000;
+            if second > self.hashed_second {
+                // The first event of a new exchange second (0: its time is unknown, never one):
+                // the book as it stood at the end of the last one, unless that is unknown too.
+                if self.hashed_second > 0 {
+                    top_hash = Some(self.top_hash());
+                }
+                self.hashed_second = second;
+            }
             if self.apply_levels(&event.bids, &event.asks).is_err() {
                 self.sync.restart();
                 return self.lose_sync(OutOfSyncReason::MalformedMessage, publisher);
@@ -690,8 +718,25 @@ impl DepthCache {
         self.meta.status = BookStatus::Synced;
         self.meta.receive_time_ns = receive_time_ns;
         self.cover(publisher);
+        if let Some(top_hash) = top_hash {
+            publisher.set_top_hash(self.handle, top_hash)?;
+        }
         publisher.publish(self.handle, &self.meta, &mut self.book)?;
         Ok(NextStep::Continue)
+    }
+
+    /// The hash of the book's top levels as they stand, at its update id.
+    fn top_hash(&self) -> TopHash {
+        let book = &self.book;
+        TopHash {
+            hash: ubdcc_shm::top_hash_of(
+                book.price_exponent(),
+                book.quantity_exponent(),
+                book.best_first(Side::Bids),
+                book.best_first(Side::Asks),
+            ),
+            update_id: self.meta.last_update_id,
+        }
     }
 
     /// Whether the book is crossed (see [`crossed_at`]); if it is, the sync machine starts over

@@ -10,7 +10,7 @@
 //! DCN with 1000 books at 10 events/s each 15.5–16.0% → 7.4–7.7% of a core (`dcn_load.py`).
 
 use ubdcc_shm::{
-    BookEdits, BookHandle, BookMeta, BookSides, LevelEdit, RawLevel, SegmentWriter, Side,
+    BookEdits, BookHandle, BookMeta, BookSides, LevelEdit, RawLevel, SegmentWriter, Side, TopHash,
     WriteError,
 };
 
@@ -81,6 +81,19 @@ impl Publisher {
             *slot = Some(Published { handle, version });
         }
         Ok(())
+    }
+
+    /// Sets the top hash the book's next publish carries (see
+    /// [`SegmentWriter::set_top_hash`]).
+    ///
+    /// # Errors
+    /// [`WriteError::StaleHandle`] when the book was removed from the segment.
+    pub fn set_top_hash(
+        &mut self,
+        handle: BookHandle,
+        top_hash: TopHash,
+    ) -> Result<(), WriteError> {
+        self.writer.set_top_hash(handle, top_hash)
     }
 
     /// Publishes new metadata only (a status change), keeping the levels.

@@ -2,14 +2,16 @@
 //! book is never served (out of sync, reason `crossed`), ids that go backwards are a resync and
 //! not an endlessly ignored event, a snapshot carries its own time (none for spot), and an
 //! options snapshot is not served until the stream confirms it; audits prove a synced book or
-//! replace it at the same update id without leaving sync.
+//! replace it at the same update id without leaving sync; replicas fed the same stream publish
+//! top hashes at the same update ids, however differently they started.
 
 use ubdcc_engine::binance::wire::{DiffUpdate, LevelUpdate};
 use ubdcc_engine::{
     AuditStep, BufferBudget, DepthCache, Exchange, NextStep, Publisher, Snapshot, UpdateIds,
 };
 use ubdcc_shm::{
-    BookStatus, ClusterReader, Decimal, Freshness, LevelQuery, OutOfSyncReason, SegmentConfig, Side,
+    BookStatus, ClusterReader, Decimal, Freshness, LevelQuery, OutOfSyncReason, SegmentConfig,
+    Side, TopHash, top_hash,
 };
 
 fn cluster(tag: &str) -> String {
@@ -17,8 +19,12 @@ fn cluster(tag: &str) -> String {
 }
 
 fn publisher(cluster: &str) -> Publisher {
+    publisher_of(cluster, "dcn")
+}
+
+fn publisher_of(cluster: &str, dcn: &str) -> Publisher {
     Publisher::new(
-        SegmentConfig::new(cluster, "dcn")
+        SegmentConfig::new(cluster, dcn)
             .books(4)
             .levels_per_side(5)
             .create()
@@ -132,8 +138,45 @@ fn a_crossed_snapshot_is_never_served() {
     );
 }
 
+/// `event` at exchange time `time_ms`.
+fn at(time_ms: u64, mut event: DiffUpdate) -> DiffUpdate {
+    event.event_time_ms = time_ms;
+    event
+}
+
+#[test]
+fn an_older_id_at_a_newer_exchange_time_is_a_resync_at_once() {
+    let cluster = cluster("backnow");
+    let (mut publisher, mut cache, mut reader) = synced_spot(&cluster);
+    // A handover's successor replays what it held: older ids with their own times, ignored.
+    for id in 5..11 {
+        let replay = at(id, event((id, id, None), &[("97", "1")], &[]));
+        let step = cache.on_update(replay, 0, &mut publisher).unwrap();
+        assert_eq!(step, NextStep::Continue);
+    }
+    assert_eq!(status(&mut reader, "binance.com", "X"), BookStatus::Synced);
+    // `synced_spot` applied 11 at time 11; the exchange reset its ids, and its next event is
+    // newer than anything the book applied.
+    let reset = at(12, event((3, 3, None), &[("97", "1")], &[]));
+    let step = cache.on_update(reset, 0, &mut publisher).unwrap();
+    assert_eq!(step, NextStep::FetchSnapshot);
+    assert_eq!(
+        status(&mut reader, "binance.com", "X"),
+        BookStatus::OutOfSync(OutOfSyncReason::IdsBackwards)
+    );
+    assert_eq!(reader.info("binance.com", "X").unwrap().gaps, 0);
+    // A snapshot on the new ids brings it back.
+    let (bids, asks) = (levels(&[("99", "1")]), levels(&[("101", "1")]));
+    cache
+        .on_snapshot(3, &bids, &asks, 0, &mut publisher)
+        .unwrap();
+    assert_eq!(status(&mut reader, "binance.com", "X"), BookStatus::Synced);
+}
+
 #[test]
 fn ids_that_go_backwards_are_a_resync_not_an_endlessly_ignored_event() {
+    // No event was applied since the snapshot, so no event time to compare with: the count of
+    // ignored events in a row is what catches the reset.
     let cluster = cluster("backwards");
     let mut publisher = publisher(&cluster);
     let mut cache = DepthCache::new(Exchange::BinanceCom, "X", 1000, &mut publisher).unwrap();
@@ -305,6 +348,20 @@ fn an_audit_that_finds_a_silently_changed_level_replaces_the_book_without_leavin
         .unwrap();
     let bids: Vec<(f64, f64)> = bids.iter().map(|l| (l.price, l.quantity)).collect();
     assert_eq!(bids, [(99.0, 1.0), (98.0, 5.0)]);
+    // The corrected book is hashed at its id: a replica that disagreed there agrees again.
+    let corrected =
+        [(99, 1), (98, 5)].map(|(price, quantity)| ubdcc_shm::RawLevel { price, quantity });
+    let ask = [ubdcc_shm::RawLevel {
+        price: 101,
+        quantity: 1,
+    }];
+    assert_eq!(
+        info.top_hash,
+        TopHash {
+            hash: top_hash(0, 0, &corrected, &ask),
+            update_id: 11
+        }
+    );
 }
 
 #[test]
@@ -368,4 +425,121 @@ fn a_shallower_audit_repairs_its_window_and_keeps_the_levels_beyond_it() {
         .unwrap();
     let bids: Vec<(f64, f64)> = read.iter().map(|l| (l.price, l.quantity)).collect();
     assert_eq!(bids, [(99.0, 1.0), (98.0, 5.0), (97.0, 1.0), (96.0, 1.0)]);
+}
+
+/// A spot book of one bid and one ask around 100, its snapshot at `id`.
+fn spot_book_at(id: u64) -> Snapshot {
+    spot_snapshot(id, &[("99", "1")], &[("101", "1")])
+}
+
+#[test]
+fn replicas_hash_their_books_at_the_same_update_ids_however_they_started() {
+    let cluster = cluster("hashpoints");
+    let (mut publisher_a, mut publisher_b) = (
+        publisher_of(&cluster, "dcn-a"),
+        publisher_of(&cluster, "dcn-b"),
+    );
+    let mut a = DepthCache::new(Exchange::BinanceCom, "X", 1000, &mut publisher_a).unwrap();
+    let mut b = DepthCache::new(Exchange::BinanceCom, "X", 1000, &mut publisher_b).unwrap();
+    let mut readers = ["dcn-a", "dcn-b"].map(|dcn| ClusterReader::open_dcn(&cluster, dcn).unwrap());
+    // Events 11..=40, three a second from exchange second 1 000 on (ids 11-13 in its first).
+    let events: Vec<DiffUpdate> = (11..=40u64)
+        .map(|id| {
+            let price = format!("{}", 90 + id % 7);
+            let time = 1_000_000 + (id - 11) / 3 * 1000 + (id - 11) % 3 * 10;
+            at(time, event((id, id, None), &[(&price, "2")], &[]))
+        })
+        .collect();
+    // a starts from a snapshot at 10, b from one at 24 (in the middle of a second).
+    a.on_starting_book(&spot_book_at(10), 0, &mut publisher_a)
+        .unwrap();
+    b.on_starting_book(&spot_book_at(10), 0, &mut publisher_b)
+        .unwrap();
+    let proof = |reader: &mut ClusterReader| reader.proof("binance.com", "X").unwrap().top_hash;
+    // Both loaded at 10: a hash of the snapshot each, the same one.
+    assert_eq!(proof(&mut readers[0]), proof(&mut readers[1]));
+    assert_eq!(proof(&mut readers[0]).update_id, 10);
+    // b loses sync and starts again from a snapshot at 24, built from a's book there.
+    for event in &events[..14] {
+        a.on_update(event.clone(), 0, &mut publisher_a).unwrap();
+    }
+    let at_24 = Snapshot {
+        last_update_id: 24,
+        depth: 1000,
+        bids: a
+            .book()
+            .best_first(Side::Bids)
+            .map(|level| LevelUpdate {
+                price: Decimal::new(level.price, a.book().price_exponent()),
+                quantity: Decimal::new(level.quantity, a.book().quantity_exponent()),
+            })
+            .collect(),
+        asks: levels(&[("101", "1")]),
+        exchange_time_ms: None,
+    };
+    b.resync(OutOfSyncReason::Disconnected, &mut publisher_b)
+        .unwrap();
+    b.on_starting_book(&at_24, 0, &mut publisher_b).unwrap();
+    let mut met = 0;
+    for event in &events[14..] {
+        a.on_update(event.clone(), 0, &mut publisher_a).unwrap();
+        b.on_update(event.clone(), 0, &mut publisher_b).unwrap();
+        let (hash_a, hash_b) = (proof(&mut readers[0]), proof(&mut readers[1]));
+        // A point is the last id of an exchange second: 13, 16, 19, ... (a's first is 13).
+        assert_eq!((hash_a.update_id - 13) % 3, 0, "{hash_a:?}");
+        // b's first point after its load is the end of the first whole second it saw.
+        if hash_b.update_id > 24 {
+            assert_eq!(hash_a, hash_b, "after event {}", event.ids.last);
+            met += 1;
+        }
+        // The hash is of the book at that id, not of the levels now published.
+        assert!(hash_a.update_id < event.ids.last);
+    }
+    assert!(met >= 10, "met at {met} events");
+    // The hash matches the book as it stood: replay a's events to the last point and hash.
+    let last = proof(&mut readers[0]);
+    let mut replay = OrderBookReplay::new();
+    for event in events
+        .iter()
+        .take_while(|event| event.ids.last <= last.update_id)
+    {
+        replay.apply(event);
+    }
+    assert_eq!(last.hash, replay.hash());
+    assert_ne!(last, TopHash::default());
+}
+
+/// The book a replica holds, rebuilt from the events alone (bids only change here).
+struct OrderBookReplay {
+    bids: std::collections::BTreeMap<u64, u64>,
+}
+
+impl OrderBookReplay {
+    fn new() -> Self {
+        Self {
+            bids: [(99, 1)].into_iter().collect(),
+        }
+    }
+
+    fn apply(&mut self, event: &DiffUpdate) {
+        for level in &event.bids {
+            let price = level.price.to_string().parse::<u64>().unwrap();
+            let quantity = level.quantity.to_string().parse::<u64>().unwrap();
+            self.bids.insert(price, quantity);
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        let bids: Vec<ubdcc_shm::RawLevel> = self
+            .bids
+            .iter()
+            .rev()
+            .map(|(&price, &quantity)| ubdcc_shm::RawLevel { price, quantity })
+            .collect();
+        let asks = [ubdcc_shm::RawLevel {
+            price: 101,
+            quantity: 1,
+        }];
+        top_hash(0, 0, &bids, &asks)
+    }
 }

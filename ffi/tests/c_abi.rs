@@ -1308,6 +1308,12 @@ fn waits_and_the_trust_metadata_reach_c() {
         freshness: Freshness::SNAPSHOT_TIME | Freshness::NO_EXCHANGE_TIME,
         ..BookMeta::starting()
     };
+    // The engine hashes its book and hands the hash over; the publish carries it.
+    let top = ubdcc_shm::TopHash {
+        hash: ubdcc_shm::top_hash(-1, 0, &[], &asks),
+        update_id: 9,
+    };
+    writer.set_top_hash(book, top).expect("top hash");
     writer.publish(book, &meta, &sides).expect("publish");
     let audit = Audit {
         verified_at_ms: 1_700_000_000_123,

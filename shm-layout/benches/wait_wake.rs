@@ -2,10 +2,11 @@
 //! not), and how soon a waiter sleeping in `wait_for_update` runs after a publish.
 //!
 //! - `wait_wake/publish_edits_top`: `publish_edits` replacing the best ask (the common update:
-//!   metadata, one level, the best levels, the top hash, the change stamp and both wakes).
-//! - `wait_wake/publish_edits_deep`: the same at best index 500 (no top hash to recompute).
-//! - `wait_wake/top_hash`: `top_hash` of 20 levels a side (what `publish_edits_top` adds to
-//!   `publish_edits_deep`).
+//!   metadata, one level, the best levels, the change stamp and both wakes).
+//! - `wait_wake/publish_edits_deep`: the same at best index 500.
+//! - `wait_wake/top_hash`: `top_hash` of 20 levels a side (what the engine pays once per
+//!   exchange second and book for the replicas cross-check; until issue 16's rework the writer
+//!   paid it at every publish that reached the top).
 //! - `wait_wake/publish_meta`: metadata only, to compare with `shm_publish/meta_only` of the
 //!   same build and of layout 2 (whose publishes woke nobody).
 //! - `wait_wake/publish_to_wake`: ping-pong between two threads, each with its own segment and

@@ -27,7 +27,8 @@
 //!   spinning, no missed wake-up ([`WaitOutcome`]).
 //! - [`ClusterReader::proof`] adds to a book's info what issue 16's trust layer publishes: its
 //!   audit results ([`Audit`], written with [`SegmentWriter::publish_audit`]) and a hash of its
-//!   top levels ([`top_hash`], computed by the writer at every publish that reaches the top).
+//!   top levels at an update id ([`top_hash`], set by the engine with
+//!   [`SegmentWriter::set_top_hash`]).
 //! - A dead writer (its `flock` is free) or a hung one (heartbeat older than [`HUNG_AFTER`]) turns
 //!   every read into an error, never into stale data.
 //! - Segments are created `0600` ([`DEFAULT_SEGMENT_MODE`]; [`SegmentConfig::mode`] and
@@ -104,7 +105,7 @@ pub use error::{
 pub use header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_HEADER_SIZE, SEGMENT_MAGIC};
 pub use layout::{LAYOUT_HASH, layout_table};
 pub use liveness::{HEARTBEAT_INTERVAL, HUNG_AFTER};
-pub use proof::{Audit, Freshness, TOP_HASH_LEVELS, TopHash, top_hash};
+pub use proof::{Audit, Freshness, TOP_HASH_LEVELS, TopHash, top_hash, top_hash_of};
 pub use query::{InvalidQuery, LevelQuery, select_levels};
 pub use reader::{DirectoryListing, SegmentReader, WriterInfo};
 pub use segment::{MAX_BOOKS_PER_SEGMENT, SEGMENT_PREFIX, segment_name, segment_size};

@@ -7,7 +7,7 @@ use std::ops::BitOr;
 use crate::book::RawLevel;
 
 /// Levels per side [`top_hash`] covers: the depth of Binance's smallest partial-book stream, deep
-/// enough that a missed update near the top shows, shallow enough to hash at every publish.
+/// enough that a missed update near the top shows, shallow enough to hash in ~150 ns.
 pub const TOP_HASH_LEVELS: usize = 20;
 
 /// Where a book's event time comes from, as bits (stored in bits 16..32 of the slot's status
@@ -69,8 +69,10 @@ pub struct Audit {
     pub audit_mismatches: u32,
 }
 
-/// A hash of a book's top levels and the update id it describes (see [`top_hash`]). The writer
-/// computes it itself at every publish that changes the top [`TOP_HASH_LEVELS`] levels.
+/// A hash of a book's top levels and the update id it describes (see [`top_hash`]). The engine
+/// computes it at points every replica of a market passes — the book as it stood at the end of
+/// each exchange second — and hands it to the writer ([`crate::SegmentWriter::set_top_hash`]),
+/// so the hash a slot holds is usually of an id a little older than its levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TopHash {
     /// [`top_hash`] of the book at `update_id`.
@@ -130,25 +132,31 @@ pub fn top_hash(
     bids: &[RawLevel],
     asks: &[RawLevel],
 ) -> u64 {
-    hash_sides(
+    top_hash_of(
         price_exponent,
         quantity_exponent,
-        bids.iter().map(|level| [level.price, level.quantity]),
-        asks.iter().map(|level| [level.price, level.quantity]),
+        bids.iter().copied(),
+        asks.iter().copied(),
     )
 }
 
-/// [`top_hash`] over levels given as `[price, quantity]` mantissa pairs, best first, at most
-/// [`TOP_HASH_LEVELS`] each (the writer hashes its rings with it).
+/// [`top_hash`] of sides given as iterators, best first (a book hashes its own levels without
+/// copying them out); only the first [`TOP_HASH_LEVELS`] of each are taken.
 #[inline]
-pub(crate) fn hash_sides(
+pub fn top_hash_of(
     price_exponent: i8,
     quantity_exponent: i8,
-    bids: impl Iterator<Item = [u64; 2]>,
-    asks: impl Iterator<Item = [u64; 2]>,
+    bids: impl Iterator<Item = RawLevel>,
+    asks: impl Iterator<Item = RawLevel>,
 ) -> u64 {
-    let hash = mix_side(OFFSET_BASIS, price_exponent, quantity_exponent, bids);
-    mix_side(hash, price_exponent, quantity_exponent, asks)
+    let pair = |level: RawLevel| [level.price, level.quantity];
+    let hash = mix_side(
+        OFFSET_BASIS,
+        price_exponent,
+        quantity_exponent,
+        bids.map(pair),
+    );
+    mix_side(hash, price_exponent, quantity_exponent, asks.map(pair))
 }
 
 /// Mixes one side's top levels, then their number, into `hash`.

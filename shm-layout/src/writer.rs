@@ -17,13 +17,12 @@ use crate::header::{LAYOUT_MAJOR, LAYOUT_MINOR, SEGMENT_MAGIC, SegmentState};
 use crate::layout::LAYOUT_HASH;
 use crate::liveness::{monotonic_coarse_ns, own_start_time, try_lock_exclusive, unix_now_ns};
 use crate::mapping::{Access, Mapping};
-use crate::proof::{Audit, TOP_HASH_LEVELS, hash_sides};
+use crate::proof::{Audit, TopHash};
 use crate::ring::{self, Ring};
 use crate::segment::{Geometry, SHM_DIR, SegmentView, segment_name, segment_size};
 use crate::seqlock::WriteSection;
 use crate::slot::{
     DEFAULT_LEVELS_PER_SIDE, LevelWords, SlotHeader, pack_exponents, pack_pair, pack_status,
-    unpack_exponents,
 };
 use crate::status::{BookStatus, OutOfSyncReason, STATUS_EMPTY, Side};
 use crate::wait::{FutexWord, signal};
@@ -133,6 +132,8 @@ struct SlotUse {
     /// before the first one and after a publish that did not finish, so edits only ever apply to
     /// a version the writer knows exactly.
     rings: Option<[Ring; 2]>,
+    /// The top hash the book's next publish carries (see [`SegmentWriter::set_top_hash`]).
+    top_hash: Option<TopHash>,
 }
 
 /// Stamps a segment's heartbeat from wherever the writer itself cannot be reached; cheap to clone
@@ -389,6 +390,7 @@ impl SegmentWriter {
             book: Some(key.clone()),
             updates: 0,
             rings: None,
+            top_hash: None,
         };
 
         {
@@ -398,7 +400,7 @@ impl SegmentWriter {
             store_meta(header, &BookMeta::starting(), 0);
             header.exponents.store(0, Ordering::Relaxed);
             store_audit(header, &Audit::default());
-            header.top_hash.store(0, Ordering::Relaxed);
+            store_top_hash(header, TopHash::default());
             store_rings(
                 header,
                 self.view.levels(slot_index, Side::Bids),
@@ -512,12 +514,7 @@ impl SegmentWriter {
             head: 0,
             len: levels.len() as u32,
         });
-        let top_hash = crate::proof::top_hash(
-            sides.price_exponent,
-            sides.quantity_exponent,
-            sides.bids,
-            sides.asks,
-        );
+        let top_hash = self.slots[book.slot as usize].top_hash.take();
         {
             let section = begin_section(&self.view, &mut self.last_stamp, book.slot);
             let header = section.header;
@@ -529,7 +526,9 @@ impl SegmentWriter {
             store_levels(bids, sides.bids);
             store_levels(asks, sides.asks);
             store_rings(header, bids, asks, rings);
-            header.top_hash.store(top_hash, Ordering::Relaxed);
+            if let Some(top_hash) = top_hash {
+                store_top_hash(header, top_hash);
+            }
         }
         self.slots[book.slot as usize].rings = Some(rings);
         Ok(())
@@ -564,7 +563,7 @@ impl SegmentWriter {
         self.slots[book.slot as usize].rings = None;
         let bids = self.view.levels(book.slot, Side::Bids);
         let asks = self.view.levels(book.slot, Side::Asks);
-        let top_changed = touches_top(edits.bids) || touches_top(edits.asks);
+        let top_hash = self.slots[book.slot as usize].top_hash.take();
         {
             let section = begin_section(&self.view, &mut self.last_stamp, book.slot);
             let header = section.header;
@@ -572,8 +571,8 @@ impl SegmentWriter {
             apply_edits(bids, &mut rings[0], edits.bids);
             apply_edits(asks, &mut rings[1], edits.asks);
             store_rings(header, bids, asks, rings);
-            if top_changed {
-                store_top_hash(header, bids, asks, rings);
+            if let Some(top_hash) = top_hash {
+                store_top_hash(header, top_hash);
             }
         }
         self.slots[book.slot as usize].rings = Some(rings);
@@ -600,8 +599,29 @@ impl SegmentWriter {
     pub fn publish_meta(&mut self, book: BookHandle, meta: &BookMeta) -> Result<(), WriteError> {
         self.check_handle(book)?;
         let updates = self.count_update(book);
+        let top_hash = self.slots[book.slot as usize].top_hash.take();
         let section = begin_section(&self.view, &mut self.last_stamp, book.slot);
         store_meta(section.header, meta, updates);
+        if let Some(top_hash) = top_hash {
+            store_top_hash(section.header, top_hash);
+        }
+        Ok(())
+    }
+
+    /// Sets the top hash (issue 16's replica cross-check, [`crate::top_hash`] of the book at
+    /// `top_hash.update_id`) the book's next publish carries, in that publish's own section:
+    /// levels, edits or metadata alike. Readers get it in [`crate::BookProof::top_hash`] from
+    /// then on, until the next one, whatever the book publishes meanwhile; a new book has none.
+    ///
+    /// The writer does not hash the levels itself: the engine hashes its book at points every
+    /// replica of the market passes (the end of each exchange second), so replicas compare
+    /// equal ids, and the hash costs once a second instead of at every publish.
+    ///
+    /// # Errors
+    /// [`WriteError::StaleHandle`] for a removed book.
+    pub fn set_top_hash(&mut self, book: BookHandle, top_hash: TopHash) -> Result<(), WriteError> {
+        self.check_handle(book)?;
+        self.slots[book.slot as usize].top_hash = Some(top_hash);
         Ok(())
     }
 
@@ -901,10 +921,15 @@ fn store_meta(header: &SlotHeader, meta: &BookMeta, updates: u64) {
         .sync_counters
         .store(pack_pair(meta.resyncs, meta.gaps), Ordering::Relaxed);
     header.updates.store(updates, Ordering::Relaxed);
-    // The levels' hash describes the book the slot now claims to be at this id.
+}
+
+/// Stores a book's top hash with the update id it describes (Relaxed: the caller holds the
+/// slot's write section).
+fn store_top_hash(header: &SlotHeader, top_hash: TopHash) {
+    header.top_hash.store(top_hash.hash, Ordering::Relaxed);
     header
         .top_hash_update_id
-        .store(meta.last_update_id, Ordering::Relaxed);
+        .store(top_hash.update_id, Ordering::Relaxed);
 }
 
 /// Stores a book's audit results (Relaxed: the caller holds the slot's write section).
@@ -916,35 +941,6 @@ fn store_audit(header: &SlotHeader, audit: &Audit) {
         pack_pair(audit.audits, audit.audit_mismatches),
         Ordering::Relaxed,
     );
-}
-
-/// `true` when an edit reaches into the levels [`crate::top_hash`] covers. An insertion or
-/// removal deeper down moves only deeper levels; one above moves the level at the edge too.
-fn touches_top(edits: &[LevelEdit]) -> bool {
-    edits.iter().any(|edit| {
-        let (LevelEdit::Insert { at, .. }
-        | LevelEdit::Remove { at }
-        | LevelEdit::Replace { at, .. }) = *edit;
-        (at as usize) < TOP_HASH_LEVELS
-    })
-}
-
-/// Hashes the top of both rings as they now stand and stores it (only when an edit reached the
-/// top: the hash of 20 levels a side costs about 170 ns, `wait_wake/top_hash`, against about
-/// 300 ns for the rest of a one-level publish with its wakes; cheap enough that every version
-/// carries the hash of its own update id, so replicas compare at any id without asking).
-/// Relaxed loads of the writer's own stores; the caller holds the slot's write section.
-#[inline]
-fn store_top_hash(header: &SlotHeader, bids: &[LevelWords], asks: &[LevelWords], rings: [Ring; 2]) {
-    let (price_exponent, quantity_exponent) =
-        unpack_exponents(header.exponents.load(Ordering::Relaxed));
-    let hash = hash_sides(
-        price_exponent,
-        quantity_exponent,
-        ring_top(bids, rings[0]),
-        ring_top(asks, rings[1]),
-    );
-    header.top_hash.store(hash, Ordering::Relaxed);
 }
 
 /// Stores one side's levels from physical index 0, i.e. a ring with head 0 (Relaxed: the caller
@@ -1024,18 +1020,6 @@ fn apply_edits(words: &[LevelWords], side: &mut Ring, edits: &[LevelEdit]) {
             }
         }
     }
-}
-
-/// The levels [`crate::top_hash`] covers of one ring, best first, as mantissa pairs (Relaxed
-/// loads of the writer's own stores).
-fn ring_top(words: &[LevelWords], ring: Ring) -> impl Iterator<Item = [u64; 2]> + '_ {
-    let (first, second) = ring.runs(TOP_HASH_LEVELS, words.len() as u32);
-    words[first].iter().chain(&words[second]).map(|word| {
-        [
-            word.price.load(Ordering::Relaxed),
-            word.quantity.load(Ordering::Relaxed),
-        ]
-    })
 }
 
 #[cfg(test)]

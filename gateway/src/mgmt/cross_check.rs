@@ -1,7 +1,13 @@
 //! Replicas cross-check (issue 16): replicas of one DepthCache on different DCNs must hold the
-//! same book at the same update id. Each DCN reports a few `(update id, hash of its top levels)`
-//! samples of every replica (the writer hashes the top levels at every publish that changes
-//! them, `ubdcc_shm::top_hash`); mgmt compares the samples of a market's replicas at equal ids.
+//! same book at the same update id. Each DCN reports its last few `(update id, hash of its top
+//! levels)` samples of every replica (`ubdcc_shm::top_hash`); mgmt compares the samples of a
+//! market's replicas at equal ids.
+//!
+//! The ids are ones every replica hashes: the engine hashes its book as it stood at the end of
+//! each exchange second (before the first event with a later `E`), at each snapshot it loads and
+//! after an audit repaired it (`ubdcc_engine::DepthCache`). A hash so stays in shared memory for
+//! about a second, the agent samples it (every 100 ms) into a history of the last 16, and each
+//! report of a busy replica shares about 15 ids with its peer's last report.
 //!
 //! A difference means one of them (or both) is wrong — a missed update, a change the exchange
 //! never announced that only one replica's snapshot saw, a bug. It is recorded on the DepthCache
@@ -9,8 +15,8 @@
 //! (an audit repaired the wrong one, which samples the id again with its new hash); the
 //! DCNs holding a disagreeing replica audit it at once (`crate::agent`).
 //!
-//! Equal ids are frequent for quiet markets and rarer for busy ones (two DCNs sample at their own
-//! moments); the samples span several reports to give them more chances to meet.
+//! (Until this scheme, the writer hashed every publish at its own id, and two DCNs sampling at
+//! their own moments rarely caught a busy book at the same id.)
 
 use super::state::{DepthCacheRecord, ReplicaDisagreement, Seconds};
 
