@@ -23,15 +23,16 @@ pub(super) enum Inbound {
     Ignored,
 }
 
-/// Reads one text message of a connection carrying `streams`.
+/// Reads one text message of a connection carrying `streams`, received at `received_ns` (Unix
+/// ns of the socket read that completed it, see `stamp`).
 ///
 /// # Errors
 /// A message that does not parse as a whole: no book can be told apart, so none can be trusted.
 pub(super) fn read_text(
     streams: &HashMap<String, BookId>,
     mut buffer: Vec<u8>,
+    received_ns: u64,
 ) -> Result<Inbound, String> {
-    let received_ns = crate::clock::unix_now_ns();
     let message = StreamMessage::parse(&mut buffer).map_err(|error| error.to_string())?;
     Ok(match message {
         StreamMessage::Depth { stream, update } => {
@@ -91,7 +92,11 @@ pub(super) async fn receive(
             if let Some(tee) = tee {
                 tee.frame(&text);
             }
-            Received::Text(read_text(streams, text.as_bytes().to_vec()))
+            Received::Text(read_text(
+                streams,
+                text.as_bytes().to_vec(),
+                link.received.last_read_ns(),
+            ))
         }
         // Binance disconnects a client that does not echo its ping in time.
         Message::Ping(payload) => match link.sink.send(Message::Pong(payload)).await {
@@ -103,8 +108,9 @@ pub(super) async fn receive(
     }
 }
 
-pub(super) type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(super) type Socket = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<super::stamp::Stamped<tokio::net::TcpStream>>,
+>;
 
 pub(super) type Frame = Result<Message, tokio_tungstenite::tungstenite::Error>;
 
@@ -115,6 +121,8 @@ pub(super) type Connecting = Pin<Box<dyn Future<Output = Result<Socket, String>>
 pub(super) struct Link {
     pub(super) sink: SplitSink<Socket, Message>,
     pub(super) stream: SplitStream<Socket>,
+    /// When `stream`'s socket last read data: the receive time of the frames decoded since.
+    pub(super) received: super::stamp::ReadStamp,
     pub(super) outbox: VecDeque<Outgoing>,
     /// Sent `SUBSCRIBE`s awaiting their reply, by id.
     pub(super) awaiting: HashMap<u64, Outgoing>,

@@ -40,6 +40,7 @@
 
 mod link;
 mod session;
+mod stamp;
 
 use link::*;
 use session::*;
@@ -197,6 +198,44 @@ enum SessionEnd {
 
 /// What a session does after one input: carry on, or end.
 type Step = ControlFlow<SessionEnd>;
+
+/// Opens the stream endpoint's WebSocket over a TCP socket whose reads are stamped.
+async fn open_socket(url: String) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::error::UrlError;
+    let request = url.as_str().into_client_request()?;
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or(tokio_tungstenite::tungstenite::Error::Url(
+            UrlError::NoHostName,
+        ))?;
+    // `[::1]` in a URL is `::1` to the resolver.
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri
+        .port_u16()
+        .or(match uri.scheme_str() {
+            Some("wss") => Some(443),
+            Some("ws") => Some(80),
+            _ => None,
+        })
+        .ok_or(tokio_tungstenite::tungstenite::Error::Url(
+            UrlError::UnsupportedUrlScheme,
+        ))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+    let (socket, _) = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        stamp::Stamped::new(tcp),
+        Some(config),
+        None,
+    )
+    .await?;
+    Ok(socket)
+}
 
 /// A pending control message.
 struct Outgoing {
@@ -387,18 +426,13 @@ impl StreamConnection {
         });
     }
 
-    /// Connects to the stream endpoint: TCP, TLS and the WebSocket handshake.
+    /// Connects to the stream endpoint: TCP (its reads stamped, see `stamp`), TLS and the
+    /// WebSocket handshake.
     fn connect(&self) -> impl Future<Output = Result<Socket, String>> + Send + 'static {
         let url = self.config.url.clone();
         async move {
-            let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-            match timeout(
-                CONNECT_TIMEOUT,
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
-            )
-            .await
-            {
-                Ok(Ok((socket, _))) => Ok(socket),
+            match timeout(CONNECT_TIMEOUT, open_socket(url)).await {
+                Ok(Ok(socket)) => Ok(socket),
                 Ok(Err(error)) => Err(format!("connect: {error}")),
                 Err(_) => Err("connect timed out".into()),
             }
@@ -407,6 +441,7 @@ impl StreamConnection {
 
     /// A link over `socket` with every stream of the connection queued for `SUBSCRIBE`.
     fn link(&mut self, socket: Socket) -> Link {
+        let received = socket.get_ref().get_ref().stamp();
         let (sink, stream) = socket.split();
         // Control messages (and our pings) share Binance's per-second limit; stay two below it.
         let pace = Duration::from_secs(1)
@@ -421,6 +456,7 @@ impl StreamConnection {
         let mut link = Link {
             sink,
             stream,
+            received,
             outbox: VecDeque::new(),
             awaiting: HashMap::new(),
             refused: Vec::new(),
@@ -482,7 +518,7 @@ mod tests {
     }
 
     fn read(text: &str) -> Inbound {
-        read_text(&streams(), text.as_bytes().to_vec()).expect("parses")
+        read_text(&streams(), text.as_bytes().to_vec(), 1).expect("parses")
     }
 
     #[test]
@@ -524,6 +560,6 @@ mod tests {
 
     #[test]
     fn an_unparseable_message_is_an_error() {
-        assert!(read_text(&streams(), b"{\"stream\":".to_vec()).is_err());
+        assert!(read_text(&streams(), b"{\"stream\":".to_vec(), 1).is_err());
     }
 }

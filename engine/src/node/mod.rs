@@ -32,6 +32,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, interval, sleep_until};
 use ubdcc_shm::{BookStatus, HEARTBEAT_INTERVAL, OutOfSyncReason, SegmentConfig};
 
+use crate::binance::wire::DiffUpdate;
 use crate::buffer_budget::BufferBudget;
 use crate::connection::{ConnectionCommand, ConnectionConfig, StreamConnection, StreamEvent};
 use crate::deepening::SHADOW_BYTES_PER_NODE;
@@ -63,7 +64,19 @@ const DELISTED_RETRY: Duration = Duration::from_secs(300);
 /// because their producer must never wait: the loop sends snapshot requests and connection
 /// commands (at most a few per book and event it handles; waiting on a task that waits on the
 /// loop would deadlock), and every node command's sender awaits its reply (one per caller).
-const STREAM_EVENTS_IN_FLIGHT: usize = 4096;
+///
+/// Small on purpose: an event waits here after its receive time is taken, behind every event
+/// queued before it. Binance's `@100ms` ticks reach a DCN as bursts (1 000 books: ~1 000 events
+/// at once); with 4 096 in flight the connections parsed a whole burst before the loop applied
+/// any of it, and an event waited for the burst (receive → publish p99 9.5 ms at 1 000 books,
+/// `benches/dcn_load.py`). With 64, a connection parses at most 64 events ahead of the loop
+/// (~0.3 ms of apply and publish) and the rest of a burst waits unparsed in the socket, whose
+/// kernel buffer holds it for free.
+const STREAM_EVENTS_IN_FLIGHT: usize = 64;
+
+/// Stream events the loop handles per wake-up before it looks at its other inputs again: one
+/// pass through its `select!` per event cost more than a small diff's apply.
+const STREAM_EVENTS_PER_PASS: usize = STREAM_EVENTS_IN_FLIGHT;
 
 /// One book and what the loop knows about it.
 struct Entry {
@@ -306,7 +319,7 @@ impl Node {
                     None => return Ok(()),
                 },
                 Some(ended) = self.tasks.join_next_with_id() => self.on_task_ended(ended)?,
-                Some(event) = self.stream_rx.recv() => self.on_stream_event(event),
+                Some(event) = self.stream_rx.recv() => self.on_stream_events(event),
                 Some(outcome) = self.outcome_rx.recv() => self.on_snapshot(outcome),
                 Some(outcome) = self.seed_rx.recv() => self.on_seed(outcome),
                 _ = heartbeat.tick() => self.publisher.writer().heartbeat(),
@@ -528,30 +541,53 @@ impl Node {
         self.connections.len() - 1
     }
 
+    /// Applies a diff event to its book and acts on the outcome.
+    fn on_diff(&mut self, book: BookId, update: DiffUpdate, received_ns: u64) {
+        let Some(entry) = self.books.get_mut(&book) else {
+            return;
+        };
+        let before = entry.cache.meta().last_update_id;
+        let step = entry
+            .cache
+            .on_update(update, received_ns, &mut self.publisher);
+        // Only an event that moved the book proves its stream alive: a stream whose ids
+        // went backwards brings nothing but ignored events, and must meet the silence
+        // check rather than look busy.
+        if entry.cache.meta().last_update_id != before {
+            entry.last_event = Instant::now();
+            entry.events_since_audit += 1;
+        }
+        // Nearly every event leaves a synced book synced with no audit catching up: then
+        // `after` and `audit_caught_up` have nothing to do, and each would look the book up
+        // again (a walk of cold B-tree nodes at 1 000 books, `perf` of `benches/dcn_load.py`).
+        let settled = matches!(step, Ok(NextStep::Continue))
+            && (entry.synced_since.is_some() || !entry.cache.meta().status.is_synced())
+            && entry.audit != AuditState::CatchingUp;
+        if settled {
+            return;
+        }
+        self.after(book, step);
+        self.audit_caught_up(book);
+    }
+
+    /// Handles `first` and the events queued behind it, up to [`STREAM_EVENTS_PER_PASS`].
+    fn on_stream_events(&mut self, first: StreamEvent) {
+        self.on_stream_event(first);
+        for _ in 1..STREAM_EVENTS_PER_PASS {
+            let Ok(event) = self.stream_rx.try_recv() else {
+                break;
+            };
+            self.on_stream_event(event);
+        }
+    }
+
     fn on_stream_event(&mut self, event: StreamEvent) {
         match event {
             StreamEvent::Diff {
                 book,
                 update,
                 received_ns,
-            } => {
-                let Some(entry) = self.books.get_mut(&book) else {
-                    return;
-                };
-                let before = entry.cache.meta().last_update_id;
-                let step = entry
-                    .cache
-                    .on_update(update, received_ns, &mut self.publisher);
-                // Only an event that moved the book proves its stream alive: a stream whose ids
-                // went backwards brings nothing but ignored events, and must meet the silence
-                // check rather than look busy.
-                if entry.cache.meta().last_update_id != before {
-                    entry.last_event = Instant::now();
-                    entry.events_since_audit += 1;
-                }
-                self.after(book, step);
-                self.audit_caught_up(book);
-            }
+            } => self.on_diff(book, update, received_ns),
             StreamEvent::Subscribed { books } => {
                 for book in books {
                     self.request_snapshot(book);
