@@ -139,17 +139,38 @@ pub(crate) struct BookMessage<'a> {
 pub(crate) fn book(stream: &str, message: &BookMessage<'_>) -> Payload {
     let levels = message.bids.len() + message.asks.len();
     let mut out = open(stream, 80 + levels * 40);
+    write_book_data(&mut out, message);
+    close(out)
+}
+
+/// The `data` object of a `@bookN` message, alone: the same for every name of one book and N
+/// at one version, so it is serialised once and wrapped per name ([`wrap`]).
+pub(crate) fn book_data(message: &BookMessage<'_>) -> Vec<u8> {
+    let levels = message.bids.len() + message.asks.len();
+    let mut out = Vec::with_capacity(80 + levels * 40);
+    write_book_data(&mut out, message);
+    out
+}
+
+/// `{"stream":"<stream>","data":<data>}`: a copy of `data`, not a new serialisation (a
+/// `@book1000` snapshot is ~60 KiB; formatting its numbers costs ~40× copying it).
+pub(crate) fn wrap(stream: &str, data: &[u8]) -> Payload {
+    let mut out = open(stream, data.len());
+    out.extend_from_slice(data);
+    close(out)
+}
+
+fn write_book_data(out: &mut Vec<u8>, message: &BookMessage<'_>) {
     write!(out, "{{\"snapshot\":{},\"bids\":", message.snapshot).ok();
-    write_levels(&mut out, message.bids);
+    write_levels(out, message.bids);
     out.extend_from_slice(b",\"asks\":");
-    write_levels(&mut out, message.asks);
+    write_levels(out, message.asks);
     write!(
         out,
         ",\"u\":{},\"E\":{},\"depth\":{}}}",
         message.last_update_id, message.event_time_ms, message.depth
     )
     .ok();
-    close(out)
 }
 
 /// A status message: `reason` `None` is "synced" again, `Some` is out of sync for that reason.

@@ -31,6 +31,20 @@ pub(crate) struct Marker {
     status: BookStatus,
 }
 
+impl Marker {
+    /// The marker of a synced book after `changes` publishes of one replica (tests' sources).
+    #[cfg(test)]
+    pub(crate) fn synced_after(changes: u64) -> Self {
+        Self {
+            changes,
+            dcn: 1,
+            generation: 1,
+            updates: changes,
+            status: BookStatus::Synced,
+        }
+    }
+}
+
 /// The replica a read came from and how far its book is, to tell a continuation from a
 /// jump (another replica, a resync) that needs a new snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -447,4 +447,113 @@ mod tests {
         let name = StreamName::parse("binance.com:ETHUSDT@bbo").unwrap();
         assert!(registry.subscribe(&outbox, &[name]).is_err());
     }
+
+    /// A book that changes at every marker look: 1 000 levels per side, one level's quantity
+    /// different at each version (the busiest a book can be, seen from the watcher).
+    struct Busy {
+        version: u64,
+    }
+
+    impl BookSource for Busy {
+        fn marker(&mut self, _: &str, _: &str) -> Result<Marker, ReadError> {
+            self.version += 1;
+            Ok(Marker::synced_after(self.version))
+        }
+
+        fn read_top(
+            &mut self,
+            _: &str,
+            _: &str,
+            depth: u32,
+            bids: &mut Vec<Level>,
+            asks: &mut Vec<Level>,
+        ) -> Result<(BookInfo, Origin), ReadError> {
+            let changed = (self.version % u64::from(depth)) as u32;
+            let level = |i: u32, price: f64| Level {
+                price,
+                quantity: if i == changed {
+                    self.version as f64
+                } else {
+                    1.0
+                },
+            };
+            bids.clear();
+            asks.clear();
+            bids.extend((0..depth).map(|i| level(i, 10_000.0 - f64::from(i))));
+            asks.extend((0..depth).map(|i| level(i, 10_001.0 + f64::from(i))));
+            let info = BookInfo {
+                status: ubdcc_shm::BookStatus::Synced,
+                last_update_id: self.version,
+                event_time_ms: 1,
+                receive_time_ns: 0,
+                publish_time_ns: 0,
+                bid_count: depth,
+                ask_count: depth,
+                resyncs: 0,
+                gaps: 0,
+                depth,
+                updates: self.version,
+                generation: 1,
+                changes: self.version,
+                freshness: ubdcc_shm::Freshness::empty(),
+            };
+            let origin = Origin {
+                dcn: "dcn-1".into(),
+                generation: 1,
+                resyncs: 0,
+                gaps: 0,
+                updates: self.version,
+            };
+            Ok((info, origin))
+        }
+
+        fn read_bbo(&mut self, _: &str, _: &str) -> Result<(Bbo, Replica), ReadError> {
+            unreachable!("no @bbo topic")
+        }
+
+        fn wait(&mut self, _: Duration) {}
+    }
+
+    /// The watcher's worst case under the view-level budget: one busy book, as many
+    /// `@book1000@<n>ms` names as the budget admits (1 048, each a topic of its own), every one
+    /// due at every pass. Prints the time of a pass; run with
+    /// `cargo test --release -p ubdcc-gateway --lib worst_pass -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, meaningful in release only"]
+    fn worst_pass_under_the_view_level_budget() {
+        use crate::restapi::push::limits::MAX_VIEW_LEVELS;
+        let registry = Arc::new(Registry::default());
+        let outbox = Arc::new(Outbox::default());
+        let topics = MAX_VIEW_LEVELS / 1000;
+        let names: Vec<StreamName> = (0..topics)
+            .map(|i| StreamName::parse(&format!("binance.com:BTCUSDT@book1000@{}ms", 10 + i)))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        registry.subscribe(&outbox, &names).unwrap();
+        let one_more = StreamName::parse("binance.com:BTCUSDT@book1000@9999ms").unwrap();
+        assert!(registry.subscribe(&outbox, &[one_more]).is_err());
+        let shared = Arc::new(WatcherShared::default());
+        let mut watcher = Watcher::new(Busy { version: 0 }, Arc::clone(&registry), shared);
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let mut times = Vec::new();
+        for pass in 0..21u32 {
+            // A minute later each time: every conflated topic is due.
+            let now = start + Duration::from_secs(61) * pass;
+            let took = Instant::now();
+            watcher.pass(now);
+            times.push(took.elapsed());
+            out.clear();
+            outbox.take(&mut out, usize::MAX, now).unwrap();
+            assert_eq!(out.len() as u64, topics, "pass {pass}");
+        }
+        let first = times.remove(0);
+        times.sort();
+        eprintln!(
+            "{topics} @book1000 topics of one book, all due: first pass (snapshots) {first:?}; \
+             diff passes median {:?}, max {:?}",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
 }
