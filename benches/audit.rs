@@ -345,13 +345,16 @@ fn cross_check(options: &Options) -> anyhow::Result<()> {
             _ => None,
         };
         if let Some(replica) = reporting {
-            for (scheme, met) in met.iter_mut().enumerate() {
-                for book in 0..books {
-                    let other = histories[scheme][1 - replica][book].reported.clone();
-                    let mine = &mut histories[scheme][replica][book];
+            for (histories, met) in histories.iter_mut().zip(met.iter_mut()) {
+                let (first, second) = histories.split_at_mut(1);
+                let (mine, theirs) = match replica {
+                    0 => (&mut first[0], &second[0]),
+                    _ => (&mut second[0], &first[0]),
+                };
+                for (mine, theirs) in mine.iter_mut().zip(theirs) {
                     mine.reported = mine.samples.clone();
-                    if !other.is_empty() {
-                        met.report(&mine.reported, &other);
+                    if !theirs.reported.is_empty() {
+                        met.report(&mine.reported, &theirs.reported);
                     }
                 }
             }
