@@ -5,11 +5,14 @@ from the simulator's event to the book being visible in shared memory.
     cargo build --release --bin ubdcc && pip install ./ffi/python
     python3 benches/dcn_load.py [--books-per-family 334] [--rate 10] [--seconds 30]
 
-The simulator is pinned to CPU 0 and the DCN to CPU 1 (`--cpu 1`), so the DCN's share of its core
-is measured alone. Latency is sampled by polling books through `ubdcc_local`:
+The simulator and this script's sampler are pinned to CPU 0 and the DCN to CPU 1 (`--cpu 1`), so
+the DCN's share of its core is measured alone. Latency is sampled by polling books through `ubdcc_local`:
 - engine time: the DCN's receive time to its publish time (ns clocks of one process);
 - event-to-visible: the simulator's event time `E` (whole milliseconds) to the moment a reader
-  sees the new version, so it carries up to 1 ms of quantisation.
+  sees the new version, so it carries up to 1 ms of quantisation;
+- event-to-receive: `E` to the DCN's receive time (the socket read that completed the event):
+  the simulator's own time to make and send a tick, and the kernel, which the DCN does not
+  control (it splits event-to-visible into the simulator's part and the DCN's).
 """
 import argparse
 import os
@@ -50,6 +53,7 @@ def main():
     parser.add_argument("--books-per-family", type=int, default=334)
     parser.add_argument("--rate", type=int, default=10)
     parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--dump", help="write each sample (seen Unix ns, market, engine us, visible ms) to this file")
     opts = parser.parse_args()
     n = opts.books_per_family
     sim, sim_address = start(["sim", "--port", "0", "--markets", str(n), "--rate", str(opts.rate), "--options-snapshot-lag-ms", "0"], 0)
@@ -76,9 +80,13 @@ def main():
         share = (cpu_seconds(dcn.pid) - before) / (time.monotonic() - t0)
         print(f"DCN CPU: {share * 100:.1f}% of one core for {len(markets)} books at {opts.rate} messages/s each")
 
+        # The sampler runs beside the simulator, never on the DCN's core, and sleeps between
+        # rounds: a busy-polling reader on CPU 1 took half the DCN's core whenever the kernel
+        # put it there, and its time slices showed up as the DCN's p99.
+        os.sched_setaffinity(0, {0})
         sample = markets[:: max(1, len(markets) // 50)]
         last = {}
-        engine_us, visible_ms = [], []
+        engine_us, visible_ms, arrival_ms, samples = [], [], [], []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             for exchange, symbol in sample:
@@ -91,9 +99,16 @@ def main():
                     if (exchange, symbol) in last:
                         engine_us.append((info["publish_time_ns"] - info["receive_time_ns"]) / 1000)
                         visible_ms.append((seen_ns - info["event_time_ms"] * 1_000_000) / 1e6)
+                        arrival_ms.append((info["receive_time_ns"] - info["event_time_ms"] * 1_000_000) / 1e6)
+                        samples.append((seen_ns, f"{exchange}:{symbol}", engine_us[-1], visible_ms[-1]))
                     last[(exchange, symbol)] = info["last_update_id"]
-        print(f"engine receive->publish: p50 {statistics.median(engine_us):.1f} us, p99 {percentile(engine_us, 0.99):.1f} us ({len(engine_us)} updates)")
+            time.sleep(0.0005)
+        print(f"engine receive->publish: p50 {statistics.median(engine_us):.1f} us, p90 {percentile(engine_us, 0.9):.1f} us, p99 {percentile(engine_us, 0.99):.1f} us, max {max(engine_us):.1f} us ({len(engine_us)} updates)")
+        if opts.dump:
+            with open(opts.dump, "w") as out:
+                out.writelines(f"{seen} {market} {engine:.1f} {visible:.3f}\n" for seen, market, engine, visible in samples)
         print(f"event time->visible in shm: p50 {statistics.median(visible_ms):.2f} ms, p99 {percentile(visible_ms, 0.99):.2f} ms")
+        print(f"event time->DCN receive: p50 {statistics.median(arrival_ms):.2f} ms, p99 {percentile(arrival_ms, 0.99):.2f} ms")
     finally:
         dcn.terminate()
         dcn.wait()

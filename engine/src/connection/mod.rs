@@ -101,12 +101,17 @@ const MAX_HELD_EVENTS: usize = 65_536;
 /// Why a successor was given up at [`MAX_HELD_EVENTS`].
 const TOO_MUCH_HELD: &str = "replacement connection held too many events before taking over";
 
-/// Bytes a stream socket reads at once. tungstenite zero-fills its read buffer up to this size
-/// before every read; its default of 128 KiB made that fill 2-3 % of a DCN's time at 1 000 books
-/// (`benches/dcn_load.py` under perf) and swept a sixteenth of the core's L2 cache, where the
-/// books are, on every read. A diff event is well under 1 KiB; a longer message still grows the
-/// buffer as it needs.
-const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Bytes a stream socket reads at once. Every event of a read is stamped with that read's time
+/// (`stamp`) and then waits for the events before it in the read, and for the reads of the
+/// other connections the loop takes turns with: at 1 000 books a Binance `@100ms` tick puts
+/// ~1 000 events in the sockets at once, and 16 KiB reads (~50 events) left the last of them
+/// waiting ~5 ms (receive → publish p99 4.5–5.1 ms, `benches/dcn_load.py`); 4 KiB reads (~13
+/// events) cut that to 1.5 ms for ~4 read syscalls where there was one (~1 µs each, a few per
+/// tick per connection). Smaller still buys little: the loop's own queue holds 16 events. Also
+/// why not tungstenite's default of 128 KiB: it zero-fills its read buffer up to this size
+/// before every read, which was 2-3 % of a DCN's time at 1 000 books and swept a sixteenth of the
+/// core's L2 cache, where the books are. A longer message still grows the buffer as it needs.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// First wait before reconnecting; doubles up to the configured maximum.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);

@@ -69,13 +69,13 @@ const DELISTED_RETRY: Duration = Duration::from_secs(300);
 /// queued before it. Binance's `@100ms` ticks reach a DCN as bursts (1 000 books: ~1 000 events
 /// at once); with 4 096 in flight the connections parsed a whole burst before the loop applied
 /// any of it, and an event waited for the burst (receive → publish p99 9.5 ms at 1 000 books,
-/// `benches/dcn_load.py`). With 64, a connection parses at most 64 events ahead of the loop
-/// (~0.3 ms of apply and publish) and the rest of a burst waits unparsed in the socket, whose
-/// kernel buffer holds it for free.
-const STREAM_EVENTS_IN_FLIGHT: usize = 64;
+/// `benches/dcn_load.py`). With 16, a connection parses at most 16 events ahead of the loop
+/// (~0.1 ms of apply and publish) and the rest of a burst waits unread in the socket, whose
+/// kernel buffer holds it for free (with the connections' 4 KiB reads: p99 1.5 ms).
+const STREAM_EVENTS_IN_FLIGHT: usize = 16;
 
-/// Stream events the loop handles per wake-up before it looks at its other inputs again: one
-/// pass through its `select!` per event cost more than a small diff's apply.
+/// Stream events the loop handles per wake-up before it looks at its other inputs again, so a
+/// burst is not one pass through the loop's `select!` (nine arms polled) per event.
 const STREAM_EVENTS_PER_PASS: usize = STREAM_EVENTS_IN_FLIGHT;
 
 /// One book and what the loop knows about it.
