@@ -20,6 +20,7 @@
 
 use crate::book::{BookEdits, BookMeta, BookSides, Level, LevelEdit, RawLevel};
 use crate::error::WriteError;
+use crate::proof::{TopHash, top_hash};
 use crate::status::{BookStatus, Side};
 use crate::writer::{BookHandle, SegmentWriter};
 
@@ -104,6 +105,16 @@ pub fn publish(
 ) -> Result<(), WriteError> {
     let capacity = writer.levels_per_side();
     fill(k, capacity, &mut scratch.bids, &mut scratch.asks);
+    // The engine hands the writer a hash of its top at ids every replica passes
+    // (`SegmentWriter::set_top_hash`); the pattern hashes every version, so a reader's test can
+    // recompute what it finds from `k` alone.
+    let hash = top_hash(
+        PRICE_EXPONENT,
+        QUANTITY_EXPONENT,
+        &scratch.bids,
+        &scratch.asks,
+    );
+    writer.set_top_hash(book, TopHash { hash, update_id: k })?;
     let held = (
         writer.published_levels(book, Side::Bids),
         writer.published_levels(book, Side::Asks),
