@@ -119,6 +119,9 @@ pub struct DepthCache {
     coverage: Coverage,
     /// The same for the audit's book, from its snapshot.
     audit_coverage: Coverage,
+    /// The event being stepped is a connection's replay (see
+    /// [`DepthCache::on_replayed_update`]).
+    replaying: bool,
     /// The exchange second (`E / 1000`) of the last event applied since the book was loaded;
     /// 0 while unknown. An event of a later second is a hash point (see the module doc).
     hashed_second: u64,
@@ -176,6 +179,7 @@ impl DepthCache {
             audits: Audit::default(),
             coverage: Coverage::default(),
             audit_coverage: Coverage::default(),
+            replaying: false,
             hashed_second: 0,
         })
     }
@@ -198,6 +202,28 @@ impl DepthCache {
     /// The book as applied so far (not necessarily synced: see [`DepthCache::meta`]).
     pub fn book(&self) -> &OrderBook {
         &self.book
+    }
+
+    /// [`DepthCache::on_update`] for an event a connection held and replays after the events of
+    /// the connection it replaced (make-before-break, `crate::connection`): it is applied or
+    /// ignored by the same rules, but its exchange time does not count as proof that ids went
+    /// backwards. The rule that does (`crate::sync`) relies on a duplicate carrying the same `E`
+    /// as the copy already applied; Binance does not document that two connections stamp an
+    /// update alike, and a false "backwards" here would resync every book of a handover that
+    /// exists to resync none. Such a replay still meets the 1 000-ignored fallback.
+    ///
+    /// # Errors
+    /// As [`DepthCache::on_update`].
+    pub fn on_replayed_update(
+        &mut self,
+        update: DiffUpdate,
+        receive_time_ns: u64,
+        publisher: &mut Publisher,
+    ) -> Result<NextStep, DepthCacheError> {
+        self.replaying = true;
+        let step = self.on_update(update, receive_time_ns, publisher);
+        self.replaying = false;
+        step
     }
 
     /// Steps the book with a live diff event received at `receive_time_ns` (Unix ns).
@@ -231,7 +257,12 @@ impl DepthCache {
         receive_time_ns: u64,
         publisher: &mut Publisher,
     ) -> Result<NextStep, DepthCacheError> {
-        let event_time_ms = update.event_time_ms;
+        // A replayed event's time is not compared (see `on_replayed_update`).
+        let event_time_ms = if self.replaying {
+            0
+        } else {
+            update.event_time_ms
+        };
         match self.sync.on_event_at(update, event_time_ms) {
             EventStep::Buffered | EventStep::Ignore => Ok(NextStep::Continue),
             EventStep::Apply(update) => {

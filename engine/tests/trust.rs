@@ -174,6 +174,35 @@ fn an_older_id_at_a_newer_exchange_time_is_a_resync_at_once() {
 }
 
 #[test]
+fn a_replayed_event_at_a_newer_exchange_time_is_not_taken_for_ids_going_backwards() {
+    // A handover's successor replays what it held; were its copies stamped later than the
+    // predecessor's (two connections, two stamps), the time rule must not resync the book.
+    let cluster = cluster("replaynew");
+    let (mut publisher, mut cache, mut reader) = synced_spot(&cluster);
+    for id in 5..11 {
+        let replay = at(100 + id, event((id, id, None), &[("97", "1")], &[]));
+        let step = cache.on_replayed_update(replay, 0, &mut publisher).unwrap();
+        assert_eq!(step, NextStep::Continue);
+    }
+    assert_eq!(status(&mut reader, "binance.com", "X"), BookStatus::Synced);
+    // The replay applies what is new by the same rules as a live event.
+    let next = at(200, event((12, 12, None), &[("97", "2")], &[]));
+    let step = cache.on_replayed_update(next, 0, &mut publisher).unwrap();
+    assert_eq!(step, NextStep::Continue);
+    assert_eq!(cache.meta().last_update_id, 12);
+    // Once the live stream applies an event again, the same older id at a newer time is the
+    // reset it looks like.
+    let live = at(250, event((13, 13, None), &[("97", "3")], &[]));
+    assert_eq!(
+        cache.on_update(live, 0, &mut publisher).unwrap(),
+        NextStep::Continue
+    );
+    let reset = at(300, event((3, 3, None), &[("97", "1")], &[]));
+    let step = cache.on_update(reset, 0, &mut publisher).unwrap();
+    assert_eq!(step, NextStep::FetchSnapshot);
+}
+
+#[test]
 fn ids_that_go_backwards_are_a_resync_not_an_endlessly_ignored_event() {
     // No event was applied since the snapshot, so no event time to compare with: the count of
     // ignored events in a row is what catches the reset.

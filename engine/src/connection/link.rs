@@ -45,6 +45,7 @@ pub(super) fn read_text(
                     book,
                     update,
                     received_ns,
+                    replayed: false,
                 }),
                 Err(error) => {
                     tracing::warn!(stream, %error, "malformed depth event");

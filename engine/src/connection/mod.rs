@@ -130,6 +130,9 @@ pub enum StreamEvent {
         update: DiffUpdate,
         /// When it was received, Unix ns.
         received_ns: u64,
+        /// A successor connection held it and replays it after its predecessor's events (see
+        /// the module doc): it may repeat an event the book applied already.
+        replayed: bool,
     },
     /// These books' streams are subscribed: their events are flowing, so a snapshot can be
     /// aligned with them.

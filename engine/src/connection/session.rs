@@ -367,7 +367,10 @@ impl<'a> Session<'a> {
         self.refused.clear();
         self.refused_retry_at = None;
         self.refuse(refused_on_next.into_iter().collect());
-        for event in std::mem::take(&mut self.held) {
+        for mut event in std::mem::take(&mut self.held) {
+            if let StreamEvent::Diff { replayed, .. } = &mut event {
+                *replayed = true;
+            }
             forward(self.events, event).await?;
         }
         if !report.confirmed.is_empty() {

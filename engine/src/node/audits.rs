@@ -46,14 +46,17 @@ const MIN_AUDIT_CYCLE: Duration = Duration::from_secs(60);
 /// in the queue (its events are buffered meanwhile).
 pub(super) const AUDITS_IN_FLIGHT: usize = 2;
 
-/// How long after a book synced its first full-depth audit is due: a fixed share of
+/// How long after a book first synced its first full-depth audit is due: a fixed share of
 /// [`DEEP_AUDIT_EVERY`] per book, spread evenly over it. Were every book's first audit its deep
 /// one, books added together would all ask for 1 000 levels (weight 50 on spot) in the first
 /// cycle, and at a 50% share only 30 of them fit in a minute (measured: 50 books each audited
 /// every 1.7 min); staggered, the first cycle runs at the adaptive depth and the deep audits
 /// trickle in over the hour, one book at a time. Waiting is safe: a book that just synced was
-/// built from a fresh snapshot of its full depth, which is what a deep audit would compare it
-/// with (and a resync starts the wait again for the same reason).
+/// built from a fresh exchange snapshot of its full depth, which is what a deep audit would
+/// compare it with. Two exceptions keep "every book deep-audited within the hour of syncing"
+/// true: the wait counts from the book's *first* sync (a resync does not restart it, or a book
+/// resyncing more often than its share would never be audited deep), and a book started from a
+/// peer's copy, whose levels the exchange never confirmed to us, is audited deep first.
 ///
 /// The share is the book id's Fibonacci hash (its product with 2^64 / φ, as a fraction of
 /// 2^64): consecutive ids, which books added together get, land far apart and fill the hour
@@ -62,6 +65,23 @@ fn first_deep_audit_after(book: BookId) -> Duration {
     const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
     let share = u64::from(book).wrapping_mul(GOLDEN) as f64 / 2f64.powi(64);
     DEEP_AUDIT_EVERY.mul_f64(share)
+}
+
+/// Whether a book's next audit is full depth: a peer's copy no audit compared yet first; else
+/// hourly, the first time `first_after` (its staggered share) after the book *first* synced.
+/// Durations are how long ago the last deep audit ended and the book first synced (`None`:
+/// never).
+fn deep_audit_due(
+    peer_copy_unaudited: bool,
+    since_deep_audit: Option<Duration>,
+    since_first_synced: Option<Duration>,
+    first_after: Duration,
+) -> bool {
+    peer_copy_unaudited
+        || match since_deep_audit {
+            Some(since) => since >= DEEP_AUDIT_EVERY,
+            None => since_first_synced.is_none_or(|since| since >= first_after),
+        }
 }
 
 impl Node {
@@ -73,13 +93,12 @@ impl Node {
         let exchange = entry.spec.exchange;
         let spec = exchange.spec();
         let deepest = spec.snapshot_limit(SNAPSHOT_LIMIT);
-        let deep_due = match entry.deep_audited_at {
-            Some(at) => at.elapsed() >= DEEP_AUDIT_EVERY,
-            // Never audited deep: due a staggered part of the hour after the book synced.
-            None => entry
-                .synced_since
-                .is_none_or(|since| since.elapsed() >= first_deep_audit_after(book)),
-        };
+        let deep_due = deep_audit_due(
+            entry.peer_copy_unaudited,
+            entry.deep_audited_at.map(|at| at.elapsed()),
+            entry.first_synced_at.map(|at| at.elapsed()),
+            first_deep_audit_after(book),
+        );
         let Some(interval) = self.config.audit_interval.filter(|_| !deep_due) else {
             return deepest;
         };
@@ -226,6 +245,7 @@ impl Node {
         entry.events_since_audit = 0;
         if step != AuditStep::Failed && entry.audit_limit >= SNAPSHOT_LIMIT {
             entry.deep_audited_at = entry.audited_at;
+            entry.peer_copy_unaudited = false;
         }
         let audits = entry.cache.audits();
         tracing::debug!(exchange = %entry.spec.exchange, symbol = %entry.spec.symbol, ?step, audits = audits.audits, mismatches = audits.audit_mismatches, "audit ended");
@@ -256,5 +276,38 @@ mod tests {
         }
         // Deterministic: a node restarted with the same books staggers them the same way.
         assert_eq!(first_deep_audit_after(7), first_deep_audit_after(7));
+    }
+
+    /// The rules behind "every book a full-depth audit at least hourly".
+    #[test]
+    fn when_an_audit_is_full_depth() {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        let share = minutes(30);
+        // First synced 10 min ago, never audited deep: not yet (its share is 30 min)...
+        assert!(!deep_audit_due(false, None, Some(minutes(10)), share));
+        // ...and due once the share has passed since the *first* sync, however recently the
+        // book resynced (a resync does not restart this clock).
+        assert!(deep_audit_due(false, None, Some(minutes(31)), share));
+        // Then hourly.
+        assert!(!deep_audit_due(
+            false,
+            Some(minutes(59)),
+            Some(minutes(90)),
+            share
+        ));
+        assert!(deep_audit_due(
+            false,
+            Some(minutes(60)),
+            Some(minutes(120)),
+            share
+        ));
+        // A peer's copy is audited deep first, even right after a deep audit.
+        assert!(deep_audit_due(
+            true,
+            Some(minutes(1)),
+            Some(minutes(2)),
+            share
+        ));
+        assert!(deep_audit_due(true, None, Some(Duration::ZERO), share));
     }
 }

@@ -116,6 +116,13 @@ struct Entry {
     audit_limit: u32,
     /// When the book's last full-depth audit ended (`None`: never).
     deep_audited_at: Option<Instant>,
+    /// When the book first became synced: the clock of its first full-depth audit (see
+    /// `audits`), which resyncs do not restart — a book that resyncs more often than its share
+    /// of the hour would otherwise never be audited deep.
+    first_synced_at: Option<Instant>,
+    /// The book's levels came from a peer's copy that no audit has compared with the exchange
+    /// yet: its next audit is full depth.
+    peer_copy_unaudited: bool,
     /// The recorder of its starting books and markers, when the book is recorded (its frames
     /// reach the recorder through its connection's tee).
     recorder: Option<crate::record::Recorder>,
@@ -458,6 +465,8 @@ impl Node {
                 audit_wanted: false,
                 audit_limit: SNAPSHOT_LIMIT,
                 deep_audited_at: None,
+                first_synced_at: None,
+                peer_copy_unaudited: false,
                 recorder,
             },
         );
@@ -542,14 +551,20 @@ impl Node {
     }
 
     /// Applies a diff event to its book and acts on the outcome.
-    fn on_diff(&mut self, book: BookId, update: DiffUpdate, received_ns: u64) {
+    fn on_diff(&mut self, book: BookId, update: DiffUpdate, received_ns: u64, replayed: bool) {
         let Some(entry) = self.books.get_mut(&book) else {
             return;
         };
         let before = entry.cache.meta().last_update_id;
-        let step = entry
-            .cache
-            .on_update(update, received_ns, &mut self.publisher);
+        let step = if replayed {
+            entry
+                .cache
+                .on_replayed_update(update, received_ns, &mut self.publisher)
+        } else {
+            entry
+                .cache
+                .on_update(update, received_ns, &mut self.publisher)
+        };
         // Only an event that moved the book proves its stream alive: a stream whose ids
         // went backwards brings nothing but ignored events, and must meet the silence
         // check rather than look busy.
@@ -587,7 +602,8 @@ impl Node {
                 book,
                 update,
                 received_ns,
-            } => self.on_diff(book, update, received_ns),
+                replayed,
+            } => self.on_diff(book, update, received_ns, replayed),
             StreamEvent::Subscribed { books } => {
                 for book in books {
                     self.request_snapshot(book);
@@ -707,6 +723,7 @@ impl Node {
                     // Newly synced: the refresh and silence clocks start now.
                     let now = Instant::now();
                     (entry.synced_since, entry.last_event) = (Some(now), now);
+                    entry.first_synced_at.get_or_insert(now);
                     entry.retry_delay = FIRST_SNAPSHOT_RETRY;
                     let shallow = entry.cache.is_shallow();
                     self.synced_after_seeding(book);

@@ -233,6 +233,8 @@ impl Node {
         let (Some(source), Some(seeder)) = (seed.loaded_from, &self.seeder) else {
             return;
         };
+        // The exchange has not seen these levels from us: the next audit compares all of them.
+        entry.peer_copy_unaudited = true;
         let spec = &entry.spec;
         let update_id = entry.cache.meta().last_update_id;
         tracing::info!(exchange = %spec.exchange, symbol = %spec.symbol, ?source, update_id, "DepthCache started from a peer's copy");
