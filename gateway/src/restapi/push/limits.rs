@@ -1,5 +1,9 @@
-//! The push server's limits, each a bound on what one client, or all of them, can make the
-//! server hold. A client over a limit gets an error (or is cut) with the limit in the text.
+//! The push server's limits, each a bound on what one client, one peer IP address (all its
+//! clients together) or all clients can make the server hold. A client over a limit gets an
+//! error (or is cut) with the limit in the text. The server-wide stream budgets
+//! ([`MAX_TOPICS`], [`MAX_VIEW_LEVELS`]) are shared first come, first served; each peer address
+//! may hold only a quarter of them ([`MAX_STREAMS_PER_IP`], [`MAX_VIEW_LEVELS_PER_IP`]),
+//! so one host alone cannot leave every other client "try later".
 
 use std::time::Duration;
 
@@ -38,6 +42,19 @@ pub(crate) const MAX_TOPICS: usize = 65_536;
 /// (~128 MiB) and the levels it diffs per pass (at most 2²⁰, however the names vary N and the
 /// interval), which [`MAX_TOPICS`] alone does not.
 pub(crate) const MAX_VIEW_LEVELS: u64 = 1 << 20;
+
+/// Distinct streams (names) all the push clients of one peer IP address may hold at once: a
+/// quarter of [`MAX_TOPICS`], so one host alone cannot take every topic (a name several of its
+/// connections hold counts once: the bench, 1 000 clients of one host on the same 100
+/// `@bbo` names, holds 100). Over it, SUBSCRIBE (or `/sse`) is refused with the limit in the
+/// text.
+pub(crate) const MAX_STREAMS_PER_IP: usize = MAX_TOPICS / 4;
+
+/// View levels the distinct streams of one peer IP address's clients may hold at once (N per
+/// `@bookN` name, 1 per `@bbo`, each name once): a quarter of [`MAX_VIEW_LEVELS`] (2¹⁸), so one
+/// host alone cannot take the server's budget, nor make more than a quarter of the watcher's
+/// worst pass. Over it, SUBSCRIBE (or `/sse`) is refused with the limit in the text.
+pub(crate) const MAX_VIEW_LEVELS_PER_IP: u64 = MAX_VIEW_LEVELS / 4;
 
 /// A client whose oldest unsent message has waited this long is cut (close code 1008 with the
 /// reason, or a last SSE event). A client that reads at all drains its outbox far sooner; one

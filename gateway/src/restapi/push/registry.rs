@@ -45,7 +45,7 @@ pub(crate) enum LimitError {
 }
 
 /// The levels a topic of `name` holds in its view (see [`MAX_VIEW_LEVELS`]).
-fn view_levels(name: &StreamName) -> u64 {
+pub(super) fn view_levels(name: &StreamName) -> u64 {
     match name.kind() {
         StreamKind::Bbo => 1,
         StreamKind::Book(depth) => u64::from(depth),

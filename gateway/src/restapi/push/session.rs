@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use indexmap::IndexMap;
 use ubdcc_shm::ReadError;
@@ -70,6 +71,7 @@ impl Session {
     /// # Errors
     /// A bad stream name, a book not in this host's shared memory, more than
     /// [`MAX_STREAMS_PER_CLIENT`] streams or [`MAX_DEEP_STREAMS_PER_CLIENT`] deep ones, the
+    /// peer address's share of the stream budgets held ([`super::peers::ShareError`]), the
     /// watcher stopped, or a server-wide limit.
     pub(crate) fn subscribe(&mut self, names: &[String]) -> Result<(), RequestError> {
         let new = self.new_streams(names)?;
@@ -85,10 +87,16 @@ impl Session {
         }
         let push = self.push();
         push.ensure_watcher().map_err(RequestError::invalid)?;
-        let topics = push
-            .registry
-            .subscribe(&self.outbox, &new)
+        push.peers
+            .take(self.peer, &new, Instant::now())
             .map_err(RequestError::invalid)?;
+        let topics = match push.registry.subscribe(&self.outbox, &new) {
+            Ok(topics) => topics,
+            Err(error) => {
+                push.peers.give_back(self.peer, new.iter());
+                return Err(RequestError::invalid(error));
+            }
+        };
         self.deep += deep;
         for (name, topic) in new.into_iter().zip(topics) {
             self.streams.insert(Arc::clone(name.text()), (name, topic));
@@ -131,7 +139,10 @@ impl Session {
             .filter_map(|name| self.streams.shift_remove(name.text()))
             .collect();
         self.deep -= gone.iter().filter(|(name, _)| name.is_deep()).count();
-        self.push().registry.unsubscribe(&self.outbox, &gone);
+        let push = self.push();
+        push.registry.unsubscribe(&self.outbox, &gone);
+        push.peers
+            .give_back(self.peer, gone.iter().map(|(name, _)| name));
     }
 
     /// Records `messages` as sent now, in the publish → sent histogram.
@@ -175,6 +186,115 @@ impl Drop for Session {
             self.streams.drain(..).map(|(_, held)| held).collect();
         let push = self.push();
         push.registry.unsubscribe(&self.outbox, &all);
+        push.peers
+            .give_back(self.peer, all.iter().map(|(name, _)| name));
         push.release(self.peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use ubdcc_shm::{ClusterReader, SegmentConfig};
+
+    use super::*;
+    use crate::agent::StateCopy;
+    use crate::client::{DEFAULT_TIMEOUT, InternalClient};
+    use crate::identity::{PodIdentity, Role};
+    use crate::restapi::push::limits::MAX_VIEW_LEVELS_PER_IP;
+    use crate::restapi::push::peers::ShareError;
+
+    const A: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+
+    /// `count` names of `@book{depth}` of the one book, each with its own interval from `from` ms.
+    fn names(depth: u32, from: u32, count: u32) -> Vec<String> {
+        (from..from + count)
+            .map(|ms| format!("binance.com:BTCUSDT@book{depth}@{ms}ms"))
+            .collect()
+    }
+
+    fn session(api: &Arc<RestApi>, peer: IpAddr) -> Session {
+        api.push.as_ref().unwrap().admit(peer).unwrap();
+        Session::new(Arc::clone(api), peer)
+    }
+
+    #[test]
+    fn an_address_past_its_share_is_refused_and_gets_it_back_when_its_streams_go() {
+        let cluster = format!("pushshare{}", std::process::id());
+        let mut writer = SegmentConfig::new(cluster.as_str(), "dcn")
+            .books(2)
+            .levels_per_side(16)
+            .create()
+            .unwrap();
+        writer.add_book("binance.com", "BTCUSDT").unwrap();
+        let api = RestApi::new(
+            PodIdentity::new(Role::Restapi, None, None),
+            StateCopy::new(false),
+            InternalClient::new(None, None, DEFAULT_TIMEOUT),
+            "http://127.0.0.1:9",
+            Some(ClusterReader::open(&cluster).unwrap()),
+        );
+        let push = api.push.as_ref().unwrap();
+        // A connection holds at most 64 deep streams: 64 × 1000 + 960 × 100 = 160 000 levels.
+        let full: Vec<String> = [names(1000, 10, 64), names(100, 10, 960)].concat();
+        let mut first = session(&api, A);
+        first.subscribe(&full).unwrap();
+        // Other names on a second connection: 64 × 1000 + 381 × 100 → 262 100 of 262 144.
+        let rest: Vec<String> = [names(1000, 1000, 64), names(100, 1000, 381)].concat();
+        let mut second = session(&api, A);
+        second.subscribe(&rest).unwrap();
+        assert_eq!(push.peers.held(A), (2 * 64 + 960 + 381, 262_100));
+        // A name the first connection holds costs the address nothing more.
+        second.subscribe(&full[64..66]).unwrap();
+        assert_eq!(push.peers.held(A), (2 * 64 + 960 + 381, 262_100));
+        let error = second
+            .subscribe(&[
+                "binance.com:BTCUSDT@bbo".to_owned(),
+                "binance.com:BTCUSDT@book100".to_owned(),
+            ])
+            .unwrap_err();
+        let text = format!("{error:?}");
+        assert!(
+            text.contains(&MAX_VIEW_LEVELS_PER_IP.to_string()) && text.contains("view levels"),
+            "{text}"
+        );
+        let one = vec![StreamName::parse("binance.com:BTCUSDT@book100").unwrap()];
+        assert!(matches!(
+            push.peers.take(A, &one, Instant::now()),
+            Err(ShareError::ViewLevels { .. })
+        ));
+        assert_eq!(
+            push.peers.held(A),
+            (2 * 64 + 960 + 381, 262_100),
+            "refused whole"
+        );
+        // Another address still subscribes.
+        let mut other = session(&api, B);
+        other
+            .subscribe(&["binance.com:BTCUSDT@book1000".to_owned()])
+            .unwrap();
+        assert_eq!(push.peers.held(B), (1, 1000));
+        // Unsubscribing gives the share back; so does the end of a session.
+        second.unsubscribe(&rest[..10]);
+        assert_eq!(push.peers.held(A).1, 262_100 - 10_000);
+        second
+            .subscribe(&["binance.com:BTCUSDT@book100".to_owned()])
+            .unwrap();
+        drop(second);
+        assert_eq!(
+            push.peers.held(A),
+            (64 + 960, 160_000),
+            "the first's are held"
+        );
+        first.unsubscribe(&full);
+        assert_eq!(push.peers.held(A), (0, 0));
+        assert!(first.is_idle());
+        drop(first);
+        drop(other);
+        assert_eq!(push.peers.held(B), (0, 0));
+        assert_eq!(push.registry.counts(), (0, 0));
+        drop(writer);
     }
 }

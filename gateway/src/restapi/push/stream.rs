@@ -13,12 +13,17 @@
 //! on every change of its book (a conflated one at most once per interval). What a neighbour
 //! could make the server hold and do with thousands of `@book1000@<n>ms` variants is bounded
 //! by the view-level budget (`super::limits::MAX_VIEW_LEVELS`: Σ N over distinct names, so at
-//! most ~1 000 `@book1000` topics in all, ~128 MiB), by [`MAX_DEEP_BOOK`]-deeper streams per
-//! client (`super::limits::MAX_DEEP_STREAMS_PER_CLIENT`) and by the distinct-stream cap; the
-//! book is still read once per change for all its topics, and a snapshot's body is serialised
-//! once per book and N in a pass. Measured at the budget's most (release, 1 048
-//! `@book1000@<n>ms` names of one busy book, all due): 9 ms per watcher pass of diffs, 32 ms per
-//! pass of snapshots (`super::watcher` test `worst_pass_under_the_view_level_budget`).
+//! most ~1 000 `@book1000` topics in all, ~128 MiB), of which one peer address may hold a
+//! quarter (`super::limits::MAX_VIEW_LEVELS_PER_IP`), by
+//! [`MAX_DEEP_BOOK`]-deeper streams per client (`super::limits::MAX_DEEP_STREAMS_PER_CLIENT`)
+//! and by the distinct-stream cap; the book is still read once per change for all its topics,
+//! and a snapshot's body is serialised once per book and N in a pass. Measured at the budget's
+//! most (release, 1 048 `@book1000@<n>ms` names of one busy book, all due): 9 ms per watcher
+//! pass of diffs, 32 ms per pass of snapshots (`super::watcher` test
+//! `worst_pass_under_the_view_level_budget`). Those names share one N and so one snapshot body;
+//! names of distinct N or of distinct books share none, and the worst pass of snapshots under
+//! the budget is then the unshared figure of the same measurement, ~248 ms. One peer address
+//! alone can reach only a quarter of it.
 
 use std::fmt;
 use std::sync::Arc;

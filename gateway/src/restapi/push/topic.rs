@@ -65,27 +65,39 @@ enum Sent {
 }
 
 /// Where fan-out leaves its side effects: outboxes to wake once the pass is done, and how many
-/// messages were queued; and the snapshot bodies made this pass, shared between names.
-/// One `FanOut` lives for one pass.
+/// messages were queued; and the snapshot bodies made from the book looked at now, shared
+/// between its names. One `FanOut` lives for one pass; [`FanOut::next_book`] forgets the bodies
+/// before each book.
 #[derive(Default)]
 pub(crate) struct FanOut {
     /// Outboxes that went from empty to not empty.
     pub(crate) wake: Vec<Arc<Outbox>>,
     /// Messages queued.
     pub(crate) queued: u64,
-    /// Snapshot `data` bodies of this pass.
+    /// Snapshot `data` bodies of the book looked at now.
     bodies: SnapshotBodies,
 }
 
-/// The snapshot `data` bodies made in one pass, per (exchange, market, N). A pass reads each
-/// book once, and every `@bookN` topic of that book that sends a snapshot in the pass holds the
+impl FanOut {
+    /// Forgets the snapshot bodies of the book looked at before (keeping their map's room): the
+    /// next topics served hold another read, of another book.
+    pub(crate) fn next_book(&mut self) {
+        self.bodies.0.clear();
+    }
+}
+
+/// The snapshot `data` bodies made from one read of one book, per N. A pass reads each book
+/// once, and every `@bookN` topic of that book that sends a snapshot in the pass holds the
 /// first N levels of that read, so their snapshots differ only in the name: the body is
-/// serialised once and copied behind each name ([`message::wrap`]). Measured (release, one busy
-/// book, 1 048 `@book1000@<n>ms` names, the view-level budget's most): a pass where every name
-/// sends a snapshot took 248 ms serialising each, 32 ms sharing the body (a pass
-/// of diffs: 9 ms; `watcher::tests::worst_pass_under_the_view_level_budget`).
+/// serialised once per N and copied behind each name ([`message::wrap`]). Names of distinct N
+/// share nothing. Measured (release, one busy book, 1 048 `@book1000@<n>ms` names, the
+/// view-level budget's most): a pass where every name sends a snapshot took 248 ms serialising
+/// each, 32 ms sharing the body (a pass of diffs: 9 ms;
+/// `watcher::tests::worst_pass_under_the_view_level_budget`). Names of distinct books or
+/// distinct N share nothing, so the worst pass under the budget (2²⁰ levels, e.g. spread over
+/// many busy books) serialises every snapshot: about the unshared 248 ms.
 #[derive(Default)]
-struct SnapshotBodies(HashMap<(String, String, u32), Arc<[u8]>>);
+struct SnapshotBodies(HashMap<u32, Arc<[u8]>>);
 
 /// One stream as the watcher serves it.
 pub(crate) struct Topic {
@@ -465,8 +477,8 @@ impl View {
 
     /// The whole state subscribers hold: the last `@bbo` message, or a snapshot of the view
     /// (made once per version, shared by every subscriber that needs it). With `bodies`, the
-    /// view holds this pass's read of its book, and the snapshot's body is shared with the other
-    /// names of that book and N ([`SnapshotBodies`]).
+    /// view holds this pass's read of its book, the one `bodies` were made from, and the
+    /// snapshot's body is shared with the other names of that book and N ([`SnapshotBodies`]).
     fn state(&mut self, name: &StreamName, bodies: Option<&mut SnapshotBodies>) -> Payload {
         if let Some(state) = &self.state {
             return state.clone();
@@ -481,10 +493,9 @@ impl View {
         };
         let payload = match (bodies, name.kind()) {
             (Some(bodies), StreamKind::Book(depth)) => {
-                let key = (name.exchange().to_owned(), name.market().to_owned(), depth);
                 let body = bodies
                     .0
-                    .entry(key)
+                    .entry(depth)
                     .or_insert_with(|| message::book_data(&snapshot).into());
                 message::wrap(name.text(), body)
             }
@@ -873,5 +884,21 @@ mod tests {
         assert_eq!(b["stream"], "binance.com:BTCUSDT@book7");
         assert_eq!(a["data"], b["data"]);
         assert_eq!(a["data"]["snapshot"], true);
+        // The next book's names of the same N get their own body.
+        fan.next_book();
+        assert!(fan.bodies.0.is_empty());
+        let (mut other, other_box) = subscribed("binance.com:ETHUSDT@book7");
+        let other_book = bid_levels(&[9.0], 1.0);
+        let observation = Observation::Book {
+            info: &info,
+            origin: &origin,
+            bids: &other_book,
+            asks: &[],
+        };
+        other.observe(&observation, now, cut_after, &mut fan);
+        let c = taken(&other_box);
+        assert_eq!(c["stream"], "binance.com:ETHUSDT@book7");
+        assert_ne!(c["data"], a["data"]);
+        assert_eq!(c["data"]["bids"].as_array().map(Vec::len), Some(1));
     }
 }

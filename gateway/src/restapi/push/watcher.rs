@@ -138,6 +138,7 @@ impl<S: BookSource> Watcher<S> {
     fn restart(&mut self, now: Instant) {
         let mut fan = FanOut::default();
         for topic in self.topics.values_mut() {
+            fan.next_book();
             topic.restart(STOPPED, now, CUT_AFTER, &mut fan);
         }
         for book in self.books.values_mut() {
@@ -259,6 +260,7 @@ impl<S: BookSource> Watcher<S> {
         let Some(read) = read else {
             return;
         };
+        fan.next_book();
         for id in due {
             let Some(topic) = self.topics.get_mut(&id) else {
                 continue;
