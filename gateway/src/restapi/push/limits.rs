@@ -56,6 +56,14 @@ pub(crate) const MAX_STREAMS_PER_IP: usize = MAX_TOPICS / 4;
 /// worst pass. Over it, SUBSCRIBE (or `/sse`) is refused with the limit in the text.
 pub(crate) const MAX_VIEW_LEVELS_PER_IP: u64 = MAX_VIEW_LEVELS / 4;
 
+/// View levels of names new to one peer IP address (none of its clients held them) its clients
+/// may subscribe to per second: its whole share ([`MAX_VIEW_LEVELS_PER_IP`]) once a second, so
+/// churning fresh names (each a new topic, whose first message is a snapshot of its own) makes
+/// the watcher serialise at most a quarter of the budget's snapshots a second per address.
+/// Over it, SUBSCRIBE (or `/sse`) is refused with the limit in the text; a second later it
+/// passes.
+pub(crate) const MAX_NEW_VIEW_LEVELS_PER_IP_PER_SECOND: u64 = MAX_VIEW_LEVELS_PER_IP;
+
 /// A client whose oldest unsent message has waited this long is cut (close code 1008 with the
 /// reason, or a last SSE event). A client that reads at all drains its outbox far sooner; one
 /// that stopped reading would otherwise hold its socket's buffers until the HTTP write timeout.

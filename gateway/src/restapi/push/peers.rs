@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::limits::{
-    MAX_CLIENTS_PER_IP, MAX_SSE_PER_IP_PER_SECOND, MAX_STREAMS_PER_IP, MAX_VIEW_LEVELS_PER_IP,
+    MAX_CLIENTS_PER_IP, MAX_NEW_VIEW_LEVELS_PER_IP_PER_SECOND, MAX_SSE_PER_IP_PER_SECOND,
+    MAX_STREAMS_PER_IP, MAX_VIEW_LEVELS_PER_IP,
 };
 use super::registry::view_levels;
 use super::stream::StreamName;
@@ -53,18 +54,41 @@ pub(crate) enum ShareError {
         /// Asked for.
         more: u64,
     },
+    /// Its connections subscribed names new to it of
+    /// [`MAX_NEW_VIEW_LEVELS_PER_IP_PER_SECOND`] view levels this second.
+    #[error(
+        "this address made new streams of their most view levels this second ({MAX_NEW_VIEW_LEVELS_PER_IP_PER_SECOND} a second), {made} so far and asked for {more} more; try again in a second"
+    )]
+    Churn {
+        /// Made this second.
+        made: u64,
+        /// Asked for.
+        more: u64,
+    },
 }
 
-/// One peer's clients, its current `/sse` second and the streams its clients hold.
+/// One peer's clients, its current second (`/sse` requests and new view levels in it) and the
+/// streams its clients hold.
 #[derive(Debug)]
 struct Peer {
     clients: usize,
     second: Instant,
     requests: u32,
+    /// View levels of the names new to it this second ([`MAX_NEW_VIEW_LEVELS_PER_IP_PER_SECOND`]).
+    new_levels: u64,
     /// Distinct stream names its connections hold → how many of them hold each.
     names: HashMap<Arc<str>, u32>,
     /// View levels of `names` (`super::registry::view_levels` each, counted once per name).
     levels: u64,
+}
+
+impl Peer {
+    /// Starts a new second at `now` when the current one is over.
+    fn tick(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.second) >= Duration::from_secs(1) {
+            (self.second, self.requests, self.new_levels) = (now, 0, 0);
+        }
+    }
 }
 
 /// Every peer with a client or a recent request.
@@ -86,9 +110,7 @@ impl Peers {
     pub(crate) fn count_request(&self, ip: IpAddr, now: Instant) -> Result<(), PeerError> {
         let mut peers = self.lock();
         let peer = entry(&mut peers, ip, now);
-        if now.saturating_duration_since(peer.second) >= Duration::from_secs(1) {
-            (peer.second, peer.requests) = (now, 0);
-        }
+        peer.tick(now);
         peer.requests += 1;
         if peer.requests > MAX_SSE_PER_IP_PER_SECOND {
             return Err(PeerError::Rate);
@@ -131,6 +153,7 @@ impl Peers {
     ) -> Result<(), ShareError> {
         let mut peers = self.lock();
         let peer = entry(&mut peers, ip, now);
+        peer.tick(now);
         let new = || {
             names
                 .iter()
@@ -150,7 +173,14 @@ impl Peers {
                 more: levels,
             });
         }
+        if peer.new_levels + levels > MAX_NEW_VIEW_LEVELS_PER_IP_PER_SECOND {
+            return Err(ShareError::Churn {
+                made: peer.new_levels,
+                more: levels,
+            });
+        }
         peer.levels += levels;
+        peer.new_levels += levels;
         for name in names {
             *peer.names.entry(Arc::clone(name.text())).or_insert(0) += 1;
         }
@@ -200,6 +230,7 @@ fn entry(peers: &mut HashMap<IpAddr, Peer>, ip: IpAddr, now: Instant) -> &mut Pe
         clients: 0,
         second: now,
         requests: 0,
+        new_levels: 0,
         names: HashMap::new(),
         levels: 0,
     })
@@ -287,6 +318,8 @@ mod tests {
                 .map(|i| format!("binance.com:M{i}@bbo"))
                 .collect::<Vec<_>>(),
         );
+        // A second later: the deep names were new to A this second too.
+        let now = now + Duration::from_secs(1);
         peers.take(A, &bbo, now).unwrap();
         let one_bbo = names(&["binance.com:LAST@bbo".to_owned()]);
         assert_eq!(
@@ -300,6 +333,36 @@ mod tests {
         peers.give_back(A, bbo.iter());
         assert_eq!(peers.held(A), (0, 0));
         assert_eq!(peers.held(B), (2, 1001));
+    }
+
+    #[test]
+    fn an_address_renews_at_most_its_share_of_view_levels_a_second() {
+        let peers = Peers::default();
+        let now = Instant::now();
+        let per_book = MAX_VIEW_LEVELS_PER_IP / 1000;
+        let batch = |round: u64| {
+            names(
+                &(0..per_book)
+                    .map(|i| format!("binance.com:M{i}@book1000@{}ms", 10 + round))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let first = batch(0);
+        peers.take(A, &first, now).unwrap();
+        peers.give_back(A, first.iter());
+        assert_eq!(peers.held(A), (0, 0));
+        let fresh = batch(1);
+        assert_eq!(
+            peers.take(A, &fresh, now),
+            Err(ShareError::Churn {
+                made: per_book * 1000,
+                more: per_book * 1000
+            })
+        );
+        assert_eq!(peers.held(A), (0, 0), "refused whole");
+        assert_eq!(peers.take(B, &fresh, now), Ok(()), "B is not affected");
+        let later = now + Duration::from_secs(1);
+        assert_eq!(peers.take(A, &fresh, later), Ok(()));
     }
 
     #[test]

@@ -279,6 +279,8 @@ mod tests {
         // Unsubscribing gives the share back; so does the end of a session.
         second.unsubscribe(&rest[..10]);
         assert_eq!(push.peers.held(A).1, 262_100 - 10_000);
+        // New names a second later (the address's share of new levels this second is made).
+        std::thread::sleep(std::time::Duration::from_secs(1));
         second
             .subscribe(&["binance.com:BTCUSDT@book100".to_owned()])
             .unwrap();
