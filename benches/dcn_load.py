@@ -86,7 +86,7 @@ def main():
         os.sched_setaffinity(0, {0})
         sample = markets[:: max(1, len(markets) // 50)]
         last = {}
-        engine_us, visible_ms, arrival_ms, samples = [], [], [], []
+        engine_us, visible_ms, arrival_ms, samples, ticks = [], [], [], [], {}
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             for exchange, symbol in sample:
@@ -101,6 +101,7 @@ def main():
                         visible_ms.append((seen_ns - info["event_time_ms"] * 1_000_000) / 1e6)
                         arrival_ms.append((info["receive_time_ns"] - info["event_time_ms"] * 1_000_000) / 1e6)
                         samples.append((seen_ns, f"{exchange}:{symbol}", engine_us[-1], visible_ms[-1]))
+                        ticks.setdefault(info["event_time_ms"], []).append((info["receive_time_ns"], info["publish_time_ns"]))
                     last[(exchange, symbol)] = info["last_update_id"]
             time.sleep(0.0005)
         print(f"engine receive->publish: p50 {statistics.median(engine_us):.1f} us, p90 {percentile(engine_us, 0.9):.1f} us, p99 {percentile(engine_us, 0.99):.1f} us, max {max(engine_us):.1f} us ({len(engine_us)} updates)")
@@ -109,6 +110,12 @@ def main():
                 out.writelines(f"{seen} {market} {engine:.1f} {visible:.3f}\n" for seen, market, engine, visible in samples)
         print(f"event time->visible in shm: p50 {statistics.median(visible_ms):.2f} ms, p99 {percentile(visible_ms, 0.99):.2f} ms")
         print(f"event time->DCN receive: p50 {statistics.median(arrival_ms):.2f} ms, p99 {percentile(arrival_ms, 0.99):.2f} ms")
+        # A tick's events share `E`: from the first sampled one read to the last one published is
+        # how long the DCN takes to take in and apply a burst, wherever its events waited (in
+        # the DCN after their read, or in the kernel's socket buffer before it).
+        bursts = [(max(p for _, p in t) - min(r for r, _ in t)) / 1e6 for t in ticks.values() if len(t) >= 10]
+        if bursts:
+            print(f"tick burst, first sampled receive->last sampled publish: p50 {statistics.median(bursts):.2f} ms, p99 {percentile(bursts, 0.99):.2f} ms ({len(bursts)} ticks)")
     finally:
         dcn.terminate()
         dcn.wait()
