@@ -552,6 +552,21 @@ mod tests {
     }
 
     /// Observes a book of `depth` (holding `depth` bids) at `update`; the message it gave.
+    /// Lets `topic` observe `observation` (a conflation interval long past); the messages its
+    /// subscriber's `outbox` then holds, concatenated.
+    fn delivered(topic: &mut Topic, outbox: &Arc<Outbox>, observation: &Observation) -> String {
+        let mut fan = FanOut::default();
+        topic.observe(
+            observation,
+            Instant::now(),
+            Duration::from_secs(3600),
+            &mut fan,
+        );
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
+        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
+    }
+
     fn observe(topic: &mut Topic, outbox: &Arc<Outbox>, update: u64, depth: u32) -> String {
         let (info, origin, bids) = (info(update, depth), origin(update), bids(depth));
         let observation = Observation::Book {
@@ -560,16 +575,7 @@ mod tests {
             bids: &bids,
             asks: &[],
         };
-        let mut fan = FanOut::default();
-        topic.observe(
-            &observation,
-            Instant::now(),
-            Duration::from_secs(3600),
-            &mut fan,
-        );
-        let mut out = Vec::new();
-        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
-        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
+        delivered(topic, outbox, &observation)
     }
 
     fn subscribed(name: &str) -> (Topic, Arc<Outbox>) {
@@ -655,16 +661,7 @@ mod tests {
             bbo,
             replica: &replica,
         };
-        let mut fan = FanOut::default();
-        topic.observe(
-            &observation,
-            Instant::now(),
-            Duration::from_secs(3600),
-            &mut fan,
-        );
-        let mut out = Vec::new();
-        outbox.take(&mut out, usize::MAX, Instant::now()).unwrap();
-        out.iter().map(|m| m.payload.as_str().to_owned()).collect()
+        delivered(topic, outbox, &observation)
     }
 
     #[test]
