@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_int};
 
 use ubdcc_shm::{FillAmount, Level, LevelQuery, ReadError, Side, depth_stats, fill_price};
 
-use crate::reader::{book_args, guarded, query_arg, str_arg, ubdcc_reader_t, write_entries};
+use crate::reader::{book_call, guarded, query_arg, str_arg, ubdcc_reader_t, write_entries};
 use crate::status::{
     UBDCC_ERR_BUFFER_TOO_SMALL, UBDCC_ERR_INVALID_ARGUMENT, UBDCC_ERR_NULL_ARGUMENT, UBDCC_OK,
     fail, fail_read, status_of, ubdcc_status_t,
@@ -76,12 +76,9 @@ pub unsafe extern "C" fn ubdcc_get_book(
                 "bids or asks is null but its capacity is not 0",
             );
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };
@@ -264,12 +261,9 @@ pub unsafe extern "C" fn ubdcc_fill_price(
         if out_fill.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_fill is null");
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };
@@ -369,12 +363,9 @@ pub unsafe extern "C" fn ubdcc_depth_stats(
                 "bps or out_bands is null but band_count is not 0",
             );
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };

@@ -48,20 +48,27 @@ pub(crate) unsafe fn str_arg<'a>(
         .map_err(|_| fail(UBDCC_ERR_INVALID_ARGUMENT, format!("{what} is not UTF-8")))
 }
 
-/// Borrows the exchange and market arguments, checking them in order so that the status and the
-/// message always describe the same (first) bad argument.
+/// Borrows the arguments every call about one book takes: the reader handle, then the exchange
+/// and market, checked in that order so that the status and the message always describe the same
+/// (first) bad argument.
 ///
 /// # Safety
-/// Each pointer is null or points to a NUL-terminated string valid during the call.
-pub(crate) unsafe fn book_args<'a>(
+/// `reader` is null or a live handle no other thread uses during the call; each string pointer
+/// is null or points to a NUL-terminated string valid during the call.
+pub(crate) unsafe fn book_call<'a>(
+    reader: *mut ubdcc_reader_t,
     exchange: *const c_char,
     market: *const c_char,
-) -> Result<(&'a str, &'a str), ubdcc_status_t> {
+) -> Result<(&'a mut ubdcc_reader_t, &'a str, &'a str), ubdcc_status_t> {
+    // SAFETY: passed on from this function's contract.
+    let Some(handle) = (unsafe { reader.as_mut() }) else {
+        return Err(fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null"));
+    };
     // SAFETY: passed on from this function's contract.
     let exchange = unsafe { str_arg(exchange, "exchange") }?;
     // SAFETY: passed on from this function's contract.
     let market = unsafe { str_arg(market, "market") }?;
-    Ok((exchange, market))
+    Ok((handle, exchange, market))
 }
 
 /// The `limit_count` / `threshold_volume` of a read (each null when not set) as a query;
@@ -297,12 +304,9 @@ unsafe fn get_side(
                 "levels is null but capacity is not 0",
             );
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };
@@ -365,12 +369,9 @@ pub unsafe extern "C" fn ubdcc_book_info(
         if out_info.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_info is null");
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };
@@ -407,12 +408,9 @@ pub unsafe extern "C" fn ubdcc_bbo(
         if out_bbo.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_bbo is null");
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ubdcc_shm::WaitOutcome;
 
-use crate::reader::{book_args, guarded, ubdcc_reader_t};
+use crate::reader::{book_call, guarded, ubdcc_reader_t};
 use crate::status::{
     UBDCC_ERR_NULL_ARGUMENT, UBDCC_ERR_TIMEOUT, UBDCC_OK, fail, fail_read, ubdcc_status_t,
 };
@@ -39,12 +39,9 @@ pub unsafe extern "C" fn ubdcc_wait_for_update(
         if out_changes.is_null() {
             return fail(UBDCC_ERR_NULL_ARGUMENT, "out_changes is null");
         }
-        // SAFETY: `reader` is null or a live handle used only by this thread now (contract).
-        let Some(handle) = (unsafe { reader.as_mut() }) else {
-            return fail(UBDCC_ERR_NULL_ARGUMENT, "reader is null");
-        };
-        // SAFETY: both are null or valid C strings (contract).
-        let (exchange, market) = match unsafe { book_args(exchange, market) } {
+        // SAFETY: `reader` is null or a live handle used only by this thread now; `exchange` and
+        // `market` are null or valid C strings (contract).
+        let (handle, exchange, market) = match unsafe { book_call(reader, exchange, market) } {
             Ok(args) => args,
             Err(status) => return status,
         };
